@@ -1,0 +1,89 @@
+"""Argument checks shared by the public API: each raises before any work starts, naming the
+parameter, what it got and what is allowed."""
+from __future__ import annotations
+
+import math
+import numbers
+
+__all__ = ['check_number', 'check_int', 'check_positive', 'check_range', 'check_fraction', 'check_moms',
+           'check_callable', 'check_choice']
+
+
+def _is_number(v):
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def check_number(name, v, allow_none=False):
+    if v is None and allow_none: return v
+    if not _is_number(v):
+        raise TypeError(f'{name} must be a number, got {type(v).__name__} {v!r}')
+    if not math.isfinite(v):
+        raise ValueError(f'{name} must be finite, got {v!r}')
+    return v
+
+
+def check_int(name, v, min_value=None, allow_none=False):
+    if v is None and allow_none: return v
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+        raise TypeError(f'{name} must be an integer, got {type(v).__name__} {v!r}')
+    if min_value is not None and v < min_value:
+        raise ValueError(f'{name} must be an integer >= {min_value}, got {v!r}')
+    return int(v)
+
+
+def check_positive(name, v, allow_zero=False, allow_none=False):
+    if v is None and allow_none: return v
+    check_number(name, v)
+    if v < 0 or (v == 0 and not allow_zero):
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {v!r}")
+    return v
+
+
+def check_range(name, v, lo, hi, lo_open=False, hi_open=False, allow_none=False):
+    "`v` within [lo, hi], each end open when asked."
+    if v is None and allow_none: return v
+    check_number(name, v)
+    bad = (v < lo or v > hi or (lo_open and v == lo) or (hi_open and v == hi))
+    if bad:
+        raise ValueError(f"{name} must be in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}, got {v!r}")
+    return v
+
+
+def check_fraction(name, v):
+    "A fraction strictly between 0 and 1, like pct_start."
+    return check_range(name, v, 0, 1, lo_open=True, hi_open=True)
+
+
+def check_moms(name, moms, allow_none=True):
+    "A (high, low) pair of momentums, each in [0, 1)."
+    if moms is None and allow_none: return moms
+    if not isinstance(moms, (tuple, list)) or len(moms) not in (2, 3):
+        raise TypeError(f'{name} must be a pair (start, middle) of momentums, e.g. (0.95, 0.85), got {moms!r}')
+    for m in moms: check_range(name, m, 0, 1, hi_open=True)
+    return tuple(float(m) for m in moms)
+
+
+def check_callable(name, v, allow_none=False):
+    if v is None and allow_none: return v
+    if not callable(v): raise TypeError(f'{name} must be callable, got {type(v).__name__} {v!r}')
+    return v
+
+
+def check_choice(name, v, choices):
+    if v not in choices: raise ValueError(f'{name} must be one of {", ".join(map(repr, choices))}, got {v!r}')
+    return v
+
+
+def check_lr(name, lr, allow_none=False):
+    "A learning rate: a positive number, a sequence of them, or a slice of them."
+    if lr is None and allow_none: return lr
+    if isinstance(lr, slice):
+        for v in (lr.start, lr.stop):
+            if v is not None: check_positive(name, v)
+        if lr.stop is None: raise ValueError(f'{name} slice needs a stop (the top learning rate), got {lr}')
+        return lr
+    if isinstance(lr, (list, tuple)):
+        if not lr: raise ValueError(f'{name} must not be empty')
+        for v in lr: check_positive(name, v)
+        return lr
+    return check_positive(name, lr)

@@ -1,0 +1,38 @@
+"""Data the demo, benchmarks and tests use: MNIST-1D generated offline, as torch DataLoaders."""
+from __future__ import annotations
+
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from .checks import check_int
+from .learner import DataLoaders
+
+__all__ = ['mnist1d_arrays', 'mnist1d_dls', 'tensor_dls']
+
+
+def mnist1d_arrays(seed=42, num_samples=5000):
+    """(x_train, y_train, x_test, y_test) tensors of MNIST-1D, generated locally by the `mnist1d`
+    package (4000 train / 1000 test by default); nothing is downloaded."""
+    try:
+        from mnist1d.data import get_dataset_args, make_dataset
+    except ImportError as e:
+        raise ImportError('MNIST-1D needs the mnist1d package: pip install mnist1d') from e
+    args = get_dataset_args()
+    args.seed, args.num_samples = seed, num_samples
+    d = make_dataset(args)
+    f = lambda a: torch.as_tensor(a, dtype=torch.float32)
+    return f(d['x']), torch.as_tensor(d['y']).long(), f(d['x_test']), torch.as_tensor(d['y_test']).long()
+
+
+def tensor_dls(x, y, x_valid, y_valid, bs=100, valid_bs=None, shuffle=True, seed=None, **kwargs) -> DataLoaders:
+    "DataLoaders over in-memory tensors; `seed` fixes the shuffling order."
+    check_int('bs', bs, min_value=1)
+    g = torch.Generator().manual_seed(seed) if seed is not None else None
+    train = DataLoader(TensorDataset(x, y), batch_size=bs, shuffle=shuffle, generator=g, **kwargs)
+    valid = DataLoader(TensorDataset(x_valid, y_valid), batch_size=valid_bs or 2 * bs, **kwargs)
+    return DataLoaders(train, valid)
+
+
+def mnist1d_dls(bs=100, seed=42, data_seed=42, **kwargs) -> DataLoaders:
+    "MNIST-1D train/test DataLoaders (batch size `bs`, shuffling seeded by `seed`)."
+    return tensor_dls(*mnist1d_arrays(data_seed), bs=bs, seed=seed, **kwargs)

@@ -1,0 +1,110 @@
+"""One vocabulary for optimizer hyper-parameters, whatever the torch optimizer calls them.
+
+Schedules speak of ``lr``, ``mom``, ``wd``, ``beta2`` and ``eps``. SGD and RMSprop keep momentum in
+``momentum``, Adam-like optimizers in ``betas[0]``; ``wd`` is the decoupled weight decay this
+library applies itself (p <- p - lr*wd*p) so that it means the same for every optimizer.
+Any other name is read and written as the param-group key of that name.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = ['get_hyper', 'set_hyper', 'has_hyper', 'DecoupledWeightDecay', 'is_no_decay_param', 'lr_range']
+
+WD_KEY = 'wd'   # our key in each param group; torch ignores keys it does not know and saves them
+
+
+def _mom_key(pg):
+    if 'momentum' in pg: return 'momentum', None
+    if 'betas' in pg: return 'betas', 0
+    return None, None
+
+
+def has_hyper(pg: dict, name: str) -> bool:
+    if name == 'mom': return _mom_key(pg)[0] is not None
+    if name == 'beta2': return 'betas' in pg
+    if name == WD_KEY: return True
+    return name in pg
+
+
+def get_hyper(pg: dict, name: str) -> float:
+    "Value of hyper-parameter `name` in param group `pg` (see module docstring for the names)."
+    if name == 'mom':
+        key, idx = _mom_key(pg)
+        if key is None: raise KeyError(f"this optimizer has no momentum (param group keys: {sorted(pg)})")
+        return pg[key] if idx is None else pg[key][idx]
+    if name == 'beta2': return pg['betas'][1]
+    if name == WD_KEY: return pg.get(WD_KEY, 0.)
+    return pg[name]
+
+
+def set_hyper(pg: dict, name: str, value: float) -> None:
+    "Set hyper-parameter `name` of param group `pg` to `value`."
+    value = float(value)
+    if name == 'mom':
+        key, idx = _mom_key(pg)
+        if key is None: raise KeyError(f"this optimizer has no momentum (param group keys: {sorted(pg)})")
+        if idx is None: pg[key] = value
+        else: pg[key] = (value, *pg[key][1:])
+    elif name == 'beta2': pg['betas'] = (pg['betas'][0], value)
+    elif name == 'lr' and isinstance(pg.get('lr'), torch.Tensor): pg['lr'].fill_(value)
+    else: pg[name] = value
+
+
+_NORM_TYPES = (torch.nn.modules.batchnorm._NormBase, torch.nn.GroupNorm, torch.nn.LayerNorm, torch.nn.LocalResponseNorm)
+
+
+def is_no_decay_param(model: torch.nn.Module) -> set[int]:
+    "ids of the parameters conventionally exempt from weight decay: biases and normalization weights."
+    ids = set()
+    for m in model.modules():
+        for n, p in m.named_parameters(recurse=False):
+            if isinstance(m, _NORM_TYPES) or n == 'bias' or n.endswith('_bias'): ids.add(id(p))
+    return ids
+
+
+class DecoupledWeightDecay:
+    """Applies p <- p * (1 - lr*wd) to each param group's parameters just before the optimizer steps.
+
+    It runs as a step pre-hook of the torch optimizer, so a step skipped by a GradScaler (inf/NaN
+    gradients) decays nothing either. Parameters without a gradient (frozen, unused) are left alone,
+    and so are those in `exempt` (ids), e.g. biases and normalization weights.
+    """
+    def __init__(self, opt: torch.optim.Optimizer, exempt: set[int] = frozenset()):
+        self.exempt = set(exempt)
+        self.handle = opt.register_step_pre_hook(self)
+
+    def __call__(self, opt, args, kwargs):
+        for pg in opt.param_groups:
+            wd = pg.get(WD_KEY, 0.)
+            if not wd: continue
+            ps = [p for p in pg['params'] if p.grad is not None and id(p) not in self.exempt]
+            if ps: torch._foreach_mul_(ps, 1. - float(pg['lr']) * wd)
+
+    def remove(self):
+        self.handle.remove()
+
+
+def lr_range(lr, n_groups: int) -> list[float]:
+    """Expand `lr` to one value per param group.
+
+    A number applies to all groups; a sequence gives one per group; ``slice(hi)`` gives ``hi`` to the
+    last group and ``hi/10`` to the others; ``slice(lo, hi)`` spreads geometrically from lo to hi.
+    """
+    if isinstance(lr, slice):
+        lo, hi = lr.start, lr.stop
+        if hi is None: raise ValueError(f'lr slice needs a stop (the top learning rate), got {lr}')
+        if lo is None: vals = [hi / 10] * (n_groups - 1) + [hi]
+        elif n_groups == 1: vals = [hi]
+        else:
+            step = (math.log(hi) - math.log(lo)) / (n_groups - 1)
+            vals = [math.exp(math.log(lo) + i * step) for i in range(n_groups)]
+    elif isinstance(lr, (list, tuple)):
+        if len(lr) != n_groups:
+            raise ValueError(f'got {len(lr)} learning rates for {n_groups} param groups; give one per group')
+        vals = [float(v) for v in lr]
+    else:
+        vals = [float(lr)] * n_groups
+    return vals

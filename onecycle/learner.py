@@ -1,0 +1,296 @@
+"""The Learner: a small training loop that fires named events to callbacks.
+
+Everything beyond forward, loss, backward and step (schedules, recording, progress, mixed
+precision, accumulation, clipping, range tests) is a callback, so the loop below stays short.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from bisect import bisect_right
+from functools import partial
+
+import torch
+from torch import nn
+
+from .callback import (EVENTS, CancelBackwardException, CancelBatchException, CancelEpochException,
+                       CancelFitException, CancelStepException, CancelTrainException, CancelValidateException)
+from .checks import check_callable, check_int, check_lr, check_positive
+from .hyper import WD_KEY, DecoupledWeightDecay, is_no_decay_param, lr_range, set_hyper
+
+__all__ = ['Learner', 'DataLoaders', 'to_device', 'default_device']
+
+_CANCELS = (CancelFitException, CancelEpochException, CancelTrainException, CancelValidateException,
+            CancelBatchException, CancelBackwardException, CancelStepException)
+
+
+def default_device() -> torch.device:
+    return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+
+
+def to_device(b, device, non_blocking=True):
+    "Move tensors in (nested) tuples, lists and dicts to `device`; non-blocking so copies overlap compute."
+    if isinstance(b, torch.Tensor): return b.to(device, non_blocking=non_blocking)
+    if isinstance(b, (list, tuple)): return type(b)(to_device(o, device, non_blocking) for o in b)
+    if isinstance(b, dict): return {k: to_device(v, device, non_blocking) for k, v in b.items()}
+    return b
+
+
+class DataLoaders:
+    "A training and a validation loader (the latter may be None)."
+    def __init__(self, train, valid=None):
+        self.train, self.valid = train, valid
+
+    @classmethod
+    def wrap(cls, dls):
+        if hasattr(dls, 'train') and hasattr(dls, 'valid'): return dls
+        if isinstance(dls, (tuple, list)) and len(dls) == 2: return cls(*dls)
+        raise TypeError('dls must be a pair (train_dl, valid_dl) or an object with .train and .valid, '
+                        f'got {type(dls).__name__}')
+
+
+def _batch_size(b) -> int:
+    while isinstance(b, (list, tuple)): b = b[0]
+    if isinstance(b, dict): b = next(iter(b.values()))
+    return b.shape[0] if isinstance(b, torch.Tensor) and b.ndim > 0 else 1
+
+
+class Learner:
+    """Trains `model` on `dls` with `loss_func`, firing events to callbacks.
+
+    ``fit(n)`` runs, for each epoch, a training pass then a validation pass; each stage X fires
+    ``before_X`` and ``after_X`` (stages: fit, epoch, train, validate, batch, backward, step), and a
+    batch fires ``after_pred`` and ``after_loss`` too. Raising ``CancelXException`` skips the rest of
+    stage X. After a cancel, ``after_X`` still runs for fit, epoch, train, validate and batch, so
+    bookkeeping stays consistent; it does not run for backward and step, since the cancelled gradient
+    or update never happened. ``after_fit`` runs even when fit ends by an error or KeyboardInterrupt,
+    so callbacks can always clean up.
+
+    Args:
+        model: the torch module; moved to `device`.
+        dls: a pair (train, valid) of DataLoaders, or an object with ``.train`` and ``.valid``.
+        loss_func: ``loss_func(pred, *targets)`` returning a scalar tensor.
+        opt_func: a torch optimizer class (or factory) called as ``opt_func(param_groups, lr=lr)``.
+        lr: the starting learning rate; schedules usually override it.
+        metrics: functions ``metric(pred, *targets)`` averaged over the validation set.
+        cbs: extra callbacks, kept for every fit.
+        device: where to train; CUDA when available by default.
+        progress: show fastprogress bars and a per-epoch table.
+        wd: decoupled weight decay (p <- p - lr*wd*p) for any optimizer; None keeps the optimizer's own
+            ``weight_decay`` setting untouched.
+        wd_bn_bias: also decay biases and normalization weights (off by default, as is customary).
+        splitter: ``splitter(model)`` returning a list of parameter lists, one per param group
+            (for discriminative learning rates); one group by default.
+        n_inp: how many leading elements of a batch are model inputs; the rest are targets.
+    """
+    def __init__(self, model: nn.Module, dls, loss_func, opt_func=torch.optim.AdamW, lr=1e-3, metrics=(),
+                 cbs=(), device=None, progress=True, wd=None, wd_bn_bias=False, splitter=None, n_inp=1):
+        if not isinstance(model, nn.Module): raise TypeError(f'model must be a torch.nn.Module, got {type(model).__name__}')
+        check_callable('loss_func', loss_func); check_callable('opt_func', opt_func)
+        check_lr('lr', lr); check_positive('wd', wd, allow_zero=True, allow_none=True)
+        check_int('n_inp', n_inp, min_value=1); check_callable('splitter', splitter, allow_none=True)
+        metrics = list(metrics) if isinstance(metrics, (list, tuple)) else [metrics]
+        for m in metrics: check_callable('metrics', m)
+        self.dls = DataLoaders.wrap(dls)
+        self.device = torch.device(device) if device is not None else default_device()
+        self.model = model.to(self.device)
+        self.loss_func, self.opt_func, self.metrics, self.n_inp = loss_func, opt_func, metrics, n_inp
+        self.splitter, self.wd_bn_bias = splitter, wd_bn_bias
+        self.accum_steps, self.scaler = 1, None   # set by GradAccumulation / MixedPrecision
+        self.training, self.n_epoch, self.epoch, self.step_count = False, 0, 0, 0
+        self.cbs, self._handlers = [], {e: [] for e in EVENTS}
+        self.create_opt(lr, wd)
+        from .recorder import Recorder
+        self.recorder = Recorder()
+        self.add_cbs([self.recorder, *cbs])
+        self.progress = progress
+
+    # --- optimizer -------------------------------------------------------------------------------
+    def param_groups(self) -> list[list[nn.Parameter]]:
+        "The parameters split into groups by `splitter` (one group by default)."
+        groups = self.splitter(self.model) if self.splitter else [list(self.model.parameters())]
+        groups = [list(g) for g in groups]
+        if not groups or any(len(g) == 0 for g in groups):
+            raise ValueError('splitter must return a non-empty list of non-empty parameter groups')
+        return groups
+
+    def create_opt(self, lr=1e-3, wd=None):
+        "(Re)create the optimizer from `opt_func`, with `lr` (number, sequence or slice) per group."
+        groups = self.param_groups()
+        lrs = lr_range(lr, len(groups))
+        self.opt = self.opt_func([{'params': g, 'lr': l} for g, l in zip(groups, lrs)], lr=lrs[-1])
+        exempt = set() if self.wd_bn_bias else is_no_decay_param(self.model)
+        self._wd_hook = DecoupledWeightDecay(self.opt, exempt)
+        self.wd = None
+        if wd is not None: self.set_wd(wd)
+        return self.opt
+
+    def set_wd(self, wd):
+        "Use decoupled weight decay `wd` (one value, or one per group) in place of the optimizer's own."
+        wds = lr_range(wd, len(self.opt.param_groups)) if not isinstance(wd, slice) else None
+        if wds is None: raise TypeError('wd must be a number or one number per param group')
+        for pg, w in zip(self.opt.param_groups, wds):
+            check_positive('wd', w, allow_zero=True)
+            if 'weight_decay' in pg: pg['weight_decay'] = 0.
+            pg[WD_KEY] = w
+        self.wd = wd
+
+    def set_hyper(self, name, value):
+        "Set hyper-parameter `name` ('lr', 'mom', 'wd', ...) on all param groups; a slice/list spreads per group."
+        for pg, v in zip(self.opt.param_groups, lr_range(value, len(self.opt.param_groups))): set_hyper(pg, name, v)
+
+    # --- callbacks -------------------------------------------------------------------------------
+    def add_cb(self, cb):
+        "Add a callback, keeping the list sorted by `order` (ties in insertion order)."
+        if isinstance(cb, type): cb = cb()
+        cb.learn = self
+        orders = [getattr(c, 'order', 0) for c in self.cbs]
+        self.cbs.insert(bisect_right(orders, getattr(cb, 'order', 0)), cb)
+        self._index_handlers()
+        return cb
+
+    def add_cbs(self, cbs):
+        for cb in cbs: self.add_cb(cb)
+
+    def remove_cb(self, cb):
+        if cb in self.cbs: self.cbs.remove(cb)
+        self._index_handlers()
+
+    def remove_cbs(self, cbs):
+        for cb in cbs: self.remove_cb(cb)
+
+    @contextlib.contextmanager
+    def added_cbs(self, cbs):
+        "Callbacks that live for the `with` block only."
+        cbs = [c() if isinstance(c, type) else c for c in (cbs or ())]
+        self.add_cbs(cbs)
+        try: yield cbs
+        finally: self.remove_cbs(cbs)
+
+    def _index_handlers(self):
+        # Bound methods per event, looked up once here rather than at every event.
+        self._handlers = {e: [m for cb in self.cbs if callable(m := getattr(cb, e, None))] for e in EVENTS}
+
+    def fire(self, event: str):
+        "Run `event` on every callback that handles it; an error names the callback and the event."
+        for handler in self._handlers[event]:
+            try: handler()
+            except _CANCELS: raise
+            except Exception as e:
+                e.add_note(f'(raised in callback {type(handler.__self__).__name__}, event {event})')
+                raise
+
+    @property
+    def progress(self) -> bool:
+        return any(type(c).__name__ == 'ProgressCallback' for c in self.cbs)
+
+    @progress.setter
+    def progress(self, on: bool):
+        from .progress import ProgressCallback
+        self.remove_cbs([c for c in self.cbs if isinstance(c, ProgressCallback)])
+        if on: self.add_cb(ProgressCallback())
+
+    # --- the loop --------------------------------------------------------------------------------
+    def _run(self, stage, f, cancel):
+        try:
+            self.fire(f'before_{stage}')
+            f()
+        except cancel:
+            if stage in ('backward', 'step'): return   # the cancelled gradient/update never happened
+        except BaseException:
+            if stage == 'fit': self.fire('after_fit')  # cleanup runs whatever ended the fit
+            raise
+        self.fire(f'after_{stage}')
+
+    def fit(self, n_epoch: int, lr=None, wd=None, cbs=None):
+        "Train for `n_epoch` epochs; `lr`/`wd` set every param group first; `cbs` live for this call only."
+        check_int('n_epoch', n_epoch, min_value=1)
+        check_lr('lr', lr, allow_none=True); check_positive('wd', wd, allow_zero=True, allow_none=True)
+        self._check_loader(self.dls.train, 'dls.train')
+        with self.added_cbs(cbs):
+            if lr is not None: self.set_hyper('lr', lr)
+            if wd is not None: self.set_wd(wd)
+            self.n_epoch, self.step_count = n_epoch, 0
+            self.opt.zero_grad(set_to_none=True)
+            self._run('fit', self._do_fit, CancelFitException)
+
+    def _do_fit(self):
+        for self.epoch in range(self.n_epoch):
+            self._run('epoch', self._do_epoch, CancelEpochException)
+
+    def _do_epoch(self):
+        self._stage(self.dls.train, True)
+        if self.dls.valid is not None: self._stage(self.dls.valid, False)
+
+    def _stage(self, dl, training):
+        self.dl, self.training = dl, training
+        self.model.train(training)
+        with torch.set_grad_enabled(training):
+            self._run('train' if training else 'validate', self._all_batches,
+                      CancelTrainException if training else CancelValidateException)
+
+    def _all_batches(self):
+        self.n_iter = len(self.dl)
+        for self.iter, batch in enumerate(self.dl):
+            self.batch, self.loss = to_device(batch, self.device), None
+            self._run('batch', self._one_batch, CancelBatchException)
+
+    def _one_batch(self):
+        self.xb, self.yb = self.batch[:self.n_inp], self.batch[self.n_inp:]
+        self.pred = self.model(*self.xb);                               self.fire('after_pred')
+        self.loss = self.loss_grad = self.loss_func(self.pred, *self.yb); self.fire('after_loss')
+        if not self.training: return
+        self._run('backward', self._backward, CancelBackwardException)
+        self._run('step', self._step, CancelStepException)
+
+    def _backward(self):
+        self.loss_grad.backward()
+
+    def _step(self):
+        if self.scaler is None: self.opt.step()
+        else: self.scaler.step(self.opt); self.scaler.update()
+        self.opt.zero_grad(set_to_none=True)
+        self.step_count += 1
+
+    # --- progress measures for schedules ---------------------------------------------------------
+    @property
+    def batch_size(self) -> int:
+        return _batch_size(self.yb if self.yb else self.xb)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        "Optimizer steps in one training epoch (accumulation steps once per group, partial groups too)."
+        return math.ceil(len(self.dls.train) / self.accum_steps)
+
+    @property
+    def n_steps(self) -> int:
+        "Optimizer steps this fit will take."
+        return self.n_epoch * self.steps_per_epoch
+
+    # --- evaluation ------------------------------------------------------------------------------
+    def validate(self, dl=None) -> dict:
+        "Loss and metrics over `dl` (the validation loader by default), as a dict by name."
+        dl = self.dls.valid if dl is None else dl
+        self._check_loader(dl, 'dl')
+        was_training = self.model.training
+        try: self._stage(dl, False)
+        finally: self.model.train(was_training)
+        return dict(self.recorder.last_valid)
+
+    def _check_loader(self, dl, name):
+        if dl is None: raise ValueError(f'{name} is None: there is no data to run on')
+        try: n = len(dl)
+        except TypeError: raise TypeError(f'{name} must have a length (a DataLoader or a sized iterable)') from None
+        if n == 0: raise ValueError(f'{name} is empty (len 0): check the dataset size, batch_size and drop_last')
+
+    # --- one-liners (implemented in their own modules) -------------------------------------------
+    def lr_find(self, *args, **kwargs):
+        from .lr_finder import lr_find
+        return lr_find(self, *args, **kwargs)
+
+    def fit_one_cycle(self, *args, **kwargs):
+        from .schedulers import fit_one_cycle
+        return fit_one_cycle(self, *args, **kwargs)
+
+    def __repr__(self):
+        return f'Learner(model={type(self.model).__name__}, opt={type(self.opt).__name__}, cbs={[type(c).__name__ for c in self.cbs]})'

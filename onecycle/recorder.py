@@ -1,0 +1,165 @@
+"""Recorder: the history of a fit (losses, hyper-parameters, per-epoch results) and its plots.
+
+Per-batch losses are kept as device tensors and read back in one transfer when somebody asks for
+them, so recording adds no host-device synchronisation per batch on a GPU.
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+
+from .callback import Callback
+from .hyper import get_hyper, has_hyper
+
+__all__ = ['Recorder', 'smooth_ema']
+
+
+def smooth_ema(values, beta=0.98) -> list[float]:
+    "Debiased exponential moving average, the same smoothing the LR range test uses."
+    out, avg = [], 0.
+    for i, v in enumerate(values, 1):
+        avg = beta * avg + (1 - beta) * v
+        out.append(avg / (1 - beta ** i))
+    return out
+
+
+def _metric_name(m) -> str:
+    return getattr(m, 'name', None) or getattr(m, '__name__', None) or type(m).__name__
+
+
+class Recorder(Callback):
+    """Always on. Keeps, for the last fit:
+
+    - ``hps``: per optimizer step, for each hyper-parameter name a list with one value per param
+      group (``lrs``/``moms`` give param group 0 as plain lists);
+    - ``losses``: the raw training loss of every batch (``smooth_losses`` too);
+    - ``epochs``: one dict per epoch with train loss, valid loss, metrics and seconds.
+    """
+    order = 50
+    HYPERS = ('lr', 'mom', 'wd')
+
+    def __init__(self, beta=0.98):
+        self.beta = beta
+        self.reset()
+        self.last_valid = {}
+
+    def reset(self):
+        self.hps = {k: [] for k in self.HYPERS}
+        self._losses, self._pending = [], []
+        self.epochs, self.batches_per_epoch = [], []
+        self._sums, self._epoch_losses, self._epoch_bs, self._n_batches = None, [], [], 0
+        self._t0, self._train_loss = 0., float('nan')
+
+    def state_dict(self) -> dict:
+        return {'hps': {k: [list(v) for v in vs] for k, vs in self.hps.items()}, 'losses': list(self.losses),
+                'epochs': [dict(e) for e in self.epochs], 'batches_per_epoch': list(self.batches_per_epoch),
+                'last_valid': dict(self.last_valid)}
+
+    def load_state_dict(self, sd: dict):
+        self.hps = {k: [list(v) for v in vs] for k, vs in sd['hps'].items()}
+        self._losses, self._pending = list(sd['losses']), []
+        self.epochs, self.batches_per_epoch = [dict(e) for e in sd['epochs']], list(sd['batches_per_epoch'])
+        self.last_valid = dict(sd.get('last_valid', {}))
+
+    # --- events ---------------------------------------------------------------------------------
+    def before_fit(self):
+        if getattr(self.learn, 'keep_history', False): return   # a resumed fit continues its history
+        self.reset()
+
+    def before_epoch(self):
+        self._t0 = time.perf_counter()
+        self._n_batches = 0
+
+    def before_train(self):
+        self._epoch_losses, self._epoch_bs = [], []
+
+    def before_validate(self):
+        self._sums = None
+
+    def after_batch(self):
+        loss = self.learn.loss
+        if loss is None: return   # batch cancelled before its loss
+        loss, bs = loss.detach(), self.learn.batch_size
+        if self.learn.training:   # cheap per batch: keep references, reduce at the end of the pass
+            self._pending.append(loss); self._epoch_losses.append(loss); self._epoch_bs.append(bs)
+            self._n_batches += 1
+            return
+        vals = [loss] + [torch.as_tensor(m(self.learn.pred, *self.learn.yb)).detach() for m in self.learn.metrics]
+        vals = torch.stack([v.float().reshape(()) for v in vals]) * bs
+        self._sums = (vals, bs) if self._sums is None else (self._sums[0] + vals, self._sums[1] + bs)
+
+    def after_step(self):
+        for k, vs in self.hps.items():
+            pg0 = self.learn.opt.param_groups[0]
+            if has_hyper(pg0, k): vs.append([float(get_hyper(pg, k)) for pg in self.learn.opt.param_groups])
+
+    def after_train(self):
+        if not self._epoch_losses: self._train_loss = float('nan'); return
+        ls = torch.stack(self._epoch_losses).float()
+        bs = torch.tensor(self._epoch_bs, dtype=ls.dtype, device=ls.device)
+        self._train_loss = ((ls * bs).sum() / bs.sum()).item()
+        self._epoch_losses, self._epoch_bs = [], []
+
+    def after_validate(self):
+        vals = self._mean() if self._sums is not None else [float('nan')] * (1 + len(self.learn.metrics))
+        self.last_valid = {'valid_loss': vals[0], **{_metric_name(m): v for m, v in zip(self.learn.metrics, vals[1:])}}
+
+    def after_epoch(self):
+        row = {'epoch': self.learn.epoch, 'train_loss': getattr(self, '_train_loss', float('nan'))}
+        if self.learn.dls.valid is not None: row.update(self.last_valid)
+        row['time'] = time.perf_counter() - self._t0
+        self.epochs.append(row)
+        self.batches_per_epoch.append(self._n_batches)
+        self._train_loss = float('nan')
+
+    def _mean(self) -> list[float]:
+        s, n = self._sums
+        return (s / n).tolist()
+
+    # --- views ----------------------------------------------------------------------------------
+    @property
+    def losses(self) -> list[float]:
+        if self._pending:   # one device-to-host transfer for everything recorded since the last read
+            self._losses += torch.stack(self._pending).float().cpu().tolist()
+            self._pending = []
+        return self._losses
+
+    @property
+    def smooth_losses(self) -> list[float]:
+        return smooth_ema(self.losses, self.beta)
+
+    @property
+    def lrs(self) -> list[float]:
+        return [v[0] for v in self.hps['lr']]
+
+    @property
+    def moms(self) -> list[float]:
+        return [v[0] for v in self.hps['mom']]
+
+    @property
+    def metric_names(self) -> list[str]:
+        names = ['epoch', 'train_loss']
+        if self.learn is not None and self.learn.dls.valid is not None:
+            names += ['valid_loss'] + [_metric_name(m) for m in self.learn.metrics]
+        return names + ['time']
+
+    # --- plots ----------------------------------------------------------------------------------
+    def plot_loss(self, skip_start=0, with_valid=True, ax=None):
+        "Training loss per batch (raw and smoothed) and validation loss per epoch; returns the Figure."
+        import matplotlib.pyplot as plt
+        fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 4))
+        losses = self.losses
+        xs = range(skip_start, len(losses))
+        ax.plot(xs, losses[skip_start:], alpha=0.3, color='C0', label='train (raw)')
+        ax.plot(xs, self.smooth_losses[skip_start:], color='C0', label='train (smoothed)')
+        if with_valid and self.epochs and 'valid_loss' in self.epochs[0]:
+            ends = [sum(self.batches_per_epoch[:i + 1]) - 1 for i in range(len(self.epochs))]
+            ax.plot(ends, [e['valid_loss'] for e in self.epochs], 'o-', color='C1', label='valid')
+        ax.set_xlabel('batch'); ax.set_ylabel('loss'); ax.legend(); ax.set_title('Losses')
+        return fig
+
+    def plot_sched(self, keys=('lr', 'mom'), group=None):
+        "Hyper-parameters per optimizer step (every param group, or only `group`); returns the Figure."
+        from .plotting import plot_hypers
+        return plot_hypers({k: self.hps[k] for k in keys if self.hps.get(k)}, group=group)

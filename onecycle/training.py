@@ -1,0 +1,99 @@
+"""Callbacks that change how a step is taken: accumulation, mixed precision and gradient clipping.
+
+Their orders make them compose: GradAccumulation (-20) decides whether this batch steps, then
+MixedPrecision (-10) unscales the gradients, then GradientClipping (0) clips the true gradients.
+"""
+from __future__ import annotations
+
+import torch
+
+from .callback import Callback, CancelStepException
+from .checks import check_choice, check_int, check_positive
+
+__all__ = ['GradAccumulation', 'MixedPrecision', 'GradientClipping']
+
+
+def _grads(opt):
+    return [p.grad for pg in opt.param_groups for p in pg['params'] if p.grad is not None]
+
+
+class GradAccumulation(Callback):
+    """One optimizer step every `n_batches` batches, on the gradient of the mean loss over all their
+    samples (so 4 batches of 16 step like one batch of 64). A partial group at the end of an epoch
+    is stepped too, averaged over the samples it has. Schedules and the recorder count optimizer
+    steps, so they advance once per group."""
+    order = -20
+
+    def __init__(self, n_batches: int):
+        self.n_batches = check_int('n_batches', n_batches, min_value=1)
+
+    def before_fit(self):
+        self.learn.accum_steps, self.n_samples = self.n_batches, 0
+
+    def after_fit(self):
+        self.learn.accum_steps = 1
+
+    def before_backward(self):
+        # Sum, not mean, over samples: the step divides by the group's sample count.
+        bs = self.learn.batch_size
+        self.learn.loss_grad = self.learn.loss_grad * bs
+        self.n_samples += bs
+
+    def before_step(self):
+        learn = self.learn
+        if (learn.iter + 1) % self.n_batches and learn.iter + 1 < learn.n_iter: raise CancelStepException()
+        grads = _grads(learn.opt)
+        if grads: torch._foreach_div_(grads, float(self.n_samples))
+        self.n_samples = 0
+
+    def before_epoch(self):
+        self.n_samples = 0
+
+
+class MixedPrecision(Callback):
+    """Forward pass and loss under ``torch.autocast`` in `dtype`; with float16 a ``torch.amp.GradScaler``
+    scales the loss and skips steps whose gradients overflowed. bfloat16 needs no scaler."""
+    order = -10
+
+    def __init__(self, dtype=torch.bfloat16):
+        check_choice('dtype', dtype, (torch.bfloat16, torch.float16))
+        self.dtype = dtype
+        self._ctx = None
+
+    def before_fit(self):
+        self.device_type = self.learn.device.type
+        self.learn.scaler = torch.amp.GradScaler(self.device_type) if self.dtype == torch.float16 else None
+
+    def after_fit(self):
+        self._exit()
+        self.learn.scaler = None
+
+    def before_batch(self):
+        self._ctx = torch.autocast(self.device_type, dtype=self.dtype)
+        self._ctx.__enter__()
+
+    def after_loss(self): self._exit()
+    def after_batch(self): self._exit()   # if the batch was cancelled before its loss
+
+    def _exit(self):
+        if self._ctx is not None:
+            self._ctx.__exit__(None, None, None); self._ctx = None
+
+    def before_backward(self):
+        if self.learn.scaler is not None: self.learn.loss_grad = self.learn.scaler.scale(self.learn.loss_grad)
+
+    def before_step(self):
+        if self.learn.scaler is not None: self.learn.scaler.unscale_(self.learn.opt)
+
+
+class GradientClipping(Callback):
+    "Clip the global gradient norm to `max_norm` before each step (after unscaling under fp16)."
+    order = 0
+
+    def __init__(self, max_norm: float, norm_type: float = 2.):
+        self.max_norm = check_positive('max_norm', max_norm)
+        self.norm_type = norm_type if norm_type == float('inf') else check_positive('norm_type', norm_type)
+
+    def before_step(self):
+        params = [p for pg in self.learn.opt.param_groups for p in pg['params'] if p.grad is not None]
+        if params: torch.nn.utils.clip_grad_norm_(params, self.max_norm, self.norm_type)
