@@ -5,9 +5,13 @@ from .recorder import Recorder, smooth_ema
 from .progress import ProgressCallback
 from .hyper import get_hyper, set_hyper, lr_range
 from .schedule import *
-from .schedulers import ParamScheduler, OneCycleScheduler, CyclicalMomentum, fit_one_cycle
+from .schedulers import ParamScheduler, OneCycleScheduler, CyclicalMomentum, CyclicalWeightDecay, fit_one_cycle, plot_sched
+from .fit import SGDRScheduler, FlatCosScheduler, CLRScheduler, WarmupCosScheduler, fit_sgdr, fit_flat_cos, fit_clr, fit_warmup_cos
+from .torch_sched import TorchScheduler, ScheduleLR, to_torch_scheduler
 from .training import GradAccumulation, MixedPrecision, GradientClipping
 from .lr_finder import LRFinder, LRFinderResult, lr_find
 from .metrics import accuracy, error_rate
+from .discriminative import split_by_children, split_by_modules, split_head, freeze_to, freeze, unfreeze, frozen_groups, fine_tune
+from .layerwise import LayerwiseLR, LARS, LARC, SmithLayerLR
 
 __version__ = '0.1.0'

@@ -6,7 +6,7 @@ import math
 import numbers
 
 __all__ = ['check_number', 'check_int', 'check_positive', 'check_range', 'check_fraction', 'check_moms',
-           'check_callable', 'check_choice']
+           'check_callable', 'check_choice', 'check_lr', 'check_wd']
 
 
 def _is_number(v):
@@ -72,6 +72,16 @@ def check_callable(name, v, allow_none=False):
 def check_choice(name, v, choices):
     if v not in choices: raise ValueError(f'{name} must be one of {", ".join(map(repr, choices))}, got {v!r}')
     return v
+
+
+def check_wd(name, wd, allow_none=True):
+    "A weight decay: a number >= 0 or one such number per param group."
+    if wd is None and allow_none: return wd
+    if isinstance(wd, (list, tuple)):
+        if not wd: raise ValueError(f'{name} must not be empty')
+        for v in wd: check_positive(name, v, allow_zero=True)
+        return wd
+    return check_positive(name, wd, allow_zero=True)
 
 
 def check_lr(name, lr, allow_none=False):

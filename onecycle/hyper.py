@@ -76,12 +76,19 @@ class DecoupledWeightDecay:
         self.exempt = set(exempt)
         self.handle = opt.register_step_pre_hook(self)
 
+    @torch.no_grad()   # pre-hooks run outside the optimizer's own no_grad
     def __call__(self, opt, args, kwargs):
+        # Fused optimizers skip inf/NaN steps on the device: a GradScaler calls their step anyway,
+        # with `found_inf` (1. to skip) set on them, so the decay is scaled by 1 - found_inf.
+        found_inf = getattr(opt, 'found_inf', None)
         for pg in opt.param_groups:
             wd = pg.get(WD_KEY, 0.)
             if not wd: continue
             ps = [p for p in pg['params'] if p.grad is not None and id(p) not in self.exempt]
-            if ps: torch._foreach_mul_(ps, 1. - float(pg['lr']) * wd)
+            if not ps: continue
+            decay = float(pg['lr']) * wd
+            if isinstance(found_inf, torch.Tensor): torch._foreach_mul_(ps, 1. - decay * (1. - found_inf.to(ps[0].device)))
+            else: torch._foreach_mul_(ps, 1. - decay)
 
     def remove(self):
         self.handle.remove()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from bisect import bisect_right
 from functools import partial
 
@@ -15,7 +16,8 @@ from torch import nn
 
 from .callback import (EVENTS, CancelBackwardException, CancelBatchException, CancelEpochException,
                        CancelFitException, CancelStepException, CancelTrainException, CancelValidateException)
-from .checks import check_callable, check_int, check_lr, check_positive
+from .checks import check_callable, check_int, check_lr, check_positive, check_wd
+from .distributed import distribute, effective_batch_size, init_distributed, is_main_process, local_rank
 from .hyper import WD_KEY, DecoupledWeightDecay, is_no_decay_param, lr_range, set_hyper
 
 __all__ = ['Learner', 'DataLoaders', 'to_device', 'default_device']
@@ -25,12 +27,15 @@ _CANCELS = (CancelFitException, CancelEpochException, CancelTrainException, Canc
 
 
 def default_device() -> torch.device:
-    return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    "CUDA when available (under torchrun, this process's GPU: LOCAL_RANK), else the CPU."
+    if not torch.cuda.is_available(): return torch.device('cpu')
+    if 'LOCAL_RANK' in os.environ: return torch.device('cuda', local_rank() % torch.cuda.device_count())
+    return torch.device('cuda')
 
 
 def to_device(b, device, non_blocking=True):
     "Move tensors in (nested) tuples, lists and dicts to `device`; non-blocking so copies overlap compute."
-    if isinstance(b, torch.Tensor): return b.to(device, non_blocking=non_blocking)
+    if isinstance(b, torch.Tensor): return b if b.device == device else b.to(device, non_blocking=non_blocking)
     if isinstance(b, (list, tuple)): return type(b)(to_device(o, device, non_blocking) for o in b)
     if isinstance(b, dict): return {k: to_device(v, device, non_blocking) for k, v in b.items()}
     return b
@@ -87,10 +92,11 @@ class Learner:
                  cbs=(), device=None, progress=True, wd=None, wd_bn_bias=False, splitter=None, n_inp=1):
         if not isinstance(model, nn.Module): raise TypeError(f'model must be a torch.nn.Module, got {type(model).__name__}')
         check_callable('loss_func', loss_func); check_callable('opt_func', opt_func)
-        check_lr('lr', lr); check_positive('wd', wd, allow_zero=True, allow_none=True)
+        check_lr('lr', lr); check_wd('wd', wd)
         check_int('n_inp', n_inp, min_value=1); check_callable('splitter', splitter, allow_none=True)
         metrics = list(metrics) if isinstance(metrics, (list, tuple)) else [metrics]
         for m in metrics: check_callable('metrics', m)
+        ddp = init_distributed()   # under torchrun: join the process group, train data-parallel
         self.dls = DataLoaders.wrap(dls)
         self.device = torch.device(device) if device is not None else default_device()
         self.model = model.to(self.device)
@@ -104,6 +110,7 @@ class Learner:
         self.recorder = Recorder()
         self.add_cbs([self.recorder, *cbs])
         self.progress = progress
+        if ddp: distribute(self)
 
     # --- optimizer -------------------------------------------------------------------------------
     def param_groups(self) -> list[list[nn.Parameter]]:
@@ -188,7 +195,7 @@ class Learner:
     def progress(self, on: bool):
         from .progress import ProgressCallback
         self.remove_cbs([c for c in self.cbs if isinstance(c, ProgressCallback)])
-        if on: self.add_cb(ProgressCallback())
+        if on and is_main_process(): self.add_cb(ProgressCallback())   # one set of bars, not one per rank
 
     # --- the loop --------------------------------------------------------------------------------
     def _run(self, stage, f, cancel):
@@ -205,7 +212,7 @@ class Learner:
     def fit(self, n_epoch: int, lr=None, wd=None, cbs=None):
         "Train for `n_epoch` epochs; `lr`/`wd` set every param group first; `cbs` live for this call only."
         check_int('n_epoch', n_epoch, min_value=1)
-        check_lr('lr', lr, allow_none=True); check_positive('wd', wd, allow_zero=True, allow_none=True)
+        check_lr('lr', lr, allow_none=True); check_wd('wd', wd)
         self._check_loader(self.dls.train, 'dls.train')
         with self.added_cbs(cbs):
             if lr is not None: self.set_hyper('lr', lr)
@@ -258,6 +265,11 @@ class Learner:
         return _batch_size(self.yb if self.yb else self.xb)
 
     @property
+    def effective_batch_size(self):
+        "Samples per optimizer step over all processes: per-process batch x processes x accumulation."
+        return effective_batch_size(self)
+
+    @property
     def steps_per_epoch(self) -> int:
         "Optimizer steps in one training epoch (accumulation steps once per group, partial groups too)."
         return math.ceil(len(self.dls.train) / self.accum_steps)
@@ -291,6 +303,40 @@ class Learner:
     def fit_one_cycle(self, *args, **kwargs):
         from .schedulers import fit_one_cycle
         return fit_one_cycle(self, *args, **kwargs)
+
+    def fit_sgdr(self, *args, **kwargs):
+        from .fit import fit_sgdr
+        return fit_sgdr(self, *args, **kwargs)
+
+    def fit_flat_cos(self, *args, **kwargs):
+        from .fit import fit_flat_cos
+        return fit_flat_cos(self, *args, **kwargs)
+
+    def fit_clr(self, *args, **kwargs):
+        from .fit import fit_clr
+        return fit_clr(self, *args, **kwargs)
+
+    def fit_warmup_cos(self, *args, **kwargs):
+        from .fit import fit_warmup_cos
+        return fit_warmup_cos(self, *args, **kwargs)
+
+    def freeze_to(self, n, train_norm=True):
+        "Freeze the first `n` param groups (negative counts from the end); see onecycle.discriminative."
+        from .discriminative import freeze_to
+        freeze_to(self, n, train_norm)
+
+    def freeze(self, train_norm=True):
+        "Freeze all param groups but the last (the head); normalization layers stay trainable."
+        from .discriminative import freeze
+        freeze(self, train_norm)
+
+    def unfreeze(self):
+        from .discriminative import unfreeze
+        unfreeze(self)
+
+    def fine_tune(self, *args, **kwargs):
+        from .discriminative import fine_tune
+        return fine_tune(self, *args, **kwargs)
 
     def __repr__(self):
         return f'Learner(model={type(self.model).__name__}, opt={type(self.opt).__name__}, cbs={[type(c).__name__ for c in self.cbs]})'

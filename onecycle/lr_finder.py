@@ -2,19 +2,23 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import random
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from .callback import CancelFitException, CancelValidateException
-from .checks import check_choice, check_int, check_positive
-from .recorder import smooth_ema
+from .checks import check_choice, check_int, check_positive, check_range
+from .distributed import sum_over_ranks, unwrap_model
+from .learner import _batch_size, to_device
 from .schedule import Exponential, Linear
 from .schedulers import ParamScheduler
-from .suggest import suggest_minimum, suggest_steep, suggest_valley
+from .suggest import (lr_bounds, smooth_sweep, smoothed_slopes, suggest_max_bound, suggest_minimum, suggest_steep,
+                      suggest_valley)
 
 __all__ = ['LRFinder', 'LRFinderResult', 'lr_find', 'TrainingState']
 
@@ -26,9 +30,20 @@ def _to_cpu(o):
     return copy.deepcopy(o)
 
 
+def _loader_generators(learn) -> list:
+    "The distinct torch.Generators the learner's loaders (and their samplers) draw from."
+    out = {}
+    for dl in (getattr(learn.dls, 'train', None), getattr(learn.dls, 'valid', None)):
+        for o in (dl, getattr(dl, 'sampler', None), getattr(getattr(dl, 'batch_sampler', None), 'sampler', None)):
+            g = getattr(o, 'generator', None)
+            if isinstance(g, torch.Generator): out[id(g)] = g
+    return list(out.values())
+
+
 class TrainingState:
     """An in-memory copy of everything a trial run may change: model weights and buffers, optimizer
-    state and hyper-parameters, the recorder's history and the RNG states. ``restore()`` puts them
+    state and hyper-parameters, the recorder's history and the RNG states (global, and the loaders'
+    own generators). ``restore()`` puts them
     back bitwise; nothing is written to disk."""
     def __init__(self, learn):
         self.learn = learn
@@ -37,6 +52,8 @@ class TrainingState:
         self.recorder = learn.recorder.state_dict()
         self.rng = (random.getstate(), np.random.get_state(), torch.get_rng_state(),
                     torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
+        # a DataLoader seeded with its own torch.Generator shuffles from it, not from the global RNG
+        self.loader_rng = [(g, g.get_state()) for g in _loader_generators(learn)]
 
     def restore(self):
         learn = self.learn
@@ -45,76 +62,163 @@ class TrainingState:
         learn.recorder.load_state_dict(self.recorder)
         random.setstate(self.rng[0]); np.random.set_state(self.rng[1]); torch.set_rng_state(self.rng[2])
         if self.rng[3] is not None: torch.cuda.set_rng_state_all(self.rng[3])
+        for g, st in self.loader_rng: g.set_state(st)
 
 
 @dataclass
 class LRFinderResult:
-    "What a range test saw: the lr and loss of every step, the smoothed losses, and suggestions."
+    """What a range test saw and what it suggests.
+
+    ``lrs``/``losses`` are the measured curve: the training loss of every step, or with validation
+    the loss on the fixed validation subset at every evaluation (``measured`` says which).
+    ``smooth_losses`` is that curve with losses above the starting level capped and a zero-lag
+    debiased EMA applied; suggestions and plots read it. ``suggestions`` maps 'minimum', 'steep',
+    'valley' and 'max_bound' to a learning rate; ``suggestion`` is the one asked for. ``bounds``
+    gives Smith's minimum-bound ranges (low, high) for the max bound: 'cyclical_min' (max/4 to
+    max/3) and 'one_cycle_min' (max/20 to max/10). ``cost`` counts the steps, validation forward
+    passes and seconds spent.
+    """
     lrs: list
     losses: list
     smooth_losses: list
     suggestions: dict = field(default_factory=dict)
     suggestion: float = float('nan')
     stopped_early: bool = False
+    bounds: dict = field(default_factory=dict)
+    measured: str = 'train'
+    train_lrs: list = field(default_factory=list)
+    train_losses: list = field(default_factory=list)
+    cost: dict = field(default_factory=dict)
+    label: str = ''
 
-    def plot(self, skip_start=0, skip_end=0, ax=None, show_suggestions=True):
-        "Smoothed loss against the learning rate (log axis), suggestions marked; returns the Figure."
-        import matplotlib.pyplot as plt
-        fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 4))
-        end = len(self.lrs) - skip_end
-        ax.plot(self.lrs[skip_start:end], self.smooth_losses[skip_start:end], label='smoothed loss')
-        ax.plot(self.lrs[skip_start:end], self.losses[skip_start:end], alpha=0.25, color='C0', label='raw loss')
-        if show_suggestions:
-            for i, (name, lr) in enumerate(self.suggestions.items()):
-                ax.axvline(lr, color=f'C{i + 1}', ls='--', label=f'{name}: {lr:.2e}')
-        ax.set_xscale('log'); ax.set_xlabel('learning rate'); ax.set_ylabel('loss'); ax.set_title('LR range test')
-        finite = [l for l in self.smooth_losses[skip_start:end] if math.isfinite(l)]
-        if finite:   # keep the divergence spike from flattening the interesting part
-            lo, hi = min(finite), min(max(finite), 4 * min(finite) if min(finite) > 0 else max(finite))
-            ax.set_ylim(lo - 0.05 * (hi - lo), hi + 0.1 * (hi - lo))
-        ax.legend(fontsize=8)
-        return fig
+    @property
+    def max_bound(self) -> float:
+        "Smith's maximum bound: the largest lr at which the loss still falls."
+        return self.suggestions['max_bound']
+
+    @property
+    def loss_change(self) -> list[float]:
+        "d loss / d log10(lr) of the smoothed curve, moving-average smoothed (the delta plot)."
+        return smoothed_slopes(self.lrs, self.smooth_losses)
+
+    def plot(self, skip_start=0, skip_end=0, ax=None, show_suggestions=True, delta=True):
+        """Loss against lr (log axis) and, with `delta`, the loss change against lr beside it, the
+        suggestions marked on both; returns the Figure. `ax`: one Axes (loss only) or a pair."""
+        from .range_test import plot_range_tests
+        return plot_range_tests([self], skip_start=skip_start, skip_end=skip_end, ax=ax,
+                                show_suggestions=show_suggestions, delta=delta)
+
+    def plot_delta(self, skip_start=0, skip_end=0, ax=None, show_suggestions=True):
+        "The loss change d loss / d log10(lr) against lr alone; returns the Figure."
+        from .range_test import plot_range_tests
+        return plot_range_tests([self], skip_start=skip_start, skip_end=skip_end, ax=ax,
+                                show_suggestions=show_suggestions, loss=False)
 
 
-SUGGESTERS = {'valley': suggest_valley, 'steep': suggest_steep, 'minimum': suggest_minimum}
+SUGGESTERS = {'minimum': suggest_minimum, 'steep': suggest_steep, 'valley': suggest_valley,
+              'max_bound': suggest_max_bound}
 
 
 class LRFinder(ParamScheduler):
     """Raises the learning rate of every param group from `start_lr` to `end_lr` over `num_it`
     optimizer steps (geometrically, or linearly with ``mode='linear'``), recording the training loss.
-    Stops early when the smoothed loss exceeds `div_threshold` times its minimum or turns NaN/inf
-    (with `stop_div`). Validation is skipped. Afterwards the model, optimizer, recorder and RNG
+
+    With `valid_every` = k it also measures the loss on a fixed validation subset (the first
+    `valid_batches` batches of ``dls.valid``, all of them by default, read once and kept on the
+    device) every k steps, in eval mode without gradients, as Smith recommends: that curve is then
+    the one measured. Stops early when the online smoothed loss (debiased EMA, `beta` per step)
+    exceeds `div_threshold` times its minimum or the loss turns NaN/inf (with `stop_div`). The
+    epoch's own validation pass is skipped. Afterwards the model, optimizer, recorder and RNG
     states are exactly what they were before."""
     order = 5   # before the Recorder resets its history
 
-    def __init__(self, start_lr=1e-7, end_lr=10., num_it=100, stop_div=True, div_threshold=4., mode='exp', beta=0.98):
+    def __init__(self, start_lr=1e-7, end_lr=10., num_it=100, stop_div=True, div_threshold=4., mode='exp', beta=0.98,
+                 valid_every=None, valid_batches=None):
         check_positive('start_lr', start_lr); check_positive('end_lr', end_lr)
         if end_lr <= start_lr: raise ValueError(f'end_lr must be greater than start_lr, got start_lr={start_lr}, end_lr={end_lr}')
         check_int('num_it', num_it, min_value=2)
         check_positive('div_threshold', div_threshold)
         check_choice('mode', mode, ('exp', 'linear'))
+        check_range('beta', beta, 0, 1, hi_open=True)
+        check_int('valid_every', valid_every, min_value=1, allow_none=True)
+        check_int('valid_batches', valid_batches, min_value=1, allow_none=True)
+        if valid_batches is not None and valid_every is None:
+            raise ValueError('valid_batches needs valid_every (how many steps between validation measurements)')
+        if valid_every is not None and num_it // valid_every < 3:
+            raise ValueError(f'valid_every must leave at least 3 validation measurements in num_it={num_it} steps, '
+                             f'got valid_every={valid_every} (use at most {num_it // 3})')
         super().__init__({'lr': (Exponential if mode == 'exp' else Linear)(start_lr, end_lr)}, total_steps=num_it)
         self.start_lr, self.end_lr, self.num_it, self.stop_div = start_lr, end_lr, num_it, stop_div
         self.div_threshold, self.mode, self.beta = div_threshold, mode, beta
+        self.valid_every, self.valid_batches = valid_every, valid_batches
 
     def before_fit(self):
-        self.state = TrainingState(self.learn)
+        self.state = TrainingState(self.learn)   # first: whatever fails below, after_fit restores this
+        self._t0 = time.perf_counter()
         super().before_fit()
-        self.lrs, self.losses, self.smooth, self.stopped_early = [], [], [], False
-        self._avg, self._best = 0., float('inf')
+        self.lrs, self.losses, self.stopped_early = [], [], False   # per training step
+        self.valid_lrs, self.valid_losses = [], []                  # per validation measurement
+        self._avg, self._n_avg, self._best = 0., 0, float('inf')
+        self.valid_seconds, self.seconds = 0., 0.
+        if self.valid_every is not None:
+            self._valid_set = self._fixed_valid_batches()
+            self._beta = self.beta ** self.valid_every   # the same time constant in steps
+        else: self._beta = self.beta
+
+    def _fixed_valid_batches(self) -> list:
+        dl = self.learn.dls.valid
+        self.learn._check_loader(dl, 'dls.valid')
+        n = len(dl) if self.valid_batches is None else min(self.valid_batches, len(dl))
+        # Reading a loader draws a seed from the global RNG: fork it so the training batches stay
+        # the ones a range test without validation would see.
+        with torch.random.fork_rng(devices=[]):
+            batches = [to_device(b, self.learn.device) for b in itertools.islice(dl, n)]
+        self.valid_samples = sum(_batch_size(b[self.learn.n_inp:] or b[:self.learn.n_inp]) for b in batches)
+        return batches
+
+    def validation_loss(self) -> float:
+        "Mean loss over the fixed validation subset, in eval mode, without gradients."
+        learn, model = self.learn, unwrap_model(self.learn.model)   # no DDP collectives per forward
+        t0, was_training = time.perf_counter(), model.training
+        total, n = 0., 0
+        model.eval()
+        try:
+            with torch.no_grad():
+                for b in self._valid_set:
+                    xb, yb = b[:learn.n_inp], b[learn.n_inp:]
+                    bs = _batch_size(yb or xb)
+                    total = total + learn.loss_func(model(*xb), *yb).detach().float() * bs
+                    n += bs
+        finally: model.train(was_training)
+        total, n = sum_over_ranks(total, n, learn.device)   # under DDP: over every rank's share, the same everywhere
+        loss = float(total) / float(n)
+        self.valid_seconds += time.perf_counter() - t0
+        return loss
 
     def before_validate(self):
         raise CancelValidateException()
 
+    def _smoothed(self, loss) -> float:
+        self._n_avg += 1
+        self._avg = self._beta * self._avg + (1 - self._beta) * loss
+        return self._avg / (1 - self._beta ** self._n_avg)
+
     def after_step(self):
         loss = float(self.learn.loss.detach())
-        self.lrs.append(float(self.learn.opt.param_groups[-1]['lr'])); self.losses.append(loss)
+        lr = float(self.learn.opt.param_groups[-1]['lr'])
+        self.lrs.append(lr); self.losses.append(loss)
         n = len(self.losses)
-        self._avg = self.beta * self._avg + (1 - self.beta) * loss
-        s = self._avg / (1 - self.beta ** n)
-        self.smooth.append(s)
-        if math.isfinite(s): self._best = min(self._best, s)
-        if self.stop_div and (not math.isfinite(loss) or s > self.div_threshold * self._best):
+        diverged = not math.isfinite(loss)
+        if self.valid_every is None: measured = loss
+        elif n % self.valid_every == 0 and not diverged:
+            measured = self.validation_loss()
+            self.valid_lrs.append(lr); self.valid_losses.append(measured)
+        else: measured = None
+        if measured is not None:
+            s = self._smoothed(measured)
+            if math.isfinite(s): self._best = min(self._best, s)
+            diverged = diverged or not math.isfinite(measured) or s > self.div_threshold * self._best
+        if self.stop_div and diverged:
             self.stopped_early = True
             raise CancelFitException()
         if n >= self.num_it: raise CancelFitException()
@@ -122,23 +226,45 @@ class LRFinder(ParamScheduler):
     def after_fit(self):
         state = getattr(self, 'state', None)
         if state is not None: state.restore(); self.state = None
+        self.seconds = time.perf_counter() - getattr(self, '_t0', time.perf_counter())
 
-    def result(self, suggest='valley') -> LRFinderResult:
-        if len(self.lrs) < 3:
-            raise RuntimeError(f'the range test stopped after {len(self.lrs)} steps, too few to suggest a learning '
-                               'rate: lower start_lr or raise div_threshold')
-        # ignore the tail after divergence for the suggestions
-        sugg = {name: f(self.lrs, self.smooth) for name, f in SUGGESTERS.items()}
-        return LRFinderResult(list(self.lrs), list(self.losses), list(self.smooth), sugg, sugg[suggest], self.stopped_early)
+    @property
+    def measured(self) -> str:
+        return 'train' if self.valid_every is None else 'valid'
+
+    def cost(self) -> dict:
+        "What the test spent: training steps, validation measurements and forward passes, seconds."
+        evals = len(self.valid_losses)
+        batches = len(getattr(self, '_valid_set', ()))
+        return {'train_steps': len(self.losses), 'valid_evals': evals, 'valid_forward_passes': evals * batches,
+                'valid_samples': evals * getattr(self, 'valid_samples', 0), 'valid_seconds': self.valid_seconds,
+                'seconds': self.seconds}
+
+    def result(self, suggest="steep") -> LRFinderResult:
+        check_choice('suggest', suggest, tuple(SUGGESTERS))
+        lrs, losses = (self.lrs, self.losses) if self.valid_every is None else (self.valid_lrs, self.valid_losses)
+        if len(lrs) < 3:
+            raise RuntimeError(f'the range test stopped after {len(self.lrs)} steps ({len(lrs)} {self.measured} loss '
+                               'measurements), too few to suggest a learning rate: lower start_lr, raise '
+                               'div_threshold' + (' or lower valid_every' if self.valid_every else ''))
+        smooth = smooth_sweep(losses)
+        sugg = {name: f(lrs, smooth) for name, f in SUGGESTERS.items()}
+        return LRFinderResult(list(lrs), list(losses), smooth, sugg, sugg[suggest], self.stopped_early,
+                              bounds=lr_bounds(sugg['max_bound']), measured=self.measured,
+                              train_lrs=list(self.lrs), train_losses=list(self.losses), cost=self.cost())
 
 
-def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=100, stop_div=True, suggest='valley', **kwargs) -> LRFinderResult:
+def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=100, stop_div=True, suggest="steep", **kwargs) -> LRFinderResult:
     """Run the LR range test on `learn` and return its result; the learner is left as it was.
 
-    ``result.suggestion`` is the `suggest` entry of ``result.suggestions``."""
+    ``result.suggestion`` is the `suggest` entry of ``result.suggestions`` ('minimum', 'steep',
+    'valley' or 'max_bound'). Other keyword arguments go to :class:`LRFinder`: `mode` ('exp' or
+    'linear'), `div_threshold`, `beta`, and `valid_every`/`valid_batches` to measure the loss on a
+    fixed validation subset every `valid_every` steps (its cost is in ``result.cost``)."""
     check_choice('suggest', suggest, tuple(SUGGESTERS))
     finder = LRFinder(start_lr, end_lr, num_it, stop_div, **kwargs)
     learn._check_loader(learn.dls.train, 'dls.train')
+    if finder.valid_every is not None: learn._check_loader(learn.dls.valid, 'dls.valid')
     n_epoch = math.ceil(num_it / learn.steps_per_epoch)
     learn.fit(n_epoch, cbs=[finder])
     return finder.result(suggest)

@@ -46,9 +46,10 @@ class Recorder(Callback):
 
     def reset(self):
         self.hps = {k: [] for k in self.HYPERS}
-        self._losses, self._pending = [], []
+        self._losses, self._loss_t, self._bs = [], [], []   # floats read so far; tensors/batch sizes this fit
+        self._n_read = 0                                    # losses that came from a state dict, not tensors
         self.epochs, self.batches_per_epoch = [], []
-        self._sums, self._epoch_losses, self._epoch_bs, self._n_batches = None, [], [], 0
+        self._sums, self._epoch_start, self._n_batches = None, 0, 0
         self._t0, self._train_loss = 0., float('nan')
 
     def state_dict(self) -> dict:
@@ -58,48 +59,50 @@ class Recorder(Callback):
 
     def load_state_dict(self, sd: dict):
         self.hps = {k: [list(v) for v in vs] for k, vs in sd['hps'].items()}
-        self._losses, self._pending = list(sd['losses']), []
+        self._losses, self._loss_t, self._bs = list(sd['losses']), [], []
+        self._n_read = len(self._losses)
         self.epochs, self.batches_per_epoch = [dict(e) for e in sd['epochs']], list(sd['batches_per_epoch'])
         self.last_valid = dict(sd.get('last_valid', {}))
 
     # --- events ---------------------------------------------------------------------------------
     def before_fit(self):
-        if getattr(self.learn, 'keep_history', False): return   # a resumed fit continues its history
-        self.reset()
+        pg0 = self.learn.opt.param_groups[0]
+        if not getattr(self.learn, 'keep_history', False): self.reset()   # a resumed fit continues its history
+        self._tracked = [(k, self.hps.setdefault(k, [])) for k in self.HYPERS if has_hyper(pg0, k)]
 
     def before_epoch(self):
         self._t0 = time.perf_counter()
         self._n_batches = 0
 
     def before_train(self):
-        self._epoch_losses, self._epoch_bs = [], []
+        self._epoch_start = len(self._loss_t)
 
     def before_validate(self):
         self._sums = None
 
     def after_batch(self):
-        loss = self.learn.loss
+        learn = self.learn
+        loss = learn.loss
         if loss is None: return   # batch cancelled before its loss
-        loss, bs = loss.detach(), self.learn.batch_size
-        if self.learn.training:   # cheap per batch: keep references, reduce at the end of the pass
-            self._pending.append(loss); self._epoch_losses.append(loss); self._epoch_bs.append(bs)
+        if learn.training:   # cheap per batch: keep a reference, reduce when read or at the end of the pass
+            self._loss_t.append(loss.detach()); self._bs.append(learn.batch_size)
             self._n_batches += 1
             return
-        vals = [loss] + [torch.as_tensor(m(self.learn.pred, *self.learn.yb)).detach() for m in self.learn.metrics]
+        bs = learn.batch_size
+        vals = [loss.detach()] + [torch.as_tensor(m(learn.pred, *learn.yb)).detach() for m in learn.metrics]
         vals = torch.stack([v.float().reshape(()) for v in vals]) * bs
         self._sums = (vals, bs) if self._sums is None else (self._sums[0] + vals, self._sums[1] + bs)
 
     def after_step(self):
-        for k, vs in self.hps.items():
-            pg0 = self.learn.opt.param_groups[0]
-            if has_hyper(pg0, k): vs.append([float(get_hyper(pg, k)) for pg in self.learn.opt.param_groups])
+        pgs = self.learn.opt.param_groups
+        for k, vs in self._tracked: vs.append([get_hyper(pg, k) for pg in pgs])
 
     def after_train(self):
-        if not self._epoch_losses: self._train_loss = float('nan'); return
-        ls = torch.stack(self._epoch_losses).float()
-        bs = torch.tensor(self._epoch_bs, dtype=ls.dtype, device=ls.device)
+        i = self._epoch_start
+        if len(self._loss_t) == i: self._train_loss = float('nan'); return
+        ls = torch.stack(self._loss_t[i:]).float()
+        bs = torch.tensor(self._bs[i:], dtype=ls.dtype, device=ls.device)
         self._train_loss = ((ls * bs).sum() / bs.sum()).item()
-        self._epoch_losses, self._epoch_bs = [], []
 
     def after_validate(self):
         vals = self._mean() if self._sums is not None else [float('nan')] * (1 + len(self.learn.metrics))
@@ -120,9 +123,10 @@ class Recorder(Callback):
     # --- views ----------------------------------------------------------------------------------
     @property
     def losses(self) -> list[float]:
-        if self._pending:   # one device-to-host transfer for everything recorded since the last read
-            self._losses += torch.stack(self._pending).float().cpu().tolist()
-            self._pending = []
+        "Training loss of every batch; read back from the device in one transfer for all new batches."
+        if len(self._losses) < self._n_read + len(self._loss_t):
+            new = self._loss_t[len(self._losses) - self._n_read:]
+            self._losses += torch.stack(new).float().cpu().tolist()
         return self._losses
 
     @property

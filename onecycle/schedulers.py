@@ -3,11 +3,12 @@ step. 1cycle, cyclical momentum and the range test are thin uses of it."""
 from __future__ import annotations
 
 from .callback import Callback
-from .checks import check_choice, check_fraction, check_int, check_lr, check_moms, check_positive
-from .hyper import get_hyper, has_hyper, lr_range, set_hyper
+from .checks import check_choice, check_fraction, check_int, check_lr, check_moms, check_positive, check_wd
+from .hyper import WD_KEY, get_hyper, has_hyper, lr_range, set_hyper
 from .schedule import one_cycle, progress_of_step
 
-__all__ = ['ParamScheduler', 'OneCycleScheduler', 'CyclicalMomentum', 'fit_one_cycle']
+__all__ = ['ParamScheduler', 'OneCycleScheduler', 'CyclicalMomentum', 'CyclicalWeightDecay', 'fit_one_cycle',
+           'plot_sched']
 
 
 class ParamScheduler(Callback):
@@ -35,8 +36,8 @@ class ParamScheduler(Callback):
         check_int('start_step', start_step, min_value=0)
         self.scheds, self.total_steps, self.start_step = dict(scheds), total_steps, start_step
 
-    def _per_group(self, name, n_groups):
-        s = self.scheds[name]
+    def _per_group(self, name, n_groups, scheds=None):
+        s = (self.scheds if scheds is None else scheds)[name]
         if not isinstance(s, (list, tuple)): return [s] * n_groups
         if len(s) != n_groups:
             raise ValueError(f'{len(s)} schedules given for {name!r} but the optimizer has {n_groups} param groups')
@@ -50,6 +51,9 @@ class ParamScheduler(Callback):
                                  f'hyper-parameter {name!r} (param group keys: {sorted(k for k in pgs[0] if k != "params")})')
         self._groups = {k: self._per_group(k, len(pgs)) for k in self.scheds}
         self._total = self.total_steps or self.learn.n_steps
+        if WD_KEY in self.scheds:   # scheduled decoupled wd replaces the optimizer's own, as Learner.set_wd does
+            for pg in pgs:
+                if 'weight_decay' in pg: pg['weight_decay'] = 0.
 
     def before_batch(self):
         if self.learn.training: self.set_hypers(self.start_step + self.learn.step_count)
@@ -59,14 +63,28 @@ class ParamScheduler(Callback):
         for name, scheds in self._groups.items():
             for pg, f in zip(self.learn.opt.param_groups, scheds): set_hyper(pg, name, f(pct))
 
-    def plot(self, n_steps=100, n_groups=1):
+    def plan(self, n_groups, total_steps, steps_per_epoch=None) -> dict:
+        "The schedules a fit of `total_steps` steps with `n_groups` param groups would use."
+        return self.scheds
+
+    def sample(self, n_steps=None, n_groups=1, steps_per_epoch=None) -> dict:
+        """The values each step of a run of `n_steps` (default: total_steps, else 100) would get, without
+        training: ``{name: [[value per param group] per step]}``, the layout of ``Recorder.hps``.
+        `steps_per_epoch` matters only to schedulers laid out in epochs."""
+        n_steps = check_int('n_steps', n_steps if n_steps is not None else (self.total_steps or 100), min_value=1)
+        n_groups = check_int('n_groups', n_groups, min_value=1)
+        check_positive('steps_per_epoch', steps_per_epoch, allow_none=True)
+        scheds = self.plan(n_groups, n_steps, steps_per_epoch)
+        hps = {}
+        for name, s in scheds.items():
+            fs = list(s) if isinstance(s, (list, tuple)) else self._per_group(name, n_groups, scheds)
+            hps[name] = [[float(f(progress_of_step(i, n_steps))) for f in fs] for i in range(n_steps)]
+        return hps
+
+    def plot(self, n_steps=None, n_groups=1, steps_per_epoch=None):
         "Draw the schedules over `n_steps` optimizer steps, before any training; returns the Figure."
         from .plotting import plot_hypers
-        hps = {}
-        for name in self.scheds:
-            fs = self._per_group(name, n_groups) if not isinstance(self.scheds[name], (list, tuple)) else list(self.scheds[name])
-            hps[name] = [[f(progress_of_step(i, n_steps)) for f in fs] for i in range(n_steps)]
-        return plot_hypers(hps, title=type(self).__name__)
+        return plot_hypers(self.sample(n_steps, n_groups, steps_per_epoch), title=type(self).__name__)
 
 
 def _cycle_bounds(learn, tot_epochs, start_epoch, n_epoch):
@@ -99,9 +117,8 @@ class _EpochCycle(ParamScheduler):
     def _cycle(self, start, peak, end, total_steps):
         return one_cycle(start, peak, end, self.pct_start, self.anneal_strategy, self.three_phase, total_steps)
 
-    def plot(self, n_steps=100, n_groups=1):
-        self.scheds = self.build(n_groups, n_steps)
-        return super().plot(n_steps, n_groups)
+    def plan(self, n_groups, total_steps, steps_per_epoch=None):
+        return self.build(n_groups, total_steps)
 
 
 class OneCycleScheduler(_EpochCycle):
@@ -142,6 +159,44 @@ class CyclicalMomentum(_EpochCycle):
         return {'mom': self._cycle(hi, lo, hi, total_steps)}
 
 
+class CyclicalWeightDecay(_EpochCycle):
+    """Weight decay that falls from wds[0] to wds[1] while the learning rate rises, then comes back,
+    in the 1cycle shape (decoupled wd, any optimizer; the optimizer's own ``weight_decay`` is set to 0).
+    Smith (2018) found a constant wd works as well or better; this is here to test that on your data."""
+    def __init__(self, wds=(1e-3, 1e-4), pct_start=0.3, anneal_strategy='cos', three_phase=False,
+                 tot_epochs=None, start_epoch=1):
+        if not isinstance(wds, (tuple, list)) or len(wds) != 2:
+            raise TypeError(f'wds must be a pair (outer, middle) of weight decays, e.g. (1e-3, 1e-4), got {wds!r}')
+        for w in wds: check_positive('wds', w, allow_zero=True)
+        super().__init__(tot_epochs, start_epoch, anneal_strategy, pct_start, three_phase)
+        self.wds = tuple(float(w) for w in wds)
+
+    def build(self, n_groups, total_steps):
+        hi, lo = self.wds
+        return {WD_KEY: self._cycle(hi, lo, hi, total_steps)}
+
+
+def plot_sched(scheds, n_steps=100, n_groups=1, name='lr', steps_per_epoch=None):
+    """Draw schedules before any training, as they would run over `n_steps` optimizer steps with
+    `n_groups` param groups; returns the Figure.
+
+    `scheds` is a schedule (drawn as hyper-parameter `name`), a dict ``{name: schedule or one per
+    group}``, a ParamScheduler (OneCycleScheduler, CyclicalMomentum...) or a list of them.
+    `steps_per_epoch` places the epochs of schedulers laid out in epochs (CLRScheduler).
+    """
+    from .plotting import plot_hypers
+    hps = {}
+    for item in (scheds if isinstance(scheds, (list, tuple)) else [scheds]):
+        if isinstance(item, ParamScheduler): cb = item
+        elif isinstance(item, dict): cb = ParamScheduler(item)
+        elif callable(item): cb = ParamScheduler({name: item})
+        else: raise TypeError(f'scheds must be a schedule, a dict of them, a ParamScheduler or a list of those, got {type(item).__name__}')
+        for k, v in cb.sample(n_steps, n_groups, steps_per_epoch).items():
+            if k in hps: raise ValueError(f'{k!r} is scheduled twice; give each hyper-parameter one schedule')
+            hps[k] = v
+    return plot_hypers(hps, title='Schedule')
+
+
 def fit_one_cycle(learn, cyc_len, max_lr=3e-3, moms=(0.95, 0.85), div_factor=25., pct_start=0.3, wd=None,
                   callbacks=None, tot_epochs=None, start_epoch=1, final_div_factor=1e4, anneal_strategy='cos',
                   three_phase=False):
@@ -156,7 +211,7 @@ def fit_one_cycle(learn, cyc_len, max_lr=3e-3, moms=(0.95, 0.85), div_factor=25.
         raise ValueError(f'start_epoch - 1 + cyc_len must be <= tot_epochs, got start_epoch={start_epoch}, '
                          f'cyc_len={cyc_len}, tot_epochs={tot_epochs}')
     check_moms('moms', moms)
-    check_positive('wd', wd, allow_zero=True, allow_none=True)
+    check_wd('wd', wd)
     cbs = [OneCycleScheduler(max_lr, div_factor, pct_start, final_div_factor, anneal_strategy, three_phase,
                              tot_epochs, start_epoch)]
     if moms is not None:

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import math
 
-__all__ = ['suggest_minimum', 'suggest_steep', 'suggest_valley', 'loss_slopes']
+from .recorder import smooth_ema
+
+__all__ = ['suggest_minimum', 'suggest_steep', 'suggest_valley', 'suggest_max_bound', 'lr_bounds',
+           'loss_slopes', 'smoothed_slopes', 'moving_average', 'smooth_zero_lag', 'smooth_sweep', 'default_window']
 
 
 def _check(lrs, losses, min_points=3):
@@ -18,7 +21,51 @@ def _check(lrs, losses, min_points=3):
 
 def _finite(lrs, losses):
     pts = [(a, b) for a, b in zip(lrs, losses) if math.isfinite(b)]
+    if not pts: raise ValueError('every loss of the sweep is NaN or infinite: nothing to suggest from')
     return [a for a, _ in pts], [b for _, b in pts]
+
+
+def default_window(n_points: int) -> int:
+    "Moving-average width for the loss change of an `n_points` sweep: about 5% of it, odd, at least 1."
+    w = max(1, round(n_points / 20))
+    return w if w % 2 else w + 1
+
+
+def moving_average(values, window: int) -> list[float]:
+    """Centred moving average over `window` points (odd), narrowing at the ends so that the output
+    has the input's length and does not trail it: a feature stays at the lr where it happened."""
+    if window < 1: raise ValueError(f'window must be >= 1, got {window}')
+    half, n = window // 2, len(values)
+    out = []
+    for i in range(n):
+        h = min(half, i, n - 1 - i)   # symmetric, so the average stays centred at i
+        seg = values[i - h:i + h + 1]
+        out.append(sum(seg) / len(seg))
+    return out
+
+
+def smooth_zero_lag(values, beta=0.9) -> list[float]:
+    """A debiased exponential moving average run forwards and then backwards. One pass trails the
+    curve by about beta/(1-beta) points, which in a range test moves every feature to a larger lr;
+    the second pass, in reverse, cancels that shift."""
+    if not 0 <= beta < 1: raise ValueError(f'beta must be in [0, 1), got {beta!r}')
+    fwd = smooth_ema(values, beta)
+    return smooth_ema(fwd[::-1], beta)[::-1]
+
+
+def smooth_sweep(losses, beta=None) -> list[float]:
+    """The curve the suggestions read. Losses above the starting level (the worst of the first 5% of
+    points), NaN and inf are capped at that level first: once training has diverged the size of the
+    blow-up says nothing, and uncapped it would leak into its neighbours. Then a zero-lag debiased
+    EMA; `beta` defaults to a time constant of 2.5% of the sweep (0.6 for 100 points)."""
+    n = len(losses)
+    if n == 0: raise ValueError('no losses to smooth')
+    head = [l for l in losses[:max(3, n // 20)] if math.isfinite(l)]
+    if not head: raise ValueError('the sweep starts with NaN/inf losses: lower start_lr')
+    cap = max(head)
+    capped = [min(l, cap) if math.isfinite(l) else cap for l in losses]
+    if beta is None: beta = 1 - 1 / max(1., n / 40)
+    return smooth_zero_lag(capped, beta)
 
 
 def suggest_minimum(lrs, losses, div=10.) -> float:
@@ -40,14 +87,49 @@ def loss_slopes(lrs, losses) -> list[float]:
     return out
 
 
-def suggest_steep(lrs, losses) -> float:
-    "The learning rate where the loss falls fastest against log(lr), before the minimum."
+def smoothed_slopes(lrs, losses, window=None) -> list[float]:
+    """The loss change: d loss / d log10(lr), moving-average smoothed over `window` points (5% of the
+    sweep by default). Negative where the loss falls; its minimum is the steepest descent."""
+    window = default_window(len(lrs)) if window is None else window
+    return moving_average(loss_slopes(lrs, losses), window)
+
+
+def _descent(lrs, losses, window):
+    "The finite points, the index of the lowest loss, and the smoothed slopes up to it."
     _check(lrs, losses)
     lrs, losses = _finite(lrs, losses)
-    stop = min(range(len(losses)), key=losses.__getitem__) + 1
-    stop = max(stop, min(3, len(losses)))
-    g = loss_slopes(lrs[:stop], losses[:stop])
-    return lrs[min(range(len(g)), key=g.__getitem__)]
+    if len(lrs) < 3: raise ValueError(f'need at least 3 finite losses, got {len(lrs)}')
+    stop = min(range(len(losses)), key=losses.__getitem__)
+    g = smoothed_slopes(lrs, losses, window)
+    return lrs, losses, stop, g
+
+
+def suggest_steep(lrs, losses, window=None) -> float:
+    """The learning rate where the loss falls fastest against log(lr) (the minimum of the smoothed
+    loss change), looked for only before the lowest loss."""
+    lrs, losses, stop, g = _descent(lrs, losses, window)
+    stop = max(stop, min(2, len(g) - 1))
+    return lrs[min(range(stop + 1), key=g.__getitem__)]
+
+
+def suggest_max_bound(lrs, losses, window=None, frac=0.1) -> float:
+    """Smith's maximum bound: the largest learning rate at which the loss still falls, i.e. the last
+    point before the lowest loss where the smoothed slope d loss / d log10(lr) is still at least
+    `frac` of the steepest descent. Past it the loss is flat or rising: the lr no longer helps.
+    When the loss never falls, the smallest learning rate is returned."""
+    if not 0 < frac < 1: raise ValueError(f'frac must be in (0, 1), got {frac!r}')
+    lrs, losses, stop, g = _descent(lrs, losses, window)
+    steepest = min(g[:stop + 1])
+    if steepest >= 0: return lrs[0]
+    return lrs[max(i for i in range(stop + 1) if g[i] <= frac * steepest)]
+
+
+def lr_bounds(max_lr: float) -> dict:
+    """Smith's minimum bounds for a maximum bound `max_lr`, as (low, high) ranges: max/4 to max/3 for
+    cyclical learning rates, max/20 to max/10 for 1cycle (its start lr, i.e. div_factor 10 to 20)."""
+    if not (isinstance(max_lr, (int, float)) and math.isfinite(max_lr) and max_lr > 0):
+        raise ValueError(f'max_lr must be a positive finite number, got {max_lr!r}')
+    return {'cyclical_min': (max_lr / 4, max_lr / 3), 'one_cycle_min': (max_lr / 20, max_lr / 10)}
 
 
 def suggest_valley(lrs, losses) -> float:

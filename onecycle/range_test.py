@@ -1,0 +1,184 @@
+"""Range tests side by side: several sweeps (SGD against Adam, one per weight decay...) from the same
+weights on one figure, and the plots of a range test (loss, and loss change, against the lr)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from .checks import check_callable, check_choice, check_positive, check_range
+from .hyper import has_hyper
+from .lr_finder import SUGGESTERS, LRFinder, LRFinderResult, TrainingState, lr_find
+
+__all__ = ['compare_lr_finds', 'LRComparison', 'plot_range_tests']
+
+_FINDER_KEYS = ('start_lr', 'end_lr', 'num_it', 'stop_div', 'div_threshold', 'mode', 'beta', 'valid_every',
+                'valid_batches')
+_LEARNER_KEYS = ('opt_func', 'wd', 'mom')
+_SETTING_KEYS = _FINDER_KEYS + _LEARNER_KEYS + ('suggest', 'label')
+_MARKERS = {'minimum': 'v', 'steep': 'o', 'valley': 's', 'max_bound': '^'}
+
+
+def _name_of(f) -> str:
+    f = getattr(f, 'func', f)   # functools.partial
+    return getattr(f, '__name__', type(f).__name__)
+
+
+def _label(setting: dict, i: int) -> str:
+    if 'label' in setting: return str(setting['label'])
+    parts = [_name_of(setting['opt_func'])] if 'opt_func' in setting else []
+    parts += [f'{k}={setting[k]:g}' for k in ('wd', 'mom') if k in setting]
+    parts += [f'{k}={setting[k]}' for k in _FINDER_KEYS if k in setting]
+    return ', '.join(parts) or f'run {i}'
+
+
+def _check_setting(i: int, setting, learn):
+    "Everything that could make run `i` fail, checked before any run starts."
+    if not isinstance(setting, dict): raise TypeError(f'settings[{i}] must be a dict, got {type(setting).__name__}')
+    bad = sorted(set(setting) - set(_SETTING_KEYS))
+    if bad: raise ValueError(f'settings[{i}] has unknown key(s) {bad}; allowed: {", ".join(_SETTING_KEYS)}')
+    if 'opt_func' in setting: check_callable(f'settings[{i}]["opt_func"]', setting['opt_func'])
+    if 'wd' in setting: check_positive(f'settings[{i}]["wd"]', setting['wd'], allow_zero=True)
+    if 'mom' in setting: check_range(f'settings[{i}]["mom"]', setting['mom'], 0, 1, hi_open=True)
+    if 'suggest' in setting: check_choice(f'settings[{i}]["suggest"]', setting['suggest'], tuple(SUGGESTERS))
+    finder = LRFinder(**{k: setting[k] for k in _FINDER_KEYS if k in setting})   # checks the sweep's arguments
+    if 'mom' in setting:   # an optimizer without momentum (Adagrad...) cannot take one
+        opt_func = setting.get('opt_func', learn.opt_func)
+        pg = opt_func([{'params': [p for g in learn.param_groups() for p in g]}], lr=1e-3).param_groups[0]
+        if not has_hyper(pg, 'mom'):
+            raise ValueError(f'settings[{i}]["mom"]: the optimizer {_name_of(opt_func)} has no momentum to set')
+    if finder.valid_every is not None: learn._check_loader(learn.dls.valid, 'dls.valid')
+
+
+@dataclass
+class LRComparison:
+    "Range tests run from the same weights: one result per setting, in order, and their labels."
+    results: list
+    labels: list
+    settings: list = field(default_factory=list)
+
+    def __len__(self): return len(self.results)
+    def __getitem__(self, i) -> LRFinderResult: return self.results[i]
+
+    def summary(self) -> str:
+        "A table: one row per run, its suggestions and the lowest smoothed loss it reached."
+        names = list(SUGGESTERS)
+        w = max(8, *(len(l) for l in self.labels))
+        rows = [f'{"run":<{w}}  ' + '  '.join(f'{n:>9}' for n in names) + '  min loss']
+        for label, r in zip(self.labels, self.results):
+            rows.append(f'{label:<{w}}  ' + '  '.join(f'{r.suggestions[n]:9.2e}' for n in names)
+                        + f'  {min(r.smooth_losses):8.4f}')
+        return '\n'.join(rows)
+
+    def plot(self, skip_start=0, skip_end=0, show_suggestions=True, delta=True):
+        "Every run on one figure: loss against lr and the loss change against lr; returns the Figure."
+        return plot_range_tests(self.results, self.labels, skip_start=skip_start, skip_end=skip_end,
+                                show_suggestions=show_suggestions, delta=delta)
+
+
+def compare_lr_finds(learn, settings, **common) -> LRComparison:
+    """One LR range test per entry of `settings`, all from the learner's current weights and RNG
+    state, each with a fresh optimizer, so the curves differ only by what the settings change.
+
+    A setting is a dict of: ``opt_func`` (e.g. ``torch.optim.SGD`` or a ``functools.partial``),
+    ``wd`` (decoupled weight decay), ``mom`` (a constant momentum), any :class:`LRFinder` argument
+    (``start_lr``, ``end_lr``, ``num_it``, ``mode``, ``valid_every``...), ``suggest`` and ``label``.
+    `common` holds defaults for every run. Afterwards the learner has its own weights, optimizer
+    (object and state), weight decay, recorder history and RNG states back.
+
+        cmp = compare_lr_finds(learn, [dict(opt_func=SGD), dict(opt_func=Adam)], num_it=200)
+        cmp.plot(); print(cmp.summary())
+    """
+    if not isinstance(settings, (list, tuple)) or not settings:
+        raise TypeError(f'settings must be a non-empty list of dicts, got {settings!r}')
+    allowed = [k for k in _SETTING_KEYS if k != 'label']
+    bad = sorted(set(common) - set(allowed))
+    if bad: raise TypeError(f'compare_lr_finds got unexpected keyword argument(s) {bad}; allowed: {", ".join(allowed)}')
+    for i, s in enumerate(settings):
+        if not isinstance(s, dict): raise TypeError(f'settings[{i}] must be a dict, got {type(s).__name__}')
+    labels = [_label(s, i) for i, s in enumerate(settings)]   # named by what differs between runs
+    settings = [{**common, **s} for s in settings]
+    for i, s in enumerate(settings): _check_setting(i, s, learn)
+    learn._check_loader(learn.dls.train, 'dls.train')
+
+    kept = dict(opt=learn.opt, opt_func=learn.opt_func, wd=learn.wd, _wd_hook=learn._wd_hook)
+    lr = [float(pg['lr']) for pg in learn.opt.param_groups]
+    saved = TrainingState(learn)
+    results = []
+    try:
+        for i, s in enumerate(settings):
+            for k, v in kept.items(): setattr(learn, k, v)
+            saved.restore()   # the same weights and RNG state for every run
+            learn.opt_func = s.get('opt_func', kept['opt_func'])
+            learn.create_opt(lr, s.get('wd', kept['wd']))
+            if 'mom' in s: learn.set_hyper('mom', s['mom'])
+            res = lr_find(learn, **{k: v for k, v in s.items() if k in _FINDER_KEYS or k == 'suggest'})
+            res.label = labels[i]
+            results.append(res)
+    finally:
+        for k, v in kept.items(): setattr(learn, k, v)
+        saved.restore()
+    return LRComparison(results, labels, settings)
+
+
+def _finite_range(values):
+    finite = [v for v in values if math.isfinite(v)]
+    return (min(finite), max(finite)) if finite else None
+
+
+def plot_range_tests(results, labels=None, skip_start=0, skip_end=0, ax=None, show_suggestions=True,
+                     delta=True, loss=True):
+    """Range-test curves on one figure: smoothed loss against lr (log axis) and the loss change
+    d loss / d log10(lr) against lr, each run in its own colour. One run: its raw loss too, the
+    suggestions as labelled vertical lines and Smith's min-bound ranges shaded. Several runs: the
+    suggestions as markers on each curve. `ax` is one Axes or a list of one per panel."""
+    import matplotlib.pyplot as plt
+    if not loss and not delta: raise ValueError('nothing to plot: loss and delta are both False')
+    results = list(results)
+    labels = list(labels) if labels is not None else [r.label or f'run {i}' for i, r in enumerate(results)]
+    panels = [p for p, on in (('loss', loss), ('delta', delta)) if on]
+    if ax is None: fig, axs = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.5), squeeze=False); axs = list(axs[0])
+    else:
+        axs = list(ax) if isinstance(ax, (list, tuple)) else [ax]
+        panels = panels[:len(axs)]
+        fig = axs[0].figure
+    single = len(results) == 1
+    lows, highs = [], []
+    for i, (r, label) in enumerate(zip(results, labels)):
+        end = len(r.lrs) - skip_end
+        sl = slice(skip_start, max(end, skip_start))
+        lrs, curves = r.lrs[sl], {'loss': r.smooth_losses[sl], 'delta': r.loss_change[sl]}
+        color = 'C0' if single else f'C{i % 10}'
+        for p, a in zip(panels, axs):
+            a.plot(lrs, curves[p], color=color, label='smoothed loss' if single and p == 'loss' else (None if single else label))
+            if single and p == 'loss': a.plot(lrs, r.losses[sl], color=color, alpha=0.25, label=f'{r.measured} loss (raw)')
+            if not show_suggestions: continue
+            for j, (name, lr) in enumerate(r.suggestions.items()):
+                if single: a.axvline(lr, color=f'C{j + 1}', ls='--', lw=1, label=f'{name}: {lr:.2e}' if p == panels[0] else None)
+                elif lrs:
+                    k = min(range(len(lrs)), key=lambda q: abs(math.log(lrs[q] / lr)))
+                    a.plot(lrs[k], curves[p][k], _MARKERS.get(name, 'x'), color=color, ms=7, mec='k', mew=0.6)
+        rng = _finite_range(r.smooth_losses[sl])
+        if rng: lows.append(rng[0]); highs.append(rng[1])
+        if single and show_suggestions and 'loss' in panels and r.bounds:
+            a = axs[panels.index('loss')]
+            for (name, (lo, hi)), c in zip(r.bounds.items(), ('C6', 'C8')):
+                a.axvspan(lo, hi, color=c, alpha=0.15, label=f'{name.replace("_", " ")}: {lo:.1e}-{hi:.1e}')
+    for p, a in zip(panels, axs):
+        a.set_xscale('log'); a.set_xlabel('learning rate')
+        if p == 'loss':
+            what = {r.measured for r in results}
+            a.set_ylabel('loss'); a.set_title('LR range test: ' + ' / '.join(f'{w} loss' for w in sorted(what)))
+            if lows:   # the smoothed curves are capped at their starting level: raw spikes go off the top
+                lo, hi = min(lows), max(highs)
+                pad = (hi - lo) or abs(hi) or 1.
+                a.set_ylim(lo - 0.05 * pad, hi + 0.1 * pad)
+        else:
+            a.axhline(0, color='grey', lw=0.8)
+            a.set_ylabel('loss change  d loss / d log10(lr)'); a.set_title('Loss change (moving average)')
+        handles, _ = a.get_legend_handles_labels()
+        if not single and show_suggestions and p == panels[0]:
+            from matplotlib.lines import Line2D
+            handles += [Line2D([], [], ls='', marker=m, color='w', mec='k', ms=7, label=n) for n, m in _MARKERS.items()]
+        if handles: a.legend(handles=handles, fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,145 @@
+"""One hyper-parameter vocabulary for every optimizer, and decoupled weight decay."""
+from functools import partial
+
+import pytest
+import torch
+from torch import nn
+
+from onecycle import get_hyper, lr_range, set_hyper
+from onecycle.hyper import has_hyper, is_no_decay_param
+
+
+def zero_grad_loss(pred, target):
+    "A loss whose gradient is exactly zero everywhere, so only weight decay can move the weights."
+    return (pred * 0.).sum()
+
+
+@pytest.mark.parametrize('opt_func', [partial(torch.optim.SGD, momentum=0.9), torch.optim.SGD, torch.optim.Adam,
+                                      torch.optim.AdamW, torch.optim.RMSprop])
+@pytest.mark.parametrize('wd_bn_bias', [False, True])
+def test_decoupled_weight_decay_shrinks_by_exactly_one_minus_lr_wd(make_learner, opt_func, wd_bn_bias):
+    lr, wd = 0.05, 0.1
+    learn = make_learner(opt_func=opt_func, loss_func=zero_grad_loss, model_kw=dict(bn=True), lr=lr, wd=wd,
+                         wd_bn_bias=wd_bn_bias, dls_kw=dict(n_train=16, bs=16))
+    named = {n: p.detach().clone() for n, p in learn.model.named_parameters()}
+    learn.fit(1)
+    assert learn.step_count == 1
+    for n, p in learn.model.named_parameters():
+        exempt = (n.endswith('bias') or n.startswith('1.')) and not wd_bn_bias   # '1.' is the BatchNorm
+        want = named[n] if exempt else named[n] * (1 - lr * wd)
+        assert torch.equal(p.detach(), want), f'{n}: exempt={exempt}, max diff {(p - want).abs().max():.3g}'
+    # torch's own (coupled or AdamW) decay is off so the decay is not applied twice
+    assert all(pg.get('weight_decay', 0) == 0 and pg['wd'] == wd for pg in learn.opt.param_groups)
+
+
+def test_decay_repeats_per_step_and_follows_the_lr(make_learner):
+    learn = make_learner(opt_func=torch.optim.Adam, loss_func=zero_grad_loss, dls_kw=dict(n_train=48, bs=16))
+    w0 = learn.model[0].weight.detach().clone()
+    learn.fit(1, lr=0.1, wd=0.2)
+    torch.testing.assert_close(learn.model[0].weight, w0 * 0.98 ** 3, rtol=1e-6, atol=0)
+
+
+def test_without_learner_wd_the_optimizers_own_weight_decay_is_kept(make_learner):
+    learn = make_learner(opt_func=partial(torch.optim.AdamW, weight_decay=0.5), loss_func=zero_grad_loss,
+                         lr=0.1, dls_kw=dict(n_train=16, bs=16))
+    w0 = learn.model[0].weight.detach().clone()
+    learn.fit(1)
+    assert learn.opt.param_groups[0]['weight_decay'] == 0.5 and learn.opt.param_groups[0].get('wd', 0) == 0
+    torch.testing.assert_close(learn.model[0].weight, w0 * (1 - 0.1 * 0.5), rtol=1e-6, atol=0)   # AdamW's, once
+
+
+def test_weight_decay_per_param_group(make_learner, splitter):
+    learn = make_learner(loss_func=zero_grad_loss, splitter=splitter, lr=0.1, dls_kw=dict(n_train=16, bs=16))
+    w0, w2 = learn.model[0].weight.detach().clone(), learn.model[2].weight.detach().clone()
+    learn.fit(1, wd=[0.1, 0.3])
+    assert torch.equal(learn.model[0].weight.detach(), w0 * (1 - 0.1 * 0.1))
+    assert torch.equal(learn.model[2].weight.detach(), w2 * (1 - 0.1 * 0.3))
+
+
+def test_frozen_parameters_are_not_decayed(make_learner):
+    learn = make_learner(loss_func=zero_grad_loss, lr=0.1, wd=0.5, dls_kw=dict(n_train=16, bs=16))
+    learn.model[0].weight.requires_grad_(False)
+    w0 = learn.model[0].weight.detach().clone()
+    learn.fit(1)
+    assert torch.equal(learn.model[0].weight, w0)
+
+
+def test_is_no_decay_param_finds_biases_and_norm_weights():
+    m = nn.Sequential(nn.Conv1d(1, 2, 3), nn.BatchNorm1d(2), nn.LayerNorm(2), nn.Linear(2, 2, bias=False))
+    ids = is_no_decay_param(m)
+    assert ids == {id(m[0].bias), id(m[1].weight), id(m[1].bias), id(m[2].weight), id(m[2].bias)}
+
+
+def _pg(opt_cls, **kw):
+    return opt_cls([nn.Parameter(torch.zeros(2))], **kw).param_groups[0]
+
+
+def test_get_and_set_momentum_on_sgd():
+    pg = _pg(torch.optim.SGD, lr=0.1, momentum=0.9)
+    assert get_hyper(pg, 'mom') == 0.9
+    set_hyper(pg, 'mom', 0.8)
+    assert pg['momentum'] == 0.8 and get_hyper(pg, 'mom') == 0.8
+
+
+@pytest.mark.parametrize('opt_cls', [torch.optim.Adam, torch.optim.AdamW, torch.optim.NAdam])
+def test_get_and_set_momentum_beta2_eps_on_adam(opt_cls):
+    pg = _pg(opt_cls, lr=1e-3, betas=(0.9, 0.99), eps=1e-8)
+    assert get_hyper(pg, 'mom') == 0.9 and get_hyper(pg, 'beta2') == 0.99 and get_hyper(pg, 'eps') == 1e-8
+    set_hyper(pg, 'mom', 0.85)
+    assert pg['betas'] == (0.85, 0.99)
+    set_hyper(pg, 'beta2', 0.95)
+    assert pg['betas'] == (0.85, 0.95) and get_hyper(pg, 'beta2') == 0.95
+    set_hyper(pg, 'eps', 1e-6)
+    assert pg['eps'] == 1e-6
+    assert get_hyper(pg, 'wd') == 0. and has_hyper(pg, 'wd')
+    set_hyper(pg, 'wd', 0.1)
+    assert get_hyper(pg, 'wd') == 0.1
+
+
+def test_a_set_momentum_is_the_one_the_optimizer_uses():
+    p = nn.Parameter(torch.ones(1))
+    opt = torch.optim.SGD([p], lr=1., momentum=0.9)
+    set_hyper(opt.param_groups[0], 'mom', 0.5)
+    for _ in range(2):
+        p.grad = torch.ones(1); opt.step()
+    assert p.item() == pytest.approx(1 - 1 - 1.5)   # second step: buf = 0.5*1 + 1
+
+
+def test_momentum_missing_is_a_clear_error():
+    pg = _pg(torch.optim.Adagrad, lr=0.1)
+    assert not has_hyper(pg, 'mom') and not has_hyper(pg, 'beta2')
+    with pytest.raises(KeyError, match='no momentum'): get_hyper(pg, 'mom')
+    with pytest.raises(KeyError, match='no momentum'): set_hyper(pg, 'mom', 0.9)
+
+
+def test_tensor_lr_is_set_in_place():
+    pg = _pg(torch.optim.Adam, lr=torch.tensor(0.01))
+    t = pg['lr']
+    set_hyper(pg, 'lr', 0.5)
+    assert pg['lr'] is t and float(t) == 0.5 and get_hyper(pg, 'lr') == 0.5
+
+
+def test_learner_set_hyper_per_group(make_learner, splitter):
+    learn = make_learner(opt_func=partial(torch.optim.SGD, momentum=0.9), splitter=splitter)
+    learn.set_hyper('mom', [0.8, 0.7])
+    assert [pg['momentum'] for pg in learn.opt.param_groups] == [0.8, 0.7]
+    learn.set_hyper('lr', slice(0.1))
+    assert [pg['lr'] for pg in learn.opt.param_groups] == pytest.approx([0.01, 0.1])
+
+
+def test_lr_range():
+    assert lr_range(0.1, 3) == [0.1] * 3
+    assert lr_range([1, 2], 2) == [1., 2.]
+    assert lr_range(slice(1.), 3) == pytest.approx([0.1, 0.1, 1.])
+    assert lr_range(slice(1e-4, 1e-2), 3) == pytest.approx([1e-4, 1e-3, 1e-2])
+    assert lr_range(slice(1e-4, 1e-2), 1) == [1e-2]
+    with pytest.raises(ValueError, match='param groups'): lr_range([1, 2, 3], 2)
+    with pytest.raises(ValueError, match='stop'): lr_range(slice(1e-3, None), 2)
+
+
+def test_learner_lr_slice_gives_each_group_its_rate(make_learner, splitter):
+    learn = make_learner(splitter=splitter, lr=slice(1e-4, 1e-2))
+    assert [pg['lr'] for pg in learn.opt.param_groups] == pytest.approx([1e-4, 1e-2])
+    with pytest.raises(ValueError, match='lr'): make_learner(lr=slice(-1., 1.))
+    with pytest.raises(ValueError, match='wd'): make_learner(wd=-0.1)
+    with pytest.raises(TypeError, match='wd'): learn.set_wd(slice(0.1))

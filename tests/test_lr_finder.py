@@ -1,0 +1,173 @@
+"""The LR range test: what it measures, when it stops, and that it leaves the learner exactly as it was."""
+import math
+from functools import partial
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from onecycle import LRFinder, LRFinderResult, fit_one_cycle, lr_find, smooth_ema
+
+
+def _snapshot(learn):
+    "Clones of every tensor in the model and optimizer, the param groups' hyper-parameters, and the history."
+    clone = lambda o: o.detach().clone() if isinstance(o, torch.Tensor) else o
+    opt_sd = learn.opt.state_dict()
+    return dict(
+        model={k: v.clone() for k, v in learn.model.state_dict().items()},
+        opt_state={i: {k: clone(v) for k, v in s.items()} for i, s in opt_sd['state'].items()},
+        groups=[{k: v for k, v in pg.items() if k != 'params'} for pg in learn.opt.param_groups],
+        lrs=list(learn.recorder.lrs), moms=list(learn.recorder.moms), losses=list(learn.recorder.losses),
+        epochs=[dict(e) for e in learn.recorder.epochs], cbs=list(learn.cbs))
+
+
+def _assert_same(before, after):
+    assert before['model'].keys() == after['model'].keys()
+    for k, v in before['model'].items():
+        assert v.dtype == after['model'][k].dtype and torch.equal(v, after['model'][k]), f'model tensor {k} changed'
+    assert before['opt_state'].keys() == after['opt_state'].keys()
+    for i, s in before['opt_state'].items():
+        assert s.keys() == after['opt_state'][i].keys()
+        for k, v in s.items():
+            w = after['opt_state'][i][k]
+            if isinstance(v, torch.Tensor): assert torch.equal(v, w), f'optimizer state {i}.{k} changed'
+            else: assert v == w
+    assert before['groups'] == after['groups']
+    for k in ('lrs', 'moms', 'losses', 'epochs', 'cbs'): assert before[k] == after[k], f'{k} changed'
+
+
+@pytest.mark.parametrize('opt_func', [torch.optim.AdamW, partial(torch.optim.SGD, momentum=0.9)])
+def test_lr_find_leaves_every_tensor_bitwise_unchanged(make_learner, opt_func):
+    learn = make_learner(opt_func=opt_func, model_kw=dict(bn=True), wd=0.01)
+    fit_one_cycle(learn, 2, 1e-2)
+    assert learn.opt.state and learn.model[1].num_batches_tracked.item() == 8   # there is state to lose
+    before = _snapshot(learn)
+    rng = torch.get_rng_state()
+    res = learn.lr_find(num_it=30, end_lr=1.)
+    assert len(res.lrs) == 30 and len(set(res.losses)) > 1     # it did train (8 epochs of 4 steps)
+    _assert_same(before, _snapshot(learn))
+    assert torch.equal(rng, torch.get_rng_state())
+    # and the learner trains on from where it was: same as a twin that never ran the range test
+    twin = make_learner(opt_func=opt_func, model_kw=dict(bn=True), wd=0.01)
+    fit_one_cycle(twin, 2, 1e-2)
+    fit_one_cycle(learn, 1, 1e-2); fit_one_cycle(twin, 1, 1e-2)
+    for p, q in zip(learn.model.state_dict().values(), twin.model.state_dict().values()): assert torch.equal(p, q)
+
+
+def test_lr_find_on_a_fresh_learner_leaves_optimizer_state_empty(make_learner):
+    learn = make_learner(opt_func=torch.optim.Adam)
+    before = _snapshot(learn)
+    learn.lr_find(num_it=10)
+    assert not learn.opt.state
+    _assert_same(before, _snapshot(learn))
+
+
+def _regression_learner(make_learner, n=64):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 8, generator=g) * 3
+    y = x @ torch.randn(8, 1, generator=g)
+    dl = DataLoader(TensorDataset(x, y), batch_size=16)
+    torch.manual_seed(0)
+    return make_learner(model=nn.Linear(8, 1), dls=(dl, dl), loss_func=nn.MSELoss(), opt_func=torch.optim.SGD)
+
+
+def test_lr_find_stops_early_on_a_diverging_loss(make_learner):
+    learn = _regression_learner(make_learner)   # plain SGD on least squares diverges once lr > 2/curvature
+    w0 = learn.model.weight.detach().clone()
+    res = learn.lr_find(start_lr=1e-4, end_lr=100., num_it=100)
+    assert res.stopped_early and 3 <= len(res.lrs) < 100
+    # the stop rule: the debiased EMA (beta 0.98) of the loss above 4x its minimum so far, or a NaN/inf loss
+    smooth = smooth_ema(res.losses, 0.98)
+    best = [min(smooth[:i + 1]) for i in range(len(smooth))]
+    assert not math.isfinite(res.losses[-1]) or smooth[-1] > 4 * best[-1]
+    assert all(s <= 4 * b for s, b in zip(smooth[:-1], best))   # it stopped at the first divergence
+    assert torch.equal(learn.model.weight, w0)
+    # without stop_div it runs the full sweep
+    res = learn.lr_find(start_lr=1e-4, end_lr=100., num_it=40, stop_div=False)
+    assert len(res.lrs) == 40 and not res.stopped_early
+    assert torch.equal(learn.model.weight, w0)
+
+
+def test_lr_find_stops_on_nan_loss(make_learner):
+    calls = []
+    def loss_func(pred, y):
+        calls.append(1)
+        loss = nn.functional.cross_entropy(pred, y)
+        return loss * float('nan') if len(calls) > 6 else loss
+    learn = make_learner(loss_func=loss_func)
+    finder = LRFinder(num_it=50)
+    learn.fit(20, cbs=[finder])
+    assert finder.stopped_early and len(finder.lrs) == 7 and len(calls) == 7
+
+
+def test_lr_find_result(make_learner, tmp_path):
+    learn = make_learner(dls_kw=dict(n_train=256, bs=8))
+    res = lr_find(learn, start_lr=1e-5, end_lr=10., num_it=60)
+    assert isinstance(res, LRFinderResult)
+    assert len(res.lrs) == len(res.losses) == len(res.smooth_losses)
+    n = len(res.lrs)
+    for i in range(n):   # the lr grows geometrically from start_lr to end_lr over num_it steps
+        assert res.lrs[i] == pytest.approx(1e-5 * 1e6 ** (i / 59), rel=1e-9)
+    assert isinstance(res.suggestion, float) and 1e-5 <= res.suggestion <= 10.
+    assert {'valley', 'steep', 'minimum'} <= set(res.suggestions) and res.suggestion in res.suggestions.values()
+    assert all(isinstance(v, float) for v in res.suggestions.values())
+    assert lr_find(learn, num_it=60, start_lr=1e-5, suggest='minimum').suggestion == pytest.approx(res.suggestions['minimum'])
+    import matplotlib.figure
+    fig = res.plot()
+    assert isinstance(fig, matplotlib.figure.Figure)
+    fig.savefig('/tmp/test_lr_finder_plot.png', dpi=60)
+    fig.savefig(tmp_path / 'plot.png', dpi=40)
+    assert (tmp_path / 'plot.png').stat().st_size > 1000
+
+
+def test_lr_find_linear_mode(make_learner):
+    res = make_learner().lr_find(start_lr=0.01, end_lr=0.1, num_it=10, mode='linear')
+    assert res.lrs == pytest.approx([0.01 + 0.01 * i for i in range(10)])
+
+
+def test_lr_find_skips_validation(make_learner):
+    calls = []
+    def metric(pred, y):
+        calls.append(1); return torch.tensor(0.)
+    learn = make_learner(metrics=[metric])
+    learn.lr_find(num_it=12)
+    assert calls == []
+
+
+def test_an_error_during_lr_find_still_restores_the_learner(make_learner):
+    learn = make_learner(opt_func=torch.optim.Adam)
+    fit_one_cycle(learn, 1, 1e-2)
+    before = _snapshot(learn)
+    calls = []
+    def bad_loss(pred, y):
+        calls.append(1)
+        if len(calls) > 5: raise RuntimeError('loss exploded')
+        return nn.functional.cross_entropy(pred, y)
+    learn.loss_func = bad_loss
+    with pytest.raises(RuntimeError, match='loss exploded'):
+        learn.lr_find(num_it=20)
+    _assert_same(before, _snapshot(learn))
+
+
+@pytest.mark.parametrize('kwargs,exc,word', [
+    (dict(start_lr=1., end_lr=0.1), ValueError, 'end_lr'),
+    (dict(start_lr=-1.), ValueError, 'start_lr'),
+    (dict(num_it=1), ValueError, 'num_it'),
+    (dict(suggest='best'), ValueError, 'suggest'),
+    (dict(mode='log'), ValueError, 'mode'),
+])
+def test_bad_lr_find_arguments(make_learner, kwargs, exc, word):
+    learn = make_learner()
+    before = _snapshot(learn)
+    with pytest.raises(exc, match=word):
+        learn.lr_find(**kwargs)
+    _assert_same(before, _snapshot(learn))
+
+
+def test_lr_find_on_an_empty_loader_raises(make_learner, make_dls):
+    train, valid = make_dls()
+    empty = DataLoader(TensorDataset(torch.zeros(3, 8), torch.zeros(3).long()), batch_size=4, drop_last=True)
+    learn = make_learner(dls=(empty, valid))
+    with pytest.raises(ValueError, match='empty'):
+        learn.lr_find()
