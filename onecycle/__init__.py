@@ -9,8 +9,14 @@ from .schedulers import ParamScheduler, OneCycleScheduler, CyclicalMomentum, Cyc
 from .fit import SGDRScheduler, FlatCosScheduler, CLRScheduler, WarmupCosScheduler, fit_sgdr, fit_flat_cos, fit_clr, fit_warmup_cos
 from .torch_sched import TorchScheduler, ScheduleLR, to_torch_scheduler
 from .training import GradAccumulation, MixedPrecision, GradientClipping
+from .gpu import ChannelsLast, Compile, SyncCheck, to_channels_last
+from .distributed import DistributedCallback, is_main_process, main_print, rank, world_size, unwrap_model, any_rank, scale_lr
 from .lr_finder import LRFinder, LRFinderResult, lr_find
+from .range_test import compare_lr_finds, LRComparison, plot_range_tests
+from .diagnostics import Diagnosis, diagnose, diagnose_losses
 from .metrics import accuracy, error_rate
+from .checkpoint import CheckpointError, SaveModel, save_checkpoint, load_checkpoint, read_checkpoint, atomic_save
+from .divergence import DivergenceError, DivergenceGuard
 from .discriminative import split_by_children, split_by_modules, split_head, freeze_to, freeze, unfreeze, frozen_groups, fine_tune
 from .layerwise import LayerwiseLR, LARS, LARC, SmithLayerLR
 

@@ -2,7 +2,8 @@
 cyclical learning rates and warm-up then cosine.
 
 Each is a ParamScheduler whose schedules are laid out once the fit's length is known (epochs and
-steps per epoch, after gradient accumulation), plus a ``fit_*`` function that runs it.
+steps per epoch, after gradient accumulation), plus a ``fit_*`` function that runs it; like
+``fit_one_cycle``, each takes `wd`, extra `callbacks`, and `resume` to continue an interrupted call.
 """
 from __future__ import annotations
 
@@ -79,6 +80,8 @@ class CLRScheduler(_FitLayout):
         self.step_size_down = check_positive('step_size_down', step_size_down, allow_none=True)
         self.mode, self.gamma = check_choice('mode', mode, _CLR_MODES), check_range('gamma', gamma, 0, 1, lo_open=True)
         self.moms = check_moms('moms', moms)
+        if isinstance(base_lr, (int, float)) and isinstance(max_lr, (int, float)) and base_lr > max_lr:
+            raise ValueError(f'base_lr must not exceed max_lr, got {base_lr} > {max_lr}')
         super().__init__()
 
     def build(self, n_groups, total_steps, steps_per_epoch):
@@ -108,33 +111,33 @@ class WarmupCosScheduler(_FitLayout):
         return {'lr': [Warmup(Cosine(v, v / self.div_final), self.warmup_pct) for v in lr_range(self.lr, n_groups)]}
 
 
-def fit_sgdr(learn, n_cycles, cycle_len=1, lr_max=3e-3, cycle_mult=2, lr_min=0., wd=None, callbacks=None):
+def fit_sgdr(learn, n_cycles, cycle_len=1, lr_max=3e-3, cycle_mult=2, lr_min=0., wd=None, callbacks=None, resume=None):
     """Fit `learn` with SGDR: `n_cycles` cosine cycles from `lr_max` to `lr_min`, the first `cycle_len`
     epochs long, each next one `cycle_mult` times longer; returns the number of epochs run.
     ``fit_sgdr(learn, 3, 1, 1e-2)`` runs 1 + 2 + 4 = 7 epochs."""
     check_positive('wd', wd, allow_zero=True, allow_none=True)
     cb = SGDRScheduler(n_cycles, cycle_len, lr_max, cycle_mult, lr_min)
-    learn.fit(cb.n_epoch, wd=wd, cbs=[cb] + _extra(callbacks))
+    learn.fit(cb.n_epoch, wd=wd, cbs=[cb] + _extra(callbacks), resume=resume)
     return cb.n_epoch
 
 
-def fit_flat_cos(learn, n_epoch, lr=3e-3, pct_start=0.75, div_final=1e5, wd=None, callbacks=None):
+def fit_flat_cos(learn, n_epoch, lr=3e-3, pct_start=0.75, div_final=1e5, wd=None, callbacks=None, resume=None):
     "Fit `learn` for `n_epoch` epochs at a flat `lr`, annealed by a half cosine over the last 1 - `pct_start`."
     check_int('n_epoch', n_epoch, min_value=1); check_positive('wd', wd, allow_zero=True, allow_none=True)
-    learn.fit(n_epoch, wd=wd, cbs=[FlatCosScheduler(lr, pct_start, div_final)] + _extra(callbacks))
+    learn.fit(n_epoch, wd=wd, cbs=[FlatCosScheduler(lr, pct_start, div_final)] + _extra(callbacks), resume=resume)
 
 
 def fit_clr(learn, n_epoch, max_lr, base_lr=None, step_size=2., step_size_down=None, mode='triangular', gamma=1.,
-            moms=None, wd=None, callbacks=None):
+            moms=None, wd=None, callbacks=None, resume=None):
     """Fit `learn` for `n_epoch` epochs with cyclical learning rates between `base_lr` and `max_lr`
     (see ``CLRScheduler``); Smith's advice is to stop at the end of a cycle, i.e. n_epoch a multiple of
     step_size + step_size_down."""
     check_int('n_epoch', n_epoch, min_value=1); check_positive('wd', wd, allow_zero=True, allow_none=True)
     cb = CLRScheduler(max_lr, base_lr, step_size, step_size_down, mode, gamma, moms)
-    learn.fit(n_epoch, wd=wd, cbs=[cb] + _extra(callbacks))
+    learn.fit(n_epoch, wd=wd, cbs=[cb] + _extra(callbacks), resume=resume)
 
 
-def fit_warmup_cos(learn, n_epoch, lr=3e-3, warmup_pct=0.1, div_final=1e5, wd=None, callbacks=None):
+def fit_warmup_cos(learn, n_epoch, lr=3e-3, warmup_pct=0.1, div_final=1e5, wd=None, callbacks=None, resume=None):
     "Fit `learn` for `n_epoch` epochs: linear warm-up from 0 to `lr` over `warmup_pct`, then cosine down."
     check_int('n_epoch', n_epoch, min_value=1); check_positive('wd', wd, allow_zero=True, allow_none=True)
-    learn.fit(n_epoch, wd=wd, cbs=[WarmupCosScheduler(lr, warmup_pct, div_final)] + _extra(callbacks))
+    learn.fit(n_epoch, wd=wd, cbs=[WarmupCosScheduler(lr, warmup_pct, div_final)] + _extra(callbacks), resume=resume)

@@ -6,8 +6,6 @@ Python; ``SyncCheck`` proves it for any set of callbacks.
 """
 from __future__ import annotations
 
-import weakref
-
 import torch
 
 from .callback import Callback
@@ -55,20 +53,24 @@ class ChannelsLast(Callback):
             learn.batch = to_channels_last(b)
 
 
-_COMPILED = weakref.WeakKeyDictionary()   # model -> the torch.compile arguments it was compiled with
+_NO_FORWARD = object()
 
 
 class Compile(Callback):
-    """Compiles the model's forward with ``torch.compile`` at the start of a fit (opt-in).
+    """Runs the model's forward through ``torch.compile`` during every fit it takes part in (opt-in).
 
-    It uses ``nn.Module.compile``, which compiles in place: ``learn.model`` stays the same module,
-    so its ``state_dict`` keys carry no ``_orig_mod.`` prefix and checkpoints load into compiled
-    and plain models alike. A model compiled once is not compiled again by later fits; the first
-    batches of a fit (and the first validation batches) pay the compilation time.
+    The compiled function is installed as the model's own ``forward`` at the start of the fit and
+    removed at the end (errors included), so ``learn.model`` stays the same module: its
+    ``state_dict`` keys carry no ``_orig_mod.`` prefix, checkpoints load into compiled and plain
+    models alike, and a DistributedDataParallel wrapper (made later in ``before_fit``) wraps the
+    compiled module. Dynamo keeps what it compiled, so later fits of the same model do not compile
+    again; the first training and validation batches of the first fit pay the compilation time.
+    (``nn.Module.compile`` is not used: in torch 2.13 it silently compiles nothing for modules whose
+    forward is torch's own, such as ``nn.Sequential``, pytorch/pytorch#150915.)
 
     Args:
         backend: the ``torch.compile`` backend (``'inductor'``; ``'eager'`` or ``'aot_eager'`` to
-            check a model traces without generating code).
+            check that a model traces, without generating code), or a backend callable.
         mode: ``None``, ``'default'``, ``'reduce-overhead'`` (CUDA graphs), ``'max-autotune'`` or
             ``'max-autotune-no-cudagraphs'``.
         fullgraph: fail instead of splitting the graph where Dynamo cannot trace.
@@ -90,12 +92,19 @@ class Compile(Callback):
         if options is not None and not isinstance(options, dict):
             raise TypeError(f'options must be a dict, got {type(options).__name__}')
         self.kwargs = dict(backend=backend, mode=mode, fullgraph=bool(fullgraph), dynamic=dynamic, options=options)
+        self._model, self._saved = None, _NO_FORWARD
 
     def before_fit(self):
         model = self.learn.model
-        if _COMPILED.get(model) == self.kwargs: return
-        model.compile(**self.kwargs)
-        _COMPILED[model] = dict(self.kwargs)
+        self._model, self._saved = model, vars(model).get('forward', _NO_FORWARD)
+        model.forward = torch.compile(model.forward, **self.kwargs)
+
+    def after_fit(self):
+        model, self._model = self._model, None
+        if model is None: return
+        if self._saved is _NO_FORWARD: vars(model).pop('forward', None)
+        else: model.forward = self._saved
+        self._saved = _NO_FORWARD
 
 
 class SyncCheck(Callback):

@@ -14,11 +14,13 @@ from functools import partial
 import torch
 from torch import nn
 
-from .callback import (EVENTS, CancelBackwardException, CancelBatchException, CancelEpochException,
+from .callback import (EVENTS, Callback, CancelBackwardException, CancelBatchException, CancelEpochException,
                        CancelFitException, CancelStepException, CancelTrainException, CancelValidateException)
 from .checks import check_callable, check_int, check_lr, check_positive, check_wd
 from .distributed import distribute, effective_batch_size, init_distributed, is_main_process, local_rank
 from .hyper import WD_KEY, DecoupledWeightDecay, is_no_decay_param, lr_range, set_hyper
+from .checkpoint import Resume, get_rng_state, load_checkpoint, save_checkpoint
+from .divergence import DivergenceGuard
 
 __all__ = ['Learner', 'DataLoaders', 'to_device', 'default_device']
 
@@ -60,6 +62,27 @@ def _batch_size(b) -> int:
     return b.shape[0] if isinstance(b, torch.Tensor) and b.ndim > 0 else 1
 
 
+def _cb_name(handler) -> str:
+    return type(getattr(handler, '__self__', handler)).__name__
+
+
+def _check_cbs(cbs):
+    "A callback, a callback class, or a list of them; anything else is refused before the fit starts."
+    if cbs is None: return []
+    cbs = list(cbs) if isinstance(cbs, (list, tuple)) else [cbs]
+    for c in cbs:
+        if isinstance(c, (type, int, float, str, bytes, dict)) and not (isinstance(c, type) and issubclass(c, Callback)):
+            raise TypeError(f'cbs must be callbacks (objects with event methods) or Callback classes, got {type(c).__name__} {c!r}')
+    return cbs
+
+
+def _bad_loss(loss):
+    if not isinstance(loss, torch.Tensor):
+        raise TypeError(f'loss_func must return a tensor, got {type(loss).__name__} {loss!r}')
+    raise ValueError(f'loss_func must return a scalar (0-d) tensor, got one of shape {tuple(loss.shape)}: reduce it, '
+                     "e.g. with reduction='mean' or .mean()")
+
+
 class Learner:
     """Trains `model` on `dls` with `loss_func`, firing events to callbacks.
 
@@ -99,15 +122,24 @@ class Learner:
         ddp = init_distributed()   # under torchrun: join the process group, train data-parallel
         self.dls = DataLoaders.wrap(dls)
         self.device = torch.device(device) if device is not None else default_device()
+        if self.device.type == 'meta': raise ValueError("device must not be 'meta': meta tensors hold no data to train")
+        if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
+            raise ValueError("model has parameters or buffers on the 'meta' device, which hold no data: materialize them "
+                             '(e.g. model.to_empty(device=...) then initialise or load weights) before making a Learner')
         self.model = model.to(self.device)
         self.loss_func, self.opt_func, self.metrics, self.n_inp = loss_func, opt_func, metrics, n_inp
         self.splitter, self.wd_bn_bias = splitter, wd_bn_bias
         self.accum_steps, self.scaler = 1, None   # set by GradAccumulation / MixedPrecision
         self.training, self.n_epoch, self.epoch, self.step_count = False, 0, 0, 0
+        # where the last fit stands, for checkpoints: see onecycle.checkpoint
+        self.epochs_done, self.batches_done, self.epoch_rng, self._resume = 0, 0, None, None
+        self.fit_n_iter, self.fit_steps_per_epoch = None, None
         self.cbs, self._handlers = [], {e: [] for e in EVENTS}
         self.create_opt(lr, wd)
         from .recorder import Recorder
         self.recorder = Recorder()
+        cbs = list(cbs)
+        if not any(isinstance(c, DivergenceGuard) or c is DivergenceGuard for c in cbs): cbs.append(DivergenceGuard())
         self.add_cbs([self.recorder, *cbs])
         self.progress = progress
         if ddp: distribute(self)
@@ -184,8 +216,20 @@ class Learner:
             try: handler()
             except _CANCELS: raise
             except Exception as e:
-                e.add_note(f'(raised in callback {type(handler.__self__).__name__}, event {event})')
+                e.add_note(f'(raised in callback {_cb_name(handler)}, event {event})')
                 raise
+
+    def _cleanup_after_fit(self, exc):
+        "after_fit for every callback when the fit ends by an error: one failing does not stop the others."
+        for handler in self._handlers['after_fit']:
+            try: handler()
+            except Exception as e:
+                exc.add_note(f'(during cleanup, callback {_cb_name(handler)} raised in after_fit: {type(e).__name__}: {e})')
+
+    @property
+    def divergence_guard(self):
+        "The DivergenceGuard among the callbacks (None if removed)."
+        return next((c for c in self.cbs if isinstance(c, DivergenceGuard)), None)
 
     @property
     def progress(self) -> bool:
@@ -204,25 +248,47 @@ class Learner:
             f()
         except cancel:
             if stage in ('backward', 'step'): return   # the cancelled gradient/update never happened
-        except BaseException:
-            if stage == 'fit': self.fire('after_fit')  # cleanup runs whatever ended the fit
+        except BaseException as e:
+            if stage == 'fit': self._cleanup_after_fit(e)  # cleanup runs whatever ended the fit
             raise
+        if stage == 'batch':   # where a checkpoint taken from here on resumes
+            if self.training: self.batches_done = self.iter + 1
+        elif stage == 'epoch': self.epochs_done, self.batches_done = self.epoch + 1, 0
         self.fire(f'after_{stage}')
 
-    def fit(self, n_epoch: int, lr=None, wd=None, cbs=None):
-        "Train for `n_epoch` epochs; `lr`/`wd` set every param group first; `cbs` live for this call only."
+    def fit(self, n_epoch: int, lr=None, wd=None, cbs=None, resume=None):
+        """Train for `n_epoch` epochs; `lr`/`wd` set every param group first; `cbs` live for this call only.
+
+        `resume` continues a fit that stopped (interrupted, cancelled, crashed) exactly where it stopped,
+        with bitwise the same result on the CPU: a checkpoint path (``learn.save``, ``SaveModel``), or
+        True for this learner's own state (after ``learn.load`` or an interrupted fit). Pass the
+        arguments and callbacks of the fit being continued. A KeyboardInterrupt ends the fit cleanly
+        (``after_fit`` runs, bars close, history stays) and is raised again, so Ctrl-C still stops a
+        script; ``resume=True`` then carries on."""
         check_int('n_epoch', n_epoch, min_value=1)
         check_lr('lr', lr, allow_none=True); check_wd('wd', wd)
         self._check_loader(self.dls.train, 'dls.train')
+        if self.dls.valid is not None: self._check_loader(self.dls.valid, 'dls.valid')
+        self._check_model_device()
+        cbs = _check_cbs(cbs)
+        resuming = None if resume is None or resume is False else Resume(self, resume, n_epoch)
         with self.added_cbs(cbs):
+            self._fit_cbs = list(self.cbs)   # a checkpoint taken after the fit still sees its callbacks
             if lr is not None: self.set_hyper('lr', lr)
             if wd is not None: self.set_wd(wd)
             self.n_epoch, self.step_count = n_epoch, 0
+            self.epochs_done, self.batches_done, self._resume, self._resume_ckpt = 0, 0, resuming, None
+            self.fit_n_iter, self.fit_steps_per_epoch = len(self.dls.train), None
+            keep = getattr(self, 'keep_history', False)
+            if resuming is not None: self.keep_history = True
             self.opt.zero_grad(set_to_none=True)
-            self._run('fit', self._do_fit, CancelFitException)
+            try: self._run('fit', self._do_fit, CancelFitException)
+            finally: self._resume, self.keep_history = None, keep
 
     def _do_fit(self):
-        for self.epoch in range(self.n_epoch):
+        self.fit_steps_per_epoch = self.steps_per_epoch
+        start = self._resume.begin(self) if self._resume is not None else 0
+        for self.epoch in range(start, self.n_epoch):
             self._run('epoch', self._do_epoch, CancelEpochException)
 
     def _do_epoch(self):
@@ -238,14 +304,23 @@ class Learner:
 
     def _all_batches(self):
         self.n_iter = len(self.dl)
-        for self.iter, batch in enumerate(self.dl):
+        for self.iter, batch in self._batches():
             self.batch, self.loss = to_device(batch, self.device), None
             self._run('batch', self._one_batch, CancelBatchException)
+
+    def _batches(self):
+        "(index, batch) pairs. A training pass notes the RNG states its shuffling starts from, so a checkpoint "
+        "taken mid-epoch can replay it; a resumed pass skips the batches done before the interruption."
+        if not self.training: return enumerate(self.dl)
+        self.epoch_rng = get_rng_state(self.dl, cuda=False)
+        return self._resume.batches(self) if self._resume is not None else enumerate(self.dl)
 
     def _one_batch(self):
         self.xb, self.yb = self.batch[:self.n_inp], self.batch[self.n_inp:]
         self.pred = self.model(*self.xb);                               self.fire('after_pred')
-        self.loss = self.loss_grad = self.loss_func(self.pred, *self.yb); self.fire('after_loss')
+        self.loss = self.loss_grad = self.loss_func(self.pred, *self.yb)
+        if not isinstance(self.loss, torch.Tensor) or self.loss.ndim: _bad_loss(self.loss)
+        self.fire('after_loss')
         if not self.training: return
         self._run('backward', self._backward, CancelBackwardException)
         self._run('step', self._step, CancelStepException)
@@ -289,11 +364,32 @@ class Learner:
         finally: self.model.train(was_training)
         return dict(self.recorder.last_valid)
 
+    def _check_model_device(self):
+        "The batches go to `self.device`; the model must be there too, or the first batch fails obscurely."
+        devs = {t.device for t in (*self.model.parameters(), *self.model.buffers())}
+        bad = sorted(str(d) for d in devs if d.type != self.device.type
+                     or (self.device.index is not None and d.index not in (None, self.device.index)))
+        if bad:
+            raise ValueError(f'the model has parameters or buffers on {", ".join(bad)} but the learner trains on '
+                             f'{self.device} (every batch is moved there): move it with learn.model.to(learn.device)'
+                             + (" after materializing the 'meta' tensors, which hold no data" if 'meta' in bad else ''))
+
     def _check_loader(self, dl, name):
         if dl is None: raise ValueError(f'{name} is None: there is no data to run on')
         try: n = len(dl)
         except TypeError: raise TypeError(f'{name} must have a length (a DataLoader or a sized iterable)') from None
         if n == 0: raise ValueError(f'{name} is empty (len 0): check the dataset size, batch_size and drop_last')
+
+    # --- checkpoints (onecycle.checkpoint) --------------------------------------------------------
+    def save(self, path, with_opt=True):
+        """Write a checkpoint to `path` atomically: model, optimizer, schedule positions, recorder history,
+        callback states and RNG states; during or after a fit, enough to resume it exactly."""
+        return save_checkpoint(self, path, with_opt)
+
+    def load(self, path, with_opt=True, with_rng=True):
+        """Load a checkpoint written by `save` (read with ``torch.load(weights_only=True)`` only); nothing
+        changes if it does not fit this learner. ``fit(..., resume=True)`` then continues its fit."""
+        return load_checkpoint(self, path, with_opt, with_rng)
 
     # --- one-liners (implemented in their own modules) -------------------------------------------
     def lr_find(self, *args, **kwargs):
@@ -303,6 +399,11 @@ class Learner:
     def fit_one_cycle(self, *args, **kwargs):
         from .schedulers import fit_one_cycle
         return fit_one_cycle(self, *args, **kwargs)
+
+    def diagnose(self, **kwargs):
+        "Verdict on the last fit's loss curves (healthy, overfitting, ...), with evidence and a plot."
+        from .diagnostics import diagnose
+        return diagnose(self, **kwargs)
 
     def fit_sgdr(self, *args, **kwargs):
         from .fit import fit_sgdr

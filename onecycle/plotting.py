@@ -12,8 +12,11 @@ def plot_hypers(hps: dict, group=None, title='Schedule'):
     import matplotlib.pyplot as plt
     keys = [k for k, v in hps.items() if v]
     if not keys: raise ValueError('nothing to plot: no hyper-parameter was recorded (has a fit run?)')
-    fig, axs = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.5), squeeze=False)
-    for ax, k in zip(axs[0], keys):
+    ncols = min(len(keys), 4)   # wrap many panels into rows of four
+    nrows = -(-len(keys) // ncols)
+    fig, axs = plt.subplots(nrows, ncols, figsize=(4.5 * ncols, 3.5 * nrows), squeeze=False)
+    for ax in axs.flat[len(keys):]: ax.set_visible(False)
+    for ax, k in zip(axs.flat, keys):
         rows = hps[k]
         n_groups = len(rows[0])
         for g in range(n_groups) if group is None else [group]:

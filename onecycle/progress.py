@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import sys
 
 from .callback import Callback
 
@@ -21,15 +22,29 @@ def _fmt_time(t: float) -> str:
     return f'{h}:{m:02d}:{s:02d}' if h else f'{m:02d}:{s:02d}'
 
 
+def _interactive() -> bool:
+    "Bars only where a person watches: a notebook or a terminal, not a log file or a CI run."
+    from fastprogress.fastprogress import IN_NOTEBOOK
+    return IN_NOTEBOOK or (hasattr(sys.stdout, 'isatty') and sys.stdout.isatty())
+
+
 class ProgressCallback(Callback):
-    "A master bar over epochs, a bar over batches, and a table row per epoch. Reads no loss per batch."
+    """A master bar over epochs, a bar over batches, and a table row per epoch. Reads no loss per
+    batch. Where output goes to a file or a pipe, only the table is printed."""
     order = 60
+    mbar = pbar = None
 
     def before_fit(self):
-        from fastprogress.fastprogress import master_bar
-        self.mbar = master_bar(range(self.learn.n_epoch))
-        self.mbar.on_iter_begin()
-        self.mbar.write(self.learn.recorder.metric_names, table=True)
+        self.mbar = None
+        if _interactive():
+            from fastprogress.fastprogress import master_bar
+            self.mbar = master_bar(range(self.learn.n_epoch))
+            self.mbar.on_iter_begin()
+        self._write(self.learn.recorder.metric_names)
+
+    def _write(self, cells):
+        if self.mbar is not None: self.mbar.write(cells, table=True)
+        else: print('  '.join(f'{c:<10s}' for c in cells).rstrip(), flush=True)
 
     def before_epoch(self):
         if getattr(self, 'mbar', None) is not None: self.mbar.update(self.learn.epoch)
@@ -38,12 +53,13 @@ class ProgressCallback(Callback):
     def before_validate(self): self._launch()
 
     def _launch(self):
+        if self.mbar is None and not _interactive(): return
         from fastprogress.fastprogress import progress_bar
         self.pbar = progress_bar(self.learn.dl, parent=getattr(self, 'mbar', None), leave=False)
         self.pbar.update(0)
 
     def after_batch(self):
-        self.pbar.update(self.learn.iter + 1)
+        if self.pbar is not None: self.pbar.update(self.learn.iter + 1)
 
     def after_train(self): self._close()
     def after_validate(self): self._close()
@@ -54,9 +70,9 @@ class ProgressCallback(Callback):
 
     def after_epoch(self):
         row = self.learn.recorder.epochs[-1] if self.learn.recorder.epochs else None
-        if row is None or getattr(self, 'mbar', None) is None: return
+        if row is None: return
         vals = [str(row['epoch'])] + [_fmt(row.get(k, float('nan'))) for k in self.learn.recorder.metric_names[1:-1]]
-        self.mbar.write(vals + [_fmt_time(row['time'])], table=True)
+        self._write(vals + [_fmt_time(row['time'])])
 
     def after_fit(self):
         # Runs on errors and interrupts too: close whatever bars are open.

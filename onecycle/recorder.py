@@ -55,11 +55,19 @@ class Recorder(Callback):
     def state_dict(self) -> dict:
         return {'hps': {k: [list(v) for v in vs] for k, vs in self.hps.items()}, 'losses': list(self.losses),
                 'epochs': [dict(e) for e in self.epochs], 'batches_per_epoch': list(self.batches_per_epoch),
-                'last_valid': dict(self.last_valid)}
+                'last_valid': dict(self.last_valid),
+                'epoch_bs': list(self._bs[self._epoch_start:])}   # the current (or last) training pass, for resuming
 
     def load_state_dict(self, sd: dict):
         self.hps = {k: [list(v) for v in vs] for k, vs in sd['hps'].items()}
-        self._losses, self._loss_t, self._bs = list(sd['losses']), [], []
+        if getattr(self, '_tracked', None) is not None:   # loaded during a fit: keep recording into the new lists
+            self._tracked = [(k, self.hps.setdefault(k, [])) for k, _ in self._tracked]
+        # the losses of the training pass in progress stay tensors, so a resumed epoch's mean includes them
+        n_pass, losses = len(sd.get('epoch_bs', [])), list(sd['losses'])
+        dev = self.learn.device if self.learn is not None else 'cpu'
+        self._losses = losses[:len(losses) - n_pass]
+        self._loss_t = [torch.tensor(v, dtype=torch.float32, device=dev) for v in losses[len(losses) - n_pass:]]
+        self._bs, self._epoch_start, self._n_batches = list(sd.get('epoch_bs', [])), 0, n_pass
         self._n_read = len(self._losses)
         self.epochs, self.batches_per_epoch = [dict(e) for e in sd['epochs']], list(sd['batches_per_epoch'])
         self.last_valid = dict(sd.get('last_valid', {}))
@@ -67,12 +75,22 @@ class Recorder(Callback):
     # --- events ---------------------------------------------------------------------------------
     def before_fit(self):
         pg0 = self.learn.opt.param_groups[0]
-        if not getattr(self.learn, 'keep_history', False): self.reset()   # a resumed fit continues its history
+        self._previous = None
+        if not getattr(self.learn, 'keep_history', False):   # a resumed fit continues its history
+            self._previous = self.state_dict() if self.epochs or self._losses or self._loss_t else None
+            self.reset()
         self._tracked = [(k, self.hps.setdefault(k, [])) for k in self.HYPERS if has_hyper(pg0, k)]
+
+    def after_fit(self):
+        # A fit that recorded nothing (it failed on its first batch, or was cancelled at once) leaves the
+        # previous fit's history in place rather than an empty one.
+        prev, self._previous = getattr(self, '_previous', None), None
+        if prev is not None and not self._loss_t and not self.epochs: self.load_state_dict(prev)
 
     def before_epoch(self):
         self._t0 = time.perf_counter()
         self._n_batches = 0
+        self._epoch_valid = None   # this epoch's validation, if it runs (a cancelled epoch must not show the last one's)
 
     def before_train(self):
         self._epoch_start = len(self._loss_t)
@@ -107,10 +125,13 @@ class Recorder(Callback):
     def after_validate(self):
         vals = self._mean() if self._sums is not None else [float('nan')] * (1 + len(self.learn.metrics))
         self.last_valid = {'valid_loss': vals[0], **{_metric_name(m): v for m, v in zip(self.learn.metrics, vals[1:])}}
+        self._epoch_valid = self.last_valid
 
     def after_epoch(self):
         row = {'epoch': self.learn.epoch, 'train_loss': getattr(self, '_train_loss', float('nan'))}
-        if self.learn.dls.valid is not None: row.update(self.last_valid)
+        if self.learn.dls.valid is not None:
+            nan = {k: float('nan') for k in ['valid_loss'] + [_metric_name(m) for m in self.learn.metrics]}
+            row.update(getattr(self, '_epoch_valid', None) or nan)
         row['time'] = time.perf_counter() - self._t0
         self.epochs.append(row)
         self.batches_per_epoch.append(self._n_batches)

@@ -58,6 +58,17 @@ class ParamScheduler(Callback):
     def before_batch(self):
         if self.learn.training: self.set_hypers(self.start_step + self.learn.step_count)
 
+    def state_dict(self) -> dict:
+        "Where the schedules start and how many steps they span; the position itself is ``learn.step_count``."
+        return {'total_steps': getattr(self, '_total', None), 'start_step': self.start_step}
+
+    def load_state_dict(self, sd: dict):
+        "Resuming a fit checks that this fit's schedules span the same steps as the checkpoint's."
+        mine = self.state_dict()
+        if mine != sd:
+            raise ValueError(f'{type(self).__name__}: the checkpoint\'s schedules span {sd} but this fit\'s span {mine}: '
+                             'resume with the same arguments (epochs, tot_epochs, start_epoch) as the interrupted fit')
+
     def set_hypers(self, step):
         pct = progress_of_step(step, self._total)
         for name, scheds in self._groups.items():
@@ -181,13 +192,14 @@ def plot_sched(scheds, n_steps=100, n_groups=1, name='lr', steps_per_epoch=None)
     `n_groups` param groups; returns the Figure.
 
     `scheds` is a schedule (drawn as hyper-parameter `name`), a dict ``{name: schedule or one per
-    group}``, a ParamScheduler (OneCycleScheduler, CyclicalMomentum...) or a list of them.
+    group}``, a ParamScheduler (OneCycleScheduler, CyclicalMomentum...), a TorchScheduler (drawn from
+    a starting lr of 1e-3), or a list of them.
     `steps_per_epoch` places the epochs of schedulers laid out in epochs (CLRScheduler).
     """
     from .plotting import plot_hypers
     hps = {}
     for item in (scheds if isinstance(scheds, (list, tuple)) else [scheds]):
-        if isinstance(item, ParamScheduler): cb = item
+        if isinstance(item, ParamScheduler) or callable(getattr(type(item), 'sample', None)): cb = item
         elif isinstance(item, dict): cb = ParamScheduler(item)
         elif callable(item): cb = ParamScheduler({name: item})
         else: raise TypeError(f'scheds must be a schedule, a dict of them, a ParamScheduler or a list of those, got {type(item).__name__}')
@@ -199,11 +211,12 @@ def plot_sched(scheds, n_steps=100, n_groups=1, name='lr', steps_per_epoch=None)
 
 def fit_one_cycle(learn, cyc_len, max_lr=3e-3, moms=(0.95, 0.85), div_factor=25., pct_start=0.3, wd=None,
                   callbacks=None, tot_epochs=None, start_epoch=1, final_div_factor=1e4, anneal_strategy='cos',
-                  three_phase=False):
+                  three_phase=False, resume=None):
     """Fit `learn` for `cyc_len` epochs following the 1cycle policy (lr up then down, momentum the
     other way). `moms=None` leaves momentum alone. `start_epoch` (1-based) and `tot_epochs` continue a
     cycle that an earlier call began: ``fit_one_cycle(learn, 2, lr, tot_epochs=5, start_epoch=4)``
-    runs epochs 4 and 5 of a 5-epoch cycle."""
+    runs epochs 4 and 5 of a 5-epoch cycle. `resume` (a checkpoint path, or True) continues an
+    interrupted call with the same arguments exactly where it stopped (see ``Learner.fit``)."""
     check_int('cyc_len', cyc_len, min_value=1)
     check_int('start_epoch', start_epoch, min_value=1)
     check_int('tot_epochs', tot_epochs, min_value=1, allow_none=True)
@@ -217,4 +230,4 @@ def fit_one_cycle(learn, cyc_len, max_lr=3e-3, moms=(0.95, 0.85), div_factor=25.
     if moms is not None:
         cbs.append(CyclicalMomentum(moms, pct_start, anneal_strategy, three_phase, tot_epochs, start_epoch))
     extra = list(callbacks) if isinstance(callbacks, (list, tuple)) else ([callbacks] if callbacks is not None else [])
-    learn.fit(cyc_len, wd=wd, cbs=cbs + extra)
+    learn.fit(cyc_len, wd=wd, cbs=cbs + extra, resume=resume)

@@ -6,6 +6,8 @@ schedules into a torch scheduler, for a plain PyTorch loop outside the Learner.
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
@@ -91,6 +93,14 @@ class TorchScheduler(Callback):
                 raise ValueError(f'monitor must be one of {[n for n in names if n not in ("epoch", "time")]}, got {self.monitor!r}'
                                  + (' (there is no validation set)' if learn.dls.valid is None else ''))
 
+    def state_dict(self) -> dict:
+        "The torch scheduler's own state, so a checkpointed fit resumes mid-schedule; empty before a fit."
+        return self.sched.state_dict() if self.sched is not None else {}
+
+    def load_state_dict(self, sd: dict):
+        # a copy: some torch schedulers (CyclicLR) pop keys from the dict they load
+        if sd and self.sched is not None: self.sched.load_state_dict(copy.deepcopy(sd))
+
     def after_step(self):
         if self.interval != 'step': return
         if self.is_plateau: self.sched.step(float(self.learn.loss.detach()))
@@ -109,7 +119,9 @@ class TorchScheduler(Callback):
         n_steps = check_int('n_steps', n_steps, min_value=1); n_groups = check_int('n_groups', n_groups, min_value=1)
         if isinstance(self._given, _SCHED_TYPES):
             raise ValueError('only a scheduler given as a factory can be sampled without touching its optimizer')
-        if self.interval == 'epoch': check_int('steps_per_epoch', steps_per_epoch, min_value=1)
+        if self.interval == 'epoch':
+            if steps_per_epoch is None: raise ValueError('a per-epoch scheduler needs steps_per_epoch to be drawn in steps')
+            check_int('steps_per_epoch', steps_per_epoch, min_value=1)
         params = [torch.zeros(1, requires_grad=True) for _ in range(n_groups)]
         opt = torch.optim.SGD([{'params': [p]} for p in params], lr=lr, momentum=0.9)
         sched = self._given(opt)

@@ -30,6 +30,9 @@ class GradAccumulation(Callback):
     def before_fit(self):
         self.learn.accum_steps, self.n_samples = self.n_batches, 0
 
+    def state_dict(self): return {'n_samples': self.n_samples}   # samples in the group in progress
+    def load_state_dict(self, sd): self.n_samples = sd['n_samples']
+
     def after_fit(self):
         self.learn.accum_steps = 1
 
@@ -62,14 +65,20 @@ class MixedPrecision(Callback):
 
     def before_fit(self):
         self.device_type = self.learn.device.type
-        self.learn.scaler = torch.amp.GradScaler(self.device_type) if self.dtype == torch.float16 else None
+        self.learn.scaler = self.scaler = torch.amp.GradScaler(self.device_type) if self.dtype == torch.float16 else None
+
+    def state_dict(self):   # the fp16 loss scale and its growth tracker, so a resumed fit scales the same
+        return self.scaler.state_dict() if getattr(self, 'scaler', None) is not None else {}
+
+    def load_state_dict(self, sd):
+        if sd and getattr(self, 'scaler', None) is not None: self.scaler.load_state_dict(sd)
 
     def after_fit(self):
         self._exit()
         self.learn.scaler = None
 
     def before_batch(self):
-        self._ctx = torch.autocast(self.device_type, dtype=self.dtype)
+        self._ctx = torch.autocast(self.learn.device.type, dtype=self.dtype)   # also in validate(), outside a fit
         self._ctx.__enter__()
 
     def after_loss(self): self._exit()

@@ -86,7 +86,8 @@ def test_cyclical_momentum_matches_torch_on_sgd(make_learner, anneal_strategy):
 def test_cyclical_momentum_matches_torch_on_adam_beta1(make_learner, opt_func):
     learn = make_learner(opt_func=partial(opt_func, betas=(0.9, 0.99)), dls_kw=dict(n_train=64, bs=4))
     fit_one_cycle(learn, 2, 1e-2, pct_start=0.25)
-    want_lr, want_mom = torch_one_cycle(1, 32, opt_cls=partial(opt_func, betas=(0.9, 0.99)), max_lr=1e-2, pct_start=0.25)
+    want_lr, want_mom = torch_one_cycle(1, 32, opt_cls=partial(opt_func, betas=(0.9, 0.99)), max_lr=1e-2,
+                                        pct_start=0.25)
     assert_rel_close(learn.recorder.hps['lr'], want_lr)
     assert_rel_close(learn.recorder.hps['mom'], want_mom)
     assert learn.opt.param_groups[0]['betas'][1] == 0.99    # beta2 untouched
@@ -220,10 +221,11 @@ def test_bad_fit_one_cycle_arguments_raise_before_any_step(make_learner, kwargs,
     learn = make_learner(opt_func=SGD_MOM)
     fit_one_cycle(learn, 1, 0.1)                          # some history and optimizer state to keep
     w0 = [p.detach().clone() for p in learn.model.parameters()]
-    hist, pgs = list(learn.recorder.lrs), [dict((k, v) for k, v in pg.items() if k != 'params') for pg in learn.opt.param_groups]
+    hypers = lambda: [{k: v for k, v in pg.items() if k != 'params'} for pg in learn.opt.param_groups]
+    hist, pgs = list(learn.recorder.lrs), hypers()
     steps = _step_counter(learn)
     with pytest.raises(exc, match=word):
         fit_one_cycle(learn, **kwargs)
     assert steps[0] == 0 and learn.recorder.lrs == hist
     assert all(torch.equal(a, b) for a, b in zip(w0, learn.model.parameters()))
-    assert [dict((k, v) for k, v in pg.items() if k != 'params') for pg in learn.opt.param_groups] == pgs
+    assert hypers() == pgs

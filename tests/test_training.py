@@ -79,8 +79,8 @@ class NormSeenByOptimizer:
         opt.register_step_pre_hook(self)
     def __call__(self, opt, args, kwargs):
         grads = [p.grad for pg in opt.param_groups for p in pg['params'] if p.grad is not None]
-        self.norms.append(float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float(), self.norm_type)
-                                                                     for g in grads]), self.norm_type)))
+        per_tensor = torch.stack([torch.linalg.vector_norm(g.float(), self.norm_type) for g in grads])
+        self.norms.append(float(torch.linalg.vector_norm(per_tensor, self.norm_type)))
 
 
 @pytest.mark.parametrize('norm_type', [2., 1., float('inf')])
@@ -147,12 +147,21 @@ def test_float16_with_grad_scaler_on_cpu_composes_with_clipping_and_accumulation
     seen = NormSeenByOptimizer(learn.opt)
     spy = DtypeSpy()
     loss0 = learn.validate()['valid_loss']
-    fit_one_cycle(learn, 4, 0.5, callbacks=[MixedPrecision(torch.float16), GradientClipping(0.5), GradAccumulation(2), spy])
+    fit_one_cycle(learn, 4, 0.5,
+                  callbacks=[MixedPrecision(torch.float16), GradientClipping(0.5), GradAccumulation(2), spy])
     assert spy.pred_dtypes == {torch.float16} and spy.scalers == {'GradScaler'}
     assert learn.step_count == 32 and seen.norms              # steps the scaler skipped never reach the optimizer
     assert max(seen.norms) <= 0.5 * (1 + 1e-3)                # clipped after unscaling: true gradient norms
     assert learn.validate()['valid_loss'] < loss0 / 2
     assert learn.scaler is None and not torch.is_autocast_enabled('cpu')
+
+
+def test_mixed_precision_kept_on_the_learner_also_serves_validate(make_learner):
+    spy = DtypeSpy()
+    learn = make_learner(cbs=[MixedPrecision(torch.bfloat16), spy])
+    res = learn.validate()                      # before any fit
+    assert spy.pred_dtypes == {torch.bfloat16} and res['valid_loss'] > 0
+    assert not torch.is_autocast_enabled('cpu')
 
 
 def test_mixed_precision_leaves_autocast_off_after_an_error(make_learner):

@@ -230,3 +230,16 @@ def test_mnist_fit_one_step(mnist_root):
     w = learn.model.head[-1].weight.detach().clone()
     learn.fit(1, lr=1e-2)
     assert len(learn.recorder.losses) == 1 and not torch.equal(w, learn.model.head[-1].weight)
+
+
+def test_cifar10_step_with_channels_last_and_compile(cifar_root):
+    from onecycle import ChannelsLast, Compile
+    root, _ = cifar_root
+    torch.manual_seed(0)
+    learn = Learner(cifar_resnet(8, width=4), cifar10_dls(root, bs=20, seed=0), nn.CrossEntropyLoss(), device='cpu',
+                    progress=False)
+    names = list(learn.model.state_dict())
+    learn.fit(1, lr=1e-2, cbs=[ChannelsLast(), Compile(backend='eager')])
+    w = learn.model.stem[0].weight
+    assert w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
+    assert list(learn.model.state_dict()) == names and np.isfinite(learn.recorder.losses[0])

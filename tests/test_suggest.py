@@ -1,0 +1,120 @@
+"""Suggestions read from range-test curves: each on a synthetic curve whose answer is known."""
+import math
+import random
+
+import pytest
+
+from onecycle.recorder import smooth_ema
+from onecycle.suggest import (default_window, loss_slopes, lr_bounds, moving_average, smooth_sweep, smooth_zero_lag,
+                              smoothed_slopes, suggest_max_bound, suggest_minimum, suggest_steep, suggest_valley)
+
+XS = [-6 + 0.05 * i for i in range(121)]   # log10(lr) from 1e-6 to 1, 20 points a decade
+LRS = [10 ** x for x in XS]
+
+
+def _log(lr): return math.log10(lr)
+
+
+def _fall_flat_rise(x):
+    "Falls 0.3 a decade from 1e-5 to 1e-2, creeps down 0.001 a decade to 10**-1.5, then rises steeply."
+    if x <= -5: return 2.0
+    if x <= -2: return 2.0 - 0.3 * (x + 5)
+    if x <= -1.5: return 1.1 - 0.001 * (x + 2)
+    return 1.1 - 0.0005 + 4 * (x + 1.5) ** 2
+
+
+def _sigmoid_drop(x):
+    "A smooth drop centred on 1e-3 (steepest there), a minimum at 1e-1, then a rise."
+    if x <= -1: return 2 - math.tanh((x + 3) / 0.5)
+    return 2 - math.tanh(2 / 0.5) + 5 * (x + 1) ** 2
+
+
+def test_minimum_is_the_lowest_loss_over_ten():
+    losses = [(x + 2) ** 2 + 1 for x in XS]   # lowest at 1e-2
+    assert suggest_minimum(LRS, losses) == pytest.approx(1e-3)
+    assert suggest_minimum(LRS, losses, div=4) == pytest.approx(1e-2 / 4)
+    # NaN/inf after divergence are ignored
+    assert suggest_minimum(LRS, losses[:90] + [float('nan')] * 31) == pytest.approx(1e-3)
+
+
+def test_steep_is_where_the_loss_falls_fastest_before_the_minimum():
+    losses = [_sigmoid_drop(x) for x in XS]
+    for window in (1, 5, 9):
+        assert _log(suggest_steep(LRS, losses, window=window)) == pytest.approx(-3, abs=0.051)
+    # the rise after the minimum is steeper than any fall, and still ignored
+    assert min(loss_slopes(LRS, losses)) > -5 and max(loss_slopes(LRS, losses)) > 5
+
+
+def test_max_bound_is_the_largest_lr_at_which_the_loss_still_falls():
+    losses = [_fall_flat_rise(x) for x in XS]
+    assert _log(suggest_max_bound(LRS, losses, window=1)) == pytest.approx(-2, abs=1e-9)
+    # smoothing the slopes blurs the knee by at most half a window
+    w = default_window(len(LRS))
+    assert -2 <= _log(suggest_max_bound(LRS, losses)) <= -2 + 0.05 * (w // 2)
+    # and it is not the minimum: the lowest loss is at 10**-1.5, on the flat stretch
+    assert _log(suggest_minimum(LRS, losses) * 10) == pytest.approx(-1.5, abs=1e-9)
+
+
+def test_max_bound_on_a_noisy_sweep_through_smooth_sweep():
+    rnd = random.Random(0)
+    raw = [_fall_flat_rise(x) + rnd.gauss(0, 0.03) for x in XS]
+    raw[-10:] = [50., float('inf'), float('nan')] + [80.] * 7   # the blow-up at the end
+    smooth = smooth_sweep(raw)
+    assert abs(_log(suggest_max_bound(LRS, smooth)) + 2) <= 0.25
+    assert -2.2 <= _log(suggest_minimum(LRS, smooth) * 10) <= -1.4   # the bottom is the flat stretch, not the blow-up
+
+
+def test_max_bound_when_the_loss_never_falls():
+    assert suggest_max_bound(LRS, [1 + 0.01 * i for i in range(len(LRS))]) == LRS[0]
+
+
+def test_valley_is_two_thirds_down_the_longest_fall():
+    # rising slightly up to index 20, falling strictly from 20 to 80, then rising
+    losses = [0.5 + 0.025 * i for i in range(21)] + [1.0 - 0.8 * (i - 20) / 60 for i in range(21, 81)] \
+        + [0.2 + 0.1 * (i - 80) for i in range(81, 121)]
+    assert suggest_valley(LRS, losses) == LRS[20 + 40]
+
+
+def test_bounds_follow_smith():
+    b = lr_bounds(0.12)
+    assert b['cyclical_min'] == pytest.approx((0.03, 0.04))
+    assert b['one_cycle_min'] == pytest.approx((0.006, 0.012))
+    with pytest.raises(ValueError, match='max_lr'): lr_bounds(0.)
+    with pytest.raises(ValueError, match='max_lr'): lr_bounds(float('nan'))
+
+
+def test_zero_lag_smoothing_does_not_trail_the_curve():
+    step = [1.] * 50 + [0.] * 50
+    one_way = smooth_ema(step, 0.9)
+    both_ways = smooth_zero_lag(step, 0.9)
+    crossing = lambda ys: next(i for i, y in enumerate(ys) if y < 0.5)
+    assert crossing(one_way) >= 55          # a one-sided EMA drops late
+    assert crossing(both_ways) in (49, 50)  # forwards-backwards keeps the drop where it was
+    assert both_ways[49] == pytest.approx(1 - both_ways[50], abs=0.02)   # symmetric about the step
+
+
+def test_smooth_sweep_caps_the_blow_up():
+    raw = [1.0 + 0.01 * (i % 3) for i in range(100)]
+    raw[60] = 1000.
+    raw[99] = float('nan')
+    s = smooth_sweep(raw)
+    assert len(s) == 100 and all(math.isfinite(v) for v in s)
+    assert max(s) <= 1.02 + 1e-9   # the spike is capped at the starting level, so it leaks nowhere
+    assert smooth_sweep([3., 2., 1.], beta=0.) == [3., 2., 1.]
+
+
+def test_moving_average_is_centred():
+    ramp = [float(i) for i in range(10)]
+    assert moving_average(ramp, 5) == pytest.approx(ramp)   # symmetric windows keep a ramp in place
+    assert moving_average([0, 0, 3, 0, 0], 3) == pytest.approx([0, 1, 1, 1, 0])
+    assert smoothed_slopes([1e-3, 1e-2, 1e-1], [3., 2., 1.], window=1) == pytest.approx([-1, -1, -1])
+
+
+@pytest.mark.parametrize('f', [suggest_steep, suggest_valley, suggest_max_bound])
+def test_bad_curves_are_clear_errors(f):
+    with pytest.raises(ValueError, match='length'): f([1e-3, 1e-2, 1e-1], [1., 2.])
+    with pytest.raises(ValueError, match='at least 3'): f([1e-3, 1e-2], [1., 2.])
+    with pytest.raises(ValueError, match='> 0'): f([0., 1e-2, 1e-1], [1., 2., 3.])
+    with pytest.raises(ValueError, match='NaN'): f([1e-3, 1e-2, 1e-1], [float('nan')] * 3)
+    with pytest.raises(ValueError, match='window'): moving_average([1., 2.], 0)
+    with pytest.raises(ValueError, match='frac'): suggest_max_bound(LRS, [1.] * len(LRS), frac=1.5)
