@@ -3,7 +3,6 @@ words, and the same from a real fit through learn.diagnose()."""
 import math
 
 import pytest
-import torch
 
 from onecycle import Diagnosis, diagnose, diagnose_losses
 from onecycle.diagnostics import ADVICE, VERDICTS
