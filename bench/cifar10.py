@@ -14,7 +14,8 @@ bf16 autocast and channels_last. Only the schedule differs:
 The default learning rates (0.4 for both) follow the linear scaling rule from the usual 0.1 at
 batch 128. Test accuracy is measured after every epoch; "time to 94%" is the wall time from the
 start of the fit to the end of the first epoch whose test accuracy reaches 94% (validation passes
-included). The paper's own figures are for ResNet-56 in Caffe and are not expected to match.
+included). The paper's figures (ResNet-56, its own batch sizes and learning rates) are the shape
+to compare with, not numbers to match.
 
     python bench/cifar10.py --data ~/data --download          # fetches CIFAR-10 (170 MB) once
     python bench/cifar10.py --data ~/data --epochs 30 [--arch resnet18|resnet56] [--plot /tmp/cifar10.png]

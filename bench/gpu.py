@@ -136,7 +136,8 @@ def main(argv=None):
         names = list(CONFIGS) if args.config == 'all' else [args.config]
     where = torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU, 1 thread (script check only)'
     print(f'ResNet-18 (CIFAR, width {width}), {args.batches} batches of {args.bs} x 3x32x32 per epoch, '
-          f'{args.epochs} epochs per run, {args.repeats} runs, SGD + 1cycle, bf16 autocast; {where}; torch {torch.__version__}')
+          f'{args.epochs} epochs per run, {args.repeats} runs, SGD + 1cycle, bf16 autocast; {where}; '
+          f'torch {torch.__version__}')
     print(f'{"configuration":30s} {"hand img/s":>11s} {"onecycle img/s":>15s} {"ratio":>6s}')
     ratios = {}
     for name in names:

@@ -23,7 +23,7 @@ from .callback import Callback
 from .checks import check_int, check_positive
 
 __all__ = ['is_distributed', 'rank', 'local_rank', 'world_size', 'is_main_process', 'main_print', 'init_distributed',
-           'any_rank', 'all_reduce_sum', 'sum_over_ranks', 'unwrap_model', 'ShardSampler', 'shard_loader', 'effective_batch_size',
+           'any_rank', 'sum_over_ranks', 'unwrap_model', 'ShardSampler', 'shard_loader', 'effective_batch_size',
            'scale_lr', 'DistributedCallback', 'distribute']
 
 
@@ -87,22 +87,13 @@ def _destroy():
     if is_distributed(): dist.destroy_process_group()
 
 
-def _collective_device(like=None) -> torch.device:
-    "Where a small tensor must live for a collective: with `like`'s device, else CPU unless the backend is NCCL only."
-    if like is not None: return like.device
-    return torch.device('cpu') if 'gloo' in str(dist.get_backend()) or 'mpi' in str(dist.get_backend()) \
-        else torch.device('cuda', torch.cuda.current_device())
+def _collective_device() -> torch.device:
+    "Where a small tensor must live for a collective: the CPU, unless the backend is NCCL alone."
+    backend = str(dist.get_backend())
+    return torch.device('cpu') if 'gloo' in backend or 'mpi' in backend else torch.device('cuda', torch.cuda.current_device())
 
 
 # --- collectives -------------------------------------------------------------------------------
-def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
-    "Sum of `t` over all ranks, returned as a new tensor (`t` itself is left alone); `t` without a process group."
-    if not is_distributed(): return t
-    t = t.detach().clone()
-    dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return t
-
-
 def any_rank(flag) -> bool:
     """True on every rank when `flag` is true on any rank. Use it for a stop decision made from
     something only one rank knows (its clock, a file), so that all ranks stop at the same step;
@@ -114,13 +105,14 @@ def any_rank(flag) -> bool:
 
 
 def sum_over_ranks(total, count, device=None) -> tuple:
-    """(`total` summed over ranks, `count` summed over ranks) in one all-reduce, as float tensors:
+    """(`total` summed over ranks, `count` summed over ranks) in one all-reduce, as float64 tensors:
     for means over data that the ranks share out, like ``sum(loss x batch size) / samples``.
     `total` is a number or a tensor (of any shape); without a process group both come back as given."""
     if not is_distributed(): return total, count
     total = torch.as_tensor(total, device=device if device is not None else
                             (total.device if isinstance(total, torch.Tensor) else _collective_device()))
-    packed = torch.cat([total.detach().float().reshape(-1), torch.full((1,), float(count), device=total.device)])
+    dtype = torch.float32 if total.device.type == 'mps' else torch.float64   # exact sample counts, precise sums
+    packed = torch.cat([total.detach().to(dtype).reshape(-1), torch.full((1,), float(count), dtype=dtype, device=total.device)])
     dist.all_reduce(packed, op=dist.ReduceOp.SUM)
     return packed[:-1].reshape(total.shape), packed[-1]
 
@@ -278,8 +270,8 @@ class DistributedCallback(Callback):
         "Replace the learner's loaders by sharded copies (a no-op for loaders already sharded)."
         learn, n, r = self.learn, world_size(), rank()
         train, valid = learn.dls.train, learn.dls.valid
-        new_train = shard_loader(train, True, n, r, _shared_seed(train)) if train is not None and not _is_sharded(train) else train
-        new_valid = shard_loader(valid, False, n, r) if valid is not None else None
+        new_train = train if train is None or _is_sharded(train) else shard_loader(train, True, n, r, _shared_seed(train))
+        new_valid = valid if valid is None else shard_loader(valid, False, n, r)
         if new_train is not train or new_valid is not valid:
             dls = copy.copy(learn.dls)   # the user's DataLoaders object is left as it was
             dls.train, dls.valid = new_train, new_valid

@@ -14,6 +14,8 @@ themselves; the guard stands aside during their fits. Remove it with
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .callback import Callback, CancelStepException
@@ -73,16 +75,18 @@ class DivergenceGuard(Callback):
     def before_step(self):
         if not self.active: return
         learn, losses, self._losses = self.learn, self._losses, []
-        checks = [torch.isfinite(torch.stack([l.float().reshape(()) for _, l in losses])).all()] if losses else []
+        # One scalar that is finite iff every loss and every gradient is (a sum of finite values this
+        # large would be a divergence too), then one read of it: few ops, one synchronisation.
+        total = None
+        if losses: total = losses[0][1] if len(losses) == 1 else torch.stack([l.float() for _, l in losses]).sum()
         if self.check_grads and learn.scaler is None:
             grads = [p.grad for pg in learn.opt.param_groups for p in pg['params'] if p.grad is not None]
             if grads:
                 norms = torch._foreach_norm(grads)
-                dev = norms[0].device
-                checks.append(torch.isfinite(torch.stack([n.to(dev).float() for n in norms])).all())
-        if not checks: return
-        ok = checks[0] if len(checks) == 1 else checks[0] & checks[1].to(checks[0].device)
-        if bool(ok): return   # the one synchronisation per step
+                try: g = torch.stack(norms).sum()
+                except RuntimeError: g = sum(n.float().sum().cpu() for n in norms)   # parameters on several devices
+                total = g if total is None else total + g
+        if total is None or math.isfinite(total.item()): return   # the one synchronisation per step
         bad = [(i, l) for i, l in losses if not torch.isfinite(l).all()]
         what, (batch, loss) = ('loss', bad[0]) if bad else ('gradients', losses[-1] if losses else (learn.iter, learn.loss))
         self._diverged(what, batch, float(loss))

@@ -241,7 +241,7 @@ class LRFinder(ParamScheduler):
                 'valid_samples': evals * getattr(self, 'valid_samples', 0), 'valid_seconds': self.valid_seconds,
                 'seconds': self.seconds}
 
-    def result(self, suggest="steep") -> LRFinderResult:
+    def result(self, suggest="max_bound") -> LRFinderResult:
         check_choice('suggest', suggest, tuple(SUGGESTERS))
         lrs, losses = (self.lrs, self.losses) if self.valid_every is None else (self.valid_lrs, self.valid_losses)
         if len(lrs) < 3:
@@ -255,7 +255,7 @@ class LRFinder(ParamScheduler):
                               train_lrs=list(self.lrs), train_losses=list(self.losses), cost=self.cost())
 
 
-def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=100, stop_div=True, suggest="steep", **kwargs) -> LRFinderResult:
+def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=100, stop_div=True, suggest="max_bound", **kwargs) -> LRFinderResult:
     """Run the LR range test on `learn` and return its result; the learner is left as it was.
 
     ``result.suggestion`` is the `suggest` entry of ``result.suggestions`` ('minimum', 'steep',

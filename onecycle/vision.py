@@ -29,7 +29,8 @@ MNIST_STATS = ((0.1307,), (0.3081,))
 CIFAR10_FOLDER = 'cifar-10-batches-py'
 CIFAR10_TRAIN_FILES = tuple(f'data_batch_{i}' for i in range(1, 6))
 CIFAR10_TEST_FILES = ('test_batch',)
-MNIST_RAW_FILES = ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte', 't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte')
+MNIST_RAW_FILES = ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte',
+                   't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte')
 
 
 def _check_root(root) -> Path:
@@ -106,7 +107,8 @@ class ImageTensorDataset(Dataset):
     conversion happens in the loader's workers."""
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform=None):
         if not isinstance(images, torch.Tensor) or images.ndim != 4:
-            raise ValueError(f'images must be a 4-d tensor (N, C, H, W), got {getattr(images, "shape", type(images).__name__)}')
+            got = getattr(images, 'shape', type(images).__name__)
+            raise ValueError(f'images must be a 4-d tensor (N, C, H, W), got {got}')
         if len(images) != len(labels):
             raise ValueError(f'images and labels differ in length ({len(images)} and {len(labels)})')
         self.images, self.labels, self.transform = images, torch.as_tensor(labels), transform
@@ -240,7 +242,8 @@ class CifarResNet(nn.Module):
 def cifar_resnet18(n_classes=10, in_channels=3, width=64, zero_init_residual=False) -> CifarResNet:
     "ResNet-18 for 32x32 images: four stages of two BasicBlocks, `width` to 8x`width` channels (11M parameters at 64)."
     check_int('width', width, min_value=1)
-    return CifarResNet((2, 2, 2, 2), (width, 2 * width, 4 * width, 8 * width), n_classes, in_channels, zero_init_residual)
+    widths = (width, 2 * width, 4 * width, 8 * width)
+    return CifarResNet((2, 2, 2, 2), widths, n_classes, in_channels, zero_init_residual)
 
 
 def cifar_resnet(depth=56, n_classes=10, in_channels=3, width=16, zero_init_residual=False) -> CifarResNet:

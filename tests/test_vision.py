@@ -106,7 +106,8 @@ def test_mnist_tensors_read_raw_idx_files(mnist_root):
     root, raw = mnist_root
     x, y, xt, yt = mnist_tensors(root)
     assert x.shape == (12, 1, 28, 28) and xt.shape == (5, 1, 28, 28) and x.dtype == torch.uint8
-    assert torch.equal(x[:, 0], torch.from_numpy(raw['train'][0])) and torch.equal(xt[:, 0], torch.from_numpy(raw['t10k'][0]))
+    assert torch.equal(x[:, 0], torch.from_numpy(raw['train'][0]))
+    assert torch.equal(xt[:, 0], torch.from_numpy(raw['t10k'][0]))
     assert y.tolist() == raw['train'][1].tolist() and yt.dtype == torch.long
 
 

@@ -1,0 +1,70 @@
+"""What the DivergenceGuard costs: fit_one_cycle epochs with the guard against epochs without it.
+
+Same MLP and in-memory data as bench/overhead.py (batch 64, one thread, AdamW). Epochs alternate
+between the two learners so that drift in machine speed hits both alike; times are the training
+thread's CPU time (time.thread_time), so other processes on a shared machine do not blur the
+comparison. Prints median epoch times, the cost per optimizer step and the ratio. On a GPU
+(--device cuda) the guard's cost is mostly its one host-device synchronisation per step, so the
+wall-clock time is measured instead.
+
+    python bench/divergence_guard.py [--epochs 10] [--device cpu]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from onecycle import Learner, accuracy
+from onecycle.models import mlp
+
+N_TRAIN, N_VALID, BS, MAX_LR = 8192, 2048, 64, 3e-3
+
+
+def make_data(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(40, 10, generator=g)
+    x = torch.randn(N_TRAIN + N_VALID, 40, generator=g)
+    y = (x @ w + 0.5 * torch.randn(N_TRAIN + N_VALID, 10, generator=g)).argmax(1)
+    return (DataLoader(TensorDataset(x[:N_TRAIN], y[:N_TRAIN]), batch_size=BS, shuffle=True),
+            DataLoader(TensorDataset(x[N_TRAIN:], y[N_TRAIN:]), batch_size=BS))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--epochs', type=int, default=10)
+    ap.add_argument('--device', default='cpu')
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    cuda = args.device.startswith('cuda')
+    clock = time.perf_counter if cuda else time.thread_time
+    learners = {}
+    for name in ('with guard', 'without guard'):
+        torch.manual_seed(0)
+        learn = Learner(mlp(), make_data(), nn.CrossEntropyLoss(), metrics=[accuracy], device=args.device, progress=False)
+        if name == 'without guard': learn.remove_cb(learn.divergence_guard)
+        learners[name] = learn
+    times = {k: [] for k in learners}
+    for i in range(args.epochs + 1):
+        for name, learn in learners.items():
+            if cuda: torch.cuda.synchronize()
+            t0 = clock()
+            learn.fit_one_cycle(1, MAX_LR)
+            if cuda: torch.cuda.synchronize()
+            if i: times[name].append(clock() - t0)   # the first epoch warms up
+    steps = len(learners['with guard'].dls.train)
+    med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+    ratios = [a / b for a, b in zip(times['with guard'], times['without guard'])]
+    print(f'MLP 40-100-100-10, AdamW, batch 64, {steps} steps + {len(learners["with guard"].dls.valid)} valid batches '
+          f'per epoch, device {args.device}, {"wall" if cuda else "CPU"} time')
+    for k, v in med.items(): print(f'{k:15s} {v:8.1f} ms/epoch')
+    print(f'guard cost: {(med["with guard"] - med["without guard"]) * 1e3 / steps:.1f} us per optimizer step; '
+          f'ratio with/without (median of paired epochs): {statistics.median(ratios):.3f}')
+
+
+if __name__ == '__main__':
+    main()
