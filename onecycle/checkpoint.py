@@ -157,23 +157,29 @@ def _opt_params(opt) -> list:
 
 def checkpoint_state(learn, with_opt=True) -> dict:
     """The checkpoint of `learn` as a dict (what ``learn.save`` writes). During a fit, or after one that
-    was stopped, it holds the fit's position so that the fit can be resumed."""
-    fit, grads = None, None
-    if learn.n_epoch:
-        done = learn.batches_done
-        fit = {'n_epoch': learn.n_epoch, 'epochs_done': learn.epochs_done, 'batches_done': done,
-               'step_count': learn.step_count, 'n_iter': learn.fit_n_iter, 'steps_per_epoch': learn.fit_steps_per_epoch,
-               'epoch_rng': learn.epoch_rng if done else None}
-        if done and any(p.grad is not None for p in _opt_params(learn.opt)):   # an accumulation group in progress
-            grads = [None if p.grad is None else p.grad.detach() for p in _opt_params(learn.opt)]
+    was stopped, it holds the fit's position so that the fit can be resumed; after ``learn.load`` and
+    before the next fit, the position of the loaded checkpoint."""
+    loaded = getattr(learn, '_resume_ckpt', None)
+    if loaded is not None:
+        fit, grads, cbs, rng = loaded['fit'], loaded['grads'], loaded['callbacks'], loaded['rng']
+    else:
+        fit, grads = None, None
+        if learn.n_epoch:
+            done = learn.batches_done
+            fit = {'n_epoch': learn.n_epoch, 'epochs_done': learn.epochs_done, 'batches_done': done,
+                   'step_count': learn.step_count, 'n_iter': learn.fit_n_iter,
+                   'steps_per_epoch': learn.fit_steps_per_epoch, 'epoch_rng': learn.epoch_rng if done else None}
+            if done and any(p.grad is not None for p in _opt_params(learn.opt)):   # an accumulation group in progress
+                grads = [None if p.grad is None else p.grad.detach() for p in _opt_params(learn.opt)]
+        cbs = {k: cb.state_dict() for k, cb in _stateful_cbs(learn).items()}
+        # after a fit, the RNG states of its end: draws made since (a plot, a sample) do not shift a resume
+        rng = learn.fit_end_rng if learn.fit_end_rng is not None else get_rng_state(learn.dls.train)
     return {'format': FORMAT, 'version': VERSION,
             'model': learn.model.state_dict(),
             'opt': learn.opt.state_dict() if with_opt else None,
             'grads': grads if with_opt else None,
             'recorder': learn.recorder.state_dict(),
-            'callbacks': {k: cb.state_dict() for k, cb in _stateful_cbs(learn).items()},
-            'rng': get_rng_state(learn.dls.train),
-            'fit': fit}
+            'callbacks': cbs, 'rng': rng, 'fit': fit}
 
 
 def save_checkpoint(learn, path, with_opt=True) -> Path:
@@ -220,7 +226,7 @@ def load_checkpoint(learn, path, with_opt=True, with_rng=True):
     _load_weights(learn, ck, with_opt)
     learn.recorder.load_state_dict(ck['recorder'])
     if with_rng: set_rng_state(ck['rng'], learn.dls.train)
-    learn._resume_ckpt = ck if with_opt and ck['opt'] is not None else None
+    learn._resume_ckpt = ck   # for fit(..., resume=True), and for a save before the next fit
     return learn
 
 

@@ -133,7 +133,7 @@ class Learner:
         self.training, self.n_epoch, self.epoch, self.step_count = False, 0, 0, 0
         # where the last fit stands, for checkpoints: see onecycle.checkpoint
         self.epochs_done, self.batches_done, self.epoch_rng, self._resume = 0, 0, None, None
-        self.fit_n_iter, self.fit_steps_per_epoch = None, None
+        self.fit_n_iter, self.fit_steps_per_epoch, self.fit_end_rng = None, None, None
         self.cbs, self._handlers = [], {e: [] for e in EVENTS}
         self.create_opt(lr, wd)
         from .recorder import Recorder
@@ -282,8 +282,11 @@ class Learner:
             keep = getattr(self, 'keep_history', False)
             if resuming is not None: self.keep_history = True
             self.opt.zero_grad(set_to_none=True)
+            self.fit_end_rng = None
             try: self._run('fit', self._do_fit, CancelFitException)
-            finally: self._resume, self.keep_history = None, keep
+            finally:
+                self._resume, self.keep_history = None, keep
+                self.fit_end_rng = get_rng_state(self.dls.train)   # a later checkpoint resumes from here
 
     def _do_fit(self):
         self.fit_steps_per_epoch = self.steps_per_epoch

@@ -74,15 +74,17 @@ class Exponential(Schedule):
 
 class Phases(Schedule):
     """Schedules joined end to end: phase i covers progress from ``ends[i-1]`` to ``ends[i]`` and sees
-    its own progress rescaled to [0, 1]. ``ends`` holds the inner boundaries, increasing in (0, 1);
-    a progress exactly on a boundary belongs to the earlier phase."""
+    its own progress rescaled to [0, 1]. ``ends`` holds the inner boundaries, increasing and at most 1;
+    a progress exactly on a boundary belongs to the earlier phase. A boundary below 0 means the
+    next phase began before training did (as in torch's OneCycleLR on very short runs): training
+    then starts part-way into that phase."""
     def __init__(self, scheds, ends):
         scheds, ends = list(scheds), [float(e) for e in ends]
         if not scheds: raise ValueError('scheds must hold at least one schedule')
         if len(ends) != len(scheds) - 1:
             raise ValueError(f'ends must hold {len(scheds) - 1} boundaries for {len(scheds)} schedules, got {len(ends)}')
-        if any(not 0 <= e <= 1 for e in ends) or ends != sorted(ends):
-            raise ValueError(f'ends must be increasing fractions in [0, 1], got {ends}')
+        if any(e > 1 for e in ends) or ends != sorted(ends):
+            raise ValueError(f'ends must be increasing fractions of at most 1, got {ends}')
         for s in scheds:
             if not callable(s): raise TypeError(f'every schedule must be callable, got {type(s).__name__}')
         self.scheds, self.ends = scheds, ends
@@ -123,10 +125,11 @@ def one_cycle(start, peak, end, pct_start=0.3, anneal_strategy='cos', three_phas
         b2 = (2 * pct_start * total_steps - 2) / (total_steps - 1)
     else:
         b1, b2 = pct_start, 2 * pct_start
-    b1 = min(max(b1, 0.), 1.)
     if three_phase:
         if not b2 < 1: raise ValueError(f'pct_start must be below 0.5 with three_phase=True, got {pct_start}')
-        return Phases([f(start, peak), f(peak, start), f(start, end)], [b1, b2])
+        # On runs of a few steps both boundaries can fall below 0 (b2 < b1); torch then starts in the
+        # last phase, measured from b2, which min() reproduces.
+        return Phases([f(start, peak), f(peak, start), f(start, end)], [min(b1, b2), b2])
     return Phases([f(start, peak), f(peak, end)], [b1])
 
 

@@ -118,3 +118,30 @@ def test_schedules_pickle_compare_and_print():
 def test_bad_arguments_raise_naming_the_parameter(make, exc, word):
     with pytest.raises(exc, match=word):
         make()
+
+
+@pytest.mark.parametrize('three_phase', [False, True])
+@pytest.mark.parametrize('anneal', ['cos', 'linear'])
+def test_one_cycle_matches_torch_on_very_short_runs(three_phase, anneal):
+    # pct_start * total_steps < 1: torch starts part-way down its second phase; so must we.
+    import warnings
+    import torch
+    from onecycle.schedule import one_cycle, progress_of_step
+    compared = 0
+    for total in range(2, 12):
+        opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter('ignore')
+                sched = torch.optim.lr_scheduler.OneCycleLR(opt, 1., total_steps=total, pct_start=0.25,
+                                                            three_phase=three_phase, anneal_strategy=anneal)
+                ref = []
+                for _ in range(total):
+                    ref.append(opt.param_groups[0]['lr']); opt.step(); sched.step()
+        except ZeroDivisionError:   # torch itself fails when a phase boundary falls exactly on step 0
+            continue
+        compared += 1
+        f = one_cycle(1 / 25, 1., 1 / 25 / 1e4, 0.25, anneal, three_phase, total_steps=total)
+        ours = [f(progress_of_step(i, total)) for i in range(total)]
+        assert ours == pytest.approx(ref, rel=1e-9), total
+    assert compared >= 6
