@@ -4,7 +4,9 @@ Every Learner has a ``DivergenceGuard`` (``learn.divergence_guard``). It keeps t
 training batch as a device tensor (no synchronisation) and, once per optimizer step, just before the
 step, checks those losses and the gradients together: a few small kernels, one pass over the
 gradients and a single host-device synchronisation per optimizer step on a GPU (on the CPU there is
-nothing to wait for). With gradient accumulation that is one check per group of batches. Because
+nothing to wait for). With gradient accumulation that is one check per group of batches. On one CPU
+thread that is about 25-40 us per step (4-6% of a step of the small MLP in
+``python bench/divergence_guard.py``, well under 1% for models whose steps take milliseconds). Because
 the check comes before the step, a NaN or inf never reaches the weights: after a ``DivergenceError``
 the model holds its last finite state and the recorder the history up to the batch that diverged.
 
