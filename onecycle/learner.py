@@ -110,13 +110,18 @@ class Learner:
         splitter: ``splitter(model)`` returning a list of parameter lists, one per param group
             (for discriminative learning rates); one group by default.
         n_inp: how many leading elements of a batch are model inputs; the rest are targets.
+        guard: stop on a NaN/inf loss before it reaches the weights (a DivergenceGuard). 'auto' checks
+            the loss before each step on the CPU, where that is free of host-device synchronisation,
+            and leaves it off on a GPU (one synchronisation per step); True also checks gradients,
+            on any device; False installs none.
     """
     def __init__(self, model: nn.Module, dls, loss_func, opt_func=torch.optim.AdamW, lr=1e-3, metrics=(),
-                 cbs=(), device=None, progress=True, wd=None, wd_bn_bias=False, splitter=None, n_inp=1):
+                 cbs=(), device=None, progress=True, wd=None, wd_bn_bias=False, splitter=None, n_inp=1, guard='auto'):
         if not isinstance(model, nn.Module): raise TypeError(f'model must be a torch.nn.Module, got {type(model).__name__}')
         check_callable('loss_func', loss_func); check_callable('opt_func', opt_func)
         check_lr('lr', lr); check_wd('wd', wd)
         check_int('n_inp', n_inp, min_value=1); check_callable('splitter', splitter, allow_none=True)
+        if guard not in (True, False, 'auto'): raise ValueError(f"guard must be True, False or 'auto', got {guard!r}")
         metrics = list(metrics) if isinstance(metrics, (list, tuple)) else [metrics]
         for m in metrics: check_callable('metrics', m)
         ddp = init_distributed()   # under torchrun: join the process group, train data-parallel
@@ -139,7 +144,11 @@ class Learner:
         from .recorder import Recorder
         self.recorder = Recorder()
         cbs = list(cbs)
-        if not any(isinstance(c, DivergenceGuard) or c is DivergenceGuard for c in cbs): cbs.append(DivergenceGuard())
+        if not any(isinstance(c, DivergenceGuard) or c is DivergenceGuard for c in cbs):
+            # 'auto': check the loss before every step where that costs no host-device synchronisation
+            # (CPU); on a GPU the check would wait for the device once per step, so it is opt-in there.
+            if guard is True: cbs.append(DivergenceGuard())
+            elif guard == 'auto' and self.device.type == 'cpu': cbs.append(DivergenceGuard(check_grads=False))
         self.add_cbs([self.recorder, *cbs])
         self.progress = progress
         if ddp: distribute(self)
@@ -274,6 +283,7 @@ class Learner:
         resuming = None if resume is None or resume is False else Resume(self, resume, n_epoch)
         with self.added_cbs(cbs):
             self._fit_cbs = list(self.cbs)   # a checkpoint taken after the fit still sees its callbacks
+            hypers = [{k: v for k, v in pg.items() if k != 'params'} for pg in self.opt.param_groups]
             if lr is not None: self.set_hyper('lr', lr)
             if wd is not None: self.set_wd(wd)
             self.n_epoch, self.step_count = n_epoch, 0
@@ -284,6 +294,12 @@ class Learner:
             self.opt.zero_grad(set_to_none=True)
             self.fit_end_rng = None
             try: self._run('fit', self._do_fit, CancelFitException)
+            except BaseException:
+                if self.step_count == 0 and resuming is None:   # failed before any step: settings as they were
+                    for pg, hp in zip(self.opt.param_groups, hypers):
+                        for k in [k for k in pg if k != 'params' and k not in hp]: del pg[k]
+                        pg.update(hp)
+                raise
             finally:
                 self._resume, self.keep_history = None, keep
                 self.fit_end_rng = get_rng_state(self.dls.train)   # a later checkpoint resumes from here

@@ -70,7 +70,7 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_finite_weights(mak
 
 
 def test_infinite_gradient_with_finite_loss_is_caught(make_learner):
-    learn = make_learner(opt_func=torch.optim.SGD, loss_func=InfGradLoss({1}))
+    learn = make_learner(opt_func=torch.optim.SGD, loss_func=InfGradLoss({1}), guard=True)   # gradients: opt-in
     snaps = Snapshots()
     with pytest.raises(DivergenceError, match='gradients became non-finite') as ei:
         learn.fit(2, lr=0.1, cbs=[snaps])

@@ -324,3 +324,15 @@ def test_public_attributes(make_learner):
     assert isinstance(learn.opt, torch.optim.SGD) and isinstance(learn.model, nn.Module)
     assert learn.recorder in learn.cbs and learn.dls.train is not None
     assert learn.steps_per_epoch == 4 and 'Learner' in repr(learn)
+
+
+def test_fit_failing_before_any_step_leaves_hyper_parameters_as_they_were(make_learner):
+    import torch
+    from onecycle import OneCycleScheduler
+    learn = make_learner(opt_func=torch.optim.SGD)
+    before = [{k: v for k, v in pg.items() if k != 'params'} for pg in learn.opt.param_groups]
+    # two max_lr values for one param group: the scheduler refuses in before_fit, after fit set lr and wd
+    with pytest.raises(ValueError):
+        learn.fit(1, lr=0.5, wd=0.1, cbs=[OneCycleScheduler([0.1, 0.2])])
+    after = [{k: v for k, v in pg.items() if k != 'params'} for pg in learn.opt.param_groups]
+    assert after == before

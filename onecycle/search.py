@@ -1,0 +1,396 @@
+"""Short-run searches for the hyper-parameters the range test cannot give: momentum and weight decay
+(Smith 2018, sections 4.3 and 4.4), and the learning-rate probes that locate the edge of stability.
+
+Every search runs a few short trials and compares them on the validation loss of a fixed validation
+subset, measured every few steps. Each trial starts from the learner's weights (or, for weight
+decay, from one shared snapshot), and afterwards the learner is exactly as it was: weights,
+optimizer state, recorder history and RNG states are restored bitwise.
+"""
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .callback import Callback, CancelFitException, CancelValidateException
+from .checks import check_choice, check_int, check_lr, check_positive, check_range
+from .hyper import has_hyper, lr_range
+from .learner import _batch_size, to_device
+from .lr_finder import TrainingState
+from .schedule import Constant, Cosine, one_cycle
+from .schedulers import ParamScheduler
+
+__all__ = ['SearchResult', 'Trial', 'run_trial', 'lr_search', 'momentum_search', 'wd_search', 'default_wds',
+           'is_deep', 'preserved']
+
+SHALLOW_WDS = (1e-2, 1e-3, 1e-4)
+DEEP_WDS = (1e-4, 1e-5, 1e-6, 0.)
+SMITH_MOMS = (0.99, 0.97, 0.95, 0.9)
+
+
+# --- keeping the learner as it was ------------------------------------------------------------------
+@contextlib.contextmanager
+def preserved(learn):
+    """Everything trial runs inside this block change is put back on exit, whatever ends it: the
+    weights, optimizer state and hyper-parameters, recorder, RNG states (via ``TrainingState``), the
+    learner's ``wd``, its step/epoch counters and loaders. Progress bars are kept quiet meanwhile."""
+    state = TrainingState(learn)
+    attrs = {k: getattr(learn, k, None) for k in ('wd', 'n_epoch', 'epoch', 'step_count')}
+    train_dl = learn.dls.train
+    bars = [c for c in learn.cbs if type(c).__name__ == 'ProgressCallback']
+    learn.remove_cbs(bars)
+    try: yield state
+    finally:
+        learn.dls.train = train_dl
+        state.restore()
+        for k, v in attrs.items(): setattr(learn, k, v)
+        learn.add_cbs([c for c in bars if c not in learn.cbs])
+
+
+def _fixed_valid_batches(learn, n_batches=None) -> list:
+    "The first `n_batches` batches of ``dls.valid`` (all by default), on the device, read once."
+    dl = learn.dls.valid
+    learn._check_loader(dl, 'dls.valid')
+    n = len(dl) if n_batches is None else min(n_batches, len(dl))
+    with torch.random.fork_rng(devices=[]):   # reading a loader must not move the training RNG
+        return [to_device(b, learn.device) for b in itertools.islice(dl, n)]
+
+
+def _subset_loss(learn, batches) -> float:
+    "Mean loss over `batches` in eval mode without gradients; the model's mode is put back."
+    model, was_training = learn.model, learn.model.training
+    total, n = 0., 0
+    model.eval()
+    try:
+        with torch.no_grad():
+            for b in batches:
+                xb, yb = b[:learn.n_inp], b[learn.n_inp:]
+                bs = _batch_size(yb or xb)
+                total = total + learn.loss_func(model(*xb), *yb).detach().float() * bs
+                n += bs
+    finally: model.train(was_training)
+    return float(total) / n
+
+
+# --- one trial ------------------------------------------------------------------------------------
+@dataclass
+class Trial:
+    "One short run: validation loss every `eval_every` steps (at `steps`), its score and whether it diverged."
+    label: str
+    steps: list = field(default_factory=list)
+    valid_losses: list = field(default_factory=list)
+    train_losses: list = field(default_factory=list)
+    diverged: bool = False
+    n_steps: int = 0
+    seconds: float = 0.
+
+    @property
+    def score(self) -> float:
+        "Mean validation loss over the last quarter of the measurements (inf when it diverged)."
+        vals = self.valid_losses
+        if self.diverged or not vals or not all(math.isfinite(v) for v in vals): return float('inf')
+        k = max(1, len(vals) // 4)
+        return sum(vals[-k:]) / k
+
+    @property
+    def start_loss(self) -> float:
+        return self.valid_losses[0] if self.valid_losses else float('nan')
+
+
+class _TrialCallback(Callback):
+    "Runs exactly `n_steps` optimizer steps, measures the validation subset every `eval_every`, skips the epoch's validation."
+    order = 5
+    handles_divergence = True
+
+    def __init__(self, n_steps, eval_every, batches, trial, time_limit=None):
+        self.n_steps, self.eval_every, self.batches, self.trial = n_steps, eval_every, batches, trial
+        self.time_limit = time_limit
+
+    def before_fit(self):
+        self._t0 = time.perf_counter()
+        self.trial.steps.append(0); self.trial.valid_losses.append(_subset_loss(self.learn, self.batches))
+
+    def before_validate(self):
+        raise CancelValidateException()
+
+    def after_step(self):
+        t, learn = self.trial, self.learn
+        loss = float(learn.loss.detach())
+        t.train_losses.append(loss); t.n_steps = n = learn.step_count
+        if not math.isfinite(loss): t.diverged = True; raise CancelFitException()
+        if n % self.eval_every == 0 or n >= self.n_steps:
+            v = _subset_loss(learn, self.batches)
+            t.steps.append(n); t.valid_losses.append(v)
+            # blown up: far above where it started (a diverging run is not worth finishing)
+            if not math.isfinite(v) or v > 3 * t.valid_losses[0] + 1e-8: t.diverged = True; raise CancelFitException()
+        if n >= self.n_steps: raise CancelFitException()
+        if self.time_limit is not None and time.perf_counter() - self._t0 > self.time_limit: raise CancelFitException()
+
+    def after_fit(self):
+        self.trial.seconds = time.perf_counter() - getattr(self, '_t0', time.perf_counter())
+
+
+def _schedules(learn, lr, mom, wd, schedule, n_steps, pct_start):
+    pgs = learn.opt.param_groups
+    lrs = lr_range(lr, len(pgs))
+    if schedule == 'one_cycle':
+        scheds = {'lr': [one_cycle(l / 25, l, l / 2500, pct_start, total_steps=n_steps) for l in lrs]}
+    elif schedule == 'anneal':
+        scheds = {'lr': [Cosine(l, l / 100) for l in lrs]}
+    else:
+        scheds = {'lr': [Constant(l) for l in lrs]}
+    if mom is not None:
+        if not has_hyper(pgs[0], 'mom'):
+            raise ValueError(f'the optimizer {type(learn.opt).__name__} has no momentum to search')
+        if isinstance(mom, (tuple, list)):
+            hi, lo = mom
+            scheds['mom'] = one_cycle(hi, lo, hi, pct_start, total_steps=n_steps) if schedule == 'one_cycle' \
+                else Constant(hi)
+        else: scheds['mom'] = Constant(mom)
+    if wd is not None: scheds['wd'] = Constant(wd)
+    return scheds
+
+
+def run_trial(learn, n_steps, lr, mom=None, wd=None, schedule='one_cycle', eval_every=None, valid_batches=None,
+              label='', pct_start=0.3, _batches=None, time_limit=None) -> Trial:
+    """Train `learn` for `n_steps` optimizer steps from where it is, measuring the validation loss
+    on a fixed subset every `eval_every` steps. `schedule`: 'one_cycle' (a short 1cycle peaking at
+    `lr`), 'constant' or 'anneal' (cosine from lr to lr/100). `mom` is a constant momentum or a
+    (high, low) cyclical pair; `wd` a decoupled weight decay. The learner is NOT restored: wrap the
+    call in :func:`preserved` for that (the searches below do)."""
+    check_int('n_steps', n_steps, min_value=2)
+    check_lr('lr', lr)
+    check_choice('schedule', schedule, ('one_cycle', 'constant', 'anneal'))
+    eval_every = check_int('eval_every', eval_every, min_value=1, allow_none=True) or max(1, n_steps // 8)
+    batches = _batches if _batches is not None else _fixed_valid_batches(learn, valid_batches)
+    trial = Trial(label or f'lr={lr}')
+    if wd is not None: learn.set_wd(wd)
+    sched = ParamScheduler(_schedules(learn, lr, mom, wd, schedule, n_steps, pct_start), total_steps=n_steps)
+    learn.fit(math.ceil(n_steps / learn.steps_per_epoch), cbs=[_TrialCallback(n_steps, eval_every, batches, trial, time_limit), sched])
+    return trial
+
+
+# --- results --------------------------------------------------------------------------------------
+def _fmt(v) -> str:
+    if isinstance(v, (tuple, list)): return '(' + ', '.join(_fmt(x) for x in v) + ')'
+    if isinstance(v, float): return f'{v:.3g}'
+    return str(v)
+
+
+@dataclass
+class SearchResult:
+    """The trials of one search, their validation losses, the best candidate and the cost.
+
+    ``extra`` holds search-specific figures (for weight decay: the snapshot step and the steps saved
+    against searching from scratch)."""
+    name: str
+    candidates: list
+    trials: list
+    best: object
+    steps: int
+    seconds: float
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def scores(self) -> list[float]:
+        return [t.score for t in self.trials]
+
+    def table(self) -> str:
+        "One line per candidate: final validation loss, score, diverged; the best marked."
+        lines = [f'{self.name:>14s}  {"score":>8s}  {"first":>8s}  {"last":>8s}  steps']
+        for c, t in zip(self.candidates, self.trials):
+            mark = ' <- best' if c == self.best else (' diverged' if t.diverged else '')
+            last = t.valid_losses[-1] if t.valid_losses else float('nan')
+            lines.append(f'{_fmt(c):>14s}  {t.score:8.4f}  {t.start_loss:8.4f}  {last:8.4f}  {t.n_steps}{mark}')
+        extra = ', '.join(f'{k}={_fmt(v)}' for k, v in self.extra.items() if isinstance(v, (int, float, tuple)))
+        lines.append(f'{self.steps} steps, {self.seconds:.1f}s' + (f'; {extra}' if extra else ''))
+        return '\n'.join(lines)
+
+    __str__ = table
+
+    def plot(self, ax=None):
+        "Validation loss against optimizer step, one line per candidate, the best drawn thick; returns the Figure."
+        import matplotlib.pyplot as plt
+        fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 4))
+        offset = self.extra.get('snapshot_step', 0)
+        for i, (c, t) in enumerate(zip(self.candidates, self.trials)):
+            best = c == self.best
+            ax.plot([offset + s for s in t.steps], t.valid_losses, 'o-' if best else '.-', lw=2.5 if best else 1,
+                    color=f'C{i}', label=f'{self.name}={_fmt(c)}' + (' (best)' if best else '') + (' diverged' if t.diverged else ''))
+        pre = self.extra.get('plateau_trial')
+        if pre is not None:
+            ax.plot(pre.steps, pre.valid_losses, 'k.-', lw=1, label=f'{self.name}={_fmt(self.extra["mid"])} until plateau')
+            ax.axvline(offset, color='k', ls=':', lw=1)
+        finite = [v for t in self.trials for v in t.valid_losses if math.isfinite(v)]
+        if finite: ax.set_ylim(min(finite) * 0.95, min(max(finite), 3 * min(finite)) * 1.05)
+        ax.set_xlabel('optimizer step'); ax.set_ylabel('validation loss'); ax.set_title(f'{self.name} search')
+        ax.legend(fontsize=8)
+        return fig
+
+
+def _pick(candidates, trials, prefer_large=False, tol=0.):
+    "The candidate with the lowest score; with `prefer_large`, the largest within `tol` (relative) of it."
+    scores = [t.score for t in trials]
+    i_best = min(range(len(scores)), key=scores.__getitem__)
+    if not math.isfinite(scores[i_best]):
+        raise RuntimeError('every trial diverged: lower the learning rate')
+    if prefer_large:
+        ok = [i for i, s in enumerate(scores) if s <= scores[i_best] * (1 + tol)]
+        i_best = max(ok, key=lambda i: candidates[i])
+    return candidates[i_best]
+
+
+def _branch(learn, name, candidates, trial_kwargs, n_steps, eval_every, valid_batches, start=None, time_limit=None):
+    "One trial per candidate, each from `start` (a TrainingState; the current state by default)."
+    batches = _fixed_valid_batches(learn, valid_batches)
+    trials = []
+    t_end = None if time_limit is None else time.perf_counter() + time_limit
+    for c in candidates:
+        start.restore()
+        left = None if t_end is None else max(t_end - time.perf_counter(), 0.)
+        trials.append(run_trial(learn, n_steps, eval_every=eval_every, label=f'{name}={_fmt(c)}', _batches=batches,
+                                time_limit=left, **trial_kwargs(c)))
+    return trials
+
+
+def _check_common(learn, n_steps, eval_every, valid_batches):
+    check_int('n_steps', n_steps, min_value=2)
+    check_int('eval_every', eval_every, min_value=1, allow_none=True)
+    if eval_every is not None and eval_every > n_steps:
+        raise ValueError(f'eval_every must be <= n_steps ({n_steps}), got {eval_every}')
+    check_int('valid_batches', valid_batches, min_value=1, allow_none=True)
+    learn._check_loader(learn.dls.train, 'dls.train'); learn._check_loader(learn.dls.valid, 'dls.valid')
+
+
+def _check_candidates(name, cands, check):
+    if isinstance(cands, (str, bytes)) or not hasattr(cands, '__iter__'):
+        raise TypeError(f'{name} must be a list of candidates, got {type(cands).__name__} {cands!r}')
+    cands = list(cands)
+    if not cands: raise ValueError(f'{name} must not be empty')
+    for c in cands: check(c)
+    return cands
+
+
+# --- the searches ---------------------------------------------------------------------------------
+def lr_search(learn, lrs, n_steps=200, mom=None, wd=None, schedule='one_cycle', eval_every=None, valid_batches=None,
+              tol=0.02, time_limit=None) -> SearchResult:
+    """Short runs at each learning rate of `lrs` (a short 1cycle peaking there by default). The best
+    is the LARGEST lr whose validation score is within `tol` (relative) of the lowest: the best
+    training sits just below the instability line (Smith), and a larger lr regularizes more. Trials
+    that blew up are marked diverged; ``extra['edge']`` is the largest lr that did not."""
+    _check_common(learn, n_steps, eval_every, valid_batches)
+    lrs = sorted(_check_candidates('lrs', lrs, lambda v: check_positive('lrs', v)))
+    check_positive('tol', tol, allow_zero=True)
+    t0 = time.perf_counter()
+    with preserved(learn) as start:
+        trials = _branch(learn, 'lr', lrs, lambda c: dict(lr=c, mom=mom, wd=wd, schedule=schedule), n_steps,
+                         eval_every, valid_batches, start, time_limit)
+    stable = [c for c, t in zip(lrs, trials) if not t.diverged]
+    best = _pick(lrs, trials, prefer_large=True, tol=tol)
+    return SearchResult('lr', lrs, trials, best, sum(t.n_steps for t in trials), time.perf_counter() - t0,
+                        {'edge': max(stable) if stable else None})
+
+
+def momentum_search(learn, lr, moms=SMITH_MOMS, n_steps=150, wd=None, schedule='one_cycle', eval_every=None,
+                    valid_batches=None, time_limit=None) -> SearchResult:
+    """Smith's momentum search: one short run per candidate at learning rate `lr`, each from the
+    learner's weights; the candidate with the lowest validation score wins. A candidate is a
+    constant momentum (0.99, 0.97, 0.95, 0.9 by default) or a cyclical (high, low) pair such as
+    (0.95, 0.85), which falls while the lr rises. Momentum means ``betas[0]`` for Adam-like
+    optimizers."""
+    _check_common(learn, n_steps, eval_every, valid_batches)
+    check_lr('lr', lr)
+    def check_mom(m):
+        if isinstance(m, (tuple, list)):
+            if len(m) != 2: raise TypeError(f'moms: a cyclical candidate must be a (high, low) pair, got {m!r}')
+            for v in m: check_range('moms', v, 0, 1, hi_open=True)
+        else: check_range('moms', m, 0, 1, hi_open=True)
+    moms = [tuple(m) if isinstance(m, list) else m for m in _check_candidates('moms', moms, check_mom)]
+    if not has_hyper(learn.opt.param_groups[0], 'mom'):
+        raise ValueError(f'the optimizer {type(learn.opt).__name__} has no momentum to search')
+    t0 = time.perf_counter()
+    with preserved(learn) as start:
+        trials = _branch(learn, 'mom', moms, lambda c: dict(lr=lr, mom=c, wd=wd, schedule=schedule), n_steps,
+                         eval_every, valid_batches, start, time_limit)
+    best = _pick(moms, trials)
+    return SearchResult('mom', moms, trials, best, sum(t.n_steps for t in trials), time.perf_counter() - t0)
+
+
+def is_deep(model: nn.Module, min_layers=10) -> bool:
+    "True when `model` has at least `min_layers` weight layers (convolutions and linear layers)."
+    return sum(isinstance(m, (nn.modules.conv._ConvNd, nn.Linear)) for m in model.modules()) >= min_layers
+
+
+def default_wds(model: nn.Module) -> tuple:
+    """Smith's candidates: shallow models need more regularization (1e-2, 1e-3, 1e-4), deep ones
+    less (1e-4, 1e-5, 1e-6, 0)."""
+    return DEEP_WDS if is_deep(model) else SHALLOW_WDS
+
+
+def _middle(wds):
+    "The candidate in the middle on a log scale (0 counts as the smallest)."
+    s = sorted(wds)
+    return s[(len(s) - 1) // 2] if len(s) % 2 else s[len(s) // 2]
+
+
+class _Plateau(Callback):
+    "Stops a run once the validation loss has improved by less than `rel_tol` over the last `patience` measurements."
+    order = 6
+
+    def __init__(self, trial, patience, rel_tol, min_steps):
+        self.trial, self.patience, self.rel_tol, self.min_steps = trial, patience, rel_tol, min_steps
+
+    def after_step(self):
+        v, t = self.trial.valid_losses, self.trial
+        if len(t.steps) < self.patience + 2 or t.steps[-1] != self.learn.step_count or self.learn.step_count < self.min_steps: return
+        before = min(v[:-self.patience])
+        if min(v[-self.patience:]) > before * (1 - self.rel_tol): raise CancelFitException()
+
+
+def wd_search(learn, lr, wds=None, mid_wd=None, plateau_steps=600, branch_steps=150, mom=None, patience=3,
+              rel_tol=0.02, branch_schedule='constant', eval_every=None, valid_batches=None, time_limit=None) -> SearchResult:
+    """Weight-decay search from a snapshot (Smith 2018, 4.4): train at constant `lr` with the middle
+    weight decay until the validation loss plateaus (no relative gain of `rel_tol` over `patience`
+    measurements, at most `plateau_steps` steps), snapshot in memory, then branch one run of
+    `branch_steps` per candidate from that snapshot and compare their validation loss early.
+
+    `wds` defaults to Smith's candidates for the model's depth (see :func:`default_wds`).
+    ``extra['steps_saved']`` is what the snapshot saved against running every candidate from
+    scratch up to the same point: (candidates - 1) x the steps to the plateau."""
+    _check_common(learn, branch_steps, eval_every, valid_batches)
+    check_lr('lr', lr)
+    check_int('plateau_steps', plateau_steps, min_value=1)
+    check_int('patience', patience, min_value=1)
+    check_range('rel_tol', rel_tol, 0, 1)
+    check_choice('branch_schedule', branch_schedule, ('constant', 'anneal'))
+    if mom is not None: check_range('mom', mom, 0, 1, hi_open=True)
+    wds = list(default_wds(learn.model)) if wds is None else \
+        _check_candidates('wds', wds, lambda v: check_positive('wds', v, allow_zero=True))
+    mid_wd = _middle(wds) if mid_wd is None else check_positive('mid_wd', mid_wd, allow_zero=True)
+    t0 = time.perf_counter()
+    eval_every_pre = eval_every or max(1, plateau_steps // 12)
+    with preserved(learn):
+        batches = _fixed_valid_batches(learn, valid_batches)
+        pre = Trial(f'wd={_fmt(mid_wd)}')
+        learn.set_wd(mid_wd)
+        sched = ParamScheduler(_schedules(learn, lr, mom, mid_wd, 'constant', plateau_steps, 0.3), total_steps=plateau_steps)
+        learn.fit(math.ceil(plateau_steps / learn.steps_per_epoch),
+                  cbs=[_TrialCallback(plateau_steps, eval_every_pre, batches, pre, time_limit),
+                       _Plateau(pre, patience, rel_tol, min_steps=2 * eval_every_pre), sched])
+        if pre.diverged: raise RuntimeError(f'training at lr={lr}, wd={mid_wd} diverged before the snapshot: lower lr')
+        snap = TrainingState(learn)
+        left = None if time_limit is None else max(time_limit - (time.perf_counter() - t0), 0.)
+        trials = _branch(learn, 'wd', wds, lambda c: dict(lr=lr, mom=mom, wd=c, schedule=branch_schedule), branch_steps,
+                         eval_every, valid_batches, snap, left)
+    best = _pick(wds, trials)
+    n_pre = pre.n_steps
+    steps = n_pre + sum(t.n_steps for t in trials)
+    extra = {'mid': mid_wd, 'snapshot_step': n_pre, 'steps_saved': (len(wds) - 1) * n_pre,
+             'steps_from_scratch': steps + (len(wds) - 1) * n_pre, 'plateau_trial': pre}
+    res = SearchResult('wd', wds, trials, best, steps, time.perf_counter() - t0, extra)
+    return res
