@@ -17,21 +17,10 @@ import time
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
 from onecycle import Learner, accuracy
 from onecycle.models import mlp
-
-N_TRAIN, N_VALID, BS, MAX_LR = 8192, 2048, 64, 3e-3
-
-
-def make_data(seed=0):
-    g = torch.Generator().manual_seed(seed)
-    w = torch.randn(40, 10, generator=g)
-    x = torch.randn(N_TRAIN + N_VALID, 40, generator=g)
-    y = (x @ w + 0.5 * torch.randn(N_TRAIN + N_VALID, 10, generator=g)).argmax(1)
-    return (DataLoader(TensorDataset(x[:N_TRAIN], y[:N_TRAIN]), batch_size=BS, shuffle=True),
-            DataLoader(TensorDataset(x[N_TRAIN:], y[N_TRAIN:]), batch_size=BS))
+from overhead import MAX_LR, make_data   # the same data as bench/overhead.py (this folder is on sys.path)
 
 
 def main():

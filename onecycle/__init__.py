@@ -12,6 +12,9 @@ from .training import GradAccumulation, MixedPrecision, GradientClipping
 from .gpu import ChannelsLast, Compile, SyncCheck, to_channels_last
 from .distributed import DistributedCallback, is_main_process, main_print, rank, world_size, unwrap_model, any_rank, scale_lr
 from .lr_finder import LRFinder, LRFinderResult, lr_find
+from .search import SearchResult, lr_search, momentum_search, wd_search
+from .batch_size import noise_scale, with_batch_size, step_memory, find_batch_size, BatchSizeSchedule, NoiseScale
+from .tune import tune, TuneResult
 from .range_test import compare_lr_finds, LRComparison, plot_range_tests
 from .diagnostics import Diagnosis, diagnose, diagnose_losses
 from .metrics import accuracy, error_rate

@@ -18,7 +18,6 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from .callback import Callback
 from .checks import check_choice, check_int, check_positive
-from .learner import to_device
 
 __all__ = ['noise_scale', 'scale_lr', 'with_batch_size', 'step_memory', 'find_batch_size', 'BatchSizeResult',
            'BatchSizeSchedule', 'NoiseScale']
@@ -92,6 +91,7 @@ def step_memory(learn, batch_size: int) -> dict:
     by storage so that views and shared tensors count once: parameters and buffers, their
     gradients, the optimizer state, the batch, and the activations autograd saves for backward
     (seen through ``torch.autograd.graph.saved_tensors_hooks``)."""
+    from .learner import to_device
     from .search import preserved
     check_int('batch_size', batch_size, min_value=1)
     learn._check_loader(learn.dls.train, 'dls.train')

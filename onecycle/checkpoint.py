@@ -27,7 +27,8 @@ import numpy as np
 import torch
 
 from .callback import Callback
-from .checks import check_choice, check_int
+from .checks import check_bool, check_choice, check_int, check_positive
+from .hyper import opt_params
 
 __all__ = ['CheckpointError', 'save_checkpoint', 'load_checkpoint', 'read_checkpoint', 'checkpoint_state',
            'atomic_save', 'get_rng_state', 'set_rng_state', 'SaveModel']
@@ -151,10 +152,6 @@ def _stateful_cbs(learn, cbs=None) -> dict:
     return out
 
 
-def _opt_params(opt) -> list:
-    return [p for pg in opt.param_groups for p in pg['params']]
-
-
 def checkpoint_state(learn, with_opt=True) -> dict:
     """The checkpoint of `learn` as a dict (what ``learn.save`` writes). During a fit, or after one that
     was stopped, it holds the fit's position so that the fit can be resumed; after ``learn.load`` and
@@ -169,8 +166,8 @@ def checkpoint_state(learn, with_opt=True) -> dict:
             fit = {'n_epoch': learn.n_epoch, 'epochs_done': learn.epochs_done, 'batches_done': done,
                    'step_count': learn.step_count, 'n_iter': learn.fit_n_iter,
                    'steps_per_epoch': learn.fit_steps_per_epoch, 'epoch_rng': learn.epoch_rng if done else None}
-            if done and any(p.grad is not None for p in _opt_params(learn.opt)):   # an accumulation group in progress
-                grads = [None if p.grad is None else p.grad.detach() for p in _opt_params(learn.opt)]
+            if done and opt_params(learn.opt, with_grad=True):   # an accumulation group in progress
+                grads = [None if p.grad is None else p.grad.detach() for p in opt_params(learn.opt)]
         cbs = {k: cb.state_dict() for k, cb in _stateful_cbs(learn).items()}
         # after a fit, the RNG states of its end: draws made since (a plot, a sample) do not shift a resume
         rng = learn.fit_end_rng if learn.fit_end_rng is not None else get_rng_state(learn.dls.train)
@@ -186,7 +183,7 @@ def save_checkpoint(learn, path, with_opt=True) -> Path:
     """Write `learn`'s checkpoint to `path` atomically. `with_opt=False` leaves out the optimizer
     state (a smaller file for inference; such a checkpoint cannot resume a fit)."""
     path = _check_path(path)
-    if not isinstance(with_opt, bool): raise TypeError(f'with_opt must be True or False, got {with_opt!r}')
+    check_bool('with_opt', with_opt)
     return atomic_save(checkpoint_state(learn, with_opt), path)
 
 
@@ -219,8 +216,7 @@ def load_checkpoint(learn, path, with_opt=True, with_rng=True):
     """Load the model (and optimizer, recorder history and RNG states) saved at `path` into `learn`.
     Nothing changes if the checkpoint is unreadable, unsafe or made for another model. Afterwards
     ``learn.fit(..., resume=True)`` continues the fit the checkpoint was saved from."""
-    for name, v in (('with_opt', with_opt), ('with_rng', with_rng)):
-        if not isinstance(v, bool): raise TypeError(f'{name} must be True or False, got {v!r}')
+    check_bool('with_opt', with_opt); check_bool('with_rng', with_rng)
     ck = read_checkpoint(path)
     _check_matches(learn, ck, with_opt)
     _load_weights(learn, ck, with_opt)
@@ -299,7 +295,7 @@ class Resume:
         learn.recorder.load_state_dict(ck['recorder'])   # the epoch's losses so far, which before_train cleared
         self._load_callbacks(learn)                      # e.g. the sample count of an accumulation group
         if ck['grads'] is not None:
-            for p, g in zip(_opt_params(learn.opt), ck['grads']):
+            for p, g in zip(opt_params(learn.opt), ck['grads']):
                 p.grad = None if g is None else g.to(device=p.device, dtype=p.dtype)
         set_rng_state(ck['rng'], dl)
         learn.batches_done = done
@@ -335,11 +331,9 @@ class SaveModel(Callback):
             raise TypeError(f'dirname must be a str or os.PathLike, got {type(dirname).__name__} {dirname!r}')
         if not isinstance(monitor, str) or not monitor: raise TypeError(f'monitor must be a column name (str), got {monitor!r}')
         check_choice('mode', mode, ('auto', 'min', 'max'))
-        for n, v in (('save_best', save_best), ('save_last', save_last)):
-            if not isinstance(v, bool): raise TypeError(f'{n} must be True or False, got {v!r}')
+        check_bool('save_best', save_best); check_bool('save_last', save_last)
         if not (save_best or save_last): raise ValueError('save_best and save_last are both False: nothing would be saved')
         check_int('every_n_batches', every_n_batches, min_value=1, allow_none=True)
-        from .checks import check_positive
         check_positive('min_delta', min_delta, allow_zero=True)
         if not isinstance(name, str) or not name or os.sep in name: raise ValueError(f'name must be a plain file stem, got {name!r}')
         self.dirname, self.monitor, self.fname = Path(dirname), monitor, name

@@ -6,7 +6,7 @@ import math
 import numbers
 
 __all__ = ['check_number', 'check_int', 'check_positive', 'check_range', 'check_fraction', 'check_moms',
-           'check_callable', 'check_choice', 'check_lr', 'check_wd']
+           'check_callable', 'check_choice', 'check_bool', 'check_lr', 'check_wd']
 
 
 def _is_number(v):
@@ -71,6 +71,12 @@ def check_callable(name, v, allow_none=False):
 
 def check_choice(name, v, choices):
     if v not in choices: raise ValueError(f'{name} must be one of {", ".join(map(repr, choices))}, got {v!r}')
+    return v
+
+
+def check_bool(name, v):
+    "A flag: True or False, not merely truthy."
+    if not isinstance(v, bool): raise TypeError(f'{name} must be True or False, got {v!r}')
     return v
 
 

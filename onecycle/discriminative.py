@@ -18,7 +18,7 @@ import inspect
 from torch import nn
 
 from .checks import check_fraction, check_int, check_moms, check_number, check_positive
-from .hyper import _NORM_TYPES
+from .hyper import _NORM_TYPES, opt_params
 
 __all__ = ['split_by_children', 'split_by_modules', 'split_head', 'norm_param_ids', 'freeze_to', 'freeze',
            'unfreeze', 'frozen_groups', 'fine_tune']
@@ -200,7 +200,7 @@ def fine_tune(learn, epochs: int, base_lr: float = 2e-3, freeze_epochs: int = 1,
         raise ValueError('fine_tune needs at least two param groups (body and head) to freeze the body: give the '
                          'Learner a splitter, e.g. Learner(..., splitter=split_head()), or pass freeze_epochs=0')
     kw = dict(pct_start=pct_start, div_factor=div_factor, wd=wd, moms=moms, **kwargs)
-    history, was = {}, [(p, p.requires_grad) for pg in learn.opt.param_groups for p in pg['params']]
+    history, was = {}, [(p, p.requires_grad) for p in opt_params(learn.opt)]
     try:
         if freeze_epochs:
             freeze(learn, train_norm)

@@ -20,7 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, RandomSampler, Sampler, SequentialSampler
 
 from .callback import Callback
-from .checks import check_int, check_positive
+from .checks import check_int
 
 __all__ = ['is_distributed', 'rank', 'local_rank', 'world_size', 'is_main_process', 'main_print', 'init_distributed',
            'any_rank', 'sum_over_ranks', 'unwrap_model', 'ShardSampler', 'shard_loader', 'effective_batch_size',
@@ -224,14 +224,7 @@ def effective_batch_size(learn) -> int | None:
     return None if bs is None else bs * n * accum
 
 
-def scale_lr(lr, batch_size, base_batch_size):
-    """The linear scaling rule (Goyal et al. 2017): a learning rate that suits `base_batch_size`
-    becomes ``lr * batch_size / base_batch_size`` at `batch_size`, since the gradient noise scale
-    grows with lr / batch size (Smith). `lr` may be a number or a sequence (one per param group)."""
-    check_positive('batch_size', batch_size); check_positive('base_batch_size', base_batch_size)
-    k = batch_size / base_batch_size
-    if isinstance(lr, (list, tuple)): return type(lr)(check_positive('lr', v) * k for v in lr)
-    return check_positive('lr', lr) * k
+from .batch_size import scale_lr   # noqa: E402  the one lr rescaling rule (linear or sqrt), kept where batch sizes live
 
 
 # --- the callback ------------------------------------------------------------------------------

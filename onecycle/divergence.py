@@ -21,7 +21,8 @@ import math
 import torch
 
 from .callback import Callback, CancelStepException
-from .checks import check_choice, check_int
+from .checks import check_bool, check_choice, check_int
+from .hyper import opt_params
 
 __all__ = ['DivergenceError', 'DivergenceGuard']
 
@@ -56,7 +57,7 @@ class DivergenceGuard(Callback):
     def __init__(self, action='raise', max_skips=None, check_grads=True):
         check_choice('action', action, ('raise', 'skip'))
         check_int('max_skips', max_skips, min_value=0, allow_none=True)
-        if not isinstance(check_grads, bool): raise TypeError(f'check_grads must be True or False, got {check_grads!r}')
+        check_bool('check_grads', check_grads)
         self.action, self.max_skips, self.check_grads = action, max_skips, check_grads
         self.n_skipped, self.skipped, self._losses, self.active = 0, [], [], True
 
@@ -82,7 +83,7 @@ class DivergenceGuard(Callback):
         total = None
         if losses: total = losses[0][1] if len(losses) == 1 else torch.stack([l.float() for _, l in losses]).sum()
         if self.check_grads and learn.scaler is None:
-            grads = [p.grad for pg in learn.opt.param_groups for p in pg['params'] if p.grad is not None]
+            grads = [p.grad for p in opt_params(learn.opt, with_grad=True)]
             if grads:
                 norms = torch._foreach_norm(grads)
                 try: g = torch.stack(norms).sum()

@@ -11,14 +11,15 @@ import math
 
 import torch
 
-__all__ = ['get_hyper', 'set_hyper', 'has_hyper', 'DecoupledWeightDecay', 'is_no_decay_param', 'lr_range']
+__all__ = ['get_hyper', 'set_hyper', 'hyper_getter', 'hyper_setter', 'has_hyper', 'DecoupledWeightDecay', 'is_no_decay_param', 'lr_range']
 
 WD_KEY = 'wd'   # our key in each param group; torch ignores keys it does not know and saves them
 
 
-def _mom_key(pg):
+def _mom_key(pg, required=False):
     if 'momentum' in pg: return 'momentum', None
     if 'betas' in pg: return 'betas', 0
+    if required: raise KeyError(f"this optimizer has no momentum (param group keys: {sorted(pg)})")
     return None, None
 
 
@@ -32,8 +33,7 @@ def has_hyper(pg: dict, name: str) -> bool:
 def get_hyper(pg: dict, name: str) -> float:
     "Value of hyper-parameter `name` in param group `pg` (see module docstring for the names)."
     if name == 'mom':
-        key, idx = _mom_key(pg)
-        if key is None: raise KeyError(f"this optimizer has no momentum (param group keys: {sorted(pg)})")
+        key, idx = _mom_key(pg, required=True)
         return pg[key] if idx is None else pg[key][idx]
     if name == 'beta2': return pg['betas'][1]
     if name == WD_KEY: return pg.get(WD_KEY, 0.)
@@ -44,13 +44,39 @@ def set_hyper(pg: dict, name: str, value: float) -> None:
     "Set hyper-parameter `name` of param group `pg` to `value`."
     value = float(value)
     if name == 'mom':
-        key, idx = _mom_key(pg)
-        if key is None: raise KeyError(f"this optimizer has no momentum (param group keys: {sorted(pg)})")
+        key, idx = _mom_key(pg, required=True)
         if idx is None: pg[key] = value
         else: pg[key] = (value, *pg[key][1:])
     elif name == 'beta2': pg['betas'] = (pg['betas'][0], value)
     elif name == 'lr' and isinstance(pg.get('lr'), torch.Tensor): pg['lr'].fill_(value)
     else: pg[name] = value
+
+
+def hyper_getter(pg: dict, name: str):
+    """``get(pg) -> value`` for `name`, specialised once to this optimizer's key layout (as `pg` shows
+    it) so that reading it at every step costs a dict lookup, not the search get_hyper does."""
+    if name == 'mom':
+        key, idx = _mom_key(pg, required=True)
+        return (lambda g: g[key]) if idx is None else (lambda g: g[key][idx])
+    if name == 'beta2': return lambda g: g['betas'][1]
+    if name == WD_KEY: return lambda g: g.get(WD_KEY, 0.)
+    return lambda g: g[name]
+
+
+def hyper_setter(pg: dict, name: str):
+    "``set(pg, value)`` for `name`, specialised like hyper_getter; same effect as set_hyper."
+    if name == 'mom':
+        key, idx = _mom_key(pg, required=True)
+        if idx is None: return lambda g, v: g.__setitem__(key, float(v))
+        return lambda g, v: g.__setitem__(key, (float(v), *g[key][1:]))
+    if name == 'beta2': return lambda g, v: g.__setitem__('betas', (g['betas'][0], float(v)))
+    if name == 'lr' and isinstance(pg.get('lr'), torch.Tensor): return lambda g, v: g['lr'].fill_(float(v))
+    return lambda g, v: g.__setitem__(name, float(v))
+
+
+def opt_params(opt, with_grad=False) -> list:
+    "The parameters of all of `opt`'s param groups, in order; with `with_grad`, only those with a gradient."
+    return [p for pg in opt.param_groups for p in pg['params'] if not with_grad or p.grad is not None]
 
 
 _NORM_TYPES = (torch.nn.modules.batchnorm._NormBase, torch.nn.GroupNorm, torch.nn.LayerNorm, torch.nn.LocalResponseNorm)

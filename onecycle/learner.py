@@ -9,7 +9,6 @@ import contextlib
 import math
 import os
 from bisect import bisect_right
-from functools import partial
 
 import torch
 from torch import nn

@@ -4,14 +4,13 @@ from __future__ import annotations
 import copy
 import itertools
 import math
-import random
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 
 from .callback import CancelFitException, CancelValidateException
+from .checkpoint import _loader_generators, get_rng_state, set_rng_state
 from .checks import check_choice, check_int, check_positive, check_range
 from .distributed import sum_over_ranks, unwrap_model
 from .learner import _batch_size, to_device
@@ -30,38 +29,26 @@ def _to_cpu(o):
     return copy.deepcopy(o)
 
 
-def _loader_generators(learn) -> list:
-    "The distinct torch.Generators the learner's loaders (and their samplers) draw from."
-    out = {}
-    for dl in (getattr(learn.dls, 'train', None), getattr(learn.dls, 'valid', None)):
-        for o in (dl, getattr(dl, 'sampler', None), getattr(getattr(dl, 'batch_sampler', None), 'sampler', None)):
-            g = getattr(o, 'generator', None)
-            if isinstance(g, torch.Generator): out[id(g)] = g
-    return list(out.values())
-
-
 class TrainingState:
     """An in-memory copy of everything a trial run may change: model weights and buffers, optimizer
     state and hyper-parameters, the recorder's history and the RNG states (global, and the loaders'
-    own generators). ``restore()`` puts them
-    back bitwise; nothing is written to disk."""
+    own generators). ``restore()`` puts them back bitwise; nothing is written to disk."""
     def __init__(self, learn):
         self.learn = learn
         self.model = _to_cpu(learn.model.state_dict())
         self.opt = _to_cpu(learn.opt.state_dict())
         self.recorder = learn.recorder.state_dict()
-        self.rng = (random.getstate(), np.random.get_state(), torch.get_rng_state(),
-                    torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
+        self.rng = get_rng_state()
         # a DataLoader seeded with its own torch.Generator shuffles from it, not from the global RNG
-        self.loader_rng = [(g, g.get_state()) for g in _loader_generators(learn)]
+        gens = {id(g): g for dl in (learn.dls.train, learn.dls.valid) for g in _loader_generators(dl)}
+        self.loader_rng = [(g, g.get_state()) for g in gens.values()]
 
     def restore(self):
         learn = self.learn
         learn.model.load_state_dict(self.model)
         learn.opt.load_state_dict(self.opt)
         learn.recorder.load_state_dict(self.recorder)
-        random.setstate(self.rng[0]); np.random.set_state(self.rng[1]); torch.set_rng_state(self.rng[2])
-        if self.rng[3] is not None: torch.cuda.set_rng_state_all(self.rng[3])
+        set_rng_state(self.rng)
         for g, st in self.loader_rng: g.set_state(st)
 
 

@@ -10,7 +10,7 @@ import time
 import torch
 
 from .callback import Callback
-from .hyper import get_hyper, has_hyper
+from .hyper import has_hyper, hyper_getter
 
 __all__ = ['Recorder', 'smooth_ema']
 
@@ -61,7 +61,7 @@ class Recorder(Callback):
     def load_state_dict(self, sd: dict):
         self.hps = {k: [list(v) for v in vs] for k, vs in sd['hps'].items()}
         if getattr(self, '_tracked', None) is not None:   # loaded during a fit: keep recording into the new lists
-            self._tracked = [(k, self.hps.setdefault(k, [])) for k, _ in self._tracked]
+            self._tracked = [(k, get, self.hps.setdefault(k, [])) for k, get, _ in self._tracked]
         # the losses of the training pass in progress stay tensors, so a resumed epoch's mean includes them
         n_pass, losses = len(sd.get('epoch_bs', [])), list(sd['losses'])
         dev = self.learn.device if self.learn is not None else 'cpu'
@@ -79,7 +79,7 @@ class Recorder(Callback):
         if not getattr(self.learn, 'keep_history', False):   # a resumed fit continues its history
             self._previous = self.state_dict() if self.epochs or self._losses or self._loss_t else None
             self.reset()
-        self._tracked = [(k, self.hps.setdefault(k, [])) for k in self.HYPERS if has_hyper(pg0, k)]
+        self._tracked = [(k, hyper_getter(pg0, k), self.hps.setdefault(k, [])) for k in self.HYPERS if has_hyper(pg0, k)]
 
     def after_fit(self):
         # A fit that recorded nothing (it failed on its first batch, or was cancelled at once) leaves the
@@ -113,7 +113,7 @@ class Recorder(Callback):
 
     def after_step(self):
         pgs = self.learn.opt.param_groups
-        for k, vs in self._tracked: vs.append([get_hyper(pg, k) for pg in pgs])
+        for _, get, vs in self._tracked: vs.append([get(pg) for pg in pgs])
 
     def after_train(self):
         i = self._epoch_start

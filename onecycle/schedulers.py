@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from .callback import Callback
 from .checks import check_choice, check_fraction, check_int, check_lr, check_moms, check_positive, check_wd
-from .hyper import WD_KEY, get_hyper, has_hyper, lr_range, set_hyper
+from .hyper import WD_KEY, has_hyper, hyper_setter, lr_range, set_hyper
 from .schedule import one_cycle, progress_of_step
 
 __all__ = ['ParamScheduler', 'OneCycleScheduler', 'CyclicalMomentum', 'CyclicalWeightDecay', 'fit_one_cycle',
            'plot_sched']
+
+
+def per_group_scheds(name, s, n_groups) -> list:
+    "One schedule per param group: a single schedule serves every group, a list must have one per group."
+    if not isinstance(s, (list, tuple)): return [s] * n_groups
+    if len(s) != n_groups:
+        raise ValueError(f'{len(s)} schedules given for {name!r} but the optimizer has {n_groups} param groups')
+    return list(s)
 
 
 class ParamScheduler(Callback):
@@ -37,11 +45,7 @@ class ParamScheduler(Callback):
         self.scheds, self.total_steps, self.start_step = dict(scheds), total_steps, start_step
 
     def _per_group(self, name, n_groups, scheds=None):
-        s = (self.scheds if scheds is None else scheds)[name]
-        if not isinstance(s, (list, tuple)): return [s] * n_groups
-        if len(s) != n_groups:
-            raise ValueError(f'{len(s)} schedules given for {name!r} but the optimizer has {n_groups} param groups')
-        return list(s)
+        return per_group_scheds(name, (self.scheds if scheds is None else scheds)[name], n_groups)
 
     def before_fit(self):
         pgs = self.learn.opt.param_groups
@@ -50,6 +54,7 @@ class ParamScheduler(Callback):
                 raise ValueError(f'{type(self).__name__}: the optimizer {type(self.learn.opt).__name__} has no '
                                  f'hyper-parameter {name!r} (param group keys: {sorted(k for k in pgs[0] if k != "params")})')
         self._groups = {k: self._per_group(k, len(pgs)) for k in self.scheds}
+        self._setters = [(hyper_setter(pgs[0], k), fs) for k, fs in self._groups.items()]
         self._total = self.total_steps or self.learn.n_steps
         if WD_KEY in self.scheds:   # scheduled decoupled wd replaces the optimizer's own, as Learner.set_wd does
             for pg in pgs:
@@ -71,8 +76,8 @@ class ParamScheduler(Callback):
 
     def set_hypers(self, step):
         pct = progress_of_step(step, self._total)
-        for name, scheds in self._groups.items():
-            for pg, f in zip(self.learn.opt.param_groups, scheds): set_hyper(pg, name, f(pct))
+        for put, scheds in self._setters:
+            for pg, f in zip(self.learn.opt.param_groups, scheds): put(pg, f(pct))
 
     def plan(self, n_groups, total_steps, steps_per_epoch=None) -> dict:
         "The schedules a fit of `total_steps` steps with `n_groups` param groups would use."

@@ -25,7 +25,7 @@ from .lr_finder import TrainingState
 from .schedule import Constant, Cosine, one_cycle
 from .schedulers import ParamScheduler
 
-__all__ = ['SearchResult', 'Trial', 'run_trial', 'lr_search', 'momentum_search', 'wd_search', 'default_wds',
+__all__ = ['DivergedSearch', 'SearchResult', 'Trial', 'run_trial', 'lr_search', 'edge_search', 'momentum_search', 'wd_search', 'default_wds',
            'is_deep', 'preserved']
 
 SHALLOW_WDS = (1e-2, 1e-3, 1e-4)
@@ -233,12 +233,18 @@ class SearchResult:
         return fig
 
 
+class DivergedSearch(RuntimeError):
+    "Every trial of a search diverged; ``steps`` says how many optimizer steps they took."
+    def __init__(self, msg, steps=0):
+        super().__init__(msg); self.steps = steps
+
+
 def _pick(candidates, trials, prefer_large=False, tol=0.):
     "The candidate with the lowest score; with `prefer_large`, the largest within `tol` (relative) of it."
     scores = [t.score for t in trials]
     i_best = min(range(len(scores)), key=scores.__getitem__)
     if not math.isfinite(scores[i_best]):
-        raise RuntimeError('every trial diverged: lower the learning rate')
+        raise DivergedSearch('every trial diverged: lower the learning rate', sum(t.n_steps for t in trials))
     if prefer_large:
         ok = [i for i, s in enumerate(scores) if s <= scores[i_best] * (1 + tol)]
         i_best = max(ok, key=lambda i: candidates[i])
@@ -291,6 +297,44 @@ def lr_search(learn, lrs, n_steps=200, mom=None, wd=None, schedule='one_cycle', 
         trials = _branch(learn, 'lr', lrs, lambda c: dict(lr=c, mom=mom, wd=wd, schedule=schedule), n_steps,
                          eval_every, valid_batches, start, time_limit)
     stable = [c for c, t in zip(lrs, trials) if not t.diverged]
+    best = _pick(lrs, trials, prefer_large=True, tol=tol)
+    return SearchResult('lr', lrs, trials, best, sum(t.n_steps for t in trials), time.perf_counter() - t0,
+                        {'edge': max(stable) if stable else None})
+
+
+def edge_search(learn, start_lr, n_steps=160, factor=2., max_trials=5, mom=None, wd=None, schedule='one_cycle',
+                eval_every=None, valid_batches=None, tol=0.02, time_limit=None) -> SearchResult:
+    """Walk a ladder of short runs to the edge of stability: probe `start_lr` / `factor` and
+    `start_lr`, then keep multiplying by `factor` while the top probe is still the best (within
+    `tol`) and has not blown up; if the lowest probe is the best, step down instead. At most
+    `max_trials` runs. The pick is the largest lr within `tol` of the lowest validation score, as in
+    :func:`lr_search`; ``extra['edge']`` is the largest lr that did not diverge."""
+    _check_common(learn, n_steps, eval_every, valid_batches)
+    check_positive('start_lr', start_lr); check_positive('tol', tol, allow_zero=True)
+    check_int('max_trials', max_trials, min_value=2)
+    check_positive('factor', factor)
+    if factor <= 1: raise ValueError(f'factor must be > 1, got {factor}')
+    t0 = time.perf_counter()
+    t_end = None if time_limit is None else t0 + time_limit
+    done = {}
+    with preserved(learn) as start:
+        batches = _fixed_valid_batches(learn, valid_batches)
+        def probe(lr):
+            start.restore()
+            left = None if t_end is None else max(t_end - time.perf_counter(), 0.)
+            done[lr] = run_trial(learn, n_steps, lr, mom=mom, wd=wd, schedule=schedule, eval_every=eval_every,
+                                 label=f'lr={lr:.3g}', _batches=batches, time_limit=left)
+        probe(start_lr / factor); probe(start_lr)
+        while len(done) < max_trials and (t_end is None or time.perf_counter() < t_end):
+            lrs = sorted(done)
+            best = _pick(lrs, [done[l] for l in lrs], prefer_large=True, tol=tol) if any(
+                math.isfinite(done[l].score) for l in lrs) else None
+            if best is None or best == lrs[0]: probe(lrs[0] / factor)
+            elif best == lrs[-1] and not done[lrs[-1]].diverged: probe(lrs[-1] * factor)
+            else: break
+    lrs = sorted(done)
+    trials = [done[l] for l in lrs]
+    stable = [l for l in lrs if not done[l].diverged]
     best = _pick(lrs, trials, prefer_large=True, tol=tol)
     return SearchResult('lr', lrs, trials, best, sum(t.n_steps for t in trials), time.perf_counter() - t0,
                         {'edge': max(stable) if stable else None})
@@ -382,7 +426,8 @@ def wd_search(learn, lr, wds=None, mid_wd=None, plateau_steps=600, branch_steps=
         learn.fit(math.ceil(plateau_steps / learn.steps_per_epoch),
                   cbs=[_TrialCallback(plateau_steps, eval_every_pre, batches, pre, time_limit),
                        _Plateau(pre, patience, rel_tol, min_steps=2 * eval_every_pre), sched])
-        if pre.diverged: raise RuntimeError(f'training at lr={lr}, wd={mid_wd} diverged before the snapshot: lower lr')
+        if pre.diverged:
+            raise DivergedSearch(f'training at lr={lr}, wd={mid_wd} diverged before the snapshot: lower lr', pre.n_steps)
         snap = TrainingState(learn)
         left = None if time_limit is None else max(time_limit - (time.perf_counter() - t0), 0.)
         trials = _branch(learn, 'wd', wds, lambda c: dict(lr=lr, mom=mom, wd=c, schedule=branch_schedule), branch_steps,

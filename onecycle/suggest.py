@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+from .checks import check_fraction, check_range
 from .recorder import smooth_ema
 
 __all__ = ['suggest_minimum', 'suggest_steep', 'suggest_valley', 'suggest_max_bound', 'lr_bounds',
@@ -48,7 +49,7 @@ def smooth_zero_lag(values, beta=0.9) -> list[float]:
     """A debiased exponential moving average run forwards and then backwards. One pass trails the
     curve by about beta/(1-beta) points, which in a range test moves every feature to a larger lr;
     the second pass, in reverse, cancels that shift."""
-    if not 0 <= beta < 1: raise ValueError(f'beta must be in [0, 1), got {beta!r}')
+    check_range('beta', beta, 0, 1, hi_open=True)
     fwd = smooth_ema(values, beta)
     return smooth_ema(fwd[::-1], beta)[::-1]
 
@@ -117,7 +118,7 @@ def suggest_max_bound(lrs, losses, window=None, frac=0.1) -> float:
     point before the lowest loss where the smoothed slope d loss / d log10(lr) is still at least
     `frac` of the steepest descent. Past it the loss is flat or rising: the lr no longer helps.
     When the loss never falls, the smallest learning rate is returned."""
-    if not 0 < frac < 1: raise ValueError(f'frac must be in (0, 1), got {frac!r}')
+    check_fraction('frac', frac)
     lrs, losses, stop, g = _descent(lrs, losses, window)
     steepest = min(g[:stop + 1])
     if steepest >= 0: return lrs[0]

@@ -15,7 +15,7 @@ from .callback import Callback
 from .checks import check_choice, check_int
 from .hyper import has_hyper, set_hyper
 from .schedule import progress_of_step
-from .schedulers import ParamScheduler
+from .schedulers import ParamScheduler, per_group_scheds
 
 __all__ = ['TorchScheduler', 'ScheduleLR', 'to_torch_scheduler']
 
@@ -143,9 +143,7 @@ class TorchScheduler(Callback):
 
 
 def _per_group(name, s, n_groups):
-    fs = list(s) if isinstance(s, (list, tuple)) else [s] * n_groups
-    if len(fs) != n_groups:
-        raise ValueError(f'{len(fs)} schedules given for {name!r} but the optimizer has {n_groups} param groups')
+    fs = per_group_scheds(name, s, n_groups)
     for f in fs:
         if not callable(f): raise TypeError(f'the schedule for {name!r} must be callable, got {type(f).__name__}')
     return fs

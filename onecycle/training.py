@@ -9,12 +9,9 @@ import torch
 
 from .callback import Callback, CancelStepException
 from .checks import check_choice, check_int, check_positive
+from .hyper import opt_params
 
 __all__ = ['GradAccumulation', 'MixedPrecision', 'GradientClipping']
-
-
-def _grads(opt):
-    return [p.grad for pg in opt.param_groups for p in pg['params'] if p.grad is not None]
 
 
 class GradAccumulation(Callback):
@@ -45,7 +42,7 @@ class GradAccumulation(Callback):
     def before_step(self):
         learn = self.learn
         if (learn.iter + 1) % self.n_batches and learn.iter + 1 < learn.n_iter: raise CancelStepException()
-        grads = _grads(learn.opt)
+        grads = [p.grad for p in opt_params(learn.opt, with_grad=True)]
         if grads: torch._foreach_div_(grads, float(self.n_samples))
         self.n_samples = 0
 
@@ -104,5 +101,5 @@ class GradientClipping(Callback):
         self.norm_type = norm_type if norm_type == float('inf') else check_positive('norm_type', norm_type)
 
     def before_step(self):
-        params = [p for pg in self.learn.opt.param_groups for p in pg['params'] if p.grad is not None]
+        params = opt_params(self.learn.opt, with_grad=True)
         if params: torch.nn.utils.clip_grad_norm_(params, self.max_norm, self.norm_type)

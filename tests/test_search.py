@@ -1,0 +1,124 @@
+"""Momentum, weight-decay and learning-rate searches: each trial starts from the same weights (or the
+same snapshot) and the learner is left bitwise as it was."""
+import math
+
+import pytest
+import torch
+
+from onecycle.lr_finder import TrainingState
+from onecycle.search import (DEEP_WDS, SHALLOW_WDS, default_wds, edge_search, lr_search, momentum_search, preserved,
+                             run_trial, wd_search)
+
+
+def _weights(learn):
+    return {k: v.clone() for k, v in learn.model.state_dict().items()}
+
+
+def _same(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_momentum_search_runs_each_candidate_from_the_same_weights(make_learner):
+    learn = make_learner(opt_func=torch.optim.SGD, lr=0.1)
+    w0, opt0 = _weights(learn), learn.opt.state_dict()
+    hist0 = learn.recorder.state_dict()
+    res = momentum_search(learn, 0.1, moms=[0.99, 0.9, (0.95, 0.85)], n_steps=8, eval_every=2)
+    assert res.candidates == [0.99, 0.9, (0.95, 0.85)] and len(res.trials) == 3
+    first = {t.valid_losses[0] for t in res.trials}
+    assert len(first) == 1                                  # every trial measured the same start
+    assert len({t.valid_losses[-1] for t in res.trials}) == 3   # and then went its own way
+    assert res.best == res.candidates[min(range(3), key=lambda i: res.trials[i].score)]
+    assert res.steps == 24 and all(t.n_steps == 8 for t in res.trials)
+    assert _same(w0, _weights(learn))
+    assert learn.opt.state_dict()['param_groups'] == opt0['param_groups']
+    assert learn.recorder.state_dict() == hist0
+    assert 'best' in res.table()
+    fig = res.plot(); assert len(fig.axes[0].lines) == 3
+
+
+def test_wd_search_branches_every_candidate_from_one_snapshot(make_learner, monkeypatch):
+    learn = make_learner(opt_func=torch.optim.SGD, lr=0.1)
+    w0 = _weights(learn)
+    starts = []
+    real = TrainingState.restore
+    def spy(self):   # record the weights every restore puts back
+        real(self); starts.append(_weights(self.learn))
+    monkeypatch.setattr(TrainingState, 'restore', spy)
+    res = wd_search(learn, 0.1, wds=[1e-1, 1e-3, 0.], plateau_steps=12, branch_steps=4, eval_every=2)
+    monkeypatch.undo()
+    snap_step = res.extra['snapshot_step']
+    assert 0 < snap_step <= 12
+    # three branch starts (all equal: the snapshot, not the initial weights) then the final restore to w0
+    branch_starts = starts[:3]
+    assert all(_same(branch_starts[0], s) for s in branch_starts[1:])
+    assert not _same(branch_starts[0], w0)
+    assert _same(starts[-1], w0) and _same(_weights(learn), w0)
+    assert len({t.valid_losses[0] for t in res.trials}) == 1       # each branch starts at the snapshot's loss
+    assert res.extra['steps_saved'] == 2 * snap_step
+    assert res.steps == snap_step + sum(t.n_steps for t in res.trials)
+    assert res.extra['steps_from_scratch'] == res.steps + res.extra['steps_saved']
+    assert learn.wd is None and 'wd' not in learn.opt.param_groups[0]
+    assert res.best in (1e-1, 1e-3, 0.)
+    res.plot()
+
+
+def test_wd_search_sets_weight_decay_per_branch(make_learner):
+    learn = make_learner(opt_func=torch.optim.SGD, lr=0.1)
+    seen = []
+    from onecycle import Callback
+    class Spy(Callback):
+        def after_step(self): seen.append(self.learn.opt.param_groups[0]['wd'])
+    learn.add_cb(Spy())
+    wd_search(learn, 0.1, wds=[0.5, 0.], plateau_steps=4, branch_steps=3, eval_every=1, mid_wd=0.25)
+    assert seen[:4] == [0.25] * 4 and seen[-6:] == [0.5] * 3 + [0.] * 3
+
+
+def test_default_wds_follow_depth():
+    shallow = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    deep = torch.nn.Sequential(*[torch.nn.Linear(2, 2) for _ in range(12)])
+    assert default_wds(shallow) == SHALLOW_WDS and default_wds(deep) == DEEP_WDS
+
+
+def test_lr_search_prefers_the_largest_near_best_and_marks_divergence(make_learner):
+    learn = make_learner(opt_func=torch.optim.SGD, lr=0.1)
+    w0 = _weights(learn)
+    res = lr_search(learn, [1e4, 0.01, 0.3], n_steps=10, eval_every=2)
+    assert res.candidates == [0.01, 0.3, 1e4]
+    assert res.trials[-1].diverged and math.isinf(res.trials[-1].score)
+    assert res.extra['edge'] == 0.3 and res.best in (0.01, 0.3)
+    assert _same(w0, _weights(learn))
+
+
+def test_edge_search_climbs_until_training_breaks(make_learner):
+    learn = make_learner(opt_func=torch.optim.SGD, lr=0.1)
+    res = edge_search(learn, 0.05, n_steps=10, factor=10., max_trials=5, eval_every=2)
+    assert res.candidates[0] == pytest.approx(0.005) and len(res.candidates) >= 3
+    assert res.candidates == sorted(res.candidates)
+    top = res.trials[-1]
+    # it stopped climbing because the top probe blew up or was no longer the best
+    assert top.diverged or res.best != res.candidates[-1] or len(res.candidates) == 5
+
+
+def test_run_trial_takes_exactly_n_steps_across_epochs(make_learner):
+    learn = make_learner(opt_func=torch.optim.SGD, lr=0.1)   # 4 batches per epoch
+    with preserved(learn):
+        t = run_trial(learn, 10, 0.1, schedule='constant', eval_every=3)
+        assert learn.step_count == 10
+    assert t.steps == [0, 3, 6, 9, 10] and len(t.train_losses) == 10
+
+
+def test_bad_settings_fail_before_any_work(make_learner):
+    learn = make_learner(opt_func=torch.optim.SGD, lr=0.1)
+    w0 = _weights(learn)
+    with pytest.raises(ValueError, match='moms'): momentum_search(learn, 0.1, moms=[1.5])
+    with pytest.raises(TypeError, match='moms'): momentum_search(learn, 0.1, moms=0.9)
+    with pytest.raises(ValueError, match='moms must not be empty'): momentum_search(learn, 0.1, moms=[])
+    with pytest.raises(ValueError, match='lr'): momentum_search(learn, -1.)
+    with pytest.raises(ValueError, match='wds'): wd_search(learn, 0.1, wds=[-1e-3])
+    with pytest.raises(ValueError, match='n_steps'): lr_search(learn, [0.1], n_steps=1)
+    with pytest.raises(ValueError, match='eval_every'): momentum_search(learn, 0.1, n_steps=5, eval_every=10)
+    with pytest.raises(ValueError, match='no momentum'):
+        momentum_search(make_learner(opt_func=torch.optim.Adagrad), 0.1)
+    with pytest.raises(ValueError, match='dls.valid'):
+        momentum_search(make_learner(dls_kw={'valid': False}), 0.1)
+    assert _same(w0, _weights(learn)) and learn.step_count == 0

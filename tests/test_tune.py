@@ -1,0 +1,71 @@
+"""tune(): the whole recipe within a step budget; its fit_kwargs go straight to fit_one_cycle and the
+learner comes back bitwise as it was."""
+import pytest
+import torch
+
+from onecycle import fit_one_cycle, tune
+from onecycle.batch_size import with_batch_size
+
+
+def _state(learn):
+    return ({k: v.clone() for k, v in learn.model.state_dict().items()}, learn.opt.state_dict(),
+            learn.recorder.state_dict(), torch.get_rng_state())
+
+
+def _same_state(a, b):
+    wa, oa, ra, ga = a; wb, ob, rb, gb = b
+    return (all(torch.equal(wa[k], wb[k]) for k in wa) and oa['param_groups'] == ob['param_groups']
+            and ra == rb and torch.equal(ga, gb))
+
+
+def test_tune_respects_the_budget_and_leaves_the_learner_as_it_was(make_learner):
+    learn = make_learner(opt_func=torch.optim.SGD, lr=0.1, dls_kw={'n_train': 96, 'shuffle': True})
+    learn.fit(1, lr=1e-2)   # some history and optimizer state worth keeping
+    before = _state(learn)
+    res = tune(learn, budget=300, wds=[1e-2, 0.])
+    assert _same_state(before, _state(learn))
+    assert res.steps <= 300 and res.steps >= res.lr_find.cost['train_steps'] + sum(s.steps for s in res.searches)
+    assert res.wd == res.wd_search.best and res.fit_kwargs['wd'] == res.wd
+    if res.mom_search is not None:   # found at the edge lr...
+        assert res.max_lr == res.lr_search.best and res.moms == res.mom_search.best == res.fit_kwargs['moms']
+    else:                            # ...or every momentum trial blew up there, and tune stepped back
+        assert res.max_lr == res.lr_search.best / 2 and 'momentum' in res.skipped[0]
+    assert res.noise_scale == pytest.approx(res.max_lr * (96 / 16 - 1))
+    assert 'max_lr=' in res.summary()
+    fig = res.plot(); assert len(fig.axes) == 1 + len(res.searches)
+    fit_one_cycle(learn, 2, **res.fit_kwargs)           # accepted as is
+    assert 0.9 * res.max_lr <= max(learn.recorder.lrs) <= res.max_lr
+    assert learn.opt.param_groups[0]['wd'] == res.wd
+
+
+def test_tune_batch_sizes_and_switches(make_learner):
+    learn = make_learner(opt_func=torch.optim.SGD, lr=0.1, dls_kw={'n_train': 64, 'bs': 8})
+    dl0, before = learn.dls.train, _state(learn)
+    res = tune(learn, budget=300, batch_sizes=[8, 16], search_wd=False, moms=[0.9, 0.5])
+    assert res.wd is None and res.wd_search is None and 'wd' not in res.fit_kwargs
+    assert res.batch_size in (8, 16) and res.bs_search.candidates == [8, 16]
+    assert res.moms in ((0.9, 0.9), (0.5, 0.5)) or 'momentum' in res.skipped[0]
+    assert learn.dls.train is dl0 and _same_state(before, _state(learn))
+    learn.dls.train = with_batch_size(dl0, res.batch_size)
+    fit_one_cycle(learn, 1, **res.fit_kwargs)
+
+
+def test_tune_time_budget_skips_late_stages(make_learner):
+    learn = make_learner(opt_func=torch.optim.SGD, lr=0.1)
+    res = tune(learn, budget=300, time_budget=1e-9)
+    assert 'momentum' in res.skipped and 'weight decay' in res.skipped
+    assert res.fit_kwargs == {'max_lr': res.max_lr}
+
+
+def test_tune_bad_settings(make_learner):
+    learn = make_learner(opt_func=torch.optim.SGD, lr=0.1)
+    before = _state(learn)
+    with pytest.raises(ValueError, match='budget'): tune(learn, budget=10)
+    with pytest.raises(TypeError, match='budget'): tune(learn, budget='lots')
+    with pytest.raises(ValueError, match='time_budget'): tune(learn, time_budget=-1)
+    with pytest.raises(ValueError, match='wds'): tune(learn, wds=[-1])
+    with pytest.raises(ValueError, match='batch_sizes'): tune(learn, batch_sizes=[0])
+    with pytest.raises(ValueError, match='lr_rule'): tune(learn, batch_sizes=[8], lr_rule='cube')
+    with pytest.raises(ValueError, match='no momentum'): tune(make_learner(opt_func=torch.optim.Adagrad))
+    with pytest.raises(ValueError, match='dls.valid'): tune(make_learner(dls_kw={'valid': False}))
+    assert _same_state(before, _state(learn))
