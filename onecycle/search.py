@@ -25,8 +25,8 @@ from .lr_finder import TrainingState
 from .schedule import Constant, Cosine, one_cycle
 from .schedulers import ParamScheduler
 
-__all__ = ['DivergedSearch', 'SearchResult', 'Trial', 'run_trial', 'lr_search', 'edge_search', 'momentum_search', 'wd_search', 'default_wds',
-           'is_deep', 'preserved']
+__all__ = ['DivergedSearch', 'SearchResult', 'Trial', 'run_trial', 'lr_search', 'edge_search', 'log_parabola_vertex', 'momentum_search', 'wd_search', 'default_wds',
+           'is_adaptive', 'is_deep', 'preserved']
 
 SHALLOW_WDS = (1e-2, 1e-3, 1e-4)
 DEEP_WDS = (1e-4, 1e-5, 1e-6, 0.)
@@ -203,12 +203,14 @@ class SearchResult:
     def table(self) -> str:
         "One line per candidate: final validation loss, score, diverged; the best marked."
         lines = [f'{self.name:>14s}  {"score":>8s}  {"first":>8s}  {"last":>8s}  steps']
+        picked = self.extra.get('rung', self.best)   # a refined pick lies between candidates: mark its rung
         for c, t in zip(self.candidates, self.trials):
-            mark = ' <- best' if c == self.best else (' diverged' if t.diverged else '')
+            mark = ' <- best' if c == picked else (' diverged' if t.diverged else '')
             last = t.valid_losses[-1] if t.valid_losses else float('nan')
             lines.append(f'{_fmt(c):>14s}  {t.score:8.4f}  {t.start_loss:8.4f}  {last:8.4f}  {t.n_steps}{mark}')
         extra = ', '.join(f'{k}={_fmt(v)}' for k, v in self.extra.items() if isinstance(v, (int, float, tuple)))
         lines.append(f'{self.steps} steps, {self.seconds:.1f}s' + (f'; {extra}' if extra else ''))
+        if 'rung' in self.extra: lines.append(f'best rung refined to {_fmt(self.best)} (vertex of a parabola in log {self.name})')
         return '\n'.join(lines)
 
     __str__ = table
@@ -217,9 +219,9 @@ class SearchResult:
         "Validation loss against optimizer step, one line per candidate, the best drawn thick; returns the Figure."
         import matplotlib.pyplot as plt
         fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 4))
-        offset = self.extra.get('snapshot_step', 0)
+        offset, picked = self.extra.get('snapshot_step', 0), self.extra.get('rung', self.best)
         for i, (c, t) in enumerate(zip(self.candidates, self.trials)):
-            best = c == self.best
+            best = c == picked
             ax.plot([offset + s for s in t.steps], t.valid_losses, 'o-' if best else '.-', lw=2.5 if best else 1,
                     color=f'C{i}', label=f'{self.name}={_fmt(c)}' + (' (best)' if best else '') + (' diverged' if t.diverged else ''))
         pre = self.extra.get('plateau_trial')
@@ -228,7 +230,7 @@ class SearchResult:
             ax.axvline(offset, color='k', ls=':', lw=1)
         finite = [v for t in self.trials for v in t.valid_losses if math.isfinite(v)]
         if finite: ax.set_ylim(min(finite) * 0.95, min(max(finite), 3 * min(finite)) * 1.05)
-        ax.set_xlabel('optimizer step'); ax.set_ylabel('validation loss'); ax.set_title(f'{self.name} search')
+        ax.set_xlabel('optimizer step'); ax.set_ylabel('validation loss'); ax.set_title(f'{self.name} search' + (f' (refined to {_fmt(self.best)})' if 'rung' in self.extra else ''))
         ax.legend(fontsize=8)
         return fig
 
@@ -246,7 +248,7 @@ def _pick(candidates, trials, prefer_large=False, tol=0.):
     if not math.isfinite(scores[i_best]):
         raise DivergedSearch('every trial diverged: lower the learning rate', sum(t.n_steps for t in trials))
     if prefer_large:
-        ok = [i for i, s in enumerate(scores) if s <= scores[i_best] * (1 + tol)]
+        ok = [i for i, s in enumerate(scores) if s <= scores[i_best] + abs(scores[i_best]) * tol]   # losses may be < 0
         i_best = max(ok, key=lambda i: candidates[i])
     return candidates[i_best]
 
@@ -302,13 +304,34 @@ def lr_search(learn, lrs, n_steps=200, mom=None, wd=None, schedule='one_cycle', 
                         {'edge': max(stable) if stable else None})
 
 
+def log_parabola_vertex(lrs, scores):
+    """The lr at the vertex of the parabola through three (log lr, score) points, or None when the
+    points do not curve upwards (no minimum between them). With the middle score the lowest, the
+    vertex lies within half a rung of the middle lr (on a log scale), so it refines a coarse ladder
+    without ever leaving the bracket the ladder found."""
+    if len(lrs) != 3 or len(scores) != 3: raise ValueError('log_parabola_vertex needs exactly three lrs and three scores')
+    (x0, x1, x2), (y0, y1, y2) = [math.log(l) for l in lrs], scores
+    if not all(math.isfinite(v) for v in (y0, y1, y2)) or not x0 < x1 < x2: return None
+    # Newton's divided differences: y = y0 + d1 (x - x0) + d2 (x - x0)(x - x1)
+    d01, d12 = (y1 - y0) / (x1 - x0), (y2 - y1) / (x2 - x1)
+    d2 = (d12 - d01) / (x2 - x0)
+    if d2 <= 0: return None
+    x = (x0 + x1) / 2 - d01 / (2 * d2)
+    return math.exp(min(max(x, x0), x2))
+
+
 def edge_search(learn, start_lr, n_steps=160, factor=2., max_trials=5, mom=None, wd=None, schedule='one_cycle',
-                eval_every=None, valid_batches=None, tol=0.02, time_limit=None) -> SearchResult:
+                eval_every=None, valid_batches=None, tol=0.02, refine=True, time_limit=None) -> SearchResult:
     """Walk a ladder of short runs to the edge of stability: probe `start_lr` / `factor` and
     `start_lr`, then keep multiplying by `factor` while the top probe is still the best (within
     `tol`) and has not blown up; if the lowest probe is the best, step down instead. At most
     `max_trials` runs. The pick is the largest lr within `tol` of the lowest validation score, as in
-    :func:`lr_search`; ``extra['edge']`` is the largest lr that did not diverge."""
+    :func:`lr_search`; ``extra['edge']`` is the largest lr that did not diverge.
+
+    With `refine`, a picked rung that has a finished rung on each side is refined to the vertex of
+    the parabola through the three scores against log lr (:func:`log_parabola_vertex`): a ladder of
+    factor 2 is too coarse to say where between two rungs the best lr lies, and the scores on each
+    side say it without another run. ``extra['rung']`` keeps the rung the ladder picked."""
     _check_common(learn, n_steps, eval_every, valid_batches)
     check_positive('start_lr', start_lr); check_positive('tol', tol, allow_zero=True)
     check_int('max_trials', max_trials, min_value=2)
@@ -336,8 +359,12 @@ def edge_search(learn, start_lr, n_steps=160, factor=2., max_trials=5, mom=None,
     trials = [done[l] for l in lrs]
     stable = [l for l in lrs if not done[l].diverged]
     best = _pick(lrs, trials, prefer_large=True, tol=tol)
-    return SearchResult('lr', lrs, trials, best, sum(t.n_steps for t in trials), time.perf_counter() - t0,
-                        {'edge': max(stable) if stable else None})
+    extra = {'edge': max(stable) if stable else None}
+    i = lrs.index(best)
+    if refine and 0 < i < len(lrs) - 1 and not any(done[l].diverged for l in lrs[i - 1:i + 2]):
+        vertex = log_parabola_vertex(lrs[i - 1:i + 2], [done[l].score for l in lrs[i - 1:i + 2]])
+        if vertex is not None: extra['rung'], best = best, vertex
+    return SearchResult('lr', lrs, trials, best, sum(t.n_steps for t in trials), time.perf_counter() - t0, extra)
 
 
 def momentum_search(learn, lr, moms=SMITH_MOMS, n_steps=150, wd=None, schedule='one_cycle', eval_every=None,
@@ -370,10 +397,23 @@ def is_deep(model: nn.Module, min_layers=10) -> bool:
     return sum(isinstance(m, (nn.modules.conv._ConvNd, nn.Linear)) for m in model.modules()) >= min_layers
 
 
-def default_wds(model: nn.Module) -> tuple:
+ADAPTIVE_WD_SCALE = 100.
+
+
+def is_adaptive(opt) -> bool:
+    "True for Adam-like optimizers (they keep ``betas``): each step is scaled per parameter, about lr in size."
+    return opt is not None and all('betas' in pg for pg in opt.param_groups)
+
+
+def default_wds(model: nn.Module, opt=None) -> tuple:
     """Smith's candidates: shallow models need more regularization (1e-2, 1e-3, 1e-4), deep ones
-    less (1e-4, 1e-5, 1e-6, 0)."""
-    return DEEP_WDS if is_deep(model) else SHALLOW_WDS
+    less (1e-4, 1e-5, 1e-6, 0). Those are for SGD, where L2 passes through momentum (x 1/(1-mom))
+    at lrs near 1; an Adam-like `opt` (see :func:`is_adaptive`) moves each weight by about lr per
+    step at lrs ~100x smaller, so the decoupled decay p <- p(1 - lr wd) needs ~100x the weight decay
+    to shrink the weights as much against those steps (as with AdamW, whose usual values are
+    1e-2 to 1): the candidates are scaled by ``ADAPTIVE_WD_SCALE``."""
+    wds = DEEP_WDS if is_deep(model) else SHALLOW_WDS
+    return tuple(w * ADAPTIVE_WD_SCALE for w in wds) if is_adaptive(opt) else wds
 
 
 def _middle(wds):
@@ -397,13 +437,19 @@ class _Plateau(Callback):
 
 
 def wd_search(learn, lr, wds=None, mid_wd=None, plateau_steps=600, branch_steps=150, mom=None, patience=3,
-              rel_tol=0.02, branch_schedule='constant', eval_every=None, valid_batches=None, time_limit=None) -> SearchResult:
+              rel_tol=0.02, branch_schedule='constant', eval_every=None, valid_batches=None, tol=0.02,
+              time_limit=None) -> SearchResult:
     """Weight-decay search from a snapshot (Smith 2018, 4.4): train at constant `lr` with the middle
     weight decay until the validation loss plateaus (no relative gain of `rel_tol` over `patience`
     measurements, at most `plateau_steps` steps), snapshot in memory, then branch one run of
     `branch_steps` per candidate from that snapshot and compare their validation loss early.
 
-    `wds` defaults to Smith's candidates for the model's depth (see :func:`default_wds`).
+    The pick is the LARGEST weight decay whose score is within `tol` (relative) of the lowest: a
+    short branch favours the least regularized candidate, whose gain comes at once, while the gain
+    of regularization shows in a long run; a near-tie is therefore settled for more of it
+    (``tol=0`` takes the lowest score as is).
+
+    `wds` defaults to Smith's candidates for the model's depth and the optimizer (see :func:`default_wds`).
     ``extra['steps_saved']`` is what the snapshot saved against running every candidate from
     scratch up to the same point: (candidates - 1) x the steps to the plateau."""
     _check_common(learn, branch_steps, eval_every, valid_batches)
@@ -413,9 +459,10 @@ def wd_search(learn, lr, wds=None, mid_wd=None, plateau_steps=600, branch_steps=
     check_range('rel_tol', rel_tol, 0, 1)
     check_choice('branch_schedule', branch_schedule, ('constant', 'anneal'))
     if mom is not None: check_range('mom', mom, 0, 1, hi_open=True)
-    wds = list(default_wds(learn.model)) if wds is None else \
+    wds = list(default_wds(learn.model, learn.opt)) if wds is None else \
         _check_candidates('wds', wds, lambda v: check_positive('wds', v, allow_zero=True))
     mid_wd = _middle(wds) if mid_wd is None else check_positive('mid_wd', mid_wd, allow_zero=True)
+    check_positive('tol', tol, allow_zero=True)
     t0 = time.perf_counter()
     eval_every_pre = eval_every or max(1, plateau_steps // 12)
     with preserved(learn):
@@ -432,7 +479,7 @@ def wd_search(learn, lr, wds=None, mid_wd=None, plateau_steps=600, branch_steps=
         left = None if time_limit is None else max(time_limit - (time.perf_counter() - t0), 0.)
         trials = _branch(learn, 'wd', wds, lambda c: dict(lr=lr, mom=mom, wd=c, schedule=branch_schedule), branch_steps,
                          eval_every, valid_batches, snap, left)
-    best = _pick(wds, trials)
+    best = _pick(wds, trials, prefer_large=True, tol=tol)
     n_pre = pre.n_steps
     steps = n_pre + sum(t.n_steps for t in trials)
     extra = {'mid': mid_wd, 'snapshot_step': n_pre, 'steps_saved': (len(wds) - 1) * n_pre,

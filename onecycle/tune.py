@@ -4,10 +4,14 @@
 2. Edge of stability: short 1cycle runs peaking at M/2 and M, then doubling while the top run is
    still the best (see ``edge_search``); the largest lr whose validation loss is within a hair of
    the best is kept (training is best just below the line where it turns unstable, and the large
-   lr regularizes).
+   lr regularizes), then refined between its neighbours to the vertex of a parabola through the
+   three scores against log lr (a factor-2 ladder is too coarse, and its best rung often sits
+   above the optimum: short runs tolerate lrs that long ones do not).
 3. (When asked) batch size: short runs at each candidate batch size, the lr rescaled with it.
 4. Momentum: short runs with cyclical momentum ranges at that lr.
-5. Weight decay: train at the middle candidate until the validation loss plateaus, snapshot, branch.
+5. Weight decay: train at the middle candidate until the validation loss plateaus, snapshot, branch;
+   the largest candidate within 2% of the best score wins (short branches favour less
+   regularization, whose gain comes at once; see ``wd_search``).
 
 Every run starts from the learner's weights; afterwards weights, optimizer, recorder and RNG are
 exactly as they were. ``fit_one_cycle(learn, n, **result.fit_kwargs)`` then trains with the findings.
@@ -101,7 +105,7 @@ def tune(learn, budget=2000, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
         budget: optimizer steps all tuning runs together may take.
         time_budget: seconds; stages that would start after it are skipped (defaults used instead).
         moms: cyclical (high, low) momentum candidates (constant values work too).
-        wds: weight-decay candidates (Smith's, by model depth, when None).
+        wds: weight-decay candidates (Smith's, by model depth and optimizer, when None: see ``default_wds``).
         batch_sizes: candidate batch sizes to compare (None: keep the loader's); the lr is rescaled by
             `lr_rule` ('linear' or 'sqrt') for each.
         valid_batches: measure the validation loss on the first this many validation batches.
@@ -198,7 +202,7 @@ def tune(learn, budget=2000, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
         elif search_moms: res.skipped.append('momentum')
 
         # 5. weight decay, from a snapshot, at the lower bound Smith uses for cyclical schedules
-        cands = list(wds) if wds is not None else list(default_wds(learn.model))
+        cands = list(wds) if wds is not None else list(default_wds(learn.model, learn.opt))
         left = budget - res.steps
         if search_wd and not over_time() and left >= 20 * len(cands):
             n_branch = min(steps_for['wd'] // 2, left // 2) // len(cands)

@@ -77,6 +77,21 @@ def test_default_wds_follow_depth():
     shallow = torch.nn.Sequential(torch.nn.Linear(2, 2))
     deep = torch.nn.Sequential(*[torch.nn.Linear(2, 2) for _ in range(12)])
     assert default_wds(shallow) == SHALLOW_WDS and default_wds(deep) == DEEP_WDS
+    sgd, adam = torch.optim.SGD(shallow.parameters(), lr=0.1), torch.optim.AdamW(shallow.parameters())
+    assert default_wds(shallow, sgd) == SHALLOW_WDS                     # Smith's values are for SGD
+    assert default_wds(shallow, adam) == pytest.approx([1., 0.1, 0.01])  # Adam-like: 100x (see the docstring)
+    assert default_wds(deep, adam) == pytest.approx([1e-2, 1e-3, 1e-4, 0.])
+
+
+def test_wd_search_defaults_follow_the_optimizer(make_learner, monkeypatch):
+    seen = []
+    from onecycle import search
+    from onecycle.search import Trial
+    def fake(learn, n_steps, lr, wd=None, label='', **kw):
+        seen.append(wd); return Trial(label, steps=[0, n_steps], valid_losses=[3., 1.], n_steps=n_steps)
+    monkeypatch.setattr(search, 'run_trial', fake)
+    wd_search(make_learner(opt_func=torch.optim.Adam, lr=1e-3), 1e-3, plateau_steps=4, branch_steps=3, eval_every=1)
+    assert seen == pytest.approx([1., 0.1, 0.01])
 
 
 def test_lr_search_prefers_the_largest_near_best_and_marks_divergence(make_learner):
@@ -122,3 +137,51 @@ def test_bad_settings_fail_before_any_work(make_learner):
     with pytest.raises(ValueError, match='dls.valid'):
         momentum_search(make_learner(dls_kw={'valid': False}), 0.1)
     assert _same(w0, _weights(learn)) and learn.step_count == 0
+
+
+def test_log_parabola_vertex_finds_the_minimum_between_rungs():
+    from onecycle.search import log_parabola_vertex
+    v = 0.037
+    f = lambda lr: 2.5 * (math.log(lr) - math.log(v)) ** 2 + 0.6
+    lrs = [v * 2 ** -1.3, v * 2 ** -0.3, v * 2 ** 0.7]
+    assert log_parabola_vertex(lrs, [f(l) for l in lrs]) == pytest.approx(v, rel=1e-9)
+    assert log_parabola_vertex([0.01, 0.02, 0.04], [1., 0.5, 1.]) == pytest.approx(0.02)   # symmetric: the middle
+    assert log_parabola_vertex([0.01, 0.02, 0.04], [0.4, 0.5, 0.4]) is None                # curves down: no minimum
+    assert log_parabola_vertex([0.01, 0.02, 0.04], [1., 0.5, float('inf')]) is None
+    with pytest.raises(ValueError, match='three'): log_parabola_vertex([0.01, 0.02], [1., 0.5])
+
+
+def _fake_trials(monkeypatch, score_of):
+    "Replace run_trial in the searches by one whose validation loss is score_of(lr or wd), no training."
+    from onecycle import search
+    from onecycle.search import Trial
+    def fake(learn, n_steps, lr, mom=None, wd=None, label='', **kw):
+        return Trial(label, steps=[0, n_steps], valid_losses=[3., score_of(lr, wd)], n_steps=n_steps)
+    monkeypatch.setattr(search, 'run_trial', fake)
+
+
+def test_edge_search_refines_the_best_rung_to_the_parabola_vertex(make_learner, monkeypatch):
+    learn = make_learner(opt_func=torch.optim.SGD, lr=0.1)
+    _fake_trials(monkeypatch, lambda lr, wd: (math.log(lr) - math.log(0.03)) ** 2 + 0.5)
+    res = edge_search(learn, 0.05, n_steps=10, factor=2.)
+    assert res.candidates == pytest.approx([0.0125, 0.025, 0.05])     # stepped down once, then bracketed
+    assert res.extra['rung'] == pytest.approx(0.025) and res.best == pytest.approx(0.03)
+    assert '0.025' in [ln for ln in res.table().splitlines() if 'best' in ln][0] and 'refined to 0.03' in res.table()
+    plain = edge_search(learn, 0.05, n_steps=10, factor=2., refine=False)
+    assert plain.best == pytest.approx(0.025) and 'rung' not in plain.extra
+    # a pick at the top of the ladder has no upper neighbour: it stays a rung
+    _fake_trials(monkeypatch, lambda lr, wd: -lr)
+    top = edge_search(learn, 0.05, n_steps=10, factor=2., max_trials=3)
+    assert top.candidates[-1] == top.best == pytest.approx(0.1) and 'rung' not in top.extra
+
+
+def test_wd_search_settles_a_near_tie_for_more_weight_decay(make_learner, monkeypatch):
+    learn = make_learner(opt_func=torch.optim.SGD, lr=0.1)
+    scores = {1e-2: 1.01, 1e-3: 1.0, 1e-4: 0.995}
+    _fake_trials(monkeypatch, lambda lr, wd: scores[wd])
+    kw = dict(plateau_steps=4, branch_steps=3, eval_every=1)
+    assert wd_search(learn, 0.1, wds=list(scores), **kw).best == 1e-2             # within 2% of the best
+    assert wd_search(learn, 0.1, wds=list(scores), tol=0., **kw).best == 1e-4     # the lowest score as is
+    scores[1e-2] = 1.1                                                              # clearly worse: not taken
+    assert wd_search(learn, 0.1, wds=list(scores), **kw).best == 1e-3
+    with pytest.raises(ValueError, match='tol'): wd_search(learn, 0.1, wds=list(scores), tol=-1, **kw)
