@@ -37,7 +37,7 @@ def default_device() -> torch.device:
 def to_device(b, device, non_blocking=True):
     "Move tensors in (nested) tuples, lists and dicts to `device`; non-blocking so copies overlap compute."
     if isinstance(b, torch.Tensor): return b if b.device == device else b.to(device, non_blocking=non_blocking)
-    if isinstance(b, (list, tuple)): return type(b)(to_device(o, device, non_blocking) for o in b)
+    if isinstance(b, (list, tuple)): return type(b)([to_device(o, device, non_blocking) for o in b])
     if isinstance(b, dict): return {k: to_device(v, device, non_blocking) for k, v in b.items()}
     return b
 

@@ -49,7 +49,7 @@ class Recorder(Callback):
         self._losses, self._loss_t, self._bs = [], [], []   # floats read so far; tensors/batch sizes this fit
         self._n_read = 0                                    # losses that came from a state dict, not tensors
         self.epochs, self.batches_per_epoch = [], []
-        self._sums, self._epoch_start, self._n_batches = None, 0, 0
+        self._valid_sums, self._valid, self._epoch_start, self._n_batches = None, [], 0, 0
         self._t0, self._train_loss = 0., float('nan')
 
     def state_dict(self) -> dict:
@@ -98,6 +98,24 @@ class Recorder(Callback):
     def before_validate(self):
         self._sums = None
 
+    @property
+    def _sums(self):
+        "(sum over validation batches of value x batch size, samples) for the loss and each metric, or None."
+        if self._valid:   # reduce the batches kept so far: one stack per value, not a few ops per batch
+            bs = torch.tensor([b for _, b in self._valid], dtype=torch.float32)
+            cols = [torch.stack([vs[i] for vs, _ in self._valid]).float().reshape(len(self._valid))
+                    for i in range(len(self._valid[0][0]))]
+            vals = torch.stack([(c * bs.to(c.device)).sum() for c in cols])
+            n = int(bs.sum().item())
+            prev = self._valid_sums
+            self._valid_sums = (vals, n) if prev is None else (prev[0] + vals, prev[1] + n)
+            self._valid = []
+        return self._valid_sums
+
+    @_sums.setter
+    def _sums(self, value):
+        self._valid_sums, self._valid = value, []
+
     def after_batch(self):
         learn = self.learn
         loss = learn.loss
@@ -106,10 +124,8 @@ class Recorder(Callback):
             self._loss_t.append(loss.detach()); self._bs.append(learn.batch_size)
             self._n_batches += 1
             return
-        bs = learn.batch_size
-        vals = [loss.detach()] + [torch.as_tensor(m(learn.pred, *learn.yb)).detach() for m in learn.metrics]
-        vals = torch.stack([v.float().reshape(()) for v in vals]) * bs
-        self._sums = (vals, bs) if self._sums is None else (self._sums[0] + vals, self._sums[1] + bs)
+        self._valid.append(([loss.detach()] + [torch.as_tensor(m(learn.pred, *learn.yb)).detach() for m in learn.metrics],
+                            learn.batch_size))
 
     def after_step(self):
         pgs = self.learn.opt.param_groups
