@@ -44,6 +44,18 @@ def scale_lr(lr, batch_size, base_batch_size, rule='linear'):
     return check_positive('lr', lr) * k
 
 
+def loader_kwargs(dl: DataLoader) -> dict:
+    """What it takes to rebuild DataLoader `dl` (with another sampler or batch size): batching,
+    collation, workers, memory pinning, the generator and the order of worker results."""
+    kw = dict(batch_size=dl.batch_size, drop_last=dl.drop_last, collate_fn=dl.collate_fn, num_workers=dl.num_workers,
+              pin_memory=dl.pin_memory, timeout=dl.timeout, worker_init_fn=dl.worker_init_fn,
+              multiprocessing_context=dl.multiprocessing_context, generator=dl.generator,
+              persistent_workers=dl.persistent_workers, pin_memory_device=dl.pin_memory_device)
+    if dl.num_workers > 0: kw['prefetch_factor'] = dl.prefetch_factor
+    if hasattr(dl, 'in_order'): kw['in_order'] = dl.in_order
+    return kw
+
+
 def with_batch_size(dl: DataLoader, batch_size: int) -> DataLoader:
     """A DataLoader like `dl` (same dataset, sampler and its generator, workers, collate, drop_last,
     pinning) that yields batches of `batch_size`."""
@@ -51,11 +63,7 @@ def with_batch_size(dl: DataLoader, batch_size: int) -> DataLoader:
     if not isinstance(dl, DataLoader): raise TypeError(f'dl must be a torch DataLoader, got {type(dl).__name__}')
     if dl.batch_size is None:
         raise ValueError('dl batches with a custom batch_sampler: its batch size cannot be changed from outside')
-    kw = dict(batch_size=batch_size, num_workers=dl.num_workers, collate_fn=dl.collate_fn, pin_memory=dl.pin_memory,
-              drop_last=dl.drop_last, timeout=dl.timeout, worker_init_fn=dl.worker_init_fn,
-              multiprocessing_context=dl.multiprocessing_context, generator=dl.generator,
-              persistent_workers=dl.persistent_workers, pin_memory_device=dl.pin_memory_device)
-    if dl.num_workers > 0: kw['prefetch_factor'] = dl.prefetch_factor
+    kw = {**loader_kwargs(dl), 'batch_size': batch_size}
     if not isinstance(dl.dataset, IterableDataset): kw['sampler'] = dl.sampler
     return DataLoader(dl.dataset, **kw)
 

@@ -19,6 +19,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, RandomSampler, Sampler, SequentialSampler
 
+from .batch_size import loader_kwargs
 from .callback import Callback
 from .checks import check_int
 
@@ -150,17 +151,6 @@ class ShardSampler(Sampler):
         return len(range(self.rank, self.n, self.num_replicas))
 
 
-def _loader_kwargs(dl: DataLoader) -> dict:
-    "What it takes to rebuild `dl` with another sampler: batching, collation, workers, memory pinning."
-    kw = dict(batch_size=dl.batch_size, drop_last=dl.drop_last, collate_fn=dl.collate_fn, num_workers=dl.num_workers,
-              pin_memory=dl.pin_memory, timeout=dl.timeout, worker_init_fn=dl.worker_init_fn,
-              multiprocessing_context=dl.multiprocessing_context, generator=dl.generator,
-              persistent_workers=dl.persistent_workers, pin_memory_device=dl.pin_memory_device)
-    if dl.num_workers > 0: kw['prefetch_factor'] = dl.prefetch_factor
-    if hasattr(dl, 'in_order'): kw['in_order'] = dl.in_order
-    return kw
-
-
 def _is_sharded(dl) -> bool:
     return isinstance(getattr(dl, 'sampler', None), (DistributedSampler, ShardSampler))
 
@@ -194,7 +184,7 @@ def shard_loader(dl, training: bool, num_replicas: int, rank: int, seed: int = 0
                                      shuffle=isinstance(dl.sampler, RandomSampler), seed=seed, drop_last=False)
     else:
         sampler = ShardSampler(dl.dataset, num_replicas, rank)
-    return DataLoader(dl.dataset, sampler=sampler, **_loader_kwargs(dl))
+    return DataLoader(dl.dataset, sampler=sampler, **loader_kwargs(dl))
 
 
 def _shared_seed(dl) -> int:

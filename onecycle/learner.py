@@ -13,7 +13,7 @@ from bisect import bisect_right
 import torch
 from torch import nn
 
-from .callback import (EVENTS, Callback, CancelBackwardException, CancelBatchException, CancelEpochException,
+from .callback import (EVENTS, STAGES, Callback, CancelBackwardException, CancelBatchException, CancelEpochException,
                        CancelFitException, CancelStepException, CancelTrainException, CancelValidateException)
 from .checks import check_callable, check_int, check_lr, check_positive, check_wd
 from .distributed import distribute, effective_batch_size, init_distributed, is_main_process, local_rank
@@ -25,6 +25,9 @@ __all__ = ['Learner', 'DataLoaders', 'to_device', 'default_device']
 
 _CANCELS = (CancelFitException, CancelEpochException, CancelTrainException, CancelValidateException,
             CancelBatchException, CancelBackwardException, CancelStepException)
+
+
+_STAGE_EVENTS = {s: (f'before_{s}', f'after_{s}') for s in STAGES}
 
 
 def default_device() -> torch.device:
@@ -251,8 +254,9 @@ class Learner:
 
     # --- the loop --------------------------------------------------------------------------------
     def _run(self, stage, f, cancel):
+        before, after = _STAGE_EVENTS[stage]
         try:
-            self.fire(f'before_{stage}')
+            self.fire(before)
             f()
         except cancel:
             if stage in ('backward', 'step'): return   # the cancelled gradient/update never happened
@@ -262,7 +266,7 @@ class Learner:
         if stage == 'batch':   # where a checkpoint taken from here on resumes
             if self.training: self.batches_done = self.iter + 1
         elif stage == 'epoch': self.epochs_done, self.batches_done = self.epoch + 1, 0
-        self.fire(f'after_{stage}')
+        self.fire(after)
 
     def fit(self, n_epoch: int, lr=None, wd=None, cbs=None, resume=None):
         """Train for `n_epoch` epochs; `lr`/`wd` set every param group first; `cbs` live for this call only.

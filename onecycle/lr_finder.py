@@ -102,6 +102,37 @@ class LRFinderResult:
                                 show_suggestions=show_suggestions, loss=False)
 
 
+def fixed_valid_batches(learn, n_batches=None) -> list:
+    """The first `n_batches` batches of ``dls.valid`` (all by default), read once and kept on the
+    device, so that every measurement sees the same samples. Reading a loader draws a seed from the
+    global RNG: it is forked, so the training batches stay those a run without validation would see."""
+    dl = learn.dls.valid
+    learn._check_loader(dl, 'dls.valid')
+    n = len(dl) if n_batches is None else min(n_batches, len(dl))
+    with torch.random.fork_rng(devices=[]):
+        return [to_device(b, learn.device) for b in itertools.islice(dl, n)]
+
+
+def subset_loss(learn, batches) -> float:
+    """Mean loss over `batches` (from :func:`fixed_valid_batches`), in eval mode without gradients;
+    the model's mode is put back. It runs the user's module, not a DDP wrapper (no collectives per
+    forward), and sums over ranks under DDP: every rank gets the loss over all shares, so decisions
+    taken from it (divergence, the best trial) are the same everywhere."""
+    model = unwrap_model(learn.model)
+    was_training, total, n = model.training, 0., 0
+    model.eval()
+    try:
+        with torch.no_grad():
+            for b in batches:
+                xb, yb = b[:learn.n_inp], b[learn.n_inp:]
+                bs = _batch_size(yb or xb)
+                total = total + learn.loss_func(model(*xb), *yb).detach().float() * bs
+                n += bs
+    finally: model.train(was_training)
+    total, n = sum_over_ranks(total, n, learn.device)
+    return float(total) / float(n)
+
+
 SUGGESTERS = {'minimum': suggest_minimum, 'steep': suggest_steep, 'valley': suggest_valley,
               'max_bound': suggest_max_bound}
 
@@ -154,32 +185,14 @@ class LRFinder(ParamScheduler):
         else: self._beta = self.beta
 
     def _fixed_valid_batches(self) -> list:
-        dl = self.learn.dls.valid
-        self.learn._check_loader(dl, 'dls.valid')
-        n = len(dl) if self.valid_batches is None else min(self.valid_batches, len(dl))
-        # Reading a loader draws a seed from the global RNG: fork it so the training batches stay
-        # the ones a range test without validation would see.
-        with torch.random.fork_rng(devices=[]):
-            batches = [to_device(b, self.learn.device) for b in itertools.islice(dl, n)]
+        batches = fixed_valid_batches(self.learn, self.valid_batches)
         self.valid_samples = sum(_batch_size(b[self.learn.n_inp:] or b[:self.learn.n_inp]) for b in batches)
         return batches
 
     def validation_loss(self) -> float:
         "Mean loss over the fixed validation subset, in eval mode, without gradients."
-        learn, model = self.learn, unwrap_model(self.learn.model)   # no DDP collectives per forward
-        t0, was_training = time.perf_counter(), model.training
-        total, n = 0., 0
-        model.eval()
-        try:
-            with torch.no_grad():
-                for b in self._valid_set:
-                    xb, yb = b[:learn.n_inp], b[learn.n_inp:]
-                    bs = _batch_size(yb or xb)
-                    total = total + learn.loss_func(model(*xb), *yb).detach().float() * bs
-                    n += bs
-        finally: model.train(was_training)
-        total, n = sum_over_ranks(total, n, learn.device)   # under DDP: over every rank's share, the same everywhere
-        loss = float(total) / float(n)
+        t0 = time.perf_counter()
+        loss = subset_loss(self.learn, self._valid_set)
         self.valid_seconds += time.perf_counter() - t0
         return loss
 

@@ -9,19 +9,16 @@ optimizer state, recorder history and RNG states are restored bitwise.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import math
 import time
 from dataclasses import dataclass, field
 
-import torch
 from torch import nn
 
 from .callback import Callback, CancelFitException, CancelValidateException
 from .checks import check_choice, check_int, check_lr, check_positive, check_range
 from .hyper import has_hyper, lr_range
-from .learner import _batch_size, to_device
-from .lr_finder import TrainingState
+from .lr_finder import TrainingState, fixed_valid_batches, subset_loss
 from .schedule import Constant, Cosine, one_cycle
 from .schedulers import ParamScheduler
 
@@ -50,31 +47,6 @@ def preserved(learn):
         state.restore()
         for k, v in attrs.items(): setattr(learn, k, v)
         learn.add_cbs([c for c in bars if c not in learn.cbs])
-
-
-def _fixed_valid_batches(learn, n_batches=None) -> list:
-    "The first `n_batches` batches of ``dls.valid`` (all by default), on the device, read once."
-    dl = learn.dls.valid
-    learn._check_loader(dl, 'dls.valid')
-    n = len(dl) if n_batches is None else min(n_batches, len(dl))
-    with torch.random.fork_rng(devices=[]):   # reading a loader must not move the training RNG
-        return [to_device(b, learn.device) for b in itertools.islice(dl, n)]
-
-
-def _subset_loss(learn, batches) -> float:
-    "Mean loss over `batches` in eval mode without gradients; the model's mode is put back."
-    model, was_training = learn.model, learn.model.training
-    total, n = 0., 0
-    model.eval()
-    try:
-        with torch.no_grad():
-            for b in batches:
-                xb, yb = b[:learn.n_inp], b[learn.n_inp:]
-                bs = _batch_size(yb or xb)
-                total = total + learn.loss_func(model(*xb), *yb).detach().float() * bs
-                n += bs
-    finally: model.train(was_training)
-    return float(total) / n
 
 
 # --- one trial ------------------------------------------------------------------------------------
@@ -113,7 +85,7 @@ class _TrialCallback(Callback):
 
     def before_fit(self):
         self._t0 = time.perf_counter()
-        self.trial.steps.append(0); self.trial.valid_losses.append(_subset_loss(self.learn, self.batches))
+        self.trial.steps.append(0); self.trial.valid_losses.append(subset_loss(self.learn, self.batches))
 
     def before_validate(self):
         raise CancelValidateException()
@@ -124,7 +96,7 @@ class _TrialCallback(Callback):
         t.train_losses.append(loss); t.n_steps = n = learn.step_count
         if not math.isfinite(loss): t.diverged = True; raise CancelFitException()
         if n % self.eval_every == 0 or n >= self.n_steps:
-            v = _subset_loss(learn, self.batches)
+            v = subset_loss(learn, self.batches)
             t.steps.append(n); t.valid_losses.append(v)
             # blown up: far above where it started (a diverging run is not worth finishing)
             if not math.isfinite(v) or v > 3 * t.valid_losses[0] + 1e-8: t.diverged = True; raise CancelFitException()
@@ -167,7 +139,7 @@ def run_trial(learn, n_steps, lr, mom=None, wd=None, schedule='one_cycle', eval_
     check_lr('lr', lr)
     check_choice('schedule', schedule, ('one_cycle', 'constant', 'anneal'))
     eval_every = check_int('eval_every', eval_every, min_value=1, allow_none=True) or max(1, n_steps // 8)
-    batches = _batches if _batches is not None else _fixed_valid_batches(learn, valid_batches)
+    batches = _batches if _batches is not None else fixed_valid_batches(learn, valid_batches)
     trial = Trial(label or f'lr={lr}')
     if wd is not None: learn.set_wd(wd)
     sched = ParamScheduler(_schedules(learn, lr, mom, wd, schedule, n_steps, pct_start), total_steps=n_steps)
@@ -255,7 +227,7 @@ def _pick(candidates, trials, prefer_large=False, tol=0.):
 
 def _branch(learn, name, candidates, trial_kwargs, n_steps, eval_every, valid_batches, start=None, time_limit=None):
     "One trial per candidate, each from `start` (a TrainingState; the current state by default)."
-    batches = _fixed_valid_batches(learn, valid_batches)
+    batches = fixed_valid_batches(learn, valid_batches)
     trials = []
     t_end = None if time_limit is None else time.perf_counter() + time_limit
     for c in candidates:
@@ -341,7 +313,7 @@ def edge_search(learn, start_lr, n_steps=160, factor=2., max_trials=5, mom=None,
     t_end = None if time_limit is None else t0 + time_limit
     done = {}
     with preserved(learn) as start:
-        batches = _fixed_valid_batches(learn, valid_batches)
+        batches = fixed_valid_batches(learn, valid_batches)
         def probe(lr):
             start.restore()
             left = None if t_end is None else max(t_end - time.perf_counter(), 0.)
@@ -466,7 +438,7 @@ def wd_search(learn, lr, wds=None, mid_wd=None, plateau_steps=600, branch_steps=
     t0 = time.perf_counter()
     eval_every_pre = eval_every or max(1, plateau_steps // 12)
     with preserved(learn):
-        batches = _fixed_valid_batches(learn, valid_batches)
+        batches = fixed_valid_batches(learn, valid_batches)
         pre = Trial(f'wd={_fmt(mid_wd)}')
         learn.set_wd(mid_wd)
         sched = ParamScheduler(_schedules(learn, lr, mom, mid_wd, 'constant', plateau_steps, 0.3), total_steps=plateau_steps)

@@ -49,6 +49,7 @@ def main(out_dir):
     from onecycle.callback import Callback, CancelFitException
     from onecycle.distributed import any_rank, rank, unwrap_model, world_size
     from onecycle.metrics import accuracy
+    from onecycle.search import preserved, run_trial
     from onecycle.training import GradAccumulation
 
     class Probe(Callback):
@@ -106,6 +107,10 @@ def main(out_dir):
         # ... also when it measures the loss on the (sharded) validation set.
         r = learn.lr_find(start_lr=1e-3, end_lr=1., num_it=6, valid_every=2)
         res['lr_find_valid'] = {'valid_losses': r.losses, 'after': _state(learn.model)}
+        # ... and so does a search trial: its validation losses too are over both shares, the same on every rank.
+        with preserved(learn):
+            t = run_trial(learn, 4, 0.1, eval_every=2)
+        res['trial'] = {'valid_losses': t.valid_losses, 'after': _state(learn.model)}
 
         # 3. Gradient accumulation: all-reduce only on the batches that step.
         counter = CountAllReduces()

@@ -84,9 +84,10 @@ def test_find_batch_size_bad_input():
 def test_with_batch_size_keeps_the_loader_settings():
     ds = TensorDataset(torch.arange(20.))
     g = torch.Generator().manual_seed(3)
-    dl = DataLoader(ds, batch_size=4, shuffle=True, drop_last=True, generator=g)
+    dl = DataLoader(ds, batch_size=4, shuffle=True, drop_last=True, generator=g, in_order=False)
     big = with_batch_size(dl, 8)
     assert big.batch_size == 8 and big.drop_last and big.sampler is dl.sampler and big.dataset is ds
+    assert big.generator is g and big.in_order is False
     assert len(big) == 2 and sorted(torch.cat([b[0] for b in big]).tolist()) != list(range(16))  # shuffled, 16 of 20
     with pytest.raises(ValueError, match='batch_size'): with_batch_size(dl, 0)
 

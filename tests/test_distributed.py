@@ -225,6 +225,14 @@ def test_lr_finder_stops_together_and_restores_the_weights(ranks):
     _assert_same_state(v0['after'], l0['before'])
 
 
+def test_search_trials_measure_the_validation_subset_over_all_ranks(ranks):
+    t0, t1 = ranks[0]['trial'], ranks[1]['trial']
+    assert len(t0['valid_losses']) == 3 and t0['valid_losses'] == t1['valid_losses']   # one decision on every rank
+    # before training, the subset (all of each rank's share) gives the whole validation set's loss
+    assert t0['valid_losses'][0] == pytest.approx(ranks[0]['fit']['validate']['valid_loss'], rel=1e-5)
+    _assert_same_state(t0['after'], ranks[0]['lr_find']['before'])
+
+
 def test_accumulation_all_reduces_only_when_stepping_and_matches_one_process(ranks):
     a0, a1 = ranks[0]['accum'], ranks[1]['accum']
     assert ranks[0]['accum_effective_bs_before_fit'] == 16     # 4 per process x 2 processes x 2 batches
