@@ -34,13 +34,15 @@ def default_device() -> torch.device:
     "CUDA when available (under torchrun, this process's GPU: LOCAL_RANK), else the CPU."
     if not torch.cuda.is_available(): return torch.device('cpu')
     if 'LOCAL_RANK' in os.environ: return torch.device('cuda', local_rank() % torch.cuda.device_count())
-    return torch.device('cuda')
+    return torch.device('cuda', torch.cuda.current_device())
 
 
 def to_device(b, device, non_blocking=True):
     "Move tensors in (nested) tuples, lists and dicts to `device`; non-blocking so copies overlap compute."
     if isinstance(b, torch.Tensor): return b if b.device == device else b.to(device, non_blocking=non_blocking)
-    if isinstance(b, (list, tuple)): return type(b)([to_device(o, device, non_blocking) for o in b])
+    if isinstance(b, (list, tuple)):
+        if all(type(o) is torch.Tensor and o.device == device for o in b): return b   # the common case, per batch
+        return type(b)([to_device(o, device, non_blocking) for o in b])
     if isinstance(b, dict): return {k: to_device(v, device, non_blocking) for k, v in b.items()}
     return b
 
@@ -129,6 +131,8 @@ class Learner:
         ddp = init_distributed()   # under torchrun: join the process group, train data-parallel
         self.dls = DataLoaders.wrap(dls)
         self.device = torch.device(device) if device is not None else default_device()
+        if self.device.type == 'cuda' and self.device.index is None:   # 'cuda' -> 'cuda:N', as tensors report it
+            self.device = torch.device('cuda', torch.cuda.current_device())
         if self.device.type == 'meta': raise ValueError("device must not be 'meta': meta tensors hold no data to train")
         if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
             raise ValueError("model has parameters or buffers on the 'meta' device, which hold no data: materialize them "
