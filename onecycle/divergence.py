@@ -73,11 +73,14 @@ class DivergenceGuard(Callback):
         self._losses = []
 
     def after_loss(self):
-        if self.active and self.learn.training: self._losses.append((self.learn.iter, self.learn.loss.detach()))
+        # only a group of accumulated batches needs its losses kept; a plain step checks learn.loss itself
+        if self.active and self.learn.training and self.learn.accum_steps > 1:
+            self._losses.append((self.learn.iter, self.learn.loss.detach()))
 
     def before_step(self):
         if not self.active: return
         learn, losses, self._losses = self.learn, self._losses, []
+        if learn.accum_steps == 1: losses = [(learn.iter, learn.loss.detach())]
         # One scalar that is finite iff every loss and every gradient is (a sum of finite values this
         # large would be a divergence too), then one read of it: few ops, one synchronisation.
         total = None
