@@ -79,7 +79,11 @@ class DivergenceGuard(Callback):
 
     def before_step(self):
         if not self.active: return
-        learn, losses, self._losses = self.learn, self._losses, []
+        learn = self.learn
+        if learn.accum_steps == 1 and not self.check_grads:   # the default on the CPU: one read, no extra ops
+            v = learn.loss.item()
+            if v - v == 0: return   # finite (nan - nan and inf - inf are nan)
+        losses, self._losses = self._losses, []
         if learn.accum_steps == 1: losses = [(learn.iter, learn.loss.detach())]
         # One scalar that is finite iff every loss and every gradient is (a sum of finite values this
         # large would be a divergence too), then one read of it: few ops, one synchronisation.
