@@ -81,7 +81,7 @@ class DivergenceGuard(Callback):
         if not self.active: return
         learn = self.learn
         if learn.accum_steps == 1 and not self.check_grads:   # the default on the CPU: one read, no extra ops
-            v = learn.loss.item()
+            v = learn.loss.detach().item()
             if v - v == 0: return   # finite (nan - nan and inf - inf are nan)
         losses, self._losses = self._losses, []
         if learn.accum_steps == 1: losses = [(learn.iter, learn.loss.detach())]
