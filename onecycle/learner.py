@@ -260,7 +260,7 @@ class Learner:
     def _run(self, stage, f, cancel):
         before, after = _STAGE_EVENTS[stage]
         try:
-            self.fire(before)
+            if self._handlers[before]: self.fire(before)
             f()
         except cancel:
             if stage in ('backward', 'step'): return   # the cancelled gradient/update never happened
@@ -270,7 +270,7 @@ class Learner:
         if stage == 'batch':   # where a checkpoint taken from here on resumes
             if self.training: self.batches_done = self.iter + 1
         elif stage == 'epoch': self.epochs_done, self.batches_done = self.epoch + 1, 0
-        self.fire(after)
+        if self._handlers[after]: self.fire(after)
 
     def fit(self, n_epoch: int, lr=None, wd=None, cbs=None, resume=None):
         """Train for `n_epoch` epochs; `lr`/`wd` set every param group first; `cbs` live for this call only.

@@ -121,7 +121,9 @@ class Recorder(Callback):
         loss = learn.loss
         if loss is None: return   # batch cancelled before its loss
         if learn.training:   # cheap per batch: keep a reference, reduce when read or at the end of the pass
-            self._loss_t.append(loss.detach()); self._bs.append(learn.batch_size)
+            b = learn.yb[0] if learn.yb else learn.xb[0]
+            self._loss_t.append(loss.detach())
+            self._bs.append(b.shape[0] if type(b) is torch.Tensor and b.ndim else learn.batch_size)
             self._n_batches += 1
             return
         self._valid.append(([loss.detach()] + [torch.as_tensor(m(learn.pred, *learn.yb)).detach() for m in learn.metrics],
@@ -129,7 +131,11 @@ class Recorder(Callback):
 
     def after_step(self):
         pgs = self.learn.opt.param_groups
-        for _, get, vs in self._tracked: vs.append([get(pg) for pg in pgs])
+        if len(pgs) == 1:   # the common case, without a comprehension per hyper-parameter per step
+            pg = pgs[0]
+            for _, get, vs in self._tracked: vs.append([get(pg)])
+        else:
+            for _, get, vs in self._tracked: vs.append([get(pg) for pg in pgs])
 
     def after_train(self):
         i = self._epoch_start
