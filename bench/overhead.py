@@ -122,7 +122,7 @@ def main():
     rows = [('fit_one_cycle, no progress bar', {}), ('fit_one_cycle, progress bar', {'progress': True}),
             ('fit_one_cycle, + 10 no-op callbacks', {'n_noop': 10}),
             ('fit_one_cycle, no NaN guard', {'guard': False})]
-    measure(4)   # warm the process up (lazy initialisation, allocator) so the first row is not charged for it
+    measure(args.epochs)   # warm the process up (lazy initialisation, allocator) so the first row is not charged for it
     results = {}
     for name, kw in rows:
         h, o, paired, n = measure(args.epochs, **kw)
