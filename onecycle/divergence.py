@@ -1,11 +1,12 @@
 """Divergence: a non-finite loss or gradient stops training before it reaches the weights.
 
-Every Learner has a ``DivergenceGuard`` (``learn.divergence_guard``). It keeps the loss of each
-training batch as a device tensor (no synchronisation) and, once per optimizer step, just before the
-step, checks those losses and the gradients together: a few small kernels, one pass over the
-gradients and a single host-device synchronisation per optimizer step on a GPU (on the CPU there is
-nothing to wait for). With gradient accumulation that is one check per group of batches. On one CPU
-thread that is about 25-40 us per step (4-6% of a step of the small MLP in
+A Learner has a ``DivergenceGuard`` (``learn.divergence_guard``) when made with ``guard=True``, and
+by default on the CPU (``guard='auto'``: the loss alone, one read per step, no extra kernels). It
+keeps the loss of each training batch as a device tensor (no synchronisation) and, once per optimizer
+step, just before the step, checks those losses and the gradients together: a few small kernels, one
+pass over the gradients and a single host-device synchronisation per optimizer step on a GPU (on the
+CPU there is nothing to wait for). With gradient accumulation that is one check per group of
+batches. On one CPU thread that is about 25-40 us per step (4-6% of a step of the small MLP in
 ``python bench/divergence_guard.py``, well under 1% for models whose steps take milliseconds). Because
 the check comes before the step, a NaN or inf never reaches the weights: after a ``DivergenceError``
 the model holds its last finite state and the recorder the history up to the batch that diverged.
@@ -80,9 +81,6 @@ class DivergenceGuard(Callback):
     def before_step(self):
         if not self.active: return
         learn = self.learn
-        if learn.accum_steps == 1 and not self.check_grads:   # the default on the CPU: one read, no extra ops
-            v = learn.loss.detach().item()
-            if v - v == 0: return   # finite (nan - nan and inf - inf are nan)
         losses, self._losses = self._losses, []
         if learn.accum_steps == 1: losses = [(learn.iter, learn.loss.detach())]
         # One scalar that is finite iff every loss and every gradient is (a sum of finite values this

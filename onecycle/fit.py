@@ -10,7 +10,7 @@ from __future__ import annotations
 from .checks import check_choice, check_int, check_lr, check_moms, check_positive, check_range
 from .hyper import lr_range
 from .schedule import _CLR_MODES, Cosine, CosineWarmRestarts, Cyclical, FlatCos, Warmup
-from .schedulers import ParamScheduler
+from .schedulers import ParamScheduler, callback_list
 
 __all__ = ['SGDRScheduler', 'FlatCosScheduler', 'CLRScheduler', 'WarmupCosScheduler',
            'fit_sgdr', 'fit_flat_cos', 'fit_clr', 'fit_warmup_cos']
@@ -18,24 +18,22 @@ __all__ = ['SGDRScheduler', 'FlatCosScheduler', 'CLRScheduler', 'WarmupCosSchedu
 
 class _FitLayout(ParamScheduler):
     """A ParamScheduler whose schedules are built in ``before_fit`` by ``build(n_groups, total_steps,
-    steps_per_epoch)``. `n_epoch` is the run's length when the layout decides it (SGDR)."""
-    n_epoch = None
-
+    steps_per_epoch)``, spanning the whole fit."""
     def __init__(self):
         self.scheds, self.total_steps, self.start_step = {}, None, 0
 
     def before_fit(self):
-        self.total_steps, self.start_step = None, 0
         self.scheds = self.build(len(self.learn.opt.param_groups), self.learn.n_steps, self.learn.steps_per_epoch)
         super().before_fit()
 
     def plan(self, n_groups, total_steps, steps_per_epoch=None):
-        if steps_per_epoch is None and self.n_epoch: steps_per_epoch = total_steps / self.n_epoch
         return self.build(n_groups, total_steps, steps_per_epoch)
 
 
-def _extra(callbacks):
-    return list(callbacks) if isinstance(callbacks, (list, tuple)) else ([callbacks] if callbacks is not None else [])
+class _LRPerGroup(_FitLayout):
+    "A layout with one lr schedule per param group, ``lr_sched(v)`` for each group's lr `v` from ``self.lr``."
+    def build(self, n_groups, total_steps, steps_per_epoch):
+        return {'lr': [self.lr_sched(v) for v in lr_range(self.lr, n_groups)]}
 
 
 class SGDRScheduler(_FitLayout):
@@ -56,15 +54,14 @@ class SGDRScheduler(_FitLayout):
                        for hi in lr_range(self.lr_max, n_groups)]}
 
 
-class FlatCosScheduler(_FitLayout):
+class FlatCosScheduler(_LRPerGroup):
     """`lr` held flat for the first `pct_start` of training, then a half cosine down to lr/div_final."""
     def __init__(self, lr=3e-3, pct_start=0.75, div_final=1e5):
         self.lr, self.div_final = check_lr('lr', lr), check_positive('div_final', div_final)
         self.pct_start = check_range('pct_start', pct_start, 0, 1, hi_open=True)
         super().__init__()
 
-    def build(self, n_groups, total_steps, steps_per_epoch):
-        return {'lr': [FlatCos(v, v / self.div_final, self.pct_start) for v in lr_range(self.lr, n_groups)]}
+    def lr_sched(self, v): return FlatCos(v, v / self.div_final, self.pct_start)
 
 
 class CLRScheduler(_FitLayout):
@@ -99,7 +96,7 @@ class CLRScheduler(_FitLayout):
         return out
 
 
-class WarmupCosScheduler(_FitLayout):
+class WarmupCosScheduler(_LRPerGroup):
     """Linear warm-up from 0 to `lr` over the first `warmup_pct` of training, then a half cosine down
     to lr/div_final (the transformer recipe)."""
     def __init__(self, lr=3e-3, warmup_pct=0.1, div_final=1e5):
@@ -107,8 +104,7 @@ class WarmupCosScheduler(_FitLayout):
         self.warmup_pct = check_range('warmup_pct', warmup_pct, 0, 1, hi_open=True)
         super().__init__()
 
-    def build(self, n_groups, total_steps, steps_per_epoch):
-        return {'lr': [Warmup(Cosine(v, v / self.div_final), self.warmup_pct) for v in lr_range(self.lr, n_groups)]}
+    def lr_sched(self, v): return Warmup(Cosine(v, v / self.div_final), self.warmup_pct)
 
 
 def fit_sgdr(learn, n_cycles, cycle_len=1, lr_max=3e-3, cycle_mult=2, lr_min=0., wd=None, callbacks=None, resume=None):
@@ -117,14 +113,14 @@ def fit_sgdr(learn, n_cycles, cycle_len=1, lr_max=3e-3, cycle_mult=2, lr_min=0.,
     ``fit_sgdr(learn, 3, 1, 1e-2)`` runs 1 + 2 + 4 = 7 epochs."""
     check_positive('wd', wd, allow_zero=True, allow_none=True)
     cb = SGDRScheduler(n_cycles, cycle_len, lr_max, cycle_mult, lr_min)
-    learn.fit(cb.n_epoch, wd=wd, cbs=[cb] + _extra(callbacks), resume=resume)
+    learn.fit(cb.n_epoch, wd=wd, cbs=[cb] + callback_list(callbacks), resume=resume)
     return cb.n_epoch
 
 
 def fit_flat_cos(learn, n_epoch, lr=3e-3, pct_start=0.75, div_final=1e5, wd=None, callbacks=None, resume=None):
     "Fit `learn` for `n_epoch` epochs at a flat `lr`, annealed by a half cosine over the last 1 - `pct_start`."
     check_int('n_epoch', n_epoch, min_value=1); check_positive('wd', wd, allow_zero=True, allow_none=True)
-    learn.fit(n_epoch, wd=wd, cbs=[FlatCosScheduler(lr, pct_start, div_final)] + _extra(callbacks), resume=resume)
+    learn.fit(n_epoch, wd=wd, cbs=[FlatCosScheduler(lr, pct_start, div_final)] + callback_list(callbacks), resume=resume)
 
 
 def fit_clr(learn, n_epoch, max_lr, base_lr=None, step_size=2., step_size_down=None, mode='triangular', gamma=1.,
@@ -134,10 +130,10 @@ def fit_clr(learn, n_epoch, max_lr, base_lr=None, step_size=2., step_size_down=N
     step_size + step_size_down."""
     check_int('n_epoch', n_epoch, min_value=1); check_positive('wd', wd, allow_zero=True, allow_none=True)
     cb = CLRScheduler(max_lr, base_lr, step_size, step_size_down, mode, gamma, moms)
-    learn.fit(n_epoch, wd=wd, cbs=[cb] + _extra(callbacks), resume=resume)
+    learn.fit(n_epoch, wd=wd, cbs=[cb] + callback_list(callbacks), resume=resume)
 
 
 def fit_warmup_cos(learn, n_epoch, lr=3e-3, warmup_pct=0.1, div_final=1e5, wd=None, callbacks=None, resume=None):
     "Fit `learn` for `n_epoch` epochs: linear warm-up from 0 to `lr` over `warmup_pct`, then cosine down."
     check_int('n_epoch', n_epoch, min_value=1); check_positive('wd', wd, allow_zero=True, allow_none=True)
-    learn.fit(n_epoch, wd=wd, cbs=[WarmupCosScheduler(lr, warmup_pct, div_final)] + _extra(callbacks), resume=resume)
+    learn.fit(n_epoch, wd=wd, cbs=[WarmupCosScheduler(lr, warmup_pct, div_final)] + callback_list(callbacks), resume=resume)

@@ -32,29 +32,17 @@ def has_hyper(pg: dict, name: str) -> bool:
 
 def get_hyper(pg: dict, name: str) -> float:
     "Value of hyper-parameter `name` in param group `pg` (see module docstring for the names)."
-    if name == 'mom':
-        key, idx = _mom_key(pg, required=True)
-        return pg[key] if idx is None else pg[key][idx]
-    if name == 'beta2': return pg['betas'][1]
-    if name == WD_KEY: return pg.get(WD_KEY, 0.)
-    return pg[name]
+    return hyper_getter(pg, name)(pg)
 
 
 def set_hyper(pg: dict, name: str, value: float) -> None:
     "Set hyper-parameter `name` of param group `pg` to `value`."
-    value = float(value)
-    if name == 'mom':
-        key, idx = _mom_key(pg, required=True)
-        if idx is None: pg[key] = value
-        else: pg[key] = (value, *pg[key][1:])
-    elif name == 'beta2': pg['betas'] = (pg['betas'][0], value)
-    elif name == 'lr' and isinstance(pg.get('lr'), torch.Tensor): pg['lr'].fill_(value)
-    else: pg[name] = value
+    hyper_setter(pg, name)(pg, value)
 
 
 def hyper_getter(pg: dict, name: str):
     """``get(pg) -> value`` for `name`, specialised once to this optimizer's key layout (as `pg` shows
-    it) so that reading it at every step costs a dict lookup, not the search get_hyper does."""
+    it), so that reading it at every step costs a dict lookup rather than a search of the keys."""
     if name == 'mom':
         key, idx = _mom_key(pg, required=True)
         return (lambda g: g[key]) if idx is None else (lambda g: g[key][idx])
@@ -72,6 +60,18 @@ def hyper_setter(pg: dict, name: str):
     if name == 'beta2': return lambda g, v: g.__setitem__('betas', (g['betas'][0], float(v)))
     if name == 'lr' and isinstance(pg.get('lr'), torch.Tensor): return lambda g, v: g['lr'].fill_(float(v))
     return lambda g, v: g.__setitem__(name, float(v))
+
+
+def hyper_state(opt) -> list[dict]:
+    "Every param group's settings (all keys but 'params'), to put back with restore_hyper_state."
+    return [{k: v for k, v in pg.items() if k != 'params'} for pg in opt.param_groups]
+
+
+def restore_hyper_state(opt, state: list[dict]) -> None:
+    "Put `opt`'s param-group settings back to `state`, dropping keys added since."
+    for pg, saved in zip(opt.param_groups, state):
+        for k in [k for k in pg if k != 'params' and k not in saved]: del pg[k]
+        pg.update(saved)
 
 
 def opt_params(opt, with_grad=False) -> list:

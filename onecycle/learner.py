@@ -17,7 +17,7 @@ from .callback import (EVENTS, STAGES, Callback, CancelBackwardException, Cancel
                        CancelFitException, CancelStepException, CancelTrainException, CancelValidateException)
 from .checks import check_callable, check_int, check_lr, check_positive, check_wd
 from .distributed import distribute, effective_batch_size, init_distributed, is_main_process, local_rank
-from .hyper import WD_KEY, DecoupledWeightDecay, is_no_decay_param, lr_range, set_hyper
+from .hyper import WD_KEY, DecoupledWeightDecay, hyper_state, is_no_decay_param, lr_range, restore_hyper_state, set_hyper
 from .checkpoint import Resume, get_rng_state, load_checkpoint, save_checkpoint
 from .divergence import DivergenceGuard
 
@@ -61,6 +61,7 @@ class DataLoaders:
 
 
 def _batch_size(b) -> int:
+    if type(b) is tuple and b and type(b[0]) is torch.Tensor and b[0].ndim: return b[0].shape[0]   # the common case, per batch
     while isinstance(b, (list, tuple)): b = b[0]
     if isinstance(b, dict): b = next(iter(b.values()))
     return b.shape[0] if isinstance(b, torch.Tensor) and b.ndim > 0 else 1
@@ -290,7 +291,7 @@ class Learner:
         resuming = None if resume is None or resume is False else Resume(self, resume, n_epoch)
         with self.added_cbs(cbs):
             self._fit_cbs = list(self.cbs)   # a checkpoint taken after the fit still sees its callbacks
-            hypers = [{k: v for k, v in pg.items() if k != 'params'} for pg in self.opt.param_groups]
+            hypers = hyper_state(self.opt)
             if lr is not None: self.set_hyper('lr', lr)
             if wd is not None: self.set_wd(wd)
             self.n_epoch, self.step_count = n_epoch, 0
@@ -303,9 +304,7 @@ class Learner:
             try: self._run('fit', self._do_fit, CancelFitException)
             except BaseException:
                 if self.step_count == 0 and resuming is None:   # failed before any step: settings as they were
-                    for pg, hp in zip(self.opt.param_groups, hypers):
-                        for k in [k for k in pg if k != 'params' and k not in hp]: del pg[k]
-                        pg.update(hp)
+                    restore_hyper_state(self.opt, hypers)
                 raise
             finally:
                 self._resume, self.keep_history = None, keep

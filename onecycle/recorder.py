@@ -106,7 +106,7 @@ class Recorder(Callback):
             cols = [torch.stack([vs[i] for vs, _ in self._valid]).float().reshape(len(self._valid))
                     for i in range(len(self._valid[0][0]))]
             vals = torch.stack([(c * bs.to(c.device)).sum() for c in cols])
-            n = int(bs.sum().item())
+            n = sum(b for _, b in self._valid)
             prev = self._valid_sums
             self._valid_sums = (vals, n) if prev is None else (prev[0] + vals, prev[1] + n)
             self._valid = []
@@ -121,9 +121,7 @@ class Recorder(Callback):
         loss = learn.loss
         if loss is None: return   # batch cancelled before its loss
         if learn.training:   # cheap per batch: keep a reference, reduce when read or at the end of the pass
-            b = learn.yb[0] if learn.yb else learn.xb[0]
-            self._loss_t.append(loss.detach())
-            self._bs.append(b.shape[0] if type(b) is torch.Tensor and b.ndim else learn.batch_size)
+            self._loss_t.append(loss.detach()); self._bs.append(learn.batch_size)
             self._n_batches += 1
             return
         self._valid.append(([loss.detach()] + [torch.as_tensor(m(learn.pred, *learn.yb)).detach() for m in learn.metrics],

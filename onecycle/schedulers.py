@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from .callback import Callback
 from .checks import check_choice, check_fraction, check_int, check_lr, check_moms, check_positive, check_wd
-from .hyper import WD_KEY, has_hyper, hyper_setter, lr_range, set_hyper
+from .hyper import WD_KEY, has_hyper, hyper_setter, lr_range
 from .schedule import one_cycle, progress_of_step
 
 __all__ = ['ParamScheduler', 'OneCycleScheduler', 'CyclicalMomentum', 'CyclicalWeightDecay', 'fit_one_cycle',
            'plot_sched']
+
+
+def callback_list(callbacks) -> list:
+    "The one-liners' `callbacks` argument as a list: None, one callback, or a list/tuple of them."
+    return list(callbacks) if isinstance(callbacks, (list, tuple)) else ([callbacks] if callbacks is not None else [])
 
 
 def per_group_scheds(name, s, n_groups) -> list:
@@ -53,8 +58,7 @@ class ParamScheduler(Callback):
             if not has_hyper(pgs[0], name):
                 raise ValueError(f'{type(self).__name__}: the optimizer {type(self.learn.opt).__name__} has no '
                                  f'hyper-parameter {name!r} (param group keys: {sorted(k for k in pgs[0] if k != "params")})')
-        self._groups = {k: self._per_group(k, len(pgs)) for k in self.scheds}
-        self._setters = [(hyper_setter(pgs[0], k), fs) for k, fs in self._groups.items()]
+        self._setters = [(hyper_setter(pgs[0], k), self._per_group(k, len(pgs))) for k in self.scheds]
         self._total = self.total_steps or self.learn.n_steps
         if WD_KEY in self.scheds:   # scheduled decoupled wd replaces the optimizer's own, as Learner.set_wd does
             for pg in pgs:
@@ -234,5 +238,5 @@ def fit_one_cycle(learn, cyc_len, max_lr=3e-3, moms=(0.95, 0.85), div_factor=25.
                              tot_epochs, start_epoch)]
     if moms is not None:
         cbs.append(CyclicalMomentum(moms, pct_start, anneal_strategy, three_phase, tot_epochs, start_epoch))
-    extra = list(callbacks) if isinstance(callbacks, (list, tuple)) else ([callbacks] if callbacks is not None else [])
+    extra = callback_list(callbacks)
     learn.fit(cyc_len, wd=wd, cbs=cbs + extra, resume=resume)

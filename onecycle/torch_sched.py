@@ -13,23 +13,13 @@ from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
 from .callback import Callback
 from .checks import check_choice, check_int
-from .hyper import has_hyper, set_hyper
+from .hyper import has_hyper, hyper_state, restore_hyper_state, set_hyper
 from .schedule import progress_of_step
 from .schedulers import ParamScheduler, per_group_scheds
 
 __all__ = ['TorchScheduler', 'ScheduleLR', 'to_torch_scheduler']
 
 _SCHED_TYPES = (LRScheduler, ReduceLROnPlateau)
-
-
-def _hyper_state(opt):
-    return [{k: v for k, v in pg.items() if k != 'params'} for pg in opt.param_groups]
-
-
-def _restore_hyper_state(opt, state):
-    for pg, saved in zip(opt.param_groups, state):
-        for k in [k for k in pg if k != 'params' and k not in saved]: del pg[k]
-        pg.update(saved)
 
 
 class TorchScheduler(Callback):
@@ -75,7 +65,7 @@ class TorchScheduler(Callback):
                 raise ValueError('the scheduler is bound to another optimizer than learn.opt; pass a factory '
                                  '`lambda opt: Scheduler(opt, ...)` so it binds to the optimizer the Learner uses')
         else:
-            state = _hyper_state(learn.opt)
+            state = hyper_state(learn.opt)
             try:
                 for pg in learn.opt.param_groups: pg.pop('initial_lr', None)   # start from this fit's lrs
                 sched = self._given(learn.opt)
@@ -84,7 +74,7 @@ class TorchScheduler(Callback):
                 if sched.optimizer is not learn.opt:
                     raise ValueError('the factory built a scheduler on another optimizer than the one it was given')
             except BaseException:
-                _restore_hyper_state(learn.opt, state)   # a failed factory leaves the optimizer as it was
+                restore_hyper_state(learn.opt, state)   # a failed factory leaves the optimizer as it was
                 raise
             self.sched = sched
         if self.is_plateau and self.interval == 'epoch':
