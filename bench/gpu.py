@@ -7,9 +7,10 @@ momentum (torch's OneCycleLR in the hand-written loop) and bf16 autocast. Runs a
 (hand-written, onecycle, hand-written, ...) so that drift in clocks hits both alike; each run is
 timed between two cuda.synchronize() calls, the onecycle one around the whole fit_one_cycle call.
 The script prints the median images per second of each and their ratio (target >= 0.98), for
-bf16 alone, with channels_last, and with channels_last and torch.compile. The Learner is used as
-it comes, with its DivergenceGuard (one host-device synchronisation per optimizer step, to stop a
-NaN before it reaches the weights); one row shows the cost of that guard by removing it.
+bf16 alone, with channels_last, and with channels_last and torch.compile. The Learner runs with a
+DivergenceGuard (``guard=True``, which a GPU learner leaves off by default: one host-device
+synchronisation per optimizer step, to stop a NaN before it reaches the weights); one row shows the
+cost of that guard by leaving it out (``guard=False``).
 
     python bench/gpu.py [--bs 512] [--batches 40] [--epochs 2] [--repeats 5] [--config all|bf16|noguard|cl|compile]
                         [--pinned] [--progress]
@@ -95,8 +96,8 @@ def measure(name, args, device, width):
     if cfg['compile']: hand_model = torch.compile(hand_model)
     batches = make_batches(args.batches, args.bs, device, args.pinned)
     learn = Learner(our_model, (batches, None), nn.CrossEntropyLoss(), device=device, progress=args.progress,
-                    opt_func=partial(torch.optim.SGD, momentum=MOMS[0], nesterov=True, weight_decay=WD))
-    if not cfg['guard']: learn.remove_cb(learn.divergence_guard)   # its one host sync per step, measured apart
+                    opt_func=partial(torch.optim.SGD, momentum=MOMS[0], nesterov=True, weight_decay=WD),
+                    guard=cfg['guard'])   # its one host sync per step, measured apart by the 'noguard' row
     cbs = [MixedPrecision(torch.bfloat16)] + [ChannelsLast()] * cfg['channels_last'] + [Compile()] * cfg['compile']
     # warm-up: cuDNN autotuning, allocator growth and, with compile, the compilation itself
     hand_written(hand_model, batches, 1, device, cfg['channels_last'])
@@ -144,7 +145,7 @@ def main(argv=None):
         h, o, paired = measure(name, args, device, width)
         ratios[name] = paired
         print(f'{LABELS[name]:30s} {h:11.0f} {o:15.0f} {paired:6.3f}')
-    print(f'ratio onecycle / hand-written images per second (median of paired runs): '
+    print('ratio onecycle / hand-written images per second (median of paired runs): '
           + ', '.join(f'{LABELS[k]}: {v:.3f}' for k, v in ratios.items()) + '  (target >= 0.98)')
     return 0
 

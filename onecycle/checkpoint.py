@@ -28,6 +28,7 @@ import torch
 
 from .callback import Callback
 from .checks import check_bool, check_choice, check_int, check_positive
+from .distributed import is_main_process
 from .hyper import opt_params
 
 __all__ = ['CheckpointError', 'save_checkpoint', 'load_checkpoint', 'read_checkpoint', 'checkpoint_state',
@@ -141,10 +142,10 @@ def _has_state(cb) -> bool:
     return callable(getattr(type(cb), 'state_dict', None)) and callable(getattr(type(cb), 'load_state_dict', None))
 
 
-def _stateful_cbs(learn, cbs=None) -> dict:
+def _stateful_cbs(learn) -> dict:
     "{key: callback} for callbacks with a state, keyed by class name (``Name#1`` for a second one)."
     out, seen = {}, {}
-    for cb in (cbs if cbs is not None else getattr(learn, '_fit_cbs', None) or learn.cbs):
+    for cb in getattr(learn, '_fit_cbs', None) or learn.cbs:
         if cb is learn.recorder or not _has_state(cb): continue
         name = type(cb).__name__
         n = seen[name] = seen.get(name, -1) + 1
@@ -357,13 +358,9 @@ class SaveModel(Callback):
                              f'{names[1:-1]} (validation columns need a validation loader)')
         if not getattr(self.learn, 'keep_history', False): self.best, self.best_epoch = None, None
 
-    def _is_main(self):
-        from .distributed import is_main_process
-        return is_main_process()
-
     def after_batch(self):
         n = self.every_n_batches
-        if n and self.learn.training and self.save_last and self.learn.batches_done % n == 0 and self._is_main():
+        if n and self.learn.training and self.save_last and self.learn.batches_done % n == 0 and is_main_process():
             save_checkpoint(self.learn, self.last_path)
 
     def _improved(self, v) -> bool:
@@ -376,6 +373,6 @@ class SaveModel(Callback):
         v = row.get(self.monitor)
         improved = self.save_best and v is not None and self._improved(float(v))
         if improved: self.best, self.best_epoch = float(v), int(row['epoch'])
-        if not self._is_main(): return
+        if not is_main_process(): return
         if improved: save_checkpoint(self.learn, self.best_path)
         if self.save_last: save_checkpoint(self.learn, self.last_path)

@@ -19,7 +19,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, RandomSampler, Sampler, SequentialSampler
 
-from .batch_size import loader_kwargs
+from .batch_size import loader_kwargs, scale_lr   # scale_lr: the one lr rescaling rule, re-exported here
 from .callback import Callback
 from .checks import check_int
 
@@ -88,10 +88,15 @@ def _destroy():
     if is_distributed(): dist.destroy_process_group()
 
 
+def _reduces_cpu_tensors() -> bool:
+    "Whether the default group's backend handles CPU tensors (gloo, mpi), not NCCL alone."
+    backend = str(dist.get_backend())
+    return 'gloo' in backend or 'mpi' in backend
+
+
 def _collective_device() -> torch.device:
     "Where a small tensor must live for a collective: the CPU, unless the backend is NCCL alone."
-    backend = str(dist.get_backend())
-    return torch.device('cpu') if 'gloo' in backend or 'mpi' in backend else torch.device('cuda', torch.cuda.current_device())
+    return torch.device('cpu') if _reduces_cpu_tensors() else torch.device('cuda', torch.cuda.current_device())
 
 
 # --- collectives -------------------------------------------------------------------------------
@@ -214,9 +219,6 @@ def effective_batch_size(learn) -> int | None:
     return None if bs is None else bs * n * accum
 
 
-from .batch_size import scale_lr   # noqa: E402  the one lr rescaling rule (linear or sqrt), kept where batch sizes live
-
-
 # --- the callback ------------------------------------------------------------------------------
 class DistributedCallback(Callback):
     """Data-parallel training over the ranks of the default process group. The Learner adds it by
@@ -262,7 +264,7 @@ class DistributedCallback(Callback):
 
     def _check(self):
         dev = self.learn.device
-        if dev.type != 'cuda' and 'gloo' not in str(dist.get_backend()) and 'mpi' not in str(dist.get_backend()):
+        if dev.type != 'cuda' and not _reduces_cpu_tensors():
             raise ValueError(f'the process group backend {dist.get_backend()!r} cannot reduce tensors on '
                              f'{dev}: train on CUDA (device="cuda") or initialize the group with backend "gloo"')
 
@@ -299,7 +301,8 @@ class DistributedCallback(Callback):
     def after_loss(self):
         learn = self.learn
         if not learn.training: return
-        total, n = sum_over_ranks(learn.loss.detach() * learn.batch_size, learn.batch_size)
+        bs = learn.batch_size
+        total, n = sum_over_ranks(learn.loss.detach() * bs, bs)
         learn.loss = (total / n).to(learn.loss.dtype)   # learn.loss_grad, which backward uses, stays local
 
     def after_batch(self):
