@@ -225,13 +225,16 @@ def _pick(candidates, trials, prefer_large=False, tol=0.):
     return candidates[i_best]
 
 
-def _branch(learn, name, candidates, trial_kwargs, n_steps, eval_every, valid_batches, start=None, time_limit=None):
-    "One trial per candidate, each from `start` (a TrainingState; the current state by default)."
+def _branch(learn, name, candidates, trial_kwargs, n_steps, eval_every, valid_batches, start, time_limit=None,
+            before_trial=None):
+    """One trial per candidate, each from `start` (a TrainingState), all measured on the same validation
+    subset and sharing `time_limit`; `before_trial(c)`, when given, readies the learner for candidate c."""
     batches = fixed_valid_batches(learn, valid_batches)
     trials = []
     t_end = None if time_limit is None else time.perf_counter() + time_limit
     for c in candidates:
         start.restore()
+        if before_trial is not None: before_trial(c)
         left = None if t_end is None else max(t_end - time.perf_counter(), 0.)
         trials.append(run_trial(learn, n_steps, eval_every=eval_every, label=f'{name}={_fmt(c)}', _batches=batches,
                                 time_limit=left, **trial_kwargs(c)))
@@ -245,6 +248,14 @@ def _check_common(learn, n_steps, eval_every, valid_batches):
         raise ValueError(f'eval_every must be <= n_steps ({n_steps}), got {eval_every}')
     check_int('valid_batches', valid_batches, min_value=1, allow_none=True)
     learn._check_loader(learn.dls.train, 'dls.train'); learn._check_loader(learn.dls.valid, 'dls.valid')
+
+
+def _check_mom(m):
+    "A momentum candidate: a constant in [0, 1) or a cyclical (high, low) pair of them."
+    if isinstance(m, (tuple, list)):
+        if len(m) != 2: raise TypeError(f'moms: a cyclical candidate must be a (high, low) pair, got {m!r}')
+        for v in m: check_range('moms', v, 0, 1, hi_open=True)
+    else: check_range('moms', m, 0, 1, hi_open=True)
 
 
 def _check_candidates(name, cands, check):
@@ -348,12 +359,7 @@ def momentum_search(learn, lr, moms=SMITH_MOMS, n_steps=150, wd=None, schedule='
     optimizers."""
     _check_common(learn, n_steps, eval_every, valid_batches)
     check_lr('lr', lr)
-    def check_mom(m):
-        if isinstance(m, (tuple, list)):
-            if len(m) != 2: raise TypeError(f'moms: a cyclical candidate must be a (high, low) pair, got {m!r}')
-            for v in m: check_range('moms', v, 0, 1, hi_open=True)
-        else: check_range('moms', m, 0, 1, hi_open=True)
-    moms = [tuple(m) if isinstance(m, list) else m for m in _check_candidates('moms', moms, check_mom)]
+    moms = [tuple(m) if isinstance(m, list) else m for m in _check_candidates('moms', moms, _check_mom)]
     if not has_hyper(learn.opt.param_groups[0], 'mom'):
         raise ValueError(f'the optimizer {type(learn.opt).__name__} has no momentum to search')
     t0 = time.perf_counter()
@@ -456,5 +462,4 @@ def wd_search(learn, lr, wds=None, mid_wd=None, plateau_steps=600, branch_steps=
     steps = n_pre + sum(t.n_steps for t in trials)
     extra = {'mid': mid_wd, 'snapshot_step': n_pre, 'steps_saved': (len(wds) - 1) * n_pre,
              'steps_from_scratch': steps + (len(wds) - 1) * n_pre, 'plateau_trial': pre}
-    res = SearchResult('wd', wds, trials, best, steps, time.perf_counter() - t0, extra)
-    return res
+    return SearchResult('wd', wds, trials, best, steps, time.perf_counter() - t0, extra)

@@ -18,15 +18,15 @@ exactly as they were. ``fit_one_cycle(learn, n, **result.fit_kwargs)`` then trai
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 
 from .batch_size import noise_scale, scale_lr, with_batch_size
 from .checks import check_choice, check_int, check_positive
 from .hyper import has_hyper
-from .search import (DivergedSearch, SearchResult, _check_candidates, _fmt, default_wds, edge_search, momentum_search, preserved,
-                     wd_search)
+from .lr_finder import TrainingState
+from .search import (DivergedSearch, SearchResult, _branch, _check_candidates, _check_mom, _fmt, _pick, default_wds, edge_search,
+                     momentum_search, preserved, wd_search)
 
 __all__ = ['tune', 'TuneResult']
 
@@ -123,7 +123,7 @@ def tune(learn, budget=2000, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
     if search_moms:
         if not has_hyper(learn.opt.param_groups[0], 'mom'):
             raise ValueError(f'the optimizer {type(learn.opt).__name__} has no momentum: pass search_moms=False')
-        moms = _check_candidates('moms', moms, lambda m: None)
+        moms = _check_candidates('moms', moms, _check_mom)
     if wds is not None: _check_candidates('wds', wds, lambda v: check_positive('wds', v, allow_zero=True))
     base_bs = getattr(learn.dls.train, 'batch_size', None)
     if batch_sizes is not None:
@@ -155,24 +155,17 @@ def tune(learn, budget=2000, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
         # 2. batch size, compared at the range test's max bound (the edge is then found for the batch chosen)
         if batch_sizes is not None and not over_time():
             n_bs = max(10, steps_for['bs'] // len(batch_sizes))
-            dl0, trials_lr = learn.dls.train, {}
-            cands = []
-            for b in batch_sizes:
-                trials_lr[b] = scale_lr(m, b, base_bs, lr_rule)
-                cands.append(b)
-            from .search import _branch, _pick
-            from .lr_finder import TrainingState
+            dl0 = learn.dls.train
+            trials_lr = {b: scale_lr(m, b, base_bs, lr_rule) for b in batch_sizes}
+            def use_batch_size(b): learn.dls.train = with_batch_size(dl0, b) if b != base_bs else dl0
             start = TrainingState(learn)
             ts = time.perf_counter()
-            trials = []
-            for b in cands:
-                learn.dls.train = with_batch_size(dl0, b) if b != base_bs else dl0
-                trials += _branch(learn, 'bs', [b], lambda c: dict(lr=trials_lr[c]), n_bs, None, valid_batches, start,
-                                  time_for['bs'])
+            trials = _branch(learn, 'bs', batch_sizes, lambda b: dict(lr=trials_lr[b]), n_bs, None, valid_batches, start,
+                             time_for['bs'], before_trial=use_batch_size)
             learn.dls.train = dl0
             start.restore()   # the next stage starts from the learner's weights, not the last trial's
-            best = _pick(cands, trials)
-            res.bs_search = SearchResult('bs', cands, trials, best, sum(t.n_steps for t in trials),
+            best = _pick(batch_sizes, trials)
+            res.bs_search = SearchResult('bs', batch_sizes, trials, best, sum(t.n_steps for t in trials),
                                          time.perf_counter() - ts, {'lr_rule': lr_rule})
             res.steps += res.bs_search.steps
             res.batch_size, m = best, trials_lr[best]
@@ -182,9 +175,7 @@ def tune(learn, budget=2000, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
         res.lr_search = edge_search(learn, m, n_steps=max(10, steps_for['lr'] // EDGE_TRIALS), max_trials=EDGE_TRIALS, tol=edge_tol,
                                     valid_batches=valid_batches, time_limit=time_for['lr'])
         res.steps += res.lr_search.steps
-        lr = res.lr_search.best
-
-        res.max_lr = lr
+        lr = res.max_lr = res.lr_search.best
 
         # 4. momentum
         if search_moms and not over_time():

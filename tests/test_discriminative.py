@@ -1,13 +1,12 @@
-import math
 import pickle
 
 import pytest
 import torch
 from torch import nn
 
-from onecycle import Callback, OneCycleScheduler
-from onecycle.discriminative import (fine_tune, freeze, freeze_to, frozen_groups, norm_param_ids, split_by_children,
-                                     split_by_modules, split_head, unfreeze)
+from onecycle import Callback
+from onecycle.discriminative import (fine_tune, frozen_groups, norm_param_ids, split_by_children, split_by_modules,
+                                     split_head)
 
 
 def bn_model(seed=0):

@@ -5,6 +5,7 @@ import torch
 
 from onecycle import fit_one_cycle, tune
 from onecycle.batch_size import with_batch_size
+from onecycle.callback import Callback
 
 
 def _state(learn):
@@ -67,5 +68,10 @@ def test_tune_bad_settings(make_learner):
     with pytest.raises(ValueError, match='batch_sizes'): tune(learn, batch_sizes=[0])
     with pytest.raises(ValueError, match='lr_rule'): tune(learn, batch_sizes=[8], lr_rule='cube')
     with pytest.raises(ValueError, match='no momentum'): tune(make_learner(opt_func=torch.optim.Adagrad))
+    fits = []
+    learn.add_cb(type('CountFits', (Callback,), {'before_fit': lambda self: fits.append(1)})())
+    with pytest.raises(ValueError, match='moms'): tune(learn, moms=[(0.95, 1.2)])   # before the range test runs
+    with pytest.raises(TypeError, match='moms'): tune(learn, moms=[(0.95, 0.9, 0.85)])
+    assert fits == []
     with pytest.raises(ValueError, match='dls.valid'): tune(make_learner(dls_kw={'valid': False}))
     assert _same_state(before, _state(learn))
