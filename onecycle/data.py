@@ -4,8 +4,8 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from .checks import check_int
-from .learner import DataLoaders
+from .core.checks import check_int
+from .core.data import DataLoaders
 
 __all__ = ['mnist1d_arrays', 'mnist1d_dls', 'tensor_dls']
 

@@ -22,9 +22,9 @@ def run_demo(epochs=20, bs=100, seed=0, out='onecycle_out', progress=True, threa
     "Run the demo and return its summary (also written to `out`/summary.txt)."
     from .data import mnist1d_dls
     from .learner import Learner
-    from .metrics import accuracy
+    from .core.metrics import accuracy
     from .models import mnist1d_cnn
-    from .schedulers import fit_one_cycle
+    from .schedules.fit import fit_one_cycle
     import matplotlib
     matplotlib.use('Agg')
 

@@ -7,19 +7,20 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 from bisect import bisect_right
 
 import torch
 from torch import nn
 
-from .callback import (EVENTS, STAGES, Callback, CancelBackwardException, CancelBatchException, CancelEpochException,
-                       CancelFitException, CancelStepException, CancelTrainException, CancelValidateException)
-from .checks import check_callable, check_int, check_lr, check_positive, check_wd
-from .distributed import distribute, effective_batch_size, init_distributed, is_main_process, local_rank
-from .hyper import WD_KEY, DecoupledWeightDecay, hyper_state, is_no_decay_param, lr_range, restore_hyper_state, set_hyper
+from .callbacks.divergence import DivergenceGuard
 from .checkpoint import Resume, get_rng_state, load_checkpoint, save_checkpoint
-from .divergence import DivergenceGuard
+from .core.callback import (EVENTS, STAGES, Callback, CancelBackwardException, CancelBatchException, CancelEpochException,
+                            CancelFitException, CancelStepException, CancelTrainException, CancelValidateException)
+from .core.checks import check_callable, check_int, check_lr, check_positive, check_wd
+from .core.data import DataLoaders, batch_size_of, check_loader, default_device, to_device
+from .core.dist import init_distributed, is_main_process
+from .core.hyper import WD_KEY, DecoupledWeightDecay, hyper_state, is_no_decay_param, lr_range, restore_hyper_state, set_hyper
+from .distributed import distribute, effective_batch_size
 
 __all__ = ['Learner', 'DataLoaders', 'to_device', 'default_device']
 
@@ -29,42 +30,6 @@ _CANCELS = (CancelFitException, CancelEpochException, CancelTrainException, Canc
 
 _STAGE_EVENTS = {s: (f'before_{s}', f'after_{s}') for s in STAGES}
 
-
-def default_device() -> torch.device:
-    "CUDA when available (under torchrun, this process's GPU: LOCAL_RANK), else the CPU."
-    if not torch.cuda.is_available(): return torch.device('cpu')
-    if 'LOCAL_RANK' in os.environ: return torch.device('cuda', local_rank() % torch.cuda.device_count())
-    return torch.device('cuda', torch.cuda.current_device())
-
-
-def to_device(b, device, non_blocking=True):
-    "Move tensors in (nested) tuples, lists and dicts to `device`; non-blocking so copies overlap compute."
-    if isinstance(b, torch.Tensor): return b if b.device == device else b.to(device, non_blocking=non_blocking)
-    if isinstance(b, (list, tuple)):
-        if all(type(o) is torch.Tensor and o.device == device for o in b): return b   # the common case, per batch
-        return type(b)([to_device(o, device, non_blocking) for o in b])
-    if isinstance(b, dict): return {k: to_device(v, device, non_blocking) for k, v in b.items()}
-    return b
-
-
-class DataLoaders:
-    "A training and a validation loader (the latter may be None)."
-    def __init__(self, train, valid=None):
-        self.train, self.valid = train, valid
-
-    @classmethod
-    def wrap(cls, dls):
-        if hasattr(dls, 'train') and hasattr(dls, 'valid'): return dls
-        if isinstance(dls, (tuple, list)) and len(dls) == 2: return cls(*dls)
-        raise TypeError('dls must be a pair (train_dl, valid_dl) or an object with .train and .valid, '
-                        f'got {type(dls).__name__}')
-
-
-def _batch_size(b) -> int:
-    if type(b) is tuple and b and type(b[0]) is torch.Tensor and b[0].ndim: return b[0].shape[0]   # the common case, per batch
-    while isinstance(b, (list, tuple)): b = b[0]
-    if isinstance(b, dict): b = next(iter(b.values()))
-    return b.shape[0] if isinstance(b, torch.Tensor) and b.ndim > 0 else 1
 
 
 def _cb_name(handler) -> str:
@@ -148,7 +113,7 @@ class Learner:
         self.fit_n_iter, self.fit_steps_per_epoch, self.fit_end_rng = None, None, None
         self.cbs, self._handlers = [], {e: [] for e in EVENTS}
         self.create_opt(lr, wd)
-        from .recorder import Recorder
+        from .core.recorder import Recorder
         self.recorder = Recorder()
         cbs = list(cbs)
         if not any(isinstance(c, DivergenceGuard) or c is DivergenceGuard for c in cbs):
@@ -253,7 +218,7 @@ class Learner:
 
     @progress.setter
     def progress(self, on: bool):
-        from .progress import ProgressCallback
+        from .callbacks.progress import ProgressCallback
         self.remove_cbs([c for c in self.cbs if isinstance(c, ProgressCallback)])
         if on and is_main_process(): self.add_cb(ProgressCallback())   # one set of bars, not one per rank
 
@@ -284,8 +249,8 @@ class Learner:
         script; ``resume=True`` then carries on."""
         check_int('n_epoch', n_epoch, min_value=1)
         check_lr('lr', lr, allow_none=True); check_wd('wd', wd)
-        self._check_loader(self.dls.train, 'dls.train')
-        if self.dls.valid is not None: self._check_loader(self.dls.valid, 'dls.valid')
+        check_loader(self.dls.train, 'dls.train')
+        if self.dls.valid is not None: check_loader(self.dls.valid, 'dls.valid')
         self._check_model_device()
         cbs = _check_cbs(cbs)
         resuming = None if resume is None or resume is False else Resume(self, resume, n_epoch)
@@ -362,7 +327,7 @@ class Learner:
     # --- progress measures for schedules ---------------------------------------------------------
     @property
     def batch_size(self) -> int:
-        return _batch_size(self.yb if self.yb else self.xb)
+        return batch_size_of(self.yb if self.yb else self.xb)
 
     @property
     def effective_batch_size(self):
@@ -383,7 +348,7 @@ class Learner:
     def validate(self, dl=None) -> dict:
         "Loss and metrics over `dl` (the validation loader by default), as a dict by name."
         dl = self.dls.valid if dl is None else dl
-        self._check_loader(dl, 'dl')
+        check_loader(dl, 'dl')
         was_training = self.model.training
         try: self._stage(dl, False)
         finally: self.model.train(was_training)
@@ -399,12 +364,6 @@ class Learner:
                              f'{self.device} (every batch is moved there): move it with learn.model.to(learn.device)'
                              + (" after materializing the 'meta' tensors, which hold no data" if 'meta' in bad else ''))
 
-    def _check_loader(self, dl, name):
-        if dl is None: raise ValueError(f'{name} is None: there is no data to run on')
-        try: n = len(dl)
-        except TypeError: raise TypeError(f'{name} must have a length (a DataLoader or a sized iterable)') from None
-        if n == 0: raise ValueError(f'{name} is empty (len 0): check the dataset size, batch_size and drop_last')
-
     # --- checkpoints (onecycle.checkpoint) --------------------------------------------------------
     def save(self, path, with_opt=True):
         """Write a checkpoint to `path` atomically: model, optimizer, schedule positions, recorder history,
@@ -418,50 +377,50 @@ class Learner:
 
     # --- one-liners (implemented in their own modules) -------------------------------------------
     def lr_find(self, *args, **kwargs):
-        from .lr_finder import lr_find
+        from .tuning.range_test import lr_find
         return lr_find(self, *args, **kwargs)
 
     def fit_one_cycle(self, *args, **kwargs):
-        from .schedulers import fit_one_cycle
+        from .schedules.fit import fit_one_cycle
         return fit_one_cycle(self, *args, **kwargs)
 
     def diagnose(self, **kwargs):
         "Verdict on the last fit's loss curves (healthy, overfitting, ...), with evidence and a plot."
-        from .diagnostics import diagnose
+        from .tuning.diagnostics import diagnose
         return diagnose(self, **kwargs)
 
     def fit_sgdr(self, *args, **kwargs):
-        from .fit import fit_sgdr
+        from .schedules.fit import fit_sgdr
         return fit_sgdr(self, *args, **kwargs)
 
     def fit_flat_cos(self, *args, **kwargs):
-        from .fit import fit_flat_cos
+        from .schedules.fit import fit_flat_cos
         return fit_flat_cos(self, *args, **kwargs)
 
     def fit_clr(self, *args, **kwargs):
-        from .fit import fit_clr
+        from .schedules.fit import fit_clr
         return fit_clr(self, *args, **kwargs)
 
     def fit_warmup_cos(self, *args, **kwargs):
-        from .fit import fit_warmup_cos
+        from .schedules.fit import fit_warmup_cos
         return fit_warmup_cos(self, *args, **kwargs)
 
     def freeze_to(self, n, train_norm=True):
         "Freeze the first `n` param groups (negative counts from the end); see onecycle.discriminative."
-        from .discriminative import freeze_to
+        from .callbacks.discriminative import freeze_to
         freeze_to(self, n, train_norm)
 
     def freeze(self, train_norm=True):
         "Freeze all param groups but the last (the head); normalization layers stay trainable."
-        from .discriminative import freeze
+        from .callbacks.discriminative import freeze
         freeze(self, train_norm)
 
     def unfreeze(self):
-        from .discriminative import unfreeze
+        from .callbacks.discriminative import unfreeze
         unfreeze(self)
 
     def fine_tune(self, *args, **kwargs):
-        from .discriminative import fine_tune
+        from .schedules.fit import fine_tune
         return fine_tune(self, *args, **kwargs)
 
     def __repr__(self):

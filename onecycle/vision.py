@@ -15,8 +15,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .checks import check_int
-from .learner import DataLoaders
+from .core.checks import check_int
+from .core.data import DataLoaders
 
 __all__ = ['CIFAR10_STATS', 'MNIST_STATS', 'ImageTensorDataset', 'image_transforms', 'cifar10_tensors',
            'mnist_tensors', 'cifar10_dls', 'mnist_dls', 'BasicBlock', 'CifarResNet', 'cifar_resnet18',

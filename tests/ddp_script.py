@@ -46,11 +46,12 @@ def main(out_dir):
     from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 
     from onecycle import Learner
-    from onecycle.callback import Callback, CancelFitException
+    from onecycle.core.callback import Callback, CancelFitException
     from onecycle.distributed import any_rank, rank, unwrap_model, world_size
-    from onecycle.metrics import accuracy
-    from onecycle.search import preserved, run_trial
-    from onecycle.training import GradAccumulation
+    from onecycle.core.metrics import accuracy
+    from onecycle.core.snapshot import preserved
+    from onecycle.tuning.search import run_trial
+    from onecycle.callbacks.training import GradAccumulation
 
     class Probe(Callback):
         "Notes what the model looks like inside and outside the training pass."

@@ -8,8 +8,9 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from onecycle import Learner
-from onecycle.batch_size import (BatchSizeSchedule, NoiseScale, find_batch_size, noise_scale, scale_lr, step_memory,
-                                 with_batch_size)
+from onecycle.core.hyper import scale_lr
+from onecycle.tuning.batch_size import (BatchSizeSchedule, NoiseScale, find_batch_size, noise_scale, step_memory,
+                                        with_batch_size)
 
 D_IN, D_OUT, N = 16, 4, 512
 

@@ -5,7 +5,7 @@ import math
 import pytest
 
 from onecycle import Diagnosis, diagnose, diagnose_losses
-from onecycle.diagnostics import ADVICE, VERDICTS
+from onecycle.tuning.diagnostics import ADVICE, VERDICTS
 
 N = 20
 exp = math.exp

@@ -5,8 +5,9 @@ import torch
 from torch import nn
 
 from onecycle import Callback
-from onecycle.discriminative import (fine_tune, frozen_groups, norm_param_ids, split_by_children, split_by_modules,
-                                     split_head)
+from onecycle.callbacks.discriminative import (frozen_groups, norm_param_ids, split_by_children, split_by_modules,
+                                               split_head)
+from onecycle.schedules.fit import fine_tune
 
 
 def bn_model(seed=0):

@@ -16,7 +16,7 @@ from onecycle import Learner
 from onecycle.distributed import (DistributedCallback, ShardSampler, any_rank, distribute,
                                   effective_batch_size, init_distributed, is_distributed, is_main_process, main_print,
                                   rank, scale_lr, shard_loader, sum_over_ranks, unwrap_model, world_size)
-from onecycle.training import GradAccumulation
+from onecycle.callbacks.training import GradAccumulation
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -156,7 +156,7 @@ class GlobalBatches(Sampler):
 
 
 def _one_process_learner(per_rank):
-    from onecycle.metrics import accuracy
+    from onecycle.core.metrics import accuracy
     train, valid = ddp_script.make_data()
     sampler = GlobalBatches(train, per_rank, ddp_script.SHUFFLE_SEED)
     dls = DataLoader(train, batch_sampler=sampler), DataLoader(valid, batch_size=6)

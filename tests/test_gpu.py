@@ -10,8 +10,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from onecycle import Callback, Learner, accuracy, fit_one_cycle
-from onecycle.gpu import ChannelsLast, Compile, SyncCheck, to_channels_last
-from onecycle.training import GradientClipping, MixedPrecision
+from onecycle.callbacks.gpu import ChannelsLast, Compile, SyncCheck, to_channels_last
+from onecycle.callbacks.training import GradientClipping, MixedPrecision
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
 CL = torch.channels_last

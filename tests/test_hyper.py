@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from onecycle import get_hyper, lr_range, set_hyper
-from onecycle.hyper import has_hyper, is_no_decay_param
+from onecycle.core.hyper import has_hyper, is_no_decay_param
 
 
 def zero_grad_loss(pred, target):

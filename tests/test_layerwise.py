@@ -6,7 +6,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from onecycle import GradAccumulation, Learner
-from onecycle.layerwise import LARC, LARS, SmithLayerLR
+from onecycle.callbacks.layerwise import LARC, LARS, SmithLayerLR
 
 torch.set_num_threads(1)
 

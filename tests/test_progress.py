@@ -29,7 +29,7 @@ def test_progress_prints_one_table_row_per_epoch(make_learner, capsys):
 
 
 def test_progress_bars_in_an_interactive_terminal(make_learner, capsys, monkeypatch):
-    import onecycle.progress as progress
+    import onecycle.callbacks.progress as progress
     if not hasattr(progress, '_interactive'): pytest.skip('progress has no terminal detection')
     monkeypatch.setattr(progress, '_interactive', lambda: True)   # as if stdout were a terminal
     learn = make_learner(progress=True)

@@ -4,7 +4,7 @@ import pickle
 
 import pytest
 
-from onecycle.schedule import (Constant, Cosine, Exponential, Linear, Phases, combine, one_cycle,
+from onecycle.schedules.functions import (Constant, Cosine, Exponential, Linear, Phases, combine, one_cycle,
                                progress_of_step)
 
 PCTS = [0., 0.1, 0.25, 0.5, 0.7, 0.9, 1.]
@@ -126,7 +126,7 @@ def test_one_cycle_matches_torch_on_very_short_runs(three_phase, anneal):
     # pct_start * total_steps < 1: torch starts part-way down its second phase; so must we.
     import warnings
     import torch
-    from onecycle.schedule import one_cycle, progress_of_step
+    from onecycle.schedules.functions import one_cycle, progress_of_step
     compared = 0
     for total in range(2, 12):
         opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.)

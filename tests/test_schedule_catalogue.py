@@ -12,7 +12,7 @@ from onecycle import (CLRScheduler, Constant, CosineAnnealing, CosineWarmRestart
                       OneCyclePlateau, OneCycleScheduler, ParamScheduler, PolynomialDecay, SGDRScheduler,
                       SlantedTriangular, StepDecay, Warmup, combine, fit_clr, fit_flat_cos, fit_one_cycle, fit_sgdr,
                       fit_warmup_cos, one_cycle, plot_sched)
-from onecycle.schedule import progress_of_step
+from onecycle.schedules.functions import progress_of_step
 
 PCTS = [0., 0.1, 0.25, 0.3, 0.5, 0.75, 0.9, 1.]
 BS, N_TRAIN = 8, 64           # 8 optimizer steps per epoch

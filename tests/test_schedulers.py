@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from onecycle import (Callback, CyclicalMomentum, OneCycleScheduler, ParamScheduler, fit_one_cycle, get_hyper)
-from onecycle.schedule import Cosine, Linear, progress_of_step
+from onecycle.schedules.functions import Cosine, Linear, progress_of_step
 
 SGD_MOM = partial(torch.optim.SGD, momentum=0.9)
 

@@ -5,9 +5,10 @@ import math
 import pytest
 import torch
 
-from onecycle.lr_finder import TrainingState
-from onecycle.search import (DEEP_WDS, SHALLOW_WDS, default_wds, edge_search, lr_search, momentum_search, preserved,
-                             run_trial, wd_search)
+from onecycle.core.snapshot import TrainingState
+from onecycle.core.snapshot import preserved
+from onecycle.tuning.search import (DEEP_WDS, SHALLOW_WDS, default_wds, edge_search, lr_search, momentum_search, run_trial,
+                                    wd_search)
 
 
 def _weights(learn):
@@ -85,8 +86,8 @@ def test_default_wds_follow_depth():
 
 def test_wd_search_defaults_follow_the_optimizer(make_learner, monkeypatch):
     seen = []
-    from onecycle import search
-    from onecycle.search import Trial
+    from onecycle.tuning import search
+    from onecycle.tuning.search import Trial
     def fake(learn, n_steps, lr, wd=None, label='', **kw):
         seen.append(wd); return Trial(label, steps=[0, n_steps], valid_losses=[3., 1.], n_steps=n_steps)
     monkeypatch.setattr(search, 'run_trial', fake)
@@ -140,7 +141,7 @@ def test_bad_settings_fail_before_any_work(make_learner):
 
 
 def test_log_parabola_vertex_finds_the_minimum_between_rungs():
-    from onecycle.search import log_parabola_vertex
+    from onecycle.tuning.search import log_parabola_vertex
     v = 0.037
     f = lambda lr: 2.5 * (math.log(lr) - math.log(v)) ** 2 + 0.6
     lrs = [v * 2 ** -1.3, v * 2 ** -0.3, v * 2 ** 0.7]
@@ -153,8 +154,8 @@ def test_log_parabola_vertex_finds_the_minimum_between_rungs():
 
 def _fake_trials(monkeypatch, score_of):
     "Replace run_trial in the searches by one whose validation loss is score_of(lr or wd), no training."
-    from onecycle import search
-    from onecycle.search import Trial
+    from onecycle.tuning import search
+    from onecycle.tuning.search import Trial
     def fake(learn, n_steps, lr, mom=None, wd=None, label='', **kw):
         return Trial(label, steps=[0, n_steps], valid_losses=[3., score_of(lr, wd)], n_steps=n_steps)
     monkeypatch.setattr(search, 'run_trial', fake)

@@ -8,7 +8,7 @@ from torch.optim import lr_scheduler as L
 from onecycle import (Cosine, CosineWarmRestarts, GradAccumulation, Linear, OneCycleScheduler, ParamScheduler,
                       ScheduleLR, StepDecay, TorchScheduler, Warmup, fit_one_cycle, one_cycle, plot_sched,
                       to_torch_scheduler)
-from onecycle.schedule import progress_of_step
+from onecycle.schedules.functions import progress_of_step
 
 BS, N_TRAIN, SPE = 8, 64, 8      # 8 optimizer steps per epoch
 

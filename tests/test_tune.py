@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from onecycle import fit_one_cycle, tune
-from onecycle.batch_size import with_batch_size
-from onecycle.callback import Callback
+from onecycle.tuning.batch_size import with_batch_size
+from onecycle.core.callback import Callback
 
 
 def _state(learn):

@@ -11,11 +11,12 @@ import copy
 import torch
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
-from .callback import Callback
-from .checks import check_choice, check_int
-from .hyper import has_hyper, hyper_state, restore_hyper_state, set_hyper
-from .schedule import progress_of_step
-from .schedulers import ParamScheduler, per_group_scheds
+from ..core.callback import Callback
+from ..core.checks import check_choice, check_int
+from ..core.hyper import has_hyper, hyper_state, restore_hyper_state, set_hyper
+from ..core.plotting import plot_hypers
+from .functions import progress_of_step
+from .scheduler import ParamScheduler, per_group_scheds
 
 __all__ = ['TorchScheduler', 'ScheduleLR', 'to_torch_scheduler']
 
@@ -128,7 +129,6 @@ class TorchScheduler(Callback):
 
     def plot(self, n_steps=100, n_groups=1, steps_per_epoch=None, lr=1e-3):
         "Draw the schedule `sample` gives; returns the Figure."
-        from .plotting import plot_hypers
         return plot_hypers(self.sample(n_steps, n_groups, steps_per_epoch, lr), title=type(self.sched or self).__name__)
 
 

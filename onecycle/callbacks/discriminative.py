@@ -13,15 +13,14 @@ pass one as ``Learner(splitter=...)``.
 """
 from __future__ import annotations
 
-import inspect
 
 from torch import nn
 
-from .checks import check_fraction, check_int, check_moms, check_number, check_positive
-from .hyper import _NORM_TYPES, opt_params
+from ..core.checks import check_int
+from ..core.hyper import NORM_TYPES
 
 __all__ = ['split_by_children', 'split_by_modules', 'split_head', 'norm_param_ids', 'freeze_to', 'freeze',
-           'unfreeze', 'frozen_groups', 'fine_tune']
+           'unfreeze', 'frozen_groups']
 
 
 def _trainable_children(model):
@@ -122,11 +121,7 @@ class split_by_modules:
 
 def norm_param_ids(model: nn.Module) -> set[int]:
     "ids of the parameters of normalization layers (BatchNorm, GroupNorm, LayerNorm, ...)."
-    return {id(p) for m in model.modules() if isinstance(m, _NORM_TYPES) for p in m.parameters(recurse=False)}
-
-
-def _n_groups(learn):
-    return len(learn.opt.param_groups)
+    return {id(p) for m in model.modules() if isinstance(m, NORM_TYPES) for p in m.parameters(recurse=False)}
 
 
 def freeze_to(learn, n: int, train_norm: bool = True):
@@ -134,7 +129,7 @@ def freeze_to(learn, n: int, train_norm: bool = True):
     the end, so ``freeze_to(learn, -1)`` freezes all but the head. Frozen parameters get
     ``requires_grad=False`` and lose any gradient they held; with `train_norm` the parameters of
     normalization layers stay trainable everywhere."""
-    G = _n_groups(learn)
+    G = len(learn.opt.param_groups)
     check_int('n', n)
     if not -G <= n <= G: raise ValueError(f'n must be in [-{G}, {G}] for a learner with {G} param groups, got {n}')
     n = n % G if n < 0 else n
@@ -151,7 +146,7 @@ def freeze_to(learn, n: int, train_norm: bool = True):
 def freeze(learn, train_norm: bool = True):
     """Freeze every layer group but the last (the head). Needs at least two param groups: build the
     Learner with a splitter, e.g. ``splitter=split_head()``."""
-    if _n_groups(learn) < 2:
+    if len(learn.opt.param_groups) < 2:
         raise ValueError('freeze needs at least two param groups (body and head) but the learner has one: '
                          'give the Learner a splitter, e.g. Learner(..., splitter=split_head())')
     freeze_to(learn, -1, train_norm)
@@ -172,44 +167,3 @@ def frozen_groups(learn) -> list[bool]:
     return out
 
 
-def fine_tune(learn, epochs: int, base_lr: float = 2e-3, freeze_epochs: int = 1, lr_mult: float = 100,
-              pct_start: float = 0.3, div_factor: float = 25., wd=None, moms=(0.95, 0.85), train_norm: bool = True,
-              **kwargs) -> dict:
-    """Transfer learning in one line: train the head with the body frozen for `freeze_epochs` epochs of
-    1cycle at `base_lr`, then unfreeze and train everything for `epochs` epochs of 1cycle with
-    discriminative rates ``slice(base_lr / lr_mult, base_lr)`` (body smallest, head largest).
-
-    The learner needs two or more param groups (a splitter) unless ``freeze_epochs=0``. Other keyword
-    arguments go to both :func:`fit_one_cycle` calls. Returns the recorder history of each phase,
-    ``{'frozen': ..., 'unfrozen': ...}`` (``recorder.state_dict()`` form); ``learn.recorder`` keeps
-    the last phase as usual.
-    """
-    from .schedulers import fit_one_cycle
-    check_int('epochs', epochs, min_value=1)
-    check_int('freeze_epochs', freeze_epochs, min_value=0)
-    check_positive('base_lr', base_lr)
-    check_number('lr_mult', lr_mult)
-    if lr_mult < 1: raise ValueError(f'lr_mult must be >= 1 (body lr = base_lr / lr_mult), got {lr_mult}')
-    check_fraction('pct_start', pct_start); check_positive('div_factor', div_factor)
-    check_positive('wd', wd, allow_zero=True, allow_none=True); check_moms('moms', moms)
-    allowed = set(inspect.signature(fit_one_cycle).parameters) - {'learn', 'cyc_len', 'max_lr'}
-    bad = sorted(set(kwargs) - allowed)
-    if bad: raise TypeError(f'fine_tune got unexpected keyword arguments {bad}; it passes on only those of '
-                            f'fit_one_cycle: {sorted(allowed)}')
-    if freeze_epochs and _n_groups(learn) < 2:
-        raise ValueError('fine_tune needs at least two param groups (body and head) to freeze the body: give the '
-                         'Learner a splitter, e.g. Learner(..., splitter=split_head()), or pass freeze_epochs=0')
-    kw = dict(pct_start=pct_start, div_factor=div_factor, wd=wd, moms=moms, **kwargs)
-    history, was = {}, [(p, p.requires_grad) for p in opt_params(learn.opt)]
-    try:
-        if freeze_epochs:
-            freeze(learn, train_norm)
-            fit_one_cycle(learn, freeze_epochs, base_lr, **kw)
-            history['frozen'] = learn.recorder.state_dict()
-        unfreeze(learn)
-    except BaseException:   # a failed or interrupted head phase leaves the trainable flags as they were
-        for p, rg in was: p.requires_grad_(rg)
-        raise
-    fit_one_cycle(learn, epochs, slice(base_lr / lr_mult, base_lr), **kw)
-    history['unfrozen'] = learn.recorder.state_dict()
-    return history

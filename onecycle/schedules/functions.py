@@ -9,7 +9,14 @@ from __future__ import annotations
 import bisect
 import math
 
-from .checks import check_choice, check_fraction, check_int, check_number, check_positive, check_range
+from ..core.checks import (
+    check_choice,
+    check_fraction,
+    check_int,
+    check_number,
+    check_positive,
+    check_range,
+)
 
 __all__ = ['Schedule', 'Constant', 'Linear', 'Cosine', 'Exponential', 'Phases', 'combine', 'one_cycle',
            'progress_of_step', 'StepDecay', 'MultiStepDecay', 'ExponentialDecay', 'InverseTimeDecay',
@@ -267,7 +274,7 @@ class CosineWarmRestarts(_Timed):
         return self.end + (self.start - self.end) * (1. + math.cos(math.pi * t_cur / t_i)) / 2.
 
 
-_CLR_MODES = ('triangular', 'triangular2', 'exp_range')
+CLR_MODES = ('triangular', 'triangular2', 'exp_range')
 
 
 class Cyclical(_Timed):
@@ -282,7 +289,7 @@ class Cyclical(_Timed):
         self.base, self.peak = check_number('base', base), check_number('peak', peak)
         self.step_size = check_positive('step_size', step_size)
         self.step_size_down = check_positive('step_size_down', step_size_down, allow_none=True)
-        self.mode, self.gamma = check_choice('mode', mode, _CLR_MODES), check_positive('gamma', gamma)
+        self.mode, self.gamma = check_choice('mode', mode, CLR_MODES), check_positive('gamma', gamma)
         self._set_total(total_steps)
 
     def __call__(self, pct):

@@ -1,7 +1,6 @@
 """The learning-rate range test: train briefly while the lr grows, watch the loss, put everything back."""
 from __future__ import annotations
 
-import copy
 import itertools
 import math
 import time
@@ -9,47 +8,26 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .callback import CancelFitException, CancelValidateException
-from .checkpoint import _loader_generators, get_rng_state, set_rng_state
-from .checks import check_choice, check_int, check_positive, check_range
-from .distributed import sum_over_ranks, unwrap_model
-from .learner import _batch_size, to_device
-from .schedule import Exponential, Linear
-from .schedulers import ParamScheduler
-from .suggest import (lr_bounds, smooth_sweep, smoothed_slopes, suggest_max_bound, suggest_minimum, suggest_steep,
-                      suggest_valley)
+from ..core.callback import CancelFitException, CancelValidateException
+from ..core.checks import check_choice, check_int, check_positive, check_range
+from ..core.data import batch_size_of, check_loader, to_device
+from ..core.dist import sum_over_ranks, unwrap_model
+from ..core.snapshot import TrainingState
+from ..schedules.functions import Exponential, Linear
+from ..schedules.scheduler import ParamScheduler
+from .range_test_plot import plot_range_tests
+from .suggest import (
+    lr_bounds,
+    smooth_sweep,
+    smoothed_slopes,
+    suggest_max_bound,
+    suggest_minimum,
+    suggest_steep,
+    suggest_valley,
+)
 
-__all__ = ['LRFinder', 'LRFinderResult', 'lr_find', 'TrainingState']
+__all__ = ['LRFinder', 'LRFinderResult', 'lr_find', 'SUGGESTERS', 'fixed_valid_batches', 'subset_loss']
 
-
-def _to_cpu(o):
-    if isinstance(o, torch.Tensor): return o.detach().to('cpu', copy=True)
-    if isinstance(o, dict): return {k: _to_cpu(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)): return type(o)(_to_cpu(v) for v in o)
-    return copy.deepcopy(o)
-
-
-class TrainingState:
-    """An in-memory copy of everything a trial run may change: model weights and buffers, optimizer
-    state and hyper-parameters, the recorder's history and the RNG states (global, and the loaders'
-    own generators). ``restore()`` puts them back bitwise; nothing is written to disk."""
-    def __init__(self, learn):
-        self.learn = learn
-        self.model = _to_cpu(learn.model.state_dict())
-        self.opt = _to_cpu(learn.opt.state_dict())
-        self.recorder = learn.recorder.state_dict()
-        self.rng = get_rng_state()
-        # a DataLoader seeded with its own torch.Generator shuffles from it, not from the global RNG
-        gens = {id(g): g for dl in (learn.dls.train, learn.dls.valid) for g in _loader_generators(dl)}
-        self.loader_rng = [(g, g.get_state()) for g in gens.values()]
-
-    def restore(self):
-        learn = self.learn
-        learn.model.load_state_dict(self.model)
-        learn.opt.load_state_dict(self.opt)
-        learn.recorder.load_state_dict(self.recorder)
-        set_rng_state(self.rng)
-        for g, st in self.loader_rng: g.set_state(st)
 
 
 @dataclass
@@ -91,13 +69,11 @@ class LRFinderResult:
     def plot(self, skip_start=0, skip_end=0, ax=None, show_suggestions=True, delta=True):
         """Loss against lr (log axis) and, with `delta`, the loss change against lr beside it, the
         suggestions marked on both; returns the Figure. `ax`: one Axes (loss only) or a pair."""
-        from .range_test import plot_range_tests
         return plot_range_tests([self], skip_start=skip_start, skip_end=skip_end, ax=ax,
                                 show_suggestions=show_suggestions, delta=delta)
 
     def plot_delta(self, skip_start=0, skip_end=0, ax=None, show_suggestions=True):
         "The loss change d loss / d log10(lr) against lr alone; returns the Figure."
-        from .range_test import plot_range_tests
         return plot_range_tests([self], skip_start=skip_start, skip_end=skip_end, ax=ax,
                                 show_suggestions=show_suggestions, loss=False)
 
@@ -107,7 +83,7 @@ def fixed_valid_batches(learn, n_batches=None) -> list:
     device, so that every measurement sees the same samples. Reading a loader draws a seed from the
     global RNG: it is forked, so the training batches stay those a run without validation would see."""
     dl = learn.dls.valid
-    learn._check_loader(dl, 'dls.valid')
+    check_loader(dl, 'dls.valid')
     n = len(dl) if n_batches is None else min(n_batches, len(dl))
     with torch.random.fork_rng(devices=[]):
         return [to_device(b, learn.device) for b in itertools.islice(dl, n)]
@@ -125,7 +101,7 @@ def subset_loss(learn, batches) -> float:
         with torch.no_grad():
             for b in batches:
                 xb, yb = b[:learn.n_inp], b[learn.n_inp:]
-                bs = _batch_size(yb or xb)
+                bs = batch_size_of(yb or xb)
                 total = total + learn.loss_func(model(*xb), *yb).detach().float() * bs
                 n += bs
     finally: model.train(was_training)
@@ -186,7 +162,7 @@ class LRFinder(ParamScheduler):
 
     def _fixed_valid_batches(self) -> list:
         batches = fixed_valid_batches(self.learn, self.valid_batches)
-        self.valid_samples = sum(_batch_size(b[self.learn.n_inp:] or b[:self.learn.n_inp]) for b in batches)
+        self.valid_samples = sum(batch_size_of(b[self.learn.n_inp:] or b[:self.learn.n_inp]) for b in batches)
         return batches
 
     def validation_loss(self) -> float:
@@ -264,8 +240,8 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=100, stop_div=True, suggest
     fixed validation subset every `valid_every` steps (its cost is in ``result.cost``)."""
     check_choice('suggest', suggest, tuple(SUGGESTERS))
     finder = LRFinder(start_lr, end_lr, num_it, stop_div, **kwargs)
-    learn._check_loader(learn.dls.train, 'dls.train')
-    if finder.valid_every is not None: learn._check_loader(learn.dls.valid, 'dls.valid')
+    check_loader(learn.dls.train, 'dls.train')
+    if finder.valid_every is not None: check_loader(learn.dls.valid, 'dls.valid')
     n_epoch = math.ceil(num_it / learn.steps_per_epoch)
     learn.fit(n_epoch, cbs=[finder])
     return finder.result(suggest)

@@ -11,6 +11,7 @@ import torch
 
 from .callback import Callback
 from .hyper import has_hyper, hyper_getter
+from .plotting import plot_hypers
 
 __all__ = ['Recorder', 'smooth_ema']
 
@@ -206,5 +207,4 @@ class Recorder(Callback):
 
     def plot_sched(self, keys=('lr', 'mom'), group=None):
         "Hyper-parameters per optimizer step (every param group, or only `group`); returns the Figure."
-        from .plotting import plot_hypers
         return plot_hypers({k: self.hps[k] for k in keys if self.hps.get(k)}, group=group)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from .callback import Callback
-from .checks import check_choice
+from ..core.callback import Callback
+from ..core.checks import check_choice
 
 __all__ = ['ChannelsLast', 'Compile', 'SyncCheck', 'to_channels_last']
 

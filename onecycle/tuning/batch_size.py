@@ -9,15 +9,17 @@ with the batch, and raising B lowers g just as decaying the lr does, with fewer,
 from __future__ import annotations
 
 import bisect
-import math
 import os
 from dataclasses import dataclass, field
 
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from .callback import Callback
-from .checks import check_choice, check_int, check_positive
+from ..core.callback import Callback
+from ..core.checks import check_int, check_positive
+from ..core.data import check_loader, loader_kwargs, to_device
+from ..core.hyper import scale_lr
+from ..core.snapshot import preserved
 
 __all__ = ['noise_scale', 'scale_lr', 'with_batch_size', 'step_memory', 'find_batch_size', 'BatchSizeResult',
            'BatchSizeSchedule', 'NoiseScale']
@@ -29,31 +31,6 @@ def noise_scale(lr: float, n_samples: int, batch_size: int) -> float:
     return lr * (n_samples / batch_size - 1)
 
 
-def scale_lr(lr, batch_size, base_batch_size, rule='linear'):
-    """A learning rate that suits `base_batch_size`, rescaled for `batch_size`: ``lr * k`` with
-    ``k = batch_size / base_batch_size`` ('linear', Goyal et al. 2017: it keeps the noise scale
-    lr*N/B fixed) or ``sqrt(k)`` ('sqrt', which suits Adam-like optimizers better). `lr` may be a
-    number, a sequence (one per param group) or a slice."""
-    check_positive('batch_size', batch_size); check_positive('base_batch_size', base_batch_size)
-    check_choice('rule', rule, ('linear', 'sqrt'))
-    k = batch_size / base_batch_size
-    if rule == 'sqrt': k = math.sqrt(k)
-    if isinstance(lr, slice):
-        return slice(None if lr.start is None else check_positive('lr', lr.start) * k, check_positive('lr', lr.stop) * k)
-    if isinstance(lr, (list, tuple)): return type(lr)(check_positive('lr', v) * k for v in lr)
-    return check_positive('lr', lr) * k
-
-
-def loader_kwargs(dl: DataLoader) -> dict:
-    """What it takes to rebuild DataLoader `dl` (with another sampler or batch size): batching,
-    collation, workers, memory pinning, the generator and the order of worker results."""
-    kw = dict(batch_size=dl.batch_size, drop_last=dl.drop_last, collate_fn=dl.collate_fn, num_workers=dl.num_workers,
-              pin_memory=dl.pin_memory, timeout=dl.timeout, worker_init_fn=dl.worker_init_fn,
-              multiprocessing_context=dl.multiprocessing_context, generator=dl.generator,
-              persistent_workers=dl.persistent_workers, pin_memory_device=dl.pin_memory_device)
-    if dl.num_workers > 0: kw['prefetch_factor'] = dl.prefetch_factor
-    if hasattr(dl, 'in_order'): kw['in_order'] = dl.in_order
-    return kw
 
 
 def with_batch_size(dl: DataLoader, batch_size: int) -> DataLoader:
@@ -99,10 +76,8 @@ def step_memory(learn, batch_size: int) -> dict:
     by storage so that views and shared tensors count once: parameters and buffers, their
     gradients, the optimizer state, the batch, and the activations autograd saves for backward
     (seen through ``torch.autograd.graph.saved_tensors_hooks``)."""
-    from .learner import to_device
-    from .search import preserved
     check_int('batch_size', batch_size, min_value=1)
-    learn._check_loader(learn.dls.train, 'dls.train')
+    check_loader(learn.dls.train, 'dls.train')
     batch = _sample_batch(learn.dls.train, batch_size)
     model, opt = learn.model, learn.opt
     cuda = learn.device.type == 'cuda'
@@ -168,7 +143,7 @@ def find_batch_size(learn, max_memory=None, start=1, max_batch_size=None) -> Bat
     check_positive('max_memory', max_memory, allow_none=True)
     check_int('start', start, min_value=1)
     check_int('max_batch_size', max_batch_size, min_value=1, allow_none=True)
-    learn._check_loader(learn.dls.train, 'dls.train')
+    check_loader(learn.dls.train, 'dls.train')
     try: n = len(learn.dls.train.dataset)
     except TypeError: raise TypeError('find_batch_size needs a training set with a length (a map-style dataset)') from None
     hi_cap = max_batch_size or n

@@ -2,13 +2,31 @@
 step. 1cycle, cyclical momentum and the range test are thin uses of it."""
 from __future__ import annotations
 
-from .callback import Callback
-from .checks import check_choice, check_fraction, check_int, check_lr, check_moms, check_positive, check_wd
-from .hyper import WD_KEY, has_hyper, hyper_setter, lr_range
-from .schedule import one_cycle, progress_of_step
+from ..core.callback import Callback
+from ..core.checks import (
+    check_choice,
+    check_fraction,
+    check_int,
+    check_lr,
+    check_moms,
+    check_positive,
+    check_range,
+)
+from ..core.hyper import WD_KEY, has_hyper, hyper_setter, lr_range
+from ..core.plotting import plot_hypers
+from .functions import (
+    CLR_MODES,
+    Cosine,
+    CosineWarmRestarts,
+    Cyclical,
+    FlatCos,
+    Warmup,
+    one_cycle,
+    progress_of_step,
+)
 
-__all__ = ['ParamScheduler', 'OneCycleScheduler', 'CyclicalMomentum', 'CyclicalWeightDecay', 'fit_one_cycle',
-           'plot_sched']
+__all__ = ['ParamScheduler', 'OneCycleScheduler', 'CyclicalMomentum', 'CyclicalWeightDecay', 'SGDRScheduler',
+           'FlatCosScheduler', 'CLRScheduler', 'WarmupCosScheduler', 'plot_sched', 'callback_list', 'per_group_scheds']
 
 
 def callback_list(callbacks) -> list:
@@ -103,7 +121,6 @@ class ParamScheduler(Callback):
 
     def plot(self, n_steps=None, n_groups=1, steps_per_epoch=None):
         "Draw the schedules over `n_steps` optimizer steps, before any training; returns the Figure."
-        from .plotting import plot_hypers
         return plot_hypers(self.sample(n_steps, n_groups, steps_per_epoch), title=type(self).__name__)
 
 
@@ -205,7 +222,6 @@ def plot_sched(scheds, n_steps=100, n_groups=1, name='lr', steps_per_epoch=None)
     a starting lr of 1e-3), or a list of them.
     `steps_per_epoch` places the epochs of schedulers laid out in epochs (CLRScheduler).
     """
-    from .plotting import plot_hypers
     hps = {}
     for item in (scheds if isinstance(scheds, (list, tuple)) else [scheds]):
         if isinstance(item, ParamScheduler) or callable(getattr(type(item), 'sample', None)): cb = item
@@ -218,25 +234,92 @@ def plot_sched(scheds, n_steps=100, n_groups=1, name='lr', steps_per_epoch=None)
     return plot_hypers(hps, title='Schedule')
 
 
-def fit_one_cycle(learn, cyc_len, max_lr=3e-3, moms=(0.95, 0.85), div_factor=25., pct_start=0.3, wd=None,
-                  callbacks=None, tot_epochs=None, start_epoch=1, final_div_factor=1e4, anneal_strategy='cos',
-                  three_phase=False, resume=None):
-    """Fit `learn` for `cyc_len` epochs following the 1cycle policy (lr up then down, momentum the
-    other way). `moms=None` leaves momentum alone. `start_epoch` (1-based) and `tot_epochs` continue a
-    cycle that an earlier call began: ``fit_one_cycle(learn, 2, lr, tot_epochs=5, start_epoch=4)``
-    runs epochs 4 and 5 of a 5-epoch cycle. `resume` (a checkpoint path, or True) continues an
-    interrupted call with the same arguments exactly where it stopped (see ``Learner.fit``)."""
-    check_int('cyc_len', cyc_len, min_value=1)
-    check_int('start_epoch', start_epoch, min_value=1)
-    check_int('tot_epochs', tot_epochs, min_value=1, allow_none=True)
-    if tot_epochs is not None and start_epoch - 1 + cyc_len > tot_epochs:
-        raise ValueError(f'start_epoch - 1 + cyc_len must be <= tot_epochs, got start_epoch={start_epoch}, '
-                         f'cyc_len={cyc_len}, tot_epochs={tot_epochs}')
-    check_moms('moms', moms)
-    check_wd('wd', wd)
-    cbs = [OneCycleScheduler(max_lr, div_factor, pct_start, final_div_factor, anneal_strategy, three_phase,
-                             tot_epochs, start_epoch)]
-    if moms is not None:
-        cbs.append(CyclicalMomentum(moms, pct_start, anneal_strategy, three_phase, tot_epochs, start_epoch))
-    extra = callback_list(callbacks)
-    learn.fit(cyc_len, wd=wd, cbs=cbs + extra, resume=resume)
+class _FitLayout(ParamScheduler):
+    """A ParamScheduler whose schedules are built in ``before_fit`` by ``build(n_groups, total_steps,
+    steps_per_epoch)``, spanning the whole fit."""
+    def __init__(self):
+        self.scheds, self.total_steps, self.start_step = {}, None, 0
+
+    def before_fit(self):
+        self.scheds = self.build(len(self.learn.opt.param_groups), self.learn.n_steps, self.learn.steps_per_epoch)
+        super().before_fit()
+
+    def plan(self, n_groups, total_steps, steps_per_epoch=None):
+        return self.build(n_groups, total_steps, steps_per_epoch)
+
+
+class _LRPerGroup(_FitLayout):
+    "A layout with one lr schedule per param group, ``lr_sched(v)`` for each group's lr `v` from ``self.lr``."
+    def build(self, n_groups, total_steps, steps_per_epoch):
+        return {'lr': [self.lr_sched(v) for v in lr_range(self.lr, n_groups)]}
+
+
+class SGDRScheduler(_FitLayout):
+    """SGDR (Loshchilov & Hutter): `n_cycles` cosine anneals from `lr_max` down to `lr_min`, the first
+    `cycle_len` epochs long and each next one `cycle_mult` times longer, restarting at `lr_max`.
+    In all cycle_len * (1 + cycle_mult + ... + cycle_mult**(n_cycles-1)) epochs."""
+    def __init__(self, n_cycles, cycle_len=1, lr_max=3e-3, cycle_mult=2, lr_min=0.):
+        self.n_cycles = check_int('n_cycles', n_cycles, min_value=1)
+        self.cycle_len = check_int('cycle_len', cycle_len, min_value=1)
+        self.cycle_mult = check_int('cycle_mult', cycle_mult, min_value=1)
+        self.lr_max, self.lr_min = check_lr('lr_max', lr_max), check_positive('lr_min', lr_min, allow_zero=True)
+        super().__init__()
+        self.n_epoch = sum(cycle_len * cycle_mult ** i for i in range(n_cycles))
+
+    def build(self, n_groups, total_steps, steps_per_epoch):
+        spe = steps_per_epoch if steps_per_epoch is not None else total_steps / self.n_epoch
+        return {'lr': [CosineWarmRestarts(hi, self.lr_min, self.cycle_len * spe, self.cycle_mult, total_steps)
+                       for hi in lr_range(self.lr_max, n_groups)]}
+
+
+class FlatCosScheduler(_LRPerGroup):
+    """`lr` held flat for the first `pct_start` of training, then a half cosine down to lr/div_final."""
+    def __init__(self, lr=3e-3, pct_start=0.75, div_final=1e5):
+        self.lr, self.div_final = check_lr('lr', lr), check_positive('div_final', div_final)
+        self.pct_start = check_range('pct_start', pct_start, 0, 1, hi_open=True)
+        super().__init__()
+
+    def lr_sched(self, v): return FlatCos(v, v / self.div_final, self.pct_start)
+
+
+class CLRScheduler(_FitLayout):
+    """Cyclical learning rates (Smith 2017): between `base_lr` (default max_lr/4, Smith's 1/3 to 1/4 of
+    the top) and `max_lr`, rising over `step_size` epochs (2 to 10 is Smith's advice; fractions are
+    fine) and falling over `step_size_down` (default the same), in `mode` 'triangular',
+    'triangular2' (amplitude halved each cycle) or 'exp_range' (amplitude times `gamma` per optimizer
+    step). `moms=(high, low)` cycles momentum the other way. See ``Cyclical`` for the formula."""
+    def __init__(self, max_lr, base_lr=None, step_size=2., step_size_down=None, mode='triangular', gamma=1.,
+                 moms=None):
+        self.max_lr, self.base_lr = check_lr('max_lr', max_lr), check_lr('base_lr', base_lr, allow_none=True)
+        self.step_size = check_positive('step_size', step_size)
+        self.step_size_down = check_positive('step_size_down', step_size_down, allow_none=True)
+        self.mode, self.gamma = check_choice('mode', mode, CLR_MODES), check_range('gamma', gamma, 0, 1, lo_open=True)
+        self.moms = check_moms('moms', moms)
+        if isinstance(base_lr, (int, float)) and isinstance(max_lr, (int, float)) and base_lr > max_lr:
+            raise ValueError(f'base_lr must not exceed max_lr, got {base_lr} > {max_lr}')
+        super().__init__()
+
+    def build(self, n_groups, total_steps, steps_per_epoch):
+        if steps_per_epoch is None:
+            raise ValueError('CLRScheduler lays its cycles out in epochs: give steps_per_epoch to plot it before training')
+        up = self.step_size * steps_per_epoch
+        down = self.step_size_down * steps_per_epoch if self.step_size_down is not None else None
+        his = lr_range(self.max_lr, n_groups)
+        los = lr_range(self.base_lr, n_groups) if self.base_lr is not None else [h / 4 for h in his]
+        for lo, hi in zip(los, his):
+            if lo > hi: raise ValueError(f'base_lr must not exceed max_lr, got {lo} > {hi}')
+        cyc = lambda a, b: Cyclical(a, b, up, down, self.mode, self.gamma, total_steps)
+        out = {'lr': [cyc(lo, hi) for lo, hi in zip(los, his)]}
+        if self.moms is not None: out['mom'] = cyc(self.moms[0], self.moms[1])
+        return out
+
+
+class WarmupCosScheduler(_LRPerGroup):
+    """Linear warm-up from 0 to `lr` over the first `warmup_pct` of training, then a half cosine down
+    to lr/div_final (the transformer recipe)."""
+    def __init__(self, lr=3e-3, warmup_pct=0.1, div_final=1e5):
+        self.lr, self.div_final = check_lr('lr', lr), check_positive('div_final', div_final)
+        self.warmup_pct = check_range('warmup_pct', warmup_pct, 0, 1, hi_open=True)
+        super().__init__()
+
+    def lr_sched(self, v): return Warmup(Cosine(v, v / self.div_final), self.warmup_pct)

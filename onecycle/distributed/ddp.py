@@ -1,17 +1,8 @@
-"""Distributed data parallel training: the same code on one process or on N launched by ``torchrun``.
-
-Under ``torchrun`` the Learner joins the process group itself (``init_distributed``) and adds a
-``DistributedCallback``, which wraps the model in ``DistributedDataParallel`` and shards the data
-with a ``DistributedSampler``. Every rank then sees the same per-batch training loss (all-reduced),
-the same validation loss and metrics (reduced with sample-count weights) and the same schedule,
-so any decision made from them (the LR finder's divergence test, early stopping, a tuning recipe)
-is taken identically on every rank and the ranks stop together. Only rank 0 shows progress.
-"""
+"""DistributedDataParallel as a callback: sharded loaders, the wrapped model during training passes,
+reduced losses and metrics, no gradient sync on accumulation batches."""
 from __future__ import annotations
 
-import atexit
 import copy
-import os
 import warnings
 
 import torch
@@ -19,109 +10,19 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, RandomSampler, Sampler, SequentialSampler
 
-from .batch_size import loader_kwargs, scale_lr   # scale_lr: the one lr rescaling rule, re-exported here
-from .callback import Callback
-from .checks import check_int
+from ..callbacks.training import GradAccumulation
+from ..core.callback import Callback
+from ..core.checks import check_int
+from ..core.data import loader_kwargs
+from ..core.dist import (collective_device, is_distributed, main_print, rank, reduces_cpu_tensors, sum_over_ranks,
+                         unwrap_model, world_size)
 
-__all__ = ['is_distributed', 'rank', 'local_rank', 'world_size', 'is_main_process', 'main_print', 'init_distributed',
-           'any_rank', 'sum_over_ranks', 'unwrap_model', 'ShardSampler', 'shard_loader', 'effective_batch_size',
-           'scale_lr', 'DistributedCallback', 'distribute']
+__all__ = ['ShardSampler', 'shard_loader', 'effective_batch_size', 'DistributedCallback', 'distribute']
 
 
 # --- where am I --------------------------------------------------------------------------------
-def is_distributed() -> bool:
-    "True when a torch.distributed process group is initialized (this process is one of several ranks)."
-    return dist.is_available() and dist.is_initialized()
-
-
-def rank() -> int:
-    "This process's rank in the default process group (0 without one)."
-    return dist.get_rank() if is_distributed() else 0
-
-
-def world_size() -> int:
-    "How many processes train together (1 without a process group)."
-    return dist.get_world_size() if is_distributed() else 1
-
-
-def local_rank() -> int:
-    "This process's index on its machine, as torchrun sets it in ``LOCAL_RANK`` (0 otherwise)."
-    return int(os.environ.get('LOCAL_RANK', 0))
-
-
-def is_main_process() -> bool:
-    "True on rank 0, the process that shows progress, prints and writes files."
-    return rank() == 0
-
-
-def main_print(*args, **kwargs):
-    "``print`` on rank 0 only, so N processes do not print everything N times."
-    if is_main_process(): print(*args, **kwargs)
-
-
-def _launched_by_torchrun() -> bool:
-    return all(k in os.environ for k in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')) \
-        and int(os.environ['WORLD_SIZE']) > 1
-
-
-def init_distributed() -> bool:
-    """Join the process group when this process was launched by ``torchrun`` with more than one
-    process, so that notebook-style code needs no distributed boilerplate; returns whether this
-    process now trains as one of several ranks.
-
-    An existing process group (``init_process_group`` called by the user) is used as it is. The
-    group made here uses gloo for CPU tensors and, when CUDA is available, NCCL for CUDA tensors
-    (with this process's GPU, ``LOCAL_RANK``, made current); it is destroyed at exit.
-    """
-    if is_distributed(): return True
-    if not dist.is_available() or not _launched_by_torchrun(): return False
-    if torch.cuda.is_available():
-        torch.cuda.set_device(local_rank() % torch.cuda.device_count())
-        dist.init_process_group('cpu:gloo,cuda:nccl')
-    else:
-        dist.init_process_group('gloo')
-    atexit.register(_destroy)
-    return True
-
-
-def _destroy():
-    if is_distributed(): dist.destroy_process_group()
-
-
-def _reduces_cpu_tensors() -> bool:
-    "Whether the default group's backend handles CPU tensors (gloo, mpi), not NCCL alone."
-    backend = str(dist.get_backend())
-    return 'gloo' in backend or 'mpi' in backend
-
-
-def _collective_device() -> torch.device:
-    "Where a small tensor must live for a collective: the CPU, unless the backend is NCCL alone."
-    return torch.device('cpu') if _reduces_cpu_tensors() else torch.device('cuda', torch.cuda.current_device())
-
 
 # --- collectives -------------------------------------------------------------------------------
-def any_rank(flag) -> bool:
-    """True on every rank when `flag` is true on any rank. Use it for a stop decision made from
-    something only one rank knows (its clock, a file), so that all ranks stop at the same step;
-    a rank that stopped alone would leave the others waiting in the next all-reduce forever."""
-    if not is_distributed(): return bool(flag)
-    t = torch.tensor([1 if flag else 0], device=_collective_device())
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
-
-
-def sum_over_ranks(total, count, device=None) -> tuple:
-    """(`total` summed over ranks, `count` summed over ranks) in one all-reduce, as float64 tensors:
-    for means over data that the ranks share out, like ``sum(loss x batch size) / samples``.
-    `total` is a number or a tensor (of any shape); without a process group both come back as given."""
-    if not is_distributed(): return total, count
-    total = torch.as_tensor(total, device=device if device is not None else
-                            (total.device if isinstance(total, torch.Tensor) else _collective_device()))
-    dtype = torch.float32 if total.device.type == 'mps' else torch.float64   # exact sample counts, precise sums
-    packed = torch.cat([total.detach().to(dtype).reshape(-1), torch.full((1,), float(count), dtype=dtype, device=total.device)])
-    dist.all_reduce(packed, op=dist.ReduceOp.SUM)
-    return packed[:-1].reshape(total.shape), packed[-1]
-
 
 # --- the model ---------------------------------------------------------------------------------
 class _DDP(DistributedDataParallel):
@@ -132,11 +33,6 @@ class _DDP(DistributedDataParallel):
     def load_state_dict(self, state_dict, strict=True, assign=False):
         return self.module.load_state_dict(state_dict, strict=strict, assign=assign)
 
-
-def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
-    "The user's module inside a DistributedDataParallel wrapper (the model itself when not wrapped)."
-    while isinstance(model, DistributedDataParallel): model = model.module
-    return model
 
 
 # --- the data ----------------------------------------------------------------------------------
@@ -196,7 +92,7 @@ def _shared_seed(dl) -> int:
     "A shuffling seed every rank agrees on: the loader's generator seed, else one drawn on rank 0 and broadcast."
     gen = getattr(dl, 'generator', None)
     if gen is not None: return int(gen.initial_seed()) % 2**62
-    t = torch.randint(0, 2**62, (1,), device=_collective_device())
+    t = torch.randint(0, 2**62, (1,), device=collective_device())
     dist.broadcast(t, src=0)
     return int(t.item())
 
@@ -204,7 +100,6 @@ def _shared_seed(dl) -> int:
 # --- batch size --------------------------------------------------------------------------------
 def _batch_parts(learn) -> tuple:
     "(per-process batch size or None, processes, accumulation steps)."
-    from .training import GradAccumulation
     dl = learn.dls.train
     bs = getattr(dl, 'batch_size', None) or getattr(getattr(dl, 'batch_sampler', None), 'batch_size', None)
     accum = max([learn.accum_steps] + [c.n_batches for c in learn.cbs if isinstance(c, GradAccumulation)])
@@ -264,7 +159,7 @@ class DistributedCallback(Callback):
 
     def _check(self):
         dev = self.learn.device
-        if dev.type != 'cuda' and not _reduces_cpu_tensors():
+        if dev.type != 'cuda' and not reduces_cpu_tensors():
             raise ValueError(f'the process group backend {dist.get_backend()!r} cannot reduce tensors on '
                              f'{dev}: train on CUDA (device="cuda") or initialize the group with backend "gloo"')
 

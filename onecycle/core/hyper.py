@@ -11,7 +11,10 @@ import math
 
 import torch
 
-__all__ = ['get_hyper', 'set_hyper', 'hyper_getter', 'hyper_setter', 'has_hyper', 'DecoupledWeightDecay', 'is_no_decay_param', 'lr_range']
+from .checks import check_choice, check_positive
+
+__all__ = ['get_hyper', 'set_hyper', 'hyper_getter', 'hyper_setter', 'has_hyper', 'DecoupledWeightDecay',
+           'is_no_decay_param', 'lr_range', 'scale_lr']
 
 WD_KEY = 'wd'   # our key in each param group; torch ignores keys it does not know and saves them
 
@@ -79,7 +82,7 @@ def opt_params(opt, with_grad=False) -> list:
     return [p for pg in opt.param_groups for p in pg['params'] if not with_grad or p.grad is not None]
 
 
-_NORM_TYPES = (torch.nn.modules.batchnorm._NormBase, torch.nn.GroupNorm, torch.nn.LayerNorm, torch.nn.LocalResponseNorm)
+NORM_TYPES = (torch.nn.modules.batchnorm._NormBase, torch.nn.GroupNorm, torch.nn.LayerNorm, torch.nn.LocalResponseNorm)
 
 
 def is_no_decay_param(model: torch.nn.Module) -> set[int]:
@@ -87,7 +90,7 @@ def is_no_decay_param(model: torch.nn.Module) -> set[int]:
     ids = set()
     for m in model.modules():
         for n, p in m.named_parameters(recurse=False):
-            if isinstance(m, _NORM_TYPES) or n == 'bias' or n.endswith('_bias'): ids.add(id(p))
+            if isinstance(m, NORM_TYPES) or n == 'bias' or n.endswith('_bias'): ids.add(id(p))
     return ids
 
 
@@ -141,3 +144,18 @@ def lr_range(lr, n_groups: int) -> list[float]:
     else:
         vals = [float(lr)] * n_groups
     return vals
+
+
+def scale_lr(lr, batch_size, base_batch_size, rule='linear'):
+    """A learning rate that suits `base_batch_size`, rescaled for `batch_size`: ``lr * k`` with
+    ``k = batch_size / base_batch_size`` ('linear', Goyal et al. 2017: it keeps the noise scale
+    lr*N/B fixed) or ``sqrt(k)`` ('sqrt', which suits Adam-like optimizers better). `lr` may be a
+    number, a sequence (one per param group) or a slice."""
+    check_positive('batch_size', batch_size); check_positive('base_batch_size', base_batch_size)
+    check_choice('rule', rule, ('linear', 'sqrt'))
+    k = batch_size / base_batch_size
+    if rule == 'sqrt': k = math.sqrt(k)
+    if isinstance(lr, slice):
+        return slice(None if lr.start is None else check_positive('lr', lr.start) * k, check_positive('lr', lr.stop) * k)
+    if isinstance(lr, (list, tuple)): return type(lr)(check_positive('lr', v) * k for v in lr)
+    return check_positive('lr', lr) * k

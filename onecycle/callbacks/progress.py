@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import sys
 
-from .callback import Callback
+from ..core.callback import Callback
 
 __all__ = ['ProgressCallback']
 

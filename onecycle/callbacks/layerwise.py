@@ -30,9 +30,9 @@ from __future__ import annotations
 
 import torch
 
-from .callback import Callback
-from .checks import check_choice, check_positive, check_range
-from .hyper import WD_KEY, is_no_decay_param
+from ..core.callback import Callback
+from ..core.checks import check_choice, check_positive, check_range
+from ..core.hyper import WD_KEY, is_no_decay_param
 
 __all__ = ['LayerwiseLR', 'LARS', 'LARC', 'SmithLayerLR']
 

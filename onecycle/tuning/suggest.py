@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import math
 
-from .checks import check_fraction, check_range
-from .recorder import smooth_ema
+from ..core.checks import check_fraction, check_range
+from ..core.recorder import smooth_ema
 
 __all__ = ['suggest_minimum', 'suggest_steep', 'suggest_valley', 'suggest_max_bound', 'lr_bounds',
            'loss_slopes', 'smoothed_slopes', 'moving_average', 'smooth_zero_lag', 'smooth_sweep', 'default_window']

@@ -21,9 +21,9 @@ import math
 
 import torch
 
-from .callback import Callback, CancelStepException
-from .checks import check_bool, check_choice, check_int
-from .hyper import opt_params
+from ..core.callback import Callback, CancelStepException
+from ..core.checks import check_bool, check_choice, check_int
+from ..core.hyper import opt_params
 
 __all__ = ['DivergenceError', 'DivergenceGuard']
 

@@ -8,22 +8,23 @@ optimizer state, recorder history and RNG states are restored bitwise.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from dataclasses import dataclass, field
 
 from torch import nn
 
-from .callback import Callback, CancelFitException, CancelValidateException
-from .checks import check_choice, check_int, check_lr, check_positive, check_range
-from .hyper import has_hyper, lr_range
-from .lr_finder import TrainingState, fixed_valid_batches, subset_loss
-from .schedule import Constant, Cosine, one_cycle
-from .schedulers import ParamScheduler
+from ..core.callback import Callback, CancelFitException, CancelValidateException
+from ..core.checks import check_choice, check_int, check_lr, check_positive, check_range
+from ..core.hyper import has_hyper, lr_range
+from ..core.data import check_loader
+from ..core.snapshot import TrainingState, preserved
+from .range_test import fixed_valid_batches, subset_loss
+from ..schedules.functions import Constant, Cosine, one_cycle
+from ..schedules.scheduler import ParamScheduler
 
 __all__ = ['DivergedSearch', 'SearchResult', 'Trial', 'run_trial', 'lr_search', 'edge_search', 'log_parabola_vertex', 'momentum_search', 'wd_search', 'default_wds',
-           'is_adaptive', 'is_deep', 'preserved']
+           'is_adaptive', 'is_deep']
 
 SHALLOW_WDS = (1e-2, 1e-3, 1e-4)
 DEEP_WDS = (1e-4, 1e-5, 1e-6, 0.)
@@ -31,23 +32,6 @@ SMITH_MOMS = (0.99, 0.97, 0.95, 0.9)
 
 
 # --- keeping the learner as it was ------------------------------------------------------------------
-@contextlib.contextmanager
-def preserved(learn):
-    """Everything trial runs inside this block change is put back on exit, whatever ends it: the
-    weights, optimizer state and hyper-parameters, recorder, RNG states (via ``TrainingState``), the
-    learner's ``wd``, its step/epoch counters and loaders. Progress bars are kept quiet meanwhile."""
-    state = TrainingState(learn)
-    attrs = {k: getattr(learn, k, None) for k in ('wd', 'n_epoch', 'epoch', 'step_count')}
-    train_dl = learn.dls.train
-    bars = [c for c in learn.cbs if type(c).__name__ == 'ProgressCallback']
-    learn.remove_cbs(bars)
-    try: yield state
-    finally:
-        learn.dls.train = train_dl
-        state.restore()
-        for k, v in attrs.items(): setattr(learn, k, v)
-        learn.add_cbs([c for c in bars if c not in learn.cbs])
-
 
 # --- one trial ------------------------------------------------------------------------------------
 @dataclass
@@ -247,7 +231,7 @@ def _check_common(learn, n_steps, eval_every, valid_batches):
     if eval_every is not None and eval_every > n_steps:
         raise ValueError(f'eval_every must be <= n_steps ({n_steps}), got {eval_every}')
     check_int('valid_batches', valid_batches, min_value=1, allow_none=True)
-    learn._check_loader(learn.dls.train, 'dls.train'); learn._check_loader(learn.dls.valid, 'dls.valid')
+    check_loader(learn.dls.train, 'dls.train'); check_loader(learn.dls.valid, 'dls.valid')
 
 
 def _check_mom(m):

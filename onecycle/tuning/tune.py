@@ -21,10 +21,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from .batch_size import noise_scale, scale_lr, with_batch_size
-from .checks import check_choice, check_int, check_positive
-from .hyper import has_hyper
-from .lr_finder import TrainingState
+from ..core.data import check_loader
+from ..core.hyper import scale_lr
+from .batch_size import noise_scale, with_batch_size
+from ..core.checks import check_choice, check_int, check_positive
+from ..core.hyper import has_hyper
+from ..core.snapshot import TrainingState
 from .search import (DivergedSearch, SearchResult, _branch, _check_candidates, _check_mom, _fmt, _pick, default_wds, edge_search,
                      momentum_search, preserved, wd_search)
 
@@ -118,8 +120,8 @@ def tune(learn, budget=2000, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
     check_choice('lr_rule', lr_rule, ('linear', 'sqrt'))
     check_int('valid_batches', valid_batches, min_value=1, allow_none=True)
     check_positive('edge_tol', edge_tol, allow_zero=True)
-    learn._check_loader(learn.dls.train, 'dls.train')
-    learn._check_loader(learn.dls.valid, 'dls.valid')
+    check_loader(learn.dls.train, 'dls.train')
+    check_loader(learn.dls.valid, 'dls.valid')
     if search_moms:
         if not has_hyper(learn.opt.param_groups[0], 'mom'):
             raise ValueError(f'the optimizer {type(learn.opt).__name__} has no momentum: pass search_moms=False')

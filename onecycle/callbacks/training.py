@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import torch
 
-from .callback import Callback, CancelStepException
-from .checks import check_choice, check_int, check_positive
-from .hyper import opt_params
+from ..core.callback import Callback, CancelStepException
+from ..core.checks import check_choice, check_int, check_positive
+from ..core.hyper import opt_params
 
 __all__ = ['GradAccumulation', 'MixedPrecision', 'GradientClipping']
 

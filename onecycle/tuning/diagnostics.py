@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .checks import check_fraction
+from ..core.checks import check_fraction
 
 __all__ = ['Diagnosis', 'diagnose', 'diagnose_losses', 'VERDICTS']
 

@@ -1,0 +1,86 @@
+"""SaveModel: keep the last and the best checkpoint of a fit."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..core.callback import Callback
+from ..core.checks import check_bool, check_choice, check_int, check_positive
+from ..core.dist import is_main_process
+from .state import save_checkpoint
+
+__all__ = ['SaveModel']
+
+
+def _auto_mode(monitor):
+    return 'min' if any(w in monitor for w in ('loss', 'error', 'perplexity')) else 'max'
+
+
+class SaveModel(Callback):
+    """Keeps checkpoints of a fit in `dirname`: ``{name}_last.pt`` after every epoch (and every
+    `every_n_batches` training batches), ``{name}_best.pt`` whenever `monitor` improves.
+
+    Args:
+        dirname: the folder for the checkpoints (created when needed).
+        monitor: a column of the recorder's epoch table: 'valid_loss', 'train_loss' or a metric's name.
+        mode: 'min', 'max', or 'auto' (min for names containing loss or error, else max).
+        save_best / save_last: which of the two files to keep.
+        every_n_batches: also write the last checkpoint mid-epoch, every that many training batches.
+        min_delta: how much better than the best so far a value must be to count.
+
+    Each file is a full checkpoint (``learn.load`` it, or ``fit(..., resume=path)`` from it), written
+    atomically, on the main process only. ``best``/``best_epoch`` survive a resume. Its order (70)
+    puts it after the Recorder, so each saved file includes the epoch it closes.
+    """
+    order = 70
+
+    def __init__(self, dirname='checkpoints', monitor='valid_loss', mode='auto', save_best=True, save_last=True,
+                 every_n_batches=None, min_delta=0., name='model'):
+        if not isinstance(dirname, (str, os.PathLike)):
+            raise TypeError(f'dirname must be a str or os.PathLike, got {type(dirname).__name__} {dirname!r}')
+        if not isinstance(monitor, str) or not monitor: raise TypeError(f'monitor must be a column name (str), got {monitor!r}')
+        check_choice('mode', mode, ('auto', 'min', 'max'))
+        check_bool('save_best', save_best); check_bool('save_last', save_last)
+        if not (save_best or save_last): raise ValueError('save_best and save_last are both False: nothing would be saved')
+        check_int('every_n_batches', every_n_batches, min_value=1, allow_none=True)
+        check_positive('min_delta', min_delta, allow_zero=True)
+        if not isinstance(name, str) or not name or os.sep in name: raise ValueError(f'name must be a plain file stem, got {name!r}')
+        self.dirname, self.monitor, self.fname = Path(dirname), monitor, name
+        self.mode = _auto_mode(monitor) if mode == 'auto' else mode
+        self.save_best, self.save_last, self.every_n_batches, self.min_delta = save_best, save_last, every_n_batches, min_delta
+        self.best, self.best_epoch = None, None
+
+    @property
+    def best_path(self) -> Path: return self.dirname / f'{self.fname}_best.pt'
+    @property
+    def last_path(self) -> Path: return self.dirname / f'{self.fname}_last.pt'
+
+    def state_dict(self): return {'best': self.best, 'best_epoch': self.best_epoch}
+    def load_state_dict(self, sd): self.best, self.best_epoch = sd['best'], sd['best_epoch']
+
+    def before_fit(self):
+        if not self.save_best: return
+        names = self.learn.recorder.metric_names
+        if self.monitor not in names[1:-1]:
+            raise ValueError(f'SaveModel: monitor={self.monitor!r} is not recorded in this fit; choose one of '
+                             f'{names[1:-1]} (validation columns need a validation loader)')
+        if not getattr(self.learn, 'keep_history', False): self.best, self.best_epoch = None, None
+
+    def after_batch(self):
+        n = self.every_n_batches
+        if n and self.learn.training and self.save_last and self.learn.batches_done % n == 0 and is_main_process():
+            save_checkpoint(self.learn, self.last_path)
+
+    def _improved(self, v) -> bool:
+        if v != v: return False   # NaN never improves
+        if self.best is None: return True
+        return v < self.best - self.min_delta if self.mode == 'min' else v > self.best + self.min_delta
+
+    def after_epoch(self):
+        row = self.learn.recorder.epochs[-1] if self.learn.recorder.epochs else {}
+        v = row.get(self.monitor)
+        improved = self.save_best and v is not None and self._improved(float(v))
+        if improved: self.best, self.best_epoch = float(v), int(row['epoch'])
+        if not is_main_process(): return
+        if improved: save_checkpoint(self.learn, self.best_path)
+        if self.save_last: save_checkpoint(self.learn, self.last_path)

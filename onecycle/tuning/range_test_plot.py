@@ -1,0 +1,74 @@
+"""The range test's figure: loss, and loss change, against the lr, for one run or several."""
+from __future__ import annotations
+
+import math
+
+
+__all__ = ['plot_range_tests']
+
+
+_MARKERS = {'minimum': 'v', 'steep': 'o', 'valley': 's', 'max_bound': '^'}
+
+
+def _finite_range(values):
+    finite = [v for v in values if math.isfinite(v)]
+    return (min(finite), max(finite)) if finite else None
+
+
+def plot_range_tests(results, labels=None, skip_start=0, skip_end=0, ax=None, show_suggestions=True,
+                     delta=True, loss=True):
+    """Range-test curves on one figure: smoothed loss against lr (log axis) and the loss change
+    d loss / d log10(lr) against lr, each run in its own colour. One run: its raw loss too, the
+    suggestions as labelled vertical lines and Smith's min-bound ranges shaded. Several runs: the
+    suggestions as markers on each curve. `ax` is one Axes or a list of one per panel."""
+    import matplotlib.pyplot as plt
+    if not loss and not delta: raise ValueError('nothing to plot: loss and delta are both False')
+    results = list(results)
+    labels = list(labels) if labels is not None else [r.label or f'run {i}' for i, r in enumerate(results)]
+    panels = [p for p, on in (('loss', loss), ('delta', delta)) if on]
+    if ax is None: fig, axs = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.5), squeeze=False); axs = list(axs[0])
+    else:
+        axs = list(ax) if isinstance(ax, (list, tuple)) else [ax]
+        panels = panels[:len(axs)]
+        fig = axs[0].figure
+    single = len(results) == 1
+    lows, highs = [], []
+    for i, (r, label) in enumerate(zip(results, labels)):
+        end = len(r.lrs) - skip_end
+        sl = slice(skip_start, max(end, skip_start))
+        lrs, curves = r.lrs[sl], {'loss': r.smooth_losses[sl], 'delta': r.loss_change[sl]}
+        color = 'C0' if single else f'C{i % 10}'
+        for p, a in zip(panels, axs):
+            a.plot(lrs, curves[p], color=color, label='smoothed loss' if single and p == 'loss' else (None if single else label))
+            if single and p == 'loss': a.plot(lrs, r.losses[sl], color=color, alpha=0.25, label=f'{r.measured} loss (raw)')
+            if not show_suggestions: continue
+            for j, (name, lr) in enumerate(r.suggestions.items()):
+                if single: a.axvline(lr, color=f'C{j + 1}', ls='--', lw=1, label=f'{name}: {lr:.2e}' if p == panels[0] else None)
+                elif lrs:
+                    k = min(range(len(lrs)), key=lambda q: abs(math.log(lrs[q] / lr)))
+                    a.plot(lrs[k], curves[p][k], _MARKERS.get(name, 'x'), color=color, ms=7, mec='k', mew=0.6)
+        rng = _finite_range(r.smooth_losses[sl])
+        if rng: lows.append(rng[0]); highs.append(rng[1])
+        if single and show_suggestions and 'loss' in panels and r.bounds:
+            a = axs[panels.index('loss')]
+            for (name, (lo, hi)), c in zip(r.bounds.items(), ('C6', 'C8')):
+                a.axvspan(lo, hi, color=c, alpha=0.15, label=f'{name.replace("_", " ")}: {lo:.1e}-{hi:.1e}')
+    for p, a in zip(panels, axs):
+        a.set_xscale('log'); a.set_xlabel('learning rate')
+        if p == 'loss':
+            what = {r.measured for r in results}
+            a.set_ylabel('loss'); a.set_title('LR range test: ' + ' / '.join(f'{w} loss' for w in sorted(what)))
+            if lows:   # the smoothed curves are capped at their starting level: raw spikes go off the top
+                lo, hi = min(lows), max(highs)
+                pad = (hi - lo) or abs(hi) or 1.
+                a.set_ylim(lo - 0.05 * pad, hi + 0.1 * pad)
+        else:
+            a.axhline(0, color='grey', lw=0.8)
+            a.set_ylabel('loss change  d loss / d log10(lr)'); a.set_title('Loss change (moving average)')
+        handles, _ = a.get_legend_handles_labels()
+        if not single and show_suggestions and p == panels[0]:
+            from matplotlib.lines import Line2D
+            handles += [Line2D([], [], ls='', marker=m, color='w', mec='k', ms=7, label=n) for n, m in _MARKERS.items()]
+        if handles: a.legend(handles=handles, fontsize=8)
+    fig.tight_layout()
+    return fig
