@@ -140,7 +140,7 @@ class Learner:
         lrs = lr_range(lr, len(groups))
         self.opt = self.opt_func([{'params': g, 'lr': l} for g, l in zip(groups, lrs)], lr=lrs[-1])
         exempt = set() if self.wd_bn_bias else is_no_decay_param(self.model)
-        self._wd_hook = DecoupledWeightDecay(self.opt, exempt)
+        self.wd_hook = DecoupledWeightDecay(self.opt, exempt)
         self.wd = None
         if wd is not None: self.set_wd(wd)
         return self.opt

@@ -63,7 +63,7 @@ def test_lars_one_step_matches_formula_with_weight_decay():
             expected = p0[n] - lr * g0[n]
         torch.testing.assert_close(p.detach(), expected, rtol=1e-6, atol=1e-7)
     assert set(cb.lrs) == {'0.weight', '2.weight'}
-    assert learn._wd_hook.exempt == {id(model[0].bias), id(model[2].bias)}   # the decay hook is given back
+    assert learn.wd_hook.exempt == {id(model[0].bias), id(model[2].bias)}   # the decay hook is given back
 
 
 def test_lars_with_momentum_two_steps_is_the_paper_update():
@@ -247,9 +247,9 @@ def test_bad_arguments(make, err, match):
 def test_nothing_to_adapt_raises_and_leaves_the_learner_alone():
     learn = Learner(nn.Sequential(nn.BatchNorm1d(3)), one_batch_dls(), lambda p, y: p.sum(), opt_func=torch.optim.SGD,
                     progress=False, device='cpu', wd=0.1)
-    exempt = set(learn._wd_hook.exempt)
+    exempt = set(learn.wd_hook.exempt)
     before = params_of(learn.model)
     with pytest.raises(ValueError, match='include_bias_norm=True'):
         learn.fit(1, cbs=[LARS()])
-    assert learn._wd_hook.exempt == exempt
+    assert learn.wd_hook.exempt == exempt
     assert all(torch.equal(before[n], p) for n, p in learn.model.named_parameters())

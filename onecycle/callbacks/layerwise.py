@@ -67,7 +67,7 @@ class LayerwiseLR(Callback):
         learn = self.learn
         names = {id(p): n for n, p in learn.model.named_parameters()}
         skip = set() if self.include_bias_norm else is_no_decay_param(learn.model)
-        hook = getattr(learn, '_wd_hook', None)
+        hook = getattr(learn, 'wd_hook', None)
         self._hook_exempt = hook.exempt if hook is not None else None
         # (param, param group, name, wd folded into its gradient) for every layer we adapt
         self.layers = []

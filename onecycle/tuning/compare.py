@@ -100,7 +100,7 @@ def compare_lr_finds(learn, settings, **common) -> LRComparison:
     for i, s in enumerate(settings): _check_setting(i, s, learn)
     check_loader(learn.dls.train, 'dls.train')
 
-    kept = dict(opt=learn.opt, opt_func=learn.opt_func, wd=learn.wd, _wd_hook=learn._wd_hook)
+    kept = dict(opt=learn.opt, opt_func=learn.opt_func, wd=learn.wd, wd_hook=learn.wd_hook)
     lr = [float(pg['lr']) for pg in learn.opt.param_groups]
     saved = TrainingState(learn)
     results = []
