@@ -89,12 +89,13 @@ def main(out_dir):
         learn = Learner(make_model(MODEL_SEED + rank()), make_dls(), nn.CrossEntropyLoss(), opt_func=torch.optim.SGD,
                         metrics=[accuracy], device='cpu', progress=True)
         res['cbs'] = [type(c).__name__ for c in learn.cbs]
+        res['joined_before_fit'] = torch.distributed.is_initialized()   # the group is joined by the first fit
+        learn.fit_one_cycle(2, max_lr=0.5, wd=1e-2, callbacks=[probe])
         res['loaders'] = {'train_bs': learn.dls.train.batch_size, 'train_len': len(learn.dls.train),
                           'train_sampler': type(learn.dls.train.sampler).__name__,
                           'train_shuffle': learn.dls.train.sampler.shuffle,
                           'valid_sampler': type(learn.dls.valid.sampler).__name__,
                           'valid_indices': list(learn.dls.valid.sampler)}
-        learn.fit_one_cycle(2, max_lr=0.5, wd=1e-2, callbacks=[probe])
         res['fit'] = {'state': _state(learn.model), 'hps': learn.recorder.hps, 'losses': learn.recorder.losses,
                       'epochs': [{k: v for k, v in e.items() if k != 'time'} for e in learn.recorder.epochs],
                       'probe': probe.seen, 'effective_bs': learn.effective_batch_size,

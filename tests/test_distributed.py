@@ -176,6 +176,7 @@ def test_the_learner_joins_the_group_shards_the_data_and_shows_progress_on_rank_
     assert (r0['rank'], r1['rank'], r0['world_size']) == (0, 1, 2) and 'gloo' in r0['backend']
     assert 'DistributedCallback' in r0['cbs'] and 'DistributedCallback' in r1['cbs']
     assert 'ProgressCallback' in r0['cbs'] and 'ProgressCallback' not in r1['cbs']
+    assert not r0['joined_before_fit'] and not r1['joined_before_fit']   # Learner() joins nothing; the fit does
     for r in ranks:
         ld = r['loaders']
         assert (ld['train_bs'], ld['train_len'], ld['train_sampler'], ld['train_shuffle']) == (8, 4, 'DistributedSampler', True)

@@ -41,7 +41,7 @@ class GradAccumulation(Callback):
 
     def before_step(self):
         learn = self.learn
-        if (learn.iter + 1) % self.n_batches and learn.iter + 1 < learn.n_iter: raise CancelStepException()
+        if not learn.is_step_batch: raise CancelStepException()
         grads = [p.grad for p in opt_params(learn.opt, with_grad=True)]
         if grads: torch._foreach_div_(grads, float(self.n_samples))
         self.n_samples = 0
@@ -54,6 +54,7 @@ class MixedPrecision(Callback):
     """Forward pass and loss under ``torch.autocast`` in `dtype`; with float16 a ``torch.amp.GradScaler``
     scales the loss and skips steps whose gradients overflowed. bfloat16 needs no scaler."""
     order = -10
+    scaler = None   # the GradScaler of a float16 fit (also learn.scaler)
 
     def __init__(self, dtype=torch.bfloat16):
         check_choice('dtype', dtype, (torch.bfloat16, torch.float16))

@@ -15,9 +15,9 @@ cost is reading those batches once more.
 """
 from ..core.rng import get_rng_state, set_rng_state
 from .files import CheckpointError, atomic_save, read_checkpoint
-from .resume import Resume
+from .resume import FitPosition, Resume
 from .save_model import SaveModel
 from .state import checkpoint_state, load_checkpoint, save_checkpoint
 
 __all__ = ['CheckpointError', 'save_checkpoint', 'load_checkpoint', 'read_checkpoint', 'checkpoint_state',
-           'atomic_save', 'get_rng_state', 'set_rng_state', 'SaveModel', 'Resume']
+           'atomic_save', 'get_rng_state', 'set_rng_state', 'SaveModel', 'Resume', 'FitPosition']

@@ -1,27 +1,96 @@
-"""Continuing a fit from a checkpoint: the checks made before the fit starts, and the replay of the
-interrupted epoch's data pipeline."""
+"""Where a fit stands, and how a fit continues from a checkpoint.
+
+``FitPosition`` is always on (``learn.position``): it counts epochs and batches done and keeps the RNG
+states each training pass started from, which is what a checkpoint needs to continue the fit. Given a
+``Resume`` plan (``learn.fit(..., resume=...)`` makes one, reading and checking everything before the
+fit starts), it also puts the checkpoint back once every callback's ``before_fit`` has run, and replays
+the interrupted training pass: the data pipeline restarts from the RNG states that pass started from
+and the batches already done are read and dropped, so shuffling and random augmentation match the
+uninterrupted run.
+"""
 from __future__ import annotations
 
 import os
 import warnings
 
+from ..core.callback import Callback
 from ..core.hyper import opt_params
-from ..core.rng import loader_generators, set_rng_state
+from ..core.rng import get_rng_state, loader_generators, set_rng_state
 from .files import CheckpointError, read_checkpoint
-from .state import checkpoint_state, check_compatible, load_weights, stateful_callbacks
+from .state import check_compatible, checkpoint_state, load_weights, stateful_callbacks
 
-__all__ = ['Resume']
+__all__ = ['FitPosition', 'Resume']
+
+
+class FitPosition(Callback):
+    """Where the current (or last) fit stands: ``n_epoch``, ``epochs_done``, ``batches_done`` (training
+    batches of the epoch in progress), ``n_iter`` and ``steps_per_epoch`` of its training pass,
+    ``epoch_rng`` (the RNG states that pass's shuffling started from), ``end_rng`` (the states at the
+    fit's end) and ``fit_cbs`` (its callbacks). ``loaded`` holds a checkpoint read by ``learn.load``
+    until the next fit. It runs first at every event (order -100), so a checkpoint saved from
+    ``after_batch`` or ``after_epoch`` counts that batch or epoch as done."""
+    order = -100
+
+    def __init__(self):
+        self.n_epoch, self.epochs_done, self.batches_done = 0, 0, 0
+        self.n_iter = self.steps_per_epoch = self.epoch_rng = self.end_rng = None
+        self.fit_cbs, self.loaded, self.resume = [], None, None
+
+    def before_fit(self):
+        learn = self.learn
+        self.n_epoch, self.epochs_done, self.batches_done = learn.n_epoch, 0, 0
+        self.n_iter, self.steps_per_epoch, self.epoch_rng, self.end_rng = len(learn.dls.train), None, None, None
+        self.fit_cbs, self.loaded = list(learn.cbs), None   # a checkpoint taken after the fit still sees its callbacks
+        if self.resume is not None: learn.first_epoch = self.resume.epochs_done
+
+    def before_epoch(self):
+        self.steps_per_epoch = self.learn.steps_per_epoch   # known once GradAccumulation's before_fit has run
+        if self.resume is not None and not self.resume.begun: self.resume.begin(self.learn)
+
+    def before_train(self):
+        if self.resume is not None and self.resume.batches_done: self.resume.replay_pass(self.learn)
+        else: self.epoch_rng = get_rng_state(self.learn.dl, cuda=False)
+
+    def after_batch(self):
+        if self.learn.training: self.batches_done = self.learn.iter + 1
+
+    def after_epoch(self):
+        self.epochs_done, self.batches_done = self.learn.epoch + 1, 0
+
+    def after_fit(self):
+        if self.resume is not None and not self.resume.begun: self.resume.begin(self.learn)   # nothing left to run
+        self.resume = None
+        self.end_rng = get_rng_state(self.learn.dls.train)   # a later checkpoint resumes from here
+
+
+class _RestOfPass:
+    """The interrupted training pass, from its first batch not done: iterating reads and drops the
+    batches done before, then calls `on_start`. Everything else is the loader's."""
+    def __init__(self, dl, done, on_start):
+        self.dl, self.done, self.on_start = dl, done, on_start
+
+    def __len__(self): return len(self.dl)
+    def __getattr__(self, name): return getattr(self.dl, name)
+
+    def __iter__(self):
+        it = iter(self.dl)
+        for i in range(self.done):
+            try: next(it)
+            except StopIteration:
+                raise CheckpointError(f'the training loader ran out after {i} batches; the checkpoint had done '
+                                      f'{self.done}') from None
+        self.on_start()
+        yield from it
 
 
 class Resume:
-    """How a fit continues from a checkpoint. Built by ``Learner.fit(resume=...)`` before the fit
-    starts (it reads and checks everything, changing nothing); the loop then calls ``begin`` once
-    the callbacks' ``before_fit`` has run, and ``batches`` for the training pass of the interrupted
-    epoch, which skips the batches already done."""
+    """How a fit continues from checkpoint `resume` (a path, or True for the learner's own state).
+    Made before the fit starts: it reads and checks everything, changing nothing; ``FitPosition``
+    then calls ``begin`` once every ``before_fit`` has run and ``replay_pass`` for the interrupted pass."""
     def __init__(self, learn, resume, n_epoch):
-        pending = getattr(learn, '_resume_ckpt', None)
+        pending = learn.position.loaded
         if resume is True:
-            if pending is None and not learn.n_epoch:
+            if pending is None and not learn.position.n_epoch:
                 raise CheckpointError('resume=True but this learner has no fit to continue: give a checkpoint path, '
                                       'or call learn.load(path) first')
             ck = pending if pending is not None else checkpoint_state(learn)
@@ -42,7 +111,8 @@ class Resume:
             raise CheckpointError('the training loader shuffles with a different number of generators than the one '
                                   'the checkpoint was saved with: build the DataLoader the same way')
         check_compatible(learn, ck, True)
-        self.ck = ck
+        self.ck, self.begun = ck, False
+        self.epochs_done, self.batches_done = fit['epochs_done'], fit['batches_done']
 
     def _load_callbacks(self, learn):
         saved, own = self.ck['callbacks'], stateful_callbacks(learn)
@@ -51,39 +121,34 @@ class Resume:
         lost = sorted(set(saved) - set(own))
         if lost: warnings.warn(f'resume: the checkpoint has state for callbacks this fit lacks: {lost}', stacklevel=4)
 
-    def begin(self, learn) -> int:
-        "Put everything back once ``before_fit`` has run; returns the epoch to start at."
+    def begin(self, learn):
+        "Put the checkpoint back: callbacks' states, weights, optimizer, history, step count, RNG states."
         ck, fit = self.ck, self.ck['fit']
-        if fit['steps_per_epoch'] != learn.steps_per_epoch:
+        self.begun = True
+        if fit['steps_per_epoch'] is not None and fit['steps_per_epoch'] != learn.steps_per_epoch:
             raise CheckpointError(f'the checkpoint\'s fit took {fit["steps_per_epoch"]} optimizer steps per epoch, this '
                                   f'one takes {learn.steps_per_epoch}: resume with the same gradient accumulation')
         self._load_callbacks(learn)   # schedules check they span the same steps, before the weights change
         load_weights(learn, ck, True)
         learn.recorder.load_state_dict(ck['recorder'])
-        learn.step_count, learn.epochs_done, learn.batches_done = fit['step_count'], fit['epochs_done'], fit['batches_done']
+        learn.step_count = fit['step_count']
+        learn.position.epochs_done, learn.position.batches_done = fit['epochs_done'], fit['batches_done']
         set_rng_state(ck['rng'], learn.dls.train)
-        if not fit['batches_done']: learn._resume = None   # an epoch boundary: nothing more to do
-        return fit['epochs_done']
 
-    def batches(self, learn):
-        """(index, batch) pairs for the rest of the interrupted training pass: the pass restarts from
-        the RNG states it started from, the batches already done are read and dropped, then the
-        states of the moment of the save come back."""
-        learn._resume = None
-        ck, fit = self.ck, self.ck['fit']
-        done, dl = fit['batches_done'], learn.dl
-        set_rng_state(fit['epoch_rng'], dl)
-        learn.epoch_rng = fit['epoch_rng']
-        it = iter(dl)
-        for i in range(done):
-            try: next(it)
-            except StopIteration:
-                raise CheckpointError(f'the training loader ran out after {i} batches; the checkpoint had done {done}') from None
-        learn.recorder.load_state_dict(ck['recorder'])   # the epoch's losses so far, which before_train cleared
-        self._load_callbacks(learn)                      # e.g. the sample count of an accumulation group
-        if ck['grads'] is not None:
-            for p, g in zip(opt_params(learn.opt), ck['grads']):
-                p.grad = None if g is None else g.to(device=p.device, dtype=p.dtype)
-        set_rng_state(ck['rng'], dl)
-        learn.batches_done = done
-        return enumerate(it, start=done)
+    def replay_pass(self, learn):
+        """Continue the interrupted training pass: its loader restarts from the RNG states the pass began
+        with, and once the batches already done are dropped, the state of the moment of the save returns."""
+        ck, fit, done = self.ck, self.ck['fit'], self.batches_done
+        self.batches_done = 0   # once
+        set_rng_state(fit['epoch_rng'], learn.dl)
+        learn.position.epoch_rng = fit['epoch_rng']
+
+        def at_first_batch_not_done():
+            learn.recorder.load_state_dict(ck['recorder'])   # the pass's losses so far, which before_train cleared
+            self._load_callbacks(learn)                      # e.g. the sample count of an accumulation group
+            if ck['grads'] is not None:
+                for p, g in zip(opt_params(learn.opt), ck['grads']):
+                    p.grad = None if g is None else g.to(device=p.device, dtype=p.dtype)
+            set_rng_state(ck['rng'], learn.dl)
+            learn.position.batches_done = done
+        learn.dl, learn.first_batch = _RestOfPass(learn.dl, done, at_first_batch_not_done), done

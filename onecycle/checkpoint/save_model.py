@@ -64,11 +64,11 @@ class SaveModel(Callback):
         if self.monitor not in names[1:-1]:
             raise ValueError(f'SaveModel: monitor={self.monitor!r} is not recorded in this fit; choose one of '
                              f'{names[1:-1]} (validation columns need a validation loader)')
-        if not getattr(self.learn, 'keep_history', False): self.best, self.best_epoch = None, None
+        if not self.learn.keep_history: self.best, self.best_epoch = None, None
 
     def after_batch(self):
         n = self.every_n_batches
-        if n and self.learn.training and self.save_last and self.learn.batches_done % n == 0 and is_main_process():
+        if n and self.learn.training and self.save_last and self.learn.position.batches_done % n == 0 and is_main_process():
             save_checkpoint(self.learn, self.last_path)
 
     def _improved(self, v) -> bool:

@@ -19,9 +19,9 @@ def _has_state(cb) -> bool:
 
 
 def stateful_callbacks(learn) -> dict:
-    "{key: callback} for callbacks with a state, keyed by class name (``Name#1`` for a second one)."
+    "{key: callback} for the fit's callbacks with a state, keyed by class name (``Name#1`` for a second one)."
     out, seen = {}, {}
-    for cb in getattr(learn, '_fit_cbs', None) or learn.cbs:
+    for cb in learn.position.fit_cbs or learn.cbs:
         if cb is learn.recorder or not _has_state(cb): continue
         name = type(cb).__name__
         n = seen[name] = seen.get(name, -1) + 1
@@ -33,21 +33,21 @@ def checkpoint_state(learn, with_opt=True) -> dict:
     """The checkpoint of `learn` as a dict (what ``learn.save`` writes). During a fit, or after one that
     was stopped, it holds the fit's position so that the fit can be resumed; after ``learn.load`` and
     before the next fit, the position of the loaded checkpoint."""
-    loaded = getattr(learn, '_resume_ckpt', None)
-    if loaded is not None:
-        fit, grads, cbs, rng = loaded['fit'], loaded['grads'], loaded['callbacks'], loaded['rng']
+    pos = learn.position
+    if pos.loaded is not None:
+        fit, grads, cbs, rng = pos.loaded['fit'], pos.loaded['grads'], pos.loaded['callbacks'], pos.loaded['rng']
     else:
         fit, grads = None, None
-        if learn.n_epoch:
-            done = learn.batches_done
-            fit = {'n_epoch': learn.n_epoch, 'epochs_done': learn.epochs_done, 'batches_done': done,
-                   'step_count': learn.step_count, 'n_iter': learn.fit_n_iter,
-                   'steps_per_epoch': learn.fit_steps_per_epoch, 'epoch_rng': learn.epoch_rng if done else None}
+        if pos.n_epoch:
+            done = pos.batches_done
+            fit = {'n_epoch': pos.n_epoch, 'epochs_done': pos.epochs_done, 'batches_done': done,
+                   'step_count': learn.step_count, 'n_iter': pos.n_iter,
+                   'steps_per_epoch': pos.steps_per_epoch, 'epoch_rng': pos.epoch_rng if done else None}
             if done and opt_params(learn.opt, with_grad=True):   # an accumulation group in progress
                 grads = [None if p.grad is None else p.grad.detach() for p in opt_params(learn.opt)]
         cbs = {k: cb.state_dict() for k, cb in stateful_callbacks(learn).items()}
         # after a fit, the RNG states of its end: draws made since (a plot, a sample) do not shift a resume
-        rng = learn.fit_end_rng if learn.fit_end_rng is not None else get_rng_state(learn.dls.train)
+        rng = pos.end_rng if pos.end_rng is not None else get_rng_state(learn.dls.train)
     return {'format': FORMAT, 'version': VERSION,
             'model': learn.model.state_dict(),
             'opt': learn.opt.state_dict() if with_opt else None,
@@ -99,10 +99,6 @@ def load_checkpoint(learn, path, with_opt=True, with_rng=True):
     load_weights(learn, ck, with_opt)
     learn.recorder.load_state_dict(ck['recorder'])
     if with_rng: set_rng_state(ck['rng'], learn.dls.train)
-    learn._resume_ckpt = ck   # for fit(..., resume=True), and for a save before the next fit
+    learn.position.loaded = ck   # for fit(..., resume=True), and for a save before the next fit
     return learn
-
-
-
-# --- keeping the best and the last -------------------------------------------------------------
 

@@ -6,13 +6,16 @@ skips the rest of that stage, which is how callbacks change control flow without
 """
 from __future__ import annotations
 
+import warnings
+
 __all__ = ['Callback', 'EVENTS', 'CancelFitException', 'CancelEpochException', 'CancelTrainException',
            'CancelValidateException', 'CancelBatchException', 'CancelBackwardException', 'CancelStepException']
 
-# The loop's stages, outermost first. Each has a ``before_`` and an ``after_`` event; a batch also
-# fires ``after_pred`` and ``after_loss`` between its forward pass and its backward pass.
-STAGES = ('fit', 'epoch', 'train', 'validate', 'batch', 'backward', 'step')
-EVENTS = tuple(f'{w}_{s}' for s in STAGES for w in ('before', 'after')) + ('after_pred', 'after_loss')
+# Every event the loop fires, in loop order; each stage X (fit, epoch, train, validate, batch, backward,
+# step) has before_X and after_X, and a batch also fires after_pred and after_loss before its backward pass.
+EVENTS = ('before_fit', 'before_epoch', 'before_train', 'before_validate', 'before_batch', 'after_pred', 'after_loss',
+          'before_backward', 'after_backward', 'before_step', 'after_step', 'after_batch', 'after_train',
+          'after_validate', 'after_epoch', 'after_fit')
 
 
 class CancelFitException(Exception):
@@ -34,9 +37,52 @@ class CancelStepException(Exception):
 class Callback:
     """Base class for callbacks: override the events you need.
 
-    ``self.learn`` is set when the callback is added to a Learner; attributes the callback lacks
-    are looked up on the learner, so ``self.model``, ``self.opt`` or ``self.loss`` read naturally.
-    ``order`` decides who runs first at each event (lower first, ties keep insertion order).
+    Events, in the order the loop fires them (``learn.show_training_loop()`` prints the loop with the
+    callbacks that handle each one)::
+
+        before_fit
+          before_epoch
+            before_train     for each batch: before_batch, after_pred, after_loss, before_backward,
+                             after_backward, before_step, after_step, after_batch
+            after_train
+            before_validate  for each batch: before_batch, after_pred, after_loss, after_batch
+            after_validate
+          after_epoch
+        after_fit            runs whatever ends the fit (cancel, error, Ctrl-C), for every callback
+
+    ``self.learn`` is the Learner; attributes the callback lacks are read from it, so ``self.model`` or
+    ``self.loss`` read naturally. ``order`` decides who runs first at each event (lower first, ties
+    keep insertion order): GradAccumulation -20, DivergenceGuard -15, MixedPrecision -10, schedulers
+    and user callbacks 0, Recorder 50, ProgressCallback 60, SaveModel 70. Raising ``CancelXException``
+    skips the rest of stage X; ``after_X`` still runs for fit, epoch, train, validate and batch, not for
+    backward and step (the cancelled gradient or update never happened).
+
+    What a callback may READ (always): ``model``, ``opt``, ``dls``, ``loss_func``, ``metrics``,
+    ``n_inp``, ``device``, ``recorder``, ``cbs``, ``wd``, ``wd_hook``; during a fit: ``n_epoch``,
+    ``epoch`` (0-based), ``step_count`` (optimizer steps so far in this fit), ``steps_per_epoch``,
+    ``n_steps``, ``training`` (True in the training pass), ``dl``, ``n_iter`` (batches in this pass),
+    ``iter`` (0-based batch index), ``batch``, ``xb``/``yb`` (inputs and targets, tuples),
+    ``batch_size``, ``is_step_batch`` (the optimizer steps after this batch); from ``after_pred``:
+    ``pred``; from ``after_loss``: ``loss`` (the batch's mean loss, what is recorded) and ``loss_grad``
+    (the tensor backward runs on). Results: ``recorder.losses`` per batch, ``recorder.hps`` per step,
+    ``recorder.last_valid`` after ``after_validate``, ``recorder.epochs[-1]`` from ``after_epoch`` of
+    a callback with order above the Recorder's (50).
+
+    What a callback may SET, and where:
+    - ``pred`` in ``after_pred``; ``loss`` / ``loss_grad`` in ``after_loss`` and ``before_backward``
+      (``loss_grad`` scaled or summed for backward, ``loss`` for what is recorded);
+    - hyper-parameters of ``opt.param_groups`` (through ``onecycle.set_hyper`` names) in any event,
+      usually ``before_batch``; gradients between ``after_backward`` and ``before_step``;
+    - ``accum_steps`` (batches per optimizer step) and ``scaler`` (a ``torch.amp.GradScaler`` the step
+      goes through) in ``before_fit``, reset in ``after_fit`` (GradAccumulation, MixedPrecision do);
+    - ``model`` (a wrapper such as DDP) in ``before_fit``/``before_train``, given back in ``after_fit``;
+    - ``dls`` in ``before_fit``; ``dl`` and ``first_batch`` (the index of its first batch) in
+      ``before_train`` (resuming a pass); ``first_epoch`` in ``before_fit`` (resuming a fit);
+    - ``keep_history`` is True while a fit resumes: callbacks with a history (Recorder, DivergenceGuard,
+      SaveModel) keep it instead of starting afresh.
+    A callback with ``state_dict()`` / ``load_state_dict(sd)`` is saved in checkpoints and restored on
+    resume. Anything else on the learner is the loop's own. Assigning, on a callback, an attribute that
+    the learner has (``self.lr = ...`` meant for ``self.learn.lr``) warns: it would only shadow it.
     """
     order = 0
     learn = None
@@ -48,9 +94,40 @@ class Callback:
             raise AttributeError(f'{type(self).__name__!s} has no attribute {name!r}')
         return getattr(self.learn, name)
 
+    def __setattr__(self, name, value):
+        # A new public attribute that the learner also has would hide the learner's from this callback.
+        if name[0] != '_' and name != 'learn' and name not in self.__dict__ and self.learn is not None \
+                and not hasattr(type(self), name) and hasattr(self.learn, name):
+            warnings.warn(f'{type(self).__name__}.{name} = ... sets an attribute on the callback that shadows '
+                          f'learn.{name}; to change the learner, assign self.learn.{name}', stacklevel=2)
+        object.__setattr__(self, name, value)
+
     @property
     def name(self) -> str:
         return type(self).__name__
 
     def __repr__(self):
         return f'{type(self).__name__}()'
+
+
+def check_callbacks(name: str, cbs) -> list:
+    """`cbs` as a list of callback objects: None, one callback or Callback class, or a list/tuple of them
+    (classes are instantiated). Anything else is refused, naming `name` and the position, before any
+    callback is attached."""
+    if cbs is None: return []
+    items = list(cbs) if isinstance(cbs, (list, tuple)) else [cbs]
+    out = []
+    for i, c in enumerate(items):
+        if isinstance(c, type) and issubclass(c, Callback): c = c()
+        elif isinstance(c, (type, type(None), bool, int, float, complex, str, bytes, dict, set, list, tuple)) \
+                or not (isinstance(c, Callback) or any(callable(getattr(c, e, None)) for e in EVENTS)):
+            where = f'{name}[{i}] is' if isinstance(cbs, (list, tuple)) else 'got'
+            raise TypeError(f'{name} must be callbacks (Callback objects or classes, or objects with event methods '
+                            f'such as after_batch); {where} {type(c).__name__} {_short_repr(c)}')
+        out.append(c)
+    return out
+
+
+def _short_repr(o, limit=80) -> str:
+    r = repr(o)
+    return r if len(r) <= limit else r[:limit - 3] + '...'

@@ -19,13 +19,16 @@ def is_distributed() -> bool:
 
 
 def rank() -> int:
-    "This process's rank in the default process group (0 without one)."
-    return dist.get_rank() if is_distributed() else 0
+    """This process's rank in the default process group; before the group is joined, the rank torchrun
+    gave it (``RANK``); 0 in a single process."""
+    if is_distributed(): return dist.get_rank()
+    return int(os.environ['RANK']) if launched_by_torchrun() else 0
 
 
 def world_size() -> int:
-    "How many processes train together (1 without a process group)."
-    return dist.get_world_size() if is_distributed() else 1
+    "How many processes train together (torchrun's ``WORLD_SIZE`` before the group is joined; 1 in a single process)."
+    if is_distributed(): return dist.get_world_size()
+    return int(os.environ['WORLD_SIZE']) if launched_by_torchrun() else 1
 
 
 def local_rank() -> int:

@@ -97,10 +97,10 @@ class Recorder(Callback):
         self._epoch_start = len(self._loss_t)
 
     def before_validate(self):
-        self._sums = None
+        self.valid_totals = None
 
     @property
-    def _sums(self):
+    def valid_totals(self):
         "(sum over validation batches of value x batch size, samples) for the loss and each metric, or None."
         if self._valid:   # reduce the batches kept so far: one stack per value, not a few ops per batch
             bs = torch.tensor([b for _, b in self._valid], dtype=torch.float32)
@@ -113,8 +113,8 @@ class Recorder(Callback):
             self._valid = []
         return self._valid_sums
 
-    @_sums.setter
-    def _sums(self, value):
+    @valid_totals.setter
+    def valid_totals(self, value):
         self._valid_sums, self._valid = value, []
 
     def after_batch(self):
@@ -144,7 +144,7 @@ class Recorder(Callback):
         self._train_loss = ((ls * bs).sum() / bs.sum()).item()
 
     def after_validate(self):
-        vals = self._mean() if self._sums is not None else [float('nan')] * (1 + len(self.learn.metrics))
+        vals = self._mean() if self.valid_totals is not None else [float('nan')] * (1 + len(self.learn.metrics))
         self.last_valid = {'valid_loss': vals[0], **{_metric_name(m): v for m, v in zip(self.learn.metrics, vals[1:])}}
         self._epoch_valid = self.last_valid
 
@@ -159,7 +159,7 @@ class Recorder(Callback):
         self._train_loss = float('nan')
 
     def _mean(self) -> list[float]:
-        s, n = self._sums
+        s, n = self.valid_totals
         return (s / n).tolist()
 
     # --- views ----------------------------------------------------------------------------------

@@ -14,8 +14,8 @@ from ..callbacks.training import GradAccumulation
 from ..core.callback import Callback
 from ..core.checks import check_int
 from ..core.data import loader_kwargs
-from ..core.dist import (collective_device, is_distributed, main_print, rank, reduces_cpu_tensors, sum_over_ranks,
-                         unwrap_model, world_size)
+from ..core.dist import (collective_device, init_distributed, is_distributed, main_print, rank, reduces_cpu_tensors,
+                         sum_over_ranks, unwrap_model, world_size)
 
 __all__ = ['ShardSampler', 'shard_loader', 'effective_batch_size', 'DistributedCallback', 'distribute']
 
@@ -117,7 +117,8 @@ def effective_batch_size(learn) -> int | None:
 # --- the callback ------------------------------------------------------------------------------
 class DistributedCallback(Callback):
     """Data-parallel training over the ranks of the default process group. The Learner adds it by
-    itself when torch.distributed is initialized (see ``init_distributed``).
+    itself when launched by torchrun (or when a process group is initialized); the group is joined at
+    the start of the first fit (``init_distributed``).
 
     - The training loader is rebuilt around a ``DistributedSampler`` (its epoch set every training
       pass) and the validation loader around a ``ShardSampler``.
@@ -166,6 +167,7 @@ class DistributedCallback(Callback):
     # --- events ---------------------------------------------------------------------------------
     def before_fit(self):
         learn = self.learn
+        init_distributed()   # under torchrun: join the process group (once)
         self._check()
         self.shard_data()   # loaders replaced since the learner was made
         self._raw = unwrap_model(learn.model)
@@ -188,8 +190,7 @@ class DistributedCallback(Callback):
     def before_batch(self):
         learn = self.learn
         if not learn.training or learn.accum_steps <= 1: return
-        steps = (learn.iter + 1) % learn.accum_steps == 0 or learn.iter + 1 >= learn.n_iter   # as GradAccumulation
-        if not steps:
+        if not learn.is_step_batch:
             self._no_sync = self.ddp.no_sync()
             self._no_sync.__enter__()
 
@@ -212,10 +213,10 @@ class DistributedCallback(Callback):
         # Reduce the Recorder's (sum of value x batch size, samples) before it turns them into means.
         rec = self.learn.recorder
         n_vals = 1 + len(self.learn.metrics)
-        if rec._sums is None: vals, n = torch.zeros(n_vals, device=self.learn.device), 0
-        else: vals, n = rec._sums
+        if rec.valid_totals is None: vals, n = torch.zeros(n_vals, device=self.learn.device), 0
+        else: vals, n = rec.valid_totals
         sums, total = sum_over_ranks(vals, n)
-        rec._sums = None if total.item() == 0 else (sums, total)
+        rec.valid_totals = None if total.item() == 0 else (sums, total)
 
     def after_fit(self):
         # Runs on errors and interrupts too: the user gets their module back.
