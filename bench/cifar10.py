@@ -67,7 +67,7 @@ def run(name, model, dls, args, device):
     cbs = [timer] + ([MixedPrecision(torch.bfloat16), ChannelsLast()] if device.type == 'cuda' else [])
     t0 = time.perf_counter()
     if name == '1cycle':
-        fit_one_cycle(learn, args.epochs, args.max_lr, moms=(0.95, 0.85), pct_start=0.25, callbacks=cbs)
+        fit_one_cycle(learn, args.epochs, args.max_lr, moms=(0.95, 0.85), pct_start=0.25, cbs=cbs)
     else:
         sched = ParamScheduler({'lr': piecewise_constant(args.step_lr), 'mom': Constant(0.9)})
         learn.fit(args.epochs, cbs=cbs + [sched])

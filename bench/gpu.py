@@ -82,7 +82,7 @@ def with_onecycle(learn, epochs, device, cbs, progress):
     "fit_one_cycle on the same work: returns its wall time."
     out = contextlib.redirect_stdout(io.StringIO()) if progress else contextlib.nullcontext()
     sync(device); t0 = time.perf_counter()
-    with out: fit_one_cycle(learn, epochs, MAX_LR, moms=MOMS, pct_start=PCT_START, callbacks=cbs)
+    with out: fit_one_cycle(learn, epochs, MAX_LR, moms=MOMS, pct_start=PCT_START, cbs=cbs)
     sync(device)
     return time.perf_counter() - t0
 

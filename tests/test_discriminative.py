@@ -173,7 +173,7 @@ def test_fine_tune_without_frozen_phase_works_with_one_group(make_learner):
 
 
 @pytest.mark.parametrize('kw, err, match', [
-    (dict(epochs=0), ValueError, 'epochs'),
+    (dict(n_epoch=0), ValueError, 'n_epoch'),
     (dict(base_lr=-1.), ValueError, 'base_lr'),
     (dict(lr_mult=0.5), ValueError, 'lr_mult'),
     (dict(pct_start=1.5), ValueError, 'pct_start'),
@@ -183,7 +183,7 @@ def test_fine_tune_without_frozen_phase_works_with_one_group(make_learner):
 def test_fine_tune_bad_arguments_raise_before_work(make_learner, kw, err, match):
     learn = make_learner(model=bn_model(), splitter=split_head())
     before = _snapshot(learn.model)
-    args = dict(epochs=1); args.update(kw)
+    args = dict(n_epoch=1); args.update(kw)
     with pytest.raises(err, match=match):
         fine_tune(learn, **args)
     assert all(torch.equal(before[n], p) for n, p in learn.model.named_parameters())

@@ -359,7 +359,7 @@ def test_bad_fit_arguments_raise_before_any_step(learner):
 # --- the one-liners ------------------------------------------------------------------------------
 def test_fit_sgdr_restarts_at_the_cycle_boundaries(learner):
     learn = learner()
-    n = fit_sgdr(learn, 3, cycle_len=1, lr_max=0.1, cycle_mult=2)
+    n = fit_sgdr(learn, 3, cycle_len=1, max_lr=0.1, cycle_mult=2)
     assert n == 7 and len(learn.recorder.epochs) == 7
     lrs, spe = learn.recorder.lrs, 8
     assert [i for i in range(1, len(lrs)) if lrs[i] > lrs[i - 1]] == [spe, 3 * spe]
@@ -369,7 +369,7 @@ def test_fit_sgdr_restarts_at_the_cycle_boundaries(learner):
 
 def test_fit_flat_cos(learner):
     learn = learner()
-    fit_flat_cos(learn, 4, lr=0.05, pct_start=0.5)
+    fit_flat_cos(learn, 4, max_lr=0.05, pct_start=0.5)
     lrs, n = learn.recorder.lrs, 32
     assert len(lrs) == n and all(v == 0.05 for v in lrs[:n // 2])
     assert lrs[-1] == pytest.approx(0.05 / 1e5) and lrs == sorted(lrs, reverse=True)
@@ -385,19 +385,19 @@ def test_fit_clr_matches_torch_cyclic_lr_with_momentum(learner):
 
 def test_fit_warmup_cos_and_learner_methods(learner):
     learn = learner()
-    learn.fit_warmup_cos(2, lr=0.1, warmup_pct=0.2)
+    learn.fit_warmup_cos(2, max_lr=0.1, warmup_pct=0.2)
     lrs = learn.recorder.lrs
     assert lrs[0] == 0. and max(lrs) == pytest.approx(0.1, rel=0.05) and lrs[-1] == pytest.approx(1e-6)
     top = lrs.index(max(lrs))
     assert lrs[:top + 1] == sorted(lrs[:top + 1]) and lrs[top:] == sorted(lrs[top:], reverse=True)
-    learn.fit_sgdr(1, 2, lr_max=0.02)
+    learn.fit_sgdr(1, 2, max_lr=0.02)
     assert len(learn.recorder.epochs) == 2 and learn.recorder.lrs[0] == pytest.approx(0.02)
 
 
 def test_one_liners_count_optimizer_steps_under_gradient_accumulation(learner):
     from onecycle import GradAccumulation
     learn = learner()
-    fit_sgdr(learn, 2, lr_max=0.1, cycle_mult=1, callbacks=[GradAccumulation(2)])   # 4 steps per epoch
+    fit_sgdr(learn, 2, max_lr=0.1, cycle_mult=1, cbs=[GradAccumulation(2)])   # 4 steps per epoch
     lrs = learn.recorder.lrs
     assert len(lrs) == 8 and lrs[4] == pytest.approx(0.1) and lrs[0] == pytest.approx(0.1)
 
@@ -411,7 +411,7 @@ def test_an_interrupted_one_liner_resumes_exactly(learner, tmp_path):
         def before_batch(self):
             if self.learn.training and self.learn.step_count == 11: raise CancelFitException()
     full = learner(); fit_clr(full, 3, 0.1, step_size=0.75, mode='exp_range', gamma=0.95, moms=(0.95, 0.85))
-    learn = learner(); fit_clr(learn, 3, 0.1, step_size=0.75, mode='exp_range', gamma=0.95, moms=(0.95, 0.85), callbacks=[StopAt()])
+    learn = learner(); fit_clr(learn, 3, 0.1, step_size=0.75, mode='exp_range', gamma=0.95, moms=(0.95, 0.85), cbs=[StopAt()])
     path = save_checkpoint(learn, tmp_path / 'ck.pt')
     learn = learner(); fit_clr(learn, 3, 0.1, step_size=0.75, mode='exp_range', gamma=0.95, moms=(0.95, 0.85), resume=path)
     assert learn.recorder.lrs == pytest.approx(full.recorder.lrs, rel=1e-12)

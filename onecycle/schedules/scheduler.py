@@ -14,6 +14,7 @@ from ..core.checks import (
 )
 from ..core.hyper import WD_KEY, has_hyper, hyper_setter, lr_range
 from ..core.plotting import plot_hypers
+from ._aliases import keyword_aliases
 from .functions import (
     CLR_MODES,
     Cosine,
@@ -30,7 +31,7 @@ __all__ = ['ParamScheduler', 'OneCycleScheduler', 'CyclicalMomentum', 'CyclicalW
 
 
 def callback_list(callbacks) -> list:
-    "The one-liners' `callbacks` argument as a list: None, one callback, or a list/tuple of them."
+    "The one-liners' `cbs` (or `callbacks`) argument as a list: None, one callback, or a list/tuple of them."
     return list(callbacks) if isinstance(callbacks, (list, tuple)) else ([callbacks] if callbacks is not None else [])
 
 
@@ -249,37 +250,43 @@ class _FitLayout(ParamScheduler):
 
 
 class _LRPerGroup(_FitLayout):
-    "A layout with one lr schedule per param group, ``lr_sched(v)`` for each group's lr `v` from ``self.lr``."
+    "A layout with one lr schedule per param group, ``lr_sched(v)`` for each group's peak lr `v` from ``self.max_lr``."
     def build(self, n_groups, total_steps, steps_per_epoch):
-        return {'lr': [self.lr_sched(v) for v in lr_range(self.lr, n_groups)]}
+        return {'lr': [self.lr_sched(v) for v in lr_range(self.max_lr, n_groups)]}
 
 
 class SGDRScheduler(_FitLayout):
-    """SGDR (Loshchilov & Hutter): `n_cycles` cosine anneals from `lr_max` down to `lr_min`, the first
-    `cycle_len` epochs long and each next one `cycle_mult` times longer, restarting at `lr_max`.
-    In all cycle_len * (1 + cycle_mult + ... + cycle_mult**(n_cycles-1)) epochs."""
-    def __init__(self, n_cycles, cycle_len=1, lr_max=3e-3, cycle_mult=2, lr_min=0.):
+    """SGDR (Loshchilov & Hutter): `n_cycles` cosine anneals from `max_lr` down to `lr_min`, the first
+    `cycle_len` epochs long and each next one `cycle_mult` times longer, restarting at `max_lr`.
+    In all cycle_len * (1 + cycle_mult + ... + cycle_mult**(n_cycles-1)) epochs.
+    (`lr_max=` is the deprecated name of `max_lr`.)"""
+    @keyword_aliases(deprecated={'lr_max': 'max_lr'})
+    def __init__(self, n_cycles, cycle_len=1, max_lr=3e-3, cycle_mult=2, lr_min=0.):
         self.n_cycles = check_int('n_cycles', n_cycles, min_value=1)
         self.cycle_len = check_int('cycle_len', cycle_len, min_value=1)
         self.cycle_mult = check_int('cycle_mult', cycle_mult, min_value=1)
-        self.lr_max, self.lr_min = check_lr('lr_max', lr_max), check_positive('lr_min', lr_min, allow_zero=True)
+        self.max_lr, self.lr_min = check_lr('max_lr', max_lr), check_positive('lr_min', lr_min, allow_zero=True)
         super().__init__()
         self.n_epoch = sum(cycle_len * cycle_mult ** i for i in range(n_cycles))
 
     def build(self, n_groups, total_steps, steps_per_epoch):
         spe = steps_per_epoch if steps_per_epoch is not None else total_steps / self.n_epoch
         return {'lr': [CosineWarmRestarts(hi, self.lr_min, self.cycle_len * spe, self.cycle_mult, total_steps)
-                       for hi in lr_range(self.lr_max, n_groups)]}
+                       for hi in lr_range(self.max_lr, n_groups)]}
 
 
 class FlatCosScheduler(_LRPerGroup):
-    """`lr` held flat for the first `pct_start` of training, then a half cosine down to lr/div_final."""
-    def __init__(self, lr=3e-3, pct_start=0.75, div_final=1e5):
-        self.lr, self.div_final = check_lr('lr', lr), check_positive('div_final', div_final)
+    """`max_lr` held flat for the first `pct_start` of training, then a half cosine down to
+    max_lr/final_div_factor. (`lr=` and `div_final=` are the deprecated names of `max_lr` and
+    `final_div_factor`.)"""
+    @keyword_aliases(deprecated={'lr': 'max_lr', 'div_final': 'final_div_factor'})
+    def __init__(self, max_lr=3e-3, pct_start=0.75, final_div_factor=1e5):
+        self.max_lr = check_lr('max_lr', max_lr)
+        self.final_div_factor = check_positive('final_div_factor', final_div_factor)
         self.pct_start = check_range('pct_start', pct_start, 0, 1, hi_open=True)
         super().__init__()
 
-    def lr_sched(self, v): return FlatCos(v, v / self.div_final, self.pct_start)
+    def lr_sched(self, v): return FlatCos(v, v / self.final_div_factor, self.pct_start)
 
 
 class CLRScheduler(_FitLayout):
@@ -315,11 +322,14 @@ class CLRScheduler(_FitLayout):
 
 
 class WarmupCosScheduler(_LRPerGroup):
-    """Linear warm-up from 0 to `lr` over the first `warmup_pct` of training, then a half cosine down
-    to lr/div_final (the transformer recipe)."""
-    def __init__(self, lr=3e-3, warmup_pct=0.1, div_final=1e5):
-        self.lr, self.div_final = check_lr('lr', lr), check_positive('div_final', div_final)
+    """Linear warm-up from 0 to `max_lr` over the first `warmup_pct` of training, then a half cosine
+    down to max_lr/final_div_factor (the transformer recipe). (`lr=` and `div_final=` are the
+    deprecated names of `max_lr` and `final_div_factor`.)"""
+    @keyword_aliases(deprecated={'lr': 'max_lr', 'div_final': 'final_div_factor'})
+    def __init__(self, max_lr=3e-3, warmup_pct=0.1, final_div_factor=1e5):
+        self.max_lr = check_lr('max_lr', max_lr)
+        self.final_div_factor = check_positive('final_div_factor', final_div_factor)
         self.warmup_pct = check_range('warmup_pct', warmup_pct, 0, 1, hi_open=True)
         super().__init__()
 
-    def lr_sched(self, v): return Warmup(Cosine(v, v / self.div_final), self.warmup_pct)
+    def lr_sched(self, v): return Warmup(Cosine(v, v / self.final_div_factor), self.warmup_pct)
