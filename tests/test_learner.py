@@ -336,3 +336,105 @@ def test_fit_failing_before_any_step_leaves_hyper_parameters_as_they_were(make_l
         learn.fit(1, lr=0.5, wd=0.1, cbs=[OneCycleScheduler([0.1, 0.2])])
     after = [{k: v for k, v in pg.items() if k != 'params'} for pg in learn.opt.param_groups]
     assert after == before
+
+
+# --- the loop's shape and the callback contract ------------------------------------------------------------
+def test_every_event_is_fired_by_name_in_the_loop_source():
+    "grep finds each event where the loop fires it: no generated names."
+    import inspect
+
+    import onecycle.core.learner as loop
+    src = inspect.getsource(loop.BaseLearner)
+    missing = [e for e in EVENTS if f"'{e}'" not in src]
+    assert not missing
+
+
+def test_show_training_loop_names_the_callbacks_at_each_event(tiny, capsys):
+    class Probe(Callback):
+        def before_step(self): pass
+    learn = tiny()
+    learn.add_cb(Probe())
+    text = learn.show_training_loop()
+    assert capsys.readouterr().out.strip() == text.strip()
+    lines = {l.strip().split(':')[0]: l for l in text.splitlines()}
+    assert set(EVENTS) <= set(lines)
+    assert 'Probe' in lines['before_step'] and 'Recorder' in lines['after_batch'] and 'Probe' not in lines['after_batch']
+    # in loop order: the step's events between backward and after_batch
+    order = [l.strip().split(':')[0] for l in text.splitlines()]
+    assert order.index('after_backward') < order.index('before_step') < order.index('after_step') < order.index('after_batch')
+
+
+def test_a_callback_attribute_that_shadows_the_learner_warns(tiny):
+    class Shadow(Callback):
+        def __init__(self): self.seen = 0          # its own attribute: no warning
+        def before_fit(self):
+            self.seen += 1
+            self.n_epoch = 99                       # meant for learn.n_epoch: only hides it
+    learn = tiny()
+    with pytest.warns(UserWarning, match=r'shadows learn\.n_epoch'):
+        learn.fit(1, cbs=[Shadow()])
+    assert learn.n_epoch == 1
+
+
+def test_the_one_liner_methods_have_the_functions_signatures_and_docs(tiny):
+    import inspect
+    import pydoc
+
+    from onecycle import fine_tune, fit_sgdr, lr_find
+    learn = tiny()
+    for meth, fn in [(learn.lr_find, lr_find), (learn.fit_one_cycle, fit_one_cycle), (learn.fit_sgdr, fit_sgdr),
+                     (learn.fine_tune, fine_tune)]:
+        assert list(inspect.signature(meth).parameters) == list(inspect.signature(fn).parameters)[1:]
+        assert meth.__doc__ == fn.__doc__ and meth.__doc__
+    assert 'num_it' in pydoc.plain(pydoc.render_doc(learn.lr_find)) and '*args' not in str(inspect.signature(learn.lr_find))
+
+
+def test_every_after_fit_runs_when_one_raises(tiny):
+    ran = []
+
+    class Broken(Callback):
+        order = -50
+        def after_fit(self): raise RuntimeError('broken cleanup')
+
+    class Cleanup(Callback):
+        order = 10
+        def after_fit(self): ran.append('cleanup')
+    learn = tiny()
+    with pytest.raises(RuntimeError, match='broken cleanup') as info:   # after a normal end: raised once all ran
+        learn.fit(1, cbs=[Broken(), Cleanup()])
+    assert ran == ['cleanup'] and 'Broken' in ''.join(getattr(info.value, '__notes__', []))
+
+    class Stop(Callback):
+        def after_batch(self): raise ValueError('boom')
+    ran.clear()
+    with pytest.raises(ValueError, match='boom') as info:               # after an error: the error wins, noted
+        learn.fit(1, cbs=[Broken(), Cleanup(), Stop()])
+    assert ran == ['cleanup'] and any('broken cleanup' in n for n in info.value.__notes__)
+
+
+@pytest.mark.parametrize('bad', [None, 3, 'Recorder', {'a': 1}, nn.Linear, object()])
+def test_a_non_callback_in_cbs_attaches_nothing(tiny, bad):
+    from onecycle import GradientClipping
+    learn = tiny()
+    before = list(learn.cbs)
+    with pytest.raises(TypeError, match=r'cbs must be callbacks.*cbs\[1\]'):
+        learn.fit(1, cbs=[GradientClipping(1.), bad])
+    with pytest.raises(TypeError, match='must be callbacks'):
+        fit_one_cycle(learn, 1, 1e-2, cbs=[GradientClipping(1.), bad])
+    with pytest.raises(TypeError, match='must be callbacks'):
+        learn.add_cbs([GradientClipping(1.), bad])
+    assert learn.cbs == before and learn.step_count == 0
+
+
+def test_a_learner_under_torchrun_joins_no_process_group_until_it_fits(make_learner, monkeypatch):
+    import torch.distributed as dist
+
+    from onecycle import DistributedCallback, ProgressCallback
+    for k, v in {'RANK': '1', 'WORLD_SIZE': '2', 'LOCAL_RANK': '1', 'MASTER_ADDR': '127.0.0.1',
+                 'MASTER_PORT': '29999'}.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setattr(dist, 'init_process_group', lambda *a, **k: pytest.fail('joined a group in Learner()'))
+    learn = make_learner(progress=True)
+    assert any(isinstance(c, DistributedCallback) for c in learn.cbs)
+    assert not any(isinstance(c, ProgressCallback) for c in learn.cbs)   # rank 1 shows no bars
+    assert not dist.is_initialized()
