@@ -76,7 +76,8 @@ def main():
 
     t0, c0 = time.perf_counter(), time.process_time()
     arrays = mnist1d_arrays()
-    print(f'MNIST-1D CNN, SGD + 1cycle, {epochs} epochs, seeds {args.seeds}, max_lr grid {grid} tuned on seed {TUNE_SEED}')
+    print(f'MNIST-1D CNN, SGD + 1cycle, {epochs} epochs, seeds {args.seeds}, '
+          f'max_lr grid {grid} tuned on seed {TUNE_SEED}')
     rows, cbs = [], {}
     for method in METHODS:
         tuned = {lr: run(arrays, method, lr, epochs, TUNE_SEED)[0][-1] for lr in grid}
@@ -84,20 +85,24 @@ def main():
         finals, steps, fracs, secs = [], [], [], []
         for seed in args.seeds:
             accs, spe, cb, s = run(arrays, method, best, epochs, seed)
-            finals.append(accs[-1]); steps.append(steps_to(accs, target, spe)); fracs.append(changed_fraction(cb)); secs.append(s)
+            finals.append(accs[-1]); steps.append(steps_to(accs, target, spe))
+            fracs.append(changed_fraction(cb)); secs.append(s)
             if seed == args.seeds[0]: cbs[method] = cb
         rows.append((method, best, tuned, finals, steps, epochs * spe, statistics.mean(fracs), statistics.mean(secs)))
         print(f'  {method}: grid accuracies ' + ', '.join(f'{lr:g}: {a:.3f}' for lr, a in tuned.items()), flush=True)
 
     print()
-    head = f"{'method':<13} {'max_lr':>6} {'acc mean':>8} {'sd':>6}  {'acc per seed':<20} {f'steps to {target:.0%}':>14}  {'per seed':<16} {'steps':>5} {'scaled':>6} {'s/run':>5}"
+    head = (f"{'method':<13} {'max_lr':>6} {'acc mean':>8} {'sd':>6}  {'acc per seed':<20} "
+            f"{f'steps to {target:.0%}':>14}  {'per seed':<16} {'steps':>5} {'scaled':>6} {'s/run':>5}")
     print(head); print('-' * len(head))
     for method, best, _, finals, steps, total, frac, sec in rows:
         reached = [s for s in steps if s is not None]
-        mean_steps = f'{statistics.mean(reached):.0f}' + ('' if len(reached) == len(steps) else '*') if reached else 'never'
+        mean_steps = (f'{statistics.mean(reached):.0f}' + ('' if len(reached) == len(steps) else '*')
+                      if reached else 'never')
         sd = statistics.stdev(finals) if len(finals) > 1 else 0.
-        print(f'{method:<13} {best:>6g} {statistics.mean(finals):>8.3f} {sd:>6.3f}  {" ".join(f"{a:.3f}" for a in finals):<20} '
-              f'{mean_steps:>14}  {" ".join(str(s) if s else "-" for s in steps):<16} {total:>5} {frac:>6.1%} {sec:>5.1f}')
+        print(f'{method:<13} {best:>6g} {statistics.mean(finals):>8.3f} {sd:>6.3f}  '
+              f'{" ".join(f"{a:.3f}" for a in finals):<20} {mean_steps:>14}  '
+              f'{" ".join(str(s) if s else "-" for s in steps):<16} {total:>5} {frac:>6.1%} {sec:>5.1f}')
     print('(steps to target: mean over the seeds that reached it, * when some did not; '
           "scaled: share of layer-steps whose factor was not 1)")
     print(f'total {time.perf_counter() - t0:.0f} s wall, {time.process_time() - c0:.0f} s CPU')

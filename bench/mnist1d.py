@@ -84,7 +84,8 @@ def main(argv=None):
         k = r['res'].fit_kwargs
         print(f"seed {s}: baseline {r['base_acc']:.2%} ({r['base_steps']} steps, {r['base_s']:.1f}s) | "
               f"onecycle {r['acc']:.2%} ({r['fit_steps']} steps, {r['fit_s']:.1f}s; tuning {r['tune_steps']} steps, "
-              f"{r['tune_s']:.1f}s) max_lr={k['max_lr']:.3g} moms={k.get('moms')} wd={k.get('wd')} bs={r['res'].batch_size}", flush=True)
+              f"{r['tune_s']:.1f}s) max_lr={k['max_lr']:.3g} moms={k.get('moms')} wd={k.get('wd')} "
+              f"bs={r['res'].batch_size}", flush=True)
         if s == 0 and a.plot: r['res'].plot().savefig(a.plot, dpi=80)
     mean = lambda k: statistics.mean(r[k] for r in rows)
     print()
@@ -95,7 +96,8 @@ def main(argv=None):
     print(f"{'seconds (fit)':24s}{mean('base_s'):>22.1f}{mean('fit_s'):>24.1f}")
     print(f"{'seconds (tuning)':24s}{0:>22.1f}{mean('tune_s'):>24.1f}")
     print(f"total wall time {time.perf_counter() - t0:.1f}s over {len(rows)} seed(s)")
-    ok = mean('acc') >= 0.95 and max(r['fit_steps'] for r in rows) <= FIT_STEPS and max(r['tune_steps'] for r in rows) <= TUNE_BUDGET
+    ok = (mean('acc') >= 0.95 and max(r['fit_steps'] for r in rows) <= FIT_STEPS
+          and max(r['tune_steps'] for r in rows) <= TUNE_BUDGET)
     print('target (>= 95.0% mean, <= 2000 fit steps, <= 2000 tuning steps):', 'MET' if ok else 'NOT MET')
 
 

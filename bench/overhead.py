@@ -61,7 +61,8 @@ def hand_written_epochs(n_epoch, train, valid, times):
         with torch.no_grad():
             for xb, yb in valid:
                 pred = model(xb)
-                vl += loss_func(pred, yb).item() * len(yb); acc += (pred.argmax(1) == yb).float().sum().item(); nv += len(yb)
+                vl += loss_func(pred, yb).item() * len(yb)
+                acc += (pred.argmax(1) == yb).float().sum().item(); nv += len(yb)
         times.append(time.thread_time() - t0)
         yield tot / n, vl / nv, acc / nv
 

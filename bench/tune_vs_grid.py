@@ -91,7 +91,8 @@ def main(argv=None):
         for s in range(a.seeds):
             r = run(prob, s); rows.append(r)
             k = r['kwargs']
-            print(f"{prob} seed {s}: tune+fit_one_cycle {r['tuned']:.2%} ({r['total_steps']} steps, {r['tuned_s']:.1f}s; "
+            print(f"{prob} seed {s}: tune+fit_one_cycle {r['tuned']:.2%} "
+                  f"({r['total_steps']} steps, {r['tuned_s']:.1f}s; "
                   f"max_lr={k['max_lr']:.3g} moms={k.get('moms')} wd={k.get('wd')}) | constant Adam: "
                   + ' '.join(f'{lr:g}:{r[lr]:.2%}' for lr in GRID), flush=True)
         mean = lambda k: statistics.mean(r[k] for r in rows)
@@ -99,7 +100,8 @@ def main(argv=None):
         best_lr = max(grid, key=grid.get)
         verdicts.append(mean('tuned') >= grid[best_lr])
         print(f"{prob}: mean test accuracy, tune+fit_one_cycle {mean('tuned'):.2%} vs best constant Adam lr "
-              f"(lr={best_lr:g}, picked on the test set) {grid[best_lr]:.2%}; same total steps ({mean('total_steps'):.0f})\n")
+              f"(lr={best_lr:g}, picked on the test set) {grid[best_lr]:.2%}; "
+              f"same total steps ({mean('total_steps'):.0f})\n")
     print(f"total wall time {time.perf_counter() - t0:.1f}s;",
           'tune+fit_one_cycle matches or beats the best constant lr on every problem' if all(verdicts)
           else 'tune+fit_one_cycle LOSES to a constant lr on some problem')

@@ -116,8 +116,8 @@ def main(out_dir):
 
         # 3. Gradient accumulation: all-reduce only on the batches that step.
         counter = CountAllReduces()
-        learn = Learner(make_model(MODEL_SEED + rank()), make_dls(bs=4), nn.CrossEntropyLoss(), opt_func=torch.optim.SGD,
-                        device='cpu', progress=False, cbs=[GradAccumulation(2)])
+        learn = Learner(make_model(MODEL_SEED + rank()), make_dls(bs=4), nn.CrossEntropyLoss(),
+                        opt_func=torch.optim.SGD, device='cpu', progress=False, cbs=[GradAccumulation(2)])
         res['accum_effective_bs_before_fit'] = learn.effective_batch_size
         learn.fit(1, lr=0.3, cbs=[counter])
         res['accum'] = {'state': _state(learn.model), 'allreduces': counter.calls, 'steps': learn.step_count,

@@ -28,7 +28,8 @@ def test_save_load_round_trip(make_learner, tmp_path):
     learn = _fitted(make_learner)
     path = learn.save(tmp_path / 'a.pt')
     after_save = (torch.rand(3), random.random(), np.random.rand())
-    other = make_learner(opt_func=torch.optim.AdamW, metrics=[accuracy], model_kw=dict(seed=1), dls_kw=dict(shuffle=True))
+    other = make_learner(opt_func=torch.optim.AdamW, metrics=[accuracy], model_kw=dict(seed=1),
+                         dls_kw=dict(shuffle=True))
     assert not _model_equal(learn.model, other.model)
     other.load(path)
     assert _model_equal(learn.model, other.model)
@@ -199,7 +200,8 @@ def test_load_into_a_different_model_changes_nothing(make_learner, tmp_path):
     with pytest.raises(CheckpointError, match='shape mismatch'):
         other.load(path)
     assert all(torch.equal(v, other.model.state_dict()[k]) for k, v in before.items())
-    two = make_learner(opt_func=torch.optim.AdamW, splitter=lambda m: [list(m[0].parameters()), list(m[2].parameters())])
+    two = make_learner(opt_func=torch.optim.AdamW,
+                       splitter=lambda m: [list(m[0].parameters()), list(m[2].parameters())])
     with pytest.raises(CheckpointError, match='param groups'):
         two.load(path)
 

@@ -13,7 +13,8 @@ from onecycle.schedules.fit import fine_tune
 def bn_model(seed=0):
     "Body (Linear, BatchNorm, ReLU, Linear, ReLU) then a head Linear; children 0, 1 (BN), 3, 5 have parameters."
     torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 2))
+    return nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(),
+                         nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 2))
 
 
 def names_of(model, groups):
@@ -39,7 +40,8 @@ def test_split_head_and_split_by_modules():
     assert names_of(m, split_head()(m))[1] == ['5.weight', '5.bias']
     assert names_of(m, split_head(2)(m))[1] == ['3.weight', '3.bias', '5.weight', '5.bias']
     g = split_by_modules(['0', '1'], m[3], '5')(m)
-    assert names_of(m, g) == [['0.weight', '0.bias', '1.weight', '1.bias'], ['3.weight', '3.bias'], ['5.weight', '5.bias']]
+    assert names_of(m, g) == [['0.weight', '0.bias', '1.weight', '1.bias'], ['3.weight', '3.bias'],
+                              ['5.weight', '5.bias']]
     with pytest.raises(ValueError, match=r"in no group.*3\.weight"):
         split_by_modules(['0', '1'], '5')(m)
     with pytest.raises(ValueError, match="no submodule 'head'"):

@@ -9,7 +9,8 @@ import warnings
 import pytest
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, Sampler, TensorDataset, WeightedRandomSampler
+from torch.utils.data import (DataLoader, DistributedSampler, IterableDataset, Sampler, TensorDataset,
+                              WeightedRandomSampler)
 
 import ddp_script
 from onecycle import Learner
@@ -179,9 +180,11 @@ def test_the_learner_joins_the_group_shards_the_data_and_shows_progress_on_rank_
     assert not r0['joined_before_fit'] and not r1['joined_before_fit']   # Learner() joins nothing; the fit does
     for r in ranks:
         ld = r['loaders']
-        assert (ld['train_bs'], ld['train_len'], ld['train_sampler'], ld['train_shuffle']) == (8, 4, 'DistributedSampler', True)
+        assert ((ld['train_bs'], ld['train_len'], ld['train_sampler'], ld['train_shuffle'])
+                == (8, 4, 'DistributedSampler', True))
         assert ld['valid_sampler'] == 'ShardSampler'
-    assert r0['loaders']['valid_indices'] == list(range(0, 21, 2)) and r1['loaders']['valid_indices'] == list(range(1, 21, 2))
+    assert r0['loaders']['valid_indices'] == list(range(0, 21, 2))
+    assert r1['loaders']['valid_indices'] == list(range(1, 21, 2))
     # the effective batch size is printed by rank 0 at the start of the fits whose batch composition changed
     assert r1['stdout'] == ''
     lines = [l for l in r0['stdout'].splitlines() if 'effective batch size' in l]
@@ -208,7 +211,8 @@ def test_fit_matches_one_process_on_the_same_global_batches(ranks):
     assert f0['hps'] == learn.recorder.hps                   # the schedule is a function of the step alone
     assert f0['losses'] == pytest.approx(learn.recorder.losses, rel=1e-4, abs=1e-6)   # the global batches' losses
     for e_ddp, e_one in zip(f0['epochs'], learn.recorder.epochs):   # validation reduced over unequal shares
-        for k in ('train_loss', 'valid_loss', 'accuracy'): assert e_ddp[k] == pytest.approx(e_one[k], rel=1e-4, abs=1e-6)
+        for k in ('train_loss', 'valid_loss', 'accuracy'):
+            assert e_ddp[k] == pytest.approx(e_one[k], rel=1e-4, abs=1e-6)
     v = learn.validate()
     for r in ranks:
         assert r['fit']['validate'] == pytest.approx(v, rel=1e-4, abs=1e-6)

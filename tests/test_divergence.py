@@ -44,7 +44,8 @@ class Snapshots(Callback):
     "The weights before each training batch, by (epoch, iter)."
     def __init__(self): self.snaps = {}
     def before_batch(self):
-        if self.learn.training: self.snaps[(self.learn.epoch, self.learn.iter)] = copy.deepcopy(self.learn.model.state_dict())
+        if self.learn.training:
+            self.snaps[(self.learn.epoch, self.learn.iter)] = copy.deepcopy(self.learn.model.state_dict())
 
 
 def _same(sd, model):
@@ -54,7 +55,8 @@ def _same(sd, model):
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_finite_weights(make_learner):
     learn = make_learner(opt_func=torch.optim.SGD, loss_func=PoisonLoss({6}))   # 4 batches per epoch: epoch 1, batch 2
     snaps = Snapshots()
-    with pytest.raises(DivergenceError, match=r'loss became non-finite \(loss nan\) at epoch 1, batch 2 .*lr 0\.1') as ei:
+    with pytest.raises(DivergenceError,
+                       match=r'loss became non-finite \(loss nan\) at epoch 1, batch 2 .*lr 0\.1') as ei:
         learn.fit_one_cycle(3, 0.1, moms=None, div_factor=1., final_div_factor=1., callbacks=[snaps])
     e = ei.value
     assert (e.epoch, e.batch, e.step, e.what) == (1, 2, 6, 'loss') and e.lr == [pytest.approx(0.1)]
@@ -92,11 +94,13 @@ def test_skip_counts_and_carries_on(make_learner):
     assert guard.n_skipped == 2 and [(s['epoch'], s['batch']) for s in guard.skipped] == [(0, 1), (1, 2)]
     assert learn.step_count == 12 - 2
     assert all(torch.isfinite(p).all() for p in learn.model.parameters())
-    assert len(learn.recorder.losses) == 12 and math.isnan(learn.recorder.losses[1])   # the skipped batches stay on record
+    # the skipped batches stay on record
+    assert len(learn.recorder.losses) == 12 and math.isnan(learn.recorder.losses[1])
 
 
 def test_skip_gives_up_after_max_skips(make_learner):
-    learn = make_learner(opt_func=torch.optim.SGD, loss_func=PoisonLoss({1, 2}), cbs=[DivergenceGuard('skip', max_skips=1)])
+    learn = make_learner(opt_func=torch.optim.SGD, loss_func=PoisonLoss({1, 2}),
+                         cbs=[DivergenceGuard('skip', max_skips=1)])
     with pytest.raises(DivergenceError, match=r'after skipping 1 steps \(max_skips=1\).* epoch 0, batch 2'):
         learn.fit(1, lr=0.1)
 

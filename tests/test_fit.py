@@ -94,7 +94,8 @@ def test_scheduler_signatures_and_deprecated_names(cls, new, old):
     if cls is SGDRScheduler: kw_new, kw_old = {'max_lr': 0.05}, {'lr_max': 0.05}
     with pytest.warns(DeprecationWarning) as rec:
         a = cls(*args, **kw_old)
-    assert {str(w.message) for w in rec} == {f'{cls.__name__}(): {o}= is deprecated, use {n}=' for o, n in zip(old, new)}
+    assert {str(w.message) for w in rec} == {f'{cls.__name__}(): {o}= is deprecated, use {n}='
+                                             for o, n in zip(old, new)}
     b = cls(*args, **kw_new)
     assert a.sample(40, 2, steps_per_epoch=10) == b.sample(40, 2, steps_per_epoch=10)
     with pytest.raises(TypeError, match=f'{new[0]}.*{old[0]}'):

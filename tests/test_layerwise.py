@@ -71,7 +71,8 @@ def test_lars_with_momentum_two_steps_is_the_paper_update():
     model, eta, wd, lr, mom = two_layer(1), 0.02, 0.05, 0.5, 0.9
     dls = one_batch_dls(seed=1)
     cb = LARS(eta=eta)
-    learn = learner(copy.deepcopy(model), cb, opt_func=lambda ps, lr: torch.optim.SGD(ps, lr=lr, momentum=mom), wd=wd, lr=lr)
+    learn = learner(copy.deepcopy(model), cb, opt_func=lambda ps, lr: torch.optim.SGD(ps, lr=lr, momentum=mom),
+                    wd=wd, lr=lr)
     learn.dls.train = dls[0]
     learn.fit(2)
     w, v = params_of(model), {}

@@ -358,10 +358,12 @@ def test_show_training_loop_names_the_callbacks_at_each_event(tiny, capsys):
     assert capsys.readouterr().out.strip() == text.strip()
     lines = {l.strip().split(':')[0]: l for l in text.splitlines()}
     assert set(EVENTS) <= set(lines)
-    assert 'Probe' in lines['before_step'] and 'Recorder' in lines['after_batch'] and 'Probe' not in lines['after_batch']
+    assert ('Probe' in lines['before_step'] and 'Recorder' in lines['after_batch']
+            and 'Probe' not in lines['after_batch'])
     # in loop order: the step's events between backward and after_batch
     order = [l.strip().split(':')[0] for l in text.splitlines()]
-    assert order.index('after_backward') < order.index('before_step') < order.index('after_step') < order.index('after_batch')
+    assert (order.index('after_backward') < order.index('before_step') < order.index('after_step')
+            < order.index('after_batch'))
 
 
 def test_a_callback_attribute_that_shadows_the_learner_warns(tiny):
@@ -386,7 +388,8 @@ def test_the_one_liner_methods_have_the_functions_signatures_and_docs(tiny):
                      (learn.fine_tune, fine_tune)]:
         assert list(inspect.signature(meth).parameters) == list(inspect.signature(fn).parameters)[1:]
         assert meth.__doc__ == fn.__doc__ and meth.__doc__
-    assert 'num_it' in pydoc.plain(pydoc.render_doc(learn.lr_find)) and '*args' not in str(inspect.signature(learn.lr_find))
+    assert 'num_it' in pydoc.plain(pydoc.render_doc(learn.lr_find))
+    assert '*args' not in str(inspect.signature(learn.lr_find))
 
 
 def test_every_after_fit_runs_when_one_raises(tiny):

@@ -41,7 +41,8 @@ def test_resume_in_new_process_is_bitwise_exact(resumed, point, shuffle):
 
 
 def _learner(make_learner, seed=0):
-    return make_learner(opt_func=torch.optim.AdamW, metrics=[accuracy], model_kw=dict(seed=seed), dls_kw=dict(shuffle=True))
+    return make_learner(opt_func=torch.optim.AdamW, metrics=[accuracy], model_kw=dict(seed=seed),
+                        dls_kw=dict(shuffle=True))
 
 
 def _stop_after(n):

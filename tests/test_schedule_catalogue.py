@@ -141,13 +141,18 @@ def test_schedules_compose():
 # --- parity with torch, through a Learner fit ----------------------------------------------------
 TORCH_CASES = {
     'StepLR': (StepDecay(0.1, 5, 0.5, total_steps=T), lambda o: L.StepLR(o, 5, 0.5)),
-    'MultiStepLR': (MultiStepDecay(0.1, [3, 10, 10, 17], 0.5, total_steps=T), lambda o: L.MultiStepLR(o, [3, 10, 10, 17], 0.5)),
+    'MultiStepLR': (MultiStepDecay(0.1, [3, 10, 10, 17], 0.5, total_steps=T),
+                    lambda o: L.MultiStepLR(o, [3, 10, 10, 17], 0.5)),
     'ExponentialLR': (ExponentialDecay(0.1, 0.9, total_steps=T), lambda o: L.ExponentialLR(o, 0.9)),
     'PolynomialLR': (PolynomialDecay(0.1, 0., 2., total_iters=20, total_steps=T), lambda o: L.PolynomialLR(o, 20, 2.)),
-    'PolynomialLR-whole': (PolynomialDecay(0.1, 0., 1.5, total_iters=T, total_steps=T), lambda o: L.PolynomialLR(o, T, 1.5)),
-    'CosineAnnealingLR': (CosineAnnealing(0.1, 0.001, t_max=T - 1, total_steps=T), lambda o: L.CosineAnnealingLR(o, T - 1, 0.001)),
-    'CosineAnnealingLR-past-T_max': (CosineAnnealing(0.1, 0.001, t_max=10, total_steps=T), lambda o: L.CosineAnnealingLR(o, 10, 0.001)),
-    'CosineAnnealingWarmRestarts': (CosineWarmRestarts(0.1, 0., 5, 1, total_steps=T), lambda o: L.CosineAnnealingWarmRestarts(o, 5)),
+    'PolynomialLR-whole': (PolynomialDecay(0.1, 0., 1.5, total_iters=T, total_steps=T),
+                           lambda o: L.PolynomialLR(o, T, 1.5)),
+    'CosineAnnealingLR': (CosineAnnealing(0.1, 0.001, t_max=T - 1, total_steps=T),
+                          lambda o: L.CosineAnnealingLR(o, T - 1, 0.001)),
+    'CosineAnnealingLR-past-T_max': (CosineAnnealing(0.1, 0.001, t_max=10, total_steps=T),
+                                     lambda o: L.CosineAnnealingLR(o, 10, 0.001)),
+    'CosineAnnealingWarmRestarts': (CosineWarmRestarts(0.1, 0., 5, 1, total_steps=T),
+                                    lambda o: L.CosineAnnealingWarmRestarts(o, 5)),
     'CosineAnnealingWarmRestarts-T_mult': (CosineWarmRestarts(0.1, 0.001, 3, 2, total_steps=T),
                                            lambda o: L.CosineAnnealingWarmRestarts(o, 3, 2, 0.001)),
     'CyclicLR-triangular': (Cyclical(0.01, 0.1, 4, 3, 'triangular', total_steps=T),
@@ -163,7 +168,8 @@ TORCH_CASES = {
 
 def torch_run(make, n_steps, lrs=(0.1,), momentum=0.9):
     "The lr (and momentum) of each group at each of `n_steps` steps of a plain torch loop."
-    o = torch.optim.SGD([{'params': [torch.zeros(1, requires_grad=True)], 'lr': lr} for lr in lrs], lr=lrs[0], momentum=momentum)
+    o = torch.optim.SGD([{'params': [torch.zeros(1, requires_grad=True)], 'lr': lr} for lr in lrs],
+                        lr=lrs[0], momentum=momentum)
     sched, out = make(o), []
     for _ in range(n_steps):
         out.append([(pg['lr'], pg['momentum']) for pg in o.param_groups])
@@ -201,7 +207,8 @@ def test_fit_one_cycle_three_phase_matches_torch_lr_and_momentum(learner):
 
 def test_per_group_schedules_match_torch_per_group(learner, splitter):
     learn = learner(splitter=splitter)
-    learn.fit(EPOCHS, cbs=[ParamScheduler({'lr': [StepDecay(0.01, 5, 0.5, total_steps=T), StepDecay(0.1, 5, 0.5, total_steps=T)]})])
+    learn.fit(EPOCHS, cbs=[ParamScheduler({'lr': [StepDecay(0.01, 5, 0.5, total_steps=T),
+                                                  StepDecay(0.1, 5, 0.5, total_steps=T)]})])
     ref = torch_run(lambda o: L.StepLR(o, 5, 0.5), T, lrs=(0.01, 0.1))
     for g in range(2):
         assert rel_err([h[g] for h in learn.recorder.hps['lr']], [r[g][0] for r in ref]) < 1e-6
@@ -378,7 +385,8 @@ def test_fit_flat_cos(learner):
 def test_fit_clr_matches_torch_cyclic_lr_with_momentum(learner):
     learn = learner()
     fit_clr(learn, 4, max_lr=0.1, base_lr=0.01, step_size=0.5, mode='triangular2', moms=(0.95, 0.85))
-    ref = torch_run(lambda o: L.CyclicLR(o, 0.01, 0.1, 4, mode='triangular2', base_momentum=0.85, max_momentum=0.95), 32)
+    ref = torch_run(lambda o: L.CyclicLR(o, 0.01, 0.1, 4, mode='triangular2', base_momentum=0.85, max_momentum=0.95),
+                    32)
     assert rel_err(learn.recorder.lrs, [r[0][0] for r in ref]) < 1e-6
     assert rel_err(learn.recorder.moms, [r[0][1] for r in ref]) < 1e-6
 
@@ -410,9 +418,12 @@ def test_an_interrupted_one_liner_resumes_exactly(learner, tmp_path):
         order = 90
         def before_batch(self):
             if self.learn.training and self.learn.step_count == 11: raise CancelFitException()
-    full = learner(); fit_clr(full, 3, 0.1, step_size=0.75, mode='exp_range', gamma=0.95, moms=(0.95, 0.85))
-    learn = learner(); fit_clr(learn, 3, 0.1, step_size=0.75, mode='exp_range', gamma=0.95, moms=(0.95, 0.85), cbs=[StopAt()])
+    full = learner()
+    fit_clr(full, 3, 0.1, step_size=0.75, mode='exp_range', gamma=0.95, moms=(0.95, 0.85))
+    learn = learner()
+    fit_clr(learn, 3, 0.1, step_size=0.75, mode='exp_range', gamma=0.95, moms=(0.95, 0.85), cbs=[StopAt()])
     path = save_checkpoint(learn, tmp_path / 'ck.pt')
-    learn = learner(); fit_clr(learn, 3, 0.1, step_size=0.75, mode='exp_range', gamma=0.95, moms=(0.95, 0.85), resume=path)
+    learn = learner()
+    fit_clr(learn, 3, 0.1, step_size=0.75, mode='exp_range', gamma=0.95, moms=(0.95, 0.85), resume=path)
     assert learn.recorder.lrs == pytest.approx(full.recorder.lrs, rel=1e-12)
     assert learn.recorder.moms == pytest.approx(full.recorder.moms, rel=1e-12)

@@ -5,8 +5,9 @@ import random
 import pytest
 
 from onecycle.core.recorder import smooth_ema
-from onecycle.tuning.suggest import (default_window, loss_slopes, lr_bounds, moving_average, smooth_sweep, smooth_zero_lag,
-                              smoothed_slopes, suggest_max_bound, suggest_minimum, suggest_steep, suggest_valley)
+from onecycle.tuning.suggest import (default_window, loss_slopes, lr_bounds, moving_average, smooth_sweep,
+                                     smooth_zero_lag, smoothed_slopes, suggest_max_bound, suggest_minimum,
+                                     suggest_steep, suggest_valley)
 
 XS = [-6 + 0.05 * i for i in range(121)]   # log10(lr) from 1e-6 to 1, 20 points a decade
 LRS = [10 ** x for x in XS]

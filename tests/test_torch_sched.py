@@ -206,7 +206,8 @@ def test_to_torch_scheduler_in_a_plain_loop():
 
 def test_to_torch_scheduler_matches_one_cycle_lr_with_momentum_and_groups():
     T = 30
-    mk = lambda: torch.optim.SGD([{'params': [torch.zeros(1, requires_grad=True)], 'lr': lr} for lr in (0.01, 0.1)], lr=0.1, momentum=0.9)
+    mk = lambda: torch.optim.SGD([{'params': [torch.zeros(1, requires_grad=True)], 'lr': lr} for lr in (0.01, 0.1)],
+                                 lr=0.1, momentum=0.9)
     o1, o2 = mk(), mk()
     ours = ScheduleLR(o1, {'lr': [one_cycle(hi / 25, hi, hi / 25 / 1e4, total_steps=T) for hi in (0.01, 0.1)],
                            'mom': one_cycle(0.95, 0.85, 0.95, total_steps=T)}, T)

@@ -3,7 +3,7 @@ from functools import partial
 
 import pytest
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
 from onecycle import Callback, GradAccumulation, GradientClipping, MixedPrecision, fit_one_cycle
 

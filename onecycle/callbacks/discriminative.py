@@ -109,7 +109,8 @@ class split_by_modules:
         for g in self.groups:
             ps = [p for p in _params_of([self._resolve(model, m) for m in (g if isinstance(g, (list, tuple)) else [g])])
                   if id(p) not in seen]
-            if not ps: raise ValueError(f'split_by_modules: group {g!r} has no parameters not already in an earlier group')
+            if not ps:
+                raise ValueError(f'split_by_modules: group {g!r} has no parameters not already in an earlier group')
             seen.update(id(p) for p in ps); out.append(ps)
         left = [n for n, p in model.named_parameters() if id(p) not in seen]
         if left: raise ValueError(f'split_by_modules: parameters in no group (they would never train): {left}')

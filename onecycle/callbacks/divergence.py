@@ -96,7 +96,8 @@ class DivergenceGuard(Callback):
                 total = g if total is None else total + g
         if total is None or math.isfinite(total.item()): return   # the one synchronisation per step
         bad = [(i, l) for i, l in losses if not torch.isfinite(l).all()]
-        what, (batch, loss) = ('loss', bad[0]) if bad else ('gradients', losses[-1] if losses else (learn.iter, learn.loss))
+        what, (batch, loss) = (('loss', bad[0]) if bad else
+                               ('gradients', losses[-1] if losses else (learn.iter, learn.loss)))
         self._diverged(what, batch, float(loss))
 
     def _diverged(self, what, batch, loss):
@@ -108,8 +109,10 @@ class DivergenceGuard(Callback):
             self.n_skipped += 1
             self.skipped.append({'epoch': learn.epoch, 'batch': batch, 'step': learn.step_count, 'what': what})
             raise CancelStepException()
-        skipped = f' after skipping {self.n_skipped} steps (max_skips={self.max_skips})' if self.action == 'skip' else ''
+        skipped = (f' after skipping {self.n_skipped} steps (max_skips={self.max_skips})'
+                   if self.action == 'skip' else '')
         raise DivergenceError(
             f'training diverged{skipped}: the {what} became non-finite (loss {loss}) at {where}. The weights are those '
             'from before this step, nothing non-finite was applied. Try a lower learning rate, GradientClipping, '
-            "or DivergenceGuard(action='skip') to skip such steps.", learn.epoch, batch, learn.step_count, lrs, loss, what)
+            "or DivergenceGuard(action='skip') to skip such steps.",
+            learn.epoch, batch, learn.step_count, lrs, loss, what)

@@ -51,7 +51,8 @@ class LayerwiseLR(Callback):
         if sgd_below is not None and mode != 'clip':
             raise ValueError("sgd_below needs mode='clip': in 'scale' mode the global lr is a multiplier, "
                              'not an lr that a plain SGD step could use')
-        self.mode, self.apply, self.include_bias_norm, self.sgd_below, self.eps = mode, apply, include_bias_norm, sgd_below, eps
+        self.mode, self.apply, self.include_bias_norm = mode, apply, include_bias_norm
+        self.sgd_below, self.eps = sgd_below, eps
         self.layer_names, self._factors, self._glrs, self._pending = [], [], [], []
         self._hook_exempt, self._took_from_hook, self._step = None, set(), None
 

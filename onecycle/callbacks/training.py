@@ -63,7 +63,8 @@ class MixedPrecision(Callback):
 
     def before_fit(self):
         self.device_type = self.learn.device.type
-        self.learn.scaler = self.scaler = torch.amp.GradScaler(self.device_type) if self.dtype == torch.float16 else None
+        self.learn.scaler = self.scaler = (torch.amp.GradScaler(self.device_type) if self.dtype == torch.float16
+                                           else None)
 
     def state_dict(self):   # the fp16 loss scale and its growth tracker, so a resumed fit scales the same
         return self.scaler.state_dict() if getattr(self, 'scaler', None) is not None else {}

@@ -71,5 +71,6 @@ def read_checkpoint(path) -> dict:
         raise CheckpointError(f'{str(path)!r} is not an onecycle checkpoint (made by learn.save); for bare weights use '
                               'learn.model.load_state_dict(torch.load(path, weights_only=True))')
     if ck.get('version') != VERSION:
-        raise CheckpointError(f'{str(path)!r} has checkpoint version {ck.get("version")!r}; this onecycle reads version {VERSION}')
+        raise CheckpointError(f'{str(path)!r} has checkpoint version {ck.get("version")!r}; '
+                              f'this onecycle reads version {VERSION}')
     return ck

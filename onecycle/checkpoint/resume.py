@@ -95,15 +95,18 @@ class Resume:
                                       'or call learn.load(path) first')
             ck = pending if pending is not None else checkpoint_state(learn)
         elif isinstance(resume, (str, os.PathLike)): ck = read_checkpoint(resume)
-        else: raise TypeError(f'resume must be a checkpoint path, True (the state in memory) or None, got {type(resume).__name__} {resume!r}')
+        else:
+            raise TypeError(f'resume must be a checkpoint path, True (the state in memory) or None, '
+                            f'got {type(resume).__name__} {resume!r}')
         fit = ck['fit']
         if fit is None:
             raise CheckpointError('the checkpoint was saved outside a fit, so there is no fit to resume: '
                                   'load it with learn.load(path) and start a new fit')
-        if ck['opt'] is None: raise CheckpointError('the checkpoint was saved with with_opt=False, so it cannot resume a fit')
+        if ck['opt'] is None:
+            raise CheckpointError('the checkpoint was saved with with_opt=False, so it cannot resume a fit')
         if fit['n_epoch'] != n_epoch:
-            raise CheckpointError(f'the checkpoint comes from a fit of {fit["n_epoch"]} epochs, this one has {n_epoch}: '
-                                  'resume with the same arguments as the interrupted fit')
+            raise CheckpointError(f'the checkpoint comes from a fit of {fit["n_epoch"]} epochs, '
+                                  f'this one has {n_epoch}: resume with the same arguments as the interrupted fit')
         if fit['n_iter'] != len(learn.dls.train):
             raise CheckpointError(f'the checkpoint\'s training loader had {fit["n_iter"]} batches per epoch, this one '
                                   f'has {len(learn.dls.train)}: resume on the same data and batch size')
@@ -126,8 +129,8 @@ class Resume:
         ck, fit = self.ck, self.ck['fit']
         self.begun = True
         if fit['steps_per_epoch'] is not None and fit['steps_per_epoch'] != learn.steps_per_epoch:
-            raise CheckpointError(f'the checkpoint\'s fit took {fit["steps_per_epoch"]} optimizer steps per epoch, this '
-                                  f'one takes {learn.steps_per_epoch}: resume with the same gradient accumulation')
+            raise CheckpointError(f'the checkpoint\'s fit took {fit["steps_per_epoch"]} optimizer steps per epoch, '
+                                  f'this one takes {learn.steps_per_epoch}: resume with the same gradient accumulation')
         self._load_callbacks(learn)   # schedules check they span the same steps, before the weights change
         load_weights(learn, ck, True)
         learn.recorder.load_state_dict(ck['recorder'])

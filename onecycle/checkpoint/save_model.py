@@ -38,16 +38,20 @@ class SaveModel(Callback):
                  every_n_batches=None, min_delta=0., name='model'):
         if not isinstance(dirname, (str, os.PathLike)):
             raise TypeError(f'dirname must be a str or os.PathLike, got {type(dirname).__name__} {dirname!r}')
-        if not isinstance(monitor, str) or not monitor: raise TypeError(f'monitor must be a column name (str), got {monitor!r}')
+        if not isinstance(monitor, str) or not monitor:
+            raise TypeError(f'monitor must be a column name (str), got {monitor!r}')
         check_choice('mode', mode, ('auto', 'min', 'max'))
         check_bool('save_best', save_best); check_bool('save_last', save_last)
-        if not (save_best or save_last): raise ValueError('save_best and save_last are both False: nothing would be saved')
+        if not (save_best or save_last):
+            raise ValueError('save_best and save_last are both False: nothing would be saved')
         check_int('every_n_batches', every_n_batches, min_value=1, allow_none=True)
         check_positive('min_delta', min_delta, allow_zero=True)
-        if not isinstance(name, str) or not name or os.sep in name: raise ValueError(f'name must be a plain file stem, got {name!r}')
+        if not isinstance(name, str) or not name or os.sep in name:
+            raise ValueError(f'name must be a plain file stem, got {name!r}')
         self.dirname, self.monitor, self.fname = Path(dirname), monitor, name
         self.mode = _auto_mode(monitor) if mode == 'auto' else mode
-        self.save_best, self.save_last, self.every_n_batches, self.min_delta = save_best, save_last, every_n_batches, min_delta
+        self.save_best, self.save_last = save_best, save_last
+        self.every_n_batches, self.min_delta = every_n_batches, min_delta
         self.best, self.best_epoch = None, None
 
     @property
@@ -68,7 +72,8 @@ class SaveModel(Callback):
 
     def after_batch(self):
         n = self.every_n_batches
-        if n and self.learn.training and self.save_last and self.learn.position.batches_done % n == 0 and is_main_process():
+        if (n and self.learn.training and self.save_last and self.learn.position.batches_done % n == 0
+                and is_main_process()):
             save_checkpoint(self.learn, self.last_path)
 
     def _improved(self, v) -> bool:

@@ -55,7 +55,8 @@ class DataLoaders:
 
 
 def batch_size_of(b) -> int:
-    if type(b) is tuple and b and type(b[0]) is torch.Tensor and b[0].ndim: return b[0].shape[0]   # the common case, per batch
+    # the common case, per batch
+    if type(b) is tuple and b and type(b[0]) is torch.Tensor and b[0].ndim: return b[0].shape[0]
     while isinstance(b, (list, tuple)): b = b[0]
     if isinstance(b, dict): b = next(iter(b.values()))
     return b.shape[0] if isinstance(b, torch.Tensor) and b.ndim > 0 else 1

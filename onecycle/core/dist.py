@@ -9,8 +9,9 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-__all__ = ['is_distributed', 'rank', 'local_rank', 'world_size', 'is_main_process', 'main_print', 'launched_by_torchrun',
-           'init_distributed', 'any_rank', 'sum_over_ranks', 'unwrap_model', 'reduces_cpu_tensors', 'collective_device']
+__all__ = ['is_distributed', 'rank', 'local_rank', 'world_size', 'is_main_process', 'main_print',
+           'launched_by_torchrun', 'init_distributed', 'any_rank', 'sum_over_ranks', 'unwrap_model',
+           'reduces_cpu_tensors', 'collective_device']
 
 
 def is_distributed() -> bool:
@@ -104,7 +105,8 @@ def sum_over_ranks(total, count, device=None) -> tuple:
     total = torch.as_tensor(total, device=device if device is not None else
                             (total.device if isinstance(total, torch.Tensor) else collective_device()))
     dtype = torch.float32 if total.device.type == 'mps' else torch.float64   # exact sample counts, precise sums
-    packed = torch.cat([total.detach().to(dtype).reshape(-1), torch.full((1,), float(count), dtype=dtype, device=total.device)])
+    packed = torch.cat([total.detach().to(dtype).reshape(-1),
+                        torch.full((1,), float(count), dtype=dtype, device=total.device)])
     dist.all_reduce(packed, op=dist.ReduceOp.SUM)
     return packed[:-1].reshape(total.shape), packed[-1]
 

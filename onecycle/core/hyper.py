@@ -116,7 +116,8 @@ class DecoupledWeightDecay:
             ps = [p for p in pg['params'] if p.grad is not None and id(p) not in self.exempt]
             if not ps: continue
             decay = float(pg['lr']) * wd
-            if isinstance(found_inf, torch.Tensor): torch._foreach_mul_(ps, 1. - decay * (1. - found_inf.to(ps[0].device)))
+            if isinstance(found_inf, torch.Tensor):
+                torch._foreach_mul_(ps, 1. - decay * (1. - found_inf.to(ps[0].device)))
             else: torch._foreach_mul_(ps, 1. - decay)
 
     def remove(self):
@@ -156,6 +157,7 @@ def scale_lr(lr, batch_size, base_batch_size, rule='linear'):
     k = batch_size / base_batch_size
     if rule == 'sqrt': k = math.sqrt(k)
     if isinstance(lr, slice):
-        return slice(None if lr.start is None else check_positive('lr', lr.start) * k, check_positive('lr', lr.stop) * k)
+        return slice(None if lr.start is None else check_positive('lr', lr.start) * k,
+                     check_positive('lr', lr.stop) * k)
     if isinstance(lr, (list, tuple)): return type(lr)(check_positive('lr', v) * k for v in lr)
     return check_positive('lr', lr) * k

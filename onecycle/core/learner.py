@@ -18,7 +18,8 @@ from .callback import (EVENTS, CancelBackwardException, CancelBatchException, Ca
                        check_callbacks)
 from .checks import check_callable, check_int, check_lr, check_positive, check_wd
 from .data import DataLoaders, batch_size_of, check_loader, default_device, to_device
-from .hyper import WD_KEY, DecoupledWeightDecay, hyper_state, is_no_decay_param, lr_range, restore_hyper_state, set_hyper
+from .hyper import (WD_KEY, DecoupledWeightDecay, hyper_state, is_no_decay_param, lr_range, restore_hyper_state,
+                    set_hyper)
 from .recorder import Recorder
 
 __all__ = ['BaseLearner']
@@ -52,7 +53,8 @@ class BaseLearner:
     for the arguments. What callbacks may read and set at each event is written in ``Callback``."""
     def __init__(self, model: nn.Module, dls, loss_func, opt_func=torch.optim.AdamW, lr=1e-3, metrics=(),
                  cbs=(), device=None, wd=None, wd_bn_bias=False, splitter=None, n_inp=1):
-        if not isinstance(model, nn.Module): raise TypeError(f'model must be a torch.nn.Module, got {type(model).__name__}')
+        if not isinstance(model, nn.Module):
+            raise TypeError(f'model must be a torch.nn.Module, got {type(model).__name__}')
         check_callable('loss_func', loss_func); check_callable('opt_func', opt_func)
         check_lr('lr', lr); check_wd('wd', wd)
         check_int('n_inp', n_inp, min_value=1); check_callable('splitter', splitter, allow_none=True)
@@ -65,8 +67,9 @@ class BaseLearner:
             self.device = torch.device('cuda', torch.cuda.current_device())
         if self.device.type == 'meta': raise ValueError("device must not be 'meta': meta tensors hold no data to train")
         if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
-            raise ValueError("model has parameters or buffers on the 'meta' device, which hold no data: materialize them "
-                             '(e.g. model.to_empty(device=...) then initialise or load weights) before making a Learner')
+            raise ValueError("model has parameters or buffers on the 'meta' device, which hold no data: "
+                             'materialize them (e.g. model.to_empty(device=...) then initialise or load weights) '
+                             'before making a Learner')
         self.model = model.to(self.device)
         self.loss_func, self.opt_func, self.metrics, self.n_inp = loss_func, opt_func, metrics, n_inp
         self.splitter, self.wd_bn_bias = splitter, wd_bn_bias
@@ -114,7 +117,8 @@ class BaseLearner:
 
     # --- callbacks -------------------------------------------------------------------------------
     def add_cb(self, cb):
-        "Add a callback (or a Callback class, instantiated), keeping the list sorted by `order` (ties in insertion order)."
+        """Add a callback (or a Callback class, instantiated), keeping the list sorted by `order`
+        (ties in insertion order)."""
         cb, = check_callbacks('cb', [cb])
         cb.learn = self
         orders = [getattr(c, 'order', 0) for c in self.cbs]
@@ -281,7 +285,8 @@ class BaseLearner:
 
     @property
     def is_step_batch(self) -> bool:
-        "Whether the optimizer steps after this training batch: the last of each group of `accum_steps`, and of the epoch."
+        """Whether the optimizer steps after this training batch: the last of each group of `accum_steps`,
+        and of the epoch."""
         return (self.iter + 1) % self.accum_steps == 0 or self.iter + 1 >= self.n_iter
 
     # --- evaluation ------------------------------------------------------------------------------

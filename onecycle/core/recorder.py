@@ -80,7 +80,8 @@ class Recorder(Callback):
         if not getattr(self.learn, 'keep_history', False):   # a resumed fit continues its history
             self._previous = self.state_dict() if self.epochs or self._losses or self._loss_t else None
             self.reset()
-        self._tracked = [(k, hyper_getter(pg0, k), self.hps.setdefault(k, [])) for k in self.HYPERS if has_hyper(pg0, k)]
+        self._tracked = [(k, hyper_getter(pg0, k), self.hps.setdefault(k, []))
+                         for k in self.HYPERS if has_hyper(pg0, k)]
 
     def after_fit(self):
         # A fit that recorded nothing (it failed on its first batch, or was cancelled at once) leaves the
@@ -91,7 +92,8 @@ class Recorder(Callback):
     def before_epoch(self):
         self._t0 = time.perf_counter()
         self._n_batches = 0
-        self._epoch_valid = None   # this epoch's validation, if it runs (a cancelled epoch must not show the last one's)
+        # this epoch's validation, if it runs (a cancelled epoch must not show the last one's)
+        self._epoch_valid = None
 
     def before_train(self):
         self._epoch_start = len(self._loss_t)
@@ -125,7 +127,8 @@ class Recorder(Callback):
             self._loss_t.append(loss.detach()); self._bs.append(learn.batch_size)
             self._n_batches += 1
             return
-        self._valid.append(([loss.detach()] + [torch.as_tensor(m(learn.pred, *learn.yb)).detach() for m in learn.metrics],
+        self._valid.append(([loss.detach()]
+                            + [torch.as_tensor(m(learn.pred, *learn.yb)).detach() for m in learn.metrics],
                             learn.batch_size))
 
     def after_step(self):

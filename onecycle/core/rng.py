@@ -38,7 +38,8 @@ def set_rng_state(state: dict, dl=None):
     py = state['python']
     random.setstate((py['version'], tuple(py['state'].tolist()), py['gauss']))
     npy = state['numpy']
-    np.random.set_state((npy['kind'], npy['keys'].numpy().astype(np.uint32), npy['pos'], npy['has_gauss'], npy['cached']))
+    np.random.set_state((npy['kind'], npy['keys'].numpy().astype(np.uint32), npy['pos'], npy['has_gauss'],
+                         npy['cached']))
     torch.set_rng_state(state['torch'])
     if state.get('cuda') is not None and torch.cuda.is_available():
         for i, s in enumerate(state['cuda'][:torch.cuda.device_count()]): torch.cuda.set_rng_state(s, i)

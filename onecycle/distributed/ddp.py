@@ -42,7 +42,8 @@ class ShardSampler(Sampler):
     may differ in length by one sample; the reduction weights every batch by its size."""
     def __init__(self, dataset, num_replicas: int, rank: int):
         check_int('num_replicas', num_replicas, min_value=1); check_int('rank', rank, min_value=0)
-        if rank >= num_replicas: raise ValueError(f'rank must be < num_replicas, got rank={rank}, num_replicas={num_replicas}')
+        if rank >= num_replicas:
+            raise ValueError(f'rank must be < num_replicas, got rank={rank}, num_replicas={num_replicas}')
         self.n, self.num_replicas, self.rank = len(dataset), num_replicas, rank
 
     def __iter__(self):
@@ -70,7 +71,8 @@ def shard_loader(dl, training: bool, num_replicas: int, rank: int, seed: int = 0
     if _is_sharded(dl): return dl
     why = None
     if not isinstance(dl, DataLoader): why = f'it is a {type(dl).__name__}, not a torch DataLoader'
-    elif isinstance(dl.dataset, IterableDataset): why = 'its dataset is an IterableDataset, which must shard itself by rank'
+    elif isinstance(dl.dataset, IterableDataset):
+        why = 'its dataset is an IterableDataset, which must shard itself by rank'
     elif dl.batch_size is None: why = 'it has a custom batch_sampler (or batch_size=None)'
     elif type(dl.sampler) not in (RandomSampler, SequentialSampler) or \
             (isinstance(dl.sampler, RandomSampler) and (dl.sampler.replacement or dl.sampler._num_samples is not None)):
@@ -151,7 +153,8 @@ class DistributedCallback(Callback):
         "Replace the learner's loaders by sharded copies (a no-op for loaders already sharded)."
         learn, n, r = self.learn, world_size(), rank()
         train, valid = learn.dls.train, learn.dls.valid
-        new_train = train if train is None or _is_sharded(train) else shard_loader(train, True, n, r, _shared_seed(train))
+        new_train = (train if train is None or _is_sharded(train)
+                     else shard_loader(train, True, n, r, _shared_seed(train)))
         new_valid = valid if valid is None else shard_loader(valid, False, n, r)
         if new_train is not train or new_valid is not valid:
             dls = copy.copy(learn.dls)   # the user's DataLoaders object is left as it was

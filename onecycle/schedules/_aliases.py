@@ -68,9 +68,11 @@ def keyword_aliases(synonyms=None, deprecated=None):
             for name in required:
                 if bound.arguments.get(name) is None:
                     alt = [f'{a}=' for a, (n, old) in table.items() if n == name and not old]
-                    raise TypeError(f'{who}() needs {" or ".join([name] + alt)}' + (': give exactly one' if alt else ''))
+                    raise TypeError(f'{who}() needs {" or ".join([name] + alt)}'
+                                    + (': give exactly one' if alt else ''))
             return fn(*bound.args, **bound.kwargs)
 
-        wrapper.__signature__ = sig.replace(parameters=[p for p in params if p.kind is not p.VAR_KEYWORD] + extra + var_kw)
+        wrapper.__signature__ = sig.replace(
+            parameters=[p for p in params if p.kind is not p.VAR_KEYWORD] + extra + var_kw)
         return wrapper
     return deco

@@ -106,7 +106,8 @@ def fine_tune(learn, n_epoch: int, base_lr: float = 2e-3, freeze_epochs: int = 1
     sched_kw = {k: v for k, v in kwargs.items() if k != 'resume'}
     lrs = slice(base_lr / lr_mult, base_lr)
     _one_cycle_cbs('n_epoch', n_epoch, lrs, moms, div_factor, pct_start, wd, **sched_kw)   # every check before any work
-    if freeze_epochs: _one_cycle_cbs('freeze_epochs', freeze_epochs, base_lr, moms, div_factor, pct_start, wd, **sched_kw)
+    if freeze_epochs:
+        _one_cycle_cbs('freeze_epochs', freeze_epochs, base_lr, moms, div_factor, pct_start, wd, **sched_kw)
     if freeze_epochs and len(learn.opt.param_groups) < 2:
         raise ValueError('fine_tune needs at least two param groups (body and head) to freeze the body: give the '
                          'Learner a splitter, e.g. Learner(..., splitter=split_head()), or pass freeze_epochs=0')

@@ -89,7 +89,8 @@ class Phases(Schedule):
         scheds, ends = list(scheds), [float(e) for e in ends]
         if not scheds: raise ValueError('scheds must hold at least one schedule')
         if len(ends) != len(scheds) - 1:
-            raise ValueError(f'ends must hold {len(scheds) - 1} boundaries for {len(scheds)} schedules, got {len(ends)}')
+            raise ValueError(f'ends must hold {len(scheds) - 1} boundaries for {len(scheds)} schedules, '
+                             f'got {len(ends)}')
         if any(e > 1 for e in ends) or ends != sorted(ends):
             raise ValueError(f'ends must be increasing fractions of at most 1, got {ends}')
         for s in scheds:
@@ -314,7 +315,8 @@ class SlantedTriangular(Schedule):
     def __init__(self, peak, cut_frac=0.1, ratio=32.):
         self.peak, self.cut_frac = check_number('peak', peak), check_fraction('cut_frac', cut_frac)
         self.ratio = check_positive('ratio', ratio)
-        if ratio < 1: raise ValueError(f'ratio must be >= 1 (how much smaller the lowest lr is than peak), got {ratio!r}')
+        if ratio < 1:
+            raise ValueError(f'ratio must be >= 1 (how much smaller the lowest lr is than peak), got {ratio!r}')
     def __call__(self, pct):
         p = pct / self.cut_frac if pct < self.cut_frac else 1. - (pct - self.cut_frac) / (1. - self.cut_frac)
         return self.peak * (1. + p * (self.ratio - 1.)) / self.ratio
@@ -338,7 +340,8 @@ class OneCyclePlateau(_Composite):
         for k, v in (('start', start), ('peak', peak), ('end', end)): check_number(k, v)
         check_fraction('pct_start', pct_start); check_range('pct_plateau', pct_plateau, 0, 1, hi_open=True)
         if pct_start + pct_plateau >= 1:
-            raise ValueError(f'pct_start + pct_plateau must be below 1 to leave room to anneal, got {pct_start} + {pct_plateau}')
+            raise ValueError(f'pct_start + pct_plateau must be below 1 to leave room to anneal, '
+                             f'got {pct_start} + {pct_plateau}')
         f = _ANNEAL[check_choice('anneal_strategy', anneal_strategy, tuple(_ANNEAL))]
         self.start, self.peak, self.end, self.anneal_strategy = start, peak, end, anneal_strategy
         self.pct_start, self.pct_plateau = pct_start, pct_plateau
@@ -366,13 +369,15 @@ class Warmup(_Composite):
 
     def __init__(self, sched, warmup=0.1, start=0., total_steps=None):
         if not callable(sched): raise TypeError(f'sched must be a schedule (callable), got {type(sched).__name__}')
-        self.start, self.total_steps = check_number('start', start), check_int('total_steps', total_steps, min_value=2, allow_none=True)
+        self.start = check_number('start', start)
+        self.total_steps = check_int('total_steps', total_steps, min_value=2, allow_none=True)
         if total_steps is None:
             b = check_range('warmup', warmup, 0, 1, hi_open=True)
         else:
             check_int('warmup', warmup, min_value=0)
             if warmup >= total_steps - 1:
-                raise ValueError(f'warmup must leave steps for the schedule: warmup < total_steps - 1, got {warmup} of {total_steps}')
+                raise ValueError(f'warmup must leave steps for the schedule: warmup < total_steps - 1, '
+                                 f'got {warmup} of {total_steps}')
             b = warmup / (total_steps - 1)
         self.sched, self.warmup = sched, warmup
         super().__init__([Linear(start, sched(0.)), sched], [b])

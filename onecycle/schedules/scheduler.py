@@ -63,7 +63,9 @@ class ParamScheduler(Callback):
             raise TypeError('scheds must be a non-empty dict {hyper-parameter name: schedule}')
         for k, s in scheds.items():
             for f in (s if isinstance(s, (list, tuple)) else [s]):
-                if not callable(f): raise TypeError(f'the schedule for {k!r} must be callable (or a list of callables), got {type(f).__name__}')
+                if not callable(f):
+                    raise TypeError(f'the schedule for {k!r} must be callable (or a list of callables), '
+                                    f'got {type(f).__name__}')
         check_int('total_steps', total_steps, min_value=1, allow_none=True)
         check_int('start_step', start_step, min_value=0)
         self.scheds, self.total_steps, self.start_step = dict(scheds), total_steps, start_step
@@ -76,7 +78,8 @@ class ParamScheduler(Callback):
         for name in self.scheds:
             if not has_hyper(pgs[0], name):
                 raise ValueError(f'{type(self).__name__}: the optimizer {type(self.learn.opt).__name__} has no '
-                                 f'hyper-parameter {name!r} (param group keys: {sorted(k for k in pgs[0] if k != "params")})')
+                                 f'hyper-parameter {name!r} '
+                                 f'(param group keys: {sorted(k for k in pgs[0] if k != "params")})')
         self._setters = [(hyper_setter(pgs[0], k), self._per_group(k, len(pgs))) for k in self.scheds]
         self._total = self.total_steps or self.learn.n_steps
         if WD_KEY in self.scheds:   # scheduled decoupled wd replaces the optimizer's own, as Learner.set_wd does
@@ -94,7 +97,8 @@ class ParamScheduler(Callback):
         "Resuming a fit checks that this fit's schedules span the same steps as the checkpoint's."
         mine = self.state_dict()
         if mine != sd:
-            raise ValueError(f'{type(self).__name__}: the checkpoint\'s schedules span {sd} but this fit\'s span {mine}: '
+            raise ValueError(f'{type(self).__name__}: the checkpoint\'s schedules span {sd} '
+                             f'but this fit\'s span {mine}: '
                              'resume with the same arguments (epochs, tot_epochs, start_epoch) as the interrupted fit')
 
     def set_hypers(self, step):
@@ -136,16 +140,19 @@ class _EpochCycle(ParamScheduler):
         check_int('tot_epochs', tot_epochs, min_value=1, allow_none=True)
         check_int('start_epoch', start_epoch, min_value=1)
         if tot_epochs is not None and start_epoch > tot_epochs:
-            raise ValueError(f'start_epoch must be <= tot_epochs, got start_epoch={start_epoch}, tot_epochs={tot_epochs}')
+            raise ValueError(f'start_epoch must be <= tot_epochs, '
+                             f'got start_epoch={start_epoch}, tot_epochs={tot_epochs}')
         check_choice('anneal_strategy', anneal_strategy, ('cos', 'linear'))
         check_fraction('pct_start', pct_start)
-        if three_phase and pct_start >= 0.5: raise ValueError(f'pct_start must be below 0.5 with three_phase=True, got {pct_start}')
+        if three_phase and pct_start >= 0.5:
+            raise ValueError(f'pct_start must be below 0.5 with three_phase=True, got {pct_start}')
         self.tot_epochs, self.start_epoch, self.anneal_strategy = tot_epochs, start_epoch, anneal_strategy
         self.pct_start, self.three_phase = pct_start, three_phase
         self.scheds, self.total_steps, self.start_step = {}, None, 0
 
     def before_fit(self):
-        self.total_steps, self.start_step = _cycle_bounds(self.learn, self.tot_epochs, self.start_epoch, self.learn.n_epoch)
+        self.total_steps, self.start_step = _cycle_bounds(self.learn, self.tot_epochs, self.start_epoch,
+                                                          self.learn.n_epoch)
         if self.start_step + self.learn.n_steps > self.total_steps:
             raise ValueError(f'this fit runs past the end of the cycle: start_epoch={self.start_epoch} + '
                              f'{self.learn.n_epoch} epochs > tot_epochs={self.tot_epochs}')
@@ -228,7 +235,9 @@ def plot_sched(scheds, n_steps=100, n_groups=1, name='lr', steps_per_epoch=None)
         if isinstance(item, ParamScheduler) or callable(getattr(type(item), 'sample', None)): cb = item
         elif isinstance(item, dict): cb = ParamScheduler(item)
         elif callable(item): cb = ParamScheduler({name: item})
-        else: raise TypeError(f'scheds must be a schedule, a dict of them, a ParamScheduler or a list of those, got {type(item).__name__}')
+        else:
+            raise TypeError(f'scheds must be a schedule, a dict of them, a ParamScheduler or a list of those, '
+                            f'got {type(item).__name__}')
         for k, v in cb.sample(n_steps, n_groups, steps_per_epoch).items():
             if k in hps: raise ValueError(f'{k!r} is scheduled twice; give each hyper-parameter one schedule')
             hps[k] = v
@@ -308,7 +317,8 @@ class CLRScheduler(_FitLayout):
 
     def build(self, n_groups, total_steps, steps_per_epoch):
         if steps_per_epoch is None:
-            raise ValueError('CLRScheduler lays its cycles out in epochs: give steps_per_epoch to plot it before training')
+            raise ValueError('CLRScheduler lays its cycles out in epochs: '
+                             'give steps_per_epoch to plot it before training')
         up = self.step_size * steps_per_epoch
         down = self.step_size_down * steps_per_epoch if self.step_size_down is not None else None
         his = lr_range(self.max_lr, n_groups)

@@ -49,7 +49,8 @@ class TorchScheduler(Callback):
         self.monitor = monitor if monitor is not None else default
         if not isinstance(self.monitor, str): raise TypeError(f'monitor must be a name, got {type(monitor).__name__}')
         if interval == 'step' and self.monitor != 'train_loss':
-            raise ValueError(f"per step only the batch loss can be monitored: monitor must be 'train_loss', got {monitor!r}")
+            raise ValueError(f"per step only the batch loss can be monitored: monitor must be 'train_loss', "
+                             f"got {monitor!r}")
         self._given, self.sched = sched, (sched if isinstance(sched, _SCHED_TYPES) else None)
 
     @property
@@ -60,7 +61,8 @@ class TorchScheduler(Callback):
         learn = self.learn
         for cb in learn.cbs:
             if isinstance(cb, ParamScheduler) and 'lr' in cb.scheds:
-                raise ValueError(f'{type(cb).__name__} already schedules the learning rate; use one of it and TorchScheduler')
+                raise ValueError(f'{type(cb).__name__} already schedules the learning rate; '
+                                 'use one of it and TorchScheduler')
         if isinstance(self._given, _SCHED_TYPES):
             if self._given.optimizer is not learn.opt:
                 raise ValueError('the scheduler is bound to another optimizer than learn.opt; pass a factory '
@@ -81,7 +83,8 @@ class TorchScheduler(Callback):
         if self.is_plateau and self.interval == 'epoch':
             names = learn.recorder.metric_names
             if self.monitor not in names:
-                raise ValueError(f'monitor must be one of {[n for n in names if n not in ("epoch", "time")]}, got {self.monitor!r}'
+                raise ValueError(f'monitor must be one of {[n for n in names if n not in ("epoch", "time")]}, '
+                                 f'got {self.monitor!r}'
                                  + (' (there is no validation set)' if learn.dls.valid is None else ''))
 
     def state_dict(self) -> dict:
@@ -111,7 +114,8 @@ class TorchScheduler(Callback):
         if isinstance(self._given, _SCHED_TYPES):
             raise ValueError('only a scheduler given as a factory can be sampled without touching its optimizer')
         if self.interval == 'epoch':
-            if steps_per_epoch is None: raise ValueError('a per-epoch scheduler needs steps_per_epoch to be drawn in steps')
+            if steps_per_epoch is None:
+                raise ValueError('a per-epoch scheduler needs steps_per_epoch to be drawn in steps')
             check_int('steps_per_epoch', steps_per_epoch, min_value=1)
         params = [torch.zeros(1, requires_grad=True) for _ in range(n_groups)]
         opt = torch.optim.SGD([{'params': [p]} for p in params], lr=lr, momentum=0.9)
