@@ -154,5 +154,5 @@ def preserved(learn):
     learn.progress = False
     try: yield state
     finally:
-        state.restore()
-        learn.progress = was
+        try: state.restore()
+        finally: learn.progress = was
