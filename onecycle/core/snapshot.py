@@ -43,7 +43,7 @@ def _stash(o):
     "A deep copy of `o` with every tensor stored as a CPU copy (see ``_Saved``)."
     if isinstance(o, torch.Tensor): return _Saved(o)
     if isinstance(o, dict): return {k: _stash(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)) and type(o) in (list, tuple): return type(o)(_stash(v) for v in o)
+    if type(o) in (list, tuple): return type(o)(_stash(v) for v in o)
     return copy.deepcopy(o)
 
 
@@ -51,7 +51,7 @@ def _fresh(o, cpu=False):
     "A deep copy of a stashed `o` with new tensors (on the CPU with `cpu`): nothing in it is shared with the snapshot."
     if isinstance(o, _Saved): return o.fresh(cpu)
     if isinstance(o, dict): return {k: _fresh(v, cpu) for k, v in o.items()}
-    if isinstance(o, (list, tuple)) and type(o) in (list, tuple): return type(o)(_fresh(v, cpu) for v in o)
+    if type(o) in (list, tuple): return type(o)(_fresh(v, cpu) for v in o)
     return copy.deepcopy(o)
 
 
