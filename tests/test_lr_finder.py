@@ -55,6 +55,19 @@ def test_lr_find_leaves_every_tensor_bitwise_unchanged(make_learner, opt_func):
     for p, q in zip(learn.model.state_dict().values(), twin.model.state_dict().values()): assert torch.equal(p, q)
 
 
+def test_lr_find_leaves_the_counters_gradients_and_optimizer_object(make_learner):
+    "What fit() itself resets before the range test starts comes back too."
+    learn = make_learner(opt_func=partial(torch.optim.SGD, momentum=0.9), wd=1e-2)
+    learn.fit(2, lr=0.05)
+    p = next(learn.model.parameters())
+    p.grad = torch.ones_like(p)
+    counters, opt, hook = (learn.n_epoch, learn.epoch, learn.step_count), learn.opt, learn.wd_hook
+    learn.lr_find(num_it=10)   # 3 epochs of 4 steps
+    assert (learn.n_epoch, learn.epoch, learn.step_count) == counters == (2, 1, 8)
+    assert learn.opt is opt and learn.wd_hook is hook
+    assert torch.equal(p.grad, torch.ones_like(p))
+
+
 def test_lr_find_on_a_fresh_learner_leaves_optimizer_state_empty(make_learner):
     learn = make_learner(opt_func=torch.optim.Adam)
     before = _snapshot(learn)

@@ -75,3 +75,13 @@ def test_tune_bad_settings(make_learner):
     assert fits == []
     with pytest.raises(ValueError, match='dls.valid'): tune(make_learner(dls_kw={'valid': False}))
     assert _same_state(before, _state(learn))
+
+
+def test_tune_uses_only_public_names_of_the_searches():
+    import ast
+    import inspect
+
+    from onecycle.tuning import tune as tune_module
+    private = [a.name for node in ast.walk(ast.parse(inspect.getsource(tune_module)))
+               if isinstance(node, ast.ImportFrom) for a in node.names if a.name.startswith('_')]
+    assert private == []

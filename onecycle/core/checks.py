@@ -6,7 +6,8 @@ import math
 import numbers
 
 __all__ = ['check_number', 'check_int', 'check_positive', 'check_range', 'check_fraction', 'check_moms',
-           'check_callable', 'check_choice', 'check_bool', 'check_lr', 'check_wd']
+           'check_callable', 'check_choice', 'check_bool', 'check_lr', 'check_wd', 'check_candidates',
+           'check_mom_candidate']
 
 
 def _is_number(v):
@@ -61,6 +62,25 @@ def check_moms(name, moms, allow_none=True):
         raise TypeError(f'{name} must be a pair (start, middle) of momentums, e.g. (0.95, 0.85), got {moms!r}')
     for m in moms: check_range(name, m, 0, 1, hi_open=True)
     return tuple(float(m) for m in moms)
+
+
+def check_mom_candidate(name, m):
+    "A momentum candidate of a search: a constant in [0, 1) or a cyclical (high, low) pair of them."
+    if isinstance(m, (tuple, list)):
+        if len(m) != 2: raise TypeError(f'{name}: a cyclical candidate must be a (high, low) pair, got {m!r}')
+        for v in m: check_range(name, v, 0, 1, hi_open=True)
+    else: check_range(name, m, 0, 1, hi_open=True)
+    return m
+
+
+def check_candidates(name, cands, check):
+    "The candidates of a search: a non-empty iterable (not a string), each passing `check(c)`; returned as a list."
+    if isinstance(cands, (str, bytes)) or not hasattr(cands, '__iter__'):
+        raise TypeError(f'{name} must be a list of candidates, got {type(cands).__name__} {cands!r}')
+    cands = list(cands)
+    if not cands: raise ValueError(f'{name} must not be empty')
+    for c in cands: check(c)
+    return cands
 
 
 def check_callable(name, v, allow_none=False):

@@ -69,7 +69,8 @@ def _flat(b):
 
 
 def step_memory(learn, batch_size: int) -> dict:
-    """Bytes one training step at `batch_size` needs, measured on a real step (then undone).
+    """Bytes one training step at `batch_size` needs, measured on a real step, then undone (weights,
+    optimizer state, gradients, mode: see :func:`~onecycle.core.snapshot.preserved`).
 
     On CUDA: the peak of ``torch.cuda.max_memory_allocated`` over forward, backward and optimizer
     step. Elsewhere: the tensors alive at once at the peak (the end of the backward pass), counted
@@ -96,16 +97,13 @@ def step_memory(learn, batch_size: int) -> dict:
             s = t.untyped_storage(); p = s.data_ptr()
             if p not in fixed and p not in batch_st: saved[p] = s.nbytes()
             return t
-        try:
-            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-                loss = learn.loss_func(model(*xb), *yb)
-            loss.backward()
-            grads = _storages([p.grad for p in model.parameters() if p.grad is not None])
-            opt.step()
-            state = _storages([v for st in opt.state.values() for v in st.values()])
-            if cuda: peak = torch.cuda.max_memory_allocated(learn.device) - base + sum(fixed.values())
-        finally:
-            opt.zero_grad(set_to_none=True)
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            loss = learn.loss_func(model(*xb), *yb)
+        loss.backward()
+        grads = _storages([p.grad for p in model.parameters() if p.grad is not None])
+        opt.step()
+        state = _storages([v for st in opt.state.values() for v in st.values()])
+        if cuda: peak = torch.cuda.max_memory_allocated(learn.device) - base + sum(fixed.values())
     out = {'params': sum(fixed.values()), 'grads': sum(grads.values()), 'optimizer': sum(state.values()),
            'batch': sum(batch_st.values()), 'activations': sum(saved.values())}
     out['total'] = peak if cuda else sum(out.values())

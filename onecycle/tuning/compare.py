@@ -100,24 +100,17 @@ def compare_lr_finds(learn, settings, **common) -> LRComparison:
     for i, s in enumerate(settings): _check_setting(i, s, learn)
     check_loader(learn.dls.train, 'dls.train')
 
-    kept = dict(opt=learn.opt, opt_func=learn.opt_func, wd=learn.wd, wd_hook=learn.wd_hook)
     lr = [float(pg['lr']) for pg in learn.opt.param_groups]
-    saved = TrainingState(learn)
+    saved = TrainingState(learn)   # also the optimizer object, opt_func, wd and its hook that create_opt replaces
     results = []
     try:
         for i, s in enumerate(settings):
-            for k, v in kept.items(): setattr(learn, k, v)
-            saved.restore()   # the same weights and RNG state for every run
-            learn.opt_func = s.get('opt_func', kept['opt_func'])
-            learn.create_opt(lr, s.get('wd', kept['wd']))
+            saved.restore()   # the same weights, optimizer and RNG state for every run
+            learn.opt_func = s.get('opt_func', learn.opt_func)
+            learn.create_opt(lr, s.get('wd', learn.wd))
             if 'mom' in s: learn.set_hyper('mom', s['mom'])
             res = lr_find(learn, **{k: v for k, v in s.items() if k in _FINDER_KEYS or k == 'suggest'})
             res.label = labels[i]
             results.append(res)
-    finally:
-        for k, v in kept.items(): setattr(learn, k, v)
-        saved.restore()
+    finally: saved.restore()
     return LRComparison(results, labels, settings)
-
-
-

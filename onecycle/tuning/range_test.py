@@ -122,8 +122,8 @@ class LRFinder(ParamScheduler):
     device) every k steps, in eval mode without gradients, as Smith recommends: that curve is then
     the one measured. Stops early when the online smoothed loss (debiased EMA, `beta` per step)
     exceeds `div_threshold` times its minimum or the loss turns NaN/inf (with `stop_div`). The
-    epoch's own validation pass is skipped. Afterwards the model, optimizer, recorder and RNG
-    states are exactly what they were before."""
+    epoch's own validation pass is skipped. Afterwards the learner is exactly as it was before (see
+    :class:`~onecycle.core.snapshot.TrainingState` for all it puts back)."""
     order = 5   # before the Recorder resets its history
     handles_divergence = True   # it looks for divergence itself: DivergenceGuard stands aside
 
@@ -146,9 +146,10 @@ class LRFinder(ParamScheduler):
         self.start_lr, self.end_lr, self.num_it, self.stop_div = start_lr, end_lr, num_it, stop_div
         self.div_threshold, self.mode, self.beta = div_threshold, mode, beta
         self.valid_every, self.valid_batches = valid_every, valid_batches
+        self.state = None   # the TrainingState after_fit restores (lr_find takes it before fit() starts)
 
     def before_fit(self):
-        self.state = TrainingState(self.learn)   # first: whatever fails below, after_fit restores this
+        if self.state is None: self.state = TrainingState(self.learn)   # first: whatever fails below, after_fit restores it
         self._t0 = time.perf_counter()
         super().before_fit()
         self.lrs, self.losses, self.stopped_early = [], [], False   # per training step
@@ -201,8 +202,7 @@ class LRFinder(ParamScheduler):
         if n >= self.num_it: raise CancelFitException()
 
     def after_fit(self):
-        state = getattr(self, 'state', None)
-        if state is not None: state.restore(); self.state = None
+        if self.state is not None: self.state.restore(); self.state = None
         self.seconds = time.perf_counter() - getattr(self, '_t0', time.perf_counter())
 
     @property
@@ -243,5 +243,6 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=100, stop_div=True, suggest
     check_loader(learn.dls.train, 'dls.train')
     if finder.valid_every is not None: check_loader(learn.dls.valid, 'dls.valid')
     n_epoch = math.ceil(num_it / learn.steps_per_epoch)
+    finder.state = TrainingState(learn)   # before fit() resets the counters and gradients: those come back too
     learn.fit(n_epoch, cbs=[finder])
     return finder.result(suggest)

@@ -3,8 +3,9 @@
 
 Every search runs a few short trials and compares them on the validation loss of a fixed validation
 subset, measured every few steps. Each trial starts from the learner's weights (or, for weight
-decay, from one shared snapshot), and afterwards the learner is exactly as it was: weights,
-optimizer state, recorder history and RNG states are restored bitwise.
+decay, from one shared snapshot) and afterwards the learner is exactly as it was, both through
+:class:`~onecycle.core.snapshot.TrainingState`: weights, optimizer (object, state, hyper-parameters),
+weight decay, counters, loaders, recorder history and RNG states are restored bitwise.
 """
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from ..core.callback import Callback, CancelFitException, CancelValidateException
-from ..core.checks import check_choice, check_int, check_lr, check_positive, check_range
+from ..core.checks import (check_candidates, check_choice, check_int, check_lr, check_mom_candidate, check_positive,
+                           check_range)
 from ..core.hyper import has_hyper, lr_range
 from ..core.data import check_loader
 from ..core.snapshot import TrainingState, preserved
@@ -23,15 +25,14 @@ from .range_test import fixed_valid_batches, subset_loss
 from ..schedules.functions import Constant, Cosine, one_cycle
 from ..schedules.scheduler import ParamScheduler
 
-__all__ = ['DivergedSearch', 'SearchResult', 'Trial', 'run_trial', 'lr_search', 'edge_search', 'log_parabola_vertex', 'momentum_search', 'wd_search', 'default_wds',
+__all__ = ['DivergedSearch', 'SearchResult', 'Trial', 'run_trial', 'branch_trials', 'pick_best', 'format_candidate',
+           'lr_search', 'edge_search', 'log_parabola_vertex', 'momentum_search', 'wd_search', 'default_wds',
            'is_adaptive', 'is_deep']
 
 SHALLOW_WDS = (1e-2, 1e-3, 1e-4)
 DEEP_WDS = (1e-4, 1e-5, 1e-6, 0.)
 SMITH_MOMS = (0.99, 0.97, 0.95, 0.9)
 
-
-# --- keeping the learner as it was ------------------------------------------------------------------
 
 # --- one trial ------------------------------------------------------------------------------------
 @dataclass
@@ -132,8 +133,9 @@ def run_trial(learn, n_steps, lr, mom=None, wd=None, schedule='one_cycle', eval_
 
 
 # --- results --------------------------------------------------------------------------------------
-def _fmt(v) -> str:
-    if isinstance(v, (tuple, list)): return '(' + ', '.join(_fmt(x) for x in v) + ')'
+def format_candidate(v) -> str:
+    "A candidate as the tables and plots show it: floats to 3 significant digits, pairs in parentheses."
+    if isinstance(v, (tuple, list)): return '(' + ', '.join(format_candidate(x) for x in v) + ')'
     if isinstance(v, float): return f'{v:.3g}'
     return str(v)
 
@@ -163,10 +165,10 @@ class SearchResult:
         for c, t in zip(self.candidates, self.trials):
             mark = ' <- best' if c == picked else (' diverged' if t.diverged else '')
             last = t.valid_losses[-1] if t.valid_losses else float('nan')
-            lines.append(f'{_fmt(c):>14s}  {t.score:8.4f}  {t.start_loss:8.4f}  {last:8.4f}  {t.n_steps}{mark}')
-        extra = ', '.join(f'{k}={_fmt(v)}' for k, v in self.extra.items() if isinstance(v, (int, float, tuple)))
+            lines.append(f'{format_candidate(c):>14s}  {t.score:8.4f}  {t.start_loss:8.4f}  {last:8.4f}  {t.n_steps}{mark}')
+        extra = ', '.join(f'{k}={format_candidate(v)}' for k, v in self.extra.items() if isinstance(v, (int, float, tuple)))
         lines.append(f'{self.steps} steps, {self.seconds:.1f}s' + (f'; {extra}' if extra else ''))
-        if 'rung' in self.extra: lines.append(f'best rung refined to {_fmt(self.best)} (vertex of a parabola in log {self.name})')
+        if 'rung' in self.extra: lines.append(f'best rung refined to {format_candidate(self.best)} (vertex of a parabola in log {self.name})')
         return '\n'.join(lines)
 
     __str__ = table
@@ -179,14 +181,14 @@ class SearchResult:
         for i, (c, t) in enumerate(zip(self.candidates, self.trials)):
             best = c == picked
             ax.plot([offset + s for s in t.steps], t.valid_losses, 'o-' if best else '.-', lw=2.5 if best else 1,
-                    color=f'C{i}', label=f'{self.name}={_fmt(c)}' + (' (best)' if best else '') + (' diverged' if t.diverged else ''))
+                    color=f'C{i}', label=f'{self.name}={format_candidate(c)}' + (' (best)' if best else '') + (' diverged' if t.diverged else ''))
         pre = self.extra.get('plateau_trial')
         if pre is not None:
-            ax.plot(pre.steps, pre.valid_losses, 'k.-', lw=1, label=f'{self.name}={_fmt(self.extra["mid"])} until plateau')
+            ax.plot(pre.steps, pre.valid_losses, 'k.-', lw=1, label=f'{self.name}={format_candidate(self.extra["mid"])} until plateau')
             ax.axvline(offset, color='k', ls=':', lw=1)
         finite = [v for t in self.trials for v in t.valid_losses if math.isfinite(v)]
         if finite: ax.set_ylim(min(finite) * 0.95, min(max(finite), 3 * min(finite)) * 1.05)
-        ax.set_xlabel('optimizer step'); ax.set_ylabel('validation loss'); ax.set_title(f'{self.name} search' + (f' (refined to {_fmt(self.best)})' if 'rung' in self.extra else ''))
+        ax.set_xlabel('optimizer step'); ax.set_ylabel('validation loss'); ax.set_title(f'{self.name} search' + (f' (refined to {format_candidate(self.best)})' if 'rung' in self.extra else ''))
         ax.legend(fontsize=8)
         return fig
 
@@ -197,7 +199,7 @@ class DivergedSearch(RuntimeError):
         super().__init__(msg); self.steps = steps
 
 
-def _pick(candidates, trials, prefer_large=False, tol=0.):
+def pick_best(candidates, trials, prefer_large=False, tol=0.):
     "The candidate with the lowest score; with `prefer_large`, the largest within `tol` (relative) of it."
     scores = [t.score for t in trials]
     i_best = min(range(len(scores)), key=scores.__getitem__)
@@ -209,10 +211,13 @@ def _pick(candidates, trials, prefer_large=False, tol=0.):
     return candidates[i_best]
 
 
-def _branch(learn, name, candidates, trial_kwargs, n_steps, eval_every, valid_batches, start, time_limit=None,
-            before_trial=None):
-    """One trial per candidate, each from `start` (a TrainingState), all measured on the same validation
-    subset and sharing `time_limit`; `before_trial(c)`, when given, readies the learner for candidate c."""
+def branch_trials(learn, name, candidates, trial_kwargs, n_steps, eval_every, valid_batches, start, time_limit=None,
+                  before_trial=None) -> list:
+    """One :func:`run_trial` per candidate c, with the keyword arguments ``trial_kwargs(c)``, each
+    from `start` (a :class:`~onecycle.core.snapshot.TrainingState`, restored before it), all measured
+    on the same validation subset and sharing `time_limit`; `before_trial(c)`, when given, readies the
+    learner for candidate c after the restore. The learner is left as the last trial left it:
+    restore `start` (or run this inside :func:`~onecycle.core.snapshot.preserved`) afterwards."""
     batches = fixed_valid_batches(learn, valid_batches)
     trials = []
     t_end = None if time_limit is None else time.perf_counter() + time_limit
@@ -220,8 +225,8 @@ def _branch(learn, name, candidates, trial_kwargs, n_steps, eval_every, valid_ba
         start.restore()
         if before_trial is not None: before_trial(c)
         left = None if t_end is None else max(t_end - time.perf_counter(), 0.)
-        trials.append(run_trial(learn, n_steps, eval_every=eval_every, label=f'{name}={_fmt(c)}', _batches=batches,
-                                time_limit=left, **trial_kwargs(c)))
+        trials.append(run_trial(learn, n_steps, eval_every=eval_every, label=f'{name}={format_candidate(c)}',
+                                _batches=batches, time_limit=left, **trial_kwargs(c)))
     return trials
 
 
@@ -234,23 +239,6 @@ def _check_common(learn, n_steps, eval_every, valid_batches):
     check_loader(learn.dls.train, 'dls.train'); check_loader(learn.dls.valid, 'dls.valid')
 
 
-def _check_mom(m):
-    "A momentum candidate: a constant in [0, 1) or a cyclical (high, low) pair of them."
-    if isinstance(m, (tuple, list)):
-        if len(m) != 2: raise TypeError(f'moms: a cyclical candidate must be a (high, low) pair, got {m!r}')
-        for v in m: check_range('moms', v, 0, 1, hi_open=True)
-    else: check_range('moms', m, 0, 1, hi_open=True)
-
-
-def _check_candidates(name, cands, check):
-    if isinstance(cands, (str, bytes)) or not hasattr(cands, '__iter__'):
-        raise TypeError(f'{name} must be a list of candidates, got {type(cands).__name__} {cands!r}')
-    cands = list(cands)
-    if not cands: raise ValueError(f'{name} must not be empty')
-    for c in cands: check(c)
-    return cands
-
-
 # --- the searches ---------------------------------------------------------------------------------
 def lr_search(learn, lrs, n_steps=200, mom=None, wd=None, schedule='one_cycle', eval_every=None, valid_batches=None,
               tol=0.02, time_limit=None) -> SearchResult:
@@ -259,14 +247,14 @@ def lr_search(learn, lrs, n_steps=200, mom=None, wd=None, schedule='one_cycle', 
     training sits just below the instability line (Smith), and a larger lr regularizes more. Trials
     that blew up are marked diverged; ``extra['edge']`` is the largest lr that did not."""
     _check_common(learn, n_steps, eval_every, valid_batches)
-    lrs = sorted(_check_candidates('lrs', lrs, lambda v: check_positive('lrs', v)))
+    lrs = sorted(check_candidates('lrs', lrs, lambda v: check_positive('lrs', v)))
     check_positive('tol', tol, allow_zero=True)
     t0 = time.perf_counter()
     with preserved(learn) as start:
-        trials = _branch(learn, 'lr', lrs, lambda c: dict(lr=c, mom=mom, wd=wd, schedule=schedule), n_steps,
+        trials = branch_trials(learn, 'lr', lrs, lambda c: dict(lr=c, mom=mom, wd=wd, schedule=schedule), n_steps,
                          eval_every, valid_batches, start, time_limit)
     stable = [c for c, t in zip(lrs, trials) if not t.diverged]
-    best = _pick(lrs, trials, prefer_large=True, tol=tol)
+    best = pick_best(lrs, trials, prefer_large=True, tol=tol)
     return SearchResult('lr', lrs, trials, best, sum(t.n_steps for t in trials), time.perf_counter() - t0,
                         {'edge': max(stable) if stable else None})
 
@@ -317,7 +305,7 @@ def edge_search(learn, start_lr, n_steps=160, factor=2., max_trials=5, mom=None,
         probe(start_lr / factor); probe(start_lr)
         while len(done) < max_trials and (t_end is None or time.perf_counter() < t_end):
             lrs = sorted(done)
-            best = _pick(lrs, [done[l] for l in lrs], prefer_large=True, tol=tol) if any(
+            best = pick_best(lrs, [done[l] for l in lrs], prefer_large=True, tol=tol) if any(
                 math.isfinite(done[l].score) for l in lrs) else None
             if best is None or best == lrs[0]: probe(lrs[0] / factor)
             elif best == lrs[-1] and not done[lrs[-1]].diverged: probe(lrs[-1] * factor)
@@ -325,7 +313,7 @@ def edge_search(learn, start_lr, n_steps=160, factor=2., max_trials=5, mom=None,
     lrs = sorted(done)
     trials = [done[l] for l in lrs]
     stable = [l for l in lrs if not done[l].diverged]
-    best = _pick(lrs, trials, prefer_large=True, tol=tol)
+    best = pick_best(lrs, trials, prefer_large=True, tol=tol)
     extra = {'edge': max(stable) if stable else None}
     i = lrs.index(best)
     if refine and 0 < i < len(lrs) - 1 and not any(done[l].diverged for l in lrs[i - 1:i + 2]):
@@ -343,14 +331,15 @@ def momentum_search(learn, lr, moms=SMITH_MOMS, n_steps=150, wd=None, schedule='
     optimizers."""
     _check_common(learn, n_steps, eval_every, valid_batches)
     check_lr('lr', lr)
-    moms = [tuple(m) if isinstance(m, list) else m for m in _check_candidates('moms', moms, _check_mom)]
+    moms = check_candidates('moms', moms, lambda m: check_mom_candidate('moms', m))
+    moms = [tuple(m) if isinstance(m, list) else m for m in moms]
     if not has_hyper(learn.opt.param_groups[0], 'mom'):
         raise ValueError(f'the optimizer {type(learn.opt).__name__} has no momentum to search')
     t0 = time.perf_counter()
     with preserved(learn) as start:
-        trials = _branch(learn, 'mom', moms, lambda c: dict(lr=lr, mom=c, wd=wd, schedule=schedule), n_steps,
+        trials = branch_trials(learn, 'mom', moms, lambda c: dict(lr=lr, mom=c, wd=wd, schedule=schedule), n_steps,
                          eval_every, valid_batches, start, time_limit)
-    best = _pick(moms, trials)
+    best = pick_best(moms, trials)
     return SearchResult('mom', moms, trials, best, sum(t.n_steps for t in trials), time.perf_counter() - t0)
 
 
@@ -422,14 +411,14 @@ def wd_search(learn, lr, wds=None, mid_wd=None, plateau_steps=600, branch_steps=
     check_choice('branch_schedule', branch_schedule, ('constant', 'anneal'))
     if mom is not None: check_range('mom', mom, 0, 1, hi_open=True)
     wds = list(default_wds(learn.model, learn.opt)) if wds is None else \
-        _check_candidates('wds', wds, lambda v: check_positive('wds', v, allow_zero=True))
+        check_candidates('wds', wds, lambda v: check_positive('wds', v, allow_zero=True))
     mid_wd = _middle(wds) if mid_wd is None else check_positive('mid_wd', mid_wd, allow_zero=True)
     check_positive('tol', tol, allow_zero=True)
     t0 = time.perf_counter()
     eval_every_pre = eval_every or max(1, plateau_steps // 12)
     with preserved(learn):
         batches = fixed_valid_batches(learn, valid_batches)
-        pre = Trial(f'wd={_fmt(mid_wd)}')
+        pre = Trial(f'wd={format_candidate(mid_wd)}')
         learn.set_wd(mid_wd)
         sched = ParamScheduler(_schedules(learn, lr, mom, mid_wd, 'constant', plateau_steps, 0.3), total_steps=plateau_steps)
         learn.fit(math.ceil(plateau_steps / learn.steps_per_epoch),
@@ -439,9 +428,9 @@ def wd_search(learn, lr, wds=None, mid_wd=None, plateau_steps=600, branch_steps=
             raise DivergedSearch(f'training at lr={lr}, wd={mid_wd} diverged before the snapshot: lower lr', pre.n_steps)
         snap = TrainingState(learn)
         left = None if time_limit is None else max(time_limit - (time.perf_counter() - t0), 0.)
-        trials = _branch(learn, 'wd', wds, lambda c: dict(lr=lr, mom=mom, wd=c, schedule=branch_schedule), branch_steps,
+        trials = branch_trials(learn, 'wd', wds, lambda c: dict(lr=lr, mom=mom, wd=c, schedule=branch_schedule), branch_steps,
                          eval_every, valid_batches, snap, left)
-    best = _pick(wds, trials, prefer_large=True, tol=tol)
+    best = pick_best(wds, trials, prefer_large=True, tol=tol)
     n_pre = pre.n_steps
     steps = n_pre + sum(t.n_steps for t in trials)
     extra = {'mid': mid_wd, 'snapshot_step': n_pre, 'steps_saved': (len(wds) - 1) * n_pre,

@@ -13,22 +13,22 @@
    the largest candidate within 2% of the best score wins (short branches favour less
    regularization, whose gain comes at once; see ``wd_search``).
 
-Every run starts from the learner's weights; afterwards weights, optimizer, recorder and RNG are
-exactly as they were. ``fit_one_cycle(learn, n, **result.fit_kwargs)`` then trains with the findings.
+Every run starts from the learner's weights; afterwards the learner is exactly as it was (weights,
+optimizer, weight decay, loaders, recorder, RNG...: see ``onecycle.core.snapshot.TrainingState``).
+``fit_one_cycle(learn, n, **result.fit_kwargs)`` then trains with the findings.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
 
+from ..core.checks import check_candidates, check_choice, check_int, check_mom_candidate, check_positive
 from ..core.data import check_loader
-from ..core.hyper import scale_lr
+from ..core.hyper import has_hyper, scale_lr
+from ..core.snapshot import preserved
 from .batch_size import noise_scale, with_batch_size
-from ..core.checks import check_choice, check_int, check_positive
-from ..core.hyper import has_hyper
-from ..core.snapshot import TrainingState
-from .search import (DivergedSearch, SearchResult, _branch, _check_candidates, _check_mom, _fmt, _pick, default_wds, edge_search,
-                     momentum_search, preserved, wd_search)
+from .search import (DivergedSearch, SearchResult, branch_trials, default_wds, edge_search, format_candidate,
+                     momentum_search, pick_best, wd_search)
 
 __all__ = ['tune', 'TuneResult']
 
@@ -70,7 +70,7 @@ class TuneResult:
         return [s for s in (self.lr_search, self.bs_search, self.mom_search, self.wd_search) if s is not None]
 
     def summary(self) -> str:
-        lines = [f'max_lr={self.max_lr:.3g}  moms={_fmt(self.moms)}  wd={_fmt(self.wd)}  batch_size={self.batch_size}'
+        lines = [f'max_lr={self.max_lr:.3g}  moms={format_candidate(self.moms)}  wd={format_candidate(self.wd)}  batch_size={self.batch_size}'
                  + (f'  noise scale g={self.noise_scale:.3g}' if self.noise_scale is not None else ''),
                  f'tuning: {self.steps} optimizer steps' + (f' of {self.budget}' if self.budget else '')
                  + f', {self.seconds:.1f}s' + (f' of {self.time_budget:.0f}s' if self.time_budget else '')]
@@ -125,11 +125,11 @@ def tune(learn, budget=2000, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
     if search_moms:
         if not has_hyper(learn.opt.param_groups[0], 'mom'):
             raise ValueError(f'the optimizer {type(learn.opt).__name__} has no momentum: pass search_moms=False')
-        moms = _check_candidates('moms', moms, _check_mom)
-    if wds is not None: _check_candidates('wds', wds, lambda v: check_positive('wds', v, allow_zero=True))
+        moms = check_candidates('moms', moms, lambda m: check_mom_candidate('moms', m))
+    if wds is not None: check_candidates('wds', wds, lambda v: check_positive('wds', v, allow_zero=True))
     base_bs = getattr(learn.dls.train, 'batch_size', None)
     if batch_sizes is not None:
-        batch_sizes = sorted(set(_check_candidates('batch_sizes', batch_sizes, lambda b: check_int('batch_sizes', b, min_value=1))))
+        batch_sizes = sorted(set(check_candidates('batch_sizes', batch_sizes, lambda b: check_int('batch_sizes', b, min_value=1))))
         if base_bs is None: raise ValueError('batch_sizes needs dls.train to be a DataLoader built with batch_size')
 
     t0 = time.perf_counter()
@@ -160,13 +160,11 @@ def tune(learn, budget=2000, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
             dl0 = learn.dls.train
             trials_lr = {b: scale_lr(m, b, base_bs, lr_rule) for b in batch_sizes}
             def use_batch_size(b): learn.dls.train = with_batch_size(dl0, b) if b != base_bs else dl0
-            start = TrainingState(learn)
             ts = time.perf_counter()
-            trials = _branch(learn, 'bs', batch_sizes, lambda b: dict(lr=trials_lr[b]), n_bs, None, valid_batches, start,
-                             time_for['bs'], before_trial=use_batch_size)
-            learn.dls.train = dl0
-            start.restore()   # the next stage starts from the learner's weights, not the last trial's
-            best = _pick(batch_sizes, trials)
+            with preserved(learn) as start:   # the next stage starts from the learner as it was, not the last trial
+                trials = branch_trials(learn, 'bs', batch_sizes, lambda b: dict(lr=trials_lr[b]), n_bs, None, valid_batches,
+                                       start, time_for['bs'], before_trial=use_batch_size)
+            best = pick_best(batch_sizes, trials)
             res.bs_search = SearchResult('bs', batch_sizes, trials, best, sum(t.n_steps for t in trials),
                                          time.perf_counter() - ts, {'lr_rule': lr_rule})
             res.steps += res.bs_search.steps
