@@ -66,7 +66,8 @@ def test_step_memory_counts_optimizer_state():
 @pytest.mark.parametrize('largest', [1, 37, 200, N])
 def test_find_batch_size_finds_the_largest_that_fits(largest):
     learn = _linear_learner()
-    budget = _expected_bytes(largest) + 1 if largest == N else (_expected_bytes(largest) + _expected_bytes(largest + 1)) // 2
+    budget = _expected_bytes(largest) + 1 if largest == N \
+        else (_expected_bytes(largest) + _expected_bytes(largest + 1)) // 2
     res = find_batch_size(learn, max_memory=budget)
     assert res.batch_size == largest
     fitting = [b for b, m in res.tried.items() if m <= budget]

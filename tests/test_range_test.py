@@ -164,7 +164,7 @@ def test_compare_runs_start_from_the_same_weights_and_leave_the_learner_as_it_wa
     assert cmp.labels == ['SGD', 'Adam', 'wd=0', 'wd=0', 'AdamW, beta1 0.8']
     assert len(starts) == 5 and all(torch.equal(s, starts[0]) for s in starts)   # every run from the same weights
     assert len({r.train_losses[0] for r in cmp.results}) == 1                      # ... and the same first batch
-    assert cmp[2].losses == cmp[3].losses                                          # identical settings, identical curves
+    assert cmp[2].losses == cmp[3].losses   # identical settings, identical curves
     assert cmp[0].losses != cmp[1].losses and cmp[1].losses != cmp[2].losses
     assert learn.opt is opt and learn.opt_func is opt_func and learn.wd == wd
     _assert_same(before, _state(learn))

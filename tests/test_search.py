@@ -7,8 +7,8 @@ import torch
 
 from onecycle.core.snapshot import TrainingState
 from onecycle.core.snapshot import preserved
-from onecycle.tuning.search import (DEEP_WDS, SHALLOW_WDS, default_wds, edge_search, lr_search, momentum_search, run_trial,
-                                    wd_search)
+from onecycle.tuning.search import (DEEP_WDS, SHALLOW_WDS, default_wds, edge_search, lr_search, momentum_search,
+                                    run_trial, wd_search)
 
 
 def _weights(learn):

@@ -186,7 +186,8 @@ def test_an_exception_inside_preserved_still_restores_everything(make_learner, o
     with pytest.raises(RuntimeError, match='boom'):
         with preserved(learn):
             assert not learn.progress                        # quiet inside
-            learn.dls.train = DataLoader(TensorDataset(torch.randn(8, 8), torch.zeros(8, dtype=torch.long)), batch_size=4)
+            learn.dls.train = DataLoader(TensorDataset(torch.randn(8, 8), torch.zeros(8, dtype=torch.long)),
+                                         batch_size=4)
             learn.opt_func = torch.optim.SGD
             learn.create_opt(0.5, wd=0.1)
             learn.fit(2, lr=0.5, cbs=[_Boom()])

@@ -91,7 +91,8 @@ class TrainingState:
         params = _unique([*model.parameters(), *(p for pg in opt.param_groups for p in pg['params'])])
         self.params = [(p, p.requires_grad, None if p.grad is None else _Saved(p.grad)) for p in params]
         self.attrs = {k: getattr(learn, k) for k in LEARNER_ATTRS if hasattr(learn, k)}
-        if 'wd' in self.attrs: self.attrs['wd'] = copy.deepcopy(self.attrs['wd'])   # a list per group may be changed in place
+        # a list per group may be changed in place
+        if 'wd' in self.attrs: self.attrs['wd'] = copy.deepcopy(self.attrs['wd'])
         self.groups = [(pg, {k: (list(v) if k == 'params' else _stash(v)) for k, v in pg.items()})
                        for pg in opt.param_groups]
         self.opt_state = [(k, _stash(v)) for k, v in opt.state.items()]
@@ -118,13 +119,16 @@ class TrainingState:
     def _restore_model(self):
         model = self.module
         sd = OrderedDict(_fresh(self.model, cpu=True))   # no second copy of the model on its device
-        if self.metadata is not None: sd._metadata = copy.deepcopy(self.metadata)   # versions, as state_dict() gives them
+        # versions, as state_dict() gives them
+        if self.metadata is not None: sd._metadata = copy.deepcopy(self.metadata)
         model.load_state_dict(sd)   # copies into the module's own tensors
         for k, saved in self.buffers:
             owner, _, name = k.rpartition('.')
             m = model.get_submodule(owner)
             b = getattr(m, name, None)
-            if isinstance(b, torch.Tensor) and (b.shape, b.dtype, b.device) == (saved.data.shape, saved.data.dtype, saved.device):
+            same = (b.shape, b.dtype, b.device) == (saved.data.shape, saved.data.dtype, saved.device) \
+                if isinstance(b, torch.Tensor) else False
+            if same:
                 with torch.no_grad(): b.copy_(saved.data)
             else: setattr(m, name, saved.fresh())   # replaced by the trial: a new tensor in its place
         for m, training in self.modes: m.training = training

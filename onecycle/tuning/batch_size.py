@@ -27,7 +27,8 @@ __all__ = ['noise_scale', 'scale_lr', 'with_batch_size', 'step_memory', 'find_ba
 
 def noise_scale(lr: float, n_samples: int, batch_size: int) -> float:
     "The SGD noise scale g = lr * (N/B - 1): N training samples, batches of B (0 for full-batch training)."
-    check_positive('lr', lr); check_int('n_samples', n_samples, min_value=1); check_int('batch_size', batch_size, min_value=1)
+    check_positive('lr', lr)
+    check_int('n_samples', n_samples, min_value=1); check_int('batch_size', batch_size, min_value=1)
     return lr * (n_samples / batch_size - 1)
 
 
@@ -127,7 +128,8 @@ class BatchSizeResult:
     tried: dict = field(default_factory=dict)
 
     def __str__(self):
-        rows = [f'{b:>8d}  ' + ('out of memory' if m is None else f'{m / 2**20:10.2f} MiB') + ('  fits' if m is not None and m <= self.max_memory else '')
+        rows = [f'{b:>8d}  ' + ('out of memory' if m is None else f'{m / 2**20:10.2f} MiB')
+                + ('  fits' if m is not None and m <= self.max_memory else '')
                 for b, m in sorted(self.tried.items())]
         return '\n'.join([f'largest batch that fits in {self.max_memory / 2**20:.1f} MiB: {self.batch_size}'] + rows)
 
@@ -143,7 +145,8 @@ def find_batch_size(learn, max_memory=None, start=1, max_batch_size=None) -> Bat
     check_int('max_batch_size', max_batch_size, min_value=1, allow_none=True)
     check_loader(learn.dls.train, 'dls.train')
     try: n = len(learn.dls.train.dataset)
-    except TypeError: raise TypeError('find_batch_size needs a training set with a length (a map-style dataset)') from None
+    except TypeError:
+        raise TypeError('find_batch_size needs a training set with a length (a map-style dataset)') from None
     hi_cap = max_batch_size or n
     if start > hi_cap: raise ValueError(f'start must be <= max_batch_size ({hi_cap}), got {start}')
     budget = int(max_memory) if max_memory is not None else _default_budget(learn.device)

@@ -130,7 +130,8 @@ class LRFinder(ParamScheduler):
     def __init__(self, start_lr=1e-7, end_lr=10., num_it=100, stop_div=True, div_threshold=4., mode='exp', beta=0.98,
                  valid_every=None, valid_batches=None):
         check_positive('start_lr', start_lr); check_positive('end_lr', end_lr)
-        if end_lr <= start_lr: raise ValueError(f'end_lr must be greater than start_lr, got start_lr={start_lr}, end_lr={end_lr}')
+        if end_lr <= start_lr:
+            raise ValueError(f'end_lr must be greater than start_lr, got start_lr={start_lr}, end_lr={end_lr}')
         check_int('num_it', num_it, min_value=2)
         check_positive('div_threshold', div_threshold)
         check_choice('mode', mode, ('exp', 'linear'))
@@ -149,7 +150,8 @@ class LRFinder(ParamScheduler):
         self.state = None   # the TrainingState after_fit restores (lr_find takes it before fit() starts)
 
     def before_fit(self):
-        if self.state is None: self.state = TrainingState(self.learn)   # first: whatever fails below, after_fit restores it
+        # first: whatever fails below, after_fit restores it
+        if self.state is None: self.state = TrainingState(self.learn)
         self._t0 = time.perf_counter()
         super().before_fit()
         self.lrs, self.losses, self.stopped_early = [], [], False   # per training step
@@ -231,7 +233,8 @@ class LRFinder(ParamScheduler):
                               train_lrs=list(self.lrs), train_losses=list(self.losses), cost=self.cost())
 
 
-def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=100, stop_div=True, suggest="max_bound", **kwargs) -> LRFinderResult:
+def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=100, stop_div=True, suggest="max_bound",
+            **kwargs) -> LRFinderResult:
     """Run the LR range test on `learn` and return its result; the learner is left as it was.
 
     ``result.suggestion`` is the `suggest` entry of ``result.suggestions`` ('minimum', 'steep',

@@ -26,7 +26,9 @@ def plot_range_tests(results, labels=None, skip_start=0, skip_end=0, ax=None, sh
     results = list(results)
     labels = list(labels) if labels is not None else [r.label or f'run {i}' for i, r in enumerate(results)]
     panels = [p for p, on in (('loss', loss), ('delta', delta)) if on]
-    if ax is None: fig, axs = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.5), squeeze=False); axs = list(axs[0])
+    if ax is None:
+        fig, axs = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.5), squeeze=False)
+        axs = list(axs[0])
     else:
         axs = list(ax) if isinstance(ax, (list, tuple)) else [ax]
         panels = panels[:len(axs)]
@@ -39,11 +41,15 @@ def plot_range_tests(results, labels=None, skip_start=0, skip_end=0, ax=None, sh
         lrs, curves = r.lrs[sl], {'loss': r.smooth_losses[sl], 'delta': r.loss_change[sl]}
         color = 'C0' if single else f'C{i % 10}'
         for p, a in zip(panels, axs):
-            a.plot(lrs, curves[p], color=color, label='smoothed loss' if single and p == 'loss' else (None if single else label))
-            if single and p == 'loss': a.plot(lrs, r.losses[sl], color=color, alpha=0.25, label=f'{r.measured} loss (raw)')
+            a.plot(lrs, curves[p], color=color,
+                   label='smoothed loss' if single and p == 'loss' else (None if single else label))
+            if single and p == 'loss':
+                a.plot(lrs, r.losses[sl], color=color, alpha=0.25, label=f'{r.measured} loss (raw)')
             if not show_suggestions: continue
             for j, (name, lr) in enumerate(r.suggestions.items()):
-                if single: a.axvline(lr, color=f'C{j + 1}', ls='--', lw=1, label=f'{name}: {lr:.2e}' if p == panels[0] else None)
+                if single:
+                    a.axvline(lr, color=f'C{j + 1}', ls='--', lw=1,
+                              label=f'{name}: {lr:.2e}' if p == panels[0] else None)
                 elif lrs:
                     k = min(range(len(lrs)), key=lambda q: abs(math.log(lrs[q] / lr)))
                     a.plot(lrs[k], curves[p][k], _MARKERS.get(name, 'x'), color=color, ms=7, mec='k', mew=0.6)

@@ -60,7 +60,8 @@ class Trial:
 
 
 class _TrialCallback(Callback):
-    "Runs exactly `n_steps` optimizer steps, measures the validation subset every `eval_every`, skips the epoch's validation."
+    """Runs exactly `n_steps` optimizer steps, measures the validation subset every `eval_every`, skips the
+    epoch's validation."""
     order = 5
     handles_divergence = True
 
@@ -128,7 +129,8 @@ def run_trial(learn, n_steps, lr, mom=None, wd=None, schedule='one_cycle', eval_
     trial = Trial(label or f'lr={lr}')
     if wd is not None: learn.set_wd(wd)
     sched = ParamScheduler(_schedules(learn, lr, mom, wd, schedule, n_steps, pct_start), total_steps=n_steps)
-    learn.fit(math.ceil(n_steps / learn.steps_per_epoch), cbs=[_TrialCallback(n_steps, eval_every, batches, trial, time_limit), sched])
+    learn.fit(math.ceil(n_steps / learn.steps_per_epoch),
+              cbs=[_TrialCallback(n_steps, eval_every, batches, trial, time_limit), sched])
     return trial
 
 
@@ -165,10 +167,14 @@ class SearchResult:
         for c, t in zip(self.candidates, self.trials):
             mark = ' <- best' if c == picked else (' diverged' if t.diverged else '')
             last = t.valid_losses[-1] if t.valid_losses else float('nan')
-            lines.append(f'{format_candidate(c):>14s}  {t.score:8.4f}  {t.start_loss:8.4f}  {last:8.4f}  {t.n_steps}{mark}')
-        extra = ', '.join(f'{k}={format_candidate(v)}' for k, v in self.extra.items() if isinstance(v, (int, float, tuple)))
+            lines.append(f'{format_candidate(c):>14s}  {t.score:8.4f}  {t.start_loss:8.4f}  {last:8.4f}  '
+                         f'{t.n_steps}{mark}')
+        extra = ', '.join(f'{k}={format_candidate(v)}' for k, v in self.extra.items()
+                          if isinstance(v, (int, float, tuple)))
         lines.append(f'{self.steps} steps, {self.seconds:.1f}s' + (f'; {extra}' if extra else ''))
-        if 'rung' in self.extra: lines.append(f'best rung refined to {format_candidate(self.best)} (vertex of a parabola in log {self.name})')
+        if 'rung' in self.extra:
+            lines.append(f'best rung refined to {format_candidate(self.best)} '
+                         f'(vertex of a parabola in log {self.name})')
         return '\n'.join(lines)
 
     __str__ = table
@@ -181,14 +187,18 @@ class SearchResult:
         for i, (c, t) in enumerate(zip(self.candidates, self.trials)):
             best = c == picked
             ax.plot([offset + s for s in t.steps], t.valid_losses, 'o-' if best else '.-', lw=2.5 if best else 1,
-                    color=f'C{i}', label=f'{self.name}={format_candidate(c)}' + (' (best)' if best else '') + (' diverged' if t.diverged else ''))
+                    color=f'C{i}', label=f'{self.name}={format_candidate(c)}' + (' (best)' if best else '')
+                    + (' diverged' if t.diverged else ''))
         pre = self.extra.get('plateau_trial')
         if pre is not None:
-            ax.plot(pre.steps, pre.valid_losses, 'k.-', lw=1, label=f'{self.name}={format_candidate(self.extra["mid"])} until plateau')
+            ax.plot(pre.steps, pre.valid_losses, 'k.-', lw=1,
+                    label=f'{self.name}={format_candidate(self.extra["mid"])} until plateau')
             ax.axvline(offset, color='k', ls=':', lw=1)
         finite = [v for t in self.trials for v in t.valid_losses if math.isfinite(v)]
         if finite: ax.set_ylim(min(finite) * 0.95, min(max(finite), 3 * min(finite)) * 1.05)
-        ax.set_xlabel('optimizer step'); ax.set_ylabel('validation loss'); ax.set_title(f'{self.name} search' + (f' (refined to {format_candidate(self.best)})' if 'rung' in self.extra else ''))
+        ax.set_xlabel('optimizer step'); ax.set_ylabel('validation loss')
+        refined = f' (refined to {format_candidate(self.best)})' if 'rung' in self.extra else ''
+        ax.set_title(f'{self.name} search' + refined)
         ax.legend(fontsize=8)
         return fig
 
@@ -264,7 +274,8 @@ def log_parabola_vertex(lrs, scores):
     points do not curve upwards (no minimum between them). With the middle score the lowest, the
     vertex lies within half a rung of the middle lr (on a log scale), so it refines a coarse ladder
     without ever leaving the bracket the ladder found."""
-    if len(lrs) != 3 or len(scores) != 3: raise ValueError('log_parabola_vertex needs exactly three lrs and three scores')
+    if len(lrs) != 3 or len(scores) != 3:
+        raise ValueError('log_parabola_vertex needs exactly three lrs and three scores')
     (x0, x1, x2), (y0, y1, y2) = [math.log(l) for l in lrs], scores
     if not all(math.isfinite(v) for v in (y0, y1, y2)) or not x0 < x1 < x2: return None
     # Newton's divided differences: y = y0 + d1 (x - x0) + d2 (x - x0)(x - x1)
@@ -382,7 +393,8 @@ class _Plateau(Callback):
 
     def after_step(self):
         v, t = self.trial.valid_losses, self.trial
-        if len(t.steps) < self.patience + 2 or t.steps[-1] != self.learn.step_count or self.learn.step_count < self.min_steps: return
+        if len(t.steps) < self.patience + 2 or t.steps[-1] != self.learn.step_count \
+                or self.learn.step_count < self.min_steps: return
         before = min(v[:-self.patience])
         if min(v[-self.patience:]) > before * (1 - self.rel_tol): raise CancelFitException()
 
@@ -420,16 +432,18 @@ def wd_search(learn, lr, wds=None, mid_wd=None, plateau_steps=600, branch_steps=
         batches = fixed_valid_batches(learn, valid_batches)
         pre = Trial(f'wd={format_candidate(mid_wd)}')
         learn.set_wd(mid_wd)
-        sched = ParamScheduler(_schedules(learn, lr, mom, mid_wd, 'constant', plateau_steps, 0.3), total_steps=plateau_steps)
+        sched = ParamScheduler(_schedules(learn, lr, mom, mid_wd, 'constant', plateau_steps, 0.3),
+                               total_steps=plateau_steps)
         learn.fit(math.ceil(plateau_steps / learn.steps_per_epoch),
                   cbs=[_TrialCallback(plateau_steps, eval_every_pre, batches, pre, time_limit),
                        _Plateau(pre, patience, rel_tol, min_steps=2 * eval_every_pre), sched])
         if pre.diverged:
-            raise DivergedSearch(f'training at lr={lr}, wd={mid_wd} diverged before the snapshot: lower lr', pre.n_steps)
+            raise DivergedSearch(f'training at lr={lr}, wd={mid_wd} diverged before the snapshot: lower lr',
+                                 pre.n_steps)
         snap = TrainingState(learn)
         left = None if time_limit is None else max(time_limit - (time.perf_counter() - t0), 0.)
-        trials = branch_trials(learn, 'wd', wds, lambda c: dict(lr=lr, mom=mom, wd=c, schedule=branch_schedule), branch_steps,
-                         eval_every, valid_batches, snap, left)
+        trials = branch_trials(learn, 'wd', wds, lambda c: dict(lr=lr, mom=mom, wd=c, schedule=branch_schedule),
+                               branch_steps, eval_every, valid_batches, snap, left)
     best = pick_best(wds, trials, prefer_large=True, tol=tol)
     n_pre = pre.n_steps
     steps = n_pre + sum(t.n_steps for t in trials)

@@ -70,7 +70,8 @@ class TuneResult:
         return [s for s in (self.lr_search, self.bs_search, self.mom_search, self.wd_search) if s is not None]
 
     def summary(self) -> str:
-        lines = [f'max_lr={self.max_lr:.3g}  moms={format_candidate(self.moms)}  wd={format_candidate(self.wd)}  batch_size={self.batch_size}'
+        lines = [f'max_lr={self.max_lr:.3g}  moms={format_candidate(self.moms)}  wd={format_candidate(self.wd)}  '
+                 f'batch_size={self.batch_size}'
                  + (f'  noise scale g={self.noise_scale:.3g}' if self.noise_scale is not None else ''),
                  f'tuning: {self.steps} optimizer steps' + (f' of {self.budget}' if self.budget else '')
                  + f', {self.seconds:.1f}s' + (f' of {self.time_budget:.0f}s' if self.time_budget else '')]
@@ -129,7 +130,8 @@ def tune(learn, budget=2000, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
     if wds is not None: check_candidates('wds', wds, lambda v: check_positive('wds', v, allow_zero=True))
     base_bs = getattr(learn.dls.train, 'batch_size', None)
     if batch_sizes is not None:
-        batch_sizes = sorted(set(check_candidates('batch_sizes', batch_sizes, lambda b: check_int('batch_sizes', b, min_value=1))))
+        batch_sizes = sorted(set(check_candidates('batch_sizes', batch_sizes,
+                                                  lambda b: check_int('batch_sizes', b, min_value=1))))
         if base_bs is None: raise ValueError('batch_sizes needs dls.train to be a DataLoader built with batch_size')
 
     t0 = time.perf_counter()
@@ -162,8 +164,8 @@ def tune(learn, budget=2000, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
             def use_batch_size(b): learn.dls.train = with_batch_size(dl0, b) if b != base_bs else dl0
             ts = time.perf_counter()
             with preserved(learn) as start:   # the next stage starts from the learner as it was, not the last trial
-                trials = branch_trials(learn, 'bs', batch_sizes, lambda b: dict(lr=trials_lr[b]), n_bs, None, valid_batches,
-                                       start, time_for['bs'], before_trial=use_batch_size)
+                trials = branch_trials(learn, 'bs', batch_sizes, lambda b: dict(lr=trials_lr[b]), n_bs, None,
+                                       valid_batches, start, time_for['bs'], before_trial=use_batch_size)
             best = pick_best(batch_sizes, trials)
             res.bs_search = SearchResult('bs', batch_sizes, trials, best, sum(t.n_steps for t in trials),
                                          time.perf_counter() - ts, {'lr_rule': lr_rule})
@@ -172,8 +174,8 @@ def tune(learn, budget=2000, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
             if best != base_bs: learn.dls.train = with_batch_size(dl0, best)
         elif batch_sizes is not None: res.skipped.append('batch size')
         # 3. edge of stability
-        res.lr_search = edge_search(learn, m, n_steps=max(10, steps_for['lr'] // EDGE_TRIALS), max_trials=EDGE_TRIALS, tol=edge_tol,
-                                    valid_batches=valid_batches, time_limit=time_for['lr'])
+        res.lr_search = edge_search(learn, m, n_steps=max(10, steps_for['lr'] // EDGE_TRIALS), max_trials=EDGE_TRIALS,
+                                    tol=edge_tol, valid_batches=valid_batches, time_limit=time_for['lr'])
         res.steps += res.lr_search.steps
         lr = res.max_lr = res.lr_search.best
 
@@ -200,8 +202,9 @@ def tune(learn, budget=2000, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
             n_plateau = left - n_branch * len(cands)
             mom = res.moms[0] if res.moms is not None and search_moms else None
             try:
-                res.wd_search = wd_search(learn, lr / 3, cands, plateau_steps=n_plateau, branch_steps=n_branch, mom=mom,
-                                          branch_schedule='anneal', valid_batches=valid_batches, time_limit=time_for['wd'])
+                res.wd_search = wd_search(learn, lr / 3, cands, plateau_steps=n_plateau, branch_steps=n_branch,
+                                          mom=mom, branch_schedule='anneal', valid_batches=valid_batches,
+                                          time_limit=time_for['wd'])
             except DivergedSearch as e:
                 res.steps += e.steps
                 res.skipped.append('weight decay (training diverged)')
