@@ -103,5 +103,5 @@ def test_no_module_imports_private_names_of_another():
 def test_the_cycle_finder_finds_cycles(cycle, monkeypatch):
     "The check above can fail: a made-up graph with a cycle is reported."
     graph = {m: {cycle[(i + 1) % len(cycle)]} for i, m in enumerate(cycle)}
-    monkeypatch.setattr(__import__(__name__), '_graph', lambda: graph)
+    monkeypatch.setitem(globals(), '_graph', lambda: graph)
     with pytest.raises(AssertionError): test_no_import_cycle()

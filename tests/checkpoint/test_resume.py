@@ -10,9 +10,8 @@ import torch
 
 from onecycle import CancelFitException, Callback, CheckpointError, GradAccumulation, accuracy
 
-REPO = str(Path(__file__).resolve().parent.parent)
-SCRIPT = str(Path(__file__).resolve().parent / 'resume_script.py')
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+REPO = str(Path(__file__).resolve().parents[2])
+SCRIPT = str(Path(__file__).resolve().parents[1] / 'resume_script.py')
 from resume_script import POINTS  # noqa: E402
 
 

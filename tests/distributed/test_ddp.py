@@ -19,7 +19,7 @@ from onecycle.distributed import (DistributedCallback, ShardSampler, any_rank, d
                                   rank, scale_lr, shard_loader, sum_over_ranks, unwrap_model, world_size)
 from onecycle.callbacks.training import GradAccumulation
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 # --- one process -----------------------------------------------------------------------------------
