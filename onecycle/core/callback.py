@@ -96,7 +96,7 @@ class Callback:
 
     def __setattr__(self, name, value):
         # A new public attribute that the learner also has would hide the learner's from this callback.
-        if name[0] != '_' and name != 'learn' and name not in self.__dict__ and self.learn is not None \
+        if name not in self.__dict__ and name[0] != '_' and name != 'learn' and self.learn is not None \
                 and not hasattr(type(self), name) and hasattr(self.learn, name):
             warnings.warn(f'{type(self).__name__}.{name} = ... sets an attribute on the callback that shadows '
                           f'learn.{name}; to change the learner, assign self.learn.{name}', stacklevel=2)
