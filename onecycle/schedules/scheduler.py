@@ -259,7 +259,13 @@ class _FitLayout(ParamScheduler):
 
 
 class _LRPerGroup(_FitLayout):
-    "A layout with one lr schedule per param group, ``lr_sched(v)`` for each group's peak lr `v` from ``self.max_lr``."
+    """A layout with one lr schedule per param group, ``lr_sched(v)`` for each group's peak lr `v`, which
+    ends at v / `final_div_factor`."""
+    def __init__(self, max_lr, final_div_factor):
+        self.max_lr = check_lr('max_lr', max_lr)
+        self.final_div_factor = check_positive('final_div_factor', final_div_factor)
+        super().__init__()
+
     def build(self, n_groups, total_steps, steps_per_epoch):
         return {'lr': [self.lr_sched(v) for v in lr_range(self.max_lr, n_groups)]}
 
@@ -290,10 +296,8 @@ class FlatCosScheduler(_LRPerGroup):
     `final_div_factor`.)"""
     @keyword_aliases(deprecated={'lr': 'max_lr', 'div_final': 'final_div_factor'})
     def __init__(self, max_lr=3e-3, pct_start=0.75, final_div_factor=1e5):
-        self.max_lr = check_lr('max_lr', max_lr)
-        self.final_div_factor = check_positive('final_div_factor', final_div_factor)
+        super().__init__(max_lr, final_div_factor)
         self.pct_start = check_range('pct_start', pct_start, 0, 1, hi_open=True)
-        super().__init__()
 
     def lr_sched(self, v): return FlatCos(v, v / self.final_div_factor, self.pct_start)
 
@@ -337,9 +341,7 @@ class WarmupCosScheduler(_LRPerGroup):
     deprecated names of `max_lr` and `final_div_factor`.)"""
     @keyword_aliases(deprecated={'lr': 'max_lr', 'div_final': 'final_div_factor'})
     def __init__(self, max_lr=3e-3, warmup_pct=0.1, final_div_factor=1e5):
-        self.max_lr = check_lr('max_lr', max_lr)
-        self.final_div_factor = check_positive('final_div_factor', final_div_factor)
+        super().__init__(max_lr, final_div_factor)
         self.warmup_pct = check_range('warmup_pct', warmup_pct, 0, 1, hi_open=True)
-        super().__init__()
 
     def lr_sched(self, v): return Warmup(Cosine(v, v / self.final_div_factor), self.warmup_pct)
