@@ -172,15 +172,11 @@ class BaseLearner:
                 elif first is None: e.add_note(note); first = e
         if first is not None: raise first
 
-    def show_training_loop(self) -> str:
-        "The loop, event by event, with the callbacks that handle each event in the order they run; returns it too."
-        lines = []
+    def show_training_loop(self):
+        "Print the loop, event by event, with the callbacks that handle each event in the order they run."
         for depth, what in _LOOP:
             names = [_cb_name(h) for h in self._handlers.get(what, ())]
-            lines.append('  ' * depth + what + (f': {", ".join(names)}' if names else ''))
-        text = '\n'.join(lines)
-        print(text)
-        return text
+            print('  ' * depth + what + (f': {", ".join(names)}' if names else ''))
 
     # --- the loop --------------------------------------------------------------------------------
     def _with_events(self, before, after, f, cancel, runs_after_on_cancel=True):
