@@ -12,6 +12,7 @@ from .callbacks.gpu import ChannelsLast, Compile, SyncCheck, to_channels_last
 from .callbacks.divergence import DivergenceError, DivergenceGuard
 from .callbacks.discriminative import (split_by_children, split_by_modules, split_head, freeze_to, freeze, unfreeze,
                                       frozen_groups)
+from .callbacks.predict import GatherPreds, get_preds, predict, per_item_loss
 from .callbacks.layerwise import LayerwiseLR, LARS, LARC, SmithLayerLR
 from .checkpoint import CheckpointError, SaveModel, save_checkpoint, load_checkpoint, read_checkpoint, atomic_save
 from .schedules.functions import *
