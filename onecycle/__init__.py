@@ -6,6 +6,7 @@ from .core.hyper import get_hyper, set_hyper, lr_range
 from .core.metrics import accuracy, error_rate
 from .core.dist import is_main_process, main_print, rank, world_size, unwrap_model, any_rank
 from .core.hyper import scale_lr
+from .core.rng import set_seed
 from .callbacks.progress import ProgressCallback
 from .callbacks.training import GradAccumulation, MixedPrecision, GradientClipping
 from .callbacks.gpu import ChannelsLast, Compile, SyncCheck, to_channels_last

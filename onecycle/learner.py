@@ -21,6 +21,7 @@ from .core.learner import BaseLearner
 from .distributed import DistributedCallback, effective_batch_size
 from .schedules.fit import fine_tune, fit_clr, fit_flat_cos, fit_one_cycle, fit_sgdr, fit_warmup_cos
 from .tuning.diagnostics import diagnose
+from .summary import summary
 from .tuning.range_test import lr_find
 from .vision import tta
 
@@ -153,3 +154,4 @@ class Learner(BaseLearner):
     get_preds = _method(get_preds)
     predict = _method(predict)
     tta = _method(tta)
+    summary = _method(summary)
