@@ -30,5 +30,7 @@ from .tuning.compare import compare_lr_finds, LRComparison
 from .tuning.range_test_plot import plot_range_tests
 from .tuning.diagnostics import Diagnosis, diagnose, diagnose_losses
 from .learner import Learner
+from .deploy import ExportError, export, load_exported
+from .model_summary import ModelSummary, summary
 
 __version__ = '0.1.0'

@@ -21,7 +21,8 @@ from .core.learner import BaseLearner
 from .distributed import DistributedCallback, effective_batch_size
 from .schedules.fit import fine_tune, fit_clr, fit_flat_cos, fit_one_cycle, fit_sgdr, fit_warmup_cos
 from .tuning.diagnostics import diagnose
-from .summary import summary
+from .deploy import export
+from .model_summary import summary
 from .tuning.range_test import lr_find
 from .vision import tta
 
@@ -155,3 +156,4 @@ class Learner(BaseLearner):
     predict = _method(predict)
     tta = _method(tta)
     summary = _method(summary)
+    export = _method(export)

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from onecycle import Learner, split_by_children
-from onecycle.summary import ModelSummary
+from onecycle.model_summary import ModelSummary
 
 
 class Shared(nn.Module):
