@@ -111,6 +111,7 @@ def test_bad_arguments_are_refused_before_any_batch_runs(make_learner):
     with pytest.raises(TypeError, match='cbs'): learn.get_preds(cbs=[3])
     with pytest.raises(TypeError, match='reduction'):
         make_learner(loss_func=lambda p, y: F.cross_entropy(p, y)).get_preds(with_loss=True)
+    with pytest.raises(ValueError, match='needs a loss_func'): make_learner(loss_func=None).get_preds(with_loss=True)
     with pytest.raises(TypeError, match='x must be'): learn.predict('an image')
     with pytest.raises(TypeError, match='act'): learn.predict(torch.randn(2, 8), act=1)
     assert not calls
