@@ -6,12 +6,14 @@ from .core.hyper import get_hyper, set_hyper, lr_range
 from .core.metrics import accuracy, error_rate
 from .core.dist import is_main_process, main_print, rank, world_size, unwrap_model, any_rank
 from .core.hyper import scale_lr
+from .core.rng import set_seed
 from .callbacks.progress import ProgressCallback
 from .callbacks.training import GradAccumulation, MixedPrecision, GradientClipping
 from .callbacks.gpu import ChannelsLast, Compile, SyncCheck, to_channels_last
 from .callbacks.divergence import DivergenceError, DivergenceGuard
 from .callbacks.discriminative import (split_by_children, split_by_modules, split_head, freeze_to, freeze, unfreeze,
                                       frozen_groups)
+from .callbacks.predict import GatherPreds, get_preds, predict, per_item_loss
 from .callbacks.layerwise import LayerwiseLR, LARS, LARC, SmithLayerLR
 from .checkpoint import CheckpointError, SaveModel, save_checkpoint, load_checkpoint, read_checkpoint, atomic_save
 from .schedules.functions import *
@@ -28,5 +30,7 @@ from .tuning.compare import compare_lr_finds, LRComparison
 from .tuning.range_test_plot import plot_range_tests
 from .tuning.diagnostics import Diagnosis, diagnose, diagnose_losses
 from .learner import Learner
+from .deploy import ExportError, export, load_exported
+from .model_summary import ModelSummary, summary
 
 __version__ = '0.1.0'

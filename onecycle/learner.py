@@ -11,6 +11,7 @@ from torch import nn
 
 from .callbacks.discriminative import freeze, freeze_to, unfreeze
 from .callbacks.divergence import DivergenceGuard
+from .callbacks.predict import get_preds, predict
 from .callbacks.progress import ProgressCallback
 from .checkpoint import FitPosition, Resume, load_checkpoint, save_checkpoint
 from .core.callback import check_callbacks
@@ -20,7 +21,10 @@ from .core.learner import BaseLearner
 from .distributed import DistributedCallback, effective_batch_size
 from .schedules.fit import fine_tune, fit_clr, fit_flat_cos, fit_one_cycle, fit_sgdr, fit_warmup_cos
 from .tuning.diagnostics import diagnose
+from .deploy import export
+from .model_summary import summary
 from .tuning.range_test import lr_find
+from .vision import tta
 
 __all__ = ['Learner']
 
@@ -44,7 +48,8 @@ class Learner(BaseLearner):
     Args:
         model: the torch module; moved to `device`.
         dls: a pair (train, valid) of DataLoaders, or an object with ``.train`` and ``.valid``.
-        loss_func: ``loss_func(pred, *targets)`` returning a scalar tensor.
+        loss_func: ``loss_func(pred, *targets)`` returning a scalar tensor; None takes the loss the model
+            returns (its output's ``loss``, attribute or key: the Hugging Face convention).
         opt_func: a torch optimizer class (or factory) called as ``opt_func(param_groups, lr=lr)``.
         lr: the starting learning rate; schedules usually override it.
         metrics: functions ``metric(pred, *targets)`` averaged over the validation set.
@@ -56,7 +61,9 @@ class Learner(BaseLearner):
         wd_bn_bias: also decay biases and normalization weights (off by default, as is customary).
         splitter: ``splitter(model)`` returning a list of parameter lists, one per param group
             (for discriminative learning rates); one group by default.
-        n_inp: how many leading elements of a batch are model inputs; the rest are targets.
+        n_inp: how many leading elements of a batch are model inputs; the rest are targets. A batch that
+            is a dict is called as ``model(**batch)``, with ``batch['labels']`` as its target; predictions
+            are the output's ``logits`` when it has them.
         guard: stop on a NaN/inf loss before it reaches the weights (a DivergenceGuard). 'auto' checks
             the loss before each step on the CPU, where that is free of host-device synchronisation,
             and leaves it off on a GPU (one synchronisation per step); True also checks gradients,
@@ -66,7 +73,7 @@ class Learner(BaseLearner):
     ``DistributedCallback`` joins the process group when the first fit starts, wraps the model in
     DistributedDataParallel and shards the data.
     """
-    def __init__(self, model: nn.Module, dls, loss_func, opt_func=torch.optim.AdamW, lr=1e-3, metrics=(),
+    def __init__(self, model: nn.Module, dls, loss_func=None, opt_func=torch.optim.AdamW, lr=1e-3, metrics=(),
                  cbs=(), device=None, progress=True, wd=None, wd_bn_bias=False, splitter=None, n_inp=1, guard='auto'):
         if not (guard is True or guard is False or guard == 'auto'):
             raise ValueError(f"guard must be True, False or 'auto', got {guard!r}")
@@ -145,3 +152,8 @@ class Learner(BaseLearner):
     freeze = _method(freeze)
     unfreeze = _method(unfreeze)
     diagnose = _method(diagnose)
+    get_preds = _method(get_preds)
+    predict = _method(predict)
+    tta = _method(tta)
+    summary = _method(summary)
+    export = _method(export)

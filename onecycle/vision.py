@@ -15,12 +15,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .core.checks import check_int
+from .callbacks.predict import get_preds
+from .core.callback import Callback
+from .core.checks import check_bool, check_callable, check_int
 from .core.data import DataLoaders
 
 __all__ = ['CIFAR10_STATS', 'MNIST_STATS', 'ImageTensorDataset', 'image_transforms', 'cifar10_tensors',
            'mnist_tensors', 'cifar10_dls', 'mnist_dls', 'BasicBlock', 'CifarResNet', 'cifar_resnet18',
-           'cifar_resnet']
+           'cifar_resnet', 'HorizontalFlip', 'tta']
 
 # Per-channel mean and standard deviation of the training images, pixels scaled to [0, 1].
 CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
@@ -255,3 +257,36 @@ def cifar_resnet(depth=56, n_classes=10, in_channels=3, width=16, zero_init_resi
     check_int('width', width, min_value=1)
     n = (depth - 2) // 6
     return CifarResNet((n, n, n), (width, 2 * width, 4 * width), n_classes, in_channels, zero_init_residual)
+
+
+# --- test-time augmentation ----------------------------------------------------------------------------
+def _flip_images(o):
+    "Image tensors (N, C, H, W) mirrored left to right, in (nested) tuples, lists and dicts; the rest unchanged."
+    if isinstance(o, torch.Tensor): return o.flip(-1) if o.ndim == 4 and o.is_floating_point() else o
+    if isinstance(o, (list, tuple)): return type(o)(_flip_images(v) for v in o)
+    if isinstance(o, dict): return {k: _flip_images(v) for k, v in o.items()}
+    return o
+
+
+class HorizontalFlip(Callback):
+    "Mirrors the image inputs of every batch left to right (float 4-d tensors (N, C, H, W)); targets unchanged."
+    order = -50
+
+    def before_batch(self):
+        learn, b, n = self.learn, self.learn.batch, self.learn.n_inp
+        if isinstance(b, (list, tuple)): learn.batch = type(b)([*_flip_images(tuple(b[:n])), *b[n:]])
+        else: learn.batch = _flip_images(b)
+
+
+def tta(learn, dl=None, act=None, with_input=False, tta=True):
+    """Test-time augmentation: ``get_preds`` with the predictions averaged over each image and its mirror
+    image (left to right), ``(preds, targets)`` or ``(inputs, preds, targets)``. `act` (e.g.
+    ``lambda p: p.softmax(-1)``) is applied to each pass before the mean, so probabilities are averaged.
+    ``tta=False`` gives the plain predictions, for comparison."""
+    check_bool('with_input', with_input); check_bool('tta', tta)
+    check_callable('act', act, allow_none=True)
+    first = get_preds(learn, dl, with_input=with_input, act=act)
+    if not tta: return first
+    flipped = get_preds(learn, dl, act=act, cbs=[HorizontalFlip()])
+    preds = (first[-2] + flipped[-2]) / 2
+    return (*first[:-2], preds, first[-1])

@@ -244,3 +244,21 @@ def test_cifar10_step_with_channels_last_and_compile(cifar_root):
     w = learn.model.stem[0].weight
     assert w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
     assert list(learn.model.state_dict()) == names and np.isfinite(learn.recorder.losses[0])
+
+
+def test_tta_averages_each_image_and_its_mirror(cifar_root):
+    dls = cifar10_dls(cifar_root[0], bs=4, num_workers=0)
+    learn = Learner(cifar_resnet(8, width=4), dls, nn.CrossEntropyLoss(), device='cpu', progress=False)
+    learn.model.train()
+    x = torch.cat([xb for xb, _ in dls.valid])
+    y = torch.cat([yb for _, yb in dls.valid])
+    learn.model.eval()
+    with torch.no_grad():
+        plain, mirrored = learn.model(x).softmax(-1), learn.model(x.flip(-1)).softmax(-1)
+    learn.model.train()
+    inputs, preds, targs = learn.tta(act=lambda p: p.softmax(-1), with_input=True)
+    assert learn.model.training and torch.equal(inputs, x) and torch.equal(targs, y)
+    torch.testing.assert_close(preds, (plain + mirrored) / 2)
+    assert not torch.allclose(preds, plain, atol=1e-4)   # the mirror counted
+    torch.testing.assert_close(learn.tta(act=lambda p: p.softmax(-1), tta=False)[0], plain)
+    with pytest.raises(TypeError, match='tta'): learn.tta(tta='yes')

@@ -47,7 +47,7 @@ class ChannelsLast(Callback):
     def before_batch(self):
         learn = self.learn
         b = learn.batch
-        if isinstance(b, (list, tuple)):
+        if isinstance(b, (list, tuple)):   # inputs only; a dict batch is all inputs
             learn.batch = type(b)([*to_channels_last(tuple(b[:learn.n_inp])), *b[learn.n_inp:]])
         else:
             learn.batch = to_channels_last(b)

@@ -61,10 +61,12 @@ class Callback:
     ``n_inp``, ``device``, ``recorder``, ``cbs``, ``wd``, ``wd_hook``; during a fit: ``n_epoch``,
     ``epoch`` (0-based), ``step_count`` (optimizer steps so far in this fit), ``steps_per_epoch``,
     ``n_steps``, ``training`` (True in the training pass), ``dl``, ``n_iter`` (batches in this pass),
-    ``iter`` (0-based batch index), ``batch``, ``xb``/``yb`` (inputs and targets, tuples),
-    ``batch_size``, ``is_step_batch`` (the optimizer steps after this batch); from ``after_pred``:
-    ``pred``; from ``after_loss``: ``loss`` (the batch's mean loss, what is recorded) and ``loss_grad``
-    (the tensor backward runs on). Results: ``recorder.losses`` per batch, ``recorder.hps`` per step,
+    ``iter`` (0-based batch index), ``batch``, ``xb``/``yb`` (inputs and targets, tuples; a dict batch
+    is one input, called as ``model(**batch)``, with ``batch['labels']`` as target), ``batch_size``,
+    ``is_step_batch`` (the optimizer steps after this batch); from ``after_pred``: ``pred`` (the
+    output's ``logits`` when it has them; with ``loss_func=None`` the loss is the output's ``loss``);
+    from ``after_loss``: ``loss`` (the batch's mean loss, what is recorded) and ``loss_grad`` (the
+    tensor backward runs on). Results: ``recorder.losses`` per batch, ``recorder.hps`` per step,
     ``recorder.last_valid`` after ``after_validate``, ``recorder.epochs[-1]`` from ``after_epoch`` of
     a callback with order above the Recorder's (50).
 

@@ -1,5 +1,6 @@
-"""Batches and loaders: moving batches to a device, their size, the (train, valid) pair, and the checks
-and rebuild arguments every loader-handling module shares."""
+"""Batches and loaders: moving batches to a device, their size, splitting them into inputs and targets,
+calling the model on them (dict batches the Hugging Face way), the (train, valid) pair, and the checks and
+rebuild arguments every loader-handling module shares."""
 from __future__ import annotations
 
 import os
@@ -9,7 +10,8 @@ from torch.utils.data import DataLoader
 
 from .dist import local_rank
 
-__all__ = ['DataLoaders', 'to_device', 'default_device', 'batch_size_of', 'check_loader', 'loader_kwargs']
+__all__ = ['DataLoaders', 'to_device', 'default_device', 'batch_size_of', 'check_loader', 'loader_kwargs',
+           'split_batch', 'call_model', 'output_pred', 'output_loss', 'batch_loss']
 
 
 def loader_kwargs(dl: DataLoader) -> dict:
@@ -55,11 +57,52 @@ class DataLoaders:
 
 
 def batch_size_of(b) -> int:
+    "Samples in batch `b`: the length of its first tensor (of a dict batch, its first tensor value); 1 without one."
     # the common case, per batch
     if type(b) is tuple and b and type(b[0]) is torch.Tensor and b[0].ndim: return b[0].shape[0]
-    while isinstance(b, (list, tuple)): b = b[0]
-    if isinstance(b, dict): b = next(iter(b.values()))
+    while isinstance(b, (list, tuple)) and b: b = b[0]
+    if isinstance(b, dict): b = next((v for v in b.values() if isinstance(v, torch.Tensor) and v.ndim), None)
     return b.shape[0] if isinstance(b, torch.Tensor) and b.ndim > 0 else 1
+
+
+def split_batch(b, n_inp: int = 1) -> tuple[tuple, tuple]:
+    """(inputs, targets) of batch `b`, both tuples. A dict batch (the Hugging Face convention) is one input,
+    called as ``model(**b)``, with ``b['labels']`` as its target when present; a tuple or list gives its first
+    `n_inp` elements as inputs and the rest as targets; anything else (a lone tensor) is one input."""
+    if isinstance(b, dict): return (b,), ((b['labels'],) if 'labels' in b else ())
+    if isinstance(b, (list, tuple)): return tuple(b[:n_inp]), tuple(b[n_inp:])
+    return (b,), ()
+
+
+def call_model(model, xb: tuple):
+    "``model(**xb[0])`` when the input is one dict (a Hugging Face style batch), else ``model(*xb)``."
+    if len(xb) == 1 and isinstance(xb[0], dict): return model(**xb[0])
+    return model(*xb)
+
+
+def _field(out, name):
+    if isinstance(out, dict): return out.get(name)
+    return None if isinstance(out, (torch.Tensor, tuple, list)) else getattr(out, name, None)
+
+
+def output_pred(out):
+    "The predictions in a model's output: its ``logits`` (attribute or key, as Hugging Face models return) if any."
+    if isinstance(out, torch.Tensor): return out   # the common case, per batch
+    logits = _field(out, 'logits')
+    return out if logits is None else logits
+
+
+def output_loss(out) -> torch.Tensor:
+    """The loss a model computed itself (``loss_func=None``): its output's ``loss``, attribute or key, the
+    Hugging Face convention. A clear error when there is none."""
+    loss = _field(out, 'loss')
+    if loss is None:
+        what = (f'a tensor of shape {tuple(out.shape)}' if isinstance(out, torch.Tensor)
+                else f'{type(out).__name__} without a loss')
+        raise ValueError(f'loss_func is None, so the loss must come from the model, but the model returned {what}: '
+                         "pass a loss_func, or a model that returns its loss (a Hugging Face model given a dict "
+                         "batch with 'labels')")
+    return loss
 
 
 def check_loader(dl, name: str):
@@ -68,3 +111,8 @@ def check_loader(dl, name: str):
     try: n = len(dl)
     except TypeError: raise TypeError(f'{name} must have a length (a DataLoader or a sized iterable)') from None
     if n == 0: raise ValueError(f'{name} is empty (len 0): check the dataset size, batch_size and drop_last')
+
+
+def batch_loss(loss_func, out, yb: tuple) -> torch.Tensor:
+    "The loss of model output `out` against targets `yb`: ``loss_func(pred, *yb)``, or the model's own when None."
+    return output_loss(out) if loss_func is None else loss_func(output_pred(out), *yb)

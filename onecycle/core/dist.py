@@ -11,7 +11,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 __all__ = ['is_distributed', 'rank', 'local_rank', 'world_size', 'is_main_process', 'main_print',
            'launched_by_torchrun', 'init_distributed', 'any_rank', 'sum_over_ranks', 'unwrap_model',
-           'reduces_cpu_tensors', 'collective_device']
+           'reduces_cpu_tensors', 'collective_device', 'gather_objects']
 
 
 def is_distributed() -> bool:
@@ -109,6 +109,15 @@ def sum_over_ranks(total, count, device=None) -> tuple:
                         torch.full((1,), float(count), dtype=dtype, device=total.device)])
     dist.all_reduce(packed, op=dist.ReduceOp.SUM)
     return packed[:-1].reshape(total.shape), packed[-1]
+
+
+def gather_objects(obj) -> list:
+    """`obj` from every rank, as a list indexed by rank, on every rank (pickled: for results gathered once,
+    such as predictions, not per batch); ``[obj]`` in a single process."""
+    if not is_distributed(): return [obj]
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:

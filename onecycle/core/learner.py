@@ -17,7 +17,8 @@ from .callback import (EVENTS, CancelBackwardException, CancelBatchException, Ca
                        CancelFitException, CancelStepException, CancelTrainException, CancelValidateException,
                        check_callbacks)
 from .checks import check_callable, check_int, check_lr, check_positive, check_wd
-from .data import DataLoaders, batch_size_of, check_loader, default_device, to_device
+from .data import (DataLoaders, batch_size_of, call_model, check_loader, default_device, output_loss, output_pred,
+                   split_batch, to_device)
 from .hyper import (WD_KEY, DecoupledWeightDecay, hyper_state, is_no_decay_param, lr_range, restore_hyper_state,
                     set_hyper)
 from .recorder import Recorder
@@ -51,11 +52,11 @@ def _bad_loss(loss):
 class BaseLearner:
     """Trains `model` on `dls` with `loss_func`, firing events to callbacks; see ``onecycle.Learner``
     for the arguments. What callbacks may read and set at each event is written in ``Callback``."""
-    def __init__(self, model: nn.Module, dls, loss_func, opt_func=torch.optim.AdamW, lr=1e-3, metrics=(),
+    def __init__(self, model: nn.Module, dls, loss_func=None, opt_func=torch.optim.AdamW, lr=1e-3, metrics=(),
                  cbs=(), device=None, wd=None, wd_bn_bias=False, splitter=None, n_inp=1):
         if not isinstance(model, nn.Module):
             raise TypeError(f'model must be a torch.nn.Module, got {type(model).__name__}')
-        check_callable('loss_func', loss_func); check_callable('opt_func', opt_func)
+        check_callable('loss_func', loss_func, allow_none=True); check_callable('opt_func', opt_func)
         check_lr('lr', lr); check_wd('wd', wd)
         check_int('n_inp', n_inp, min_value=1); check_callable('splitter', splitter, allow_none=True)
         metrics = list(metrics) if isinstance(metrics, (list, tuple)) else [metrics]
@@ -243,10 +244,12 @@ class BaseLearner:
             self._with_events('before_batch', 'after_batch', self._one_batch, CancelBatchException)
 
     def _one_batch(self):
-        self.xb, self.yb = self.batch[:self.n_inp], self.batch[self.n_inp:]
-        self.pred = self.model(*self.xb)
+        self.xb, self.yb = split_batch(self.batch, self.n_inp)   # a dict batch: model(**batch), labels as target
+        out = call_model(self.model, self.xb)
+        self.pred = output_pred(out)   # the output's logits when it has them (Hugging Face), else the output
         self.fire('after_pred')
-        self.loss = self.loss_grad = self.loss_func(self.pred, *self.yb)
+        if self.loss_func is None: self.loss = self.loss_grad = output_loss(out)   # the model's own loss
+        else: self.loss = self.loss_grad = self.loss_func(self.pred, *self.yb)
         if not isinstance(self.loss, torch.Tensor) or self.loss.ndim: _bad_loss(self.loss)
         self.fire('after_loss')
         if not self.training: return

@@ -2,12 +2,15 @@
 plain tensors and numbers, so that checkpoints read them with ``torch.load(weights_only=True)``."""
 from __future__ import annotations
 
+import os
 import random
 
 import numpy as np
 import torch
 
-__all__ = ['get_rng_state', 'set_rng_state', 'loader_generators']
+from .checks import check_bool, check_int
+
+__all__ = ['get_rng_state', 'set_rng_state', 'loader_generators', 'set_seed']
 
 
 def loader_generators(dl) -> list[torch.Generator]:
@@ -45,3 +48,21 @@ def set_rng_state(state: dict, dl=None):
         for i, s in enumerate(state['cuda'][:torch.cuda.device_count()]): torch.cuda.set_rng_state(s, i)
     if dl is not None:
         for g, s in zip(loader_generators(dl), state.get('loaders', [])): g.set_state(s)
+
+
+def set_seed(seed: int, deterministic: bool = False):
+    """Seed python's, numpy's and torch's random number generators (every CUDA device's too) with `seed`.
+
+    `deterministic=True` also makes torch use deterministic algorithms (an error where an operation has
+    none), with cuDNN deterministic and its autotuner off, and sets ``CUBLAS_WORKSPACE_CONFIG`` (unless
+    already set) as CUDA's deterministic matrix products need; slower, but a rerun gives the same bits.
+    ``deterministic=False`` leaves those settings as they are."""
+    check_int('seed', seed, min_value=0); check_bool('deterministic', deterministic)
+    if seed >= 2**32: raise ValueError(f'seed must be < 2**32 (numpy accepts no larger seed), got {seed}')
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)   # every CUDA device's generator too
+    if deterministic:
+        os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from ..core.callback import Callback
 from ..core.checks import check_int, check_positive
-from ..core.data import check_loader, loader_kwargs, to_device
+from ..core.data import batch_loss, call_model, check_loader, loader_kwargs, split_batch, to_device
 from ..core.hyper import scale_lr
 from ..core.snapshot import preserved
 
@@ -90,7 +90,7 @@ def step_memory(learn, batch_size: int) -> dict:
             base = torch.cuda.memory_allocated(learn.device)
             torch.cuda.reset_peak_memory_stats(learn.device)
         b = to_device(batch, learn.device)
-        xb, yb = b[:learn.n_inp], b[learn.n_inp:]
+        xb, yb = split_batch(b, learn.n_inp)
         fixed = _storages(list(model.parameters()) + list(model.buffers()))
         batch_st = _storages(_flat(b))
         saved = {}
@@ -99,7 +99,7 @@ def step_memory(learn, batch_size: int) -> dict:
             if p not in fixed and p not in batch_st: saved[p] = s.nbytes()
             return t
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            loss = learn.loss_func(model(*xb), *yb)
+            loss = batch_loss(learn.loss_func, call_model(model, xb), yb)
         loss.backward()
         grads = _storages([p.grad for p in model.parameters() if p.grad is not None])
         opt.step()

@@ -10,7 +10,7 @@ import torch
 
 from ..core.callback import CancelFitException, CancelValidateException
 from ..core.checks import check_choice, check_int, check_positive, check_range
-from ..core.data import batch_size_of, check_loader, to_device
+from ..core.data import batch_loss, batch_size_of, call_model, check_loader, split_batch, to_device
 from ..core.dist import sum_over_ranks, unwrap_model
 from ..core.snapshot import TrainingState
 from ..schedules.functions import Exponential, Linear
@@ -100,9 +100,9 @@ def subset_loss(learn, batches) -> float:
     try:
         with torch.no_grad():
             for b in batches:
-                xb, yb = b[:learn.n_inp], b[learn.n_inp:]
+                xb, yb = split_batch(b, learn.n_inp)
                 bs = batch_size_of(yb or xb)
-                total = total + learn.loss_func(model(*xb), *yb).detach().float() * bs
+                total = total + batch_loss(learn.loss_func, call_model(model, xb), yb).detach().float() * bs
                 n += bs
     finally: model.train(was_training)
     total, n = sum_over_ranks(total, n, learn.device)
@@ -165,7 +165,8 @@ class LRFinder(ParamScheduler):
 
     def _fixed_valid_batches(self) -> list:
         batches = fixed_valid_batches(self.learn, self.valid_batches)
-        self.valid_samples = sum(batch_size_of(b[self.learn.n_inp:] or b[:self.learn.n_inp]) for b in batches)
+        parts = (split_batch(b, self.learn.n_inp) for b in batches)
+        self.valid_samples = sum(batch_size_of(yb or xb) for xb, yb in parts)
         return batches
 
     def validation_loss(self) -> float:
