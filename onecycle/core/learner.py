@@ -20,6 +20,7 @@ from .checks import check_callable, check_int, check_lr, check_positive, check_w
 from .data import DataLoaders, batch_size_of, check_loader, default_device, to_device
 from .hyper import (WD_KEY, DecoupledWeightDecay, hyper_state, is_no_decay_param, lr_range, restore_hyper_state,
                     set_hyper)
+from .metrics import check_metrics
 from .recorder import Recorder
 
 __all__ = ['BaseLearner']
@@ -58,8 +59,7 @@ class BaseLearner:
         check_callable('loss_func', loss_func); check_callable('opt_func', opt_func)
         check_lr('lr', lr); check_wd('wd', wd)
         check_int('n_inp', n_inp, min_value=1); check_callable('splitter', splitter, allow_none=True)
-        metrics = list(metrics) if isinstance(metrics, (list, tuple)) else [metrics]
-        for m in metrics: check_callable('metrics', m)
+        metrics = check_metrics(metrics)
         cbs = check_callbacks('cbs', cbs)
         self.dls = DataLoaders.wrap(dls)
         self.device = torch.device(device) if device is not None else default_device()
