@@ -11,7 +11,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 __all__ = ['is_distributed', 'rank', 'local_rank', 'world_size', 'is_main_process', 'main_print',
            'launched_by_torchrun', 'init_distributed', 'any_rank', 'sum_over_ranks', 'unwrap_model',
-           'reduces_cpu_tensors', 'collective_device']
+           'reduces_cpu_tensors', 'collective_device', 'broadcast_module']
 
 
 def is_distributed() -> bool:
@@ -109,6 +109,13 @@ def sum_over_ranks(total, count, device=None) -> tuple:
                         torch.full((1,), float(count), dtype=dtype, device=total.device)])
     dist.all_reduce(packed, op=dist.ReduceOp.SUM)
     return packed[:-1].reshape(total.shape), packed[-1]
+
+
+def broadcast_module(module: torch.nn.Module, src: int = 0):
+    "Every rank's `module` gets rank `src`'s weights and buffers (in place); nothing happens without a process group."
+    if not is_distributed(): return
+    for t in module.state_dict().values():
+        if isinstance(t, torch.Tensor): dist.broadcast(t, src=src)
 
 
 def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:

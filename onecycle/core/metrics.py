@@ -16,7 +16,7 @@ import re
 
 import torch
 
-__all__ = ['accuracy', 'error_rate', 'is_accumulated', 'metric_name', 'check_metrics', 'NamedMetric',
+__all__ = ['accuracy', 'error_rate', 'better_mode', 'is_accumulated', 'metric_name', 'check_metrics', 'NamedMetric',
            'RESERVED_COLUMNS']
 
 RESERVED_COLUMNS = ('epoch', 'train_loss', 'valid_loss', 'time')
@@ -30,6 +30,11 @@ def accuracy(pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
 def error_rate(pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
     "1 - accuracy."
     return 1 - accuracy(pred, targ)
+
+
+def better_mode(monitor: str) -> str:
+    "'min' for a column whose name says lower is better (loss, error, perplexity), else 'max'."
+    return 'min' if any(w in monitor for w in ('loss', 'error', 'perplexity')) else 'max'
 
 
 def is_accumulated(m) -> bool:
@@ -63,9 +68,10 @@ class NamedMetric:
     def update(self, *args, **kwargs): return self.metric.update(*args, **kwargs)
     def compute(self): return self.metric.compute()
     def reset(self): return self.metric.reset()
-    def to(self, device):
-        self.metric.to(device)
-        return self
+
+    def __getattr__(self, name):   # anything else (device, to, ...) is the metric's
+        if name.startswith('__') or name == 'metric': raise AttributeError(name)
+        return getattr(self.metric, name)
 
     def __repr__(self): return f'NamedMetric({self.name!r}, {self.metric!r})'
 
