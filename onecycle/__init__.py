@@ -13,6 +13,8 @@ from .callbacks.divergence import DivergenceError, DivergenceGuard
 from .callbacks.discriminative import (split_by_children, split_by_modules, split_head, freeze_to, freeze, unfreeze,
                                       frozen_groups)
 from .callbacks.layerwise import LayerwiseLR, LARS, LARC, SmithLayerLR
+from .callbacks.early_stopping import EarlyStopping
+from .callbacks.loggers import CSVLogger, StepLogger, TensorBoardLogger, WandbLogger, MLflowLogger
 from .checkpoint import CheckpointError, SaveModel, save_checkpoint, load_checkpoint, read_checkpoint, atomic_save
 from .schedules.functions import *
 from .schedules.scheduler import (ParamScheduler, OneCycleScheduler, CyclicalMomentum, CyclicalWeightDecay, plot_sched,

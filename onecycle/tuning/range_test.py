@@ -249,4 +249,7 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=100, stop_div=True, suggest
     n_epoch = math.ceil(num_it / learn.steps_per_epoch)
     finder.state = TrainingState(learn)   # before fit() resets the counters and gradients: those come back too
     learn.fit(n_epoch, cbs=[finder])
-    return finder.result(suggest)
+    result = finder.result(suggest)
+    for cb in learn.cbs:   # loggers attached to the learner (TensorBoardLogger...) keep the plot
+        if callable(getattr(type(cb), 'log_lr_find', None)): cb.log_lr_find(result)
+    return result
