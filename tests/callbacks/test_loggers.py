@@ -148,3 +148,90 @@ def test_bad_logger_arguments():
     with pytest.raises(TypeError, match='config'): WandbLogger(config=[1])
     with pytest.raises(TypeError, match='experiment_name'): MLflowLogger(experiment_name='')
     with pytest.raises(TypeError, match='params'): MLflowLogger(params=['a'])
+
+
+# --- W&B (offline run files) and MLflow (local file store) ------------------------------------------
+def _wandb_history(run_dir):
+    """The history rows of an offline W&B run, read from its .wandb file (a LevelDB-style log of protobuf
+    records) once wandb's service has written the run's exit record (it writes after finish() returns)."""
+    import time
+    for _ in range(300):
+        rows, done = _wandb_records(next(run_dir.glob('run-*.wandb')).read_bytes())
+        if done: return rows
+        time.sleep(0.1)
+    raise AssertionError('the offline run file has no exit record')
+
+
+def _wandb_records(data):
+    import json
+    import struct
+
+    from wandb.proto import wandb_internal_pb2 as pb
+    assert data[:4] == b':W&B'
+    pos, buf, rows, block, done = 7, b'', [], 32768, False
+    while pos + 7 <= len(data):
+        left = block - pos % block
+        if left < 7: pos += left; continue
+        length, kind = struct.unpack('<HB', data[pos + 4:pos + 7])
+        chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
+        buf = chunk if kind in (1, 2) else buf + chunk
+        if kind in (1, 4):
+            r = pb.Record(); r.ParseFromString(buf)
+            if r.WhichOneof('record_type') == 'history':
+                rows.append({i.key or '/'.join(i.nested_key): json.loads(i.value_json) for i in r.history.item})
+            done = done or r.WhichOneof('record_type') == 'exit'
+    return rows, done
+
+
+def test_wandb_offline_run_holds_the_recorder(make_learner, tmp_path, monkeypatch):
+    pytest.importorskip('wandb')
+    from onecycle import WandbLogger
+    monkeypatch.setenv('WANDB_SILENT', 'true')
+    wb = WandbLogger(project='onecycle-test', mode='offline', dir=tmp_path, every_n_steps=2)
+    learn = make_learner(metrics=[accuracy], cbs=[wb])
+    learn.lr_find(num_it=20, stop_div=False)
+    learn.fit_one_cycle(2, 0.05)
+    wb.finish()
+    rows = _wandb_history(next((tmp_path / 'wandb').glob('offline-run-*')))
+    steps = [r for r in rows if 'train/loss' in r]
+    assert [r['_step'] for r in steps] == list(range(1, learn.step_count + 1))
+    assert [r['train/loss'] for r in steps] == pytest.approx(learn.recorder.losses, rel=1e-6)
+    assert [r['hp/lr'] for r in steps] == pytest.approx(learn.recorder.lrs, rel=1e-9)
+    assert [r['hp/mom'] for r in steps] == pytest.approx(learn.recorder.moms, rel=1e-9)
+    ends = [r for r in rows if 'epoch/valid_loss' in r]
+    assert [r['epoch/valid_loss'] for r in ends] == pytest.approx([e['valid_loss'] for e in learn.recorder.epochs])
+    assert [r['epoch/accuracy'] for r in ends] == pytest.approx([e['accuracy'] for e in learn.recorder.epochs])
+    lr_find = [r for r in rows if r.get('lr_find/_type') == 'image-file']   # the plot, and the suggestion with it
+    assert len(lr_find) == 1 and lr_find[0]['_step'] == 0 and 'lr_find/suggestion' in lr_find[0]
+
+
+def test_mlflow_local_store_holds_the_recorder(make_learner, tmp_path, monkeypatch):
+    pytest.importorskip('mlflow')
+    monkeypatch.setenv('MLFLOW_ALLOW_FILE_STORE', 'true')   # MLflow 3 keeps file: stores behind this switch
+    from mlflow.tracking import MlflowClient
+
+    from onecycle import MLflowLogger
+    uri = (tmp_path / 'mlruns').as_uri()
+    ml = MLflowLogger('exp', run_name='r1', tracking_uri=uri, params={'arch': 'mlp'}, every_n_steps=4)
+    learn = make_learner(metrics=[accuracy], cbs=[ml])
+    learn.fit_one_cycle(2, 0.05)
+    client = MlflowClient(uri)
+    run = client.get_run(ml.run_id)
+    assert run.info.status == 'FINISHED' and run.data.params == {'arch': 'mlp'} and run.info.run_name == 'r1'
+    hist = sorted(client.get_metric_history(ml.run_id, 'train/loss'), key=lambda m: m.step)
+    assert [m.step for m in hist] == list(range(1, learn.step_count + 1))
+    assert [m.value for m in hist] == pytest.approx(learn.recorder.losses, rel=1e-6)
+    lrs = sorted(client.get_metric_history(ml.run_id, 'hp/lr'), key=lambda m: m.step)
+    assert [m.value for m in lrs] == pytest.approx(learn.recorder.lrs, rel=1e-9)
+    vl = sorted(client.get_metric_history(ml.run_id, 'epoch/valid_loss'), key=lambda m: m.step)
+    assert [(m.step, m.value) for m in vl] == [(s, pytest.approx(e['valid_loss']))
+                                               for s, e in zip([learn.step_count // 2, learn.step_count],
+                                                               learn.recorder.epochs)]
+    # a second fit logs to the same run, which ends FAILED when the fit fails
+    class Boom(Callback):
+        def after_epoch(self): raise RuntimeError('boom')
+    n = learn.step_count
+    with pytest.raises(RuntimeError): learn.fit(1, cbs=[Boom()])
+    assert client.get_run(ml.run_id).info.status == 'FAILED'
+    steps = sorted(m.step for m in client.get_metric_history(ml.run_id, 'train/loss'))
+    assert steps == list(range(1, n + learn.step_count + 1))   # the steps of the failed fit were written too
