@@ -15,6 +15,8 @@ from .callbacks.discriminative import (split_by_children, split_by_modules, spli
                                       frozen_groups)
 from .callbacks.predict import GatherPreds, get_preds, predict, per_item_loss
 from .callbacks.layerwise import LayerwiseLR, LARS, LARC, SmithLayerLR
+from .callbacks.early_stopping import EarlyStopping
+from .callbacks.loggers import CSVLogger, StepLogger, TensorBoardLogger, WandbLogger, MLflowLogger
 from .checkpoint import CheckpointError, SaveModel, save_checkpoint, load_checkpoint, read_checkpoint, atomic_save
 from .schedules.functions import *
 from .schedules.scheduler import (ParamScheduler, OneCycleScheduler, CyclicalMomentum, CyclicalWeightDecay, plot_sched,

@@ -1,19 +1,18 @@
-"""SaveModel: keep the last and the best checkpoint of a fit."""
+"""SaveModel: keep the last and the best checkpoint of a fit, and put the best weights back at its end."""
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
-from ..core.callback import Callback
+from ..core.callback import Callback, in_trial
 from ..core.checks import check_bool, check_choice, check_int, check_positive
-from ..core.dist import is_main_process
+from ..core.dist import broadcast_module, is_main_process, unwrap_model
+from ..core.metrics import better_mode
+from .files import read_checkpoint
 from .state import save_checkpoint
 
 __all__ = ['SaveModel']
-
-
-def _auto_mode(monitor):
-    return 'min' if any(w in monitor for w in ('loss', 'error', 'perplexity')) else 'max'
 
 
 class SaveModel(Callback):
@@ -27,15 +26,19 @@ class SaveModel(Callback):
         save_best / save_last: which of the two files to keep.
         every_n_batches: also write the last checkpoint mid-epoch, every that many training batches.
         min_delta: how much better than the best so far a value must be to count.
+        load_best: at the end of the fit, put the weights of the best epoch back into the model (from
+            the best checkpoint; under DDP rank 0 reads it and broadcasts the weights). Not after a fit
+            that failed or was interrupted, whose weights a ``resume=True`` continues from.
 
     Each file is a full checkpoint (``learn.load`` it, or ``fit(..., resume=path)`` from it), written
     atomically, on the main process only. ``best``/``best_epoch`` survive a resume. Its order (70)
-    puts it after the Recorder, so each saved file includes the epoch it closes.
+    puts it after the Recorder, so each saved file includes the epoch it closes. Trial fits (range
+    test, searches) save nothing.
     """
     order = 70
 
     def __init__(self, dirname='checkpoints', monitor='valid_loss', mode='auto', save_best=True, save_last=True,
-                 every_n_batches=None, min_delta=0., name='model'):
+                 every_n_batches=None, min_delta=0., name='model', load_best=False):
         if not isinstance(dirname, (str, os.PathLike)):
             raise TypeError(f'dirname must be a str or os.PathLike, got {type(dirname).__name__} {dirname!r}')
         if not isinstance(monitor, str) or not monitor:
@@ -44,15 +47,19 @@ class SaveModel(Callback):
         check_bool('save_best', save_best); check_bool('save_last', save_last)
         if not (save_best or save_last):
             raise ValueError('save_best and save_last are both False: nothing would be saved')
+        check_bool('load_best', load_best)
+        if load_best and not save_best:
+            raise ValueError('load_best=True needs save_best=True: the best weights are read from the best checkpoint')
         check_int('every_n_batches', every_n_batches, min_value=1, allow_none=True)
         check_positive('min_delta', min_delta, allow_zero=True)
         if not isinstance(name, str) or not name or os.sep in name:
             raise ValueError(f'name must be a plain file stem, got {name!r}')
         self.dirname, self.monitor, self.fname = Path(dirname), monitor, name
-        self.mode = _auto_mode(monitor) if mode == 'auto' else mode
-        self.save_best, self.save_last = save_best, save_last
+        self.mode = better_mode(monitor) if mode == 'auto' else mode
+        self.save_best, self.save_last, self.load_best = save_best, save_last, load_best
         self.every_n_batches, self.min_delta = every_n_batches, min_delta
         self.best, self.best_epoch = None, None
+        self._active, self._outer = False, None
 
     @property
     def best_path(self) -> Path: return self.dirname / f'{self.fname}_best.pt'
@@ -63,7 +70,9 @@ class SaveModel(Callback):
     def load_state_dict(self, sd): self.best, self.best_epoch = sd['best'], sd['best_epoch']
 
     def before_fit(self):
-        if not self.save_best: return
+        self._active = not in_trial(self.learn)
+        self._outer = sys.exception()   # an exception being handled around the fit, not one that ends it
+        if not self.save_best or not self._active: return
         names = self.learn.recorder.metric_names
         if self.monitor not in names[1:-1]:
             raise ValueError(f'SaveModel: monitor={self.monitor!r} is not recorded in this fit; choose one of '
@@ -72,7 +81,7 @@ class SaveModel(Callback):
 
     def after_batch(self):
         n = self.every_n_batches
-        if (n and self.learn.training and self.save_last and self.learn.position.batches_done % n == 0
+        if (n and self._active and self.learn.training and self.save_last and self.learn.position.batches_done % n == 0
                 and is_main_process()):
             save_checkpoint(self.learn, self.last_path)
 
@@ -82,6 +91,7 @@ class SaveModel(Callback):
         return v < self.best - self.min_delta if self.mode == 'min' else v > self.best + self.min_delta
 
     def after_epoch(self):
+        if not self._active: return
         row = self.learn.recorder.epochs[-1] if self.learn.recorder.epochs else {}
         v = row.get(self.monitor)
         improved = self.save_best and v is not None and self._improved(float(v))
@@ -89,3 +99,11 @@ class SaveModel(Callback):
         if not is_main_process(): return
         if improved: save_checkpoint(self.learn, self.best_path)
         if self.save_last: save_checkpoint(self.learn, self.last_path)
+
+    def after_fit(self):
+        active, self._active = self._active, False
+        failed = sys.exception() not in (None, self._outer)   # after_fit runs inside the handler of what ended it
+        if not (active and self.load_best) or failed or self.best_epoch is None: return
+        model = unwrap_model(self.learn.model)
+        if is_main_process(): model.load_state_dict(read_checkpoint(self.best_path)['model'])
+        broadcast_module(model)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import warnings
 
-__all__ = ['Callback', 'EVENTS', 'CancelFitException', 'CancelEpochException', 'CancelTrainException',
+__all__ = ['Callback', 'EVENTS', 'in_trial', 'CancelFitException', 'CancelEpochException', 'CancelTrainException',
            'CancelValidateException', 'CancelBatchException', 'CancelBackwardException', 'CancelStepException']
 
 # Every event the loop fires, in loop order; each stage X (fit, epoch, train, validate, batch, backward,
@@ -83,8 +83,11 @@ class Callback:
     - ``keep_history`` is True while a fit resumes: callbacks with a history (Recorder, DivergenceGuard,
       SaveModel) keep it instead of starting afresh.
     A callback with ``state_dict()`` / ``load_state_dict(sd)`` is saved in checkpoints and restored on
-    resume. Anything else on the learner is the loop's own. Assigning, on a callback, an attribute that
-    the learner has (``self.lr = ...`` meant for ``self.learn.lr``) warns: it would only shadow it.
+    resume. A callback whose class has ``is_trial = True`` (the range test, the searches' trials) marks
+    its fit as a trial that the learner forgets afterwards: ``in_trial(learn)`` is then True, and
+    loggers, EarlyStopping and SaveModel stand aside. Anything else on the learner is the loop's own.
+    Assigning, on a callback, an attribute that the learner has (``self.lr = ...`` meant for
+    ``self.learn.lr``) warns: it would only shadow it.
     """
     order = 0
     learn = None
@@ -110,6 +113,11 @@ class Callback:
 
     def __repr__(self):
         return f'{type(self).__name__}()'
+
+
+def in_trial(learn) -> bool:
+    "Whether the fit running on `learn` is a trial (a range test, a search): one of its callbacks has ``is_trial``."
+    return any(getattr(type(c), 'is_trial', False) for c in learn.cbs)
 
 
 def check_callbacks(name: str, cbs) -> list:

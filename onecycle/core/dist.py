@@ -11,7 +11,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 __all__ = ['is_distributed', 'rank', 'local_rank', 'world_size', 'is_main_process', 'main_print',
            'launched_by_torchrun', 'init_distributed', 'any_rank', 'sum_over_ranks', 'unwrap_model',
-           'reduces_cpu_tensors', 'collective_device', 'gather_objects']
+           'reduces_cpu_tensors', 'collective_device', 'gather_objects', 'broadcast_module']
 
 
 def is_distributed() -> bool:
@@ -118,6 +118,13 @@ def gather_objects(obj) -> list:
     out = [None] * dist.get_world_size()
     dist.all_gather_object(out, obj)
     return out
+
+
+def broadcast_module(module: torch.nn.Module, src: int = 0):
+    "Every rank's `module` gets rank `src`'s weights and buffers (in place); nothing happens without a process group."
+    if not is_distributed(): return
+    for t in module.state_dict().values():
+        if isinstance(t, torch.Tensor): dist.broadcast(t, src=src)
 
 
 def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:

@@ -21,6 +21,7 @@ from .data import (DataLoaders, batch_size_of, call_model, check_loader, default
                    split_batch, to_device)
 from .hyper import (WD_KEY, DecoupledWeightDecay, hyper_state, is_no_decay_param, lr_range, restore_hyper_state,
                     set_hyper)
+from .metrics import check_metrics
 from .recorder import Recorder
 
 __all__ = ['BaseLearner']
@@ -59,8 +60,7 @@ class BaseLearner:
         check_callable('loss_func', loss_func, allow_none=True); check_callable('opt_func', opt_func)
         check_lr('lr', lr); check_wd('wd', wd)
         check_int('n_inp', n_inp, min_value=1); check_callable('splitter', splitter, allow_none=True)
-        metrics = list(metrics) if isinstance(metrics, (list, tuple)) else [metrics]
-        for m in metrics: check_callable('metrics', m)
+        metrics = check_metrics(metrics)
         cbs = check_callbacks('cbs', cbs)
         self.dls = DataLoaders.wrap(dls)
         self.device = torch.device(device) if device is not None else default_device()

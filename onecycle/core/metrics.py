@@ -1,9 +1,25 @@
-"""Metrics: ``metric(pred, target) -> scalar tensor``, averaged over the validation set by batch size."""
+"""Metrics of the validation pass, two kinds:
+
+- a function ``metric(pred, *targets) -> scalar`` is computed on every batch and averaged over the
+  validation set weighted by batch size (exact for means such as accuracy);
+- a metric object with ``update``, ``compute`` and ``reset`` (any ``torchmetrics.Metric``, torcheval's
+  metrics) accumulates over the whole set: ``reset`` before each pass, ``update(pred, *targets)`` per
+  batch, ``compute()`` once at the end. F1, AUROC and other metrics that are not means of per-batch
+  values need this. torchmetrics synchronises its states over the ranks of a process group by itself.
+
+``metrics=`` takes one metric, a list, or a dict ``{name: metric}`` to choose the column names.
+"""
 from __future__ import annotations
+
+import functools
+import re
 
 import torch
 
-__all__ = ['accuracy', 'error_rate']
+__all__ = ['accuracy', 'error_rate', 'better_mode', 'is_accumulated', 'metric_name', 'check_metrics', 'NamedMetric',
+           'RESERVED_COLUMNS']
+
+RESERVED_COLUMNS = ('epoch', 'train_loss', 'valid_loss', 'time')
 
 
 def accuracy(pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
@@ -14,3 +30,91 @@ def accuracy(pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
 def error_rate(pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
     "1 - accuracy."
     return 1 - accuracy(pred, targ)
+
+
+def better_mode(monitor: str) -> str:
+    "'min' for a column whose name says lower is better (loss, error, perplexity), else 'max'."
+    return 'min' if any(w in monitor for w in ('loss', 'error', 'perplexity')) else 'max'
+
+
+def is_accumulated(m) -> bool:
+    "Whether `m` accumulates over the whole pass (has update/compute/reset) rather than being averaged per batch."
+    m = getattr(m, 'metric', m) if isinstance(m, NamedMetric) else m
+    return all(callable(getattr(m, a, None)) for a in ('update', 'compute', 'reset'))
+
+
+def _snake(name: str) -> str:
+    "'F1Score' -> 'f1_score', 'BinaryAUROC' -> 'binary_auroc', 'MeanSquaredError' -> 'mean_squared_error'."
+    return re.sub(r'(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])', '_', name).lower()
+
+
+def metric_name(m) -> str:
+    """The column name of metric `m`: its ``name`` attribute if it has one; a function's ``__name__``
+    (a ``functools.partial`` its function's); an accumulating metric object its class name in snake
+    case (``F1Score`` -> ``f1_score``); any other callable object its class name."""
+    name = getattr(m, 'name', None)
+    if isinstance(name, str) and name: return name
+    if isinstance(m, functools.partial): return metric_name(m.func)
+    if is_accumulated(m): return _snake(type(m).__name__)
+    return getattr(m, '__name__', None) or type(m).__name__
+
+
+class NamedMetric:
+    "`metric` under the column name `name` (what a ``{name: metric}`` dict in ``metrics=`` makes)."
+    def __init__(self, name: str, metric):
+        self.name, self.metric = name, metric
+
+    def __call__(self, *args, **kwargs): return self.metric(*args, **kwargs)
+    def update(self, *args, **kwargs): return self.metric.update(*args, **kwargs)
+    def compute(self): return self.metric.compute()
+    def reset(self): return self.metric.reset()
+
+    def __getattr__(self, name):   # anything else (device, to, ...) is the metric's
+        if name.startswith('__') or name == 'metric': raise AttributeError(name)
+        return getattr(self.metric, name)
+
+    def __repr__(self): return f'NamedMetric({self.name!r}, {self.metric!r})'
+
+
+def _expand_collection(m) -> list | None:
+    "A torchmetrics MetricCollection as its (name, metric) pairs (names with its prefix/postfix), else None."
+    if type(m).__name__ != 'MetricCollection' or not callable(getattr(m, 'items', None)): return None
+    return [(k, v) for k, v in m.items(keep_base=False)]
+
+
+def check_metrics(metrics) -> list:
+    """`metrics` as a list: one metric, a list/tuple of them, or a dict {column name: metric}. Each is
+    a callable ``metric(pred, *targets)`` or an object with update/compute/reset (torchmetrics); a
+    torchmetrics MetricCollection counts as its members. Names must be distinct and must not be
+    one of the recorder's own columns. Raises TypeError/ValueError naming the problem."""
+    if metrics is None: return []
+    if isinstance(metrics, dict):
+        items = []
+        for k, m in metrics.items():
+            if not isinstance(k, str) or not k:
+                raise TypeError(f'metrics: the keys of a metrics dict are column names (non-empty str), got {k!r}')
+            items.append(NamedMetric(k, m))
+    else:
+        items = list(metrics) if isinstance(metrics, (list, tuple)) else [metrics]
+    out = []
+    for m in items:
+        inner = m.metric if isinstance(m, NamedMetric) else m
+        coll = _expand_collection(inner)
+        if coll is not None:
+            prefix = f'{m.name}_' if isinstance(m, NamedMetric) else ''
+            out += [NamedMetric(prefix + k, v) for k, v in coll]
+            continue
+        if not (is_accumulated(inner) or callable(inner)):
+            raise TypeError(f'metrics must be callables metric(pred, *targets) or metric objects with update, compute '
+                            f'and reset (torchmetrics), got {type(inner).__name__} {inner!r}')
+        out.append(m)
+    names = [metric_name(m) for m in out]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ValueError(f'metrics: two metrics are named {dup[0]!r}; give them distinct column names with a dict, '
+                         f"e.g. metrics={{'{dup[0]}_a': ..., '{dup[0]}_b': ...}}")
+    clash = [n for n in names if n in RESERVED_COLUMNS]
+    if clash:
+        raise ValueError(f'metrics: {clash[0]!r} is a column the recorder fills itself '
+                         f'({", ".join(RESERVED_COLUMNS)}); name the metric otherwise with a dict')
+    return out

@@ -11,6 +11,7 @@ import torch
 
 from .callback import Callback
 from .hyper import has_hyper, hyper_getter
+from .metrics import is_accumulated, metric_name
 from .plotting import plot_hypers
 
 __all__ = ['Recorder', 'smooth_ema']
@@ -25,8 +26,15 @@ def smooth_ema(values, beta=0.98) -> list[float]:
     return out
 
 
-def _metric_name(m) -> str:
-    return getattr(m, 'name', None) or getattr(m, '__name__', None) or type(m).__name__
+def _computed(m) -> float:
+    "The value an accumulating metric computed over the pass, as a float."
+    v = m.compute()
+    if isinstance(v, torch.Tensor):
+        if v.numel() != 1:
+            raise ValueError(f'metric {metric_name(m)!r} computed a tensor of shape {tuple(v.shape)}; the epoch table '
+                             "holds one number per metric (e.g. average='macro' rather than None)")
+        return v.item()
+    return float(v)
 
 
 class Recorder(Callback):
@@ -94,12 +102,21 @@ class Recorder(Callback):
         self._n_batches = 0
         # this epoch's validation, if it runs (a cancelled epoch must not show the last one's)
         self._epoch_valid = None
+        self.valid_totals = None
 
     def before_train(self):
         self._epoch_start = len(self._loss_t)
 
     def before_validate(self):
         self.valid_totals = None
+        # metric functions are averaged per batch; metric objects (torchmetrics) accumulate over the pass
+        metrics = self.learn.metrics
+        self._averaged = [m for m in metrics if not is_accumulated(m)]
+        self._accumulated = [m for m in metrics if is_accumulated(m)]
+        dev = self.learn.device
+        for m in self._accumulated:
+            m.reset()
+            if callable(getattr(m, 'to', None)) and getattr(m, 'device', None) != dev: m.to(dev)
 
     @property
     def valid_totals(self):
@@ -128,8 +145,9 @@ class Recorder(Callback):
             self._n_batches += 1
             return
         self._valid.append(([loss.detach()]
-                            + [torch.as_tensor(m(learn.pred, *learn.yb)).detach() for m in learn.metrics],
+                            + [torch.as_tensor(m(learn.pred, *learn.yb)).detach() for m in self._averaged],
                             learn.batch_size))
+        for m in self._accumulated: m.update(learn.pred, *learn.yb)
 
     def after_step(self):
         pgs = self.learn.opt.param_groups
@@ -147,14 +165,20 @@ class Recorder(Callback):
         self._train_loss = ((ls * bs).sum() / bs.sum()).item()
 
     def after_validate(self):
-        vals = self._mean() if self.valid_totals is not None else [float('nan')] * (1 + len(self.learn.metrics))
-        self.last_valid = {'valid_loss': vals[0], **{_metric_name(m): v for m, v in zip(self.learn.metrics, vals[1:])}}
-        self._epoch_valid = self.last_valid
+        # valid_totals is None when no rank validated a sample (under DDP it is already summed over the ranks):
+        # then every rank skips compute(), which would otherwise synchronise the metric's states across them
+        seen = self.valid_totals is not None
+        n_averaged = sum(not is_accumulated(m) for m in self.learn.metrics)
+        vals = iter(self._mean() if seen else [float('nan')] * (1 + n_averaged))
+        row = {'valid_loss': next(vals)}
+        for m in self.learn.metrics:
+            row[metric_name(m)] = (_computed(m) if seen else float('nan')) if is_accumulated(m) else next(vals)
+        self.last_valid = self._epoch_valid = row
 
     def after_epoch(self):
         row = {'epoch': self.learn.epoch, 'train_loss': getattr(self, '_train_loss', float('nan'))}
         if self.learn.dls.valid is not None:
-            nan = {k: float('nan') for k in ['valid_loss'] + [_metric_name(m) for m in self.learn.metrics]}
+            nan = {k: float('nan') for k in ['valid_loss'] + [metric_name(m) for m in self.learn.metrics]}
             row.update(getattr(self, '_epoch_valid', None) or nan)
         row['time'] = time.perf_counter() - self._t0
         self.epochs.append(row)
@@ -190,7 +214,7 @@ class Recorder(Callback):
     def metric_names(self) -> list[str]:
         names = ['epoch', 'train_loss']
         if self.learn is not None and self.learn.dls.valid is not None:
-            names += ['valid_loss'] + [_metric_name(m) for m in self.learn.metrics]
+            names += ['valid_loss'] + [metric_name(m) for m in self.learn.metrics]
         return names + ['time']
 
     # --- plots ----------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from ..callbacks.training import GradAccumulation
 from ..core.callback import Callback
 from ..core.checks import check_int
 from ..core.data import loader_kwargs
+from ..core.metrics import is_accumulated
 from ..core.dist import (collective_device, init_distributed, is_distributed, main_print, rank, reduces_cpu_tensors,
                          sum_over_ranks, unwrap_model, world_size)
 
@@ -215,7 +216,7 @@ class DistributedCallback(Callback):
     def after_validate(self):
         # Reduce the Recorder's (sum of value x batch size, samples) before it turns them into means.
         rec = self.learn.recorder
-        n_vals = 1 + len(self.learn.metrics)
+        n_vals = 1 + sum(not is_accumulated(m) for m in self.learn.metrics)   # torchmetrics sync themselves
         if rec.valid_totals is None: vals, n = torch.zeros(n_vals, device=self.learn.device), 0
         else: vals, n = rec.valid_totals
         sums, total = sum_over_ranks(vals, n)

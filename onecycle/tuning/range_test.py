@@ -126,6 +126,7 @@ class LRFinder(ParamScheduler):
     :class:`~onecycle.core.snapshot.TrainingState` for all it puts back)."""
     order = 5   # before the Recorder resets its history
     handles_divergence = True   # it looks for divergence itself: DivergenceGuard stands aside
+    is_trial = True   # loggers, EarlyStopping and SaveModel stand aside
 
     def __init__(self, start_lr=1e-7, end_lr=10., num_it=100, stop_div=True, div_threshold=4., mode='exp', beta=0.98,
                  valid_every=None, valid_batches=None):
@@ -249,4 +250,7 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=100, stop_div=True, suggest
     n_epoch = math.ceil(num_it / learn.steps_per_epoch)
     finder.state = TrainingState(learn)   # before fit() resets the counters and gradients: those come back too
     learn.fit(n_epoch, cbs=[finder])
-    return finder.result(suggest)
+    result = finder.result(suggest)
+    for cb in learn.cbs:   # loggers attached to the learner (TensorBoardLogger...) keep the plot
+        if callable(getattr(type(cb), 'log_lr_find', None)): cb.log_lr_find(result)
+    return result

@@ -64,6 +64,7 @@ class _TrialCallback(Callback):
     epoch's validation."""
     order = 5
     handles_divergence = True
+    is_trial = True   # loggers, EarlyStopping and SaveModel stand aside
 
     def __init__(self, n_steps, eval_every, batches, trial, time_limit=None):
         self.n_steps, self.eval_every, self.batches, self.trial = n_steps, eval_every, batches, trial

@@ -1,0 +1,137 @@
+"""Validation metrics: functions averaged per batch, metric objects (torchmetrics) accumulated over the
+whole validation set, their column names, and the checks on ``metrics=``."""
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from onecycle import Callback, CancelTrainException, Learner, accuracy
+from onecycle.core.metrics import check_metrics, metric_name
+
+tm = pytest.importorskip('torchmetrics')
+from torchmetrics.classification import MulticlassAUROC, MulticlassF1Score  # noqa: E402
+from torchmetrics.functional.classification import multiclass_auroc, multiclass_f1_score  # noqa: E402
+
+N_VALID = 76
+UNEVEN = [3, 17, 5, 40, 11]   # batch sizes of the validation pass
+
+
+def _data(seed=0):
+    "Three noisy classes: an untrained model gets F1 and AUROC well away from 0 and 1."
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(64 + N_VALID, 6, generator=g)
+    y = ((x[:, 0] + 0.8 * torch.randn(len(x), generator=g)) > 0).long() + (x[:, 1] > 0.7).long()
+    return x, y
+
+
+def _learner(metrics, seed=0, **kw):
+    x, y = _data(seed)
+    start, batches = 0, []
+    for b in UNEVEN: batches.append(list(range(start, start + b))); start += b
+    valid = DataLoader(TensorDataset(x[64:], y[64:]), batch_sampler=batches)
+    train = DataLoader(TensorDataset(x[:64], y[:64]), batch_size=16)
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
+    return Learner(model, (train, valid), nn.CrossEntropyLoss(), metrics=metrics, progress=False, device='cpu', **kw)
+
+
+def _whole_set(learn):
+    "Predictions and targets of the validation set in one batch."
+    x, y = _data()
+    with torch.no_grad(): return learn.model.eval()(x[64:]), y[64:]
+
+
+class NoTraining(Callback):
+    def before_train(self): raise CancelTrainException()
+
+
+def test_torchmetrics_cover_the_whole_validation_set_not_a_mean_of_batches():
+    learn = _learner([MulticlassF1Score(num_classes=3, average='macro'), MulticlassAUROC(num_classes=3), accuracy])
+    learn.fit(1, cbs=[NoTraining()])
+    row = learn.recorder.epochs[0]
+    pred, y = _whole_set(learn)
+    f1, auroc = multiclass_f1_score(pred, y, 3, average='macro').item(), multiclass_auroc(pred, y, 3).item()
+    assert 0.2 < f1 < 0.9 and 0.3 < auroc < 0.95   # a metric with room to be wrong
+    assert row['multiclass_f1_score'] == pytest.approx(f1, abs=1e-6)
+    assert row['multiclass_auroc'] == pytest.approx(auroc, abs=1e-6)
+    assert row['accuracy'] == pytest.approx((pred.argmax(1) == y).float().mean().item(), abs=1e-6)
+    # the old way, averaging per-batch values weighted by batch size, gives other numbers for these metrics
+    chunks = list(zip(pred.split(UNEVEN), y.split(UNEVEN)))
+    per_batch = sum(multiclass_f1_score(p, t, 3, average='macro').item() * len(t) for p, t in chunks) / N_VALID
+    assert abs(per_batch - f1) > 1e-3
+
+
+def test_metric_objects_are_reset_every_pass():
+    f1 = MulticlassF1Score(num_classes=3, average='macro')
+    learn = _learner({'f1': f1}, lr=0.05)
+    learn.fit(3)
+    pred, y = _whole_set(learn)
+    # the last epoch's value is that of the final weights alone, not of three epochs' predictions
+    assert learn.recorder.epochs[-1]['f1'] == pytest.approx(multiclass_f1_score(pred, y, 3, average='macro').item(),
+                                                            abs=1e-6)
+    assert len({r['f1'] for r in learn.recorder.epochs}) > 1   # the weights changed, so did the metric
+    again = [learn.validate()['f1'] for _ in range(2)]
+    assert again[0] == again[1] == pytest.approx(learn.recorder.epochs[-1]['f1'], abs=1e-6)
+    assert f1.update_count == len(UNEVEN)   # only the last pass's batches
+
+
+def test_metric_objects_move_to_the_learner_device():
+    class Count:
+        "A metric object (not torchmetrics): update/compute/reset, a device and to()."
+        def __init__(self): self.device, self.moves, self.n = torch.device('meta'), [], 0
+        def to(self, device): self.moves.append(device); self.device = device; return self
+        def reset(self): self.n = 0
+        def update(self, pred, y):
+            assert pred.device == self.device; self.n += len(y)
+        def compute(self): return self.n
+    m = Count()
+    learn = _learner([m])
+    learn.validate(); learn.validate()
+    assert learn.recorder.last_valid['count'] == N_VALID
+    assert m.moves == [torch.device('cpu')]   # moved once, not every pass
+
+
+def test_names_default_dict_and_collection():
+    f1 = MulticlassF1Score(num_classes=3)
+    assert metric_name(f1) == 'multiclass_f1_score' and metric_name(accuracy) == 'accuracy'
+    assert metric_name(tm.MeanSquaredError()) == 'mean_squared_error'
+    from functools import partial
+    assert metric_name(partial(multiclass_f1_score, num_classes=3)) == 'multiclass_f1_score'
+    learn = _learner({'f1': MulticlassF1Score(num_classes=3, average='macro'), 'acc': accuracy})
+    assert learn.recorder.metric_names == ['epoch', 'train_loss', 'valid_loss', 'f1', 'acc', 'time']
+    coll = tm.MetricCollection({'f1': MulticlassF1Score(num_classes=3, average='macro'),
+                                'auroc': MulticlassAUROC(num_classes=3)}, prefix='val_')
+    learn = _learner([coll, accuracy])
+    res = learn.validate()
+    pred, y = _whole_set(learn)
+    assert sorted(res) == ['accuracy', 'val_auroc', 'val_f1', 'valid_loss']   # a collection orders its own
+    assert res['val_auroc'] == pytest.approx(multiclass_auroc(pred, y, 3).item(), abs=1e-6)
+
+
+@pytest.mark.parametrize('metrics, err, match', [
+    ([MulticlassF1Score(num_classes=3), MulticlassF1Score(num_classes=3, average='micro')], ValueError,
+     "two metrics are named 'multiclass_f1_score'"),
+    ({'valid_loss': accuracy}, ValueError, 'recorder fills itself'),
+    ({3: accuracy}, TypeError, 'column names'),
+    ([accuracy, 'f1'], TypeError, 'metrics must be callable'),
+    ({'f1': None}, TypeError, 'metrics must be callable'),
+])
+def test_bad_metrics_are_refused_up_front(metrics, err, match):
+    with pytest.raises(err, match=match): check_metrics(metrics)
+    with pytest.raises(err, match=match): _learner(metrics)
+
+
+def test_a_metric_that_is_not_one_number_says_so():
+    learn = _learner([MulticlassF1Score(num_classes=3, average=None)])
+    with pytest.raises(ValueError, match=r"'multiclass_f1_score' computed a tensor of shape \(3,\).*average"):
+        learn.validate()
+
+
+def test_a_cancelled_validation_gives_nan_without_compute():
+    class Skip(Callback):
+        order = -1
+        def before_validate(self): raise __import__('onecycle').CancelValidateException()
+    learn = _learner([MulticlassAUROC(num_classes=3)])
+    learn.fit(1, cbs=[Skip()])
+    v = learn.recorder.epochs[0]['multiclass_auroc']
+    assert v != v
