@@ -85,7 +85,8 @@ class Learner(BaseLearner):
             if guard is True: self.add_cb(DivergenceGuard())
             elif guard == 'auto' and self.device.type == 'cpu': self.add_cb(DivergenceGuard(check_grads=False))
         if (launched_by_torchrun() or is_distributed()) and not any(isinstance(c, DistributedCallback) for c in cbs):
-            self.add_cb(DistributedCallback())
+            dist_cb = self.add_cb(DistributedCallback())
+            if is_distributed(): dist_cb.shard_data()   # FSDP joined the group already: the loaders' real lengths
         self.progress = progress
 
     # --- default callbacks -----------------------------------------------------------------------

@@ -3,6 +3,7 @@ parameters, gradients and optimizer state split across the ranks, for models tha
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.utils.data import default_collate
 
@@ -24,15 +25,17 @@ def _has_params(m: nn.Module) -> bool:
 
 
 def default_blocks(model: nn.Module) -> list[nn.Module]:
-    """The modules the default policy shards one by one: the elements of every ``nn.ModuleList`` and
-    ``nn.Sequential`` in `model` (a transformer's layers, a ResNet's blocks, the layers of a
-    Sequential), looking inside lists of lists but not inside a block; modules without parameters are
-    left to their parent. What is not in a block is sharded with the root."""
+    """The modules the default policy shards one by one: the elements of every ``nn.ModuleList`` (a
+    transformer's layers, whatever their type) and of every ``nn.Sequential`` (a ResNet stage's blocks,
+    the layers of a Sequential model), looking inside lists of lists and Sequentials of Sequentials but
+    never inside a block; modules without parameters are left to their parent. What is in no block is
+    sharded with the root."""
     out = []
 
     def visit(m: nn.Module, in_list: bool):
         for child in m.children():
-            if isinstance(child, _CONTAINERS): visit(child, True)
+            if isinstance(child, nn.ModuleList) or (isinstance(child, nn.Sequential) and not isinstance(m, nn.ModuleList)):
+                visit(child, True)
             elif in_list and _has_params(child): out.append(child)
             else: visit(child, False)
     visit(model, isinstance(model, _CONTAINERS))
@@ -63,7 +66,7 @@ def _mp_policy(mixed_precision):
 
 
 def shard_model(model: nn.Module, device=None, policy='auto', mixed_precision=None, reshard_after_forward=True,
-                **shard_kwargs) -> nn.Module:
+                sync_module_states=True, **shard_kwargs) -> nn.Module:
     """Shard `model` in place over the default process group with FSDP2's ``fully_shard``: each block
     `policy` picks, then the root; returns it. The blocks are gathered one at a time in the forward and
     backward passes, so only one block's full weights are in memory at once.
@@ -76,6 +79,8 @@ def shard_model(model: nn.Module, device=None, policy='auto', mixed_precision=No
             ``policy(module) -> bool``.
         mixed_precision: None (float32), torch.bfloat16 / torch.float16 (compute in that dtype, reduce
             gradients and keep the weights in float32) or a ``MixedPrecisionPolicy``.
+        sync_module_states: first copy rank 0's parameters and buffers to every rank (as DDP does), so
+            that ranks that initialised differently start from the same model.
         reshard_after_forward, shard_kwargs: passed to ``fully_shard``.
     """
     from torch.distributed.device_mesh import init_device_mesh
@@ -84,6 +89,10 @@ def shard_model(model: nn.Module, device=None, policy='auto', mixed_precision=No
         raise RuntimeError('shard_model needs an initialized process group: launch with torchrun')
     if is_sharded(model): return model
     device = torch.device(device) if device is not None else default_device()
+    if sync_module_states:   # every rank starts from rank 0's weights and buffers, as DDP makes them
+        with torch.no_grad():
+            for t in model.state_dict().values():
+                if isinstance(t, torch.Tensor): dist.broadcast(t, src=0)
     mesh = init_device_mesh(device.type, (world_size(),))
     kw = dict(mesh=mesh, reshard_after_forward=reshard_after_forward, **shard_kwargs)
     mp = _mp_policy(mixed_precision)
@@ -117,8 +126,9 @@ class FSDP(Callback):
     at the start of the next fit, the optimizer then being made again from the sharded parameters with
     the same param groups and hyper-parameters). Parameters, gradients and optimizer state are split
     across the ranks; each block's weights are gathered for its forward and backward passes only.
-    The ``DistributedCallback`` the Learner adds still shards the data and reduces losses and metrics,
-    but does not wrap the model in DDP.
+    The ranks start from rank 0's weights (broadcast before sharding, as DDP does). The
+    ``DistributedCallback`` the Learner adds still shards the data and reduces losses and metrics, but
+    does not wrap the model in DDP.
 
     Everything else works as on one process: param groups and discriminative learning rates, every
     schedule, decoupled weight decay, gradient clipping (``clip_grad_norm_`` over DTensors gives the full

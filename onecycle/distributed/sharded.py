@@ -159,7 +159,9 @@ def load_sharded(learn, path, with_opt=True, with_rng=True):
     load_opt = with_opt and rest['opt_groups'] is not None
     if load_opt and rest['opt_state']: state['opt'] = api.get_optimizer_state_dict(model, learn.opt)
     # a plain process (no group) reads every shard itself; ranks of a group each read what they hold
-    dcp.load(state, checkpoint_id=str(path), no_dist=not is_distributed())
+    with warnings.catch_warnings():   # one process reading every shard is what load_sharded is for
+        warnings.filterwarnings('ignore', message='torch.distributed is disabled')
+        dcp.load(state, checkpoint_id=str(path), no_dist=not is_distributed())
     api.set_model_state_dict(model, state['model'])
     if load_opt:
         if 'opt' in state: api.set_optimizer_state_dict(model, learn.opt, state['opt'])
