@@ -34,8 +34,8 @@ def default_blocks(model: nn.Module) -> list[nn.Module]:
 
     def visit(m: nn.Module, in_list: bool):
         for child in m.children():
-            if isinstance(child, nn.ModuleList) or (isinstance(child, nn.Sequential) and not isinstance(m, nn.ModuleList)):
-                visit(child, True)
+            a_list = isinstance(child, nn.ModuleList)
+            if a_list or (isinstance(child, nn.Sequential) and not isinstance(m, nn.ModuleList)): visit(child, True)
             elif in_list and _has_params(child): out.append(child)
             else: visit(child, False)
     visit(model, isinstance(model, _CONTAINERS))
