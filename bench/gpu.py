@@ -17,6 +17,16 @@ cost of that guard by leaving it out (``guard=False``).
     python bench/gpu.py --cpu      # a tiny version on the CPU, to check the script itself
 
 Without a CUDA GPU (and without --cpu) it prints that it skipped and exits 0.
+
+Data parallel: ``--config ddp`` and ``--config fsdp`` compare the Learner (with the DistributedCallback's
+DDP, or with ``FSDP()``) against a hand-written loop doing the same work
+(``DistributedDataParallel``, or ``fully_shard`` on the same blocks, both with bf16 autocast and
+float32 weights: the ResNet's BatchNorm keeps float32 statistics); every rank trains on its own copy
+of the batches, so images per second are summed over ranks. Run them under torchrun (one process per
+GPU), or alone for a one-process group:
+
+    torchrun --nproc_per_node=8 bench/gpu.py --config fsdp
+    torchrun --nproc_per_node=2 bench/gpu.py --config fsdp --cpu    # gloo on the CPU, to check the script
 """
 from __future__ import annotations
 
@@ -27,6 +37,7 @@ import io
 import statistics
 import sys
 import time
+import warnings
 from functools import partial
 
 import torch
@@ -41,7 +52,8 @@ CONFIGS = {'bf16': dict(channels_last=False, compile=False, guard=True),
            'cl': dict(channels_last=True, compile=False, guard=True),
            'compile': dict(channels_last=True, compile=True, guard=True)}
 LABELS = {'bf16': 'bf16', 'noguard': 'bf16, no DivergenceGuard', 'cl': 'bf16 + channels_last',
-          'compile': 'bf16 + channels_last + compile'}
+          'compile': 'bf16 + channels_last + compile', 'ddp': 'DDP, bf16', 'fsdp': 'FSDP, bf16'}
+PARALLEL = ('ddp', 'fsdp')
 
 
 def make_batches(n, bs, device, pinned, seed=0):
@@ -87,7 +99,75 @@ def with_onecycle(learn, epochs, device, cbs, progress):
     return time.perf_counter() - t0
 
 
+def hand_written_parallel(model, batches, epochs, device):
+    "The hand-written loop on a model already wrapped (DDP) or sharded (fully_shard): returns its wall time."
+    opt = torch.optim.SGD(model.parameters(), lr=MAX_LR, momentum=MOMS[0], nesterov=True, weight_decay=WD)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, MAX_LR, total_steps=epochs * len(batches), pct_start=PCT_START,
+                                                base_momentum=MOMS[1], max_momentum=MOMS[0])
+    loss_func = nn.CrossEntropyLoss()
+    model.train()
+    sync(device); t0 = time.perf_counter()
+    for _ in range(epochs):
+        for x, y in batches:
+            with torch.autocast(device.type, dtype=torch.bfloat16): loss = loss_func(model(x), y)
+            loss.backward()
+            opt.step(); sched.step(); opt.zero_grad(set_to_none=True)
+    sync(device)
+    return time.perf_counter() - t0
+
+
+def measure_parallel(name, args, device, width):
+    "DDP or FSDP: the Learner against the hand-written loop, on every rank; images per second over all ranks."
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+    from torch.nn.parallel import DistributedDataParallel
+
+    from onecycle import FSDP
+    from onecycle.distributed import default_blocks
+    torch.manual_seed(0)
+    base = cifar_resnet18(width=width)
+    hand_model, our_model = copy.deepcopy(base).to(device), copy.deepcopy(base)
+    if name == 'ddp':
+        hand_model = DistributedDataParallel(hand_model, device_ids=[device.index] if device.type == 'cuda' else None)
+        cbs, fit_cbs = [], [MixedPrecision(torch.bfloat16)]
+    else:
+        # float32 shards and bf16 autocast: BatchNorm's float32 running statistics refuse bf16 weights
+        mesh = init_device_mesh(device.type, (dist.get_world_size(),))
+        for block in default_blocks(hand_model): fully_shard(block, mesh=mesh)
+        fully_shard(hand_model, mesh=mesh)
+        cbs, fit_cbs = [FSDP(mixed_precision=None)], [MixedPrecision(torch.bfloat16)]
+    batches = make_batches(args.batches, args.bs, device, False)
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message='.*unsharded')   # a list of batches: every rank reads all of them
+        learn = Learner(our_model, (batches, None), nn.CrossEntropyLoss(), device=device, progress=args.progress,
+                        opt_func=partial(torch.optim.SGD, momentum=MOMS[0], nesterov=True, weight_decay=WD),
+                        guard=False, cbs=cbs)
+        hand_written_parallel(hand_model, batches, 1, device)   # warm-up
+        with_onecycle(learn, 1, device, fit_cbs, args.progress)
+        hand, ours = [], []
+        for _ in range(args.repeats):
+            hand.append(hand_written_parallel(hand_model, batches, args.epochs, device))
+            ours.append(with_onecycle(learn, args.epochs, device, fit_cbs, args.progress))
+    n_images = args.epochs * args.batches * args.bs * dist.get_world_size()
+    h, o = n_images / statistics.median(hand), n_images / statistics.median(ours)
+    return h, o, statistics.median(a / b for a, b in zip(hand, ours))
+
+
+def _join_group(device):
+    "Under torchrun, the group onecycle joins; alone, a one-process group (so that DDP and FSDP run at all)."
+    import torch.distributed as dist
+
+    from onecycle.distributed import init_distributed
+    if init_distributed(): return
+    if not dist.is_initialized():
+        import os
+        os.environ.setdefault('MASTER_ADDR', '127.0.0.1'); os.environ.setdefault('MASTER_PORT', '29531')
+        dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo', rank=0, world_size=1)
+
+
 def measure(name, args, device, width):
+    if name in PARALLEL: return measure_parallel(name, args, device, width)
     cfg = CONFIGS[name]
     torch.manual_seed(0)
     base = cifar_resnet18(width=width).to(device)
@@ -117,7 +197,8 @@ def main(argv=None):
     ap.add_argument('--batches', type=int, default=40, help='batches per epoch')
     ap.add_argument('--epochs', type=int, default=2, help='epochs per timed run')
     ap.add_argument('--repeats', type=int, default=5, help='timed runs of each')
-    ap.add_argument('--config', choices=['all', *CONFIGS], default='all')
+    ap.add_argument('--config', choices=['all', *CONFIGS, *PARALLEL], default='all',
+                    help='all: the one-GPU rows; ddp / fsdp: data parallel (under torchrun)')
     ap.add_argument('--pinned', action='store_true', help='batches in pinned host memory, copied every step')
     ap.add_argument('--progress', action='store_true', help='onecycle with its progress bar')
     ap.add_argument('--cpu', action='store_true', help='a tiny run on the CPU, to check the script')
@@ -133,19 +214,22 @@ def main(argv=None):
         print('bench/gpu.py: no CUDA GPU on this machine, skipped (use --cpu for a tiny check of the script)')
         return 0
     else:
-        device = torch.device('cuda')
+        from onecycle import default_device
+        device = default_device()   # under torchrun, this process's GPU
         names = list(CONFIGS) if args.config == 'all' else [args.config]
+    if args.config in PARALLEL: _join_group(device)
+    from onecycle import main_print as say   # one report, from rank 0
     where = torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU, 1 thread (script check only)'
-    print(f'ResNet-18 (CIFAR, width {width}), {args.batches} batches of {args.bs} x 3x32x32 per epoch, '
+    say(f'ResNet-18 (CIFAR, width {width}), {args.batches} batches of {args.bs} x 3x32x32 per epoch, '
           f'{args.epochs} epochs per run, {args.repeats} runs, SGD + 1cycle, bf16 autocast; {where}; '
           f'torch {torch.__version__}')
-    print(f'{"configuration":30s} {"hand img/s":>11s} {"onecycle img/s":>15s} {"ratio":>6s}')
+    say(f'{"configuration":30s} {"hand img/s":>11s} {"onecycle img/s":>15s} {"ratio":>6s}')
     ratios = {}
     for name in names:
         h, o, paired = measure(name, args, device, width)
         ratios[name] = paired
-        print(f'{LABELS[name]:30s} {h:11.0f} {o:15.0f} {paired:6.3f}')
-    print('ratio onecycle / hand-written images per second (median of paired runs): '
+        say(f'{LABELS[name]:30s} {h:11.0f} {o:15.0f} {paired:6.3f}')
+    say('ratio onecycle / hand-written images per second (median of paired runs): '
           + ', '.join(f'{LABELS[k]}: {v:.3f}' for k, v in ratios.items()) + '  (target >= 0.98)')
     return 0
 

@@ -4,7 +4,7 @@ from .core.data import DataLoaders, to_device, default_device
 from .core.recorder import Recorder, smooth_ema
 from .core.hyper import get_hyper, set_hyper, lr_range
 from .core.metrics import accuracy, error_rate
-from .core.dist import is_main_process, main_print, rank, world_size, unwrap_model, any_rank
+from .core.dist import is_main_process, main_print, rank, world_size, unwrap_model, any_rank, full_state_dict
 from .core.hyper import scale_lr
 from .core.rng import set_seed
 from .callbacks.progress import ProgressCallback
@@ -23,7 +23,7 @@ from .schedules.scheduler import (ParamScheduler, OneCycleScheduler, CyclicalMom
                                   SGDRScheduler, FlatCosScheduler, CLRScheduler, WarmupCosScheduler)
 from .schedules.fit import fit_one_cycle, fit_sgdr, fit_flat_cos, fit_clr, fit_warmup_cos, fine_tune
 from .schedules.torch_interop import TorchScheduler, ScheduleLR, to_torch_scheduler
-from .distributed import DistributedCallback
+from .distributed import DistributedCallback, FSDP
 from .tuning.range_test import LRFinder, LRFinderResult, lr_find
 from .tuning.search import SearchResult, lr_search, momentum_search, wd_search
 from .tuning.batch_size import noise_scale, with_batch_size, step_memory, find_batch_size, BatchSizeSchedule, NoiseScale

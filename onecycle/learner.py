@@ -16,9 +16,10 @@ from .callbacks.progress import ProgressCallback
 from .checkpoint import FitPosition, Resume, load_checkpoint, save_checkpoint
 from .core.callback import check_callbacks
 from .core.checks import check_bool
-from .core.dist import is_distributed, is_main_process, launched_by_torchrun
+from .core.dist import is_distributed, is_main_process, is_sharded, launched_by_torchrun
 from .core.learner import BaseLearner
-from .distributed import DistributedCallback, effective_batch_size
+from .distributed import FSDP, DistributedCallback, effective_batch_size
+from .distributed.sharded import check_sharded_resume, is_sharded_checkpoint, load_sharded, save_sharded
 from .schedules.fit import fine_tune, fit_clr, fit_flat_cos, fit_one_cycle, fit_sgdr, fit_warmup_cos
 from .tuning.diagnostics import diagnose
 from .deploy import export
@@ -71,7 +72,9 @@ class Learner(BaseLearner):
 
     Launched by ``torchrun`` with several processes, the learner trains data-parallel: a
     ``DistributedCallback`` joins the process group when the first fit starts, wraps the model in
-    DistributedDataParallel and shards the data.
+    DistributedDataParallel and shards the data. With ``FSDP()`` in `cbs` the model is instead sharded
+    across the processes (FSDP2) when the learner is made, and ``save``/``load`` write and read sharded
+    checkpoints (directories).
     """
     def __init__(self, model: nn.Module, dls, loss_func=None, opt_func=torch.optim.AdamW, lr=1e-3, metrics=(),
                  cbs=(), device=None, progress=True, wd=None, wd_bn_bias=False, splitter=None, n_inp=1, guard='auto'):
@@ -79,6 +82,8 @@ class Learner(BaseLearner):
             raise ValueError(f"guard must be True, False or 'auto', got {guard!r}")
         check_bool('progress', progress); check_bool('wd_bn_bias', wd_bn_bias)
         cbs = check_callbacks('cbs', cbs)
+        for c in cbs:   # shard before the optimizer is made, each block moved to the device as it is sharded
+            if isinstance(c, FSDP): model = c.prepare(model, device, cbs)
         super().__init__(model, dls, loss_func, opt_func, lr, metrics, cbs, device, wd, wd_bn_bias, splitter, n_inp)
         self.position = self.add_cb(FitPosition())
         if not any(isinstance(c, DivergenceGuard) for c in cbs):
@@ -87,7 +92,8 @@ class Learner(BaseLearner):
             if guard is True: self.add_cb(DivergenceGuard())
             elif guard == 'auto' and self.device.type == 'cpu': self.add_cb(DivergenceGuard(check_grads=False))
         if (launched_by_torchrun() or is_distributed()) and not any(isinstance(c, DistributedCallback) for c in cbs):
-            self.add_cb(DistributedCallback())
+            dist_cb = self.add_cb(DistributedCallback())
+            if is_distributed(): dist_cb.shard_data()   # FSDP joined the group already: the loaders' real lengths
         self.progress = progress
 
     # --- default callbacks -----------------------------------------------------------------------
@@ -123,6 +129,10 @@ class Learner(BaseLearner):
         (``after_fit`` runs, bars close, history stays) and is raised again, so Ctrl-C still stops a
         script; ``resume=True`` then carries on."""
         self._check_fit_args(n_epoch, lr, wd)
+        if is_sharded_checkpoint(resume):   # a directory from learn.save on a sharded model: load it, then go on
+            check_sharded_resume(resume, n_epoch)
+            self.load(resume)
+            resume = True
         plan = None if resume is None or resume is False else Resume(self, resume, n_epoch)
         keep = self.keep_history
         self.position.resume, self.keep_history = plan, plan is not None
@@ -132,12 +142,17 @@ class Learner(BaseLearner):
     # --- checkpoints (onecycle.checkpoint) --------------------------------------------------------
     def save(self, path, with_opt=True):
         """Write a checkpoint to `path` atomically: model, optimizer, schedule positions, recorder history,
-        callback states and RNG states; during or after a fit, enough to resume it exactly."""
+        callback states and RNG states; during or after a fit, enough to resume it exactly. On a model
+        sharded by ``FSDP``, call it on every rank: `path` is a directory where each rank writes its shards
+        (``torch.distributed.checkpoint``) and rank 0 the rest."""
+        if is_sharded(self.model): return save_sharded(self, path, with_opt)
         return save_checkpoint(self, path, with_opt)
 
     def load(self, path, with_opt=True, with_rng=True):
         """Load a checkpoint written by `save` (read with ``torch.load(weights_only=True)`` only); nothing
-        changes if it does not fit this learner. ``fit(..., resume=True)`` then continues its fit."""
+        changes if it does not fit this learner. ``fit(..., resume=True)`` then continues its fit. A sharded
+        checkpoint (a directory) loads on any number of ranks, sharded or not, a single process included."""
+        if is_sharded_checkpoint(path): return load_sharded(self, path, with_opt, with_rng)
         return load_checkpoint(self, path, with_opt, with_rng)
 
     # --- one-liners (implemented in their own modules) -------------------------------------------

@@ -50,6 +50,15 @@ class GradAccumulation(Callback):
         self.n_samples = 0
 
 
+def _grad_scaler(device_type, model):
+    "A GradScaler; on a sharded (FSDP) model one that agrees across ranks on which steps to skip."
+    from torch.distributed.tensor import DTensor
+    if any(isinstance(p, DTensor) for p in model.parameters()):
+        from torch.distributed.fsdp.sharded_grad_scaler import ShardedGradScaler
+        return ShardedGradScaler(device_type)
+    return torch.amp.GradScaler(device_type)
+
+
 class MixedPrecision(Callback):
     """Forward pass and loss under ``torch.autocast`` in `dtype`; with float16 a ``torch.amp.GradScaler``
     scales the loss and skips steps whose gradients overflowed. bfloat16 needs no scaler."""
@@ -63,8 +72,8 @@ class MixedPrecision(Callback):
 
     def before_fit(self):
         self.device_type = self.learn.device.type
-        self.learn.scaler = self.scaler = (torch.amp.GradScaler(self.device_type) if self.dtype == torch.float16
-                                           else None)
+        self.learn.scaler = self.scaler = (_grad_scaler(self.device_type, self.learn.model)
+                                           if self.dtype == torch.float16 else None)
 
     def state_dict(self):   # the fp16 loss scale and its growth tracker, so a resumed fit scales the same
         return self.scaler.state_dict() if getattr(self, 'scaler', None) is not None else {}

@@ -11,7 +11,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 __all__ = ['is_distributed', 'rank', 'local_rank', 'world_size', 'is_main_process', 'main_print',
            'launched_by_torchrun', 'init_distributed', 'any_rank', 'sum_over_ranks', 'unwrap_model',
-           'reduces_cpu_tensors', 'collective_device', 'gather_objects', 'broadcast_module']
+           'reduces_cpu_tensors', 'collective_device', 'gather_objects', 'broadcast_module', 'is_sharded',
+           'full_state_dict', 'max_over_ranks', 'pad_forward_passes']
 
 
 def is_distributed() -> bool:
@@ -131,3 +132,45 @@ def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
     "The user's module inside a DistributedDataParallel wrapper (the model itself when not wrapped)."
     while isinstance(model, DistributedDataParallel): model = model.module
     return model
+
+
+def is_sharded(model: torch.nn.Module) -> bool:
+    """Whether `model` is sharded by FSDP2 (``torch.distributed.fsdp.fully_shard``, as the ``FSDP``
+    callback does): its parameters are DTensors and every forward pass is a collective."""
+    if not dist.is_available(): return False
+    from torch.distributed.fsdp import FSDPModule
+    return isinstance(unwrap_model(model), FSDPModule)
+
+
+def full_state_dict(model: torch.nn.Module, cpu: bool = True) -> dict:
+    """The model's full (unsharded) state dict as plain tensors, on the CPU by default: for a sharded
+    model the shards are gathered on every rank (a collective: call it on all ranks); otherwise the
+    module's own state dict, detached."""
+    model = unwrap_model(model)
+    if is_sharded(model):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+        sd = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True))
+    else: sd = model.state_dict()
+    return {k: (v.detach().cpu() if cpu else v.detach()) if isinstance(v, torch.Tensor) else v for k, v in sd.items()}
+
+
+def max_over_ranks(n: int) -> int:
+    "The largest of the ranks' integers `n` (`n` itself without a process group); a collective."
+    if not is_distributed(): return int(n)
+    t = torch.tensor([int(n)], device=collective_device())
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t.item())
+
+
+def pad_forward_passes(model: torch.nn.Module, n_extra: int, forward) -> int:
+    """Run `n_extra` forward passes (no gradients, outputs dropped) of a sharded `model`, each a call of
+    `forward()` (e.g. ``lambda: model(*inputs)``); returns how many ran (none for a model that is not sharded). Each forward
+    of a sharded model gathers its weights from all ranks, so a rank whose share of an evaluation set
+    has fewer batches must keep joining in until every rank has made as many forwards as the one
+    with the most: take that number with ``max_over_ranks`` BEFORE the evaluation loop (a collective
+    started while another rank is still in a forward pass would deadlock)."""
+    if n_extra <= 0 or not (is_distributed() and is_sharded(model)): return 0
+    if forward is None: raise RuntimeError('pad_forward_passes: this rank has no inputs to run the model on')
+    with torch.no_grad():
+        for _ in range(n_extra): forward()
+    return n_extra

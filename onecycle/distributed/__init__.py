@@ -6,12 +6,22 @@ rank then sees the same per-batch training loss (all-reduced), the same validati
 (reduced with sample-count weights) and the same schedule, so any decision made from them (the LR
 finder's divergence test, early stopping, a tuning recipe) is taken identically on every rank and
 the ranks stop together. Only rank 0 shows progress.
+
+With ``FSDP()`` among the callbacks the model is sharded (FSDP2's ``fully_shard``) instead of wrapped
+in DDP: parameters, gradients and optimizer state are split across the ranks, and ``learn.save``
+writes a sharded checkpoint directory (``torch.distributed.checkpoint``) that loads on any number of
+ranks.
 """
-from ..core.dist import (any_rank, init_distributed, is_distributed, is_main_process, local_rank, main_print, rank,
-                         sum_over_ranks, unwrap_model, world_size)
+from ..core.dist import (any_rank, full_state_dict, init_distributed, is_distributed, is_main_process, is_sharded,
+                         local_rank, main_print, max_over_ranks, pad_forward_passes, rank, sum_over_ranks,
+                         unwrap_model, world_size)
 from ..core.hyper import scale_lr
 from .ddp import DistributedCallback, ShardSampler, distribute, effective_batch_size, shard_loader
+from .fsdp import FSDP, default_blocks, shard_model
+from .sharded import is_sharded_checkpoint, load_sharded, save_sharded
 
 __all__ = ['is_distributed', 'rank', 'local_rank', 'world_size', 'is_main_process', 'main_print', 'init_distributed',
            'any_rank', 'sum_over_ranks', 'unwrap_model', 'ShardSampler', 'shard_loader', 'effective_batch_size',
-           'scale_lr', 'DistributedCallback', 'distribute']
+           'scale_lr', 'DistributedCallback', 'distribute', 'FSDP', 'shard_model', 'default_blocks', 'is_sharded',
+           'full_state_dict', 'max_over_ranks', 'pad_forward_passes', 'save_sharded', 'load_sharded',
+           'is_sharded_checkpoint']

@@ -12,11 +12,11 @@ from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, Ra
 
 from ..callbacks.training import GradAccumulation
 from ..core.callback import Callback
-from ..core.checks import check_int
+from ..core.checks import check_bool, check_int
 from ..core.data import loader_kwargs
 from ..core.metrics import is_accumulated
 from ..core.dist import (collective_device, init_distributed, is_distributed, main_print, rank, reduces_cpu_tensors,
-                         sum_over_ranks, unwrap_model, world_size)
+                         is_sharded, sum_over_ranks, unwrap_model, world_size)
 
 __all__ = ['ShardSampler', 'shard_loader', 'effective_batch_size', 'DistributedCallback', 'distribute']
 
@@ -138,15 +138,23 @@ class DistributedCallback(Callback):
       values over the whole validation set.
     - Rank 0 prints the effective batch size at the start of a fit when it changes.
 
+    - A model sharded by FSDP (the ``FSDP`` callback, or ``fully_shard`` by hand) is never wrapped:
+      the callback then shards the data and reduces losses and metrics only.
+    - Its state (training passes so far, the samplers' epoch) is saved in checkpoints, so a resumed
+      fit shuffles as the uninterrupted one.
+
     Args:
         verbose: print the effective batch size (rank 0 only).
+        wrap: wrap the model in DistributedDataParallel for the training passes; False leaves the
+            model as it is (for a model that handles its own gradient reduction).
         ddp_kwargs: passed to ``DistributedDataParallel`` (e.g. ``find_unused_parameters=True``).
     """
     order = -25   # after ChannelsLast/Compile change the model, before schedulers read the step count
 
-    def __init__(self, verbose=True, **ddp_kwargs):
+    def __init__(self, verbose=True, wrap=True, **ddp_kwargs):
         if 'module' in ddp_kwargs: raise TypeError('DistributedCallback wraps learn.model itself: do not pass module')
-        self.verbose, self.ddp_kwargs = bool(verbose), ddp_kwargs
+        check_bool('wrap', wrap)
+        self.verbose, self.wrap, self.ddp_kwargs = bool(verbose), wrap, ddp_kwargs
         self.ddp, self._raw, self._no_sync, self._printed = None, None, None, None
         self.train_passes = 0   # the DistributedSampler's epoch: a new shuffle every training pass, over fits too
 
@@ -175,14 +183,19 @@ class DistributedCallback(Callback):
         self._check()
         self.shard_data()   # loaders replaced since the learner was made
         self._raw = unwrap_model(learn.model)
-        kw = dict(self.ddp_kwargs)
-        if learn.device.type == 'cuda' and 'device_ids' not in kw:
-            kw['device_ids'] = [learn.device.index if learn.device.index is not None else torch.cuda.current_device()]
-        self.ddp = _DDP(self._raw, **kw)   # broadcasts rank 0's parameters and buffers
+        sharded = is_sharded(self._raw)
+        if self.wrap and not sharded:
+            kw = dict(self.ddp_kwargs)
+            if learn.device.type == 'cuda' and 'device_ids' not in kw:
+                kw['device_ids'] = [learn.device.index if learn.device.index is not None
+                                    else torch.cuda.current_device()]
+            self.ddp = _DDP(self._raw, **kw)   # broadcasts rank 0's parameters and buffers
+        else: self.ddp = self._raw
         parts = _batch_parts(learn)
         if self.verbose and parts != self._printed:
             bs, n, accum = parts
-            main_print(f'DistributedDataParallel: {n} processes x batch {bs} x {accum} accumulation steps = '
+            what = 'FSDP' if sharded else 'DistributedDataParallel' if self.wrap else 'Data parallel'
+            main_print(f'{what}: {n} processes x batch {bs} x {accum} accumulation steps = '
                        f'effective batch size {effective_batch_size(learn)}')
             self._printed = parts
 
@@ -191,9 +204,12 @@ class DistributedCallback(Callback):
         if isinstance(sampler, DistributedSampler): sampler.set_epoch(self.train_passes)
         self.learn.model = self.ddp
 
+    def state_dict(self): return {'train_passes': self.train_passes}
+    def load_state_dict(self, sd): self.train_passes = int(sd['train_passes'])
+
     def before_batch(self):
         learn = self.learn
-        if not learn.training or learn.accum_steps <= 1: return
+        if not learn.training or learn.accum_steps <= 1 or self.ddp is self._raw: return
         if not learn.is_step_batch:
             self._no_sync = self.ddp.no_sync()
             self._no_sync.__enter__()

@@ -11,7 +11,7 @@ import torch
 from ..core.callback import CancelFitException, CancelValidateException
 from ..core.checks import check_choice, check_int, check_positive, check_range
 from ..core.data import batch_loss, batch_size_of, call_model, check_loader, split_batch, to_device
-from ..core.dist import sum_over_ranks, unwrap_model
+from ..core.dist import is_sharded, max_over_ranks, pad_forward_passes, sum_over_ranks, unwrap_model
 from ..core.snapshot import TrainingState
 from ..schedules.functions import Exponential, Linear
 from ..schedules.scheduler import ParamScheduler
@@ -96,6 +96,7 @@ def subset_loss(learn, batches) -> float:
     taken from it (divergence, the best trial) are the same everywhere."""
     model = unwrap_model(learn.model)
     was_training, total, n = model.training, 0., 0
+    n_target = max_over_ranks(len(batches)) if is_sharded(model) else 0
     model.eval()
     try:
         with torch.no_grad():
@@ -104,6 +105,9 @@ def subset_loss(learn, batches) -> float:
                 bs = batch_size_of(yb or xb)
                 total = total + batch_loss(learn.loss_func, call_model(model, xb), yb).detach().float() * bs
                 n += bs
+            # a sharded (FSDP) model gathers its weights in every forward: ranks with fewer batches join in
+            xb = split_batch(batches[-1], learn.n_inp)[0] if batches else None
+            pad_forward_passes(model, n_target - len(batches), xb and (lambda: call_model(model, xb)))
     finally: model.train(was_training)
     total, n = sum_over_ranks(total, n, learn.device)
     return float(total) / float(n)
