@@ -164,7 +164,8 @@ def max_over_ranks(n: int) -> int:
 
 def pad_forward_passes(model: torch.nn.Module, n_extra: int, forward) -> int:
     """Run `n_extra` forward passes (no gradients, outputs dropped) of a sharded `model`, each a call of
-    `forward()` (e.g. ``lambda: model(*inputs)``); returns how many ran (none for a model that is not sharded). Each forward
+    `forward()` (e.g. ``lambda: model(*inputs)``); returns how many ran (none for a model that is not
+    sharded). Each forward
     of a sharded model gathers its weights from all ranks, so a rank whose share of an evaluation set
     has fewer batches must keep joining in until every rank has made as many forwards as the one
     with the most: take that number with ``max_over_ranks`` BEFORE the evaluation loop (a collective

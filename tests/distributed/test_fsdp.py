@@ -57,7 +57,8 @@ def test_outside_torchrun_fsdp_changes_nothing(make_learner, tmp_path):
     assert learn.step_count == 8 and not is_sharded(learn.model)
     sd = full_state_dict(learn.model)
     assert all(v.device.type == 'cpu' for v in sd.values()) and set(sd) == set(learn.model.state_dict())
-    assert max_over_ranks(3) == 3 and pad_forward_passes(learn.model, 2, lambda: learn.model(torch.zeros(1, fs.N_IN))) == 0
+    assert max_over_ranks(3) == 3
+    assert pad_forward_passes(learn.model, 2, lambda: learn.model(torch.zeros(1, fs.N_IN))) == 0
     with pytest.raises(RuntimeError, match='torchrun'): shard_model(fs.make_model())
     learn.save(tmp_path / 'plain.pt')                         # an unsharded learner saves one file, as before
     assert not is_sharded_checkpoint(tmp_path / 'plain.pt') and not is_sharded_checkpoint(tmp_path)
