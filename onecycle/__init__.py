@@ -28,5 +28,6 @@ from .tuning.compare import compare_lr_finds, LRComparison
 from .tuning.range_test_plot import plot_range_tests
 from .tuning.diagnostics import Diagnosis, diagnose, diagnose_losses
 from .learner import Learner
+from .data import tensor_dls
 
 __version__ = '0.1.0'

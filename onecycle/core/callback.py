@@ -65,8 +65,10 @@ class Callback:
     ``batch_size``, ``is_step_batch`` (the optimizer steps after this batch); from ``after_pred``:
     ``pred``; from ``after_loss``: ``loss`` (the batch's mean loss, what is recorded) and ``loss_grad``
     (the tensor backward runs on). Results: ``recorder.losses`` per batch, ``recorder.hps`` per step,
-    ``recorder.last_valid`` after ``after_validate``, ``recorder.epochs[-1]`` from ``after_epoch`` of
-    a callback with order above the Recorder's (50).
+    ``recorder.last_valid`` (valid loss and metrics by name) from ``after_validate`` of a callback
+    with order above the Recorder's (50), ``recorder.epochs[-1]`` (this epoch's row: epoch,
+    train_loss, valid_loss, metrics, time) in ``after_epoch`` at any order (in an epoch cancelled
+    before its last pass ended, from the Recorder's own ``after_epoch`` on).
 
     What a callback may SET, and where:
     - ``pred`` in ``after_pred``; ``loss`` / ``loss_grad`` in ``after_loss`` and ``before_backward``
