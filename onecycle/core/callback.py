@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import warnings
 
+from .checks import short_repr
+
 __all__ = ['Callback', 'EVENTS', 'CancelFitException', 'CancelEpochException', 'CancelTrainException',
            'CancelValidateException', 'CancelBatchException', 'CancelBackwardException', 'CancelStepException']
 
@@ -125,11 +127,6 @@ def check_callbacks(name: str, cbs) -> list:
                 or not (isinstance(c, Callback) or any(callable(getattr(c, e, None)) for e in EVENTS)):
             where = f'{name}[{i}] is' if isinstance(cbs, (list, tuple)) else 'got'
             raise TypeError(f'{name} must be callbacks (Callback objects or classes, or objects with event methods '
-                            f'such as after_batch); {where} {type(c).__name__} {_short_repr(c)}')
+                            f'such as after_batch); {where} {type(c).__name__} {short_repr(c)}')
         out.append(c)
     return out
-
-
-def _short_repr(o, limit=80) -> str:
-    r = repr(o)
-    return r if len(r) <= limit else r[:limit - 3] + '...'
