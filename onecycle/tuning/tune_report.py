@@ -53,8 +53,11 @@ def _fix_scales(ax, s):
         ax.set_xlabel(f'optimizer step (the plateau run: steps 0-{snap})')
     vals = [v for _, v in pts if math.isfinite(v) and v > 0]
     if vals:
+        from matplotlib.ticker import FuncFormatter
         ax.set_yscale('log')
         ax.set_ylim(min(vals) / 1.08, max(vals) * 1.08)
+        plain = FuncFormatter(lambda v, _: f'{v:.3g}')   # 0.8, not 8 x 10^-1
+        ax.yaxis.set_major_formatter(plain); ax.yaxis.set_minor_formatter(plain)
 
 
 def plot_tune(result):
