@@ -34,5 +34,6 @@ from .tuning.diagnostics import Diagnosis, diagnose, diagnose_losses
 from .learner import Learner
 from .deploy import ExportError, export, load_exported
 from .model_summary import ModelSummary, summary
+from .data import tensor_dls
 
 __version__ = '0.1.0'

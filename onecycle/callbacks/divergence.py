@@ -61,6 +61,7 @@ class DivergenceGuard(Callback):
         check_bool('check_grads', check_grads)
         self.action, self.max_skips, self.check_grads = action, max_skips, check_grads
         self.n_skipped, self.skipped, self._losses, self.active = 0, [], [], True
+        self.stopped = None   # where the last guarded fit was stopped: a dict like DivergenceError's fields
 
     def state_dict(self): return {'n_skipped': self.n_skipped, 'skipped': [dict(s) for s in self.skipped]}
     def load_state_dict(self, sd): self.n_skipped, self.skipped = sd['n_skipped'], [dict(s) for s in sd['skipped']]
@@ -69,6 +70,7 @@ class DivergenceGuard(Callback):
         self.active = not any(getattr(type(cb), 'handles_divergence', False) for cb in self.learn.cbs)
         self._losses = []
         if not getattr(self.learn, 'keep_history', False): self.n_skipped, self.skipped = 0, []
+        if self.active: self.stopped = None
 
     def before_epoch(self):
         self._losses = []
@@ -111,6 +113,8 @@ class DivergenceGuard(Callback):
             raise CancelStepException()
         skipped = (f' after skipping {self.n_skipped} steps (max_skips={self.max_skips})'
                    if self.action == 'skip' else '')
+        self.stopped = {'epoch': learn.epoch, 'batch': batch, 'step': learn.step_count, 'lr': lrs, 'loss': loss,
+                        'what': what}
         raise DivergenceError(
             f'training diverged{skipped}: the {what} became non-finite (loss {loss}) at {where}. The weights are those '
             'from before this step, nothing non-finite was applied. Try a lower learning rate, GradientClipping, '

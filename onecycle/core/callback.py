@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import warnings
 
+from .checks import short_repr
+
 __all__ = ['Callback', 'EVENTS', 'in_trial', 'CancelFitException', 'CancelEpochException', 'CancelTrainException',
            'CancelValidateException', 'CancelBatchException', 'CancelBackwardException', 'CancelStepException']
 
@@ -67,8 +69,10 @@ class Callback:
     output's ``logits`` when it has them; with ``loss_func=None`` the loss is the output's ``loss``);
     from ``after_loss``: ``loss`` (the batch's mean loss, what is recorded) and ``loss_grad`` (the
     tensor backward runs on). Results: ``recorder.losses`` per batch, ``recorder.hps`` per step,
-    ``recorder.last_valid`` after ``after_validate``, ``recorder.epochs[-1]`` from ``after_epoch`` of
-    a callback with order above the Recorder's (50).
+    ``recorder.last_valid`` (valid loss and metrics by name) from ``after_validate`` of a callback
+    with order above the Recorder's (50), ``recorder.epochs[-1]`` (this epoch's row: epoch,
+    train_loss, valid_loss, metrics, time) in ``after_epoch`` at any order (in an epoch cancelled
+    before its last pass ended, from the Recorder's own ``after_epoch`` on).
 
     What a callback may SET, and where:
     - ``pred`` in ``after_pred``; ``loss`` / ``loss_grad`` in ``after_loss`` and ``before_backward``
@@ -133,11 +137,6 @@ def check_callbacks(name: str, cbs) -> list:
                 or not (isinstance(c, Callback) or any(callable(getattr(c, e, None)) for e in EVENTS)):
             where = f'{name}[{i}] is' if isinstance(cbs, (list, tuple)) else 'got'
             raise TypeError(f'{name} must be callbacks (Callback objects or classes, or objects with event methods '
-                            f'such as after_batch); {where} {type(c).__name__} {_short_repr(c)}')
+                            f'such as after_batch); {where} {type(c).__name__} {short_repr(c)}')
         out.append(c)
     return out
-
-
-def _short_repr(o, limit=80) -> str:
-    r = repr(o)
-    return r if len(r) <= limit else r[:limit - 3] + '...'

@@ -16,7 +16,7 @@ from torch import nn
 from .callback import (EVENTS, CancelBackwardException, CancelBatchException, CancelEpochException,
                        CancelFitException, CancelStepException, CancelTrainException, CancelValidateException,
                        check_callbacks)
-from .checks import check_callable, check_int, check_lr, check_positive, check_wd
+from .checks import check_callable, check_int, check_lr, check_positive, check_wd, got
 from .data import (DataLoaders, batch_size_of, call_model, check_loader, default_device, output_loss, output_pred,
                    split_batch, to_device)
 from .hyper import (WD_KEY, DecoupledWeightDecay, hyper_state, is_no_decay_param, lr_range, restore_hyper_state,
@@ -45,7 +45,7 @@ def _cb_name(handler) -> str:
 
 def _bad_loss(loss):
     if not isinstance(loss, torch.Tensor):
-        raise TypeError(f'loss_func must return a tensor, got {type(loss).__name__} {loss!r}')
+        raise TypeError(f'loss_func must return a tensor, {got(loss)}')
     raise ValueError(f'loss_func must return a scalar (0-d) tensor, got one of shape {tuple(loss.shape)}: reduce it, '
                      "e.g. with reduction='mean' or .mean()")
 

@@ -43,7 +43,11 @@ class Recorder(Callback):
     - ``hps``: per optimizer step, for each hyper-parameter name a list with one value per param
       group (``lrs``/``moms`` give param group 0 as plain lists);
     - ``losses``: the raw training loss of every batch (``smooth_losses`` too);
-    - ``epochs``: one dict per epoch with train loss, valid loss, metrics and seconds.
+    - ``epochs``: one dict per epoch with train loss, valid loss, metrics and seconds, appended when
+      the epoch's last pass (validation, or training without a validation set) ends, so that
+      ``epochs[-1]`` is this epoch's row in ``after_epoch`` whatever the callback's order
+      (``last_valid`` holds the latest validation from ``after_validate``). An epoch cancelled
+      before its last pass ended gets its row in the Recorder's own ``after_epoch``.
     """
     order = 50
     HYPERS = ('lr', 'mom', 'wd')
@@ -59,7 +63,7 @@ class Recorder(Callback):
         self._n_read = 0                                    # losses that came from a state dict, not tensors
         self.epochs, self.batches_per_epoch = [], []
         self._valid_sums, self._valid, self._epoch_start, self._n_batches = None, [], 0, 0
-        self._t0, self._train_loss = 0., float('nan')
+        self._t0, self._train_loss, self._row_due = 0., float('nan'), False
 
     def state_dict(self) -> dict:
         return {'hps': {k: [list(v) for v in vs] for k, vs in self.hps.items()}, 'losses': list(self.losses),
@@ -95,11 +99,12 @@ class Recorder(Callback):
         # A fit that recorded nothing (it failed on its first batch, or was cancelled at once) leaves the
         # previous fit's history in place rather than an empty one.
         prev, self._previous = getattr(self, '_previous', None), None
+        self._row_due = False   # a fit stopped mid-epoch: a later learn.validate() adds no row
         if prev is not None and not self._loss_t and not self.epochs: self.load_state_dict(prev)
 
     def before_epoch(self):
         self._t0 = time.perf_counter()
-        self._n_batches = 0
+        self._n_batches, self._row_due = 0, True
         # this epoch's validation, if it runs (a cancelled epoch must not show the last one's)
         self._epoch_valid = None
         self.valid_totals = None
@@ -159,10 +164,12 @@ class Recorder(Callback):
 
     def after_train(self):
         i = self._epoch_start
-        if len(self._loss_t) == i: self._train_loss = float('nan'); return
-        ls = torch.stack(self._loss_t[i:]).float()
-        bs = torch.tensor(self._bs[i:], dtype=ls.dtype, device=ls.device)
-        self._train_loss = ((ls * bs).sum() / bs.sum()).item()
+        if len(self._loss_t) == i: self._train_loss = float('nan')
+        else:
+            ls = torch.stack(self._loss_t[i:]).float()
+            bs = torch.tensor(self._bs[i:], dtype=ls.dtype, device=ls.device)
+            self._train_loss = ((ls * bs).sum() / bs.sum()).item()
+        if self.learn.dls.valid is None and getattr(self, '_row_due', False): self._add_row()
 
     def after_validate(self):
         # valid_totals is None when no rank validated a sample (under DDP it is already summed over the ranks):
@@ -174,8 +181,14 @@ class Recorder(Callback):
         for m in self.learn.metrics:
             row[metric_name(m)] = (_computed(m) if seen else float('nan')) if is_accumulated(m) else next(vals)
         self.last_valid = self._epoch_valid = row
+        if getattr(self, '_row_due', False): self._add_row()   # the epoch's row exists before any after_epoch
 
     def after_epoch(self):
+        if getattr(self, '_row_due', False): self._add_row()   # an epoch cancelled before its last pass ended
+
+    def _add_row(self):
+        "This epoch's row, added when its last pass ends: every callback's after_epoch finds it in epochs[-1]."
+        self._row_due = False
         row = {'epoch': self.learn.epoch, 'train_loss': getattr(self, '_train_loss', float('nan'))}
         if self.learn.dls.valid is not None:
             nan = {k: float('nan') for k in ['valid_loss'] + [metric_name(m) for m in self.learn.metrics]}

@@ -1,13 +1,18 @@
 """Reading the loss curves of a fit, as Smith's "disciplined approach" does: train and validation
-loss per epoch and the generalization error between them (valid - train) give a verdict a person
+loss per epoch and the generalization gap between them (valid - train) give a verdict a person
 can act on.
 
 - healthy: the validation loss falls fast, then runs flat;
-- overfitting: it falls fast, then rises again while the training loss keeps falling;
+- overfitting: it falls fast, then rises again while the training loss keeps falling (both rising
+  is training turning unstable: diverging);
 - lr too small: it barely moves, or falls at a pace that does not slow down, or falls slowly and
   then shows the overfitting-like rise that a too small lr causes;
 - underfitting: it fell fast at first but is still falling at the end: there is more to learn;
-- diverging: the training loss turns NaN/inf, or climbs back up from its lowest point.
+- diverging: the training loss turns NaN/inf (or a DivergenceGuard stopped the fit, whatever the
+  number of epochs recorded), or climbs back up from its lowest point.
+
+A healthy verdict with a validation loss several times the training loss says so: the model
+fits its training data far better than new data.
 """
 from __future__ import annotations
 
@@ -36,7 +41,7 @@ ADVICE = {
 @dataclass
 class Diagnosis:
     """The verdict on a fit's loss curves, the evidence for it in plain words, and what to do.
-    ``plot()`` draws the curves and the generalization error."""
+    ``plot()`` draws the curves and the generalization gap (valid - train)."""
     verdict: str
     evidence: str
     advice: str
@@ -46,15 +51,17 @@ class Diagnosis:
     initial_loss: float | None = None
 
     @property
-    def generalization_error(self) -> list[float]:
+    def generalization_gap(self) -> list[float]:
         "valid - train per epoch."
         return [v - t for t, v in zip(self.train_losses, self.valid_losses)]
+
+    generalization_error = generalization_gap   # the older name
 
     def __str__(self):
         return f'{self.verdict}: {self.evidence}\n  -> {self.advice}'
 
     def plot(self, axs=None):
-        "Train and valid loss per epoch beside the generalization error, verdict and evidence below."
+        "Train and valid loss per epoch beside the generalization gap (valid - train), verdict and evidence below."
         import textwrap
 
         import matplotlib.pyplot as plt
@@ -69,9 +76,10 @@ class Diagnosis:
             a.plot([e_min], [v_min], '*', color='C3', ms=12, label=f'lowest valid: {v_min:.4g} (epoch {e_min})')
         a.set_xlabel('epoch'); a.set_ylabel('loss'); a.set_title('Losses'); a.legend(fontsize=8)
         b = axs[1]
-        b.plot(ep, self.generalization_error, 'o-', ms=3, color='C2')
+        b.plot(ep, self.generalization_gap, 'o-', ms=3, color='C2')
         b.axhline(0, color='grey', lw=0.8)
-        b.set_xlabel('epoch'); b.set_ylabel('valid - train'); b.set_title('Generalization error')
+        b.set_xlabel('epoch'); b.set_ylabel('valid loss - train loss')
+        b.set_title('Generalization gap (valid - train)')
         from matplotlib.ticker import MaxNLocator
         for x in (a, b): x.xaxis.set_major_locator(MaxNLocator(integer=True))
         fig.suptitle(f'Diagnosis: {self.verdict}', fontweight='bold')
@@ -93,6 +101,24 @@ def _interp(ts, vs, t):
 def _f(v): return f'{v:.4g}'
 
 
+def _moved(a, b, what) -> str:
+    "`what` went from a to b, with the verb the numbers call for."
+    verb = 'rose' if b > a else 'fell' if b < a else 'stayed'
+    return f'{what} {verb} from {_f(a)} to {_f(b)}' if verb != 'stayed' else f'{what} stayed at {_f(a)}'
+
+
+def _wide_gap(T, V, ratio=3.):
+    "A word on a validation loss several times the training loss at the end, or ''."
+    t, v = T[-1], V[-1]
+    if not (t > 0 and v > ratio * t): return ''
+    return (f' Note the gap, though: the valid loss ends {v / t:.0f}x the train loss ({_f(v)} against {_f(t)}): '
+            'the model fits its training data far better than new data.')
+
+
+_GAP_ADVICE = (' To lower the valid plateau, close the gap: more data or augmentation, more weight decay '
+               'or dropout, or a smaller model.')
+
+
 def diagnose_losses(train_losses, valid_losses, epochs=None, initial_loss=None, rise_tol=0.1, fall_tol=0.1,
                     fast_share=0.45, move_tol=0.02) -> Diagnosis:
     """The verdict on per-epoch train and valid losses (at least 3 epochs).
@@ -112,9 +138,10 @@ def diagnose_losses(train_losses, valid_losses, epochs=None, initial_loss=None, 
     T, V = [float(v) for v in train_losses], [float(v) for v in valid_losses]
     n = len(T)
     if len(V) != n: raise ValueError(f'train_losses and valid_losses differ in length ({n} and {len(V)})')
-    if n < 3: raise ValueError(f'need the losses of at least 3 epochs to read a trend, got {n}')
     ep = list(range(n)) if epochs is None else list(epochs)
     if len(ep) != n: raise ValueError(f'epochs has {len(ep)} entries for {n} epochs of losses')
+    if n < 3 and all(math.isfinite(v) for v in T + V):   # a loss that is no longer a number needs no trend
+        raise ValueError(f'need the losses of at least 3 epochs to read a trend, got {n}')
     for name, v in (('rise_tol', rise_tol), ('fall_tol', fall_tol), ('fast_share', fast_share), ('move_tol', move_tol)):
         check_fraction(name, v)
     if initial_loss is not None and not math.isfinite(initial_loss): initial_loss = None
@@ -164,9 +191,14 @@ def diagnose_losses(train_losses, valid_losses, epochs=None, initial_loss=None, 
 
     # 3. a rise after the minimum: overfitting, or the overfitting-like rise of a too small lr
     if m < n - 1 and rise > rise_tol * max(drop, 0.) and rise > 0.01 * abs(V[m]):
+        t_rise = T[-1] - T[m]
+        if t_rise > rise_tol * max(t_drop, 0.) and t_rise > 0.05 * abs(T[m]):   # both rose: not overfitting
+            return verdict('diverging', f'both losses climbed back up after epoch {ep[m]}: the valid loss from '
+                           f'{_f(V[m])} to {_f(V[-1])} and the train loss from {_f(T[m])} to {_f(T[-1])} by epoch '
+                           f'{ep[-1]}: training turned unstable (overfitting would lower the train loss).')
+        train = ('kept falling' if t_rise < -0.05 * abs(T[m]) else 'held about level') + f' ({_f(T[m])} -> {_f(T[-1])})'
         story = (f'reached its lowest, {_f(V[m])}, at epoch {ep[m]}, then rose to {_f(V[-1])} by epoch {ep[-1]} while '
-                 f'the train loss kept falling ({_f(T[m])} -> {_f(T[-1])}); the generalization error (valid - train) '
-                 f'grew from {_f(G[m])} to {_f(G[-1])}.')
+                 f'the train loss {train}; {_moved(G[m], G[-1], "the generalization gap (valid - train)")}.')
         if fast: return verdict('overfitting', f'the valid loss fell fast ({pace}), {story}')
         return verdict('lr too small', f'the valid loss fell slowly ({pace}), {story} This overfitting-like rise '
                        'after a slow descent is the sign of a too small learning rate.')
@@ -180,7 +212,7 @@ def diagnose_losses(train_losses, valid_losses, epochs=None, initial_loss=None, 
     if drop > 0 and tail > fall_tol * drop:
         story = (f'the valid loss is still falling: {_f(V[j])} at epoch {ep[j]} to {_f(V[-1])} at epoch {ep[-1]}, '
                  f'{100 * tail / drop:.0f}% of its whole drop in the last {L} epoch(s)')
-        gap = f'the generalization error went from {_f(G[0])} to {_f(G[-1])}'
+        gap = _moved(G[0], G[-1], 'the generalization gap (valid - train)')
         if not fast:
             return verdict('lr too small', f'{story}, and it is not slowing down ({pace}): the learning rate sets '
                            f'the pace; {gap}.')
@@ -190,8 +222,11 @@ def diagnose_losses(train_losses, valid_losses, epochs=None, initial_loss=None, 
     # 5. flat at the end
     flat = f'over the last {L} epoch(s) it changed by only {abs(tail):.2g} (from {_f(V[j])} to {_f(V[-1])})'
     if fast:
-        return verdict('healthy', f'the valid loss fell fast ({pace}: {_f(vs[0])} -> {_f(V[m])} by epoch {ep[m]}) '
-                       f'and then ran flat: {flat}; the generalization error ends at {_f(G[-1])}.')
+        d = verdict('healthy', f'the valid loss fell fast ({pace}: {_f(vs[0])} -> {_f(V[m])} by epoch {ep[m]}) '
+                    f'and then ran flat: {flat}; the generalization gap (valid - train) ends at {_f(G[-1])}.'
+                    + _wide_gap(T, V))
+        if _wide_gap(T, V): d.advice += _GAP_ADVICE
+        return d
     return verdict('lr too small', f'the valid loss fell slowly ({pace}) before flattening ({flat}): '
                    'a larger learning rate would get there sooner, and lower.')
 
@@ -204,6 +239,8 @@ def diagnose(source, **kwargs) -> Diagnosis:
     rows = getattr(rec, 'epochs', rec)
     if not isinstance(rows, (list, tuple)) or not all(isinstance(r, dict) for r in rows):
         raise TypeError(f'source must be a Learner, a Recorder or a list of epoch dicts, got {type(source).__name__}')
+    stopped = _stopped(source, rec, rows)
+    if stopped is not None: return stopped
     if not rows: raise ValueError('nothing to diagnose: no epoch has been recorded (has a fit run?)')
     missing = [k for k in ('train_loss', 'valid_loss') if k not in rows[0]]
     if missing:
@@ -214,3 +251,26 @@ def diagnose(source, **kwargs) -> Diagnosis:
         if losses: kwargs['initial_loss'] = losses[0]
     return diagnose_losses([r['train_loss'] for r in rows], [r['valid_loss'] for r in rows],
                            epochs=[r.get('epoch', i) for i, r in enumerate(rows)], **kwargs)
+
+
+def _stopped(source, rec, rows):
+    """'diverging' when the last fit ended on a divergence before its curves could say so: a
+    DivergenceGuard stopped it (the non-finite loss never reached the records), or a batch loss
+    turned non-finite in an epoch that has no row; None otherwise."""
+    T = [r.get('train_loss', math.nan) for r in rows]
+    V = [r.get('valid_loss', math.nan) for r in rows]
+    ep = [r.get('epoch', i) for i, r in enumerate(rows)]
+    losses = getattr(rec, 'losses', None) or []
+    start = f' (the first batch\'s loss was {_f(losses[0])})' if losses and math.isfinite(losses[0]) else ''
+    guard = getattr(source, 'divergence_guard', None)
+    at = getattr(guard, 'stopped', None)
+    if at is not None:
+        lrs = ', '.join(f'{l:.3g}' for l in at['lr'])
+        evidence = (f'the DivergenceGuard stopped the fit: the {at["what"]} became non-finite (loss {at["loss"]}) at '
+                    f'epoch {at["epoch"]}, batch {at["batch"]} (optimizer step {at["step"]}) with lr {lrs}{start}.')
+    else:
+        bad = next((i for i, v in enumerate(losses) if not math.isfinite(v)), None)
+        if bad is None or (rows and len(rows) >= 3): return None   # the curves speak for themselves
+        evidence = (f'the training loss became {losses[bad]} at batch {bad} of the fit, after {len(rows)} complete '
+                    f'epoch(s){start}.')
+    return Diagnosis('diverging', evidence, ADVICE['diverging'], T, V, ep, losses[0] if losses else None)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..callbacks.progress import RangeTestProgress
 from ..core.callback import CancelFitException, CancelValidateException
 from ..core.checks import check_choice, check_int, check_positive, check_range
 from ..core.data import batch_loss, batch_size_of, call_model, check_loader, split_batch, to_device
@@ -253,7 +254,8 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=100, stop_div=True, suggest
     if finder.valid_every is not None: check_loader(learn.dls.valid, 'dls.valid')
     n_epoch = math.ceil(num_it / learn.steps_per_epoch)
     finder.state = TrainingState(learn)   # before fit() resets the counters and gradients: those come back too
-    learn.fit(n_epoch, cbs=[finder])
+    bar = [RangeTestProgress(num_it, finder.beta)] if getattr(learn, 'progress', False) else []   # its own bar
+    learn.fit(n_epoch, cbs=[finder, *bar])
     result = finder.result(suggest)
     for cb in learn.cbs:   # loggers attached to the learner (TensorBoardLogger...) keep the plot
         if callable(getattr(type(cb), 'log_lr_find', None)): cb.log_lr_find(result)

@@ -8,6 +8,15 @@ __all__ = ['plot_range_tests']
 
 
 _MARKERS = {'minimum': 'v', 'steep': 'o', 'valley': 's', 'max_bound': '^'}
+# how the figure names the suggestions and Smith's min-bound ranges
+_NAMES = {'minimum': 'loss minimum', 'steep': 'steepest fall', 'valley': 'valley', 'max_bound': 'max bound'}
+_BANDS = {'cyclical_min': 'CLR base lr (max/4 to max/3)', 'one_cycle_min': '1cycle lowest lr (max/20 to max/10)'}
+
+
+def _in_use(r):
+    "The name of the suggestion the result hands out (``r.suggestion``), or None."
+    names = [k for k, v in r.suggestions.items() if v == r.suggestion]
+    return 'max_bound' if 'max_bound' in names else (names[0] if names else None)
 
 
 def _finite_range(values):
@@ -19,8 +28,9 @@ def plot_range_tests(results, labels=None, skip_start=0, skip_end=0, ax=None, sh
                      delta=True, loss=True):
     """Range-test curves on one figure: smoothed loss against lr (log axis) and the loss change
     d loss / d log10(lr) against lr, each run in its own colour. One run: its raw loss too, the
-    suggestions as labelled vertical lines and Smith's min-bound ranges shaded. Several runs: the
-    suggestions as markers on each curve. `ax` is one Axes or a list of one per panel."""
+    suggestion in use (``result.suggestion``) as a bold line with a marker on the curve, the other
+    suggestions as thin grey lines named at the top, Smith's min-bound ranges lightly shaded.
+    Several runs: the suggestions as markers on each curve. `ax` is one Axes or a list of one per panel."""
     import matplotlib.pyplot as plt
     if not loss and not delta: raise ValueError('nothing to plot: loss and delta are both False')
     results = list(results)
@@ -41,15 +51,23 @@ def plot_range_tests(results, labels=None, skip_start=0, skip_end=0, ax=None, sh
         lrs, curves = r.lrs[sl], {'loss': r.smooth_losses[sl], 'delta': r.loss_change[sl]}
         color = 'C0' if single else f'C{i % 10}'
         for p, a in zip(panels, axs):
-            a.plot(lrs, curves[p], color=color,
+            a.plot(lrs, curves[p], color=color, zorder=2,
                    label='smoothed loss' if single and p == 'loss' else (None if single else label))
             if single and p == 'loss':
                 a.plot(lrs, r.losses[sl], color=color, alpha=0.25, label=f'{r.measured} loss (raw)')
             if not show_suggestions: continue
+            used = _in_use(r)
             for j, (name, lr) in enumerate(r.suggestions.items()):
-                if single:
-                    a.axvline(lr, color=f'C{j + 1}', ls='--', lw=1,
-                              label=f'{name}: {lr:.2e}' if p == panels[0] else None)
+                if single and name == used:
+                    a.axvline(lr, color='C3', lw=2, zorder=3,
+                              label=f'suggestion ({_NAMES.get(name, name)}): {lr:.1e}' if p == panels[0] else None)
+                    if lrs:
+                        k = min(range(len(lrs)), key=lambda q: abs(math.log(lrs[q] / lr)))
+                        a.plot(lrs[k], curves[p][k], 'o', color='C3', ms=7, zorder=4)
+                elif single:
+                    a.axvline(lr, color='0.55', ls=':', lw=1, zorder=1)
+                    a.text(lr, 0.98, f' {_NAMES.get(name, name)} ', transform=a.get_xaxis_transform(), rotation=90,
+                           va='top', ha='right', fontsize=7, color='0.4')
                 elif lrs:
                     k = min(range(len(lrs)), key=lambda q: abs(math.log(lrs[q] / lr)))
                     a.plot(lrs[k], curves[p][k], _MARKERS.get(name, 'x'), color=color, ms=7, mec='k', mew=0.6)
@@ -57,8 +75,9 @@ def plot_range_tests(results, labels=None, skip_start=0, skip_end=0, ax=None, sh
         if rng: lows.append(rng[0]); highs.append(rng[1])
         if single and show_suggestions and 'loss' in panels and r.bounds:
             a = axs[panels.index('loss')]
-            for (name, (lo, hi)), c in zip(r.bounds.items(), ('C6', 'C8')):
-                a.axvspan(lo, hi, color=c, alpha=0.15, label=f'{name.replace("_", " ")}: {lo:.1e}-{hi:.1e}')
+            for (name, (lo, hi)), c in zip(r.bounds.items(), ('C2', 'C1')):
+                a.axvspan(lo, hi, color=c, alpha=0.1, lw=0, zorder=0,
+                          label=f'{_BANDS.get(name, name.replace("_", " "))}: {lo:.1e}-{hi:.1e}')
     for p, a in zip(panels, axs):
         a.set_xscale('log'); a.set_xlabel('learning rate')
         if p == 'loss':

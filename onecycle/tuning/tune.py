@@ -22,11 +22,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from ..callbacks.progress import StageProgress
 from ..core.checks import check_candidates, check_choice, check_int, check_mom_candidate, check_positive
 from ..core.data import check_loader
 from ..core.hyper import has_hyper, scale_lr
 from ..core.snapshot import preserved
 from .batch_size import noise_scale, with_batch_size
+from .tune_report import plot_tune, range_test_line, search_line, skipped_line
 from .search import (DivergedSearch, SearchResult, branch_trials, default_wds, edge_search, format_candidate,
                      momentum_search, pick_best, wd_search)
 
@@ -85,13 +87,7 @@ class TuneResult:
 
     def plot(self):
         "The range test and each search's validation curves, one panel each; returns the Figure."
-        import matplotlib.pyplot as plt
-        panels = ([self.lr_find] if self.lr_find is not None else []) + self.searches
-        fig, axs = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
-        for ax, p in zip(axs[0], panels):
-            p.plot(ax=ax)   # one Axes: the range test draws its loss panel only
-        fig.tight_layout()
-        return fig
+        return plot_tune(self)
 
 
 def _n_samples(learn):
@@ -148,10 +144,14 @@ def tune(learn, budget=2000, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
     def over_time():
         return time_budget is not None and time.perf_counter() - t0 > time_budget
 
-    with preserved(learn):   # also puts back a training loader swapped for another batch size
+    # one line per stage (a bar during it where a person watches), when the learner shows progress
+    say = StageProgress('tune', enabled=getattr(learn, 'progress', False))
+    with preserved(learn), learn.added_cbs([say]):   # also puts back a training loader swapped for another batch size
         # 1. range test
         n_rt = max(20, steps_for['range'])
+        say.begin('range test', n_rt)
         res.lr_find = learn.lr_find(num_it=n_rt)
+        say.end(range_test_line(res.lr_find))
         sugg = res.lr_find.suggestions
         m = sugg.get('max_bound') or sugg['minimum'] * 10
         res.steps += res.lr_find.cost.get('train_steps', n_rt)
@@ -163,6 +163,7 @@ def tune(learn, budget=2000, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
             trials_lr = {b: scale_lr(m, b, base_bs, lr_rule) for b in batch_sizes}
             def use_batch_size(b): learn.dls.train = with_batch_size(dl0, b) if b != base_bs else dl0
             ts = time.perf_counter()
+            say.begin('batch size', n_bs * len(batch_sizes))
             with preserved(learn) as start:   # the next stage starts from the learner as it was, not the last trial
                 trials = branch_trials(learn, 'bs', batch_sizes, lambda b: dict(lr=trials_lr[b]), n_bs, None,
                                        valid_batches, start, time_for['bs'], before_trial=use_batch_size)
@@ -171,16 +172,20 @@ def tune(learn, budget=2000, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
                                          time.perf_counter() - ts, {'lr_rule': lr_rule})
             res.steps += res.bs_search.steps
             res.batch_size, m = best, trials_lr[best]
+            say.end(search_line(res.bs_search))
             if best != base_bs: learn.dls.train = with_batch_size(dl0, best)
-        elif batch_sizes is not None: res.skipped.append('batch size')
+        elif batch_sizes is not None: res.skipped.append('batch size'); say.end(skipped_line('batch size'))
         # 3. edge of stability
+        say.begin('edge of stability', max(10, steps_for['lr'] // EDGE_TRIALS) * EDGE_TRIALS)
         res.lr_search = edge_search(learn, m, n_steps=max(10, steps_for['lr'] // EDGE_TRIALS), max_trials=EDGE_TRIALS,
                                     tol=edge_tol, valid_batches=valid_batches, time_limit=time_for['lr'])
         res.steps += res.lr_search.steps
         lr = res.max_lr = res.lr_search.best
+        say.end(search_line(res.lr_search))
 
         # 4. momentum
         if search_moms and not over_time():
+            say.begin('momentum', max(10, steps_for['mom'] // len(moms)) * len(moms))
             try:
                 res.mom_search = momentum_search(learn, lr, moms, n_steps=max(10, steps_for['mom'] // len(moms)),
                                                  valid_batches=valid_batches, time_limit=time_for['mom'])
@@ -188,11 +193,13 @@ def tune(learn, budget=2000, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
                 res.steps += e.steps
                 res.max_lr = lr = lr / 2
                 res.skipped.append('momentum (every trial diverged: max_lr halved)')
+                say.end(f'momentum: every trial diverged; max_lr halved to {lr:.3g}; {e.steps} steps')
             else:
                 res.steps += res.mom_search.steps
                 best = res.mom_search.best
                 res.moms = tuple(best) if isinstance(best, (tuple, list)) else (best, best)
-        elif search_moms: res.skipped.append('momentum')
+                say.end(search_line(res.mom_search))
+        elif search_moms: res.skipped.append('momentum'); say.end(skipped_line('momentum'))
 
         # 5. weight decay, from a snapshot, at the lower bound Smith uses for cyclical schedules
         cands = list(wds) if wds is not None else list(default_wds(learn.model, learn.opt))
@@ -201,6 +208,7 @@ def tune(learn, budget=2000, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
             n_branch = min(steps_for['wd'] // 2, left // 2) // len(cands)
             n_plateau = left - n_branch * len(cands)
             mom = res.moms[0] if res.moms is not None and search_moms else None
+            say.begin('weight decay', left)
             try:
                 res.wd_search = wd_search(learn, lr / 3, cands, plateau_steps=n_plateau, branch_steps=n_branch,
                                           mom=mom, branch_schedule='anneal', valid_batches=valid_batches,
@@ -208,13 +216,17 @@ def tune(learn, budget=2000, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
             except DivergedSearch as e:
                 res.steps += e.steps
                 res.skipped.append('weight decay (training diverged)')
+                say.end(f'weight decay: training diverged before the snapshot; {e.steps} steps')
             else:
                 res.steps += res.wd_search.steps
                 res.wd = res.wd_search.best
-        elif search_wd: res.skipped.append('weight decay')
+                say.end(search_line(res.wd_search))
+        elif search_wd: res.skipped.append('weight decay'); say.end(skipped_line('weight decay'))
 
     n = _n_samples(learn)
     bs = res.batch_size
     if n and bs: res.noise_scale = noise_scale(res.max_lr, n, min(bs, n)) if bs < n else 0.
     res.seconds = time.perf_counter() - t0
+    say.end(f'done: {", ".join(f"{k}={format_candidate(v)}" for k, v in res.fit_kwargs.items())}; '
+            f'{res.steps} of {budget} optimizer steps, {res.seconds:.1f}s')
     return res

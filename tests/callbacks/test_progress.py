@@ -58,3 +58,68 @@ def test_progress_false_in_the_constructor(make_learner, capsys):
     capsys.readouterr()
     learn.fit_one_cycle(2, 0.1)
     assert capsys.readouterr().out == ''
+
+
+# --- the range test's bar and tune's lines -------------------------------------------------------------
+def test_range_test_prints_one_line_and_no_epoch_table_in_a_log(make_learner, capsys):
+    learn = make_learner(progress=True, metrics=[accuracy])
+    capsys.readouterr()
+    res = learn.lr_find(num_it=30)
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert len(lines) == 1, out                                  # no table of nan rows, no bar in a log
+    n = res.cost['train_steps']
+    assert lines[0].startswith(f'LR range test: {n} of 30 steps, lr 1.0e-07 to ')
+    assert 'nan' not in out and 'valid_loss' not in out
+    assert ('stopped early' in out) == res.stopped_early
+    learn.fit(1, lr=0.1)                                         # the epoch table is back for a fit
+    assert 'valid_loss' in capsys.readouterr().out
+
+
+def test_range_test_bar_shows_step_lr_and_smoothed_loss_where_a_person_watches(make_learner, capsys, monkeypatch):
+    import onecycle.callbacks.progress as progress
+    monkeypatch.setattr(progress, '_interactive', lambda: True)
+    learn = make_learner(progress=True)
+    capsys.readouterr()
+    learn.lr_find(num_it=20, stop_div=False)
+    out = capsys.readouterr().out
+    assert '[20/20' in out and 'smoothed loss' in out and 'lr 1.0e+01' in out.replace('lr 1e+01', 'lr 1.0e+01')
+    assert 'valid_loss' not in out                               # the epoch table stood aside
+    assert out.rstrip().splitlines()[-1].startswith('LR range test: 20 of 20 steps')
+
+
+def test_range_test_progress_smooths_like_the_range_test(make_learner):
+    from onecycle import smooth_ema
+    from onecycle.callbacks.progress import RangeTestProgress
+    from onecycle.tuning.range_test import LRFinder
+    learn = make_learner()
+    finder, bar = LRFinder(num_it=12, stop_div=False), RangeTestProgress(12)
+    learn.fit(3, cbs=[finder, bar])
+    assert bar.k == 12 and bar.lrs == pytest.approx(finder.lrs)
+    assert bar.smooth == pytest.approx(smooth_ema(finder.losses, 0.98))
+
+
+def test_tune_prints_one_line_per_stage(make_learner, capsys):
+    from onecycle import tune
+    learn = make_learner(progress=True, dls_kw={'n_train': 128})
+    capsys.readouterr()
+    res = tune(learn, budget=300)
+    lines = capsys.readouterr().out.splitlines()
+    stages = [l.split(':')[1].strip() for l in lines]
+    assert all(l.startswith('tune: ') for l in lines), lines
+    assert stages == ['range test', 'edge of stability', 'momentum', 'weight decay', 'done']   # skipped ones too
+    spent = sum(int(re.search(r'; (\d+) steps$', l).group(1)) for l in lines[:-1] if 'skipped' not in l)
+    assert spent == res.steps and f'{res.steps} of 300 optimizer steps' in lines[-1]
+    assert f'chose max bound {res.lr_find.max_bound:.1e}' in lines[0]
+    for line, s in zip(lines[1:4], (res.lr_search, res.mom_search, res.wd_search)):
+        if s is not None: assert f'; {s.steps} steps' in line and line.count(',') >= len(s.candidates) - 1
+    assert learn.progress and sum(isinstance(c, ProgressCallback) for c in learn.cbs) == 1
+
+
+def test_tune_is_silent_without_progress(make_learner, capsys):
+    from onecycle import tune
+    learn = make_learner(progress=False)
+    capsys.readouterr()
+    tune(learn, budget=200, search_moms=False, search_wd=False)
+    assert capsys.readouterr().out == ''
+    assert not any(getattr(c, 'replaces_progress', False) for c in learn.cbs)   # its stage callback is gone

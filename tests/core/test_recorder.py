@@ -1,4 +1,5 @@
 """The Recorder: per-step hyper-parameters, per-batch losses, per-epoch rows, and its plots."""
+import math
 from functools import partial
 
 import pytest
@@ -100,3 +101,64 @@ def test_plots_return_figures(fitted, tmp_path):
     assert (tmp_path / 'sched.png').stat().st_size > 1000
     import matplotlib.pyplot as plt
     plt.close('all')
+
+
+# --- where per-epoch results are, and when ------------------------------------------------------------
+def _reader(order=0):
+    from onecycle import Callback
+
+    class Reader(Callback):
+        def __init__(self): self.rows, self.valid = [], []
+        def after_validate(self): self.valid.append(dict(self.learn.recorder.last_valid))
+        def after_epoch(self): self.rows.append(dict(self.learn.recorder.epochs[-1]))
+    Reader.order = order
+    return Reader()
+
+
+@pytest.mark.parametrize('order', [-50, 0, 49, 51, 100])
+def test_this_epochs_row_is_there_in_after_epoch_at_any_order(make_learner, order):
+    from onecycle import accuracy
+    learn = make_learner(metrics=[accuracy])
+    cb = _reader(order)
+    learn.fit(3, lr=0.1, cbs=[cb])
+    assert [r['epoch'] for r in cb.rows] == [0, 1, 2]
+    assert cb.rows == learn.recorder.epochs                   # the same rows the recorder keeps, none added twice
+    assert all(set(r) == {'epoch', 'train_loss', 'valid_loss', 'accuracy', 'time'} for r in cb.rows)
+    assert all(r['time'] > 0 for r in cb.rows)
+
+
+def test_this_epochs_row_without_a_validation_set(make_learner):
+    learn = make_learner(dls_kw={'valid': False})
+    cb = _reader(0)
+    learn.fit(2, lr=0.1, cbs=[cb])
+    assert [r['epoch'] for r in cb.rows] == [0, 1] and len(learn.recorder.epochs) == 2
+    assert 'valid_loss' not in cb.rows[0] and cb.rows[0]['train_loss'] > 0
+
+
+@pytest.mark.parametrize('order', [0, 60])
+def test_a_cancelled_epoch_still_gets_its_row(make_learner, order):
+    from onecycle import Callback, CancelEpochException
+
+    class CancelSecondEpochEarly(Callback):
+        def after_batch(self):
+            if self.learn.epoch == 1 and self.learn.training: raise CancelEpochException()
+    learn = make_learner()
+    cb = _reader(order)
+    learn.fit(3, lr=0.1, cbs=[CancelSecondEpochEarly(), cb])
+    assert [r['epoch'] for r in learn.recorder.epochs] == [0, 1, 2]
+    assert math.isnan(learn.recorder.epochs[1]['valid_loss'])   # no validation ran in the cancelled epoch
+    # a cancelled epoch's row is added by the Recorder's own after_epoch (order 50): callbacks after it see it
+    assert [r['epoch'] for r in cb.rows] == ([0, 1, 2] if order > 50 else [0, 0, 2])
+
+
+def test_validate_after_an_interrupted_fit_adds_no_row(make_learner):
+    from onecycle import Callback
+
+    class Stop(Callback):
+        def after_batch(self):
+            if self.learn.epoch == 1: raise KeyboardInterrupt
+    learn = make_learner()
+    with pytest.raises(KeyboardInterrupt): learn.fit(3, lr=0.1, cbs=[Stop()])
+    assert len(learn.recorder.epochs) == 1
+    learn.validate()
+    assert len(learn.recorder.epochs) == 1

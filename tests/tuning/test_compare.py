@@ -68,7 +68,8 @@ def test_plot_marks_every_suggestion_on_both_panels(make_learner):
         assert {round(v, 12) for v in res.suggestions.values()} <= vlines
     assert [round(v, 6) for v in delta_ax.get_lines()[0].get_ydata()] == [round(v, 6) for v in res.loss_change]
     labels = loss_ax.get_legend_handles_labels()[1]
-    assert any(l.startswith('one cycle min') for l in labels) and any(l.startswith('max_bound') for l in labels)
+    assert any(l.startswith('1cycle lowest lr') for l in labels) and any(l.startswith('suggestion (max bound)')
+                                                                         for l in labels)
     fig.savefig('/tmp/test_range_test_single.png', dpi=60)
     assert len(res.plot(delta=False).axes) == 1 and len(res.plot_delta().axes) == 1
     import matplotlib.pyplot as plt

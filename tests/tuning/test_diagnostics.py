@@ -61,7 +61,8 @@ def test_verdicts_on_constructed_curves(curves, verdict, initial_loss):
 def test_evidence_names_epochs_and_values():
     d = diagnose_losses(*overfitting())
     assert 'lowest, 0.563, at epoch 6' in d.evidence            # where the valid loss bottomed
-    assert 'rose to 0.92 by epoch 19' in d.evidence and 'generalization error' in d.evidence
+    assert 'rose to 0.92 by epoch 19' in d.evidence and 'generalization gap (valid - train) rose from' in d.evidence
+    assert 'train loss kept falling (0.3748 -> 0.21)' in d.evidence
     d = diagnose_losses(*nan_loss(), epochs=range(10, 16))      # epochs quoted as the recorder numbers them
     assert d.evidence == 'the train loss became nan at epoch 15 (it was 3 at epoch 14).'
     d = diagnose_losses(*climbing_back())
@@ -120,3 +121,79 @@ def test_diagnose_needs_a_validation_loss_and_a_fit(make_learner, make_dls):
     learn.fit(3, lr=0.1)
     with pytest.raises(ValueError, match='valid_loss'): learn.diagnose()
     with pytest.raises(TypeError, match='Recorder'): diagnose(42)
+
+
+# --- each verdict says what its numbers say ------------------------------------------------------------
+def both_rising():   # the fit of issue 12: fell fast, then train and valid both climbed (0.18 -> 0.40)
+    t = [2.3, 0.6, 0.3, 0.2, 0.18, 0.19, 0.22, 0.27, 0.33, 0.40]
+    return t, [v - 0.025 for v in t]     # valid a hair below train (dropout-like): a negative gap
+
+
+def test_both_losses_rising_is_not_overfitting():
+    d = diagnose_losses(*both_rising())
+    assert d.verdict == 'diverging', d.evidence
+    assert 'train loss from 0.18 to 0.4' in d.evidence and 'kept falling' not in d.evidence
+    assert 'grew' not in d.evidence
+
+
+def test_overfitting_with_a_level_train_loss_says_so():
+    train = [2.3, 0.9, 0.5, 0.4, 0.39, 0.39, 0.39, 0.39, 0.39, 0.39]
+    valid = [2.3, 0.9, 0.55, 0.5, 0.52, 0.56, 0.6, 0.65, 0.7, 0.75]
+    d = diagnose_losses(train, valid)
+    assert d.verdict == 'overfitting' and 'held about level (0.4 -> 0.39)' in d.evidence, d.evidence
+    assert 'gap (valid - train) rose from 0.1 to 0.36' in d.evidence
+
+
+@pytest.mark.parametrize('a,b,word', [(-0.02452, -0.02605, 'fell'), (0.1, 0.3, 'rose'), (0.2, 0.2, 'stayed')])
+def test_gap_verbs_follow_the_numbers(a, b, word):
+    from onecycle.tuning.diagnostics import _moved
+    assert _moved(a, b, 'the gap').startswith(f'the gap {word}')
+
+
+def test_healthy_with_a_wide_gap_says_a_word_about_it():
+    train = [0.02 + 1.9 * exp(-t / 1.5) for t in range(N)]
+    valid = [0.26 + 1.8 * exp(-t / 1.5) for t in range(N)]   # flat at 13x the train loss
+    d = diagnose_losses(train, valid)
+    assert d.verdict == 'healthy', d.evidence
+    assert 'valid loss ends 13x the train loss' in d.evidence and 'close the gap' in d.advice
+    assert 'Note the gap' not in diagnose_losses(*healthy()).evidence
+
+
+@pytest.mark.parametrize('n_epochs', [1, 2])
+def test_a_nan_in_the_first_epochs_is_diverging_not_too_few_epochs(n_epochs):
+    train, valid = [2.3, float('nan')][:n_epochs], [2.2, float('nan')][:n_epochs]
+    if n_epochs == 1: train, valid = [float('nan')], [float('nan')]
+    assert diagnose_losses(train, valid).verdict == 'diverging'
+
+
+def _diverging_learner(make_learner, guard):
+    from torch import nn
+
+    class Explode(nn.Module):   # fine for 2 batches, then the output turns inf
+        def __init__(self):
+            super().__init__(); self.lin, self.n = nn.Linear(8, 2), 0
+        def forward(self, x):
+            self.n += 1
+            return self.lin(x) * (float('inf') if self.n > 2 else 1.)
+    return make_learner(model=Explode(), guard=guard)
+
+
+def test_a_divergence_stopped_in_the_first_epoch_is_diagnosed(make_learner):
+    from onecycle import DivergenceError
+    learn = _diverging_learner(make_learner, True)
+    with pytest.raises(DivergenceError): learn.fit(4, lr=0.1)
+    assert learn.recorder.epochs == []
+    d = learn.diagnose()
+    assert d.verdict == 'diverging' and 'DivergenceGuard stopped the fit' in d.evidence
+    assert 'epoch 0, batch 2 (optimizer step 2)' in d.evidence, d.evidence
+    d.plot()
+    learn.model.n = -10 ** 9                                                   # healthy again: a new fit clears it
+    learn.fit(3, lr=0.1)
+    assert learn.diagnose().verdict != 'diverging'
+
+
+def test_a_nan_loss_without_a_guard_is_diagnosed(make_learner):
+    learn = _diverging_learner(make_learner, False)
+    learn.fit(1, lr=0.1)
+    d = learn.diagnose()
+    assert d.verdict == 'diverging' and ('became nan' in d.evidence or 'became inf' in d.evidence), d.evidence
