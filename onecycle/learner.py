@@ -11,6 +11,7 @@ from torch import nn
 
 from .callbacks.discriminative import freeze, freeze_to, unfreeze
 from .callbacks.divergence import DivergenceGuard
+from .callbacks.interrupt import InterruptGuard
 from .callbacks.progress import ProgressCallback
 from .checkpoint import FitPosition, Resume, load_checkpoint, save_checkpoint
 from .core.callback import check_callbacks
@@ -62,6 +63,10 @@ class Learner(BaseLearner):
             and leaves it off on a GPU (one synchronisation per step); True also checks gradients,
             on any device; False installs none.
 
+    Ctrl-C during a fit is deferred to the end of the batch in progress (``learn.interrupt_guard``, an
+    ``InterruptGuard``): the fit stops where ``fit(..., resume=True)`` continues it bitwise; a second
+    Ctrl-C stops at once.
+
     Launched by ``torchrun`` with several processes, the learner trains data-parallel: a
     ``DistributedCallback`` joins the process group when the first fit starts, wraps the model in
     DistributedDataParallel and shards the data.
@@ -74,6 +79,7 @@ class Learner(BaseLearner):
         cbs = check_callbacks('cbs', cbs)
         super().__init__(model, dls, loss_func, opt_func, lr, metrics, cbs, device, wd, wd_bn_bias, splitter, n_inp)
         self.position = self.add_cb(FitPosition())
+        self.interrupt_guard = self.add_cb(InterruptGuard())   # Ctrl-C stops at a batch boundary
         if not any(isinstance(c, DivergenceGuard) for c in cbs):
             # 'auto': check the loss before every step where that costs no host-device synchronisation
             # (CPU); on a GPU the check would wait for the device once per step, so it is opt-in there.

@@ -34,12 +34,13 @@ class FitPosition(Callback):
     def __init__(self):
         self.n_epoch, self.epochs_done, self.batches_done = 0, 0, 0
         self.n_iter = self.steps_per_epoch = self.epoch_rng = self.end_rng = None
-        self.fit_cbs, self.loaded, self.resume = [], None, None
+        self.fit_cbs, self.loaded, self.resume, self.train_done, self.train_end_rng = [], None, None, False, None
 
     def before_fit(self):
         learn = self.learn
         self.n_epoch, self.epochs_done, self.batches_done = learn.n_epoch, 0, 0
         self.n_iter, self.steps_per_epoch, self.epoch_rng, self.end_rng = len(learn.dls.train), None, None, None
+        self.train_done, self.train_end_rng = False, None
         self.fit_cbs, self.loaded = list(learn.cbs), None   # a checkpoint taken after the fit still sees its callbacks
         if self.resume is not None: learn.first_epoch = self.resume.epochs_done
 
@@ -48,14 +49,21 @@ class FitPosition(Callback):
         if self.resume is not None and not self.resume.begun: self.resume.begin(self.learn)
 
     def before_train(self):
+        self.train_done = False
         if self.resume is not None and self.resume.batches_done: self.resume.replay_pass(self.learn)
         else: self.epoch_rng = get_rng_state(self.learn.dl, cuda=False)
 
     def after_batch(self):
         if self.learn.training: self.batches_done = self.learn.iter + 1
 
+    def after_train(self):
+        # the loader ran out: its sampler may have drawn from its generator once more (RandomSampler does).
+        # A stop from here to the epoch's end resumes from these states: validation runs again from the
+        # start and draws what it drew (a DataLoader draws a seed from the global RNG for every pass).
+        self.train_done, self.train_end_rng = True, get_rng_state(self.learn.dl)
+
     def after_epoch(self):
-        self.epochs_done, self.batches_done = self.learn.epoch + 1, 0
+        self.epochs_done, self.batches_done, self.train_done, self.train_end_rng = self.learn.epoch + 1, 0, False, None
 
     def after_fit(self):
         if self.resume is not None and not self.resume.begun: self.resume.begin(self.learn)   # nothing left to run
@@ -65,9 +73,11 @@ class FitPosition(Callback):
 
 class _RestOfPass:
     """The interrupted training pass, from its first batch not done: iterating reads and drops the
-    batches done before, then calls `on_start`. Everything else is the loader's."""
-    def __init__(self, dl, done, on_start):
-        self.dl, self.done, self.on_start = dl, done, on_start
+    batches done before, then calls `on_start`. With `finished` (the pass had run out when it stopped,
+    e.g. Ctrl-C during validation) it runs the loader out first, as the pass did: a RandomSampler draws
+    from its generator once more when it runs out. Everything else is the loader's."""
+    def __init__(self, dl, done, on_start, finished=False):
+        self.dl, self.done, self.on_start, self.finished = dl, done, on_start, finished
 
     def __len__(self): return len(self.dl)
     def __getattr__(self, name): return getattr(self.dl, name)
@@ -79,6 +89,12 @@ class _RestOfPass:
             except StopIteration:
                 raise CheckpointError(f'the training loader ran out after {i} batches; the checkpoint had done '
                                       f'{self.done}') from None
+        if self.finished:
+            for _ in it:
+                raise CheckpointError(f'the training loader has more than the {self.done} batches the checkpoint '
+                                      'had done in this pass')
+            self.on_start()
+            return
         self.on_start()
         yield from it
 
@@ -118,6 +134,7 @@ class Resume:
         self.epochs_done, self.batches_done = fit['epochs_done'], fit['batches_done']
 
     def _load_callbacks(self, learn):
+        if self.ck['fit']['steps_per_epoch'] is None: return   # stopped before its first epoch: nothing set up yet
         saved, own = self.ck['callbacks'], stateful_callbacks(learn)
         for key, cb in own.items():
             if key in saved: cb.load_state_dict(saved[key])
@@ -152,6 +169,7 @@ class Resume:
             if ck['grads'] is not None:
                 for p, g in zip(opt_params(learn.opt), ck['grads']):
                     p.grad = None if g is None else g.to(device=p.device, dtype=p.dtype)
-            set_rng_state(ck['rng'], learn.dl)
+            set_rng_state(fit.get('train_end_rng') or ck['rng'], learn.dl)
             learn.position.batches_done = done
-        learn.dl, learn.first_batch = _RestOfPass(learn.dl, done, at_first_batch_not_done), done
+        learn.dl, learn.first_batch = _RestOfPass(learn.dl, done, at_first_batch_not_done,
+                                                  fit.get('train_done', False)), done

@@ -42,7 +42,9 @@ def checkpoint_state(learn, with_opt=True) -> dict:
             done = pos.batches_done
             fit = {'n_epoch': pos.n_epoch, 'epochs_done': pos.epochs_done, 'batches_done': done,
                    'step_count': learn.step_count, 'n_iter': pos.n_iter,
-                   'steps_per_epoch': pos.steps_per_epoch, 'epoch_rng': pos.epoch_rng if done else None}
+                   'steps_per_epoch': pos.steps_per_epoch, 'epoch_rng': pos.epoch_rng if done else None,
+                   'train_done': bool(done and pos.train_done),
+                   'train_end_rng': pos.train_end_rng if done and pos.train_done else None}
             if done and opt_params(learn.opt, with_grad=True):   # an accumulation group in progress
                 grads = [None if p.grad is None else p.grad.detach() for p in opt_params(learn.opt)]
         cbs = {k: cb.state_dict() for k, cb in stateful_callbacks(learn).items()}
