@@ -114,6 +114,7 @@ class Resume:
         else:
             raise TypeError(f'resume must be a checkpoint path, True (the state in memory) or None, '
                             f'got {type(resume).__name__} {resume!r}')
+        check_compatible(learn, ck, True)   # complete, undamaged, made for this model and optimizer
         fit = ck['fit']
         if fit is None:
             raise CheckpointError('the checkpoint was saved outside a fit, so there is no fit to resume: '
@@ -129,7 +130,6 @@ class Resume:
         if len(ck['rng']['loaders']) != len(loader_generators(learn.dls.train)):
             raise CheckpointError('the training loader shuffles with a different number of generators than the one '
                                   'the checkpoint was saved with: build the DataLoader the same way')
-        check_compatible(learn, ck, True)
         self.ck, self.begun = ck, False
         self.epochs_done, self.batches_done = fit['epochs_done'], fit['batches_done']
 

@@ -198,6 +198,7 @@ class BaseLearner:
         A KeyboardInterrupt ends the fit cleanly (``after_fit`` runs, bars close, history stays) and is
         raised again, so Ctrl-C still stops a script."""
         self._check_fit_args(n_epoch, lr, wd)
+        n_epoch = int(n_epoch)   # a numpy integer would make checkpoints a safe load refuses
         cbs = check_callbacks('cbs', cbs)
         with self.added_cbs(cbs):
             hypers = hyper_state(self.opt)
@@ -221,6 +222,11 @@ class BaseLearner:
     def _check_fit_args(self, n_epoch, lr, wd):
         check_int('n_epoch', n_epoch, min_value=1)
         check_lr('lr', lr, allow_none=True); check_wd('wd', wd)
+        n = len(self.opt.param_groups)
+        for name, v in (('lr', lr), ('wd', wd)):
+            if isinstance(v, (list, tuple)) and len(v) != n:
+                raise ValueError(f'{name} has {len(v)} values but the optimizer has {n} param group{"s" * (n > 1)}: '
+                                 f'give one value, or one per group')
         check_loader(self.dls.train, 'dls.train')
         if self.dls.valid is not None: check_loader(self.dls.valid, 'dls.valid')
         self._check_model_device()
