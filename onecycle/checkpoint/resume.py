@@ -14,10 +14,11 @@ import os
 import warnings
 
 from ..core.callback import Callback
+from ..core.dist import world_size
 from ..core.hyper import opt_params
 from ..core.rng import get_rng_state, loader_generators, set_rng_state
 from .files import CheckpointError, read_checkpoint
-from .state import check_compatible, checkpoint_state, load_weights, stateful_callbacks
+from .state import check_compatible, checkpoint_state, for_this_rank, load_weights, stateful_callbacks
 
 __all__ = ['FitPosition', 'Resume']
 
@@ -45,7 +46,8 @@ class FitPosition(Callback):
         if self.resume is not None: learn.first_epoch = self.resume.epochs_done
 
     def before_epoch(self):
-        self.steps_per_epoch = self.learn.steps_per_epoch   # known once GradAccumulation's before_fit has run
+        # known once every before_fit has run (GradAccumulation's; DistributedCallback shards the data)
+        self.steps_per_epoch, self.n_iter = self.learn.steps_per_epoch, len(self.learn.dls.train)
         if self.resume is not None and not self.resume.begun: self.resume.begin(self.learn)
 
     def before_train(self):
@@ -110,7 +112,7 @@ class Resume:
                 raise CheckpointError('resume=True but this learner has no fit to continue: give a checkpoint path, '
                                       'or call learn.load(path) first')
             ck = pending if pending is not None else checkpoint_state(learn)
-        elif isinstance(resume, (str, os.PathLike)): ck = read_checkpoint(resume)
+        elif isinstance(resume, (str, os.PathLike)): ck = for_this_rank(read_checkpoint(resume))
         else:
             raise TypeError(f'resume must be a checkpoint path, True (the state in memory) or None, '
                             f'got {type(resume).__name__} {resume!r}')
@@ -124,14 +126,19 @@ class Resume:
         if fit['n_epoch'] != n_epoch:
             raise CheckpointError(f'the checkpoint comes from a fit of {fit["n_epoch"]} epochs, '
                                   f'this one has {n_epoch}: resume with the same arguments as the interrupted fit')
+        if world_size() == 1: self._check_loader(learn, ck)   # under torchrun: once the data is sharded
+        self.ck, self.begun = ck, False
+        self.epochs_done, self.batches_done = fit['epochs_done'], fit['batches_done']
+
+    @staticmethod
+    def _check_loader(learn, ck):
+        fit = ck['fit']
         if fit['n_iter'] != len(learn.dls.train):
             raise CheckpointError(f'the checkpoint\'s training loader had {fit["n_iter"]} batches per epoch, this one '
                                   f'has {len(learn.dls.train)}: resume on the same data and batch size')
         if len(ck['rng']['loaders']) != len(loader_generators(learn.dls.train)):
             raise CheckpointError('the training loader shuffles with a different number of generators than the one '
                                   'the checkpoint was saved with: build the DataLoader the same way')
-        self.ck, self.begun = ck, False
-        self.epochs_done, self.batches_done = fit['epochs_done'], fit['batches_done']
 
     def _load_callbacks(self, learn):
         if self.ck['fit']['steps_per_epoch'] is None: return   # stopped before its first epoch: nothing set up yet
@@ -145,6 +152,7 @@ class Resume:
         "Put the checkpoint back: callbacks' states, weights, optimizer, history, step count, RNG states."
         ck, fit = self.ck, self.ck['fit']
         self.begun = True
+        self._check_loader(learn, ck)
         if fit['steps_per_epoch'] is not None and fit['steps_per_epoch'] != learn.steps_per_epoch:
             raise CheckpointError(f'the checkpoint\'s fit took {fit["steps_per_epoch"]} optimizer steps per epoch, '
                                   f'this one takes {learn.steps_per_epoch}: resume with the same gradient accumulation')

@@ -6,7 +6,6 @@ from pathlib import Path
 
 from ..core.callback import Callback
 from ..core.checks import check_bool, check_choice, check_int, check_positive
-from ..core.dist import is_main_process
 from .state import save_checkpoint
 
 __all__ = ['SaveModel']
@@ -29,7 +28,8 @@ class SaveModel(Callback):
         min_delta: how much better than the best so far a value must be to count.
 
     Each file is a full checkpoint (``learn.load`` it, or ``fit(..., resume=path)`` from it), written
-    atomically, on the main process only. ``best``/``best_epoch`` survive a resume. Its order (70)
+    atomically by the main process (under torchrun every rank takes part: the file holds every rank's
+    RNG states). ``best``/``best_epoch`` survive a resume. Its order (70)
     puts it after the Recorder, so each saved file includes the epoch it closes.
     """
     order = 70
@@ -72,8 +72,7 @@ class SaveModel(Callback):
 
     def after_batch(self):
         n = self.every_n_batches
-        if (n and self.learn.training and self.save_last and self.learn.position.batches_done % n == 0
-                and is_main_process()):
+        if n and self.learn.training and self.save_last and self.learn.position.batches_done % n == 0:
             save_checkpoint(self.learn, self.last_path)
 
     def _improved(self, v) -> bool:
@@ -86,6 +85,5 @@ class SaveModel(Callback):
         v = row.get(self.monitor)
         improved = self.save_best and v is not None and self._improved(float(v))
         if improved: self.best, self.best_epoch = float(v), int(row['epoch'])
-        if not is_main_process(): return
         if improved: save_checkpoint(self.learn, self.best_path)
         if self.save_last: save_checkpoint(self.learn, self.last_path)

@@ -9,14 +9,14 @@ import numpy as np
 import torch
 
 from ..core.checks import check_bool
-from ..core.dist import unwrap_model
+from ..core.dist import is_distributed, rank, unwrap_model, world_size
 from ..core.hyper import opt_params
 from ..core.recorder import Recorder
 from ..core.rng import get_rng_state, set_rng_state
 from .files import FORMAT, VERSION, CheckpointError, atomic_save, check_path, check_plain, read_checkpoint
 
 __all__ = ['checkpoint_state', 'save_checkpoint', 'load_checkpoint', 'check_compatible', 'load_weights',
-           'stateful_callbacks', 'validate_checkpoint', 'opt_layout']
+           'stateful_callbacks', 'validate_checkpoint', 'opt_layout', 'for_this_rank']
 
 
 # --- what goes in ------------------------------------------------------------------------------
@@ -92,12 +92,47 @@ def checkpoint_state(learn, with_opt=True) -> dict:
             'callbacks': _plain(cbs), 'rng': rng, 'fit': _plain(fit)}
 
 
+def _gather_rank_rng(ck) -> list:
+    "Every rank's RNG states and accumulated gradients (a collective: under torchrun every rank saves)."
+    import torch.distributed as dist
+    fit = ck['fit'] or {}
+    mine = {'rng': ck['rng'], 'epoch_rng': fit.get('epoch_rng'), 'train_end_rng': fit.get('train_end_rng'),
+            'grads': ck['grads']}   # an accumulation group in progress: each rank's own gradients (no_sync)
+    out = [None] * world_size()
+    dist.all_gather_object(out, mine)
+    return out
+
+
+def for_this_rank(ck) -> dict:
+    """`ck` with this rank's RNG states (a checkpoint of a fit on several processes holds every rank's);
+    refused when the number of processes differs, since the data would be shared out otherwise."""
+    ranks = ck.get('rank_rng')
+    if not ranks or world_size() == 1: return ck   # world_size: torchrun's, before the group is joined too
+    if not isinstance(ranks, list) or len(ranks) != world_size():
+        n = len(ranks) if isinstance(ranks, list) else '?'
+        raise CheckpointError(f'the checkpoint was saved by a fit on {n} processes, this one runs on {world_size()}: '
+                              'a fit continues exactly only on as many processes; load it with learn.load(path, '
+                              'with_rng=False) and start a new fit')
+    mine = ranks[rank()]
+    if not isinstance(mine, dict) or 'rng' not in mine: _bad(f"rank_rng[{rank()}] has no RNG states")
+    ck = dict(ck, rng=mine['rng'], grads=mine.get('grads', ck['grads']))
+    if ck['fit'] is not None:
+        ck['fit'] = dict(ck['fit'], epoch_rng=mine.get('epoch_rng'), train_end_rng=mine.get('train_end_rng'))
+    return ck
+
+
 def save_checkpoint(learn, path, with_opt=True) -> Path:
     """Write `learn`'s checkpoint to `path` atomically. `with_opt=False` leaves out the optimizer
-    state (a smaller file for inference; such a checkpoint cannot resume a fit)."""
+    state (a smaller file for inference; such a checkpoint cannot resume a fit).
+
+    Under torchrun call it on every rank (as SaveModel does): the checkpoint gathers every rank's RNG
+    states, so that a fit resumes exactly on as many processes; rank 0 writes the file."""
     path = check_path(path)
     check_bool('with_opt', with_opt)
     ck = checkpoint_state(learn, with_opt)
+    if is_distributed() and world_size() > 1:
+        ck['rank_rng'] = _gather_rank_rng(ck)
+        if rank() != 0: return path
     check_plain(ck)   # refuse, before writing, what a safe load could not read back
     return atomic_save(ck, path)
 
@@ -260,6 +295,7 @@ def load_checkpoint(learn, path, with_opt=True, with_rng=True):
     ``learn.fit(..., resume=True)`` continues the fit the checkpoint was saved from."""
     check_bool('with_opt', with_opt); check_bool('with_rng', with_rng)
     ck = read_checkpoint(path)
+    if with_rng: ck = for_this_rank(ck)
     check_compatible(learn, ck, with_opt, with_rng)
     load_weights(learn, ck, with_opt)
     learn.recorder.load_state_dict(ck['recorder'])
