@@ -58,10 +58,10 @@ class Learner(BaseLearner):
         splitter: ``splitter(model)`` returning a list of parameter lists, one per param group
             (for discriminative learning rates); one group by default.
         n_inp: how many leading elements of a batch are model inputs; the rest are targets.
-        guard: stop on a NaN/inf loss before it reaches the weights (a DivergenceGuard). 'auto' checks
-            the loss before each step on the CPU, where that is free of host-device synchronisation,
-            and leaves it off on a GPU (one synchronisation per step); True also checks gradients,
-            on any device; False installs none.
+        guard: stop on a NaN/inf loss or gradient before it reaches the weights (a DivergenceGuard).
+            'auto' checks the loss and the gradients before each step on the CPU, where that is free of
+            host-device synchronisation, and leaves it off on a GPU (one synchronisation per step);
+            True checks on any device; False installs none.
 
     Ctrl-C during a fit is deferred to the end of the batch in progress (``learn.interrupt_guard``, an
     ``InterruptGuard``): the fit stops where ``fit(..., resume=True)`` continues it bitwise; a second
@@ -73,7 +73,7 @@ class Learner(BaseLearner):
     """
     def __init__(self, model: nn.Module, dls, loss_func, opt_func=torch.optim.AdamW, lr=1e-3, metrics=(),
                  cbs=(), device=None, progress=True, wd=None, wd_bn_bias=False, splitter=None, n_inp=1, guard='auto'):
-        if not (guard is True or guard is False or guard == 'auto'):
+        if not (guard is True or guard is False or (isinstance(guard, str) and guard == 'auto')):
             raise ValueError(f"guard must be True, False or 'auto', got {guard!r}")
         check_bool('progress', progress); check_bool('wd_bn_bias', wd_bn_bias)
         cbs = check_callbacks('cbs', cbs)
@@ -84,7 +84,7 @@ class Learner(BaseLearner):
             # 'auto': check the loss before every step where that costs no host-device synchronisation
             # (CPU); on a GPU the check would wait for the device once per step, so it is opt-in there.
             if guard is True: self.add_cb(DivergenceGuard())
-            elif guard == 'auto' and self.device.type == 'cpu': self.add_cb(DivergenceGuard(check_grads=False))
+            elif guard == 'auto' and self.device.type == 'cpu': self.add_cb(DivergenceGuard())
         if (launched_by_torchrun() or is_distributed()) and not any(isinstance(c, DistributedCallback) for c in cbs):
             self.add_cb(DistributedCallback())
         self.progress = progress

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..core.callback import CancelFitException, CancelValidateException
-from ..core.checks import check_choice, check_int, check_positive, check_range
+from ..core.checks import check_bool, check_choice, check_int, check_positive, check_range
 from ..core.data import batch_size_of, check_loader, to_device
 from ..core.dist import sum_over_ranks, unwrap_model
 from ..core.snapshot import TrainingState
@@ -144,6 +144,7 @@ class LRFinder(ParamScheduler):
             raise ValueError(f'valid_every must leave at least 3 validation measurements in num_it={num_it} steps, '
                              f'got valid_every={valid_every} (use at most {num_it // 3})')
         super().__init__({'lr': (Exponential if mode == 'exp' else Linear)(start_lr, end_lr)}, total_steps=num_it)
+        check_bool('stop_div', stop_div)
         self.start_lr, self.end_lr, self.num_it, self.stop_div = start_lr, end_lr, num_it, stop_div
         self.div_threshold, self.mode, self.beta = div_threshold, mode, beta
         self.valid_every, self.valid_batches = valid_every, valid_batches
