@@ -40,6 +40,8 @@ class SaveModel(Callback):
             raise TypeError(f'dirname must be a str or os.PathLike, got {type(dirname).__name__} {dirname!r}')
         if not isinstance(monitor, str) or not monitor:
             raise TypeError(f'monitor must be a column name (str), got {monitor!r}')
+        if Path(dirname).exists() and not Path(dirname).is_dir():
+            raise ValueError(f'dirname must be a folder, but {str(dirname)!r} is a file')
         check_choice('mode', mode, ('auto', 'min', 'max'))
         check_bool('save_best', save_best); check_bool('save_last', save_last)
         if not (save_best or save_last):

@@ -56,6 +56,11 @@ class BaseLearner:
         if not isinstance(model, nn.Module):
             raise TypeError(f'model must be a torch.nn.Module, got {type(model).__name__}')
         check_callable('loss_func', loss_func); check_callable('opt_func', opt_func)
+        if isinstance(loss_func, type):
+            name = loss_func.__name__
+            raise TypeError(f'loss_func is the class {name}: pass an instance, e.g. {name}()')
+        if not any(True for _ in model.parameters()):
+            raise ValueError(f'model ({type(model).__name__}) has no parameters: there is nothing to train')
         check_lr('lr', lr); check_wd('wd', wd)
         check_int('n_inp', n_inp, min_value=1); check_callable('splitter', splitter, allow_none=True)
         metrics = list(metrics) if isinstance(metrics, (list, tuple)) else [metrics]
@@ -75,7 +80,7 @@ class BaseLearner:
         self.splitter, self.wd_bn_bias = splitter, wd_bn_bias
         self.accum_steps, self.scaler, self.keep_history = 1, None, False
         self.training, self.n_epoch, self.epoch, self.step_count = False, 0, 0, 0
-        self.first_epoch, self.first_batch = 0, 0
+        self.first_epoch, self.first_batch, self._batch_started = 0, 0, False
         self.cbs, self._handlers = [], {e: [] for e in EVENTS}
         self.create_opt(lr, wd)
         self.recorder = Recorder()
@@ -94,7 +99,13 @@ class BaseLearner:
         "(Re)create the optimizer from `opt_func`, with `lr` (number, sequence or slice) per group."
         groups = self.param_groups()
         lrs = lr_range(lr, len(groups))
-        self.opt = self.opt_func([{'params': g, 'lr': l} for g, l in zip(groups, lrs)], lr=lrs[-1])
+        opt = self.opt_func([{'params': g, 'lr': l} for g, l in zip(groups, lrs)], lr=lrs[-1])
+        if not isinstance(opt, torch.optim.Optimizer):
+            raise TypeError(f'opt_func must return a torch.optim.Optimizer, got {type(opt).__name__} {opt!r:.60}')
+        if isinstance(opt, torch.optim.LBFGS):
+            raise TypeError('opt_func made an LBFGS, whose step needs a closure that re-evaluates the loss; the '
+                            "Learner's loop steps once per batch without one: use SGD, Adam(W), RMSprop...")
+        self.opt = opt
         exempt = set() if self.wd_bn_bias else is_no_decay_param(self.model)
         self.wd_hook = DecoupledWeightDecay(self.opt, exempt)
         self.wd = None
@@ -205,6 +216,8 @@ class BaseLearner:
             if lr is not None: self.set_hyper('lr', lr)
             if wd is not None: self.set_wd(wd)
             self.n_epoch, self.step_count, self.first_epoch = n_epoch, 0, 0
+            grads = [(p, p.grad) for pg in self.opt.param_groups for p in pg['params']]
+            self._batch_started = False
             self.opt.zero_grad(set_to_none=True)
             try:
                 try:
@@ -216,7 +229,10 @@ class BaseLearner:
                     raise
                 self._fire_after_fit()
             except BaseException:
-                if self.step_count == 0: restore_hyper_state(self.opt, hypers)   # failed before any step: as it was
+                if self.step_count == 0:   # failed before any step: hyper-parameters as they were
+                    restore_hyper_state(self.opt, hypers)
+                if not self._batch_started:   # and before any batch: the gradients too
+                    for p, g in grads: p.grad = g
                 raise
 
     def _check_fit_args(self, n_epoch, lr, wd):
@@ -230,6 +246,9 @@ class BaseLearner:
         check_loader(self.dls.train, 'dls.train')
         if self.dls.valid is not None: check_loader(self.dls.valid, 'dls.valid')
         self._check_model_device()
+        if not any(p.requires_grad for pg in self.opt.param_groups for p in pg['params']):
+            raise ValueError('every parameter the optimizer holds is frozen (requires_grad=False): nothing would '
+                             'train; unfreeze some (learn.unfreeze(), or p.requires_grad_())')
 
     def _do_fit(self):
         for self.epoch in range(self.first_epoch, self.n_epoch):
@@ -253,7 +272,13 @@ class BaseLearner:
             self._with_events('before_batch', 'after_batch', self._one_batch, CancelBatchException)
 
     def _one_batch(self):
+        if not isinstance(self.batch, (tuple, list)) or len(self.batch) <= self.n_inp:
+            n = len(self.batch) if isinstance(self.batch, (tuple, list)) else 1
+            raise ValueError(f'a batch has {n} element{"s" * (n != 1)} but n_inp={self.n_inp} are inputs: nothing '
+                             'is left for the targets loss_func(pred, *targets) needs; a batch is (inputs..., '
+                             'targets...)')
         self.xb, self.yb = self.batch[:self.n_inp], self.batch[self.n_inp:]
+        self._batch_started = True
         self.pred = self.model(*self.xb)
         self.fire('after_pred')
         self.loss = self.loss_grad = self.loss_func(self.pred, *self.yb)

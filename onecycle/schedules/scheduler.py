@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from ..core.callback import Callback
+from ..core.callback import Callback, check_callbacks
 from ..core.checks import (
     check_bool,
     check_choice,
@@ -34,8 +34,9 @@ __all__ = ['ParamScheduler', 'OneCycleScheduler', 'CyclicalMomentum', 'CyclicalW
 
 
 def callback_list(callbacks) -> list:
-    "The one-liners' `cbs` (or `callbacks`) argument as a list: None, one callback, or a list/tuple of them."
-    return list(callbacks) if isinstance(callbacks, (list, tuple)) else ([callbacks] if callbacks is not None else [])
+    """The one-liners' `cbs` (or `callbacks`) argument as a list: None, one callback, or a list/tuple of them;
+    anything else is refused naming its position, before any work."""
+    return check_callbacks('cbs', callbacks)
 
 
 def per_group_scheds(name, s, n_groups) -> list:
@@ -207,6 +208,14 @@ class OneCycleScheduler(_EpochCycle):
                  three_phase=False, tot_epochs=None, start_epoch=1):
         check_lr('max_lr', max_lr); check_positive('div_factor', div_factor)
         check_positive('final_div_factor', final_div_factor)
+        his = [max_lr.stop] if isinstance(max_lr, slice) else list(max_lr) if isinstance(max_lr, (list, tuple)) \
+            else [max_lr]
+        for hi in his:
+            lo = hi / div_factor
+            if not (math.isfinite(lo) and math.isfinite(lo / final_div_factor) and lo / final_div_factor > 0):
+                raise ValueError(f'div_factor={div_factor} and final_div_factor={final_div_factor} give max_lr={hi} a '
+                                 f'starting lr of {lo} and a final lr of {lo / final_div_factor}: both must be finite '
+                                 'and > 0')
         super().__init__(tot_epochs, start_epoch, anneal_strategy, pct_start, three_phase)
         self.max_lr, self.div_factor, self.final_div_factor = max_lr, div_factor, final_div_factor
 
