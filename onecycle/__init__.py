@@ -11,6 +11,7 @@ from .callbacks.progress import ProgressCallback
 from .callbacks.training import GradAccumulation, MixedPrecision, GradientClipping
 from .callbacks.gpu import ChannelsLast, Compile, SyncCheck, to_channels_last
 from .callbacks.divergence import DivergenceError, DivergenceGuard
+from .callbacks.interrupt import InterruptGuard
 from .callbacks.discriminative import (split_by_children, split_by_modules, split_head, freeze_to, freeze, unfreeze,
                                       frozen_groups)
 from .callbacks.predict import GatherPreds, get_preds, predict, per_item_loss

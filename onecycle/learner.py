@@ -12,6 +12,7 @@ from torch import nn
 from .callbacks.discriminative import freeze, freeze_to, unfreeze
 from .callbacks.divergence import DivergenceGuard
 from .callbacks.predict import get_preds, predict
+from .callbacks.interrupt import InterruptGuard
 from .callbacks.progress import ProgressCallback
 from .checkpoint import FitPosition, Resume, load_checkpoint, save_checkpoint
 from .core.callback import check_callbacks
@@ -65,10 +66,14 @@ class Learner(BaseLearner):
         n_inp: how many leading elements of a batch are model inputs; the rest are targets. A batch that
             is a dict is called as ``model(**batch)``, with ``batch['labels']`` as its target; predictions
             are the output's ``logits`` when it has them.
-        guard: stop on a NaN/inf loss before it reaches the weights (a DivergenceGuard). 'auto' checks
-            the loss before each step on the CPU, where that is free of host-device synchronisation,
-            and leaves it off on a GPU (one synchronisation per step); True also checks gradients,
-            on any device; False installs none.
+        guard: stop on a NaN/inf loss or gradient before it reaches the weights (a DivergenceGuard).
+            'auto' checks the loss and the gradients before each step on the CPU, where that is free of
+            host-device synchronisation, and leaves it off on a GPU (one synchronisation per step);
+            True checks on any device; False installs none.
+
+    Ctrl-C during a fit is deferred to the end of the batch in progress (``learn.interrupt_guard``, an
+    ``InterruptGuard``): the fit stops where ``fit(..., resume=True)`` continues it bitwise; a second
+    Ctrl-C stops at once.
 
     Launched by ``torchrun`` with several processes, the learner trains data-parallel: a
     ``DistributedCallback`` joins the process group when the first fit starts, wraps the model in
@@ -78,7 +83,7 @@ class Learner(BaseLearner):
     """
     def __init__(self, model: nn.Module, dls, loss_func=None, opt_func=torch.optim.AdamW, lr=1e-3, metrics=(),
                  cbs=(), device=None, progress=True, wd=None, wd_bn_bias=False, splitter=None, n_inp=1, guard='auto'):
-        if not (guard is True or guard is False or guard == 'auto'):
+        if not (guard is True or guard is False or (isinstance(guard, str) and guard == 'auto')):
             raise ValueError(f"guard must be True, False or 'auto', got {guard!r}")
         check_bool('progress', progress); check_bool('wd_bn_bias', wd_bn_bias)
         cbs = check_callbacks('cbs', cbs)
@@ -86,11 +91,12 @@ class Learner(BaseLearner):
             if isinstance(c, FSDP): model = c.prepare(model, device, cbs)
         super().__init__(model, dls, loss_func, opt_func, lr, metrics, cbs, device, wd, wd_bn_bias, splitter, n_inp)
         self.position = self.add_cb(FitPosition())
+        self.interrupt_guard = self.add_cb(InterruptGuard())   # Ctrl-C stops at a batch boundary
         if not any(isinstance(c, DivergenceGuard) for c in cbs):
             # 'auto': check the loss before every step where that costs no host-device synchronisation
             # (CPU); on a GPU the check would wait for the device once per step, so it is opt-in there.
             if guard is True: self.add_cb(DivergenceGuard())
-            elif guard == 'auto' and self.device.type == 'cpu': self.add_cb(DivergenceGuard(check_grads=False))
+            elif guard == 'auto' and self.device.type == 'cpu': self.add_cb(DivergenceGuard())
         if (launched_by_torchrun() or is_distributed()) and not any(isinstance(c, DistributedCallback) for c in cbs):
             dist_cb = self.add_cb(DistributedCallback())
             if is_distributed(): dist_cb.shard_data()   # FSDP joined the group already: the loaders' real lengths

@@ -1,7 +1,7 @@
 """Divergence: a non-finite loss or gradient stops training before it reaches the weights.
 
 A Learner has a ``DivergenceGuard`` (``learn.divergence_guard``) when made with ``guard=True``, and
-by default on the CPU (``guard='auto'``: the loss alone, one read per step, no extra kernels). It
+by default on the CPU (``guard='auto'``: the loss and the gradients, one read per step). It
 keeps the loss of each training batch as a device tensor (no synchronisation) and, once per optimizer
 step, just before the step, checks those losses and the gradients together: a few small kernels, one
 pass over the gradients and a single host-device synchronisation per optimizer step on a GPU (on the

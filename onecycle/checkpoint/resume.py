@@ -14,10 +14,11 @@ import os
 import warnings
 
 from ..core.callback import Callback
+from ..core.dist import world_size
 from ..core.hyper import opt_params
 from ..core.rng import get_rng_state, loader_generators, set_rng_state
 from .files import CheckpointError, read_checkpoint
-from .state import check_compatible, checkpoint_state, load_weights, stateful_callbacks
+from .state import check_compatible, checkpoint_state, for_this_rank, load_weights, stateful_callbacks
 
 __all__ = ['FitPosition', 'Resume']
 
@@ -34,28 +35,37 @@ class FitPosition(Callback):
     def __init__(self):
         self.n_epoch, self.epochs_done, self.batches_done = 0, 0, 0
         self.n_iter = self.steps_per_epoch = self.epoch_rng = self.end_rng = None
-        self.fit_cbs, self.loaded, self.resume = [], None, None
+        self.fit_cbs, self.loaded, self.resume, self.train_done, self.train_end_rng = [], None, None, False, None
 
     def before_fit(self):
         learn = self.learn
         self.n_epoch, self.epochs_done, self.batches_done = learn.n_epoch, 0, 0
         self.n_iter, self.steps_per_epoch, self.epoch_rng, self.end_rng = len(learn.dls.train), None, None, None
+        self.train_done, self.train_end_rng = False, None
         self.fit_cbs, self.loaded = list(learn.cbs), None   # a checkpoint taken after the fit still sees its callbacks
         if self.resume is not None: learn.first_epoch = self.resume.epochs_done
 
     def before_epoch(self):
-        self.steps_per_epoch = self.learn.steps_per_epoch   # known once GradAccumulation's before_fit has run
+        # known once every before_fit has run (GradAccumulation's; DistributedCallback shards the data)
+        self.steps_per_epoch, self.n_iter = self.learn.steps_per_epoch, len(self.learn.dls.train)
         if self.resume is not None and not self.resume.begun: self.resume.begin(self.learn)
 
     def before_train(self):
+        self.train_done = False
         if self.resume is not None and self.resume.batches_done: self.resume.replay_pass(self.learn)
         else: self.epoch_rng = get_rng_state(self.learn.dl, cuda=False)
 
     def after_batch(self):
         if self.learn.training: self.batches_done = self.learn.iter + 1
 
+    def after_train(self):
+        # the loader ran out: its sampler may have drawn from its generator once more (RandomSampler does).
+        # A stop from here to the epoch's end resumes from these states: validation runs again from the
+        # start and draws what it drew (a DataLoader draws a seed from the global RNG for every pass).
+        self.train_done, self.train_end_rng = True, get_rng_state(self.learn.dl)
+
     def after_epoch(self):
-        self.epochs_done, self.batches_done = self.learn.epoch + 1, 0
+        self.epochs_done, self.batches_done, self.train_done, self.train_end_rng = self.learn.epoch + 1, 0, False, None
 
     def after_fit(self):
         if self.resume is not None and not self.resume.begun: self.resume.begin(self.learn)   # nothing left to run
@@ -65,9 +75,11 @@ class FitPosition(Callback):
 
 class _RestOfPass:
     """The interrupted training pass, from its first batch not done: iterating reads and drops the
-    batches done before, then calls `on_start`. Everything else is the loader's."""
-    def __init__(self, dl, done, on_start):
-        self.dl, self.done, self.on_start = dl, done, on_start
+    batches done before, then calls `on_start`. With `finished` (the pass had run out when it stopped,
+    e.g. Ctrl-C during validation) it runs the loader out first, as the pass did: a RandomSampler draws
+    from its generator once more when it runs out. Everything else is the loader's."""
+    def __init__(self, dl, done, on_start, finished=False):
+        self.dl, self.done, self.on_start, self.finished = dl, done, on_start, finished
 
     def __len__(self): return len(self.dl)
     def __getattr__(self, name): return getattr(self.dl, name)
@@ -79,6 +91,12 @@ class _RestOfPass:
             except StopIteration:
                 raise CheckpointError(f'the training loader ran out after {i} batches; the checkpoint had done '
                                       f'{self.done}') from None
+        if self.finished:
+            for _ in it:
+                raise CheckpointError(f'the training loader has more than the {self.done} batches the checkpoint '
+                                      'had done in this pass')
+            self.on_start()
+            return
         self.on_start()
         yield from it
 
@@ -94,10 +112,11 @@ class Resume:
                 raise CheckpointError('resume=True but this learner has no fit to continue: give a checkpoint path, '
                                       'or call learn.load(path) first')
             ck = pending if pending is not None else checkpoint_state(learn)
-        elif isinstance(resume, (str, os.PathLike)): ck = read_checkpoint(resume)
+        elif isinstance(resume, (str, os.PathLike)): ck = for_this_rank(read_checkpoint(resume))
         else:
             raise TypeError(f'resume must be a checkpoint path, True (the state in memory) or None, '
                             f'got {type(resume).__name__} {resume!r}')
+        check_compatible(learn, ck, True)   # complete, undamaged, made for this model and optimizer
         fit = ck['fit']
         if fit is None:
             raise CheckpointError('the checkpoint was saved outside a fit, so there is no fit to resume: '
@@ -107,17 +126,22 @@ class Resume:
         if fit['n_epoch'] != n_epoch:
             raise CheckpointError(f'the checkpoint comes from a fit of {fit["n_epoch"]} epochs, '
                                   f'this one has {n_epoch}: resume with the same arguments as the interrupted fit')
+        if world_size() == 1: self._check_loader(learn, ck)   # under torchrun: once the data is sharded
+        self.ck, self.begun = ck, False
+        self.epochs_done, self.batches_done = fit['epochs_done'], fit['batches_done']
+
+    @staticmethod
+    def _check_loader(learn, ck):
+        fit = ck['fit']
         if fit['n_iter'] != len(learn.dls.train):
             raise CheckpointError(f'the checkpoint\'s training loader had {fit["n_iter"]} batches per epoch, this one '
                                   f'has {len(learn.dls.train)}: resume on the same data and batch size')
         if len(ck['rng']['loaders']) != len(loader_generators(learn.dls.train)):
             raise CheckpointError('the training loader shuffles with a different number of generators than the one '
                                   'the checkpoint was saved with: build the DataLoader the same way')
-        check_compatible(learn, ck, True)
-        self.ck, self.begun = ck, False
-        self.epochs_done, self.batches_done = fit['epochs_done'], fit['batches_done']
 
     def _load_callbacks(self, learn):
+        if self.ck['fit']['steps_per_epoch'] is None: return   # stopped before its first epoch: nothing set up yet
         saved, own = self.ck['callbacks'], stateful_callbacks(learn)
         for key, cb in own.items():
             if key in saved: cb.load_state_dict(saved[key])
@@ -128,6 +152,7 @@ class Resume:
         "Put the checkpoint back: callbacks' states, weights, optimizer, history, step count, RNG states."
         ck, fit = self.ck, self.ck['fit']
         self.begun = True
+        self._check_loader(learn, ck)
         if fit['steps_per_epoch'] is not None and fit['steps_per_epoch'] != learn.steps_per_epoch:
             raise CheckpointError(f'the checkpoint\'s fit took {fit["steps_per_epoch"]} optimizer steps per epoch, '
                                   f'this one takes {learn.steps_per_epoch}: resume with the same gradient accumulation')
@@ -152,6 +177,7 @@ class Resume:
             if ck['grads'] is not None:
                 for p, g in zip(opt_params(learn.opt), ck['grads']):
                     p.grad = None if g is None else g.to(device=p.device, dtype=p.dtype)
-            set_rng_state(ck['rng'], learn.dl)
+            set_rng_state(fit.get('train_end_rng') or ck['rng'], learn.dl)
             learn.position.batches_done = done
-        learn.dl, learn.first_batch = _RestOfPass(learn.dl, done, at_first_batch_not_done), done
+        learn.dl, learn.first_batch = _RestOfPass(learn.dl, done, at_first_batch_not_done,
+                                                  fit.get('train_done', False)), done

@@ -31,9 +31,9 @@ class SaveModel(Callback):
             that failed or was interrupted, whose weights a ``resume=True`` continues from.
 
     Each file is a full checkpoint (``learn.load`` it, or ``fit(..., resume=path)`` from it), written
-    atomically, on the main process only. ``best``/``best_epoch`` survive a resume. Its order (70)
-    puts it after the Recorder, so each saved file includes the epoch it closes. Trial fits (range
-    test, searches) save nothing.
+    atomically by the main process (under torchrun every rank takes part: the file holds every rank's
+    RNG states). ``best``/``best_epoch`` survive a resume. Its order (70) puts it after the Recorder, so
+    each saved file includes the epoch it closes. Trial fits (range test, searches) save nothing.
     """
     order = 70
 
@@ -43,6 +43,8 @@ class SaveModel(Callback):
             raise TypeError(f'dirname must be a str or os.PathLike, got {type(dirname).__name__} {dirname!r}')
         if not isinstance(monitor, str) or not monitor:
             raise TypeError(f'monitor must be a column name (str), got {monitor!r}')
+        if Path(dirname).exists() and not Path(dirname).is_dir():
+            raise ValueError(f'dirname must be a folder, but {str(dirname)!r} is a file')
         check_choice('mode', mode, ('auto', 'min', 'max'))
         check_bool('save_best', save_best); check_bool('save_last', save_last)
         if not (save_best or save_last):
@@ -81,8 +83,7 @@ class SaveModel(Callback):
 
     def after_batch(self):
         n = self.every_n_batches
-        if (n and self._active and self.learn.training and self.save_last and self.learn.position.batches_done % n == 0
-                and is_main_process()):
+        if n and self._active and self.learn.training and self.save_last and self.learn.position.batches_done % n == 0:
             save_checkpoint(self.learn, self.last_path)
 
     def _improved(self, v) -> bool:
@@ -96,7 +97,6 @@ class SaveModel(Callback):
         v = row.get(self.monitor)
         improved = self.save_best and v is not None and self._improved(float(v))
         if improved: self.best, self.best_epoch = float(v), int(row['epoch'])
-        if not is_main_process(): return
         if improved: save_checkpoint(self.learn, self.best_path)
         if self.save_last: save_checkpoint(self.learn, self.last_path)
 

@@ -108,6 +108,9 @@ def output_loss(out) -> torch.Tensor:
 def check_loader(dl, name: str):
     "Refuse, before any work, a loader that is missing, has no length or is empty; `name` is the parameter."
     if dl is None: raise ValueError(f'{name} is None: there is no data to run on')
+    if isinstance(dl, (str, bytes, dict)):
+        raise TypeError(f'{name} must be a DataLoader (or a sized iterable of batches), got {type(dl).__name__} '
+                        f'{dl!r:.40}')
     try: n = len(dl)
     except TypeError: raise TypeError(f'{name} must have a length (a DataLoader or a sized iterable)') from None
     if n == 0: raise ValueError(f'{name} is empty (len 0): check the dataset size, batch_size and drop_last')

@@ -50,6 +50,12 @@ def _bad_loss(loss):
                      "e.g. with reduction='mean' or .mean()")
 
 
+def _no_targets(batch, n_inp):
+    n = len(batch) if isinstance(batch, (tuple, list)) else 1
+    raise ValueError(f'a batch has {n} element{"s" * (n != 1)} but n_inp={n_inp} are inputs: nothing is left for the '
+                     'targets loss_func(pred, *targets) needs; a batch is (inputs..., targets...)')
+
+
 class BaseLearner:
     """Trains `model` on `dls` with `loss_func`, firing events to callbacks; see ``onecycle.Learner``
     for the arguments. What callbacks may read and set at each event is written in ``Callback``."""
@@ -58,6 +64,11 @@ class BaseLearner:
         if not isinstance(model, nn.Module):
             raise TypeError(f'model must be a torch.nn.Module, got {type(model).__name__}')
         check_callable('loss_func', loss_func, allow_none=True); check_callable('opt_func', opt_func)
+        if isinstance(loss_func, type):
+            name = loss_func.__name__
+            raise TypeError(f'loss_func is the class {name}: pass an instance, e.g. {name}()')
+        if not any(True for _ in model.parameters()):
+            raise ValueError(f'model ({type(model).__name__}) has no parameters: there is nothing to train')
         check_lr('lr', lr); check_wd('wd', wd)
         check_int('n_inp', n_inp, min_value=1); check_callable('splitter', splitter, allow_none=True)
         metrics = check_metrics(metrics)
@@ -76,7 +87,7 @@ class BaseLearner:
         self.splitter, self.wd_bn_bias = splitter, wd_bn_bias
         self.accum_steps, self.scaler, self.keep_history = 1, None, False
         self.training, self.n_epoch, self.epoch, self.step_count = False, 0, 0, 0
-        self.first_epoch, self.first_batch = 0, 0
+        self.first_epoch, self.first_batch, self._batch_started = 0, 0, False
         self.cbs, self._handlers = [], {e: [] for e in EVENTS}
         self.create_opt(lr, wd)
         self.recorder = Recorder()
@@ -95,7 +106,13 @@ class BaseLearner:
         "(Re)create the optimizer from `opt_func`, with `lr` (number, sequence or slice) per group."
         groups = self.param_groups()
         lrs = lr_range(lr, len(groups))
-        self.opt = self.opt_func([{'params': g, 'lr': l} for g, l in zip(groups, lrs)], lr=lrs[-1])
+        opt = self.opt_func([{'params': g, 'lr': l} for g, l in zip(groups, lrs)], lr=lrs[-1])
+        if not isinstance(opt, torch.optim.Optimizer):
+            raise TypeError(f'opt_func must return a torch.optim.Optimizer, got {type(opt).__name__} {opt!r:.60}')
+        if isinstance(opt, torch.optim.LBFGS):
+            raise TypeError('opt_func made an LBFGS, whose step needs a closure that re-evaluates the loss; the '
+                            "Learner's loop steps once per batch without one: use SGD, Adam(W), RMSprop...")
+        self.opt = opt
         exempt = set() if self.wd_bn_bias else is_no_decay_param(self.model)
         self.wd_hook = DecoupledWeightDecay(self.opt, exempt)
         self.wd = None
@@ -195,12 +212,15 @@ class BaseLearner:
         A KeyboardInterrupt ends the fit cleanly (``after_fit`` runs, bars close, history stays) and is
         raised again, so Ctrl-C still stops a script."""
         self._check_fit_args(n_epoch, lr, wd)
+        n_epoch = int(n_epoch)   # a numpy integer would make checkpoints a safe load refuses
         cbs = check_callbacks('cbs', cbs)
         with self.added_cbs(cbs):
             hypers = hyper_state(self.opt)
             if lr is not None: self.set_hyper('lr', lr)
             if wd is not None: self.set_wd(wd)
             self.n_epoch, self.step_count, self.first_epoch = n_epoch, 0, 0
+            grads = [(p, p.grad) for pg in self.opt.param_groups for p in pg['params']]
+            self._batch_started = False
             self.opt.zero_grad(set_to_none=True)
             try:
                 try:
@@ -212,15 +232,26 @@ class BaseLearner:
                     raise
                 self._fire_after_fit()
             except BaseException:
-                if self.step_count == 0: restore_hyper_state(self.opt, hypers)   # failed before any step: as it was
+                if self.step_count == 0:   # failed before any step: hyper-parameters as they were
+                    restore_hyper_state(self.opt, hypers)
+                if not self._batch_started:   # and before any batch: the gradients too
+                    for p, g in grads: p.grad = g
                 raise
 
     def _check_fit_args(self, n_epoch, lr, wd):
         check_int('n_epoch', n_epoch, min_value=1)
         check_lr('lr', lr, allow_none=True); check_wd('wd', wd)
+        n = len(self.opt.param_groups)
+        for name, v in (('lr', lr), ('wd', wd)):
+            if isinstance(v, (list, tuple)) and len(v) != n:
+                raise ValueError(f'{name} has {len(v)} values but the optimizer has {n} param group{"s" * (n > 1)}: '
+                                 f'give one value, or one per group')
         check_loader(self.dls.train, 'dls.train')
         if self.dls.valid is not None: check_loader(self.dls.valid, 'dls.valid')
         self._check_model_device()
+        if not any(p.requires_grad for pg in self.opt.param_groups for p in pg['params']):
+            raise ValueError('every parameter the optimizer holds is frozen (requires_grad=False): nothing would '
+                             'train; unfreeze some (learn.unfreeze(), or p.requires_grad_())')
 
     def _do_fit(self):
         for self.epoch in range(self.first_epoch, self.n_epoch):
@@ -245,11 +276,14 @@ class BaseLearner:
 
     def _one_batch(self):
         self.xb, self.yb = split_batch(self.batch, self.n_inp)   # a dict batch: model(**batch), labels as target
+        self._batch_started = True
         out = call_model(self.model, self.xb)
         self.pred = output_pred(out)   # the output's logits when it has them (Hugging Face), else the output
         self.fire('after_pred')
         if self.loss_func is None: self.loss = self.loss_grad = output_loss(out)   # the model's own loss
-        else: self.loss = self.loss_grad = self.loss_func(self.pred, *self.yb)
+        else:
+            if not self.yb: _no_targets(self.batch, self.n_inp)
+            self.loss = self.loss_grad = self.loss_func(self.pred, *self.yb)
         if not isinstance(self.loss, torch.Tensor) or self.loss.ndim: _bad_loss(self.loss)
         self.fire('after_loss')
         if not self.training: return

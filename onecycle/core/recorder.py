@@ -1,11 +1,16 @@
 """Recorder: the history of a fit (losses, hyper-parameters, per-epoch results) and its plots.
 
-Per-batch losses are kept as device tensors and read back in one transfer when somebody asks for
-them, so recording adds no host-device synchronisation per batch on a GPU.
+Per-batch losses are kept as device tensors during a training pass (stacked every 256 batches) and
+read back in one transfer at its end or when somebody asks for them, so recording adds no
+host-device synchronisation per batch on a GPU. The history is kept compact: a loss takes 8 bytes
+and each hyper-parameter 8 bytes per param group per step (plain ``array``s of doubles), so a
+million steps with one param group cost about 32 MB, not the 0.7 GB of lists of Python floats.
+``losses`` and ``hps`` are plain lists built when read.
 """
 from __future__ import annotations
 
 import time
+from array import array
 
 import torch
 
@@ -52,37 +57,73 @@ class Recorder(Callback):
     order = 50
     HYPERS = ('lr', 'mom', 'wd')
 
+    _CHUNK = 256   # pending loss tensors stacked into one
+
     def __init__(self, beta=0.98):
         self.beta = beta
         self.reset()
         self.last_valid = {}
 
     def reset(self):
-        self.hps = {k: [] for k in self.HYPERS}
-        self._losses, self._loss_t, self._bs = [], [], []   # floats read so far; tensors/batch sizes this fit
-        self._n_read = 0                                    # losses that came from a state dict, not tensors
+        self._hp = {k: array('d') for k in self.HYPERS}   # per name: values of every param group, step after step
+        self._n_groups = 1
+        self._hp_cache = None
+        self._losses = array('d')                         # losses of finished passes (and loaded ones), on the host
+        self._pass_chunks, self._pending, self._bs = [], [], []   # this training pass: device tensors, batch sizes
         self.epochs, self.batches_per_epoch = [], []
-        self._valid_sums, self._valid, self._epoch_start, self._n_batches = None, [], 0, 0
+        self._valid_sums, self._valid, self._n_batches = None, [], 0
         self._t0, self._train_loss, self._row_due = 0., float('nan'), False
 
+    # --- compact storage ---------------------------------------------------------------------------
+    @property
+    def hps(self) -> dict:
+        "Per optimizer step, for each hyper-parameter name, a list with one value per param group."
+        if self._hp_cache is None:
+            n = self._n_groups
+            self._hp_cache = {k: [list(a[i:i + n]) for i in range(0, len(a), n)] for k, a in self._hp.items()}
+        return self._hp_cache
+
+    @hps.setter
+    def hps(self, value: dict):
+        groups = {len(v) for vs in value.values() for v in vs}
+        if len(groups) > 1: raise ValueError(f'hps: every step must have one value per param group, got {groups}')
+        self._n_groups = groups.pop() if groups else 1
+        self._hp = {k: array('d', (float(x) for v in vs for x in v)) for k, vs in value.items()}
+        for k in self.HYPERS: self._hp.setdefault(k, array('d'))
+        self._hp_cache = None
+
+    def _flush_pending(self):
+        if self._pending:
+            self._pass_chunks.append(torch.stack(self._pending).float().reshape(-1)); self._pending = []
+
+    def _pass_losses(self):
+        "This training pass's losses as one device tensor (None if it has none)."
+        self._flush_pending()
+        if not self._pass_chunks: return None
+        if len(self._pass_chunks) > 1: self._pass_chunks = [torch.cat(self._pass_chunks)]
+        return self._pass_chunks[0]
+
+    def _n_pass(self) -> int:
+        return sum(len(c) for c in self._pass_chunks) + len(self._pending)
+
     def state_dict(self) -> dict:
-        return {'hps': {k: [list(v) for v in vs] for k, vs in self.hps.items()}, 'losses': list(self.losses),
+        return {'hps': {k: [list(v) for v in vs] for k, vs in self.hps.items()}, 'losses': self.losses,
                 'epochs': [dict(e) for e in self.epochs], 'batches_per_epoch': list(self.batches_per_epoch),
                 'last_valid': dict(self.last_valid),
-                'epoch_bs': list(self._bs[self._epoch_start:])}   # the current (or last) training pass, for resuming
+                'epoch_bs': list(self._bs)}   # the current (or last) training pass, for resuming
 
     def load_state_dict(self, sd: dict):
         self.hps = {k: [list(v) for v in vs] for k, vs in sd['hps'].items()}
-        if getattr(self, '_tracked', None) is not None:   # loaded during a fit: keep recording into the new lists
-            self._tracked = [(k, get, self.hps.setdefault(k, [])) for k, get, _ in self._tracked]
+        if getattr(self, '_tracked', None) is not None:   # loaded during a fit: keep recording into the new arrays
+            self._tracked = [(k, get, self._hp.setdefault(k, array('d'))) for k, get, _ in self._tracked]
         # the losses of the training pass in progress stay tensors, so a resumed epoch's mean includes them
-        n_pass, losses = len(sd.get('epoch_bs', [])), list(sd['losses'])
+        n_pass, losses = len(sd.get('epoch_bs', [])), [float(v) for v in sd['losses']]
         dev = self.learn.device if self.learn is not None else 'cpu'
-        self._losses = losses[:len(losses) - n_pass]
-        self._loss_t = [torch.tensor(v, dtype=torch.float32, device=dev) for v in losses[len(losses) - n_pass:]]
-        self._bs, self._epoch_start, self._n_batches = list(sd.get('epoch_bs', [])), 0, n_pass
-        self._n_read = len(self._losses)
-        self.epochs, self.batches_per_epoch = [dict(e) for e in sd['epochs']], list(sd['batches_per_epoch'])
+        self._losses = array('d', losses[:len(losses) - n_pass])
+        rest = losses[len(losses) - n_pass:]
+        self._pass_chunks = [torch.tensor(rest, dtype=torch.float32, device=dev)] if rest else []
+        self._pending, self._bs, self._n_batches = [], [int(b) for b in sd.get('epoch_bs', [])], n_pass
+        self.epochs, self.batches_per_epoch = [dict(e) for e in sd['epochs']], [int(b) for b in sd['batches_per_epoch']]
         self.last_valid = dict(sd.get('last_valid', {}))
 
     # --- events ---------------------------------------------------------------------------------
@@ -90,9 +131,13 @@ class Recorder(Callback):
         pg0 = self.learn.opt.param_groups[0]
         self._previous = None
         if not getattr(self.learn, 'keep_history', False):   # a resumed fit continues its history
-            self._previous = self.state_dict() if self.epochs or self._losses or self._loss_t else None
+            self._previous = self.state_dict() if self.epochs or self._losses or self._n_pass() else None
             self.reset()
-        self._tracked = [(k, hyper_getter(pg0, k), self.hps.setdefault(k, []))
+        n = len(self.learn.opt.param_groups)
+        if any(len(a) for a in self._hp.values()) and n != self._n_groups:
+            raise ValueError(f'the history has {self._n_groups} param groups per step, the optimizer now has {n}')
+        self._n_groups = n
+        self._tracked = [(k, hyper_getter(pg0, k), self._hp.setdefault(k, array('d')))
                          for k in self.HYPERS if has_hyper(pg0, k)]
 
     def after_fit(self):
@@ -100,7 +145,8 @@ class Recorder(Callback):
         # previous fit's history in place rather than an empty one.
         prev, self._previous = getattr(self, '_previous', None), None
         self._row_due = False   # a fit stopped mid-epoch: a later learn.validate() adds no row
-        if prev is not None and not self._loss_t and not self.epochs: self.load_state_dict(prev)
+        if prev is not None and not self._losses and not self._n_pass() and not self.epochs:
+            self.load_state_dict(prev)
 
     def before_epoch(self):
         self._t0 = time.perf_counter()
@@ -110,7 +156,14 @@ class Recorder(Callback):
         self.valid_totals = None
 
     def before_train(self):
-        self._epoch_start = len(self._loss_t)
+        self._move_pass_to_host()
+        self._bs = []
+
+    def _move_pass_to_host(self):
+        "The losses of the pass that ended go to the host array (one transfer)."
+        t = self._pass_losses()
+        if t is not None: self._losses.extend(t.cpu().tolist())
+        self._pass_chunks = []
 
     def before_validate(self):
         self.valid_totals = None
@@ -146,7 +199,8 @@ class Recorder(Callback):
         loss = learn.loss
         if loss is None: return   # batch cancelled before its loss
         if learn.training:   # cheap per batch: keep a reference, reduce when read or at the end of the pass
-            self._loss_t.append(loss.detach()); self._bs.append(learn.batch_size)
+            self._pending.append(loss.detach()); self._bs.append(learn.batch_size)
+            if len(self._pending) >= self._CHUNK: self._flush_pending()
             self._n_batches += 1
             return
         self._valid.append(([loss.detach()]
@@ -156,20 +210,20 @@ class Recorder(Callback):
 
     def after_step(self):
         pgs = self.learn.opt.param_groups
+        self._hp_cache = None
         if len(pgs) == 1:   # the common case, without a comprehension per hyper-parameter per step
             pg = pgs[0]
-            for _, get, vs in self._tracked: vs.append([get(pg)])
+            for _, get, vs in self._tracked: vs.append(float(get(pg)))
         else:
-            for _, get, vs in self._tracked: vs.append([get(pg) for pg in pgs])
+            for _, get, vs in self._tracked: vs.extend([float(get(pg)) for pg in pgs])
 
     def after_train(self):
-        i = self._epoch_start
-        if len(self._loss_t) == i: self._train_loss = float('nan')
+        ls = self._pass_losses()
+        if ls is None: self._train_loss = float('nan')
         else:
-            ls = torch.stack(self._loss_t[i:]).float()
-            bs = torch.tensor(self._bs[i:], dtype=ls.dtype, device=ls.device)
+            bs = torch.tensor(self._bs, dtype=ls.dtype, device=ls.device)
             self._train_loss = ((ls * bs).sum() / bs.sum()).item()
-        if self.learn.dls.valid is None and getattr(self, '_row_due', False): self._add_row()
+        if self.learn.dls.valid is None and self._row_due: self._add_row()
 
     def after_validate(self):
         # valid_totals is None when no rank validated a sample (under DDP it is already summed over the ranks):
@@ -205,11 +259,9 @@ class Recorder(Callback):
     # --- views ----------------------------------------------------------------------------------
     @property
     def losses(self) -> list[float]:
-        "Training loss of every batch; read back from the device in one transfer for all new batches."
-        if len(self._losses) < self._n_read + len(self._loss_t):
-            new = self._loss_t[len(self._losses) - self._n_read:]
-            self._losses += torch.stack(new).float().cpu().tolist()
-        return self._losses
+        "Training loss of every batch (a new list); the pass in progress is read back in one transfer."
+        t = self._pass_losses()
+        return self._losses.tolist() + ([] if t is None else t.cpu().tolist())
 
     @property
     def smooth_losses(self) -> list[float]:

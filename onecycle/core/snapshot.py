@@ -74,8 +74,9 @@ class TrainingState:
     - the learner's ``opt_func``, ``wd``, ``wd_hook`` (the decoupled weight decay hook), its
       counters ``n_epoch``, ``epoch`` and ``step_count``, and its loaders (``dls``, ``dls.train``
       and ``dls.valid``);
-    - the recorder's history and the RNG states (python, numpy, torch, CUDA, and the loaders' own
-      generators).
+    - the recorder's history, the fit position (``learn.position``'s fields, so that an interrupted
+      fit can still be resumed after the trials) and the RNG states (python, numpy, torch, CUDA, and
+      the loaders' own generators).
 
     Nothing is written to disk; the tensors are kept on the CPU."""
     def __init__(self, learn):
@@ -99,6 +100,11 @@ class TrainingState:
         self.opt_hooks = [(h, dict(h)) for h in (getattr(opt, a, None) for a in _OPT_HOOKS) if isinstance(h, dict)]
         self.dls, self.loaders = learn.dls, (learn.dls.train, learn.dls.valid)
         self.recorder = learn.recorder.state_dict()
+        # where an interrupted fit stands (learn.position, when the learner has one): a trial's fit would
+        # replace it, and ``fit(..., resume=True)`` after the trials needs it
+        pos = getattr(learn, 'position', None)
+        self.position = (pos, {k: (list(v) if isinstance(v, list) else v) for k, v in vars(pos).items()
+                               if k != 'learn'}) if pos is not None and hasattr(pos, '__dict__') else None
         self.rng = get_rng_state()
         # a DataLoader seeded with its own torch.Generator shuffles from it, not from the global RNG
         gens = {id(g): g for dl in self.loaders for g in loader_generators(dl)}
@@ -113,6 +119,9 @@ class TrainingState:
         learn.dls = self.dls
         learn.dls.train, learn.dls.valid = self.loaders
         learn.recorder.load_state_dict(self.recorder)
+        if self.position is not None:
+            pos, fields = self.position
+            pos.__dict__.update({k: (list(v) if isinstance(v, list) else v) for k, v in fields.items()})
         set_rng_state(self.rng)
         for g, st in self.loader_rng: g.set_state(st)
 

@@ -10,13 +10,14 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, RandomSampler, Sampler, SequentialSampler
 
+from ..callbacks.interrupt import InterruptGuard
 from ..callbacks.training import GradAccumulation
 from ..core.callback import Callback
 from ..core.checks import check_bool, check_int
 from ..core.data import loader_kwargs
+from ..core.dist import (any_rank, collective_device, init_distributed, is_distributed, is_sharded, main_print, rank,
+                         reduces_cpu_tensors, sum_over_ranks, unwrap_model, world_size)
 from ..core.metrics import is_accumulated
-from ..core.dist import (collective_device, init_distributed, is_distributed, main_print, rank, reduces_cpu_tensors,
-                         is_sharded, sum_over_ranks, unwrap_model, world_size)
 
 __all__ = ['ShardSampler', 'shard_loader', 'effective_batch_size', 'DistributedCallback', 'distribute']
 
@@ -137,6 +138,9 @@ class DistributedCallback(Callback):
     - Validation loss and metrics are summed over ranks weighted by sample counts: they equal the
       values over the whole validation set.
     - Rank 0 prints the effective batch size at the start of a fit when it changes.
+    - Resuming: its state (in checkpoints) is the DistributedSampler's seed and the epoch of the pass in
+      progress; a Ctrl-C on any rank is added to the loss all-reduce, so every rank stops after the
+      same batch (``InterruptGuard``).
 
     - A model sharded by FSDP (the ``FSDP`` callback, or ``fully_shard`` by hand) is never wrapped:
       the callback then shards the data and reduces losses and metrics only.
@@ -157,6 +161,45 @@ class DistributedCallback(Callback):
         self.verbose, self.wrap, self.ddp_kwargs = bool(verbose), wrap, ddp_kwargs
         self.ddp, self._raw, self._no_sync, self._printed = None, None, None, None
         self.train_passes = 0   # the DistributedSampler's epoch: a new shuffle every training pass, over fits too
+        self._after_train, self._stop, self._stop_host, self._guard = False, None, None, None
+
+    # --- resuming: the shuffle of the pass in progress ---------------------------------------------
+    def _train_sampler(self):
+        s = getattr(self.learn.dls.train, 'sampler', None) if self.learn is not None else None
+        return s if isinstance(s, DistributedSampler) else None
+
+    def state_dict(self):
+        """The DistributedSampler's seed and the epoch of the pass a resume replays (or starts), so that a
+        resumed fit shuffles as the interrupted one did."""
+        s = self._train_sampler()
+        return {'train_passes': self.train_passes - 1 if self._after_train else self.train_passes,
+                'seed': None if s is None else int(s.seed)}
+
+    def load_state_dict(self, sd):
+        self.train_passes = int(sd['train_passes'])
+        s = self._train_sampler()
+        if s is not None and sd.get('seed') is not None: s.seed = int(sd['seed'])
+
+    # --- Ctrl-C: every rank stops after the same batch ----------------------------------------------
+    def _agree(self, pending, where):
+        "For InterruptGuard: the stop decision, the same on every rank (see after_loss and after_validate)."
+        if where == 'epoch': return any_rank(pending)
+        if not self.learn.training: return False   # validation batches: decided at the end of the epoch
+        stop = self._stop
+        if stop is None: return False
+        if stop.device.type == 'cpu':
+            self._stop = None
+            return stop.item() > 0
+        # On a GPU, reading this batch's flag would wait for the device: use the previous batch's, copied to
+        # the host without blocking and complete by now (every rank reads the same batch's flag).
+        prev, self._stop_host = getattr(self, '_stop_host', None), None
+        host = torch.empty((), pin_memory=True)
+        host.copy_(stop, non_blocking=True)
+        event = torch.cuda.Event(); event.record()
+        self._stop, self._stop_host = None, (host, event)
+        if prev is None: return False
+        prev[1].synchronize()
+        return prev[0].item() > 0
 
     def shard_data(self):
         "Replace the learner's loaders by sharded copies (a no-op for loaders already sharded)."
@@ -191,6 +234,8 @@ class DistributedCallback(Callback):
                                     else torch.cuda.current_device()]
             self.ddp = _DDP(self._raw, **kw)   # broadcasts rank 0's parameters and buffers
         else: self.ddp = self._raw
+        self._guard = next((c for c in learn.cbs if isinstance(c, InterruptGuard)), None)
+        if self._guard is not None: self._guard.agree = self._agree
         parts = _batch_parts(learn)
         if self.verbose and parts != self._printed:
             bs, n, accum = parts
@@ -200,12 +245,10 @@ class DistributedCallback(Callback):
             self._printed = parts
 
     def before_train(self):
+        self._stop_host = None
         sampler = getattr(self.learn.dl, 'sampler', None)
         if isinstance(sampler, DistributedSampler): sampler.set_epoch(self.train_passes)
-        self.learn.model = self.ddp
-
-    def state_dict(self): return {'train_passes': self.train_passes}
-    def load_state_dict(self, sd): self.train_passes = int(sd['train_passes'])
+        self.learn.model, self._after_train = self.ddp, False
 
     def before_batch(self):
         learn = self.learn
@@ -218,7 +261,12 @@ class DistributedCallback(Callback):
         learn = self.learn
         if not learn.training: return
         bs = learn.batch_size
-        total, n = sum_over_ranks(learn.loss.detach() * bs, bs)
+        if self._guard is None:
+            total, n = sum_over_ranks(learn.loss.detach() * bs, bs)
+        else:   # a Ctrl-C on any rank rides along with the loss: all ranks stop after this same batch
+            flag = torch.ones_like(learn.loss.detach()) if self._guard.pending else torch.zeros_like(learn.loss)
+            sums, n = sum_over_ranks(torch.stack([learn.loss.detach() * bs, flag.detach()]), bs)
+            total, self._stop = sums[0], sums[1]
         learn.loss = (total / n).to(learn.loss.dtype)   # learn.loss_grad, which backward uses, stays local
 
     def after_batch(self):
@@ -228,6 +276,10 @@ class DistributedCallback(Callback):
         self._exit_no_sync()
         self.learn.model = self._raw
         self.train_passes += 1
+        self._after_train = True
+
+    def after_epoch(self):
+        self._after_train = False
 
     def after_validate(self):
         # Reduce the Recorder's (sum of value x batch size, samples) before it turns them into means.
@@ -242,7 +294,8 @@ class DistributedCallback(Callback):
         # Runs on errors and interrupts too: the user gets their module back.
         self._exit_no_sync()
         if self._raw is not None: self.learn.model = self._raw
-        self.ddp, self._raw = None, None
+        self.ddp, self._raw, self._stop, self._stop_host, self._after_train = None, None, None, None, False
+        if self._guard is not None: self._guard.agree = None
 
     def _exit_no_sync(self):
         if self._no_sync is not None:

@@ -10,6 +10,7 @@ import bisect
 import math
 
 from ..core.checks import (
+    check_bool,
     check_choice,
     check_fraction,
     check_int,
@@ -127,6 +128,8 @@ def one_cycle(start, peak, end, pct_start=0.3, anneal_strategy='cos', three_phas
     Momentum uses the same shape with start=end=high momentum and peak=low momentum.
     """
     check_choice('anneal_strategy', anneal_strategy, tuple(_ANNEAL))
+    check_fraction('pct_start', pct_start); check_bool('three_phase', three_phase)
+    for name, v in (('start', start), ('peak', peak), ('end', end)): check_number(name, v)
     f = _ANNEAL[anneal_strategy]
     if total_steps is not None and total_steps > 1:
         b1 = (pct_start * total_steps - 1) / (total_steps - 1)

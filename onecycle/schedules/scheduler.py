@@ -2,8 +2,11 @@
 step. 1cycle, cyclical momentum and the range test are thin uses of it."""
 from __future__ import annotations
 
-from ..core.callback import Callback
+import math
+
+from ..core.callback import Callback, check_callbacks
 from ..core.checks import (
+    check_bool,
     check_choice,
     check_fraction,
     check_int,
@@ -31,8 +34,9 @@ __all__ = ['ParamScheduler', 'OneCycleScheduler', 'CyclicalMomentum', 'CyclicalW
 
 
 def callback_list(callbacks) -> list:
-    "The one-liners' `cbs` (or `callbacks`) argument as a list: None, one callback, or a list/tuple of them."
-    return list(callbacks) if isinstance(callbacks, (list, tuple)) else ([callbacks] if callbacks is not None else [])
+    """The one-liners' `cbs` (or `callbacks`) argument as a list: None, one callback, or a list/tuple of them;
+    anything else is refused naming its position, before any work."""
+    return check_callbacks('cbs', callbacks)
 
 
 def per_group_scheds(name, s, n_groups) -> list:
@@ -82,6 +86,7 @@ class ParamScheduler(Callback):
                                  f'(param group keys: {sorted(k for k in pgs[0] if k != "params")})')
         self._setters = [(hyper_setter(pgs[0], k), self._per_group(k, len(pgs))) for k in self.scheds]
         self._total = self.total_steps or self.learn.n_steps
+        self._check_schedule()
         if WD_KEY in self.scheds:   # scheduled decoupled wd replaces the optimizer's own, as Learner.set_wd does
             for pg in pgs:
                 if 'weight_decay' in pg: pg['weight_decay'] = 0.
@@ -101,10 +106,35 @@ class ParamScheduler(Callback):
                              f'but this fit\'s span {mine}: '
                              'resume with the same arguments (epochs, tot_epochs, start_epoch) as the interrupted fit')
 
-    def set_hypers(self, step):
+    def _check_values(self, step, strict_names=('lr',)):
+        "Every scheduled value at `step` as a float, refusing a NaN/inf, or a negative lr/wd, before it is set."
         pct = progress_of_step(step, self._total)
-        for put, scheds in self._setters:
-            for pg, f in zip(self.learn.opt.param_groups, scheds): put(pg, f(pct))
+        out = []
+        for name, scheds in zip(self.scheds, (s for _, s in self._setters)):
+            vals = []
+            for g, f in enumerate(scheds):
+                v = f(pct)
+                try: fv = float(v)
+                except (TypeError, ValueError):
+                    raise TypeError(f'{type(self).__name__}: the {name!r} schedule of param group {g} returned '
+                                    f'{type(v).__name__} {v!r} at step {step}; schedules return numbers') from None
+                if not math.isfinite(fv) or (name in ('lr', WD_KEY) and fv < 0):
+                    raise ValueError(f'{type(self).__name__}: the {name!r} schedule of param group {g} gives {fv} at '
+                                     f'step {step} of {self._total} (progress {pct:.4g}); {name} must be a finite '
+                                     f'number{" >= 0" if name in ("lr", WD_KEY) else ""}')
+                vals.append(fv)
+            out.append(vals)
+        return out
+
+    def _check_schedule(self):
+        "Before any step: the schedules at their ends and on a grid of up to 1000 steps between."
+        n = self._total
+        steps = sorted({0, n - 1, *range(0, n, max(1, n // 1000))})
+        for s in steps: self._check_values(self.start_step + s if s < n - self.start_step else s)
+
+    def set_hypers(self, step):
+        for (put, _), vals in zip(self._setters, self._check_values(step)):
+            for pg, v in zip(self.learn.opt.param_groups, vals): put(pg, v)
 
     def plan(self, n_groups, total_steps, steps_per_epoch=None) -> dict:
         "The schedules a fit of `total_steps` steps with `n_groups` param groups would use."
@@ -143,7 +173,7 @@ class _EpochCycle(ParamScheduler):
             raise ValueError(f'start_epoch must be <= tot_epochs, '
                              f'got start_epoch={start_epoch}, tot_epochs={tot_epochs}')
         check_choice('anneal_strategy', anneal_strategy, ('cos', 'linear'))
-        check_fraction('pct_start', pct_start)
+        check_fraction('pct_start', pct_start); check_bool('three_phase', three_phase)
         if three_phase and pct_start >= 0.5:
             raise ValueError(f'pct_start must be below 0.5 with three_phase=True, got {pct_start}')
         self.tot_epochs, self.start_epoch, self.anneal_strategy = tot_epochs, start_epoch, anneal_strategy
@@ -178,6 +208,14 @@ class OneCycleScheduler(_EpochCycle):
                  three_phase=False, tot_epochs=None, start_epoch=1):
         check_lr('max_lr', max_lr); check_positive('div_factor', div_factor)
         check_positive('final_div_factor', final_div_factor)
+        his = [max_lr.stop] if isinstance(max_lr, slice) else list(max_lr) if isinstance(max_lr, (list, tuple)) \
+            else [max_lr]
+        for hi in his:
+            lo = hi / div_factor
+            if not (math.isfinite(lo) and math.isfinite(lo / final_div_factor) and lo / final_div_factor > 0):
+                raise ValueError(f'div_factor={div_factor} and final_div_factor={final_div_factor} give max_lr={hi} a '
+                                 f'starting lr of {lo} and a final lr of {lo / final_div_factor}: both must be finite '
+                                 'and > 0')
         super().__init__(tot_epochs, start_epoch, anneal_strategy, pct_start, three_phase)
         self.max_lr, self.div_factor, self.final_div_factor = max_lr, div_factor, final_div_factor
 
@@ -192,7 +230,8 @@ class OneCycleScheduler(_EpochCycle):
 class CyclicalMomentum(_EpochCycle):
     """Momentum that falls from moms[0] to moms[1] while the learning rate rises, then comes back
     (Smith: large momentum early, small while the lr is large). Matches OneCycleLR's cycle_momentum;
-    works on SGD/RMSprop ``momentum`` and Adam-like ``betas[0]``."""
+    works on SGD/RMSprop ``momentum`` and Adam-like ``betas[0]``. A third value (fastai's
+    ``(start, middle, end)``) is the momentum the cycle ends at."""
     def __init__(self, moms=(0.95, 0.85), pct_start=0.3, anneal_strategy='cos', three_phase=False,
                  tot_epochs=None, start_epoch=1):
         check_moms('moms', moms, allow_none=False)
@@ -201,7 +240,8 @@ class CyclicalMomentum(_EpochCycle):
 
     def build(self, n_groups, total_steps):
         hi, lo = self.moms[0], self.moms[1]
-        return {'mom': self._cycle(hi, lo, hi, total_steps)}
+        end = self.moms[2] if len(self.moms) == 3 else hi   # fastai's (start, middle, end) form
+        return {'mom': self._cycle(hi, lo, end, total_steps)}
 
 
 class CyclicalWeightDecay(_EpochCycle):
@@ -315,6 +355,8 @@ class CLRScheduler(_FitLayout):
         self.step_size_down = check_positive('step_size_down', step_size_down, allow_none=True)
         self.mode, self.gamma = check_choice('mode', mode, CLR_MODES), check_range('gamma', gamma, 0, 1, lo_open=True)
         self.moms = check_moms('moms', moms)
+        if self.moms is not None and len(self.moms) != 2:
+            raise ValueError(f'moms must be a (high, low) pair for cyclical learning rates, got {moms!r}')
         if isinstance(base_lr, (int, float)) and isinstance(max_lr, (int, float)) and base_lr > max_lr:
             raise ValueError(f'base_lr must not exceed max_lr, got {base_lr} > {max_lr}')
         super().__init__()

@@ -10,7 +10,7 @@ import torch
 
 from ..callbacks.progress import RangeTestProgress
 from ..core.callback import CancelFitException, CancelValidateException
-from ..core.checks import check_choice, check_int, check_positive, check_range
+from ..core.checks import check_bool, check_choice, check_int, check_positive, check_range
 from ..core.data import batch_loss, batch_size_of, call_model, check_loader, split_batch, to_device
 from ..core.dist import is_sharded, max_over_ranks, pad_forward_passes, sum_over_ranks, unwrap_model
 from ..core.snapshot import TrainingState
@@ -150,6 +150,7 @@ class LRFinder(ParamScheduler):
             raise ValueError(f'valid_every must leave at least 3 validation measurements in num_it={num_it} steps, '
                              f'got valid_every={valid_every} (use at most {num_it // 3})')
         super().__init__({'lr': (Exponential if mode == 'exp' else Linear)(start_lr, end_lr)}, total_steps=num_it)
+        check_bool('stop_div', stop_div)
         self.start_lr, self.end_lr, self.num_it, self.stop_div = start_lr, end_lr, num_it, stop_div
         self.div_threshold, self.mode, self.beta = div_threshold, mode, beta
         self.valid_every, self.valid_batches = valid_every, valid_batches

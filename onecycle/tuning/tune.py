@@ -23,7 +23,8 @@ import time
 from dataclasses import dataclass, field
 
 from ..callbacks.progress import StageProgress
-from ..core.checks import check_candidates, check_choice, check_int, check_mom_candidate, check_positive
+from ..core.checks import (check_bool, check_candidates, check_choice, check_int, check_mom_candidate,
+                           check_positive)
 from ..core.data import check_loader
 from ..core.hyper import has_hyper, scale_lr
 from ..core.snapshot import preserved
@@ -117,6 +118,7 @@ def tune(learn, budget=2000, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
     check_choice('lr_rule', lr_rule, ('linear', 'sqrt'))
     check_int('valid_batches', valid_batches, min_value=1, allow_none=True)
     check_positive('edge_tol', edge_tol, allow_zero=True)
+    check_bool('search_moms', search_moms); check_bool('search_wd', search_wd)
     check_loader(learn.dls.train, 'dls.train')
     check_loader(learn.dls.valid, 'dls.valid')
     if search_moms:

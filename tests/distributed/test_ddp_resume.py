@@ -1,0 +1,52 @@
+"""Exact resume under torchrun: a 2-rank (gloo, CPU) fit stopped by a real SIGINT on one rank (mid-epoch in
+training, and during validation) stops on both ranks after the same batch, and resumes bitwise, in memory
+and from its checkpoint in new processes (tests/ddp_resume_script.py)."""
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def _torchrun(mode, out):
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONPATH': REPO + os.pathsep + os.environ.get('PYTHONPATH', '')}
+    for k in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT'): env.pop(k, None)
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_addr=127.0.0.1',
+           f'--master_port={_free_port()}', os.path.join(REPO, 'tests', 'ddp_resume_script.py'), mode, str(out)]
+    p = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    return [json.loads((out / f'{mode}_rank{r}.json').read_text()) for r in range(2)]
+
+
+@pytest.fixture(scope='module')
+def runs(tmp_path_factory):
+    out = tmp_path_factory.mktemp('ddp_resume')
+    return _torchrun('stop', out), _torchrun('resume', out)
+
+
+def test_sigint_on_one_rank_stops_both_after_the_same_batch(runs):
+    stop, _ = runs
+    for case in ('train_rank1', 'in_group_rank0', 'valid_rank0'):
+        assert stop[0][case]['stopped'] and stop[1][case]['stopped']
+        assert stop[0][case]['at'] == stop[1][case]['at']
+    assert stop[0]['train_rank1']['at'] == [1, 2]   # epoch 1, after its 2nd batch: the one the SIGINT came in
+    assert stop[0]['in_group_rank0']['at'] == [1, 3]
+    assert stop[0]['valid_rank0']['at'] == [1, 0]   # during validation: at the end of the epoch
+
+
+@pytest.mark.parametrize('case', ['train_rank1', 'in_group_rank0', 'valid_rank0'])
+def test_resume_under_torchrun_is_bitwise(runs, case):
+    stop, resumed = runs
+    for r in range(2):
+        assert stop[r][case]['weights'] and stop[r][case]['history'], f'in memory, rank {r}'
+        assert resumed[r][case] == {'weights': True, 'history': True}, f'new processes, rank {r}'
