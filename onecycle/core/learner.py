@@ -276,6 +276,8 @@ class BaseLearner:
 
     def _one_batch(self):
         self.xb, self.yb = split_batch(self.batch, self.n_inp)   # a dict batch: model(**batch), labels as target
+        # training needs targets for the loss: say so before the model is called with them as inputs
+        if self.training and not self.yb and self.loss_func is not None: _no_targets(self.batch, self.n_inp)
         self._batch_started = True
         out = call_model(self.model, self.xb)
         self.pred = output_pred(out)   # the output's logits when it has them (Hugging Face), else the output
