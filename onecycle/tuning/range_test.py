@@ -13,6 +13,7 @@ from ..core.checks import check_choice, check_int, check_positive, check_range
 from ..core.data import batch_size_of, check_loader, to_device
 from ..core.dist import sum_over_ranks, unwrap_model
 from ..core.snapshot import TrainingState
+from ..callbacks.training import GradAccumulation
 from ..schedules.functions import Exponential, Linear
 from ..schedules.scheduler import ParamScheduler
 from .range_test_plot import plot_range_tests
@@ -26,8 +27,8 @@ from .suggest import (
     suggest_valley,
 )
 
-__all__ = ['LRFinder', 'LRFinderResult', 'lr_find', 'SUGGESTERS', 'fixed_valid_batches', 'subset_loss']
-
+__all__ = ['LRFinder', 'LRFinderResult', 'lr_find', 'SUGGESTERS', 'fixed_valid_batches', 'subset_loss',
+           'epochs_for_steps', 'StepLoss']
 
 
 @dataclass
@@ -109,13 +110,43 @@ def subset_loss(learn, batches) -> float:
     return float(total) / float(n)
 
 
+def epochs_for_steps(learn, n_steps: int) -> int:
+    """Epochs a fit of `learn` needs for `n_steps` optimizer steps. Under gradient accumulation (a
+    :class:`~onecycle.callbacks.GradAccumulation` among the learner's callbacks) an optimizer step
+    takes several batches: ``learn.steps_per_epoch`` says so only once the fit has started."""
+    accum = max([1] + [c.n_batches for c in learn.cbs if isinstance(c, GradAccumulation)])
+    return max(1, math.ceil(n_steps / math.ceil(len(learn.dls.train) / accum)))
+
+
+class StepLoss:
+    """Mixin for callbacks that record a loss per optimizer step: the mean training loss over the
+    samples of every batch the step took (all the micro-batches of a gradient-accumulation group),
+    not only the last batch's. Call ``self.step_loss()`` from ``after_step``."""
+    def _reset_step_loss(self):
+        self._step_sum, self._step_n = 0., 0
+
+    def after_loss(self):
+        if not self.learn.training or self.learn.loss is None: return
+        bs = self.learn.batch_size
+        self._step_sum = getattr(self, '_step_sum', 0.) + self.learn.loss.detach().float() * bs
+        self._step_n = getattr(self, '_step_n', 0) + bs
+
+    def step_loss(self) -> float:
+        "The mean loss of the step just taken; resets the sums for the next one."
+        n = getattr(self, '_step_n', 0)
+        loss = float(self._step_sum) / n if n else float(self.learn.loss.detach())
+        self._reset_step_loss()
+        return loss
+
+
 SUGGESTERS = {'minimum': suggest_minimum, 'steep': suggest_steep, 'valley': suggest_valley,
               'max_bound': suggest_max_bound}
 
 
-class LRFinder(ParamScheduler):
+class LRFinder(StepLoss, ParamScheduler):
     """Raises the learning rate of every param group from `start_lr` to `end_lr` over `num_it`
-    optimizer steps (geometrically, or linearly with ``mode='linear'``), recording the training loss.
+    optimizer steps (geometrically, or linearly with ``mode='linear'``), recording the training loss
+    of every step (under gradient accumulation, its mean over the step's micro-batches).
 
     With `valid_every` = k it also measures the loss on a fixed validation subset (the first
     `valid_batches` batches of ``dls.valid``, all of them by default, read once and kept on the
@@ -158,6 +189,7 @@ class LRFinder(ParamScheduler):
         self.valid_lrs, self.valid_losses = [], []                  # per validation measurement
         self._avg, self._n_avg, self._best = 0., 0, float('inf')
         self.valid_seconds, self.seconds = 0., 0.
+        self._reset_step_loss()
         if self.valid_every is not None:
             self._valid_set = self._fixed_valid_batches()
             self._beta = self.beta ** self.valid_every   # the same time constant in steps
@@ -184,7 +216,7 @@ class LRFinder(ParamScheduler):
         return self._avg / (1 - self._beta ** self._n_avg)
 
     def after_step(self):
-        loss = float(self.learn.loss.detach())
+        loss = self.step_loss()
         lr = float(self.learn.opt.param_groups[-1]['lr'])
         self.lrs.append(lr); self.losses.append(loss)
         n = len(self.losses)
@@ -245,7 +277,7 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=100, stop_div=True, suggest
     finder = LRFinder(start_lr, end_lr, num_it, stop_div, **kwargs)
     check_loader(learn.dls.train, 'dls.train')
     if finder.valid_every is not None: check_loader(learn.dls.valid, 'dls.valid')
-    n_epoch = math.ceil(num_it / learn.steps_per_epoch)
+    n_epoch = epochs_for_steps(learn, num_it)   # optimizer steps, also under gradient accumulation
     finder.state = TrainingState(learn)   # before fit() resets the counters and gradients: those come back too
     learn.fit(n_epoch, cbs=[finder])
     return finder.result(suggest)

@@ -184,3 +184,32 @@ def test_lr_find_on_an_empty_loader_raises(make_learner, make_dls):
     learn = make_learner(dls=(empty, valid))
     with pytest.raises(ValueError, match='empty'):
         learn.lr_find()
+
+
+def test_lr_find_under_gradient_accumulation_counts_optimizer_steps(make_learner):
+    "With GradAccumulation(4) the sweep still takes num_it optimizer steps and reaches end_lr."
+    from onecycle import GradAccumulation
+    learn = make_learner(opt_func=torch.optim.SGD, dls_kw={'n_train': 64, 'bs': 8}, cbs=[GradAccumulation(4)])
+    res = learn.lr_find(start_lr=1e-4, end_lr=1e-1, num_it=20, stop_div=False)
+    assert len(res.train_lrs) == 20 and res.cost['train_steps'] == 20
+    assert res.train_lrs[-1] == pytest.approx(1e-1) and res.train_lrs[0] == pytest.approx(1e-4)
+    assert learn.accum_steps == 1
+
+
+def test_lr_find_records_each_steps_mean_loss_not_its_last_micro_batch(make_learner):
+    "Under accumulation the loss of a step is the sample-weighted mean of its micro-batches' losses."
+    from onecycle import GradAccumulation
+    from onecycle.core.callback import Callback
+    seen = []
+    class Spy(Callback):
+        order = 100
+        def after_loss(self):
+            if self.learn.training: seen.append((float(self.learn.loss.detach()), self.learn.batch_size))
+    # 40 samples in batches of 16: the groups of 2 hold 16+16 and then the epoch's partial 8 alone
+    learn = make_learner(opt_func=torch.optim.SGD, dls_kw={'n_train': 40, 'bs': 16},
+                         cbs=[GradAccumulation(2), Spy()])
+    res = learn.lr_find(start_lr=1e-3, end_lr=1e-2, num_it=4, stop_div=False)
+    (l1, b1), (l2, b2), (l3, b3) = seen[:3]
+    assert res.train_losses[0] == pytest.approx((l1 * b1 + l2 * b2) / (b1 + b2))
+    assert res.train_losses[0] != pytest.approx(l2)
+    assert res.train_losses[1] == pytest.approx(l3) and b3 == 8
