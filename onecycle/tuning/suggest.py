@@ -9,8 +9,10 @@ import math
 
 from ..core.checks import check_fraction, check_range
 from ..core.recorder import smooth_ema
+from ..schedules.functions import one_cycle
 
-__all__ = ['suggest_minimum', 'suggest_steep', 'suggest_valley', 'suggest_max_bound', 'lr_bounds',
+__all__ = ['suggest_minimum', 'suggest_steep', 'suggest_valley', 'suggest_max_bound', 'suggest_for_fit',
+           'sweep_exposure', 'one_cycle_exposure', 'lr_bounds',
            'loss_slopes', 'smoothed_slopes', 'moving_average', 'smooth_zero_lag', 'smooth_sweep', 'default_window']
 
 
@@ -150,3 +152,47 @@ def suggest_valley(lrs, losses) -> float:
     while prev[start] != -1: start = prev[start]
     idx = start + int(round((end - start) * 2 / 3))
     return lrs[idx]
+
+
+# --- a suggestion for the fit that follows ---------------------------------------------------------
+# How fast the edge of stability falls with the time spent near the peak lr (see suggest_for_fit).
+EXPOSURE_EXPONENT = 0.2
+# never more than this far below the max bound: a fit that long is outside what the rule was checked on
+MIN_FIT_FACTOR = 0.1
+
+
+def sweep_exposure(sweep_lrs, lr: float) -> int:
+    "Optimizer steps of a range test spent within a factor e below `lr` (lr/e < step lr <= lr); at least 1."
+    return max(1, sum(1 for l in sweep_lrs if lr / math.e < l <= lr))
+
+
+def one_cycle_exposure(fit_steps: int, pct_start=0.3, div_factor=25., anneal_strategy='cos') -> float:
+    """Optimizer steps a 1cycle fit of `fit_steps` steps spends within a factor e below its peak lr
+    (about 59% of them with the default pct_start=0.3, div_factor=25, cosine annealing)."""
+    if not fit_steps >= 1: raise ValueError(f'fit_steps must be >= 1, got {fit_steps!r}')
+    n = 1000
+    f = one_cycle(1 / div_factor, 1., 1e-5, pct_start, anneal_strategy)
+    return fit_steps * sum(1 for i in range(n) if f(i / (n - 1)) > 1 / math.e) / n
+
+
+def suggest_for_fit(lrs, losses, fit_steps, sweep_lrs=None, exponent=EXPOSURE_EXPONENT, min_factor=MIN_FIT_FACTOR,
+                    **cycle) -> float:
+    """A max_lr for a 1cycle fit of `fit_steps` optimizer steps: Smith's max bound M, lowered by how
+    much longer the fit stays near its peak than the sweep stayed near M.
+
+    The range test sees each lr for a few steps only; the loss keeps falling at M because a few
+    steps are too few for an instability to grow. A 1cycle fit spends hundreds of steps near its
+    peak, and the largest lr it survives falls as that time grows (the sharpness rises during
+    training until the lr sits at the edge of stability, and growth that took the sweep a few
+    steps compounds over the whole plateau). The rule: ``M * (sweep_steps / fit_steps_near_peak)
+    ** exponent``, where sweep_steps are the sweep's steps within a factor e below M
+    (:func:`sweep_exposure` of `sweep_lrs`, the training steps' lrs, `lrs` by default) and
+    fit_steps_near_peak the fit's (:func:`one_cycle_exposure`, `cycle` its keyword arguments). The
+    factor is between `min_factor` and 1. A longer sweep (more steps near M) gives a lower M and a
+    smaller correction, so the suggestion depends little on the sweep's length."""
+    check_range('exponent', exponent, 0, 5)
+    check_fraction('min_factor', min_factor)
+    m = suggest_max_bound(lrs, losses)
+    k = sweep_exposure(lrs if sweep_lrs is None else sweep_lrs, m)
+    factor = (k / max(one_cycle_exposure(fit_steps, **cycle), k)) ** exponent
+    return m * max(factor, min_factor)
