@@ -41,7 +41,7 @@ from torch import nn
 _here = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or '.').resolve() != _here]   # bench/mnist1d.py is not the package
 sys.path.insert(0, str(_here.parent))
-from onecycle import Learner, accuracy, fit_one_cycle, tune  # noqa: E402
+from onecycle import DivergenceError, Learner, accuracy, fit_one_cycle, tune  # noqa: E402
 from onecycle.data import mnist1d_arrays, tensor_dls  # noqa: E402
 from onecycle.models import mlp, mnist1d_cnn  # noqa: E402
 
@@ -102,7 +102,10 @@ def learner(model, arrays, p, seed):
                    opt_func=opt_func(p['opt']), metrics=[accuracy], progress=False, device='cpu')
 
 
-def test_acc(learn):
+def one_cycle(learn, n_epoch, *args, **kwargs) -> float:
+    "fit_one_cycle, then the test accuracy; a fit that diverged scores what its last finite weights score."
+    try: fit_one_cycle(learn, n_epoch, *args, **kwargs)
+    except DivergenceError: return float(learn.validate()['accuracy'])
     return float(learn.recorder.epochs[-1]['accuracy'])
 
 
@@ -124,7 +127,7 @@ def run_fastai(model, arrays, p, seed):
                      metrics=faccuracy)
     with learn.no_bar(), learn.no_logging(), contextlib.redirect_stdout(io.StringIO()):
         lr = float(learn.lr_find(show_plot=False).valley)
-        learn.fit_one_cycle(p['epochs'], lr)
+        learn.fit_one_cycle(p['epochs'], lr)   # fastai does not stop on a NaN loss: it scores what it has
         acc = float(learn.validate()[1])
     return {'acc': acc, 'lr': lr, 'tune_steps': 100}
 
@@ -132,8 +135,8 @@ def run_fastai(model, arrays, p, seed):
 def run_oneliner(model, arrays, p, seed):
     learn = learner(model, arrays, p, seed)
     res = learn.lr_find(n_epoch=p['epochs'])
-    fit_one_cycle(learn, p['epochs'], res.suggestion)
-    return {'acc': test_acc(learn), 'lr': res.suggestion, 'tune_steps': res.cost['train_steps'],
+    acc = one_cycle(learn, p['epochs'], res.suggestion)
+    return {'acc': acc, 'lr': res.suggestion, 'tune_steps': res.cost['train_steps'],
             'fit_steps': learn.step_count, 'sweep': [res.train_lrs, res.train_losses]}
 
 
@@ -143,8 +146,8 @@ def run_tune(model_fn, arrays, p, seed):
     hold = (x[:-n_hold], y[:-n_hold], x[-n_hold:], y[-n_hold:])
     res = tune(learner(model_fn(), hold, p, seed), n_epoch=p['epochs'])
     final = learner(model_fn(), arrays, p, seed)
-    fit_one_cycle(final, p['epochs'], **res.fit_kwargs)
-    return {'acc': test_acc(final), 'tune_steps': res.steps, 'fit_steps': final.step_count,
+    acc = one_cycle(final, p['epochs'], **res.fit_kwargs)
+    return {'acc': acc, 'tune_steps': res.steps, 'fit_steps': final.step_count,
             'kwargs': {k: list(v) if isinstance(v, tuple) else v for k, v in res.fit_kwargs.items()},
             'summary': res.summary()}
 
@@ -156,8 +159,7 @@ def run_grid(model_fn, arrays, p, seed, quick):
     for lr in lrs:
         for wd in wds:
             learn = learner(model_fn(), arrays, p, seed)
-            fit_one_cycle(learn, p['epochs'], lr, wd=wd)
-            out[f'{lr:g}/{wd:g}'] = test_acc(learn)
+            out[f'{lr:g}/{wd:g}'] = one_cycle(learn, p['epochs'], lr, wd=wd)
     return out
 
 

@@ -213,3 +213,24 @@ def test_lr_find_records_each_steps_mean_loss_not_its_last_micro_batch(make_lear
     assert res.train_losses[0] == pytest.approx((l1 * b1 + l2 * b2) / (b1 + b2))
     assert res.train_losses[0] != pytest.approx(l2)
     assert res.train_losses[1] == pytest.approx(l3) and b3 == 8
+
+
+def test_lr_find_suggests_for_the_planned_fit(make_learner):
+    "The default suggestion is for a fit of n_epoch epochs: below the max bound, lower for a longer fit."
+    learn = make_learner(dls_kw=dict(n_train=256, bs=8))   # 32 steps an epoch
+    short = learn.lr_find(start_lr=1e-4, end_lr=10., num_it=60, n_epoch=1)
+    long = learn.lr_find(start_lr=1e-4, end_lr=10., num_it=60, n_epoch=100)
+    assert short.fit_steps == 32 and long.fit_steps == 3200
+    assert short.max_bound == long.max_bound                       # the same sweep (bitwise the same start)
+    assert long.suggestion == long.suggestions['fit'] < short.suggestion <= short.max_bound
+    default = learn.lr_find(start_lr=1e-4, end_lr=10., num_it=60)   # no plan: the longer of 10 epochs, 2000 steps
+    assert default.fit_steps == 2000
+    assert learn.lr_find(start_lr=1e-4, end_lr=10., num_it=60, suggest='valley').suggestion == \
+        default.suggestions['valley']
+
+
+@pytest.mark.parametrize('n_epoch', [0, -3, 2.5, 'ten'])
+def test_lr_find_refuses_a_bad_n_epoch_before_any_step(make_learner, n_epoch):
+    learn = make_learner()
+    with pytest.raises((TypeError, ValueError), match='n_epoch'): learn.lr_find(n_epoch=n_epoch)
+    assert learn.recorder.losses == []

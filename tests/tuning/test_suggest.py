@@ -119,3 +119,39 @@ def test_bad_curves_are_clear_errors(f):
     with pytest.raises(ValueError, match='NaN'): f([1e-3, 1e-2, 1e-1], [float('nan')] * 3)
     with pytest.raises(ValueError, match='window'): moving_average([1., 2.], 0)
     with pytest.raises(ValueError, match='frac'): suggest_max_bound(LRS, [1.] * len(LRS), frac=1.5)
+
+
+# --- the suggestion for a fit of a given length --------------------------------------------------
+def _sweep(n, lo=1e-6, hi=1.):
+    "An exponential sweep of n steps on the fall-flat-rise curve (the same curve whatever n)."
+    lrs = [lo * (hi / lo) ** (i / (n - 1)) for i in range(n)]
+    return lrs, [_fall_flat_rise(_log(l)) for l in lrs]
+
+
+def test_one_cycle_exposure_counts_the_steps_near_the_peak():
+    from onecycle.schedules.functions import one_cycle
+    from onecycle.tuning.suggest import one_cycle_exposure
+    f = one_cycle(0.04, 1., 1e-5)
+    expect = sum(f(i / 9999) > 1 / math.e for i in range(10000)) / 10000
+    assert one_cycle_exposure(1000) == pytest.approx(1000 * expect, rel=0.01)
+    assert 0.5 < expect < 0.7
+    assert one_cycle_exposure(1000, pct_start=0.5) != one_cycle_exposure(1000)
+    with pytest.raises(ValueError, match='fit_steps'): one_cycle_exposure(0)
+
+
+def test_suggest_for_fit_lowers_the_max_bound_with_the_fit_length():
+    from onecycle.tuning.suggest import suggest_for_fit, sweep_exposure
+    lrs, losses = _sweep(100)
+    m = suggest_max_bound(lrs, losses)
+    k = sweep_exposure(lrs, m)
+    assert k == sum(m / math.e < l <= m for l in lrs) and k >= 1
+    short, mid, long = (suggest_for_fit(lrs, losses, n) for n in (5, 500, 50000))
+    assert short == m                      # a fit no longer near its peak than the sweep was: the max bound
+    assert m > mid > long >= 0.1 * m       # longer fits sit further below it, never below min_factor
+    assert mid == pytest.approx(m * (k / (500 * 0.59)) ** 0.2, rel=0.05)
+    assert suggest_for_fit(lrs, losses, 10 ** 9) == pytest.approx(0.1 * m)
+    assert suggest_for_fit(lrs, losses, 500, exponent=0) == m
+    # measured on a validation curve: the exposure comes from the training steps' lrs
+    assert suggest_for_fit(lrs[::5], losses[::5], 500, sweep_lrs=lrs) == pytest.approx(
+        suggest_max_bound(lrs[::5], losses[::5]) * (k / (500 * 0.59)) ** 0.2, rel=0.1)
+    with pytest.raises(ValueError, match='exponent'): suggest_for_fit(lrs, losses, 500, exponent=-1)
