@@ -28,12 +28,14 @@ import argparse
 import contextlib
 import io
 import json
+import random
 import statistics
 import sys
 import time
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -119,7 +121,7 @@ def run_fastai(model, arrays, p, seed):
     from fastai.metrics import accuracy as faccuracy
     from fastai.optimizer import SGD as FSGD, Adam as FAdam
     x, y, xt, yt = arrays
-    torch.manual_seed(seed)
+    random.seed(seed); np.random.seed(seed); torch.manual_seed(seed)   # fastai shuffles with python's random
     train = FDataLoader(list(zip(x, y)), bs=p['bs'], shuffle=True, device='cpu')
     valid = FDataLoader(list(zip(xt, yt)), bs=2 * p['bs'], device='cpu')
     opt = partial(FSGD, mom=0.9) if p['opt'] == 'sgd' else FAdam

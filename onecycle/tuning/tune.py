@@ -143,8 +143,8 @@ def _pick(cands, trials, default, noise):
     return best
 
 
-def tune(learn, n_epoch=None, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batch_sizes=None,
-         lr_rule='sqrt', search_moms=True, search_wd=True, search_lr=True, valid_batches=None) -> TuneResult:
+def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batch_sizes=None, lr_rule='sqrt',
+         search_moms=True, search_wd=True, valid_batches=None, *, n_epoch=None, search_lr=True) -> TuneResult:
     """Find max_lr, momentum and weight decay for ``fit_one_cycle(learn, n_epoch, ...)`` with a
     range test and a few short trials, spending at most `budget` optimizer steps (and, given
     `time_budget`, about that many seconds).

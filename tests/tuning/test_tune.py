@@ -89,7 +89,7 @@ def test_tune_uses_only_public_names_of_the_searches():
 
 def test_tune_budget_scales_with_the_planned_fit(make_learner):
     learn = make_learner(opt_func=torch.optim.SGD, lr=0.1, dls_kw={'n_train': 64, 'bs': 16})   # 4 steps an epoch
-    res = tune(learn, n_epoch=300, search_moms=False, search_wd=False)
+    res = tune(learn, n_epoch=300, search_moms=False, search_wd=False)   # budget: None, from the fit
     assert res.fit_steps == 1200 and res.budget == 1200 and res.steps <= 1200
     assert res.lr_find.fit_steps == 1200
     # each lr trial is a compressed 1cycle: its lr raised by (fit steps / trial steps) ** 0.2
