@@ -196,7 +196,9 @@ class SearchResult:
                     label=f'{self.name}={format_candidate(self.extra["mid"])} until plateau')
             ax.axvline(offset, color='k', ls=':', lw=1)
         finite = [v for t in self.trials for v in t.valid_losses if math.isfinite(v)]
-        if finite: ax.set_ylim(min(finite) * 0.95, min(max(finite), 3 * min(finite)) * 1.05)
+        if finite:
+            lo, hi = min(finite) * 0.95, min(max(finite), 3 * min(finite)) * 1.05
+            if hi > lo: ax.set_ylim(lo, hi)   # all equal (or all 0): leave matplotlib's own margins
         ax.set_xlabel('optimizer step'); ax.set_ylabel('validation loss')
         refined = f' (refined to {format_candidate(self.best)})' if 'rung' in self.extra else ''
         ax.set_title(f'{self.name} search' + refined)
