@@ -78,7 +78,7 @@ def digits_cnn():
 
 
 SGD_LRS, SGD_WDS = (0.025, 0.05, 0.1, 0.2, 0.4, 0.8), (0., 1e-3, 1e-2)
-ADAM_LRS, ADAM_WDS = (1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2, 3.2e-2), (0., 1e-2, 1e-1)
+ADAM_LRS, ADAM_WDS = (5e-4, 1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2, 3.2e-2, 6.4e-2), (0., 1e-2, 1e-1)
 PROBLEMS = {
     'digits-mlp-sgd': dict(data=digits_arrays, model=lambda: mlp((64, 128, 64, 10)), opt='sgd', bs=32, epochs=12),
     'mnist1d-cnn-sgd': dict(data=lambda: mnist1d_arrays(), model=mnist1d_cnn, opt='sgd', bs=100, epochs=20),
@@ -154,15 +154,17 @@ def run_tune(model_fn, arrays, p, seed):
             'summary': res.summary()}
 
 
-def run_grid(model_fn, arrays, p, seed, quick):
+def run_grid(model_fn, arrays, p, seed, quick, done=None):
+    "Every cell of the grid not in `done` (cached results), fitted; returns all of them."
     lrs, wds = grid_of(p['opt'])
     if quick: wds = wds[:1] + wds[-1:]
-    out = {}
+    out = dict(done or {})
     for lr in lrs:
         for wd in wds:
+            if f'{lr:g}/{wd:g}' in out: continue
             learn = learner(model_fn(), arrays, p, seed)
             out[f'{lr:g}/{wd:g}'] = one_cycle(learn, p['epochs'], lr, wd=wd)
-    return out
+    return {k: v for k, v in out.items() if k in {f'{lr:g}/{wd:g}' for lr in lrs for wd in wds}}
 
 
 # --- the table ------------------------------------------------------------------------------------
@@ -200,8 +202,9 @@ def main(argv=None):
             if 'oneliner' in a.recipes: row['oneliner'] = run_oneliner(model_fn(), arrays, p, seed)
             if 'tune' in a.recipes: row['tune'] = run_tune(model_fn, arrays, p, seed)
             key = f'{name}/{seed}/{"quick" if a.quick else "full"}/{p["epochs"]}/{p["bs"]}'
-            if key not in cache:
-                cache[key] = run_grid(model_fn, arrays, p, seed, a.quick)
+            n_cells = len(grid_of(p['opt'])[0]) * (2 if a.quick else len(grid_of(p['opt'])[1]))
+            if len(cache.get(key, {})) < n_cells:
+                cache[key] = run_grid(model_fn, arrays, p, seed, a.quick, cache.get(key))
                 cache_path.parent.mkdir(parents=True, exist_ok=True)
                 cache_path.write_text(json.dumps(cache))
             row['grid'] = cache[key]
