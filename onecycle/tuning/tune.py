@@ -10,7 +10,8 @@
    lr (S/2, S, 2S), momentum ((0.95, 0.85), (0.99, 0.9), (0.9, 0.8)), weight decay (Smith's
    candidates for the model's depth and optimizer). A replicate of the first trial with another data
    order measures the seed-to-seed noise of a score; a candidate replaces the default of its stage
-   (S, (0.95, 0.85), the middle weight decay) only when it beats it by more than that noise. The
+   (S, (0.95, 0.85), the middle weight decay) only when it beats it by more than that noise (twice
+   it for momentum, whose effect on a long fit's stability a short trial misjudges). The
    summary says for each choice how far its runner-up was, in units of that noise.
 
 Every trial starts from an exact copy of the learner's state; afterwards the learner is exactly as it
@@ -42,6 +43,9 @@ LR_FACTORS = (0.5, 2.)          # lr candidates around the range test's 'fit' su
 MIN_BUDGET = 1000               # the default budget: the planned fit's steps, at least this many
 RANGE_STEPS = 100               # the range test (as lr_find's default, so that tune starts from the one-liner)
 MIN_TRIAL_STEPS = 10
+# a momentum other than the default must win by twice the noise: a short trial misjudges what momentum
+# does to a long fit's stability near its peak (the effective step lr/(1-mom) acts for hundreds of steps)
+MOM_CLEAR = 2.
 NOISE_FLOOR = 0.005             # the noise of a score is taken to be at least this fraction of it
 
 
@@ -128,18 +132,18 @@ def _confidence(name, cands, scores, picked, default, noise) -> dict:
     margin = scores[second] - scores[best]
     ratio = margin / noise if noise > 0 else (float('inf') if margin > 0 else 0.)
     word = 'clear' if ratio >= 2 else ('weak' if ratio >= 1 else 'a toss-up')
-    kept = ' (kept the default: no candidate beat it by more than the noise)' \
+    kept = ' (kept the default: no candidate beat it clearly enough)' \
         if picked == default and cands[best] != default else ''
     return {'margin': margin, 'ratio': ratio,
             'text': f'{format_candidate(picked)}{kept}; best {format_candidate(cands[best])} leads runner-up '
                     f'{format_candidate(cands[second])} by {margin:.4g} = {ratio:.2g}x the noise ({word})'}
 
 
-def _pick(cands, trials, default, noise):
-    "The lowest score, unless the default is within the noise of it: a pick must beat the default clearly."
+def _pick(cands, trials, default, margin):
+    "The lowest score, unless the default is within `margin` of it: a pick must beat the default clearly."
     best = pick_best(cands, trials)
     i_def = cands.index(default)
-    if best != default and trials[i_def].score <= trials[cands.index(best)].score + noise: return default
+    if best != default and trials[i_def].score <= trials[cands.index(best)].score + margin: return default
     return best
 
 
@@ -258,10 +262,10 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
             # floored: two runs can agree closely by chance, and a pick must not hang on a hair
             res.noise = noise = max(spread, NOISE_FLOOR * abs(a.score if math.isfinite(a.score) else 0.))
 
-            def stage(name, cands, default, make):
+            def stage(name, cands, default, make, clear=1.):
                 ts = time.perf_counter()
                 trials = [make(c) for c in cands]
-                try: picked = _pick(cands, trials, default, noise)
+                try: picked = _pick(cands, trials, default, clear * noise)
                 except RuntimeError: picked = default   # every trial diverged (the default too): keep it
                 res.confidence[name] = _confidence(name, cands, [x.score for x in trials], picked, default, noise)
                 return picked, SearchResult(name, list(cands), trials, picked, sum(x.n_steps for x in trials),
@@ -275,7 +279,8 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
             # 4. momentum: cyclical, as the fit will use it
             if search_moms and fits(len(moms) - 1):
                 cands = [tuple(m) if isinstance(m, tuple) else (m, m) for m in moms]
-                mom, res.mom_search = stage('mom', cands, default_mom, lambda c: trial(lr, c, wd, f'mom={c}'))
+                mom, res.mom_search = stage('mom', cands, default_mom, lambda c: trial(lr, c, wd, f'mom={c}'),
+                                            clear=MOM_CLEAR)
             elif search_moms: res.skipped.append('momentum')
             # 5. weight decay, with the lr and cyclical momentum of the fit
             if search_wd and fits(len(wd_cands) - 1):
