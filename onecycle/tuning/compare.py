@@ -8,7 +8,7 @@ from ..core.checks import check_callable, check_choice, check_positive, check_ra
 from ..core.hyper import has_hyper
 from ..core.data import check_loader
 from ..core.snapshot import TrainingState
-from .range_test import SUGGESTERS, LRFinder, LRFinderResult, lr_find
+from .range_test import SUGGESTIONS, LRFinder, LRFinderResult, lr_find
 from .range_test_plot import plot_range_tests
 
 __all__ = ['compare_lr_finds', 'LRComparison', 'plot_range_tests']
@@ -39,7 +39,7 @@ def _check_setting(i: int, setting, learn):
     if 'opt_func' in setting: check_callable(f'settings[{i}]["opt_func"]', setting['opt_func'])
     if 'wd' in setting: check_positive(f'settings[{i}]["wd"]', setting['wd'], allow_zero=True)
     if 'mom' in setting: check_range(f'settings[{i}]["mom"]', setting['mom'], 0, 1, hi_open=True)
-    if 'suggest' in setting: check_choice(f'settings[{i}]["suggest"]', setting['suggest'], tuple(SUGGESTERS))
+    if 'suggest' in setting: check_choice(f'settings[{i}]["suggest"]', setting["suggest"], SUGGESTIONS)
     finder = LRFinder(**{k: setting[k] for k in _FINDER_KEYS if k in setting})   # checks the sweep's arguments
     if 'mom' in setting:   # an optimizer without momentum (Adagrad...) cannot take one
         opt_func = setting.get('opt_func', learn.opt_func)
@@ -61,7 +61,7 @@ class LRComparison:
 
     def summary(self) -> str:
         "A table: one row per run, its suggestions and the lowest smoothed loss it reached."
-        names = list(SUGGESTERS)
+        names = list(SUGGESTIONS)
         w = max(8, *(len(l) for l in self.labels))
         rows = [f'{"run":<{w}}  ' + '  '.join(f'{n:>9}' for n in names) + '  min loss']
         for label, r in zip(self.labels, self.results):

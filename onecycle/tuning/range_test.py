@@ -14,6 +14,7 @@ from ..core.checks import check_bool, check_choice, check_int, check_positive, c
 from ..core.data import batch_loss, batch_size_of, call_model, check_loader, split_batch, to_device
 from ..core.dist import is_sharded, max_over_ranks, pad_forward_passes, sum_over_ranks, unwrap_model
 from ..core.snapshot import TrainingState
+from ..callbacks.training import GradAccumulation
 from ..schedules.functions import Exponential, Linear
 from ..schedules.scheduler import ParamScheduler
 from .range_test_plot import plot_range_tests
@@ -21,14 +22,15 @@ from .suggest import (
     lr_bounds,
     smooth_sweep,
     smoothed_slopes,
+    suggest_for_fit,
     suggest_max_bound,
     suggest_minimum,
     suggest_steep,
     suggest_valley,
 )
 
-__all__ = ['LRFinder', 'LRFinderResult', 'lr_find', 'SUGGESTERS', 'fixed_valid_batches', 'subset_loss']
-
+__all__ = ['LRFinder', 'LRFinderResult', 'lr_find', 'SUGGESTERS', 'fixed_valid_batches', 'subset_loss',
+           'epochs_for_steps', 'StepLoss', 'SUGGESTIONS', 'planned_fit_steps']
 
 
 @dataclass
@@ -38,8 +40,10 @@ class LRFinderResult:
     ``lrs``/``losses`` are the measured curve: the training loss of every step, or with validation
     the loss on the fixed validation subset at every evaluation (``measured`` says which).
     ``smooth_losses`` is that curve with losses above the starting level capped and a zero-lag
-    debiased EMA applied; suggestions and plots read it. ``suggestions`` maps 'minimum', 'steep',
-    'valley' and 'max_bound' to a learning rate; ``suggestion`` is the one asked for. ``bounds``
+    debiased EMA applied; suggestions and plots read it. ``suggestions`` maps 'fit', 'minimum',
+    'steep', 'valley' and 'max_bound' to a learning rate; ``suggestion`` is the one asked for ('fit'
+    by default: a max_lr for a 1cycle fit of ``fit_steps`` optimizer steps, see
+    :func:`~onecycle.tuning.suggest.suggest_for_fit`). ``bounds``
     gives Smith's minimum-bound ranges (low, high) for the max bound: 'cyclical_min' (max/4 to
     max/3) and 'one_cycle_min' (max/20 to max/10). ``cost`` counts the steps, validation forward
     passes and seconds spent.
@@ -56,6 +60,7 @@ class LRFinderResult:
     train_losses: list = field(default_factory=list)
     cost: dict = field(default_factory=dict)
     label: str = ''
+    fit_steps: int | None = None
 
     @property
     def max_bound(self) -> float:
@@ -114,13 +119,60 @@ def subset_loss(learn, batches) -> float:
     return float(total) / float(n)
 
 
+def epochs_for_steps(learn, n_steps: int) -> int:
+    """Epochs a fit of `learn` needs for `n_steps` optimizer steps. Under gradient accumulation (a
+    :class:`~onecycle.callbacks.GradAccumulation` among the learner's callbacks) an optimizer step
+    takes several batches: ``learn.steps_per_epoch`` says so only once the fit has started."""
+    return max(1, math.ceil(n_steps / max(1, _steps_per_epoch(learn))))
+
+
+class StepLoss:
+    """Mixin for callbacks that record a loss per optimizer step: the mean training loss over the
+    samples of every batch the step took (all the micro-batches of a gradient-accumulation group),
+    not only the last batch's. Call ``self.step_loss()`` from ``after_step``."""
+    def _reset_step_loss(self):
+        self._step_sum, self._step_n = 0., 0
+
+    def after_loss(self):
+        if not self.learn.training or self.learn.loss is None: return
+        bs = self.learn.batch_size
+        self._step_sum = getattr(self, '_step_sum', 0.) + self.learn.loss.detach().float() * bs
+        self._step_n = getattr(self, '_step_n', 0) + bs
+
+    def step_loss(self) -> float:
+        "The mean loss of the step just taken; resets the sums for the next one."
+        n = getattr(self, '_step_n', 0)
+        loss = float(self._step_sum) / n if n else float(self.learn.loss.detach())
+        self._reset_step_loss()
+        return loss
+
+
 SUGGESTERS = {'minimum': suggest_minimum, 'steep': suggest_steep, 'valley': suggest_valley,
               'max_bound': suggest_max_bound}
+# the names `suggest` accepts: the rules above, and 'fit' (see suggest_for_fit), the default
+SUGGESTIONS = ('fit', *SUGGESTERS)
+# a range test that is not told the planned fit's length plans for the longer of these (a long fit is the safe guess)
+DEFAULT_FIT_EPOCHS, DEFAULT_FIT_STEPS = 10, 2000
 
 
-class LRFinder(ParamScheduler):
+def planned_fit_steps(learn, n_epoch=None) -> int:
+    """Optimizer steps of the fit a suggestion is for: `n_epoch` epochs of `learn`'s training loader
+    (gradient accumulation counted), or without it the longer of DEFAULT_FIT_EPOCHS epochs and
+    DEFAULT_FIT_STEPS steps."""
+    per_epoch = max(1, _steps_per_epoch(learn))
+    if n_epoch is None: return max(DEFAULT_FIT_EPOCHS * per_epoch, DEFAULT_FIT_STEPS)
+    return n_epoch * per_epoch
+
+
+def _steps_per_epoch(learn) -> int:
+    accum = max([1] + [c.n_batches for c in learn.cbs if isinstance(c, GradAccumulation)])
+    return math.ceil(len(learn.dls.train) / accum)
+
+
+class LRFinder(StepLoss, ParamScheduler):
     """Raises the learning rate of every param group from `start_lr` to `end_lr` over `num_it`
-    optimizer steps (geometrically, or linearly with ``mode='linear'``), recording the training loss.
+    optimizer steps (geometrically, or linearly with ``mode='linear'``), recording the training loss
+    of every step (under gradient accumulation, its mean over the step's micro-batches).
 
     With `valid_every` = k it also measures the loss on a fixed validation subset (the first
     `valid_batches` batches of ``dls.valid``, all of them by default, read once and kept on the
@@ -155,6 +207,7 @@ class LRFinder(ParamScheduler):
         self.div_threshold, self.mode, self.beta = div_threshold, mode, beta
         self.valid_every, self.valid_batches = valid_every, valid_batches
         self.state = None   # the TrainingState after_fit restores (lr_find takes it before fit() starts)
+        self.fit_steps = None   # the planned fit's optimizer steps, for the 'fit' suggestion (lr_find sets it)
 
     def before_fit(self):
         # first: whatever fails below, after_fit restores it
@@ -165,6 +218,7 @@ class LRFinder(ParamScheduler):
         self.valid_lrs, self.valid_losses = [], []                  # per validation measurement
         self._avg, self._n_avg, self._best = 0., 0, float('inf')
         self.valid_seconds, self.seconds = 0., 0.
+        self._reset_step_loss()
         if self.valid_every is not None:
             self._valid_set = self._fixed_valid_batches()
             self._beta = self.beta ** self.valid_every   # the same time constant in steps
@@ -192,7 +246,7 @@ class LRFinder(ParamScheduler):
         return self._avg / (1 - self._beta ** self._n_avg)
 
     def after_step(self):
-        loss = float(self.learn.loss.detach())
+        loss = self.step_loss()
         lr = float(self.learn.opt.param_groups[-1]['lr'])
         self.lrs.append(lr); self.losses.append(loss)
         n = len(self.losses)
@@ -227,36 +281,47 @@ class LRFinder(ParamScheduler):
                 'valid_samples': evals * getattr(self, 'valid_samples', 0), 'valid_seconds': self.valid_seconds,
                 'seconds': self.seconds}
 
-    def result(self, suggest="max_bound") -> LRFinderResult:
-        check_choice('suggest', suggest, tuple(SUGGESTERS))
+    def result(self, suggest='fit', fit_steps=None) -> LRFinderResult:
+        """What the test saw and suggests; the 'fit' suggestion is for a 1cycle fit of `fit_steps`
+        optimizer steps (by default the one lr_find planned for, else :func:`planned_fit_steps`)."""
+        check_choice('suggest', suggest, SUGGESTIONS)
+        check_int('fit_steps', fit_steps, min_value=1, allow_none=True)
+        fit_steps = fit_steps or self.fit_steps or planned_fit_steps(self.learn)
         lrs, losses = (self.lrs, self.losses) if self.valid_every is None else (self.valid_lrs, self.valid_losses)
         if len(lrs) < 3:
             raise RuntimeError(f'the range test stopped after {len(self.lrs)} steps ({len(lrs)} {self.measured} loss '
                                'measurements), too few to suggest a learning rate: lower start_lr, raise '
                                'div_threshold' + (' or lower valid_every' if self.valid_every else ''))
         smooth = smooth_sweep(losses)
-        sugg = {name: f(lrs, smooth) for name, f in SUGGESTERS.items()}
+        sugg = {'fit': suggest_for_fit(lrs, smooth, fit_steps, sweep_lrs=self.lrs)}
+        sugg.update({name: f(lrs, smooth) for name, f in SUGGESTERS.items()})
         return LRFinderResult(list(lrs), list(losses), smooth, sugg, sugg[suggest], self.stopped_early,
                               bounds=lr_bounds(sugg['max_bound']), measured=self.measured,
-                              train_lrs=list(self.lrs), train_losses=list(self.losses), cost=self.cost())
+                              train_lrs=list(self.lrs), train_losses=list(self.losses), cost=self.cost(),
+                              fit_steps=fit_steps)
 
 
-def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=100, stop_div=True, suggest="max_bound",
+def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=100, stop_div=True, suggest='fit', n_epoch=None,
             **kwargs) -> LRFinderResult:
     """Run the LR range test on `learn` and return its result; the learner is left as it was.
 
-    ``result.suggestion`` is the `suggest` entry of ``result.suggestions`` ('minimum', 'steep',
-    'valley' or 'max_bound'). Other keyword arguments go to :class:`LRFinder`: `mode` ('exp' or
+    ``result.suggestion`` is the `suggest` entry of ``result.suggestions``: 'fit' (the default), a
+    max_lr for ``fit_one_cycle(learn, n_epoch, ...)`` that stays below the edge of stability of a fit
+    that long (Smith's max bound lowered for the time the fit spends near its peak, see
+    :func:`~onecycle.tuning.suggest.suggest_for_fit`; without `n_epoch` it plans for the longer of
+    10 epochs and 2000 steps), or one of Smith's and fastai's rules: 'minimum', 'steep', 'valley',
+    'max_bound'. Other keyword arguments go to :class:`LRFinder`: `mode` ('exp' or
     'linear'), `div_threshold`, `beta`, and `valid_every`/`valid_batches` to measure the loss on a
     fixed validation subset every `valid_every` steps (its cost is in ``result.cost``)."""
-    check_choice('suggest', suggest, tuple(SUGGESTERS))
+    check_choice('suggest', suggest, SUGGESTIONS)
+    check_int('n_epoch', n_epoch, min_value=1, allow_none=True)
     finder = LRFinder(start_lr, end_lr, num_it, stop_div, **kwargs)
     check_loader(learn.dls.train, 'dls.train')
     if finder.valid_every is not None: check_loader(learn.dls.valid, 'dls.valid')
-    n_epoch = math.ceil(num_it / learn.steps_per_epoch)
+    finder.fit_steps = planned_fit_steps(learn, n_epoch)
     finder.state = TrainingState(learn)   # before fit() resets the counters and gradients: those come back too
     bar = [RangeTestProgress(num_it, finder.beta)] if getattr(learn, 'progress', False) else []   # its own bar
-    learn.fit(n_epoch, cbs=[finder, *bar])
+    learn.fit(epochs_for_steps(learn, num_it), cbs=[finder, *bar])
     result = finder.result(suggest)
     for cb in learn.cbs:   # loggers attached to the learner (TensorBoardLogger...) keep the plot
         if callable(getattr(type(cb), 'log_lr_find', None)): cb.log_lr_find(result)

@@ -7,16 +7,17 @@ import math
 __all__ = ['plot_range_tests']
 
 
-_MARKERS = {'minimum': 'v', 'steep': 'o', 'valley': 's', 'max_bound': '^'}
+_MARKERS = {'fit': '*', 'minimum': 'v', 'steep': 'o', 'valley': 's', 'max_bound': '^'}
 # how the figure names the suggestions and Smith's min-bound ranges
-_NAMES = {'minimum': 'loss minimum', 'steep': 'steepest fall', 'valley': 'valley', 'max_bound': 'max bound'}
+_NAMES = {'fit': 'for the fit', 'minimum': 'loss minimum', 'steep': 'steepest fall', 'valley': 'valley',
+          'max_bound': 'max bound'}
 _BANDS = {'cyclical_min': 'CLR base lr (max/4 to max/3)', 'one_cycle_min': '1cycle lowest lr (max/20 to max/10)'}
 
 
 def _in_use(r):
     "The name of the suggestion the result hands out (``r.suggestion``), or None."
     names = [k for k, v in r.suggestions.items() if v == r.suggestion]
-    return 'max_bound' if 'max_bound' in names else (names[0] if names else None)
+    return next((n for n in ('fit', 'max_bound') if n in names), names[0] if names else None)
 
 
 def _finite_range(values):

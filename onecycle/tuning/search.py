@@ -21,7 +21,7 @@ from ..core.checks import (check_candidates, check_choice, check_int, check_lr, 
 from ..core.hyper import has_hyper, lr_range
 from ..core.data import check_loader
 from ..core.snapshot import TrainingState, preserved
-from .range_test import fixed_valid_batches, subset_loss
+from .range_test import StepLoss, epochs_for_steps, fixed_valid_batches, subset_loss
 from ..schedules.functions import Constant, Cosine, one_cycle
 from ..schedules.scheduler import ParamScheduler
 
@@ -59,7 +59,7 @@ class Trial:
         return self.valid_losses[0] if self.valid_losses else float('nan')
 
 
-class _TrialCallback(Callback):
+class _TrialCallback(StepLoss, Callback):
     """Runs exactly `n_steps` optimizer steps, measures the validation subset every `eval_every`, skips the
     epoch's validation."""
     order = 5
@@ -72,6 +72,7 @@ class _TrialCallback(Callback):
 
     def before_fit(self):
         self._t0 = time.perf_counter()
+        self._reset_step_loss()
         self.trial.steps.append(0); self.trial.valid_losses.append(subset_loss(self.learn, self.batches))
 
     def before_validate(self):
@@ -79,7 +80,7 @@ class _TrialCallback(Callback):
 
     def after_step(self):
         t, learn = self.trial, self.learn
-        loss = float(learn.loss.detach())
+        loss = self.step_loss()
         t.train_losses.append(loss); t.n_steps = n = learn.step_count
         if not math.isfinite(loss): t.diverged = True; raise CancelFitException()
         if n % self.eval_every == 0 or n >= self.n_steps:
@@ -130,7 +131,7 @@ def run_trial(learn, n_steps, lr, mom=None, wd=None, schedule='one_cycle', eval_
     trial = Trial(label or f'lr={lr}')
     if wd is not None: learn.set_wd(wd)
     sched = ParamScheduler(_schedules(learn, lr, mom, wd, schedule, n_steps, pct_start), total_steps=n_steps)
-    learn.fit(math.ceil(n_steps / learn.steps_per_epoch),
+    learn.fit(epochs_for_steps(learn, n_steps),
               cbs=[_TrialCallback(n_steps, eval_every, batches, trial, time_limit), sched])
     return trial
 
@@ -196,7 +197,9 @@ class SearchResult:
                     label=f'{self.name}={format_candidate(self.extra["mid"])} until plateau')
             ax.axvline(offset, color='k', ls=':', lw=1)
         finite = [v for t in self.trials for v in t.valid_losses if math.isfinite(v)]
-        if finite: ax.set_ylim(min(finite) * 0.95, min(max(finite), 3 * min(finite)) * 1.05)
+        if finite:
+            lo, hi = min(finite) * 0.95, min(max(finite), 3 * min(finite)) * 1.05
+            if hi > lo: ax.set_ylim(lo, hi)   # all equal (or all 0): leave matplotlib's own margins
         ax.set_xlabel('optimizer step'); ax.set_ylabel('validation loss')
         refined = f' (refined to {format_candidate(self.best)})' if 'rung' in self.extra else ''
         ax.set_title(f'{self.name} search' + refined)
@@ -435,7 +438,7 @@ def wd_search(learn, lr, wds=None, mid_wd=None, plateau_steps=600, branch_steps=
         learn.set_wd(mid_wd)
         sched = ParamScheduler(_schedules(learn, lr, mom, mid_wd, 'constant', plateau_steps, 0.3),
                                total_steps=plateau_steps)
-        learn.fit(math.ceil(plateau_steps / learn.steps_per_epoch),
+        learn.fit(epochs_for_steps(learn, plateau_steps),
                   cbs=[_TrialCallback(plateau_steps, eval_every_pre, batches, pre, time_limit),
                        _Plateau(pre, patience, rel_tol, min_steps=2 * eval_every_pre), sched])
         if pre.diverged:

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import math
 
-from ..core.checks import check_fraction, check_range
+from ..core.checks import check_fraction, check_positive, check_range
 from ..core.recorder import smooth_ema
+from ..schedules.functions import one_cycle
 
-__all__ = ['suggest_minimum', 'suggest_steep', 'suggest_valley', 'suggest_max_bound', 'lr_bounds',
+__all__ = ['suggest_minimum', 'suggest_steep', 'suggest_valley', 'suggest_max_bound', 'suggest_for_fit',
+           'sweep_exposure', 'one_cycle_exposure', 'lr_bounds',
            'loss_slopes', 'smoothed_slopes', 'moving_average', 'smooth_zero_lag', 'smooth_sweep', 'default_window']
 
 
@@ -150,3 +152,65 @@ def suggest_valley(lrs, losses) -> float:
     while prev[start] != -1: start = prev[start]
     idx = start + int(round((end - start) * 2 / 3))
     return lrs[idx]
+
+
+# --- a suggestion for the fit that follows ---------------------------------------------------------
+# How fast the edge of stability falls with the time spent near the peak lr (see suggest_for_fit).
+EXPOSURE_EXPONENT = 0.2
+# how the max bound falls with a sweep's steps near it, and the default sweep's (100 steps over 1e-7..10)
+SWEEP_EXPONENT = 0.6
+REFERENCE_EXPOSURE = 100 / math.log(1e8)
+# never more than this far below the max bound: a fit that long is outside what the rule was checked on
+MIN_FIT_FACTOR = 0.1
+
+
+def sweep_exposure(sweep_lrs, lr: float) -> float:
+    """Optimizer steps of a range test spent within a factor e below `lr` (lr/e < step lr <= lr): one
+    over the mean log-lr increment of the steps there (so a 100-step sweep from 1e-7 to 10 gives
+    5.43, not 5 or 6 by where its steps happen to fall), their count when fewer than 3; at least 1."""
+    inside = [l for l in sweep_lrs if lr / math.e < l <= lr]
+    if len(inside) >= 3 and inside[-1] > inside[0]:
+        return max(1., (len(inside) - 1) / math.log(inside[-1] / inside[0]))
+    return float(max(1, len(inside)))
+
+
+def one_cycle_exposure(fit_steps: int, pct_start=0.3, div_factor=25., anneal_strategy='cos') -> float:
+    """Optimizer steps a 1cycle fit of `fit_steps` steps spends within a factor e below its peak lr
+    (about 59% of them with the default pct_start=0.3, div_factor=25, cosine annealing)."""
+    if not fit_steps >= 1: raise ValueError(f'fit_steps must be >= 1, got {fit_steps!r}')
+    n = 1000
+    f = one_cycle(1 / div_factor, 1., 1e-5, pct_start, anneal_strategy)
+    return fit_steps * sum(1 for i in range(n) if f(i / (n - 1)) > 1 / math.e) / n
+
+
+def suggest_for_fit(lrs, losses, fit_steps, sweep_lrs=None, exponent=EXPOSURE_EXPONENT, min_factor=MIN_FIT_FACTOR,
+                    sweep_exponent=SWEEP_EXPONENT, reference=REFERENCE_EXPOSURE, **cycle) -> float:
+    """A max_lr for a 1cycle fit of `fit_steps` optimizer steps: Smith's max bound M, lowered by how
+    much longer the fit stays near its peak than a range test does.
+
+    The range test sees each lr for a few steps only; the loss keeps falling at M because a few
+    steps are too few for an instability to grow. A 1cycle fit spends hundreds of steps near its
+    peak, and the largest lr it survives falls as that time grows (the sharpness rises during
+    training until the lr sits at the edge of stability, and growth that took the sweep a few
+    steps compounds over the whole plateau). The rule, for the default sweep (100 steps from 1e-7
+    to 10, about `reference` = 5.4 steps per factor e of lr)::
+
+        M * (reference / fit_steps_near_peak) ** exponent
+
+    with fit_steps_near_peak the fit's steps within a factor e below its peak
+    (:func:`one_cycle_exposure`, `cycle` its keyword arguments), the factor kept between
+    `min_factor` and 1. A sweep that spends k steps near M (:func:`sweep_exposure` of `sweep_lrs`,
+    the training steps' lrs, `lrs` by default) has trained longer by the time it gets there, and
+    its loss flattens at a lower lr: M falls about as k ** -0.6 (a 300-step sweep finds half the
+    max bound of a 100-step one). ``(k / reference) ** sweep_exponent`` (between 1/4 and 4) puts M
+    back on the default sweep's scale first, so the suggestion depends little on the sweep's length.
+    It is never above M."""
+    check_range('exponent', exponent, 0, 5)
+    check_range('sweep_exponent', sweep_exponent, 0, 5)
+    check_positive('reference', reference)
+    check_fraction('min_factor', min_factor)
+    m = suggest_max_bound(lrs, losses)
+    k = sweep_exposure(lrs if sweep_lrs is None else sweep_lrs, m)
+    rescale = min(max((k / reference) ** sweep_exponent, 0.25), 4.)
+    factor = (reference / max(one_cycle_exposure(fit_steps, **cycle), reference)) ** exponent
+    return min(m, m * rescale * max(factor, min_factor))

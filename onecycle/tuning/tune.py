@@ -1,50 +1,63 @@
-"""tune(): Smith's whole procedure in one call, within a budget of optimizer steps (or seconds).
+"""tune(): Smith's procedure in one call, sized to the fit it tunes for.
 
-1. LR range test -> Smith's max bound M (the largest lr at which the loss still falls).
-2. Edge of stability: short 1cycle runs peaking at M/2 and M, then doubling while the top run is
-   still the best (see ``edge_search``); the largest lr whose validation loss is within a hair of
-   the best is kept (training is best just below the line where it turns unstable, and the large
-   lr regularizes), then refined between its neighbours to the vertex of a parabola through the
-   three scores against log lr (a factor-2 ladder is too coarse, and its best rung often sits
-   above the optimum: short runs tolerate lrs that long ones do not).
-3. (When asked) batch size: short runs at each candidate batch size, the lr rescaled with it.
-4. Momentum: short runs with cyclical momentum ranges at that lr.
-5. Weight decay: train at the middle candidate until the validation loss plateaus, snapshot, branch;
-   the largest candidate within 2% of the best score wins (short branches favour less
-   regularization, whose gain comes at once; see ``wd_search``).
+1. LR range test -> the 'fit' suggestion S for a 1cycle fit of the planned length (``n_epoch``):
+   Smith's max bound lowered for the time the fit spends near its peak (see ``suggest_for_fit``).
+2. (When asked) batch size: short runs at each candidate batch size, the lr rescaled with it.
+3. Short 1cycle trials, each a compressed copy of the planned fit: the same cyclical momentum, the
+   same weight decay, an lr raised by the same exposure law that lowers S (a run of t steps behaves
+   at lr x (T/t)^0.2 as a run of T steps does at lr, near the edge of stability). One coordinate at
+   a time, each stage's candidates compared with the stage before's winner:
+   lr (S/2, S, 2S), momentum ((0.95, 0.85), (0.99, 0.9), (0.9, 0.8)), weight decay (Smith's
+   candidates for the model's depth and optimizer). A replicate of the first trial with another data
+   order measures the seed-to-seed noise of a score; a candidate replaces the default of its stage
+   (S, (0.95, 0.85), the middle weight decay) only when it beats it by more than that noise (twice
+   it for momentum, whose effect on a long fit's stability a short trial misjudges). The
+   summary says for each choice how far its runner-up was, in units of that noise.
 
-Every run starts from the learner's weights; afterwards the learner is exactly as it was (weights,
-optimizer, weight decay, loaders, recorder, RNG...: see ``onecycle.core.snapshot.TrainingState``).
-``fit_one_cycle(learn, n, **result.fit_kwargs)`` then trains with the findings.
+Every trial starts from an exact copy of the learner's state; afterwards the learner is exactly as it
+was (weights, optimizer, weight decay, loaders, recorder, RNG...: see ``onecycle.core.snapshot``).
+``fit_one_cycle(learn, n_epoch, **result.fit_kwargs)`` then trains with the findings.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
+
+import torch
 
 from ..callbacks.progress import StageProgress
 from ..core.checks import (check_bool, check_candidates, check_choice, check_int, check_mom_candidate,
                            check_positive)
 from ..core.data import check_loader
 from ..core.hyper import has_hyper, scale_lr
-from ..core.snapshot import preserved
+from ..core.rng import loader_generators
+from ..core.snapshot import TrainingState, preserved
 from .batch_size import noise_scale, with_batch_size
+from .range_test import fixed_valid_batches, planned_fit_steps
+from .search import SearchResult, branch_trials, default_wds, format_candidate, pick_best, run_trial
+from .suggest import EXPOSURE_EXPONENT
 from .tune_report import plot_tune, range_test_line, search_line, skipped_line
-from .search import (DivergedSearch, SearchResult, branch_trials, default_wds, edge_search, format_candidate,
-                     momentum_search, pick_best, wd_search)
 
-__all__ = ['tune', 'TuneResult']
+__all__ = ['tune', 'TuneResult', 'DEFAULT_MOMS']
 
-DEFAULT_MOMS = ((0.99, 0.9), (0.95, 0.85), (0.9, 0.8))
-EDGE_TRIALS = 5
-# shares of the step budget: range test, lr probes, batch size (when asked), momentum, weight decay
-_SHARES = {'range': 0.075, 'lr': 0.4, 'bs': 0.2, 'mom': 0.225, 'wd': 0.3}
+DEFAULT_MOMS = ((0.95, 0.85), (0.99, 0.9), (0.9, 0.8))   # the first is the default the others must beat
+LR_FACTORS = (0.5, 2.)          # lr candidates around the range test's 'fit' suggestion
+MIN_BUDGET = 1000               # the default budget: the planned fit's steps, at least this many
+RANGE_STEPS = 100               # the range test (as lr_find's default, so that tune starts from the one-liner)
+MIN_TRIAL_STEPS = 10
+# a momentum other than the default must win by twice the noise: a short trial misjudges what momentum
+# does to a long fit's stability near its peak (the effective step lr/(1-mom) acts for hundreds of steps)
+MOM_CLEAR = 2.
+NOISE_FLOOR = 0.005             # the noise of a score is taken to be at least this fraction of it
 
 
 @dataclass
 class TuneResult:
     """What tune found and the evidence. ``fit_kwargs`` goes straight to ``fit_one_cycle``; a tuned
-    batch size is in ``batch_size`` (``with_batch_size(learn.dls.train, result.batch_size)``)."""
+    batch size is in ``batch_size`` (``with_batch_size(learn.dls.train, result.batch_size)``).
+    ``noise`` is the seed-to-seed spread of a trial's score (two runs of one setting, two data
+    orders); ``confidence`` maps each searched name to its runner-up's score margin in units of it."""
     max_lr: float
     moms: tuple | None
     wd: float | None
@@ -60,6 +73,10 @@ class TuneResult:
     budget: int | None = None
     time_budget: float | None = None
     skipped: list = field(default_factory=list)
+    fit_steps: int | None = None
+    trial_steps: int | None = None
+    noise: float | None = None
+    confidence: dict = field(default_factory=dict)
 
     @property
     def fit_kwargs(self) -> dict:
@@ -77,11 +94,16 @@ class TuneResult:
                  f'batch_size={self.batch_size}'
                  + (f'  noise scale g={self.noise_scale:.3g}' if self.noise_scale is not None else ''),
                  f'tuning: {self.steps} optimizer steps' + (f' of {self.budget}' if self.budget else '')
+                 + (f' for a fit of {self.fit_steps}' if self.fit_steps else '')
+                 + (f' (trials of {self.trial_steps})' if self.trial_steps else '')
                  + f', {self.seconds:.1f}s' + (f' of {self.time_budget:.0f}s' if self.time_budget else '')]
         if self.lr_find is not None:
             lines.append('range test: ' + ', '.join(f'{k}={v:.3g}' for k, v in self.lr_find.suggestions.items()))
+        if self.noise is not None:
+            lines.append(f'seed-to-seed noise of a score: {self.noise:.4g}')
+        for name, c in self.confidence.items(): lines.append(f'{name}: {c["text"]}')
         for s in self.searches: lines += ['', s.table()]
-        if self.skipped: lines.append('skipped (out of budget): ' + ', '.join(self.skipped))
+        if self.skipped: lines.append('skipped: ' + ', '.join(self.skipped))
         return '\n'.join(lines)
 
     __str__ = summary
@@ -96,36 +118,68 @@ def _n_samples(learn):
     except (TypeError, AttributeError): return None
 
 
-def tune(learn, budget=2000, time_budget=None, moms=DEFAULT_MOMS, wds=None, batch_sizes=None, lr_rule='sqrt',
-         search_moms=True, search_wd=True, valid_batches=None, edge_tol=0.) -> TuneResult:
-    """Find max_lr, momentum and weight decay for ``fit_one_cycle`` with a few short runs, spending at
-    most `budget` optimizer steps (and, given `time_budget`, about that many seconds).
+def _confidence(name, cands, scores, picked, default, noise) -> dict:
+    "How sure a pick is: the runner-up's score margin over the best, in units of the noise."
+    order = sorted(range(len(cands)), key=lambda i: scores[i])
+    finite = [i for i in order if math.isfinite(scores[i])]
+    if len(finite) < 2:
+        return {'margin': float('inf'), 'ratio': float('inf'),
+                'text': f'{format_candidate(picked)} (every other candidate diverged)'}
+    best, second = finite[0], finite[1]
+    margin = scores[second] - scores[best]
+    ratio = margin / noise if noise > 0 else (float('inf') if margin > 0 else 0.)
+    word = 'clear' if ratio >= 2 else ('weak' if ratio >= 1 else 'a toss-up')
+    kept = ' (kept the default: no candidate beat it clearly enough)' \
+        if picked == default and cands[best] != default else ''
+    return {'margin': margin, 'ratio': ratio,
+            'text': f'{format_candidate(picked)}{kept}; best {format_candidate(cands[best])} leads runner-up '
+                    f'{format_candidate(cands[second])} by {margin:.4g} = {ratio:.2g}x the noise ({word})'}
+
+
+def _pick(cands, trials, default, margin):
+    "The lowest score, unless the default is within `margin` of it: a pick must beat the default clearly."
+    best = pick_best(cands, trials)
+    i_def = cands.index(default)
+    if best != default and trials[i_def].score <= trials[cands.index(best)].score + margin: return default
+    return best
+
+
+def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batch_sizes=None, lr_rule='sqrt',
+         search_moms=True, search_wd=True, valid_batches=None, *, n_epoch=None, search_lr=True) -> TuneResult:
+    """Find max_lr, momentum and weight decay for ``fit_one_cycle(learn, n_epoch, ...)`` with a
+    range test and a few short trials, spending at most `budget` optimizer steps (and, given
+    `time_budget`, about that many seconds).
 
     Args:
-        budget: optimizer steps all tuning runs together may take.
+        n_epoch: the planned fit's epochs (None: the longer of 10 epochs and 2000 steps, as lr_find).
+        budget: optimizer steps all tuning runs together may take (default: the planned fit's steps,
+            at least 1000).
         time_budget: seconds; stages that would start after it are skipped (defaults used instead).
-        moms: cyclical (high, low) momentum candidates (constant values work too).
-        wds: weight-decay candidates (Smith's, by model depth and optimizer, when None: see ``default_wds``).
+        moms: cyclical (high, low) momentum candidates (constant values work too); the first is the
+            default, which another must beat by more than the noise.
+        wds: weight-decay candidates (Smith's, by model depth and optimizer, when None: see
+            ``default_wds``); the middle one is the default.
         batch_sizes: candidate batch sizes to compare (None: keep the loader's); the lr is rescaled by
             `lr_rule` ('linear' or 'sqrt') for each.
+        search_lr: compare the range test's suggestion with half and twice it (else take it as is).
         valid_batches: measure the validation loss on the first this many validation batches.
-        edge_tol: take the largest probed lr whose short-run validation loss is within this fraction
-            of the best (0: the best itself; short runs tolerate lrs that long runs do not).
     Returns a :class:`TuneResult`; the learner is left exactly as it was.
     """
-    check_int('budget', budget, min_value=200)
+    check_int('n_epoch', n_epoch, min_value=1, allow_none=True)
+    check_int('budget', budget, min_value=200, allow_none=True)
     check_positive('time_budget', time_budget, allow_none=True)
     check_choice('lr_rule', lr_rule, ('linear', 'sqrt'))
     check_int('valid_batches', valid_batches, min_value=1, allow_none=True)
-    check_positive('edge_tol', edge_tol, allow_zero=True)
-    check_bool('search_moms', search_moms); check_bool('search_wd', search_wd)
+    check_bool('search_moms', search_moms); check_bool('search_wd', search_wd); check_bool('search_lr', search_lr)
     check_loader(learn.dls.train, 'dls.train')
     check_loader(learn.dls.valid, 'dls.valid')
+    has_mom = has_hyper(learn.opt.param_groups[0], 'mom')
     if search_moms:
-        if not has_hyper(learn.opt.param_groups[0], 'mom'):
+        if not has_mom:
             raise ValueError(f'the optimizer {type(learn.opt).__name__} has no momentum: pass search_moms=False')
         moms = check_candidates('moms', moms, lambda m: check_mom_candidate('moms', m))
-    if wds is not None: check_candidates('wds', wds, lambda v: check_positive('wds', v, allow_zero=True))
+        moms = [tuple(m) if isinstance(m, (list, tuple)) else m for m in moms]
+    if wds is not None: wds = check_candidates('wds', wds, lambda v: check_positive('wds', v, allow_zero=True))
     base_bs = getattr(learn.dls.train, 'batch_size', None)
     if batch_sizes is not None:
         batch_sizes = sorted(set(check_candidates('batch_sizes', batch_sizes,
@@ -133,97 +187,119 @@ def tune(learn, budget=2000, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
         if base_bs is None: raise ValueError('batch_sizes needs dls.train to be a DataLoader built with batch_size')
 
     t0 = time.perf_counter()
-    shares = dict(_SHARES)
-    if batch_sizes is None: shares.pop('bs')
-    if not search_moms: shares.pop('mom')
-    if not search_wd: shares.pop('wd')
-    total = sum(shares.values())
-    steps_for = {k: int(budget * v / total) for k, v in shares.items()}
-    time_for = {k: (None if time_budget is None else time_budget * v / total) for k, v in shares.items()}
+    fit_steps = planned_fit_steps(learn, n_epoch)
+    budget = budget if budget is not None else max(fit_steps, MIN_BUDGET)
     res = TuneResult(max_lr=float('nan'), moms=None, wd=None, batch_size=base_bs, noise_scale=None, budget=budget,
-                     time_budget=time_budget)
+                     time_budget=time_budget, fit_steps=fit_steps)
+    wd_cands = sorted(wds if wds is not None else default_wds(learn.model, learn.opt))
+    default_wd = wd_cands[(len(wd_cands) - 1) // 2]
+    default_mom = (moms[0] if search_moms else (0.95, 0.85) if has_mom else None)
+    if isinstance(default_mom, (int, float)): default_mom = (default_mom, default_mom)
 
     def over_time():
         return time_budget is not None and time.perf_counter() - t0 > time_budget
 
     # one line per stage (a bar during it where a person watches), when the learner shows progress
     say = StageProgress('tune', enabled=getattr(learn, 'progress', False))
-    with preserved(learn), learn.added_cbs([say]):   # also puts back a training loader swapped for another batch size
-        # 1. range test
-        n_rt = max(20, steps_for['range'])
+    with preserved(learn) as start, learn.added_cbs([say]):   # also puts back a loader swapped for another batch size
+        # 1. range test, then the suggestion for the planned fit
+        n_rt = min(RANGE_STEPS, budget // 4)
         say.begin('range test', n_rt)
-        res.lr_find = learn.lr_find(num_it=n_rt)
-        say.end(range_test_line(res.lr_find))
-        sugg = res.lr_find.suggestions
-        m = sugg.get('max_bound') or sugg['minimum'] * 10
+        res.lr_find = learn.lr_find(num_it=n_rt, n_epoch=n_epoch)
         res.steps += res.lr_find.cost.get('train_steps', n_rt)
+        say.end(range_test_line(res.lr_find))
+        lr = res.lr_find.suggestion
+        res.max_lr = lr
+        n_trials = (len(LR_FACTORS) if search_lr else 0) + (len(moms) - 1 if search_moms else 0) \
+            + (len(wd_cands) - 1 if search_wd else 0) + 2 + (len(batch_sizes) if batch_sizes else 0)
+        t = max(MIN_TRIAL_STEPS, (budget - res.steps) // n_trials)
+        res.trial_steps = t
+        boost = (fit_steps / t) ** EXPOSURE_EXPONENT if fit_steps > t else 1.   # the trial's lr for a fit lr
 
-        # 2. batch size, compared at the range test's max bound (the edge is then found for the batch chosen)
-        if batch_sizes is not None and not over_time():
-            n_bs = max(10, steps_for['bs'] // len(batch_sizes))
+        # 2. batch size, compared at the suggestion rescaled for each (short 1cycle runs)
+        if batch_sizes is not None and not over_time() and res.steps + t * len(batch_sizes) <= budget:
             dl0 = learn.dls.train
-            trials_lr = {b: scale_lr(m, b, base_bs, lr_rule) for b in batch_sizes}
+            trials_lr = {b: scale_lr(lr, b, base_bs, lr_rule) for b in batch_sizes}
             def use_batch_size(b): learn.dls.train = with_batch_size(dl0, b) if b != base_bs else dl0
             ts = time.perf_counter()
-            say.begin('batch size', n_bs * len(batch_sizes))
-            with preserved(learn) as start:   # the next stage starts from the learner as it was, not the last trial
-                trials = branch_trials(learn, 'bs', batch_sizes, lambda b: dict(lr=trials_lr[b]), n_bs, None,
-                                       valid_batches, start, time_for['bs'], before_trial=use_batch_size)
+            say.begin('batch size', t * len(batch_sizes))
+            with preserved(learn) as bs_start:
+                trials = branch_trials(learn, 'bs', batch_sizes, lambda b: dict(lr=trials_lr[b] * boost), t, None,
+                                       valid_batches, bs_start, None, before_trial=use_batch_size)
             best = pick_best(batch_sizes, trials)
-            res.bs_search = SearchResult('bs', batch_sizes, trials, best, sum(t.n_steps for t in trials),
+            res.bs_search = SearchResult('bs', batch_sizes, trials, best, sum(x.n_steps for x in trials),
                                          time.perf_counter() - ts, {'lr_rule': lr_rule})
             res.steps += res.bs_search.steps
-            res.batch_size, m = best, trials_lr[best]
+            res.batch_size, lr = best, trials_lr[best]
+            res.max_lr = lr
             say.end(search_line(res.bs_search))
             if best != base_bs: learn.dls.train = with_batch_size(dl0, best)
+            start = TrainingState(learn)   # the next stages start from the learner with this batch size
         elif batch_sizes is not None: res.skipped.append('batch size'); say.end(skipped_line('batch size'))
-        # 3. edge of stability
-        say.begin('edge of stability', max(10, steps_for['lr'] // EDGE_TRIALS) * EDGE_TRIALS)
-        res.lr_search = edge_search(learn, m, n_steps=max(10, steps_for['lr'] // EDGE_TRIALS), max_trials=EDGE_TRIALS,
-                                    tol=edge_tol, valid_batches=valid_batches, time_limit=time_for['lr'])
-        res.steps += res.lr_search.steps
-        lr = res.max_lr = res.lr_search.best
-        say.end(search_line(res.lr_search))
 
-        # 4. momentum
-        if search_moms and not over_time():
-            say.begin('momentum', max(10, steps_for['mom'] // len(moms)) * len(moms))
-            try:
-                res.mom_search = momentum_search(learn, lr, moms, n_steps=max(10, steps_for['mom'] // len(moms)),
-                                                 valid_batches=valid_batches, time_limit=time_for['mom'])
-            except DivergedSearch as e:   # past the edge after all: step back from it
-                res.steps += e.steps
-                res.max_lr = lr = lr / 2
-                res.skipped.append('momentum (every trial diverged: max_lr halved)')
-                say.end(f'momentum: every trial diverged; max_lr halved to {lr:.3g}; {e.steps} steps')
-            else:
-                res.steps += res.mom_search.steps
-                best = res.mom_search.best
-                res.moms = tuple(best) if isinstance(best, (tuple, list)) else (best, best)
-                say.end(search_line(res.mom_search))
-        elif search_moms: res.skipped.append('momentum'); say.end(skipped_line('momentum'))
+        batches = fixed_valid_batches(learn, valid_batches)
+        done = {}   # (lr, mom, wd) -> Trial: each setting runs once
 
-        # 5. weight decay, from a snapshot, at the lower bound Smith uses for cyclical schedules
-        cands = list(wds) if wds is not None else list(default_wds(learn.model, learn.opt))
-        left = budget - res.steps
-        if search_wd and not over_time() and left >= 20 * len(cands):
-            n_branch = min(steps_for['wd'] // 2, left // 2) // len(cands)
-            n_plateau = left - n_branch * len(cands)
-            mom = res.moms[0] if res.moms is not None and search_moms else None
-            say.begin('weight decay', left)
-            try:
-                res.wd_search = wd_search(learn, lr / 3, cands, plateau_steps=n_plateau, branch_steps=n_branch,
-                                          mom=mom, branch_schedule='anneal', valid_batches=valid_batches,
-                                          time_limit=time_for['wd'])
-            except DivergedSearch as e:
-                res.steps += e.steps
-                res.skipped.append('weight decay (training diverged)')
-                say.end(f'weight decay: training diverged before the snapshot; {e.steps} steps')
-            else:
-                res.steps += res.wd_search.steps
-                res.wd = res.wd_search.best
-                say.end(search_line(res.wd_search))
-        elif search_wd: res.skipped.append('weight decay'); say.end(skipped_line('weight decay'))
+        def trial(lr_, mom_, wd_, label, reseed=None):
+            key = (lr_, mom_, wd_, reseed)
+            if key not in done:
+                start.restore()
+                if reseed is not None:   # another data order: the replicate that measures the noise
+                    torch.manual_seed(reseed)
+                    for g in loader_generators(learn.dls.train): g.manual_seed(reseed)
+                done[key] = run_trial(learn, t, lr_ * boost, mom=mom_, wd=wd_, schedule='one_cycle',
+                                      label=label, _batches=batches)
+                res.steps += done[key].n_steps
+            return done[key]
+
+        def fits(n): return res.steps + n * t <= budget and not over_time()
+
+        mom, wd = default_mom, (default_wd if search_wd else None)
+        if not fits(2):
+            res.skipped += [n for n, on in (('lr', search_lr), ('momentum', search_moms), ('weight decay', search_wd))
+                            if on]
+        else:
+            # the default setting, twice: the seed-to-seed noise of a score
+            say.begin('noise', 2 * t)
+            a = trial(lr, mom, wd, f'lr={lr:.3g}')
+            b = trial(lr, mom, wd, f'lr={lr:.3g} (replicate)', reseed=1 + 7919 * (len(done) + 1))
+            spread = abs(a.score - b.score) if math.isfinite(a.score) and math.isfinite(b.score) else 0.
+            # floored: two runs can agree closely by chance, and a pick must not hang on a hair
+            res.noise = noise = max(spread, NOISE_FLOOR * abs(a.score if math.isfinite(a.score) else 0.))
+            say.end(f'noise: the default setting twice, on two data orders; scores differ by {spread:.4g}; '
+                    f'{2 * t} steps')
+
+            def stage(name, cands, default, make, clear=1.):
+                ts, before = time.perf_counter(), res.steps
+                say.begin(name, t * len(cands))
+                trials = [make(c) for c in cands]
+                try: picked = _pick(cands, trials, default, clear * noise)
+                except RuntimeError: picked = default   # every trial diverged (the default too): keep it
+                res.confidence[name] = _confidence(name, cands, [x.score for x in trials], picked, default, noise)
+                # steps spent here: a setting an earlier stage ran already (the default) is not run again
+                found = SearchResult(name, list(cands), trials, picked, res.steps - before,
+                                     time.perf_counter() - ts, {'trial_lr_factor': boost})
+                say.end(search_line(found))
+                return picked, found
+
+            # 3. lr: half and twice the suggestion
+            if search_lr and fits(len(LR_FACTORS)):
+                cands = sorted([lr] + [lr * f for f in LR_FACTORS])
+                lr, res.lr_search = stage('lr', cands, lr, lambda c: trial(c, mom, wd, f'lr={c:.3g}'))
+            elif search_lr: res.skipped.append('lr (out of budget)'); say.end(skipped_line('lr'))
+            # 4. momentum: cyclical, as the fit will use it
+            if search_moms and fits(len(moms) - 1):
+                cands = [tuple(m) if isinstance(m, tuple) else (m, m) for m in moms]
+                mom, res.mom_search = stage('mom', cands, default_mom, lambda c: trial(lr, c, wd, f'mom={c}'),
+                                            clear=MOM_CLEAR)
+            elif search_moms: res.skipped.append('momentum'); say.end(skipped_line('momentum'))
+            # 5. weight decay, with the lr and cyclical momentum of the fit
+            if search_wd and fits(len(wd_cands) - 1):
+                wd, res.wd_search = stage('wd', wd_cands, default_wd, lambda c: trial(lr, mom, c, f'wd={c:g}'))
+            elif search_wd: res.skipped.append('weight decay'); say.end(skipped_line('weight decay'))
+        res.max_lr = lr
+        res.moms = mom if (search_moms and res.mom_search is not None) else None
+        res.wd = wd if (search_wd and res.wd_search is not None) else None
 
     n = _n_samples(learn)
     bs = res.batch_size

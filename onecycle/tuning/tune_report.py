@@ -8,7 +8,7 @@ from .search import format_candidate
 
 __all__ = ['range_test_line', 'search_line', 'skipped_line', 'plot_tune']
 
-_NAMES = {'lr': 'edge of stability', 'bs': 'batch size', 'mom': 'momentum', 'wd': 'weight decay'}
+_NAMES = {'lr': 'lr', 'bs': 'batch size', 'mom': 'momentum', 'wd': 'weight decay'}
 
 
 def range_test_line(r) -> str:
@@ -16,8 +16,8 @@ def range_test_line(r) -> str:
     steps = r.cost.get('train_steps', len(r.train_lrs))
     lrs = r.train_lrs or r.lrs
     stop = ' (stopped early: the loss diverged)' if r.stopped_early else ''
-    return (f'range test: tried lr {fmt_lr(lrs[0])} to {fmt_lr(lrs[-1])}{stop}; chose max bound '
-            f'{fmt_lr(r.suggestions.get("max_bound", r.suggestion))}; {steps} steps')
+    return (f'range test: tried lr {fmt_lr(lrs[0])} to {fmt_lr(lrs[-1])}{stop}; max bound '
+            f'{fmt_lr(r.suggestions["max_bound"])}, suggestion for the fit {fmt_lr(r.suggestion)}; {steps} steps')
 
 
 def _cand(name, c):

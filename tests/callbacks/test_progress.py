@@ -107,11 +107,12 @@ def test_tune_prints_one_line_per_stage(make_learner, capsys):
     lines = capsys.readouterr().out.splitlines()
     stages = [l.split(':')[1].strip() for l in lines]
     assert all(l.startswith('tune: ') for l in lines), lines
-    assert stages == ['range test', 'edge of stability', 'momentum', 'weight decay', 'done']   # skipped ones too
+    assert stages == ['range test', 'noise', 'lr', 'momentum', 'weight decay', 'done']   # skipped ones too
     spent = sum(int(re.search(r'; (\d+) steps$', l).group(1)) for l in lines[:-1] if 'skipped' not in l)
     assert spent == res.steps and f'{res.steps} of 300 optimizer steps' in lines[-1]
-    assert f'chose max bound {res.lr_find.max_bound:.1e}' in lines[0]
-    for line, s in zip(lines[1:4], (res.lr_search, res.mom_search, res.wd_search)):
+    assert f'max bound {res.lr_find.max_bound:.1e}' in lines[0]
+    assert f'suggestion for the fit {res.lr_find.suggestion:.1e}' in lines[0]
+    for line, s in zip(lines[2:5], (res.lr_search, res.mom_search, res.wd_search)):
         if s is not None: assert f'; {s.steps} steps' in line and line.count(',') >= len(s.candidates) - 1
     assert learn.progress and sum(isinstance(c, ProgressCallback) for c in learn.cbs) == 1
 

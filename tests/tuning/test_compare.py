@@ -47,7 +47,7 @@ def _regression(make_learner, valid_offset=0., n_valid_batches=2, bn=False):
 def test_result_names_every_suggestion_and_smiths_bounds(make_learner):
     learn = make_learner(dls_kw=dict(n_train=256, bs=8))
     res = lr_find(learn, start_lr=1e-4, end_lr=10., num_it=60, suggest='max_bound')
-    assert list(res.suggestions) == ['minimum', 'steep', 'valley', 'max_bound']
+    assert list(res.suggestions) == ['fit', 'minimum', 'steep', 'valley', 'max_bound']
     assert all(isinstance(v, float) and 1e-4 <= v <= 10. for v in res.suggestions.values())
     assert isinstance(res.suggestion, float) and res.suggestion == res.max_bound == res.suggestions['max_bound']
     mb = res.max_bound
@@ -68,7 +68,7 @@ def test_plot_marks_every_suggestion_on_both_panels(make_learner):
         assert {round(v, 12) for v in res.suggestions.values()} <= vlines
     assert [round(v, 6) for v in delta_ax.get_lines()[0].get_ydata()] == [round(v, 6) for v in res.loss_change]
     labels = loss_ax.get_legend_handles_labels()[1]
-    assert any(l.startswith('1cycle lowest lr') for l in labels) and any(l.startswith('suggestion (max bound)')
+    assert any(l.startswith('1cycle lowest lr') for l in labels) and any(l.startswith('suggestion (for the fit)')
                                                                          for l in labels)
     fig.savefig('/tmp/test_range_test_single.png', dpi=60)
     assert len(res.plot(delta=False).axes) == 1 and len(res.plot_delta().axes) == 1

@@ -184,3 +184,53 @@ def test_lr_find_on_an_empty_loader_raises(make_learner, make_dls):
     learn = make_learner(dls=(empty, valid))
     with pytest.raises(ValueError, match='empty'):
         learn.lr_find()
+
+
+def test_lr_find_under_gradient_accumulation_counts_optimizer_steps(make_learner):
+    "With GradAccumulation(4) the sweep still takes num_it optimizer steps and reaches end_lr."
+    from onecycle import GradAccumulation
+    learn = make_learner(opt_func=torch.optim.SGD, dls_kw={'n_train': 64, 'bs': 8}, cbs=[GradAccumulation(4)])
+    res = learn.lr_find(start_lr=1e-4, end_lr=1e-1, num_it=20, stop_div=False)
+    assert len(res.train_lrs) == 20 and res.cost['train_steps'] == 20
+    assert res.train_lrs[-1] == pytest.approx(1e-1) and res.train_lrs[0] == pytest.approx(1e-4)
+    assert learn.accum_steps == 1
+
+
+def test_lr_find_records_each_steps_mean_loss_not_its_last_micro_batch(make_learner):
+    "Under accumulation the loss of a step is the sample-weighted mean of its micro-batches' losses."
+    from onecycle import GradAccumulation
+    from onecycle.core.callback import Callback
+    seen = []
+    class Spy(Callback):
+        order = 100
+        def after_loss(self):
+            if self.learn.training: seen.append((float(self.learn.loss.detach()), self.learn.batch_size))
+    # 40 samples in batches of 16: the groups of 2 hold 16+16 and then the epoch's partial 8 alone
+    learn = make_learner(opt_func=torch.optim.SGD, dls_kw={'n_train': 40, 'bs': 16},
+                         cbs=[GradAccumulation(2), Spy()])
+    res = learn.lr_find(start_lr=1e-3, end_lr=1e-2, num_it=4, stop_div=False)
+    (l1, b1), (l2, b2), (l3, b3) = seen[:3]
+    assert res.train_losses[0] == pytest.approx((l1 * b1 + l2 * b2) / (b1 + b2))
+    assert res.train_losses[0] != pytest.approx(l2)
+    assert res.train_losses[1] == pytest.approx(l3) and b3 == 8
+
+
+def test_lr_find_suggests_for_the_planned_fit(make_learner):
+    "The default suggestion is for a fit of n_epoch epochs: below the max bound, lower for a longer fit."
+    learn = make_learner(dls_kw=dict(n_train=256, bs=8))   # 32 steps an epoch
+    short = learn.lr_find(start_lr=1e-4, end_lr=10., num_it=60, n_epoch=1)
+    long = learn.lr_find(start_lr=1e-4, end_lr=10., num_it=60, n_epoch=100)
+    assert short.fit_steps == 32 and long.fit_steps == 3200
+    assert short.max_bound == long.max_bound                       # the same sweep (bitwise the same start)
+    assert long.suggestion == long.suggestions['fit'] < short.suggestion <= short.max_bound
+    default = learn.lr_find(start_lr=1e-4, end_lr=10., num_it=60)   # no plan: the longer of 10 epochs, 2000 steps
+    assert default.fit_steps == 2000
+    assert learn.lr_find(start_lr=1e-4, end_lr=10., num_it=60, suggest='valley').suggestion == \
+        default.suggestions['valley']
+
+
+@pytest.mark.parametrize('n_epoch', [0, -3, 2.5, 'ten'])
+def test_lr_find_refuses_a_bad_n_epoch_before_any_step(make_learner, n_epoch):
+    learn = make_learner()
+    with pytest.raises((TypeError, ValueError), match='n_epoch'): learn.lr_find(n_epoch=n_epoch)
+    assert learn.recorder.losses == []

@@ -119,3 +119,52 @@ def test_bad_curves_are_clear_errors(f):
     with pytest.raises(ValueError, match='NaN'): f([1e-3, 1e-2, 1e-1], [float('nan')] * 3)
     with pytest.raises(ValueError, match='window'): moving_average([1., 2.], 0)
     with pytest.raises(ValueError, match='frac'): suggest_max_bound(LRS, [1.] * len(LRS), frac=1.5)
+
+
+# --- the suggestion for a fit of a given length --------------------------------------------------
+def _sweep(n, lo=1e-6, hi=1.):
+    "An exponential sweep of n steps on the fall-flat-rise curve (the same curve whatever n)."
+    lrs = [lo * (hi / lo) ** (i / (n - 1)) for i in range(n)]
+    return lrs, [_fall_flat_rise(_log(l)) for l in lrs]
+
+
+def test_one_cycle_exposure_counts_the_steps_near_the_peak():
+    from onecycle.schedules.functions import one_cycle
+    from onecycle.tuning.suggest import one_cycle_exposure
+    f = one_cycle(0.04, 1., 1e-5)
+    expect = sum(f(i / 9999) > 1 / math.e for i in range(10000)) / 10000
+    assert one_cycle_exposure(1000) == pytest.approx(1000 * expect, rel=0.01)
+    assert 0.5 < expect < 0.7
+    assert one_cycle_exposure(1000, pct_start=0.5) != one_cycle_exposure(1000)
+    with pytest.raises(ValueError, match='fit_steps'): one_cycle_exposure(0)
+
+
+def test_suggest_for_fit_lowers_the_max_bound_with_the_fit_length():
+    from onecycle.tuning.suggest import REFERENCE_EXPOSURE, suggest_for_fit, sweep_exposure
+    lrs, losses = _sweep(100, 1e-7, 10.)   # the default sweep: no rescaling for its length
+    m = suggest_max_bound(lrs, losses)
+    k = sweep_exposure(lrs, m)
+    assert k == pytest.approx(REFERENCE_EXPOSURE, rel=0.01)   # steps per factor e, not a rounded count
+    assert sweep_exposure([1e-3, 1e-2], 1e-2) == 1 and sweep_exposure([1e-3], 1e-2) == 1
+    r = (k / REFERENCE_EXPOSURE) ** 0.6
+    short, mid, long = (suggest_for_fit(lrs, losses, n) for n in (5, 500, 50000))
+    assert short == pytest.approx(min(m, m * r))   # a fit no longer near its peak than the sweep: the max bound
+    assert m > mid > long >= 0.1 * m * r           # longer fits sit further below it, never below min_factor
+    assert mid == pytest.approx(m * r * (REFERENCE_EXPOSURE / (500 * 0.59)) ** 0.2, rel=0.05)
+    assert suggest_for_fit(lrs, losses, 10 ** 9) == pytest.approx(0.1 * m * r)
+    with pytest.raises(ValueError, match='exponent'): suggest_for_fit(lrs, losses, 500, exponent=-1)
+
+
+def test_suggest_for_fit_puts_a_longer_sweep_back_on_the_default_scale():
+    "Three times the steps near M: M is taken to be 3 ** 0.6 too low, and lifted (never above M itself)."
+    from onecycle.tuning.suggest import suggest_for_fit, sweep_exposure
+    lrs, losses = _sweep(100, 1e-7, 10.)
+    lrs3, losses3 = _sweep(300, 1e-7, 10.)
+    m, m3 = suggest_max_bound(lrs, losses), suggest_max_bound(lrs3, losses3)
+    ratio = (sweep_exposure(lrs3, m3) / sweep_exposure(lrs, m)) ** 0.6
+    assert 1.5 < ratio < 2.3
+    a, b = suggest_for_fit(lrs, losses, 2000), suggest_for_fit(lrs3, losses3, 2000)
+    assert b / a == pytest.approx(ratio * m3 / m, rel=0.05) and b <= m3
+    # measured on a validation curve: the exposure comes from the training steps' lrs
+    assert suggest_for_fit(lrs3[::3], losses3[::3], 2000, sweep_lrs=lrs3) == pytest.approx(
+        min(suggest_max_bound(lrs3[::3], losses3[::3]), b * suggest_max_bound(lrs3[::3], losses3[::3]) / m3), rel=0.1)

@@ -25,7 +25,7 @@ def test_tune_respects_the_budget_and_leaves_the_learner_as_it_was(make_learner)
     before = _state(learn)
     res = tune(learn, budget=300, wds=[1e-2, 0.])
     assert _same_state(before, _state(learn))
-    assert res.steps <= 300 and res.steps >= res.lr_find.cost['train_steps'] + sum(s.steps for s in res.searches)
+    assert res.steps <= 300 and res.steps >= res.lr_find.cost['train_steps'] + max(s.steps for s in res.searches)
     assert res.wd == res.wd_search.best and res.fit_kwargs['wd'] == res.wd
     if res.mom_search is not None:   # found at the edge lr...
         assert res.max_lr == res.lr_search.best and res.moms == res.mom_search.best == res.fit_kwargs['moms']
@@ -85,3 +85,45 @@ def test_tune_uses_only_public_names_of_the_searches():
     private = [a.name for node in ast.walk(ast.parse(inspect.getsource(tune_module)))
                if isinstance(node, ast.ImportFrom) for a in node.names if a.name.startswith('_')]
     assert private == []
+
+
+def test_tune_budget_scales_with_the_planned_fit(make_learner):
+    learn = make_learner(opt_func=torch.optim.SGD, lr=0.1, dls_kw={'n_train': 64, 'bs': 16})   # 4 steps an epoch
+    res = tune(learn, n_epoch=300, search_moms=False, search_wd=False)   # budget: None, from the fit
+    assert res.fit_steps == 1200 and res.budget == 1200 and res.steps <= 1200
+    assert res.lr_find.fit_steps == 1200
+    # each lr trial is a compressed 1cycle: its lr raised by (fit steps / trial steps) ** 0.2
+    assert res.lr_search.extra['trial_lr_factor'] == pytest.approx((1200 / res.trial_steps) ** 0.2)
+    assert res.noise is not None and 'noise' in res.summary() and 'lr' in res.confidence
+
+
+def test_tune_weight_decay_trials_use_the_fits_cyclical_momentum(make_learner):
+    "Every trial, weight-decay ones included, cycles momentum high -> low -> high as fit_one_cycle will."
+    from onecycle.core.callback import Callback
+    runs = []
+    class Moms(Callback):
+        order = 100
+        def before_fit(self): runs.append([])
+        def after_step(self):
+            pg = self.learn.opt.param_groups[0]
+            runs[-1].append((pg['momentum'], pg.get('wd')))
+    learn = make_learner(opt_func=torch.optim.SGD, lr=0.1, cbs=[Moms()], dls_kw={'n_train': 64, 'bs': 8})
+    res = tune(learn, budget=400, moms=[(0.95, 0.85), (0.99, 0.9)], wds=[1e-3, 1e-2], search_lr=False)
+    wd_runs = [r for r in runs[1:] if r and {w for _, w in r} == {1e-2}]   # the range test is runs[0]
+    assert wd_runs and res.wd_search is not None
+    for r in wd_runs:
+        m = [x for x, _ in r]
+        assert m[0] > min(m) < m[-1] and max(m) <= 0.99 and min(m) >= 0.85   # cyclical, not constant
+
+
+def test_identical_candidates_score_identically(make_learner):
+    "Every trial starts from an exact copy of the same state: three identical candidates tie bitwise."
+    from onecycle import momentum_search
+    learn = make_learner(opt_func=torch.optim.SGD, lr=0.1, dls_kw={'n_train': 64, 'shuffle': True})
+    learn.fit(1, lr=0.05)   # momentum buffers and RNG state worth keeping apart
+    res = momentum_search(learn, 0.1, moms=[(0.95, 0.85)] * 3, n_steps=12, eval_every=3)
+    assert len({t.score for t in res.trials}) == 1
+    assert len({tuple(t.train_losses) for t in res.trials}) == 1
+    res = tune(learn, budget=300, moms=[(0.95, 0.85), (0.95, 0.85), (0.95, 0.85)], search_lr=False,
+               search_wd=False)
+    assert len({t.score for t in res.mom_search.trials}) == 1 and res.moms == (0.95, 0.85)

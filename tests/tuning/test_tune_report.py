@@ -15,7 +15,7 @@ def test_search_line_says_what_was_tried_chosen_and_spent():
     s = SearchResult('lr', [0.01, 0.02, 0.04], [_trial('a', [0, 50], [2., .5]), _trial('b', [0, 50], [2., .4]),
                                                  _trial('c', [0, 20], [2., 9.], diverged=True)],
                      0.02, 120, 1.)
-    assert search_line(s) == ('edge of stability: tried 1.0e-02, 2.0e-02, 4.0e-02 (diverged); chose 2.0e-02; '
+    assert search_line(s) == ('lr: tried 1.0e-02, 2.0e-02, 4.0e-02 (diverged); chose 2.0e-02; '
                               '120 steps')
     m = SearchResult('mom', [(0.95, 0.85), 0.9], [_trial('a', [0, 9], [1, .5]), _trial('b', [0, 9], [1, .6])],
                      (0.95, 0.85), 18, 1.)
@@ -25,7 +25,8 @@ def test_search_line_says_what_was_tried_chosen_and_spent():
 def test_range_test_line(make_learner):
     res = make_learner().lr_find(num_it=20, stop_div=False)
     line = range_test_line(res)
-    assert line.startswith('range test: tried lr 1.0e-07 to 1.0e+01; chose max bound ')
+    assert line.startswith('range test: tried lr 1.0e-07 to 1.0e+01; max bound ')
+    assert f'suggestion for the fit {res.suggestion:.1e}' in line
     assert line.endswith('; 20 steps') and 'stopped early' not in line
 
 

@@ -1,0 +1,253 @@
+"""Do the recommendations hold? fastai's one-liner, onecycle's one-liner, tune() and a grid of full
+1cycle fits, side by side, on small problems nobody tuned the rules on (issue 10).
+
+For every problem and seed, the same initial weights and data order go into:
+  fastai    ``learn.fit_one_cycle(n, learn.lr_find().valley)`` (fastai's own Learner and optimizer);
+  one-liner ``learn.fit_one_cycle(n, learn.lr_find(n_epoch=n).suggestion)``;
+  tune      ``tune(learn, n_epoch=n)`` on the training set less a 10% holdout (its validation set),
+            then ``fit_one_cycle(n, **res.fit_kwargs)`` on the whole training set;
+  grid      ``fit_one_cycle(n, max_lr, wd=wd)`` for every cell of max_lr x wd.
+Accuracy is measured on a test split that no tuning step sees. The grid's best cell is picked on
+that test split itself (an oracle: the best any choice of max_lr and wd could do).
+
+Problems (data generated or bundled offline, no download):
+  digits-mlp-sgd     scikit-learn's 8x8 digits, MLP 64-128-64-10, SGD(momentum=0.9)
+  mnist1d-cnn-sgd    MNIST-1D (4000 train), the paper's CNN, SGD(momentum=0.9), batch 100
+  teacher-mlp-adamw  a random tanh teacher with 10% label noise, MLP 20-256-256-5, AdamW
+  digits-cnn-adamw   the digits as 8x8 images, a small BatchNorm CNN, AdamW
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/recommend.py                      # everything, 3 seeds
+    OMP_NUM_THREADS=1 .venv/bin/python bench/recommend.py --problems digits-mlp-sgd --seeds 1 --quick
+
+fastai is an optional bench requirement: ``pip install -e .[bench]`` (without it that column is skipped).
+Grid results are cached in --cache (JSON) so that a rerun after a rule change refits only the recipes.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import random
+import statistics
+import sys
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_here = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or '.').resolve() != _here]   # bench/mnist1d.py is not the package
+sys.path.insert(0, str(_here.parent))
+from onecycle import DivergenceError, Learner, accuracy, fit_one_cycle, tune  # noqa: E402
+from onecycle.data import mnist1d_arrays, tensor_dls  # noqa: E402
+from onecycle.models import mlp, mnist1d_cnn  # noqa: E402
+
+
+# --- problems -------------------------------------------------------------------------------------
+def digits_arrays(image=False, n_test=500):
+    "scikit-learn's bundled 8x8 digits, scaled to [0, 1], a fixed split of `n_test` test samples."
+    from sklearn.datasets import load_digits
+    d = load_digits()
+    x, y = torch.tensor(d.data, dtype=torch.float32) / 16., torch.tensor(d.target).long()
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+    x, y = x[perm], y[perm]
+    if image: x = x.view(-1, 1, 8, 8)
+    return x[n_test:], y[n_test:], x[:n_test], y[:n_test]
+
+
+def teacher_arrays(n_train=4000, n_test=2000, n_in=20, n_hidden=32, n_classes=5, flip=0.1):
+    "Gaussian inputs labelled by a random tanh network; `flip` of the training labels replaced at random."
+    g = torch.Generator().manual_seed(1234)
+    w1, w2 = torch.randn(n_in, n_hidden, generator=g) / n_in ** 0.5, torch.randn(n_hidden, n_classes, generator=g)
+    x = torch.randn(n_train + n_test, n_in, generator=g)
+    y = (torch.tanh(x @ w1 * 2) @ w2).argmax(1)
+    noisy = torch.rand(n_train, generator=g) < flip
+    y[:n_train][noisy] = torch.randint(0, n_classes, (int(noisy.sum()),), generator=g)
+    return x[:n_train], y[:n_train], x[n_train:], y[n_train:]
+
+
+def digits_cnn():
+    return nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+                         nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
+
+
+SGD_LRS, SGD_WDS = (0.025, 0.05, 0.1, 0.2, 0.4, 0.8), (0., 1e-3, 1e-2)
+ADAM_LRS, ADAM_WDS = (5e-4, 1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2, 3.2e-2, 6.4e-2), (0., 1e-2, 1e-1)
+PROBLEMS = {
+    'digits-mlp-sgd': dict(data=digits_arrays, model=lambda: mlp((64, 128, 64, 10)), opt='sgd', bs=32, epochs=12),
+    'mnist1d-cnn-sgd': dict(data=lambda: mnist1d_arrays(), model=mnist1d_cnn, opt='sgd', bs=100, epochs=20),
+    'teacher-mlp-adamw': dict(data=teacher_arrays, model=lambda: mlp((20, 256, 256, 5)), opt='adamw', bs=100,
+                              epochs=15),
+    'digits-cnn-adamw': dict(data=partial(digits_arrays, image=True), model=digits_cnn, opt='adamw', bs=64,
+                             epochs=15),
+}
+
+
+def opt_func(kind):
+    return partial(torch.optim.SGD, momentum=0.9) if kind == 'sgd' else torch.optim.AdamW
+
+
+def grid_of(kind):
+    return (SGD_LRS, SGD_WDS) if kind == 'sgd' else (ADAM_LRS, ADAM_WDS)
+
+
+# --- the recipes ----------------------------------------------------------------------------------
+def learner(model, arrays, p, seed):
+    x, y, xt, yt = arrays
+    return Learner(model, tensor_dls(x, y, xt, yt, bs=p['bs'], seed=seed), F.cross_entropy,
+                   opt_func=opt_func(p['opt']), metrics=[accuracy], progress=False, device='cpu')
+
+
+def one_cycle(learn, n_epoch, *args, **kwargs) -> float:
+    "fit_one_cycle, then the test accuracy; a fit that diverged scores what its last finite weights score."
+    try: fit_one_cycle(learn, n_epoch, *args, **kwargs)
+    except DivergenceError: return float(learn.validate()['accuracy'])
+    return float(learn.recorder.epochs[-1]['accuracy'])
+
+
+def run_fastai(model, arrays, p, seed):
+    "fastai's own one-liner: lr_find().valley, then fit_one_cycle, with fastai's optimizer for the problem."
+    import fastai.callback.progress  # noqa: F401  (patches Learner.no_bar)
+    import fastai.callback.schedule  # noqa: F401  (patches Learner.lr_find, fit_one_cycle)
+    from fastai.data.core import DataLoaders as FDataLoaders
+    from fastai.data.load import DataLoader as FDataLoader
+    from fastai.learner import Learner as FLearner
+    from fastai.metrics import accuracy as faccuracy
+    from fastai.optimizer import SGD as FSGD, Adam as FAdam
+    x, y, xt, yt = arrays
+    random.seed(seed); np.random.seed(seed); torch.manual_seed(seed)   # fastai shuffles with python's random
+    train = FDataLoader(list(zip(x, y)), bs=p['bs'], shuffle=True, device='cpu')
+    valid = FDataLoader(list(zip(xt, yt)), bs=2 * p['bs'], device='cpu')
+    opt = partial(FSGD, mom=0.9) if p['opt'] == 'sgd' else FAdam
+    learn = FLearner(FDataLoaders(train, valid, device='cpu'), model, loss_func=F.cross_entropy, opt_func=opt,
+                     metrics=faccuracy)
+    with learn.no_bar(), learn.no_logging(), contextlib.redirect_stdout(io.StringIO()):
+        lr = float(learn.lr_find(show_plot=False).valley)
+        learn.fit_one_cycle(p['epochs'], lr)   # fastai does not stop on a NaN loss: it scores what it has
+        acc = float(learn.validate()[1])
+    return {'acc': acc, 'lr': lr, 'tune_steps': 100}
+
+
+def run_oneliner(model, arrays, p, seed):
+    learn = learner(model, arrays, p, seed)
+    res = learn.lr_find(n_epoch=p['epochs'])
+    acc = one_cycle(learn, p['epochs'], res.suggestion)
+    return {'acc': acc, 'lr': res.suggestion, 'tune_steps': res.cost['train_steps'],
+            'fit_steps': learn.step_count, 'sweep': [res.train_lrs, res.train_losses]}
+
+
+def run_tune(model_fn, arrays, p, seed):
+    x, y, xt, yt = arrays
+    n_hold = len(x) // 10
+    hold = (x[:-n_hold], y[:-n_hold], x[-n_hold:], y[-n_hold:])
+    res = tune(learner(model_fn(), hold, p, seed), n_epoch=p['epochs'])
+    final = learner(model_fn(), arrays, p, seed)
+    acc = one_cycle(final, p['epochs'], **res.fit_kwargs)
+    return {'acc': acc, 'tune_steps': res.steps, 'fit_steps': final.step_count,
+            'kwargs': {k: list(v) if isinstance(v, tuple) else v for k, v in res.fit_kwargs.items()},
+            'summary': res.summary()}
+
+
+def run_grid(model_fn, arrays, p, seed, quick, done=None):
+    "Every cell of the grid not in `done` (cached results), fitted; returns all of them."
+    lrs, wds = grid_of(p['opt'])
+    if quick: wds = wds[:1] + wds[-1:]
+    out = dict(done or {})
+    for lr in lrs:
+        for wd in wds:
+            if f'{lr:g}/{wd:g}' in out: continue
+            learn = learner(model_fn(), arrays, p, seed)
+            out[f'{lr:g}/{wd:g}'] = one_cycle(learn, p['epochs'], lr, wd=wd)
+    return {k: v for k, v in out.items() if k in {f'{lr:g}/{wd:g}' for lr in lrs for wd in wds}}
+
+
+# --- the table ------------------------------------------------------------------------------------
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--problems', nargs='+', default=list(PROBLEMS), choices=list(PROBLEMS))
+    ap.add_argument('--seeds', type=int, default=3)
+    ap.add_argument('--quick', action='store_true', help='a grid of two weight decays only')
+    ap.add_argument('--recipes', nargs='+', default=['fastai', 'oneliner', 'tune'],
+                    choices=['fastai', 'oneliner', 'tune'])
+    ap.add_argument('--cache', default=str(Path.home() / '.cache' / 'onecycle_recommend_grid.json'),
+                    help='JSON file caching the grid fits (they do not depend on onecycle\'s rules)')
+    ap.add_argument('--out', default=None, help='write every result (JSON) here')
+    a = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    try: import fastai  # noqa: F401
+    except ImportError:
+        print('fastai is not installed (pip install -e .[bench]): its column is skipped')
+        a.recipes = [r for r in a.recipes if r != 'fastai']
+    cache_path = Path(a.cache)
+    cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
+    t0, results, verdicts = time.perf_counter(), {}, []
+    for name in a.problems:
+        p = PROBLEMS[name]
+        arrays = p['data']()
+        rows = []
+        for seed in range(a.seeds):
+            torch.manual_seed(seed)
+            init = p['model']().state_dict()
+            def model_fn():
+                m = p['model'](); m.load_state_dict(init); return m
+            row = {}
+            ts = time.perf_counter()
+            if 'fastai' in a.recipes: row['fastai'] = run_fastai(model_fn(), arrays, p, seed)
+            if 'oneliner' in a.recipes: row['oneliner'] = run_oneliner(model_fn(), arrays, p, seed)
+            if 'tune' in a.recipes: row['tune'] = run_tune(model_fn, arrays, p, seed)
+            key = f'{name}/{seed}/{"quick" if a.quick else "full"}/{p["epochs"]}/{p["bs"]}'
+            n_cells = len(grid_of(p['opt'])[0]) * (2 if a.quick else len(grid_of(p['opt'])[1]))
+            if len(cache.get(key, {})) < n_cells:
+                cache[key] = run_grid(model_fn, arrays, p, seed, a.quick, cache.get(key))
+                cache_path.parent.mkdir(parents=True, exist_ok=True)
+                cache_path.write_text(json.dumps(cache))
+            row['grid'] = cache[key]
+            best_cell = max(row['grid'], key=row['grid'].get)
+            row['grid_best'] = row['grid'][best_cell]
+            rows.append(row)
+            line = f'{name} seed {seed} ({time.perf_counter() - ts:.0f}s): grid best {row["grid_best"]:.2%} ' \
+                   f'({best_cell})'
+            for r in a.recipes:
+                extra = f' lr={row[r]["lr"]:.3g}' if 'lr' in row[r] else f' {row[r]["kwargs"]}'
+                line += f' | {r} {row[r]["acc"]:.2%}{extra} ({row[r]["tune_steps"]} tuning steps)'
+            print(line, flush=True)
+        results[name] = rows
+        # the grid cell with the best mean over seeds, and each recipe's mean
+        cells = rows[0]['grid']
+        mean_cell = {c: statistics.mean(r['grid'][c] for r in rows) for c in cells}
+        best = max(mean_cell, key=mean_cell.get)
+        g = mean_cell[best]
+        fit_steps = rows[0].get('oneliner', rows[0].get('tune', {})).get('fit_steps')
+        print(f'{name}: grid best cell {best} mean {g:.2%} (mean of per-seed bests '
+              f'{statistics.mean(r["grid_best"] for r in rows):.2%}); one fit = {fit_steps} steps')
+        m = {r: statistics.mean(x[r]['acc'] for x in rows) for r in a.recipes}
+        for r in a.recipes:
+            worst = min(100 * (x[r]['acc'] - x['grid_best']) for x in rows)
+            steps = statistics.mean(x[r]['tune_steps'] for x in rows)
+            print(f'  {r:9s} mean {m[r]:.2%}  gap to grid best {100 * (m[r] - g):+.2f} pts  '
+                  f'worst seed vs its grid best {worst:+.2f} pts  tuning {steps:.0f} steps')
+        v = {}
+        if 'oneliner' in m:
+            worst = min(100 * (x['oneliner']['acc'] - x['grid_best']) for x in rows)
+            v['oneliner'] = (m['oneliner'] >= m.get('fastai', 0) - 1e-9 and 100 * (g - m['oneliner']) <= 1.5
+                             and worst >= -3)
+        if 'tune' in m:
+            worst = min(100 * (x['tune']['acc'] - x['grid_best']) for x in rows)
+            budget = max(fit_steps or 0, 1000)
+            v['tune'] = (100 * (g - m['tune']) <= 0.5 and worst >= -3
+                         and all(x['tune']['tune_steps'] <= budget for x in rows))
+        print('  targets: ' + ', '.join(f'{k} {"MET" if ok else "MISSED"}' for k, ok in v.items()) + '\n',
+              flush=True)
+        verdicts.append(v)
+    print(f'total wall time {time.perf_counter() - t0:.0f}s')
+    if a.out: Path(a.out).write_text(json.dumps(results))
+
+
+if __name__ == '__main__':
+    main()
