@@ -9,7 +9,8 @@ from nbclient import NotebookClient
 NBS = sorted((Path(__file__).parent.parent / 'nbs').glob('*.ipynb'))
 # the figures each notebook draws, at least
 MIN_IMAGES = {'00_quickstart': 4, '01_range_test': 3, '02_tune': 1, '03_schedules': 3, '04_discriminative_fine_tune': 2,
-              '05_layerwise': 1, '06_checkpoints_resume_divergence': 1, '08_torchrun': 0}
+              '05_layerwise': 1, '06_checkpoints_resume_divergence': 1, '07_predictions_loggers': 2,
+              '08_torchrun': 0}
 
 
 def _outputs(nb, kind=None):
