@@ -87,7 +87,12 @@ class DivergenceGuard(Callback):
         if learn.accum_steps == 1: losses = [(learn.iter, learn.loss.detach())]
         tensors = [l for _, l in losses]
         if self.check_grads and learn.scaler is None:   # under fp16 overflowing gradients are the scaler's business
-            tensors += [p.grad for p in opt_params(learn.opt, with_grad=True)]
+            grads = [p.grad for p in opt_params(learn.opt, with_grad=True)]
+            if any(type(g) is not torch.Tensor for g in grads):
+                # sharded (FSDP) gradients: their norms reduce over the ranks, so every rank decides alike
+                norms = torch.stack(torch._foreach_norm(grads)).sum()
+                tensors.append(norms.full_tensor().reshape(1) if hasattr(norms, 'full_tensor') else norms.reshape(1))
+            else: tensors += grads
         if not tensors or self._all_finite(tensors): return
         bad = [(i, l) for i, l in losses if not torch.isfinite(l).all()]
         what, (batch, loss) = (('loss', bad[0]) if bad else
