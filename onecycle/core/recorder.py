@@ -46,8 +46,9 @@ class Recorder(Callback):
     """Always on. Keeps, for the last fit:
 
     - ``hps``: per optimizer step, for each hyper-parameter name a list with one value per param
-      group (``lrs``/``moms`` give param group 0 as plain lists);
-    - ``losses``: the raw training loss of every batch (``smooth_losses`` too);
+      group (``lrs``/``moms`` give param group 0 as plain lists); a cancelled step (accumulation, a
+      skipped non-finite or fp16-overflowed step) is no step and has no entry;
+    - ``losses``: the raw training loss of every batch, skipped steps' batches included (``smooth_losses`` too);
     - ``epochs``: one dict per epoch with train loss, valid loss, metrics and seconds, appended when
       the epoch's last pass (validation, or training without a validation set) ends, so that
       ``epochs[-1]`` is this epoch's row in ``after_epoch`` whatever the callback's order
