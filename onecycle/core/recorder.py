@@ -16,7 +16,7 @@ import torch
 
 from .callback import Callback
 from .hyper import has_hyper, hyper_getter
-from .metrics import is_accumulated, metric_name
+from .metrics import is_accumulated, metric_name, metric_value
 from .plotting import plot_hypers
 
 __all__ = ['Recorder', 'smooth_ema']
@@ -33,13 +33,7 @@ def smooth_ema(values, beta=0.98) -> list[float]:
 
 def _computed(m) -> float:
     "The value an accumulating metric computed over the pass, as a float."
-    v = m.compute()
-    if isinstance(v, torch.Tensor):
-        if v.numel() != 1:
-            raise ValueError(f'metric {metric_name(m)!r} computed a tensor of shape {tuple(v.shape)}; the epoch table '
-                             "holds one number per metric (e.g. average='macro' rather than None)")
-        return v.item()
-    return float(v)
+    return float(metric_value(m, m.compute()).item())
 
 
 class Recorder(Callback):
@@ -205,7 +199,7 @@ class Recorder(Callback):
             self._n_batches += 1
             return
         self._valid.append(([loss.detach()]
-                            + [torch.as_tensor(m(learn.pred, *learn.yb)).detach() for m in self._averaged],
+                            + [metric_value(m, m(learn.pred, *learn.yb)).detach() for m in self._averaged],
                             learn.batch_size))
         for m in self._accumulated: m.update(learn.pred, *learn.yb)
 
