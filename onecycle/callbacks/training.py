@@ -59,9 +59,23 @@ def _grad_scaler(device_type, model):
     return torch.amp.GradScaler(device_type)
 
 
+def _overflowed(scaler, opt) -> bool:
+    "Whether the gradients `scaler.unscale_(opt)` just unscaled hold an inf or NaN (the step GradScaler would skip)."
+    # GradScaler.step reads these same flags (one host read per device) before it steps a plain optimizer;
+    # torch has no public accessor for them
+    return any(bool(v.item()) for v in scaler._found_inf_per_device(opt).values())
+
+
 class MixedPrecision(Callback):
     """Forward pass and loss under ``torch.autocast`` in `dtype`; with float16 a ``torch.amp.GradScaler``
-    scales the loss and skips steps whose gradients overflowed. bfloat16 needs no scaler."""
+    scales the loss. bfloat16 needs no scaler.
+
+    A float16 step whose gradients overflowed (inf or NaN once unscaled) is not an optimizer step: its
+    gradients are dropped, the scaler lowers its scale, and the step is cancelled (``CancelStepException``),
+    so ``step_count``, the schedules, torch schedulers and ``recorder.hps`` do not advance for it; the
+    next step takes the position the skipped one would have had. The batch's loss is still recorded.
+    Telling an overflow costs one host read of the scaler's inf flag per step, the read ``GradScaler.step``
+    makes anyway before stepping an optimizer without fused scaling."""
     order = -10
     scaler = None   # the GradScaler of a float16 fit (also learn.scaler)
 
@@ -69,17 +83,22 @@ class MixedPrecision(Callback):
         check_choice('dtype', dtype, (torch.bfloat16, torch.float16))
         self.dtype = dtype
         self._ctx = None
+        self.n_skipped = 0   # float16 steps skipped for overflowing gradients in the last fit
 
     def before_fit(self):
         self.device_type = self.learn.device.type
         self.learn.scaler = self.scaler = (_grad_scaler(self.device_type, self.learn.model)
                                            if self.dtype == torch.float16 else None)
+        if not getattr(self.learn, 'keep_history', False): self.n_skipped = 0
 
     def state_dict(self):   # the fp16 loss scale and its growth tracker, so a resumed fit scales the same
-        return self.scaler.state_dict() if getattr(self, 'scaler', None) is not None else {}
+        if getattr(self, 'scaler', None) is None: return {}
+        return {**self.scaler.state_dict(), 'n_skipped': self.n_skipped}
 
     def load_state_dict(self, sd):
-        if sd and getattr(self, 'scaler', None) is not None: self.scaler.load_state_dict(sd)
+        if sd and getattr(self, 'scaler', None) is not None:
+            sd = dict(sd); self.n_skipped = int(sd.pop('n_skipped', 0))
+            self.scaler.load_state_dict(sd)
 
     def after_fit(self):
         self._exit()
@@ -100,7 +119,14 @@ class MixedPrecision(Callback):
         if self.learn.scaler is not None: self.learn.loss_grad = self.learn.scaler.scale(self.learn.loss_grad)
 
     def before_step(self):
-        if self.learn.scaler is not None: self.learn.scaler.unscale_(self.learn.opt)
+        scaler, opt = self.learn.scaler, self.learn.opt
+        if scaler is None: return
+        scaler.unscale_(opt)
+        if _overflowed(scaler, opt):   # GradScaler would skip this step: then it is no step at all
+            scaler.update()             # a lower scale for the next batch
+            self.n_skipped += 1
+            opt.zero_grad(set_to_none=True)
+            raise CancelStepException()
 
 
 class GradientClipping(Callback):

@@ -57,7 +57,12 @@ class Callback:
     keep insertion order): GradAccumulation -20, DivergenceGuard -15, MixedPrecision -10, schedulers
     and user callbacks 0, Recorder 50, ProgressCallback 60, SaveModel 70. Raising ``CancelXException``
     skips the rest of stage X; ``after_X`` still runs for fit, epoch, train, validate and batch, not for
-    backward and step (the cancelled gradient or update never happened).
+    backward and step (the cancelled gradient or update never happened). A cancelled step is no optimizer
+    step: ``step_count``, the schedules, torch schedulers and ``recorder.hps`` do not advance for it.
+    That is how a skipped step is skipped: an accumulation batch that does not step (GradAccumulation),
+    a non-finite loss or gradient (``DivergenceGuard(action='skip')``), and an fp16 step whose
+    gradients overflowed (MixedPrecision, which raises it once the GradScaler finds inf/NaN; the loop's
+    own ``scaler.step`` then never has a step to skip).
 
     What a callback may READ (always): ``model``, ``opt``, ``dls``, ``loss_func``, ``metrics``,
     ``n_inp``, ``device``, ``recorder``, ``cbs``, ``wd``, ``wd_hook``; during a fit: ``n_epoch``,
@@ -80,7 +85,8 @@ class Callback:
     - hyper-parameters of ``opt.param_groups`` (through ``onecycle.set_hyper`` names) in any event,
       usually ``before_batch``; gradients between ``after_backward`` and ``before_step``;
     - ``accum_steps`` (batches per optimizer step) and ``scaler`` (a ``torch.amp.GradScaler`` the step
-      goes through) in ``before_fit``, reset in ``after_fit`` (GradAccumulation, MixedPrecision do);
+      goes through) in ``before_fit``, reset in ``after_fit`` (GradAccumulation, MixedPrecision do); a
+      callback that sets ``scaler`` also cancels the steps it would skip, as MixedPrecision does;
     - ``model`` (a wrapper such as DDP) in ``before_fit``/``before_train``, given back in ``after_fit``;
     - ``dls`` in ``before_fit``; ``dl`` and ``first_batch`` (the index of its first batch) in
       ``before_train`` (resuming a pass); ``first_epoch`` in ``before_fit`` (resuming a fit);

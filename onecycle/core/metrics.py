@@ -12,12 +12,15 @@
 from __future__ import annotations
 
 import functools
+import numbers
 import re
 
 import torch
 
+from .checks import short_repr
+
 __all__ = ['accuracy', 'error_rate', 'better_mode', 'is_accumulated', 'metric_name', 'check_metrics', 'NamedMetric',
-           'RESERVED_COLUMNS']
+           'metric_value', 'RESERVED_COLUMNS']
 
 RESERVED_COLUMNS = ('epoch', 'train_loss', 'valid_loss', 'time')
 
@@ -118,3 +121,23 @@ def check_metrics(metrics) -> list:
         raise ValueError(f'metrics: {clash[0]!r} is a column the recorder fills itself '
                          f'({", ".join(RESERVED_COLUMNS)}); name the metric otherwise with a dict')
     return out
+
+
+def metric_value(m, v) -> torch.Tensor:
+    """What metric `m` gave (a batch's value, or ``compute()``'s) as a 0-d tensor: a real number, or a
+    one-element real tensor or array. Anything else (a string, None, a list, several values, a complex
+    number) is refused with an error naming the metric, on the first batch it happens. No device sync."""
+    how = 'computed' if is_accumulated(m) else 'returned'
+    if isinstance(v, torch.Tensor): t = v
+    elif isinstance(v, numbers.Real): t = torch.tensor(float(v))   # bool, int, float, numpy scalars
+    elif hasattr(v, '__array__') and not isinstance(v, (str, bytes)): t = torch.as_tensor(v)   # a numpy array
+    else:
+        raise TypeError(f'metric {metric_name(m)!r} {how} {type(v).__name__} {short_repr(v)}; a metric gives one '
+                        'number per batch (or per pass with compute()): a float or a one-element tensor')
+    if t.is_complex():
+        raise TypeError(f'metric {metric_name(m)!r} {how} a complex value {short_repr(v)}; the epoch table holds real '
+                        'numbers')
+    if t.numel() != 1:
+        raise ValueError(f'metric {metric_name(m)!r} {how} a tensor of shape {tuple(t.shape)}; the epoch table holds '
+                         'one number per metric: reduce it (e.g. .mean(), or average=\'macro\' rather than None)')
+    return t.reshape(())

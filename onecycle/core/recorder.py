@@ -16,7 +16,7 @@ import torch
 
 from .callback import Callback
 from .hyper import has_hyper, hyper_getter
-from .metrics import is_accumulated, metric_name
+from .metrics import is_accumulated, metric_name, metric_value
 from .plotting import plot_hypers
 
 __all__ = ['Recorder', 'smooth_ema']
@@ -33,21 +33,16 @@ def smooth_ema(values, beta=0.98) -> list[float]:
 
 def _computed(m) -> float:
     "The value an accumulating metric computed over the pass, as a float."
-    v = m.compute()
-    if isinstance(v, torch.Tensor):
-        if v.numel() != 1:
-            raise ValueError(f'metric {metric_name(m)!r} computed a tensor of shape {tuple(v.shape)}; the epoch table '
-                             "holds one number per metric (e.g. average='macro' rather than None)")
-        return v.item()
-    return float(v)
+    return float(metric_value(m, m.compute()).item())
 
 
 class Recorder(Callback):
     """Always on. Keeps, for the last fit:
 
     - ``hps``: per optimizer step, for each hyper-parameter name a list with one value per param
-      group (``lrs``/``moms`` give param group 0 as plain lists);
-    - ``losses``: the raw training loss of every batch (``smooth_losses`` too);
+      group (``lrs``/``moms`` give param group 0 as plain lists); a cancelled step (accumulation, a
+      skipped non-finite or fp16-overflowed step) is no step and has no entry;
+    - ``losses``: the raw training loss of every batch, skipped steps' batches included (``smooth_losses`` too);
     - ``epochs``: one dict per epoch with train loss, valid loss, metrics and seconds, appended when
       the epoch's last pass (validation, or training without a validation set) ends, so that
       ``epochs[-1]`` is this epoch's row in ``after_epoch`` whatever the callback's order
@@ -204,7 +199,7 @@ class Recorder(Callback):
             self._n_batches += 1
             return
         self._valid.append(([loss.detach()]
-                            + [torch.as_tensor(m(learn.pred, *learn.yb)).detach() for m in self._averaged],
+                            + [metric_value(m, m(learn.pred, *learn.yb)).detach() for m in self._averaged],
                             learn.batch_size))
         for m in self._accumulated: m.update(learn.pred, *learn.yb)
 

@@ -58,7 +58,9 @@ class ParamScheduler(Callback):
 
     Progress at optimizer step i is ``(start_step + i) / (total_steps - 1)``: the first step sees the
     schedule at 0 and the last at 1, as torch's schedulers do. With gradient accumulation every batch
-    of a group sees the value of the step it contributes to.
+    of a group sees the value of the step it contributes to. A cancelled step (skipped for a non-finite
+    gradient, or by the fp16 GradScaler for an overflow) is not counted: the next batch gets the value
+    the skipped one had, so the schedule is followed step by step and a fit with skips ends short of its end.
     """
     order = 10
 

@@ -31,8 +31,9 @@ class TorchScheduler(Callback):
             at the start of every fit so the scheduler binds to ``learn.opt`` and starts from the
             learning rates the fit starts with; or a scheduler already built on ``learn.opt``, which
             then keeps its state from one fit to the next.
-        interval: ``'step'`` to step it after every optimizer step (a step that gradient accumulation
-            or a GradScaler skips does not count), ``'epoch'`` after every epoch, once validation is done.
+        interval: ``'step'`` to step it after every optimizer step (a step that gradient accumulation,
+            DivergenceGuard or the fp16 GradScaler skips is cancelled and does not count), ``'epoch'``
+            after every epoch, once validation is done.
         monitor: for ReduceLROnPlateau, the value given to ``step(value)``: per epoch ``'valid_loss'``
             (default), ``'train_loss'`` or a metric's name; per step only ``'train_loss'``, the batch loss.
 

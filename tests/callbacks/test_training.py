@@ -145,12 +145,13 @@ def _cpu_fp16_ok():
 def test_float16_with_grad_scaler_on_cpu_composes_with_clipping_and_accumulation(make_learner):
     learn = make_learner(opt_func=SGD_MOM, dls_kw=dict(n_train=256, bs=16))
     seen = NormSeenByOptimizer(learn.opt)
-    spy = DtypeSpy()
+    spy, mp = DtypeSpy(), MixedPrecision(torch.float16)
     loss0 = learn.validate()['valid_loss']
-    fit_one_cycle(learn, 4, 0.5,
-                  callbacks=[MixedPrecision(torch.float16), GradientClipping(0.5), GradAccumulation(2), spy])
+    fit_one_cycle(learn, 4, 0.5, callbacks=[mp, GradientClipping(0.5), GradAccumulation(2), spy])
     assert spy.pred_dtypes == {torch.float16} and spy.scalers == {'GradScaler'}
-    assert learn.step_count == 32 and seen.norms              # steps the scaler skipped never reach the optimizer
+    # the first steps overflow while the scale calibrates (65536 halves until it fits): skipped, not counted
+    assert 0 < mp.n_skipped < 8 and learn.step_count == 32 - mp.n_skipped == len(learn.recorder.lrs)
+    assert len(seen.norms) == learn.step_count                # steps the scaler skipped never reach the optimizer
     assert max(seen.norms) <= 0.5 * (1 + 1e-3)                # clipped after unscaling: true gradient norms
     assert learn.validate()['valid_loss'] < loss0 / 2
     assert learn.scaler is None and not torch.is_autocast_enabled('cpu')
@@ -175,3 +176,94 @@ def test_mixed_precision_leaves_autocast_off_after_an_error(make_learner):
 
 def test_mixed_precision_rejects_other_dtypes():
     with pytest.raises(ValueError, match='dtype'): MixedPrecision(torch.float32)
+
+
+# --- a step the fp16 GradScaler skips is no optimizer step ------------------------------------------------------
+
+class InfGradAt(Callback):
+    "Writes inf into a gradient after the backward pass of the given (epoch, batch) pairs: an fp16 overflow."
+    def __init__(self, at): self.at = set(at)
+    def after_backward(self):
+        if (self.learn.epoch, self.learn.iter) in self.at:
+            next(iter(self.learn.model.parameters())).grad.view(-1)[0] = float('inf')
+
+
+class CalmScaler(Callback):
+    "Starts the fp16 scaler at scale 1, never growing: no overflow but the ones a test makes."
+    order = -5   # after MixedPrecision made the scaler
+    def before_fit(self):
+        if not self.learn.keep_history:   # a resumed fit has the checkpoint's scale
+            self.learn.scaler.load_state_dict({'scale': 1., 'growth_factor': 2., 'backoff_factor': .5,
+                                               'growth_interval': 10 ** 6, '_growth_tracker': 0})
+
+
+class BatchSpy(Callback):
+    "Per training batch: the lr it trained with, whether its weights changed, whether gradients were left."
+    order = 100
+    def before_fit(self): self.lrs, self.moved, self.grads_left = [], [], []
+    def before_batch(self): self.w = [p.detach().clone() for p in self.learn.model.parameters()]
+    def after_pred(self):
+        if self.learn.training: self.lrs.append(self.learn.opt.param_groups[0]['lr'])
+    def after_batch(self):
+        if not self.learn.training: return
+        self.moved.append(any(not torch.equal(a, p) for a, p in zip(self.w, self.learn.model.parameters())))
+        self.grads_left.append(any(p.grad is not None for p in self.learn.model.parameters()))
+
+
+SKIPS = {(0, 2), (1, 1)}   # global training batches 2 and 5 of 4 per epoch
+
+
+@pytest.mark.skipif(not _cpu_fp16_ok(), reason='this torch has no float16 autocast or GradScaler on CPU')
+def test_an_overflowed_fp16_step_advances_no_count_schedule_or_history(make_learner):
+    ref = make_learner(opt_func=SGD_MOM)
+    fit_one_cycle(ref, 2, 0.1, callbacks=[MixedPrecision(torch.float16), CalmScaler()])
+    assert ref.step_count == 8 and len(ref.recorder.lrs) == 8
+    learn, mp, spy = make_learner(opt_func=SGD_MOM), MixedPrecision(torch.float16), BatchSpy()
+    fit_one_cycle(learn, 2, 0.1, callbacks=[mp, CalmScaler(), InfGradAt(SKIPS), spy])
+    assert mp.n_skipped == 2 and learn.step_count == 6
+    assert len(learn.recorder.losses) == 8                                    # the batches' losses are kept
+    assert {k: len(v) for k, v in learn.recorder.hps.items() if v} == {'lr': 6, 'mom': 6, 'wd': 6}
+    # the schedule (lr and momentum) is where it was: the batch after a skip takes the skipped step's place
+    assert learn.recorder.lrs == ref.recorder.lrs[:6] and learn.recorder.moms == ref.recorder.moms[:6]
+    r = ref.recorder.lrs
+    assert spy.lrs == [r[0], r[1], r[2], r[2], r[3], r[4], r[4], r[5]]
+    assert spy.moved == [True, True, False, True, True, False, True, True]   # nothing applied on a skipped batch
+    assert not any(spy.grads_left)                                            # its inf gradients were dropped
+    assert learn.scaler is None and mp.scaler.get_scale() == 0.25            # backed off once per overflow
+
+
+@pytest.mark.skipif(not _cpu_fp16_ok(), reason='this torch has no float16 autocast or GradScaler on CPU')
+def test_an_overflowed_fp16_step_does_not_step_a_torch_scheduler(make_learner):
+    from torch.optim.lr_scheduler import LinearLR
+
+    from onecycle import TorchScheduler
+    learn, mp = make_learner(opt_func=SGD_MOM), MixedPrecision(torch.float16)
+    ts = TorchScheduler(lambda opt: LinearLR(opt, 1., 0.1, total_iters=7))
+    learn.fit(2, lr=0.1, cbs=[mp, CalmScaler(), InfGradAt(SKIPS), ts])
+    assert mp.n_skipped == 2 and learn.step_count == 6 == ts.sched.last_epoch
+    # the lrs of the first 6 steps of the schedule: the skipped steps took no place in it
+    assert learn.recorder.lrs == pytest.approx([v[0] for v in ts.sample(6, lr=0.1)['lr']], rel=1e-12)
+    assert learn.opt.param_groups[0]['lr'] == pytest.approx(0.1 * (1 - 0.9 * 6 / 7), rel=1e-12)
+
+
+@pytest.mark.skipif(not _cpu_fp16_ok(), reason='this torch has no float16 autocast or GradScaler on CPU')
+def test_resume_after_an_overflowed_fp16_step_is_bitwise(make_learner):
+    from onecycle import CancelFitException
+
+    class StopAfter(Callback):
+        order = 100
+        def after_batch(self):
+            if self.learn.training and (self.learn.epoch, self.learn.iter) == (1, 2): raise CancelFitException()
+
+    def make(): return make_learner(opt_func=torch.optim.AdamW, dls_kw=dict(shuffle=True))
+    def cbs(*more): return [MixedPrecision(torch.float16), CalmScaler(), InfGradAt(SKIPS), *more]
+    ref = make()
+    fit_one_cycle(ref, 3, 1e-2, callbacks=cbs())
+    learn = make()
+    fit_one_cycle(learn, 3, 1e-2, callbacks=cbs(StopAfter()))   # stopped after both skips
+    assert learn.step_count == 5
+    mp = MixedPrecision(torch.float16)
+    learn.fit_one_cycle(3, 1e-2, callbacks=[mp, CalmScaler(), InfGradAt(SKIPS)], resume=True)
+    assert learn.step_count == ref.step_count == 10 and mp.n_skipped == 2
+    assert all(torch.equal(a, b) for a, b in zip(ref.model.state_dict().values(), learn.model.state_dict().values()))
+    assert learn.recorder.losses == ref.recorder.losses and learn.recorder.hps == ref.recorder.hps

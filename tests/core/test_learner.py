@@ -415,6 +415,30 @@ def test_every_after_fit_runs_when_one_raises(tiny):
     assert ran == ['cleanup'] and any('broken cleanup' in n for n in info.value.__notes__)
 
 
+@pytest.mark.parametrize('fit_fails', [False, True], ids=['fit-ends', 'fit-fails'])
+@pytest.mark.parametrize('broken_order', [-50, 100], ids=['broken-first', 'broken-last'])
+def test_accumulation_and_fp16_state_is_reset_when_another_after_fit_raises(tiny, broken_order, fit_fails):
+    from onecycle import GradAccumulation, MixedPrecision
+    seen = {}
+
+    class Broken(Callback):
+        order = broken_order
+        def after_fit(self): raise RuntimeError('broken cleanup')
+
+    class Spy(Callback):   # the fit did run with accumulation and a GradScaler
+        def before_backward(self): seen.update(accum=self.learn.accum_steps, scaler=type(self.learn.scaler).__name__)
+        def after_batch(self):
+            if fit_fails and self.learn.iter == 1: raise ValueError('boom')
+    learn = tiny()
+    with pytest.raises(ValueError if fit_fails else RuntimeError, match='boom' if fit_fails else 'broken cleanup'):
+        learn.fit(1, cbs=[Broken(), GradAccumulation(2), MixedPrecision(torch.float16), Spy()])
+    assert seen == {'accum': 2, 'scaler': 'GradScaler'}
+    assert learn.accum_steps == 1 and learn.scaler is None and not torch.is_autocast_enabled('cpu')
+    assert [type(c).__name__ for c in learn.cbs] == [type(c).__name__ for c in tiny().cbs]   # the fit's cbs are gone
+    learn.fit(1)                                                 # and the next fit steps every batch, in fp32
+    assert learn.step_count == 2
+
+
 @pytest.mark.parametrize('bad', [None, 3, 'Recorder', {'a': 1}, nn.Linear, object()])
 def test_a_non_callback_in_cbs_attaches_nothing(tiny, bad):
     from onecycle import GradientClipping

@@ -1,12 +1,13 @@
 """Validation metrics: functions averaged per batch, metric objects (torchmetrics) accumulated over the
 whole validation set, their column names, and the checks on ``metrics=``."""
+import numpy as np
 import pytest
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from onecycle import Callback, CancelTrainException, Learner, accuracy
-from onecycle.core.metrics import check_metrics, metric_name
+from onecycle.core.metrics import check_metrics, metric_name, metric_value
 
 tm = pytest.importorskip('torchmetrics')
 from torchmetrics.classification import MulticlassAUROC, MulticlassF1Score  # noqa: E402
@@ -125,6 +126,45 @@ def test_a_metric_that_is_not_one_number_says_so():
     learn = _learner([MulticlassF1Score(num_classes=3, average=None)])
     with pytest.raises(ValueError, match=r"'multiclass_f1_score' computed a tensor of shape \(3,\).*average"):
         learn.validate()
+
+
+class Returns:
+    "A metric giving `value`, per batch (a function) or from compute() (an accumulating object); counts its calls."
+    def __init__(self, value, accumulate):
+        self.value, self.calls, self.name = value, 0, 'odd'
+        if accumulate: self.update, self.reset, self.compute = (lambda *a: None), (lambda: None), self._give
+    def _give(self, *a):
+        self.calls += 1
+        return self.value
+    def __call__(self, pred, targ): return self._give()
+
+
+NOT_A_NUMBER = [('str', 'abc', TypeError, "'odd' (returned|computed) str 'abc'"),
+                ('none', None, TypeError, "(returned|computed) NoneType None"),
+                ('list', [0.5], TypeError, r'(returned|computed) list \[0.5\]'),
+                ('dict', {'acc': 0.5}, TypeError, '(returned|computed) dict'),
+                ('complex', torch.tensor(1 + 2j), TypeError, 'complex value'),
+                ('several', torch.ones(3), ValueError, r'tensor of shape \(3,\)')]
+
+
+@pytest.mark.parametrize('accumulate', [False, True], ids=['function', 'object'])
+@pytest.mark.parametrize('name, value, err, match', NOT_A_NUMBER, ids=[c[0] for c in NOT_A_NUMBER])
+def test_a_metric_result_that_is_not_a_number_is_refused_in_the_first_validation(name, value, err, match, accumulate):
+    m = Returns(value, accumulate)
+    learn = _learner([m])
+    with pytest.raises(err, match=match): learn.fit(3)
+    assert m.calls == 1 and learn.epoch == 0                          # the first batch (pass) it gave it: epoch 0
+    assert learn.recorder.epochs == [] and learn.recorder.last_valid == {}   # no row with a bogus value
+    with pytest.raises(err, match=match): learn.validate()
+
+
+@pytest.mark.parametrize('value', [0.5, 1, True, np.float32(0.5), np.array([0.5]), torch.tensor([[0.5]]),
+                                   torch.tensor(1)])
+def test_numbers_and_one_element_tensors_are_metric_values(value):
+    t = metric_value(accuracy, value)
+    assert t.shape == () and float(t) == float(torch.as_tensor(value).reshape(()))
+    learn = _learner([Returns(value, False)])
+    assert learn.validate()['odd'] == pytest.approx(float(t))
 
 
 def test_a_cancelled_validation_gives_nan_without_compute():

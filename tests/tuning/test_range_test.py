@@ -55,6 +55,33 @@ def test_lr_find_leaves_every_tensor_bitwise_unchanged(make_learner, opt_func):
     for p, q in zip(learn.model.state_dict().values(), twin.model.state_dict().values()): assert torch.equal(p, q)
 
 
+@pytest.mark.parametrize('broken_order', [0, 100], ids=['before-the-finder', 'after-the-finder'])
+def test_lr_find_restores_the_weights_when_another_after_fit_raises(make_learner, broken_order):
+    from onecycle import Callback
+
+    class Broken(Callback):
+        order = broken_order   # the finder (order 5) restores in its after_fit, after or before this one
+        def after_fit(self): raise RuntimeError('broken cleanup')
+    learn = make_learner(opt_func=partial(torch.optim.SGD, momentum=0.9), model_kw=dict(bn=True), wd=0.01)
+    fit_one_cycle(learn, 1, 1e-2)
+    learn.add_cb(Broken())
+    before = _snapshot(learn)
+    with pytest.raises(RuntimeError, match='broken cleanup'): learn.lr_find(num_it=20, end_lr=1.)
+    _assert_same(before, _snapshot(learn))
+    assert learn.step_count == 4 and all(p.grad is None for p in learn.model.parameters())
+
+
+@pytest.mark.parametrize('valid_every', [None, 4], ids=['train-loss', 'valid-loss'])
+@pytest.mark.parametrize('mode', ['train', 'eval', 'mixed'])
+def test_lr_find_leaves_the_model_in_the_mode_it_had(make_learner, mode, valid_every):
+    learn = make_learner(model_kw=dict(bn=True))
+    learn.model.train(mode != 'eval')
+    if mode == 'mixed': learn.model[1].eval()   # BatchNorm frozen, the rest training
+    modes = [m.training for m in learn.model.modules()]
+    learn.lr_find(num_it=16, end_lr=1., valid_every=valid_every)
+    assert [m.training for m in learn.model.modules()] == modes
+
+
 def test_lr_find_leaves_the_counters_gradients_and_optimizer_object(make_learner):
     "What fit() itself resets before the range test starts comes back too."
     learn = make_learner(opt_func=partial(torch.optim.SGD, momentum=0.9), wd=1e-2)

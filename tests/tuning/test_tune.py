@@ -127,3 +127,36 @@ def test_identical_candidates_score_identically(make_learner):
     res = tune(learn, budget=300, moms=[(0.95, 0.85), (0.95, 0.85), (0.95, 0.85)], search_lr=False,
                search_wd=False)
     assert len({t.score for t in res.mom_search.trials}) == 1 and res.moms == (0.95, 0.85)
+
+
+class InterruptTrial(Callback):
+    "Ctrl-C after the backward pass of training batch `batch` of the `trial`-th trial fit (1: the range test)."
+    def __init__(self, trial, batch=3): self.trial, self.batch, self.fits = trial, batch, 0
+    def before_fit(self):
+        from onecycle import in_trial
+        self.fits += in_trial(self.learn)
+    def after_backward(self):   # the trial's gradients exist and are not applied yet
+        if self.fits == self.trial and self.learn.iter == self.batch: raise KeyboardInterrupt()
+
+
+@pytest.mark.parametrize('grads', ['none', 'kept'])
+@pytest.mark.parametrize('trial', [1, 2, 6], ids=['range-test', 'first-search-trial', 'later-trial'])
+def test_an_interrupted_tune_leaves_the_learner_bitwise_and_no_stale_gradients(make_learner, trial, grads):
+    learn = make_learner(opt_func=torch.optim.SGD, lr=0.1, dls_kw={'n_train': 96, 'shuffle': True},
+                         model_kw={'bn': True})
+    learn.fit(1, lr=1e-2)
+    if grads == 'kept':   # gradients the user computed and has not stepped yet
+        xb, yb = next(iter(learn.dls.train))
+        learn.loss_func(learn.model(xb), yb).backward()
+    learn.model.eval()
+    stop = learn.add_cb(InterruptTrial(trial))
+    before, g0 = _state(learn), [None if p.grad is None else p.grad.clone() for p in learn.model.parameters()]
+    hypers, cbs, dl = [dict(pg, params=None) for pg in learn.opt.param_groups], list(learn.cbs), learn.dls.train
+    with pytest.raises(KeyboardInterrupt): tune(learn, budget=300, wds=[1e-2, 0.])
+    assert stop.fits == trial                                            # it was stopped in that trial
+    assert _same_state(before, _state(learn))
+    g1 = [p.grad for p in learn.model.parameters()]
+    assert [g is None for g in g0] == [g is None for g in g1]           # no stale gradient from the trial
+    assert all(torch.equal(a, b) for a, b in zip(g0, g1) if a is not None)
+    assert [dict(pg, params=None) for pg in learn.opt.param_groups] == hypers and learn.cbs == cbs
+    assert learn.dls.train is dl and not learn.model.training and learn.step_count == 6
