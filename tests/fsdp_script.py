@@ -112,8 +112,15 @@ def save_model_runs(out_dir):
 
     class StopAt(Callback):
         order = 80
+        def __init__(self): self.warned = None
+
         def after_batch(self):   # inside the accumulation group of batches 7-8 of epoch 1
-            if self.learn.training and self.learn.epoch == 1 and self.learn.iter == 6: raise CancelFitException()
+            if self.learn.training and self.learn.epoch == 1 and self.learn.iter == 6:
+                with warnings.catch_warnings(record=True) as w:   # a save of your own here cannot hold the gradients
+                    warnings.simplefilter('always')
+                    self.learn.save(os.path.join(out_dir, 'sm_mid_group'))
+                self.warned = [str(x.message) for x in w]
+                raise CancelFitException()
 
     def run(dirname, extra=(), resume=None):
         s = Scripted()
@@ -134,8 +141,9 @@ def save_model_runs(out_dir):
                     'best': (saver.best, saver.best_epoch), 'paths': (saver.last_path.name, saver.best_path.name),
                     'files': sorted(os.listdir(saver.dirname)), 'last_files': sorted(os.listdir(saver.last_path)),
                     'last_fit': read_sharded_rest(saver.last_path)['fit']}
-    learn, saver, watch, _ = run('sm_part', extra=[StopAt()])
-    out['interrupted'] = {'saves': watch.saves, 'steps': learn.step_count}
+    stop = StopAt()
+    learn, saver, watch, _ = run('sm_part', extra=[stop])
+    out['interrupted'] = {'saves': watch.saves, 'steps': learn.step_count, 'mid_group_save_warned': stop.warned}
     learn, saver, watch, warned = run('sm_part', resume=saver.last_path)
     out['resumed'] = {'final': full_state_dict(learn.model), 'weights': watch.weights, 'losses': learn.recorder.losses,
                       'hps': learn.recorder.hps, 'best': (saver.best, saver.best_epoch), 'warned': warned}

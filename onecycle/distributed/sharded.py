@@ -85,7 +85,8 @@ def save_sharded(learn, path, with_opt=True) -> Path:
     if (with_opt and pos.loaded is None and pos.n_epoch and learn.accum_steps > 1 and pos.batches_done
             and pos.batches_done % learn.accum_steps and pos.batches_done != pos.n_iter):
         warnings.warn('saving a sharded checkpoint in the middle of a gradient accumulation group: its gradients, '
-                      'not yet reduced across ranks, are not saved, so a resume from it starts that group afresh',
+                      'not yet reduced across ranks, are not saved, so a resume from it continues that group without '
+                      'the gradients of its earlier batches; save at the group\'s last batch (SaveModel does)',
                       stacklevel=3)
     fit = rest['fit']
     mine = {'rng': rest['rng'], 'epoch_rng': None if fit is None else fit['epoch_rng']}

@@ -241,6 +241,9 @@ def test_save_model_writes_sharded_checkpoints_loads_the_best_and_resumes_exactl
     # interrupted inside a group (after batch 7 of epoch 1): the last checkpoint is the group boundary before it
     i = r0['save_model']['interrupted']
     assert i['saves'][-1] == (1, 6) and i['steps'] == 4 + 3
+    assert len(i['mid_group_save_warned']) == 1 and 'middle of a gradient accumulation group' in \
+        i['mid_group_save_warned'][0]   # learn.save there still writes, and says what it cannot hold
+    assert is_sharded_checkpoint(out / 'sm_mid_group')
     # fit(..., resume=SaveModel's last checkpoint): bitwise the uninterrupted fit, on both ranks
     for r in (r0, r1):
         res, whole = r['save_model']['resumed'], r['save_model']['whole']
