@@ -163,7 +163,9 @@ def _join_group(device):
     if not dist.is_initialized():
         import os
         os.environ.setdefault('MASTER_ADDR', '127.0.0.1'); os.environ.setdefault('MASTER_PORT', '29531')
-        dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo', rank=0, world_size=1)
+        if device.type == 'cuda': torch.cuda.set_device(device)
+        # as init_distributed makes it: gloo for the CPU collectives (objects, counts), NCCL for CUDA tensors
+        dist.init_process_group('cpu:gloo,cuda:nccl' if device.type == 'cuda' else 'gloo', rank=0, world_size=1)
 
 
 def measure(name, args, device, width):
@@ -203,6 +205,9 @@ def main(argv=None):
     ap.add_argument('--progress', action='store_true', help='onecycle with its progress bar')
     ap.add_argument('--cpu', action='store_true', help='a tiny run on the CPU, to check the script')
     args = ap.parse_args(argv)
+    from onecycle.core.dist import launched_by_torchrun
+    if launched_by_torchrun() and args.config not in PARALLEL:
+        ap.error(f'--config {args.config} measures one GPU: run it without torchrun (with torchrun: --config ddp|fsdp)')
     width = 64
     if args.cpu:
         device, width = torch.device('cpu'), 8

@@ -79,6 +79,77 @@ def _opt_local(opt):
             for i, (p, s) in enumerate(opt.state.items()) for k, v in s.items() if isinstance(v, torch.Tensor)}
 
 
+SCORES = [3., 1., 2.]   # the monitored value per epoch: the best is epoch 1, not the last
+
+
+def save_model_runs(out_dir):
+    "SaveModel(every_n_batches=3, load_best=True) with FSDP and GradAccumulation(2): whole, interrupted, resumed."
+    import warnings
+    from onecycle import FSDP, Learner, SaveModel, full_state_dict
+    from onecycle.core.callback import Callback, CancelFitException
+    from onecycle.callbacks.training import GradAccumulation
+    from onecycle.distributed.sharded import is_sharded_checkpoint, read_sharded_rest
+
+    class Scripted:
+        def __init__(self): self.learn = None
+        def reset(self): pass
+        def update(self, pred, y): pass
+        def compute(self): return SCORES[self.learn.epoch]
+
+    class Watch(Callback):
+        "After SaveModel: where its last checkpoint stands after each training batch; the weights at each epoch's end."
+        order = 75
+        def __init__(self, saver): self.saver, self.saves, self.weights = saver, [], {}
+
+        def after_batch(self):
+            p = self.saver.last_path
+            if not self.learn.training or not is_sharded_checkpoint(p): return
+            fit = read_sharded_rest(p)['fit']
+            at = (fit['epochs_done'], fit['batches_done'])
+            if not self.saves or self.saves[-1] != at: self.saves.append(at)
+
+        def after_epoch(self): self.weights[self.learn.epoch] = full_state_dict(self.learn.model)
+
+    class StopAt(Callback):
+        order = 80
+        def __init__(self): self.warned = None
+
+        def after_batch(self):   # inside the accumulation group of batches 7-8 of epoch 1
+            if self.learn.training and self.learn.epoch == 1 and self.learn.iter == 6:
+                with warnings.catch_warnings(record=True) as w:   # a save of your own here cannot hold the gradients
+                    warnings.simplefilter('always')
+                    self.learn.save(os.path.join(out_dir, 'sm_mid_group'))
+                self.warned = [str(x.message) for x in w]
+                raise CancelFitException()
+
+    def run(dirname, extra=(), resume=None):
+        s = Scripted()
+        learn = Learner(make_model(MODEL_SEED), make_dls(bs=4), cbs=[FSDP(), GradAccumulation(2)], progress=False,
+                        **{**learner_kwargs(), 'metrics': {'score': s}})
+        s.learn = learn
+        saver = SaveModel(os.path.join(out_dir, dirname), 'score', mode='min', every_n_batches=3, load_best=True)
+        watch = Watch(saver)
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter('always')
+            one_cycle(learn, 3, extra=[saver, watch, *extra], resume=resume)
+        return learn, saver, watch, [str(x.message) for x in w if 'accumulation' in str(x.message)]
+
+    out = {}
+    learn, saver, watch, warned = run('sm_whole')
+    out['whole'] = {'final': full_state_dict(learn.model), 'weights': watch.weights, 'saves': watch.saves,
+                    'losses': learn.recorder.losses, 'hps': learn.recorder.hps, 'warned': warned,
+                    'best': (saver.best, saver.best_epoch), 'paths': (saver.last_path.name, saver.best_path.name),
+                    'files': sorted(os.listdir(saver.dirname)), 'last_files': sorted(os.listdir(saver.last_path)),
+                    'last_fit': read_sharded_rest(saver.last_path)['fit']}
+    stop = StopAt()
+    learn, saver, watch, _ = run('sm_part', extra=[stop])
+    out['interrupted'] = {'saves': watch.saves, 'steps': learn.step_count, 'mid_group_save_warned': stop.warned}
+    learn, saver, watch, warned = run('sm_part', resume=saver.last_path)
+    out['resumed'] = {'final': full_state_dict(learn.model), 'weights': watch.weights, 'losses': learn.recorder.losses,
+                      'hps': learn.recorder.hps, 'best': (saver.best, saver.best_epoch), 'warned': warned}
+    return out
+
+
 def main(out_dir, mode):
     from onecycle import FSDP, Learner, full_state_dict
     from onecycle.core.callback import Callback, CancelFitException
@@ -167,6 +238,10 @@ def main(out_dir, mode):
             other.load(end)
             res['reloaded'] = {'local': _local(other.model), 'opt': _opt_local(other.opt),
                                'want_local': _local(whole.model), 'want_opt': _opt_local(whole.opt)}
+
+            # 5. SaveModel: sharded checkpoints; a mid-epoch save inside an accumulation group waits for its step;
+            #    load_best puts the best epoch's weights back; a resume from the last checkpoint is exact.
+            res['save_model'] = save_model_runs(out_dir)
     res['stdout'] = out.getvalue()
     res['rank'], res['world_size'] = rank(), world_size()
     torch.save(res, os.path.join(out_dir, f'rank{rank()}.pt'))

@@ -7,10 +7,9 @@ from pathlib import Path
 
 from ..core.callback import Callback, in_trial
 from ..core.checks import check_bool, check_choice, check_int, check_positive
-from ..core.dist import broadcast_module, is_main_process, unwrap_model
+from ..core.dist import is_sharded
 from ..core.metrics import better_mode
-from .files import read_checkpoint
-from .state import save_checkpoint
+from .state import load_model_weights, save_checkpoint
 
 __all__ = ['SaveModel']
 
@@ -30,10 +29,15 @@ class SaveModel(Callback):
             the best checkpoint; under DDP rank 0 reads it and broadcasts the weights). Not after a fit
             that failed or was interrupted, whose weights a ``resume=True`` continues from.
 
-    Each file is a full checkpoint (``learn.load`` it, or ``fit(..., resume=path)`` from it), written
-    atomically by the main process (under torchrun every rank takes part: the file holds every rank's
-    RNG states). ``best``/``best_epoch`` survive a resume. Its order (70) puts it after the Recorder, so
-    each saved file includes the epoch it closes. Trial fits (range test, searches) save nothing.
+    Each checkpoint is written by ``learn.save`` (``learn.load`` it, or ``fit(..., resume=path)`` from
+    it), atomically; under torchrun every rank takes part (the file holds every rank's RNG states) and
+    rank 0 writes it. On a model sharded by ``FSDP`` the checkpoints are sharded ones, directories
+    without a suffix, ``{name}_last`` and ``{name}_best`` (each rank writes its shards), and a mid-epoch
+    save that falls inside a gradient accumulation group waits for the group's last batch (the
+    gradients of an unfinished group are not reduced yet, so a sharded checkpoint cannot hold them);
+    ``best_path``/``last_path`` give the paths in use. ``best``/``best_epoch`` survive a resume. Its
+    order (70) puts it after the Recorder, so each saved checkpoint includes the epoch it closes.
+    Trial fits (range test, searches) save nothing.
     """
     order = 70
 
@@ -61,12 +65,26 @@ class SaveModel(Callback):
         self.save_best, self.save_last, self.load_best = save_best, save_last, load_best
         self.every_n_batches, self.min_delta = every_n_batches, min_delta
         self.best, self.best_epoch = None, None
-        self._active, self._outer = False, None
+        self._active, self._outer, self._sharded, self._due = False, None, False, False
+
+    def _path(self, kind) -> Path:
+        if self.learn is not None: self._sharded = is_sharded(self.learn.model)   # else: as in the last fit
+        return self.dirname / (f'{self.fname}_{kind}' if self._sharded else f'{self.fname}_{kind}.pt')
 
     @property
-    def best_path(self) -> Path: return self.dirname / f'{self.fname}_best.pt'
+    def best_path(self) -> Path:
+        "The best checkpoint: ``{name}_best.pt``, or directory ``{name}_best`` for a sharded model."
+        return self._path('best')
+
     @property
-    def last_path(self) -> Path: return self.dirname / f'{self.fname}_last.pt'
+    def last_path(self) -> Path:
+        "The last checkpoint: ``{name}_last.pt``, or directory ``{name}_last`` for a sharded model."
+        return self._path('last')
+
+    def _save(self, path):
+        save = getattr(self.learn, 'save', None)   # the Learner knows how to save itself (sharded or not)
+        if save is None: save_checkpoint(self.learn, path)
+        else: save(path)
 
     def state_dict(self): return {'best': self.best, 'best_epoch': self.best_epoch}
     def load_state_dict(self, sd): self.best, self.best_epoch = sd['best'], sd['best_epoch']
@@ -74,6 +92,7 @@ class SaveModel(Callback):
     def before_fit(self):
         self._active = not in_trial(self.learn)
         self._outer = sys.exception()   # an exception being handled around the fit, not one that ends it
+        self._sharded, self._due = is_sharded(self.learn.model), False
         if not self.save_best or not self._active: return
         names = self.learn.recorder.metric_names
         if self.monitor not in names[1:-1]:
@@ -83,8 +102,12 @@ class SaveModel(Callback):
 
     def after_batch(self):
         n = self.every_n_batches
-        if n and self._active and self.learn.training and self.save_last and self.learn.position.batches_done % n == 0:
-            save_checkpoint(self.learn, self.last_path)
+        if not (n and self._active and self.learn.training and self.save_last): return
+        if self.learn.position.batches_done % n == 0: self._due = True
+        # sharded: the gradients of an unfinished accumulation group are not reduced yet, so wait for its step
+        if self._due and (not self._sharded or self.learn.is_step_batch):
+            self._due = False
+            self._save(self.last_path)
 
     def _improved(self, v) -> bool:
         if v != v: return False   # NaN never improves
@@ -97,13 +120,12 @@ class SaveModel(Callback):
         v = row.get(self.monitor)
         improved = self.save_best and v is not None and self._improved(float(v))
         if improved: self.best, self.best_epoch = float(v), int(row['epoch'])
-        if improved: save_checkpoint(self.learn, self.best_path)
-        if self.save_last: save_checkpoint(self.learn, self.last_path)
+        if improved: self._save(self.best_path)
+        if self.save_last: self._save(self.last_path)
+        self._due = False
 
     def after_fit(self):
         active, self._active = self._active, False
         failed = sys.exception() not in (None, self._outer)   # after_fit runs inside the handler of what ended it
         if not (active and self.load_best) or failed or self.best_epoch is None: return
-        model = unwrap_model(self.learn.model)
-        if is_main_process(): model.load_state_dict(read_checkpoint(self.best_path)['model'])
-        broadcast_module(model)
+        load_model_weights(self.learn.model, self.best_path)   # every rank: a collective under torchrun

@@ -9,14 +9,15 @@ import numpy as np
 import torch
 
 from ..core.checks import check_bool
-from ..core.dist import is_distributed, rank, unwrap_model, world_size
+from ..core.dist import broadcast_module, is_distributed, is_main_process, rank, unwrap_model, world_size
 from ..core.hyper import opt_params
 from ..core.recorder import Recorder
 from ..core.rng import get_rng_state, set_rng_state
 from .files import FORMAT, VERSION, CheckpointError, atomic_save, check_path, check_plain, read_checkpoint
 
 __all__ = ['checkpoint_state', 'save_checkpoint', 'load_checkpoint', 'check_compatible', 'load_weights',
-           'stateful_callbacks', 'validate_checkpoint', 'opt_layout', 'for_this_rank']
+           'stateful_callbacks', 'validate_checkpoint', 'opt_layout', 'for_this_rank', 'register_model_loader',
+           'load_model_weights']
 
 
 # --- what goes in ------------------------------------------------------------------------------
@@ -302,3 +303,27 @@ def load_checkpoint(learn, path, with_opt=True, with_rng=True):
     if with_rng: set_rng_state(ck['rng'], learn.dls.train)
     learn.position.loaded = ck   # for fit(..., resume=True), and for a save before the next fit
     return learn
+
+
+# --- model weights only (SaveModel's load_best) -------------------------------------------------
+_MODEL_LOADERS = []   # (accepts(path) -> bool, load(model, path)): other checkpoint formats, registered above
+
+
+def register_model_loader(accepts, load):
+    """Let ``load_model_weights`` read another checkpoint format: `accepts(path)` says whether `path` is
+    one, `load(model, path)` puts its weights into `model` (on every rank). A higher layer registers its
+    format this way (sharded checkpoints: ``onecycle.distributed.sharded``), so that this layer never
+    imports it."""
+    if not (callable(accepts) and callable(load)): raise TypeError('accepts and load must be callables')
+    if (accepts, load) not in _MODEL_LOADERS: _MODEL_LOADERS.append((accepts, load))
+
+
+def load_model_weights(model, path):
+    """Put only the model weights of checkpoint `path` into `model` (history, optimizer, RNG and fit
+    position untouched). Call it on every rank: a checkpoint file is read by rank 0 and its weights
+    broadcast; a registered format (a sharded checkpoint directory) is read by its own loader."""
+    for accepts, load in _MODEL_LOADERS:
+        if accepts(path): return load(model, path)
+    model = unwrap_model(model)
+    if is_main_process(): model.load_state_dict(read_checkpoint(path)['model'])
+    broadcast_module(model)

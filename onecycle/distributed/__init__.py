@@ -18,10 +18,10 @@ from ..core.dist import (any_rank, full_state_dict, init_distributed, is_distrib
 from ..core.hyper import scale_lr
 from .ddp import DistributedCallback, ShardSampler, distribute, effective_batch_size, shard_loader
 from .fsdp import FSDP, default_blocks, shard_model
-from .sharded import is_sharded_checkpoint, load_sharded, save_sharded
+from .sharded import is_sharded_checkpoint, load_sharded, load_sharded_model, save_sharded
 
 __all__ = ['is_distributed', 'rank', 'local_rank', 'world_size', 'is_main_process', 'main_print', 'init_distributed',
            'any_rank', 'sum_over_ranks', 'unwrap_model', 'ShardSampler', 'shard_loader', 'effective_batch_size',
            'scale_lr', 'DistributedCallback', 'distribute', 'FSDP', 'shard_model', 'default_blocks', 'is_sharded',
            'full_state_dict', 'max_over_ranks', 'pad_forward_passes', 'save_sharded', 'load_sharded',
-           'is_sharded_checkpoint']
+           'load_sharded_model', 'is_sharded_checkpoint']

@@ -136,7 +136,9 @@ class FSDP(Callback):
     ``set_requires_gradient_sync(False)`` on the others), ``lr_find``/``tune`` (which restore the
     shards exactly) and ``validate``: a rank whose share of the validation set has fewer batches runs
     extra forward passes on its last batch, unrecorded, because every forward is a collective.
-    ``learn.save(dir)`` writes a sharded checkpoint with ``torch.distributed.checkpoint``.
+    ``learn.save(dir)`` writes a sharded checkpoint with ``torch.distributed.checkpoint``, and so does
+    ``SaveModel`` (directories ``{name}_last`` and ``{name}_best``; mid-epoch saves wait for the end of an
+    accumulation group, whose gradients are not reduced yet).
 
     Outside torchrun (one process) it does nothing, so one script runs either way.
 

@@ -18,13 +18,14 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from ..checkpoint import CheckpointError, atomic_save, checkpoint_state, read_checkpoint, set_rng_state
+from ..checkpoint import (CheckpointError, atomic_save, checkpoint_state, read_checkpoint, register_model_loader,
+                          set_rng_state)
 from ..core.checks import check_bool
 from ..core.dist import is_distributed, is_main_process, rank, unwrap_model, world_size
 from ..core.hyper import hyper_state, restore_hyper_state
 
-__all__ = ['save_sharded', 'load_sharded', 'is_sharded_checkpoint', 'read_sharded_rest', 'check_sharded_resume',
-           'REST_FILE']
+__all__ = ['save_sharded', 'load_sharded', 'load_sharded_model', 'is_sharded_checkpoint', 'read_sharded_rest',
+           'check_sharded_resume', 'REST_FILE']
 
 REST_FILE = 'onecycle.pt'
 
@@ -84,7 +85,8 @@ def save_sharded(learn, path, with_opt=True) -> Path:
     if (with_opt and pos.loaded is None and pos.n_epoch and learn.accum_steps > 1 and pos.batches_done
             and pos.batches_done % learn.accum_steps and pos.batches_done != pos.n_iter):
         warnings.warn('saving a sharded checkpoint in the middle of a gradient accumulation group: its gradients, '
-                      'not yet reduced across ranks, are not saved, so a resume from it starts that group afresh',
+                      'not yet reduced across ranks, are not saved, so a resume from it continues that group without '
+                      'the gradients of its earlier batches; save at the group\'s last batch (SaveModel does)',
                       stacklevel=3)
     fit = rest['fit']
     mine = {'rng': rest['rng'], 'epoch_rng': None if fit is None else fit['epoch_rng']}
@@ -128,8 +130,7 @@ def read_sharded_rest(path) -> dict:
     return rest
 
 
-def _check_compatible(learn, rest, with_opt):
-    model = unwrap_model(learn.model)
+def _check_model(model, rest):
     own = {k: list(v.shape) for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)}
     theirs = rest['params']
     missing, unexpected = sorted(set(own) - set(theirs)), sorted(set(theirs) - set(own))
@@ -138,10 +139,39 @@ def _check_compatible(learn, rest, with_opt):
         parts = [f'missing {missing[:5]}' if missing else '', f'unexpected {unexpected[:5]}' if unexpected else '',
                  f'shape mismatch {shapes[:5]}' if shapes else '']
         raise CheckpointError('the checkpoint was saved from a different model: ' + '; '.join(p for p in parts if p))
+
+
+def _check_compatible(learn, rest, with_opt):
+    _check_model(unwrap_model(learn.model), rest)
     if with_opt and rest['opt_groups'] is not None and len(rest['opt_groups']) != len(learn.opt.param_groups):
         raise CheckpointError(f'the checkpoint\'s optimizer has {len(rest["opt_groups"])} param groups, this '
                               f'learner\'s has {len(learn.opt.param_groups)}: build the learner the same way '
                               '(splitter, frozen layers) before loading')
+
+
+def _dcp_load(state, path):
+    import torch.distributed.checkpoint as dcp
+    # a plain process (no group) reads every shard itself; ranks of a group each read what they hold
+    with warnings.catch_warnings():   # one process reading every shard is what load_sharded is for
+        warnings.filterwarnings('ignore', message='torch.distributed is disabled')
+        dcp.load(state, checkpoint_id=str(path), no_dist=not is_distributed())
+
+
+def load_sharded_model(model, path):
+    """Put only the weights of sharded checkpoint `path` into `model` (sharded or not, on any number of
+    ranks: call it on every rank); the rest of the learner is untouched. ``SaveModel(load_best=True)``
+    uses it, through ``onecycle.checkpoint.load_model_weights``."""
+    rest = read_sharded_rest(path)
+    model = unwrap_model(model)
+    _check_model(model, rest)
+    api = _state_dict_api()
+    state = {'model': api.get_model_state_dict(model)}
+    _dcp_load(state, path)
+    api.set_model_state_dict(model, state['model'])
+    return model
+
+
+register_model_loader(is_sharded_checkpoint, load_sharded_model)   # for SaveModel(load_best=True)
 
 
 def load_sharded(learn, path, with_opt=True, with_rng=True):
@@ -149,7 +179,6 @@ def load_sharded(learn, path, with_opt=True, with_rng=True):
     and into a learner whose model is sharded or not (a single process gets the full weights). Call it on
     every rank. Afterwards ``learn.fit(..., resume=True)`` continues the checkpoint's fit; its RNG states
     are those of the same rank (rank 0's for ranks the saving run did not have)."""
-    import torch.distributed.checkpoint as dcp
     check_bool('with_opt', with_opt); check_bool('with_rng', with_rng)
     rest = read_sharded_rest(path)
     _check_compatible(learn, rest, with_opt)
@@ -158,10 +187,7 @@ def load_sharded(learn, path, with_opt=True, with_rng=True):
     state = {'model': api.get_model_state_dict(model)}
     load_opt = with_opt and rest['opt_groups'] is not None
     if load_opt and rest['opt_state']: state['opt'] = api.get_optimizer_state_dict(model, learn.opt)
-    # a plain process (no group) reads every shard itself; ranks of a group each read what they hold
-    with warnings.catch_warnings():   # one process reading every shard is what load_sharded is for
-        warnings.filterwarnings('ignore', message='torch.distributed is disabled')
-        dcp.load(state, checkpoint_id=str(path), no_dist=not is_distributed())
+    _dcp_load(state, path)
     api.set_model_state_dict(model, state['model'])
     if load_opt:
         if 'opt' in state: api.set_optimizer_state_dict(model, learn.opt, state['opt'])

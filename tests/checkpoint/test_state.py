@@ -1,4 +1,5 @@
 """Checkpoints: what they hold, atomic writes, safe loading, SaveModel."""
+import copy
 import os
 import pickle
 import random
@@ -244,3 +245,27 @@ def test_rng_draws_after_a_stopped_fit_do_not_shift_its_resume(make_learner, tmp
     fresh = dropout_learner(seed=4)
     fresh.fit_one_cycle(3, 1e-2, resume=path2)
     assert _model_equal(fresh.model, ref.model)
+
+
+def test_load_model_weights_puts_only_the_weights_back_and_reads_registered_formats(make_learner, tmp_path):
+    from onecycle.checkpoint import load_model_weights, register_model_loader
+    learn = make_learner(opt_func=torch.optim.AdamW)
+    learn.fit(1, lr=0.1)
+    learn.save(tmp_path / 'a.pt')
+    want = {k: v.clone() for k, v in learn.model.state_dict().items()}
+    learn.fit(1, lr=0.1)
+    losses, steps, opt = list(learn.recorder.losses), learn.step_count, copy.deepcopy(learn.opt.state_dict())
+    load_model_weights(learn.model, tmp_path / 'a.pt')
+    assert all(torch.equal(v, learn.model.state_dict()[k]) for k, v in want.items())
+    # the second fit's history, step count and optimizer state are untouched
+    assert learn.recorder.losses == losses and learn.step_count == steps and learn.position.loaded is None
+    assert opt['state'] and all(torch.equal(a, b) for a, b in zip(learn.opt.state_dict()['state'][0].values(),
+                                                                   opt['state'][0].values()))
+    # a format a higher layer registers (as sharded checkpoints do) is read by its own loader, only for its paths
+    seen = []
+    def accepts(p): return str(p).endswith('.mine')
+    register_model_loader(accepts, lambda model, p: seen.append((model, p)))
+    load_model_weights(learn.model, tmp_path / 'x.mine')
+    load_model_weights(learn.model, tmp_path / 'a.pt')
+    assert seen == [(learn.model, tmp_path / 'x.mine')]
+    with pytest.raises(TypeError, match='callables'): register_model_loader(accepts, None)

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 import fsdp_script as fs
 from onecycle import FSDP, Learner, full_state_dict
-from onecycle.checkpoint import CheckpointError
+from onecycle.checkpoint import CheckpointError, load_model_weights
 from onecycle.distributed import (default_blocks, is_sharded, is_sharded_checkpoint, load_sharded, max_over_ranks,
                                   pad_forward_passes, save_sharded, shard_model)
 
@@ -222,6 +222,40 @@ def test_a_sharded_checkpoint_is_refused_when_it_does_not_fit(ranks):
     before = {k: v.clone() for k, v in learn.model.state_dict().items()}
     with pytest.raises(CheckpointError, match='2 epochs, this one has 3'): fs.one_cycle(learn, 3, resume=out / 'ck')
     _same(learn.model.state_dict(), before)
+
+
+def test_save_model_writes_sharded_checkpoints_loads_the_best_and_resumes_exactly(ranks):
+    (r0, r1), out = ranks
+    w = r0['save_model']['whole']
+    assert w['paths'] == ('model_last', 'model_best') and w['files'] == ['model_best', 'model_last']
+    assert {'.metadata', '__0_0.distcp', '__1_0.distcp', 'onecycle.pt'} <= set(w['last_files'])
+    assert is_sharded_checkpoint(out / 'sm_whole' / 'model_best') and not (out / 'sm_whole' / 'model_last.pt').exists()
+    # every 3 batches, with groups of 2: the saves due after batches 3 and 6 wait for the step after 4 and 6
+    assert w['saves'] == [(0, 4), (0, 6), (1, 0), (1, 4), (1, 6), (2, 0), (2, 4), (2, 6)] and w['warned'] == []
+    assert (w['last_fit']['epochs_done'], w['last_fit']['batches_done']) == (3, 0)
+    # load_best: the weights of epoch 1 (the best score), gathered, on both ranks; not those of the last epoch
+    assert w['best'] == (1.0, 1)
+    for r in (r0, r1):
+        _same(r['save_model']['whole']['final'], w['weights'][1])
+        assert any(not torch.equal(v, w['weights'][2][k]) for k, v in w['final'].items())
+    # interrupted inside a group (after batch 7 of epoch 1): the last checkpoint is the group boundary before it
+    i = r0['save_model']['interrupted']
+    assert i['saves'][-1] == (1, 6) and i['steps'] == 4 + 3
+    assert len(i['mid_group_save_warned']) == 1 and 'middle of a gradient accumulation group' in \
+        i['mid_group_save_warned'][0]   # learn.save there still writes, and says what it cannot hold
+    assert is_sharded_checkpoint(out / 'sm_mid_group')
+    # fit(..., resume=SaveModel's last checkpoint): bitwise the uninterrupted fit, on both ranks
+    for r in (r0, r1):
+        res, whole = r['save_model']['resumed'], r['save_model']['whole']
+        assert res['losses'] == whole['losses'] and res['hps'] == whole['hps'] and res['warned'] == []
+        assert sorted(res['weights']) == [1, 2]
+        _same(res['weights'][1], whole['weights'][1]); _same(res['weights'][2], whole['weights'][2])
+        assert res['best'] == whole['best']
+        _same(res['final'], whole['final'])
+    # the best checkpoint of 2 ranks: its weights alone, in one process, into a plain model
+    model = fs.make_model(fs.MODEL_SEED + 9)
+    load_model_weights(model, out / 'sm_whole' / 'model_best')
+    _same(model.state_dict(), w['weights'][1])
 
 
 # --- two "machines" --------------------------------------------------------------------------------
