@@ -37,7 +37,7 @@ def run_demo(epochs=20, bs=100, seed=0, out='onecycle_out', progress=True, threa
     print(f'MNIST-1D: {len(dls.train.dataset)} train / {len(dls.valid.dataset)} test samples; '
           f'CNN with {sum(p.numel() for p in learn.model.parameters())} parameters; device {learn.device}')
 
-    res = learn.lr_find()
+    res = learn.lr_find(n_epoch=epochs)   # the suggestion is for this fit's length
     res.plot().savefig(os.path.join(out, 'lr_find.png'), dpi=100)
     lr = res.suggestion
     print('LR range test suggestions: ' + ', '.join(f'{k} {v:.2e}' for k, v in res.suggestions.items()))

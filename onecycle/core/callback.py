@@ -54,8 +54,10 @@ class Callback:
 
     ``self.learn`` is the Learner; attributes the callback lacks are read from it, so ``self.model`` or
     ``self.loss`` read naturally. ``order`` decides who runs first at each event (lower first, ties
-    keep insertion order): GradAccumulation -20, DivergenceGuard -15, MixedPrecision -10, schedulers
-    and user callbacks 0, Recorder 50, ProgressCallback 60, SaveModel 70. Raising ``CancelXException``
+    keep insertion order): FitPosition -100, FSDP -30, DistributedCallback -25, GradAccumulation -20,
+    DivergenceGuard -15, MixedPrecision -10, user callbacks 0, ParamScheduler 10, Recorder 50,
+    ProgressCallback and TorchScheduler 60, loggers 65, SaveModel 70, EarlyStopping 80, InterruptGuard
+    1000 (last). Raising ``CancelXException``
     skips the rest of stage X; ``after_X`` still runs for fit, epoch, train, validate and batch, not for
     backward and step (the cancelled gradient or update never happened). A cancelled step is no optimizer
     step: ``step_count``, the schedules, torch schedulers and ``recorder.hps`` do not advance for it.
