@@ -7,12 +7,16 @@
    same weight decay, an lr raised by the same exposure law that lowers S (a run of t steps behaves
    at lr x (T/t)^0.2 as a run of T steps does at lr, near the edge of stability). One coordinate at
    a time, each stage's candidates compared with the stage before's winner:
-   lr (S/2, S, 2S), momentum ((0.95, 0.85), (0.99, 0.9), (0.9, 0.8)), weight decay (Smith's
+   lr (S/sqrt2, S, sqrt2 S), momentum ((0.95, 0.85), (0.99, 0.9), (0.9, 0.8)), weight decay (Smith's
    candidates for the model's depth and optimizer). A replicate of the first trial with another data
    order measures the seed-to-seed noise of a score; a candidate replaces the default of its stage
    (S, (0.95, 0.85), the middle weight decay) only when it beats it by more than that noise (twice
-   it for momentum, whose effect on a long fit's stability a short trial misjudges). The
-   summary says for each choice how far its runner-up was, in units of that noise.
+   it for momentum, whose effect on a long fit's stability a short trial misjudges). A trial's score
+   is its validation loss at the end of its cycle, annealed, as the fit will end.
+4. A check: a pick other than the default setting runs once more on the replicate's data order and
+   must beat the default there too (a paired comparison); otherwise the default setting is kept. A
+   stage picks the best of several noisy scores, which flatters the winner; a second draw does not.
+The summary says for each choice how far its runner-up was, in units of that noise.
 
 Every trial starts from an exact copy of the learner's state; afterwards the learner is exactly as it
 was (weights, optimizer, weight decay, loaders, recorder, RNG...: see ``onecycle.core.snapshot``).
@@ -42,7 +46,10 @@ from .tune_report import plot_tune, range_test_line, search_line, skipped_line
 __all__ = ['tune', 'TuneResult', 'DEFAULT_MOMS']
 
 DEFAULT_MOMS = ((0.95, 0.85), (0.99, 0.9), (0.9, 0.8))   # the first is the default the others must beat
-LR_FACTORS = (0.5, 2.)          # lr candidates around the range test's 'fit' suggestion
+# lr candidates around the range test's 'fit' suggestion: half a factor 2 either side. The suggestion is
+# already within about that of the best lr; trials any wider apart turn a noisy pick into a big miss where
+# accuracy changes quickly with the lr
+LR_FACTORS = (2 ** -0.5, 2 ** 0.5)
 MIN_BUDGET = 1000               # the default budget: the planned fit's steps, at least this many
 RANGE_STEPS = 100               # the range test (as lr_find's default, so that tune starts from the one-liner)
 MIN_TRIAL_STEPS = 10
@@ -161,7 +168,7 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
             ``default_wds``); the middle one is the default.
         batch_sizes: candidate batch sizes to compare (None: keep the loader's); the lr is rescaled by
             `lr_rule` ('linear' or 'sqrt') for each.
-        search_lr: compare the range test's suggestion with half and twice it (else take it as is).
+        search_lr: compare the range test's suggestion with it / sqrt(2) and x sqrt(2) (else take it as is).
         valid_batches: measure the validation loss on the first this many validation batches.
     Returns a :class:`TuneResult`; the learner is left exactly as it was.
     """
@@ -211,7 +218,7 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
         lr = res.lr_find.suggestion
         res.max_lr = lr
         n_trials = (len(LR_FACTORS) if search_lr else 0) + (len(moms) - 1 if search_moms else 0) \
-            + (len(wd_cands) - 1 if search_wd else 0) + 2 + (len(batch_sizes) if batch_sizes else 0)
+            + (len(wd_cands) - 1 if search_wd else 0) + 3 + (len(batch_sizes) if batch_sizes else 0)
         t = max(MIN_TRIAL_STEPS, (budget - res.steps) // n_trials)
         res.trial_steps = t
         boost = (fit_steps / t) ** EXPOSURE_EXPONENT if fit_steps > t else 1.   # the trial's lr for a fit lr
@@ -248,7 +255,7 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
                     torch.manual_seed(reseed)
                     for g in loader_generators(learn.dls.train): g.manual_seed(reseed)
                 done[key] = run_trial(learn, t, lr_ * boost, mom=mom_, wd=wd_, schedule='one_cycle',
-                                      label=label, _batches=batches)
+                                      label=label, _batches=batches, score_on='end')
                 res.steps += done[key].n_steps
             return done[key]
 
@@ -261,13 +268,16 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
         else:
             # the default setting, twice: the seed-to-seed noise of a score
             say.begin('noise', 2 * t)
+            before = res.steps
             a = trial(lr, mom, wd, f'lr={lr:.3g}')
-            b = trial(lr, mom, wd, f'lr={lr:.3g} (replicate)', reseed=1 + 7919 * (len(done) + 1))
+            reseed = 1 + 7919 * (len(done) + 1)
+            default_setting = (lr, mom, wd)
+            b = trial(lr, mom, wd, f'lr={lr:.3g} (replicate)', reseed=reseed)
             spread = abs(a.score - b.score) if math.isfinite(a.score) and math.isfinite(b.score) else 0.
             # floored: two runs can agree closely by chance, and a pick must not hang on a hair
             res.noise = noise = max(spread, NOISE_FLOOR * abs(a.score if math.isfinite(a.score) else 0.))
             say.end(f'noise: the default setting twice, on two data orders; scores differ by {spread:.4g}; '
-                    f'{2 * t} steps')
+                    f'{res.steps - before} steps')
 
             def stage(name, cands, default, make, clear=1.):
                 ts, before = time.perf_counter(), res.steps
@@ -297,6 +307,22 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
             if search_wd and fits(len(wd_cands) - 1):
                 wd, res.wd_search = stage('wd', wd_cands, default_wd, lambda c: trial(lr, mom, c, f'wd={c:g}'))
             elif search_wd: res.skipped.append('weight decay'); say.end(skipped_line('weight decay'))
+            # 6. the pick, once more on the replicate's data order: it must beat the default there too
+            if (lr, mom, wd) != default_setting and fits(1):
+                say.begin('check', t)
+                before = res.steps
+                c = trial(lr, mom, wd, 'check (replicate order)', reseed=reseed)
+                kept = not c.score > b.score   # both diverged: the stages' evidence stands
+                gain = b.score - c.score
+                res.confidence['check'] = {'margin': gain, 'ratio': gain / noise if noise > 0 else float('inf'),
+                                           'kept': kept, 'text': (
+                    f'the pick scores {c.score:.4g} against the default setting\'s {b.score:.4g} on a second '
+                    f'data order: ' + ('kept' if kept else 'not reproduced, the default setting is kept'))}
+                if not kept: lr, mom, wd = default_setting
+                say.end(f'check: {res.confidence["check"]["text"]}; {res.steps - before} steps')
+            else:
+                say.end('check: ' + ('the default setting was kept, nothing to check' if
+                                     (lr, mom, wd) == default_setting else 'skipped (out of budget)') + '; 0 steps')
         res.max_lr = lr
         res.moms = mom if (search_moms and res.mom_search is not None) else None
         res.wd = wd if (search_wd and res.wd_search is not None) else None

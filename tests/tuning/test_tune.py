@@ -26,11 +26,14 @@ def test_tune_respects_the_budget_and_leaves_the_learner_as_it_was(make_learner)
     res = tune(learn, budget=300, wds=[1e-2, 0.])
     assert _same_state(before, _state(learn))
     assert res.steps <= 300 and res.steps >= res.lr_find.cost['train_steps'] + max(s.steps for s in res.searches)
-    assert res.wd == res.wd_search.best and res.fit_kwargs['wd'] == res.wd
-    if res.mom_search is not None:   # found at the edge lr...
+    assert res.fit_kwargs['wd'] == res.wd
+    check = res.confidence.get('check', {'kept': True})
+    if not check['kept']:            # the pick did not beat the default setting on a second data order
+        assert res.max_lr == res.lr_find.suggestion and res.moms == (0.95, 0.85) and res.wd == 0.
+    elif res.mom_search is not None:
         assert res.max_lr == res.lr_search.best and res.moms == res.mom_search.best == res.fit_kwargs['moms']
-    else:                            # ...or every momentum trial blew up there, and tune stepped back
-        assert res.max_lr == res.lr_search.best / 2 and 'momentum' in res.skipped[0]
+    else:                            # every momentum trial blew up
+        assert 'momentum' in res.skipped[0]
     assert res.noise_scale == pytest.approx(res.max_lr * (96 / 16 - 1))
     assert 'max_lr=' in res.summary()
     fig = res.plot(); assert len(fig.axes) == 1 + len(res.searches)
@@ -127,3 +130,43 @@ def test_identical_candidates_score_identically(make_learner):
     res = tune(learn, budget=300, moms=[(0.95, 0.85), (0.95, 0.85), (0.95, 0.85)], search_lr=False,
                search_wd=False)
     assert len({t.score for t in res.mom_search.trials}) == 1 and res.moms == (0.95, 0.85)
+
+
+def _scripted_trials(monkeypatch, score):
+    """tune's trials replaced by a script: score(lr relative to the first trial's, wd, replicate order?)
+    is the trial's validation loss at the end of its cycle; no training."""
+    from onecycle.tuning import tune as tune_module
+    from onecycle.tuning.search import Trial
+    first = []
+    def fake(learn, n_steps, lr, mom=None, wd=None, label='', score_on='tail', **kw):
+        first.append(lr)
+        v = score(round(lr / first[0], 3), wd, 'replicate' in label)
+        return Trial(label, steps=[0, n_steps // 2, n_steps], valid_losses=[3., 0.1, v], n_steps=n_steps,
+                     score_on=score_on)
+    monkeypatch.setattr(tune_module, 'run_trial', fake)
+
+
+@pytest.mark.parametrize('reproduced', [True, False])
+def test_tune_keeps_a_pick_only_if_it_beats_the_default_on_a_second_data_order(make_learner, monkeypatch, reproduced):
+    "The larger lr wins its stage clearly; the check on the replicate's data order confirms it, or not."
+    def score(rel_lr, wd, replicate):
+        if rel_lr > 1.2: return (1.0 if reproduced else 1.3) if replicate else 0.9   # the larger lr
+        return 1.2                                                                      # the others
+    _scripted_trials(monkeypatch, score)
+    learn = make_learner(opt_func=torch.optim.SGD, lr=0.1, dls_kw={'n_train': 64, 'bs': 8})
+    res = tune(learn, budget=400, search_moms=False, search_wd=False)
+    s = res.lr_find.suggestion
+    assert res.lr_search.candidates == pytest.approx([s / 2 ** 0.5, s, s * 2 ** 0.5])
+    assert res.lr_search.best == pytest.approx(s * 2 ** 0.5)   # the stage's pick, on the first data order
+    assert res.confidence['check']['kept'] is reproduced
+    assert res.max_lr == pytest.approx(s * 2 ** 0.5 if reproduced else s)
+    assert ('not reproduced' in res.summary()) is not reproduced
+
+
+def test_trial_score_on_end_reads_the_annealed_result():
+    from onecycle.tuning.search import Trial
+    t = Trial('x', steps=[0, 1, 2, 3, 4, 5, 6, 7, 8], valid_losses=[3, 2, 1.5, 1.2, 1, 0.9, 0.8, 0.6, 0.5])
+    assert t.score == pytest.approx((0.6 + 0.5) / 2)            # the last quarter's mean, as the searches use it
+    t.score_on = 'end'
+    assert t.score == 0.5
+    t.valid_losses[-1] = float('nan'); assert t.score == float('inf')
