@@ -40,7 +40,6 @@ from ..core.snapshot import TrainingState, preserved
 from .batch_size import noise_scale, with_batch_size
 from .range_test import fixed_valid_batches, planned_fit_steps
 from .search import SearchResult, branch_trials, default_wds, format_candidate, pick_best, run_trial
-from .suggest import EXPOSURE_EXPONENT
 from .tune_report import plot_tune, range_test_line, search_line, skipped_line
 
 __all__ = ['tune', 'TuneResult', 'DEFAULT_MOMS']
@@ -221,7 +220,8 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
             + (len(wd_cands) - 1 if search_wd else 0) + 3 + (len(batch_sizes) if batch_sizes else 0)
         t = max(MIN_TRIAL_STEPS, (budget - res.steps) // n_trials)
         res.trial_steps = t
-        boost = (fit_steps / t) ** EXPOSURE_EXPONENT if fit_steps > t else 1.   # the trial's lr for a fit lr
+        exponent = res.lr_find.exponent if res.lr_find.exponent is not None else 0.2
+        boost = (fit_steps / t) ** exponent if fit_steps > t else 1.   # the trial's lr for a fit lr
 
         # 2. batch size, compared at the suggestion rescaled for each (short 1cycle runs)
         if batch_sizes is not None and not over_time() and res.steps + t * len(batch_sizes) <= budget:
