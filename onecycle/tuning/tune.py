@@ -4,9 +4,11 @@
    Smith's max bound lowered for the time the fit spends near its peak (see ``suggest_for_fit``).
 2. (When asked) batch size: short runs at each candidate batch size, the lr rescaled with it.
 3. Short 1cycle trials, each a compressed copy of the planned fit: the same cyclical momentum, the
-   same weight decay, an lr raised by the same exposure law that lowers S (a run of t steps behaves
-   at lr x (T/t)^0.2 as a run of T steps does at lr, near the edge of stability). One coordinate at
-   a time, each stage's candidates compared with the stage before's winner:
+   same weight decay, the same peak lr. (A compressed cycle spends fewer steps near its peak, which
+   lets a run survive a higher lr, but also warms up in fewer steps, which does not; raising the
+   trial's lr by the exposure law that lowers S made the trials of the larger candidates fail to
+   learn where the full fit at that lr did best.) One coordinate at a time, each stage's candidates
+   compared with the stage before's winner:
    lr (S/sqrt2, S, sqrt2 S), momentum ((0.95, 0.85), (0.99, 0.9), (0.9, 0.8)), weight decay (Smith's
    candidates for the model's depth and optimizer). A replicate of the first trial with another data
    order measures the seed-to-seed noise of a score; a candidate replaces the default of its stage
@@ -220,8 +222,6 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
             + (len(wd_cands) - 1 if search_wd else 0) + 3 + (len(batch_sizes) if batch_sizes else 0)
         t = max(MIN_TRIAL_STEPS, (budget - res.steps) // n_trials)
         res.trial_steps = t
-        exponent = res.lr_find.exponent if res.lr_find.exponent is not None else 0.2
-        boost = (fit_steps / t) ** exponent if fit_steps > t else 1.   # the trial's lr for a fit lr
 
         # 2. batch size, compared at the suggestion rescaled for each (short 1cycle runs)
         if batch_sizes is not None and not over_time() and res.steps + t * len(batch_sizes) <= budget:
@@ -231,7 +231,7 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
             ts = time.perf_counter()
             say.begin('batch size', t * len(batch_sizes))
             with preserved(learn) as bs_start:
-                trials = branch_trials(learn, 'bs', batch_sizes, lambda b: dict(lr=trials_lr[b] * boost), t, None,
+                trials = branch_trials(learn, 'bs', batch_sizes, lambda b: dict(lr=trials_lr[b]), t, None,
                                        valid_batches, bs_start, None, before_trial=use_batch_size)
             best = pick_best(batch_sizes, trials)
             res.bs_search = SearchResult('bs', batch_sizes, trials, best, sum(x.n_steps for x in trials),
@@ -254,7 +254,7 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
                 if reseed is not None:   # another data order: the replicate that measures the noise
                     torch.manual_seed(reseed)
                     for g in loader_generators(learn.dls.train): g.manual_seed(reseed)
-                done[key] = run_trial(learn, t, lr_ * boost, mom=mom_, wd=wd_, schedule='one_cycle',
+                done[key] = run_trial(learn, t, lr_, mom=mom_, wd=wd_, schedule='one_cycle',
                                       label=label, _batches=batches, score_on='end')
                 res.steps += done[key].n_steps
             return done[key]
@@ -288,11 +288,11 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
                 res.confidence[name] = _confidence(name, cands, [x.score for x in trials], picked, default, noise)
                 # steps spent here: a setting an earlier stage ran already (the default) is not run again
                 found = SearchResult(name, list(cands), trials, picked, res.steps - before,
-                                     time.perf_counter() - ts, {'trial_lr_factor': boost})
+                                     time.perf_counter() - ts)
                 say.end(search_line(found))
                 return picked, found
 
-            # 3. lr: half and twice the suggestion
+            # 3. lr: the suggestion, and it / sqrt(2) and x sqrt(2)
             if search_lr and fits(len(LR_FACTORS)):
                 cands = sorted([lr] + [lr * f for f in LR_FACTORS])
                 lr, res.lr_search = stage('lr', cands, lr, lambda c: trial(c, mom, wd, f'lr={c:.3g}'))
