@@ -2,6 +2,9 @@
 
 1. LR range test -> the 'fit' suggestion S for a 1cycle fit of the planned length (``n_epoch``):
    Smith's max bound lowered for the time the fit spends near its peak (see ``suggest_for_fit``).
+   With a budget of ten sweeps or more, a second sweep on another data order, and S the geometric
+   mean of the two: one sweep's max bound moves by a rung or two of its lr ladder (20-40%) with the
+   data order, and every later stage is anchored on S.
 2. (When asked) batch size: short runs at each candidate batch size, the lr rescaled with it.
 3. Short 1cycle trials, each a compressed copy of the planned fit: the same cyclical momentum, the
    same weight decay, the same peak lr. (A compressed cycle spends fewer steps near its peak, which
@@ -9,7 +12,9 @@
    trial's lr by the exposure law that lowers S made the trials of the larger candidates fail to
    learn where the full fit at that lr did best.) One coordinate at a time, each stage's candidates
    compared with the stage before's winner:
-   lr (S/sqrt2, S, sqrt2 S), momentum ((0.95, 0.85), (0.99, 0.9), (0.9, 0.8)), weight decay (Smith's
+   lr (S/sqrt2, S, sqrt2 S), momentum ((0.95, 0.85), (0.99, 0.9), (0.9, 0.8), each with SGD at the lr
+   that keeps the peak step lr / (1 - momentum) of the default: a higher momentum is otherwise a
+   larger lr in disguise, which the lr stage has tried already), weight decay (Smith's
    candidates for the model's depth and optimizer). A replicate of the first trial with another data
    order measures the seed-to-seed noise of a score; a candidate replaces the default of its stage
    (S, (0.95, 0.85), the middle weight decay) only when it beats it by more than that noise (twice
@@ -32,7 +37,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..callbacks.progress import StageProgress
+from ..callbacks.progress import StageProgress, fmt_lr
 from ..core.checks import (check_bool, check_candidates, check_choice, check_int, check_mom_candidate,
                            check_positive)
 from ..core.data import check_loader
@@ -42,6 +47,7 @@ from ..core.snapshot import TrainingState, preserved
 from .batch_size import noise_scale, with_batch_size
 from .range_test import fixed_valid_batches, planned_fit_steps
 from .search import SearchResult, branch_trials, default_wds, format_candidate, pick_best, run_trial
+from .suggest import is_adaptive
 from .tune_report import plot_tune, range_test_line, search_line, skipped_line
 
 __all__ = ['tune', 'TuneResult', 'DEFAULT_MOMS']
@@ -53,6 +59,7 @@ DEFAULT_MOMS = ((0.95, 0.85), (0.99, 0.9), (0.9, 0.8))   # the first is the defa
 LR_FACTORS = (2 ** -0.5, 2 ** 0.5)
 MIN_BUDGET = 1000               # the default budget: the planned fit's steps, at least this many
 RANGE_STEPS = 100               # the range test (as lr_find's default, so that tune starts from the one-liner)
+TWO_SWEEPS = 10                 # a budget of this many range tests or more runs a second one on another data order
 MIN_TRIAL_STEPS = 10
 # a momentum other than the default must win by twice the noise: a short trial misjudges what momentum
 # does to a long fit's stability near its peak (the effective step lr/(1-mom) acts for hundreds of steps)
@@ -72,6 +79,7 @@ class TuneResult:
     batch_size: int | None
     noise_scale: float | None
     lr_find: object = None
+    lr_find_replicate: object = None
     lr_search: SearchResult | None = None
     bs_search: SearchResult | None = None
     mom_search: SearchResult | None = None
@@ -94,6 +102,13 @@ class TuneResult:
         return out
 
     @property
+    def suggestion(self) -> float:
+        "S, what the lr stage starts from: the range test's 'fit' suggestion (the geometric mean of two sweeps')."
+        if self.lr_find is None: return float('nan')
+        if self.lr_find_replicate is None: return self.lr_find.suggestion
+        return math.sqrt(self.lr_find.suggestion * self.lr_find_replicate.suggestion)
+
+    @property
     def searches(self) -> list:
         return [s for s in (self.lr_search, self.bs_search, self.mom_search, self.wd_search) if s is not None]
 
@@ -107,6 +122,10 @@ class TuneResult:
                  + f', {self.seconds:.1f}s' + (f' of {self.time_budget:.0f}s' if self.time_budget else '')]
         if self.lr_find is not None:
             lines.append('range test: ' + ', '.join(f'{k}={v:.3g}' for k, v in self.lr_find.suggestions.items()))
+        if self.lr_find_replicate is not None:
+            lines.append('range test, another data order: '
+                         + ', '.join(f'{k}={v:.3g}' for k, v in self.lr_find_replicate.suggestions.items())
+                         + f'; S = {self.suggestion:.3g} (geometric mean of the two fit suggestions)')
         if self.noise is not None:
             lines.append(f'seed-to-seed noise of a score: {self.noise:.4g}')
         for name, c in self.confidence.items(): lines.append(f'{name}: {c["text"]}')
@@ -142,6 +161,17 @@ def _confidence(name, cands, scores, picked, default, noise) -> dict:
     return {'margin': margin, 'ratio': ratio,
             'text': f'{format_candidate(picked)}{kept}; best {format_candidate(cands[best])} leads runner-up '
                     f'{format_candidate(cands[second])} by {margin:.4g} = {ratio:.2g}x the noise ({word})'}
+
+
+def _momentum_lr_scale(mom, default, adaptive=False) -> float:
+    """The lr factor that gives a (high, low) cyclical momentum `mom` the peak step of `default`. An SGD
+    step with momentum m moves lr / (1 - m) per unit gradient once the velocity has built up, so at
+    the peak (where the momentum is at its low) a candidate with a higher low momentum is a larger lr
+    in disguise: compared at the same lr, the momentum stage would re-run the lr stage. Scaled by
+    (1 - low) / (1 - default low), it compares what momentum itself does (how long it averages the
+    gradients). Adam-like optimizers (`adaptive`) average the gradient without amplifying it: 1."""
+    if adaptive: return 1.
+    return (1 - mom[1]) / (1 - default[1])
 
 
 def _pick(cands, trials, default, margin):
@@ -182,6 +212,7 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
     check_loader(learn.dls.train, 'dls.train')
     check_loader(learn.dls.valid, 'dls.valid')
     has_mom = has_hyper(learn.opt.param_groups[0], 'mom')
+    adaptive = is_adaptive(learn.opt)
     if search_moms:
         if not has_mom:
             raise ValueError(f'the optimizer {type(learn.opt).__name__} has no momentum: pass search_moms=False')
@@ -212,11 +243,23 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
     with preserved(learn) as start, learn.added_cbs([say]):   # also puts back a loader swapped for another batch size
         # 1. range test, then the suggestion for the planned fit
         n_rt = min(RANGE_STEPS, budget // 4)
-        say.begin('range test', n_rt)
+        two = budget >= TWO_SWEEPS * n_rt
+        say.begin('range test', n_rt * (2 if two else 1))
         res.lr_find = learn.lr_find(num_it=n_rt, n_epoch=n_epoch)
         res.steps += res.lr_find.cost.get('train_steps', n_rt)
-        say.end(range_test_line(res.lr_find))
-        lr = res.lr_find.suggestion
+        line = range_test_line(res.lr_find)
+        if two:   # the same sweep on another data order (lr_find puts the learner back as it was)
+            seed = 104729
+            torch.manual_seed(seed)
+            for g in loader_generators(learn.dls.train): g.manual_seed(seed)
+            res.lr_find_replicate = learn.lr_find(num_it=n_rt, n_epoch=n_epoch)
+            start.restore()   # the data order and RNG the trials start from
+            n2 = res.lr_find_replicate.cost.get('train_steps', n_rt)
+            res.steps += n2
+            line = (line.rsplit('; ', 1)[0] + f'; another data order: suggestion '
+                    f'{fmt_lr(res.lr_find_replicate.suggestion)}, S = {fmt_lr(res.suggestion)}; {res.steps} steps')
+        say.end(line)
+        lr = res.suggestion
         res.max_lr = lr
         n_trials = (len(LR_FACTORS) if search_lr else 0) + (len(moms) - 1 if search_moms else 0) \
             + (len(wd_cands) - 1 if search_wd else 0) + 3 + (len(batch_sizes) if batch_sizes else 0)
@@ -297,11 +340,13 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
                 cands = sorted([lr] + [lr * f for f in LR_FACTORS])
                 lr, res.lr_search = stage('lr', cands, lr, lambda c: trial(c, mom, wd, f'lr={c:.3g}'))
             elif search_lr: res.skipped.append('lr (out of budget)'); say.end(skipped_line('lr'))
-            # 4. momentum: cyclical, as the fit will use it
+            # 4. momentum: cyclical, as the fit will use it, at the same effective step at the peak
             if search_moms and fits(len(moms) - 1):
                 cands = [tuple(m) if isinstance(m, tuple) else (m, m) for m in moms]
-                mom, res.mom_search = stage('mom', cands, default_mom, lambda c: trial(lr, c, wd, f'mom={c}'),
-                                            clear=MOM_CLEAR)
+                scale = {c: _momentum_lr_scale(c, default_mom, adaptive) for c in cands}
+                mom, res.mom_search = stage('mom', cands, default_mom,
+                                            lambda c: trial(lr * scale[c], c, wd, f'mom={c}'), clear=MOM_CLEAR)
+                lr = lr * scale[mom]
             elif search_moms: res.skipped.append('momentum'); say.end(skipped_line('momentum'))
             # 5. weight decay, with the lr and cyclical momentum of the fit
             if search_wd and fits(len(wd_cands) - 1):

@@ -31,7 +31,9 @@ def test_tune_respects_the_budget_and_leaves_the_learner_as_it_was(make_learner)
     if not check['kept']:            # the pick did not beat the default setting on a second data order
         assert res.max_lr == res.lr_find.suggestion and res.moms == (0.95, 0.85) and res.wd == 0.
     elif res.mom_search is not None:
-        assert res.max_lr == res.lr_search.best and res.moms == res.mom_search.best == res.fit_kwargs['moms']
+        assert res.moms == res.mom_search.best == res.fit_kwargs['moms']
+        # SGD: a momentum other than the default comes with the lr that keeps the default's peak step
+        assert res.max_lr == pytest.approx(res.lr_search.best * (1 - res.moms[1]) / (1 - 0.85))
     else:                            # every momentum trial blew up
         assert 'momentum' in res.skipped[0]
     assert res.noise_scale == pytest.approx(res.max_lr * (96 / 16 - 1))
@@ -91,13 +93,21 @@ def test_tune_uses_only_public_names_of_the_searches():
 
 
 def test_tune_budget_scales_with_the_planned_fit(make_learner):
-    learn = make_learner(opt_func=torch.optim.SGD, lr=0.1, dls_kw={'n_train': 64, 'bs': 16})   # 4 steps an epoch
+    learn = make_learner(opt_func=torch.optim.SGD, lr=0.1,
+                         dls_kw={'n_train': 64, 'bs': 16, 'shuffle': True})   # 4 steps an epoch
     res = tune(learn, n_epoch=300, search_moms=False, search_wd=False)   # budget: None, from the fit
     assert res.fit_steps == 1200 and res.budget == 1200 and res.steps <= 1200
     assert res.lr_find.fit_steps == 1200
     # each lr trial is a compressed 1cycle peaking at the candidate itself
     assert 'trial_lr_factor' not in res.lr_search.extra
-    assert max(res.lr_search.candidates) == pytest.approx(res.lr_find.suggestion * 2 ** 0.5)
+    assert max(res.lr_search.candidates) == pytest.approx(res.suggestion * 2 ** 0.5)
+    # a budget of ten range tests: a second one on another data order, S the geometric mean of both
+    a, b = res.lr_find, res.lr_find_replicate
+    assert b is not None and a.train_losses != b.train_losses and a.fit_steps == b.fit_steps == 1200
+    assert res.suggestion == pytest.approx((a.suggestion * b.suggestion) ** 0.5)
+    assert 'another data order' in res.summary()
+    assert res.steps >= a.cost['train_steps'] + b.cost['train_steps'] + res.lr_search.steps
+    assert tune(learn, budget=300, search_moms=False, search_wd=False).lr_find_replicate is None
     assert res.noise is not None and 'noise' in res.summary() and 'lr' in res.confidence
 
 
