@@ -181,3 +181,23 @@ def test_trial_score_on_end_reads_the_annealed_result():
     t.score_on = 'end'
     assert t.score == 0.5
     t.valid_losses[-1] = float('nan'); assert t.score == float('inf')
+
+
+@pytest.mark.parametrize('opt_func', [torch.optim.SGD, torch.optim.AdamW])
+def test_momentum_candidates_keep_the_default_peak_step(make_learner, monkeypatch, opt_func):
+    "SGD: (0.99, 0.9) runs at 2/3 the lr of (0.95, 0.85) (the same lr/(1-mom) at the peak), and the fit gets both."
+    from onecycle.tuning import tune as tune_module
+    from onecycle.tuning.search import Trial
+    seen = {}
+    def fake(learn, n_steps, lr, mom=None, wd=None, label='', score_on='tail', **kw):
+        seen.setdefault(mom, lr)
+        v = 1.0 if mom == (0.99, 0.9) else 1.5   # the higher momentum wins clearly, on both data orders
+        return Trial(label, steps=[0, n_steps], valid_losses=[3., v], n_steps=n_steps, score_on=score_on)
+    monkeypatch.setattr(tune_module, 'run_trial', fake)
+    learn = make_learner(opt_func=opt_func, lr=0.1, dls_kw={'n_train': 64, 'bs': 8})
+    res = tune(learn, budget=400, search_lr=False, search_wd=False)
+    s = res.suggestion
+    ratio = (1 - 0.9) / (1 - 0.85) if opt_func is torch.optim.SGD else 1.   # Adam's betas[0] does not amplify
+    assert seen[(0.95, 0.85)] == pytest.approx(s) and seen[(0.99, 0.9)] == pytest.approx(s * ratio)
+    assert seen[(0.9, 0.8)] == pytest.approx(s * ((1 - 0.8) / (1 - 0.85) if ratio != 1 else 1.))
+    assert res.moms == (0.99, 0.9) and res.max_lr == pytest.approx(s * ratio)
