@@ -19,7 +19,6 @@ from ..schedules.functions import Exponential, Linear
 from ..schedules.scheduler import ParamScheduler
 from .range_test_plot import plot_range_tests
 from .suggest import (
-    exposure_exponent,
     lr_bounds,
     smooth_sweep,
     smoothed_slopes,
@@ -44,8 +43,7 @@ class LRFinderResult:
     debiased EMA applied; suggestions and plots read it. ``suggestions`` maps 'fit', 'minimum',
     'steep', 'valley' and 'max_bound' to a learning rate; ``suggestion`` is the one asked for ('fit'
     by default: a max_lr for a 1cycle fit of ``fit_steps`` optimizer steps, see
-    :func:`~onecycle.tuning.suggest.suggest_for_fit`, with ``exponent`` the exposure exponent for the
-    sweep's optimizer). ``bounds``
+    :func:`~onecycle.tuning.suggest.suggest_for_fit`). ``bounds``
     gives Smith's minimum-bound ranges (low, high) for the max bound: 'cyclical_min' (max/4 to
     max/3) and 'one_cycle_min' (max/20 to max/10). ``cost`` counts the steps, validation forward
     passes and seconds spent.
@@ -63,7 +61,6 @@ class LRFinderResult:
     cost: dict = field(default_factory=dict)
     label: str = ''
     fit_steps: int | None = None
-    exponent: float | None = None
 
     @property
     def max_bound(self) -> float:
@@ -211,7 +208,6 @@ class LRFinder(StepLoss, ParamScheduler):
         self.valid_every, self.valid_batches = valid_every, valid_batches
         self.state = None   # the TrainingState after_fit restores (lr_find takes it before fit() starts)
         self.fit_steps = None   # the planned fit's optimizer steps, for the 'fit' suggestion (lr_find sets it)
-        self.exponent = None    # the 'fit' suggestion's exposure exponent, for the sweep's optimizer
 
     def before_fit(self):
         # first: whatever fails below, after_fit restores it
@@ -252,7 +248,6 @@ class LRFinder(StepLoss, ParamScheduler):
     def after_step(self):
         loss = self.step_loss()
         lr = float(self.learn.opt.param_groups[-1]['lr'])
-        if self.exponent is None: self.exponent = exposure_exponent(self.learn.opt)
         self.lrs.append(lr); self.losses.append(loss)
         n = len(self.losses)
         diverged = not math.isfinite(loss)
@@ -298,13 +293,12 @@ class LRFinder(StepLoss, ParamScheduler):
                                'measurements), too few to suggest a learning rate: lower start_lr, raise '
                                'div_threshold' + (' or lower valid_every' if self.valid_every else ''))
         smooth = smooth_sweep(losses)
-        exponent = self.exponent if self.exponent is not None else exposure_exponent(getattr(self.learn, 'opt', None))
-        sugg = {'fit': suggest_for_fit(lrs, smooth, fit_steps, sweep_lrs=self.lrs, exponent=exponent)}
+        sugg = {'fit': suggest_for_fit(lrs, smooth, fit_steps, sweep_lrs=self.lrs)}
         sugg.update({name: f(lrs, smooth) for name, f in SUGGESTERS.items()})
         return LRFinderResult(list(lrs), list(losses), smooth, sugg, sugg[suggest], self.stopped_early,
                               bounds=lr_bounds(sugg['max_bound']), measured=self.measured,
                               train_lrs=list(self.lrs), train_losses=list(self.losses), cost=self.cost(),
-                              fit_steps=fit_steps, exponent=exponent)
+                              fit_steps=fit_steps)
 
 
 def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=100, stop_div=True, suggest='fit', n_epoch=None,

@@ -22,7 +22,6 @@ from ..core.hyper import has_hyper, lr_range
 from ..core.data import check_loader
 from ..core.snapshot import TrainingState, preserved
 from .range_test import StepLoss, epochs_for_steps, fixed_valid_batches, subset_loss
-from .suggest import is_adaptive
 from ..schedules.functions import Constant, Cosine, one_cycle
 from ..schedules.scheduler import ParamScheduler
 
@@ -370,6 +369,11 @@ def is_deep(model: nn.Module, min_layers=10) -> bool:
 
 
 ADAPTIVE_WD_SCALE = 100.
+
+
+def is_adaptive(opt) -> bool:
+    "True for Adam-like optimizers (they keep ``betas``): each step is scaled per parameter, about lr in size."
+    return opt is not None and all('betas' in pg for pg in opt.param_groups)
 
 
 def default_wds(model: nn.Module, opt=None) -> tuple:

@@ -12,7 +12,7 @@ from ..core.recorder import smooth_ema
 from ..schedules.functions import one_cycle
 
 __all__ = ['suggest_minimum', 'suggest_steep', 'suggest_valley', 'suggest_max_bound', 'suggest_for_fit',
-           'sweep_exposure', 'one_cycle_exposure', 'exposure_exponent', 'is_adaptive', 'lr_bounds',
+           'sweep_exposure', 'one_cycle_exposure', 'lr_bounds',
            'loss_slopes', 'smoothed_slopes', 'moving_average', 'smooth_zero_lag', 'smooth_sweep', 'default_window']
 
 
@@ -155,34 +155,13 @@ def suggest_valley(lrs, losses) -> float:
 
 
 # --- a suggestion for the fit that follows ---------------------------------------------------------
-# How fast the edge of stability falls with the time spent near the peak lr (see suggest_for_fit), for SGD-like
-# optimizers, and for Adam-like ones, whose steps do not shrink as the gradients do (see exposure_exponent)
+# How fast the edge of stability falls with the time spent near the peak lr (see suggest_for_fit).
 EXPOSURE_EXPONENT = 0.2
-ADAPTIVE_EXPOSURE_EXPONENT = 0.4
 # how the max bound falls with a sweep's steps near it, and the default sweep's (100 steps over 1e-7..10)
 SWEEP_EXPONENT = 0.6
 REFERENCE_EXPOSURE = 100 / math.log(1e8)
 # never more than this far below the max bound: a fit that long is outside what the rule was checked on
 MIN_FIT_FACTOR = 0.1
-
-
-def is_adaptive(opt) -> bool:
-    "True for Adam-like optimizers (they keep ``betas``): each step is scaled per parameter, about lr in size."
-    return opt is not None and all('betas' in pg for pg in opt.param_groups)
-
-
-def exposure_exponent(opt=None) -> float:
-    """The exposure exponent of :func:`suggest_for_fit` for the optimizer `opt`: 0.2 for SGD-like ones,
-    0.4 for Adam-like ones (:func:`is_adaptive`).
-
-    An SGD step is lr x gradient: as the loss falls over the plateau of a long fit its steps shrink
-    with the gradients, and only the growth of the sharpness works against a high lr. An Adam step
-    is lr x gradient / its running RMS, about lr per weight whatever the gradient's size: at the
-    peak it keeps moving every weight by lr a step however far training has got, so each step near
-    the peak weighs more on where a long fit ends (how much noise it fits, how far from the data's
-    solution it wanders) than the sweep, which trains a few steps at each lr, can show. The max bound
-    therefore falls faster with the time spent near it."""
-    return ADAPTIVE_EXPOSURE_EXPONENT if is_adaptive(opt) else EXPOSURE_EXPONENT
 
 
 def sweep_exposure(sweep_lrs, lr: float) -> float:
@@ -219,8 +198,7 @@ def suggest_for_fit(lrs, losses, fit_steps, sweep_lrs=None, exponent=EXPOSURE_EX
         M * (reference / fit_steps_near_peak) ** exponent
 
     with fit_steps_near_peak the fit's steps within a factor e below its peak
-    (:func:`one_cycle_exposure`, `cycle` its keyword arguments), `exponent` 0.2 (0.4 for Adam-like
-    optimizers: see :func:`exposure_exponent`; lr_find passes the learner's), the factor kept between
+    (:func:`one_cycle_exposure`, `cycle` its keyword arguments), the factor kept between
     `min_factor` and 1. A sweep that spends k steps near M (:func:`sweep_exposure` of `sweep_lrs`,
     the training steps' lrs, `lrs` by default) has trained longer by the time it gets there, and
     its loss flattens at a lower lr: M falls about as k ** -0.6 (a 300-step sweep finds half the

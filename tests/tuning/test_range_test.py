@@ -234,13 +234,3 @@ def test_lr_find_refuses_a_bad_n_epoch_before_any_step(make_learner, n_epoch):
     learn = make_learner()
     with pytest.raises((TypeError, ValueError), match='n_epoch'): learn.lr_find(n_epoch=n_epoch)
     assert learn.recorder.losses == []
-
-
-@pytest.mark.parametrize('opt_func, exponent', [(torch.optim.SGD, 0.2), (torch.optim.AdamW, 0.4)])
-def test_lr_find_uses_the_exposure_law_of_its_optimizer(make_learner, opt_func, exponent):
-    from onecycle.tuning.suggest import suggest_for_fit
-    learn = make_learner(opt_func=opt_func, dls_kw=dict(n_train=256, bs=8))
-    res = learn.lr_find(start_lr=1e-6, end_lr=10., num_it=60, n_epoch=20)
-    assert res.exponent == exponent
-    assert res.suggestion == suggest_for_fit(res.lrs, res.smooth_losses, 640, sweep_lrs=res.train_lrs,
-                                             exponent=exponent)

@@ -168,19 +168,3 @@ def test_suggest_for_fit_puts_a_longer_sweep_back_on_the_default_scale():
     # measured on a validation curve: the exposure comes from the training steps' lrs
     assert suggest_for_fit(lrs3[::3], losses3[::3], 2000, sweep_lrs=lrs3) == pytest.approx(
         min(suggest_max_bound(lrs3[::3], losses3[::3]), b * suggest_max_bound(lrs3[::3], losses3[::3]) / m3), rel=0.1)
-
-
-def test_adaptive_optimizers_take_a_steeper_exposure_law():
-    "Adam-like steps do not shrink with the gradient: the max bound falls twice as fast with the time near it."
-    import torch
-    from onecycle.tuning.suggest import (REFERENCE_EXPOSURE, exposure_exponent, is_adaptive, suggest_for_fit,
-                                         sweep_exposure)
-    w = [torch.nn.Parameter(torch.zeros(2))]
-    sgd, adamw = torch.optim.SGD(w, lr=0.1, momentum=0.9), torch.optim.AdamW(w)
-    assert not is_adaptive(sgd) and is_adaptive(adamw) and not is_adaptive(None)
-    assert exposure_exponent(sgd) == exposure_exponent(None) == 0.2 and exposure_exponent(adamw) == 0.4
-    lrs, losses = _sweep(100, 1e-7, 10.)
-    m = suggest_max_bound(lrs, losses)
-    r = (sweep_exposure(lrs, m) / REFERENCE_EXPOSURE) ** 0.6   # the sweep's own rescaling, the same for both
-    f_sgd, f_adam = (suggest_for_fit(lrs, losses, 600, exponent=e) / (m * r) for e in (0.2, 0.4))
-    assert f_adam == pytest.approx(f_sgd ** 2, rel=1e-6) and f_adam < f_sgd < 1
