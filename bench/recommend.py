@@ -20,7 +20,8 @@ Problems (data generated or bundled offline, no download):
     OMP_NUM_THREADS=1 .venv/bin/python bench/recommend.py --problems digits-mlp-sgd --seeds 1 --quick
 
 fastai is an optional bench requirement: ``pip install -e .[bench]`` (without it that column is skipped).
-Grid results are cached in --cache (JSON) so that a rerun after a rule change refits only the recipes.
+Grid and fastai results are cached in --cache (JSON) so that a rerun after a rule change refits only
+onecycle's recipes.
 """
 from __future__ import annotations
 
@@ -176,7 +177,7 @@ def main(argv=None):
     ap.add_argument('--recipes', nargs='+', default=['fastai', 'oneliner', 'tune'],
                     choices=['fastai', 'oneliner', 'tune'])
     ap.add_argument('--cache', default=str(Path.home() / '.cache' / 'onecycle_recommend_grid.json'),
-                    help='JSON file caching the grid fits (they do not depend on onecycle\'s rules)')
+                    help='JSON file caching the grid and fastai fits (they do not depend on onecycle\'s rules)')
     ap.add_argument('--out', default=None, help='write every result (JSON) here')
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -198,10 +199,15 @@ def main(argv=None):
                 m = p['model'](); m.load_state_dict(init); return m
             row = {}
             ts = time.perf_counter()
-            if 'fastai' in a.recipes: row['fastai'] = run_fastai(model_fn(), arrays, p, seed)
+            key = f'{name}/{seed}/{"quick" if a.quick else "full"}/{p["epochs"]}/{p["bs"]}'
+            if 'fastai' in a.recipes:   # cached too: it does not depend on onecycle's rules
+                if 'fastai/' + key not in cache:
+                    cache['fastai/' + key] = run_fastai(model_fn(), arrays, p, seed)
+                    cache_path.parent.mkdir(parents=True, exist_ok=True)
+                    cache_path.write_text(json.dumps(cache))
+                row['fastai'] = cache['fastai/' + key]
             if 'oneliner' in a.recipes: row['oneliner'] = run_oneliner(model_fn(), arrays, p, seed)
             if 'tune' in a.recipes: row['tune'] = run_tune(model_fn, arrays, p, seed)
-            key = f'{name}/{seed}/{"quick" if a.quick else "full"}/{p["epochs"]}/{p["bs"]}'
             n_cells = len(grid_of(p['opt'])[0]) * (2 if a.quick else len(grid_of(p['opt'])[1]))
             if len(cache.get(key, {})) < n_cells:
                 cache[key] = run_grid(model_fn, arrays, p, seed, a.quick, cache.get(key))

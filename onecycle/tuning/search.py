@@ -45,13 +45,16 @@ class Trial:
     diverged: bool = False
     n_steps: int = 0
     seconds: float = 0.
+    score_on: str = 'tail'
 
     @property
     def score(self) -> float:
-        "Mean validation loss over the last quarter of the measurements (inf when it diverged)."
+        """Mean validation loss over the last quarter of the measurements (`score_on` 'tail'), or the
+        last measurement alone ('end': a 1cycle trial's annealed result, as its fit will end); inf
+        when it diverged."""
         vals = self.valid_losses
         if self.diverged or not vals or not all(math.isfinite(v) for v in vals): return float('inf')
-        k = max(1, len(vals) // 4)
+        k = 1 if self.score_on == 'end' else max(1, len(vals) // 4)
         return sum(vals[-k:]) / k
 
     @property
@@ -117,18 +120,20 @@ def _schedules(learn, lr, mom, wd, schedule, n_steps, pct_start):
 
 
 def run_trial(learn, n_steps, lr, mom=None, wd=None, schedule='one_cycle', eval_every=None, valid_batches=None,
-              label='', pct_start=0.3, _batches=None, time_limit=None) -> Trial:
+              label='', pct_start=0.3, _batches=None, time_limit=None, score_on='tail') -> Trial:
     """Train `learn` for `n_steps` optimizer steps from where it is, measuring the validation loss
     on a fixed subset every `eval_every` steps. `schedule`: 'one_cycle' (a short 1cycle peaking at
     `lr`), 'constant' or 'anneal' (cosine from lr to lr/100). `mom` is a constant momentum or a
-    (high, low) cyclical pair; `wd` a decoupled weight decay. The learner is NOT restored: wrap the
-    call in :func:`preserved` for that (the searches below do)."""
+    (high, low) cyclical pair; `wd` a decoupled weight decay; `score_on` what the trial's score
+    reads (see :class:`Trial`). The learner is NOT restored: wrap the call in :func:`preserved` for
+    that (the searches below do)."""
     check_int('n_steps', n_steps, min_value=2)
     check_lr('lr', lr)
     check_choice('schedule', schedule, ('one_cycle', 'constant', 'anneal'))
+    check_choice('score_on', score_on, ('tail', 'end'))
     eval_every = check_int('eval_every', eval_every, min_value=1, allow_none=True) or max(1, n_steps // 8)
     batches = _batches if _batches is not None else fixed_valid_batches(learn, valid_batches)
-    trial = Trial(label or f'lr={lr}')
+    trial = Trial(label or f'lr={lr}', score_on=score_on)
     if wd is not None: learn.set_wd(wd)
     sched = ParamScheduler(_schedules(learn, lr, mom, wd, schedule, n_steps, pct_start), total_steps=n_steps)
     learn.fit(epochs_for_steps(learn, n_steps),

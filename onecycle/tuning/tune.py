@@ -2,17 +2,28 @@
 
 1. LR range test -> the 'fit' suggestion S for a 1cycle fit of the planned length (``n_epoch``):
    Smith's max bound lowered for the time the fit spends near its peak (see ``suggest_for_fit``).
+   With a budget of ten sweeps or more, a second sweep on another data order, and S the geometric
+   mean of the two: one sweep's max bound moves by a rung or two of its lr ladder (20-40%) with the
+   data order, and every later stage is anchored on S.
 2. (When asked) batch size: short runs at each candidate batch size, the lr rescaled with it.
 3. Short 1cycle trials, each a compressed copy of the planned fit: the same cyclical momentum, the
-   same weight decay, an lr raised by the same exposure law that lowers S (a run of t steps behaves
-   at lr x (T/t)^0.2 as a run of T steps does at lr, near the edge of stability). One coordinate at
-   a time, each stage's candidates compared with the stage before's winner:
-   lr (S/2, S, 2S), momentum ((0.95, 0.85), (0.99, 0.9), (0.9, 0.8)), weight decay (Smith's
+   same weight decay, the same peak lr. (A compressed cycle spends fewer steps near its peak, which
+   lets a run survive a higher lr, but also warms up in fewer steps, which does not; raising the
+   trial's lr by the exposure law that lowers S made the trials of the larger candidates fail to
+   learn where the full fit at that lr did best.) One coordinate at a time, each stage's candidates
+   compared with the stage before's winner:
+   lr (S/sqrt2, S, sqrt2 S), momentum ((0.95, 0.85), (0.99, 0.9), (0.9, 0.8), each with SGD at the lr
+   that keeps the peak step lr / (1 - momentum) of the default: a higher momentum is otherwise a
+   larger lr in disguise, which the lr stage has tried already), weight decay (Smith's
    candidates for the model's depth and optimizer). A replicate of the first trial with another data
    order measures the seed-to-seed noise of a score; a candidate replaces the default of its stage
    (S, (0.95, 0.85), the middle weight decay) only when it beats it by more than that noise (twice
-   it for momentum, whose effect on a long fit's stability a short trial misjudges). The
-   summary says for each choice how far its runner-up was, in units of that noise.
+   it for momentum, whose effect on a long fit's stability a short trial misjudges). A trial's score
+   is its validation loss at the end of its cycle, annealed, as the fit will end.
+4. A check: a pick other than the default setting runs once more on the replicate's data order and
+   must beat the default there too (a paired comparison); otherwise the default setting is kept. A
+   stage picks the best of several noisy scores, which flatters the winner; a second draw does not.
+The summary says for each choice how far its runner-up was, in units of that noise.
 
 Every trial starts from an exact copy of the learner's state; afterwards the learner is exactly as it
 was (weights, optimizer, weight decay, loaders, recorder, RNG...: see ``onecycle.core.snapshot``).
@@ -26,7 +37,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..callbacks.progress import StageProgress
+from ..callbacks.progress import StageProgress, fmt_lr
 from ..core.checks import (check_bool, check_candidates, check_choice, check_int, check_mom_candidate,
                            check_positive)
 from ..core.data import check_loader
@@ -35,16 +46,19 @@ from ..core.rng import loader_generators
 from ..core.snapshot import TrainingState, preserved
 from .batch_size import noise_scale, with_batch_size
 from .range_test import fixed_valid_batches, planned_fit_steps
-from .search import SearchResult, branch_trials, default_wds, format_candidate, pick_best, run_trial
-from .suggest import EXPOSURE_EXPONENT
+from .search import SearchResult, branch_trials, default_wds, format_candidate, is_adaptive, pick_best, run_trial
 from .tune_report import plot_tune, range_test_line, search_line, skipped_line
 
 __all__ = ['tune', 'TuneResult', 'DEFAULT_MOMS']
 
 DEFAULT_MOMS = ((0.95, 0.85), (0.99, 0.9), (0.9, 0.8))   # the first is the default the others must beat
-LR_FACTORS = (0.5, 2.)          # lr candidates around the range test's 'fit' suggestion
+# lr candidates around the range test's 'fit' suggestion: half a factor 2 either side. The suggestion is
+# already within about that of the best lr; trials any wider apart turn a noisy pick into a big miss where
+# accuracy changes quickly with the lr
+LR_FACTORS = (2 ** -0.5, 2 ** 0.5)
 MIN_BUDGET = 1000               # the default budget: the planned fit's steps, at least this many
 RANGE_STEPS = 100               # the range test (as lr_find's default, so that tune starts from the one-liner)
+TWO_SWEEPS = 10                 # a budget of this many range tests or more runs a second one on another data order
 MIN_TRIAL_STEPS = 10
 # a momentum other than the default must win by twice the noise: a short trial misjudges what momentum
 # does to a long fit's stability near its peak (the effective step lr/(1-mom) acts for hundreds of steps)
@@ -64,6 +78,7 @@ class TuneResult:
     batch_size: int | None
     noise_scale: float | None
     lr_find: object = None
+    lr_find_replicate: object = None
     lr_search: SearchResult | None = None
     bs_search: SearchResult | None = None
     mom_search: SearchResult | None = None
@@ -86,6 +101,13 @@ class TuneResult:
         return out
 
     @property
+    def suggestion(self) -> float:
+        "S, what the lr stage starts from: the range test's 'fit' suggestion (the geometric mean of two sweeps')."
+        if self.lr_find is None: return float('nan')
+        if self.lr_find_replicate is None: return self.lr_find.suggestion
+        return math.sqrt(self.lr_find.suggestion * self.lr_find_replicate.suggestion)
+
+    @property
     def searches(self) -> list:
         return [s for s in (self.lr_search, self.bs_search, self.mom_search, self.wd_search) if s is not None]
 
@@ -99,6 +121,10 @@ class TuneResult:
                  + f', {self.seconds:.1f}s' + (f' of {self.time_budget:.0f}s' if self.time_budget else '')]
         if self.lr_find is not None:
             lines.append('range test: ' + ', '.join(f'{k}={v:.3g}' for k, v in self.lr_find.suggestions.items()))
+        if self.lr_find_replicate is not None:
+            lines.append('range test, another data order: '
+                         + ', '.join(f'{k}={v:.3g}' for k, v in self.lr_find_replicate.suggestions.items())
+                         + f'; S = {self.suggestion:.3g} (geometric mean of the two fit suggestions)')
         if self.noise is not None:
             lines.append(f'seed-to-seed noise of a score: {self.noise:.4g}')
         for name, c in self.confidence.items(): lines.append(f'{name}: {c["text"]}')
@@ -136,6 +162,17 @@ def _confidence(name, cands, scores, picked, default, noise) -> dict:
                     f'{format_candidate(cands[second])} by {margin:.4g} = {ratio:.2g}x the noise ({word})'}
 
 
+def _momentum_lr_scale(mom, default, adaptive=False) -> float:
+    """The lr factor that gives a (high, low) cyclical momentum `mom` the peak step of `default`. An SGD
+    step with momentum m moves lr / (1 - m) per unit gradient once the velocity has built up, so at
+    the peak (where the momentum is at its low) a candidate with a higher low momentum is a larger lr
+    in disguise: compared at the same lr, the momentum stage would re-run the lr stage. Scaled by
+    (1 - low) / (1 - default low), it compares what momentum itself does (how long it averages the
+    gradients). Adam-like optimizers (`adaptive`) average the gradient without amplifying it: 1."""
+    if adaptive: return 1.
+    return (1 - mom[1]) / (1 - default[1])
+
+
 def _pick(cands, trials, default, margin):
     "The lowest score, unless the default is within `margin` of it: a pick must beat the default clearly."
     best = pick_best(cands, trials)
@@ -161,7 +198,7 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
             ``default_wds``); the middle one is the default.
         batch_sizes: candidate batch sizes to compare (None: keep the loader's); the lr is rescaled by
             `lr_rule` ('linear' or 'sqrt') for each.
-        search_lr: compare the range test's suggestion with half and twice it (else take it as is).
+        search_lr: compare the range test's suggestion with it / sqrt(2) and x sqrt(2) (else take it as is).
         valid_batches: measure the validation loss on the first this many validation batches.
     Returns a :class:`TuneResult`; the learner is left exactly as it was.
     """
@@ -174,6 +211,7 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
     check_loader(learn.dls.train, 'dls.train')
     check_loader(learn.dls.valid, 'dls.valid')
     has_mom = has_hyper(learn.opt.param_groups[0], 'mom')
+    adaptive = is_adaptive(learn.opt)
     if search_moms:
         if not has_mom:
             raise ValueError(f'the optimizer {type(learn.opt).__name__} has no momentum: pass search_moms=False')
@@ -204,17 +242,28 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
     with preserved(learn) as start, learn.added_cbs([say]):   # also puts back a loader swapped for another batch size
         # 1. range test, then the suggestion for the planned fit
         n_rt = min(RANGE_STEPS, budget // 4)
-        say.begin('range test', n_rt)
+        two = budget >= TWO_SWEEPS * n_rt
+        say.begin('range test', n_rt * (2 if two else 1))
         res.lr_find = learn.lr_find(num_it=n_rt, n_epoch=n_epoch)
         res.steps += res.lr_find.cost.get('train_steps', n_rt)
-        say.end(range_test_line(res.lr_find))
-        lr = res.lr_find.suggestion
+        line = range_test_line(res.lr_find)
+        if two:   # the same sweep on another data order (lr_find puts the learner back as it was)
+            seed = 104729
+            torch.manual_seed(seed)
+            for g in loader_generators(learn.dls.train): g.manual_seed(seed)
+            res.lr_find_replicate = learn.lr_find(num_it=n_rt, n_epoch=n_epoch)
+            start.restore()   # the data order and RNG the trials start from
+            n2 = res.lr_find_replicate.cost.get('train_steps', n_rt)
+            res.steps += n2
+            line = (line.rsplit('; ', 1)[0] + f'; another data order: suggestion '
+                    f'{fmt_lr(res.lr_find_replicate.suggestion)}, S = {fmt_lr(res.suggestion)}; {res.steps} steps')
+        say.end(line)
+        lr = res.suggestion
         res.max_lr = lr
         n_trials = (len(LR_FACTORS) if search_lr else 0) + (len(moms) - 1 if search_moms else 0) \
-            + (len(wd_cands) - 1 if search_wd else 0) + 2 + (len(batch_sizes) if batch_sizes else 0)
+            + (len(wd_cands) - 1 if search_wd else 0) + 3 + (len(batch_sizes) if batch_sizes else 0)
         t = max(MIN_TRIAL_STEPS, (budget - res.steps) // n_trials)
         res.trial_steps = t
-        boost = (fit_steps / t) ** EXPOSURE_EXPONENT if fit_steps > t else 1.   # the trial's lr for a fit lr
 
         # 2. batch size, compared at the suggestion rescaled for each (short 1cycle runs)
         if batch_sizes is not None and not over_time() and res.steps + t * len(batch_sizes) <= budget:
@@ -224,7 +273,7 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
             ts = time.perf_counter()
             say.begin('batch size', t * len(batch_sizes))
             with preserved(learn) as bs_start:
-                trials = branch_trials(learn, 'bs', batch_sizes, lambda b: dict(lr=trials_lr[b] * boost), t, None,
+                trials = branch_trials(learn, 'bs', batch_sizes, lambda b: dict(lr=trials_lr[b]), t, None,
                                        valid_batches, bs_start, None, before_trial=use_batch_size)
             best = pick_best(batch_sizes, trials)
             res.bs_search = SearchResult('bs', batch_sizes, trials, best, sum(x.n_steps for x in trials),
@@ -247,8 +296,8 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
                 if reseed is not None:   # another data order: the replicate that measures the noise
                     torch.manual_seed(reseed)
                     for g in loader_generators(learn.dls.train): g.manual_seed(reseed)
-                done[key] = run_trial(learn, t, lr_ * boost, mom=mom_, wd=wd_, schedule='one_cycle',
-                                      label=label, _batches=batches)
+                done[key] = run_trial(learn, t, lr_, mom=mom_, wd=wd_, schedule='one_cycle',
+                                      label=label, _batches=batches, score_on='end')
                 res.steps += done[key].n_steps
             return done[key]
 
@@ -261,13 +310,16 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
         else:
             # the default setting, twice: the seed-to-seed noise of a score
             say.begin('noise', 2 * t)
+            before = res.steps
             a = trial(lr, mom, wd, f'lr={lr:.3g}')
-            b = trial(lr, mom, wd, f'lr={lr:.3g} (replicate)', reseed=1 + 7919 * (len(done) + 1))
+            reseed = 1 + 7919 * (len(done) + 1)
+            default_setting = (lr, mom, wd)
+            b = trial(lr, mom, wd, f'lr={lr:.3g} (replicate)', reseed=reseed)
             spread = abs(a.score - b.score) if math.isfinite(a.score) and math.isfinite(b.score) else 0.
             # floored: two runs can agree closely by chance, and a pick must not hang on a hair
             res.noise = noise = max(spread, NOISE_FLOOR * abs(a.score if math.isfinite(a.score) else 0.))
             say.end(f'noise: the default setting twice, on two data orders; scores differ by {spread:.4g}; '
-                    f'{2 * t} steps')
+                    f'{res.steps - before} steps')
 
             def stage(name, cands, default, make, clear=1.):
                 ts, before = time.perf_counter(), res.steps
@@ -278,25 +330,43 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
                 res.confidence[name] = _confidence(name, cands, [x.score for x in trials], picked, default, noise)
                 # steps spent here: a setting an earlier stage ran already (the default) is not run again
                 found = SearchResult(name, list(cands), trials, picked, res.steps - before,
-                                     time.perf_counter() - ts, {'trial_lr_factor': boost})
+                                     time.perf_counter() - ts)
                 say.end(search_line(found))
                 return picked, found
 
-            # 3. lr: half and twice the suggestion
+            # 3. lr: the suggestion, and it / sqrt(2) and x sqrt(2)
             if search_lr and fits(len(LR_FACTORS)):
                 cands = sorted([lr] + [lr * f for f in LR_FACTORS])
                 lr, res.lr_search = stage('lr', cands, lr, lambda c: trial(c, mom, wd, f'lr={c:.3g}'))
             elif search_lr: res.skipped.append('lr (out of budget)'); say.end(skipped_line('lr'))
-            # 4. momentum: cyclical, as the fit will use it
+            # 4. momentum: cyclical, as the fit will use it, at the same effective step at the peak
             if search_moms and fits(len(moms) - 1):
                 cands = [tuple(m) if isinstance(m, tuple) else (m, m) for m in moms]
-                mom, res.mom_search = stage('mom', cands, default_mom, lambda c: trial(lr, c, wd, f'mom={c}'),
-                                            clear=MOM_CLEAR)
+                scale = {c: _momentum_lr_scale(c, default_mom, adaptive) for c in cands}
+                mom, res.mom_search = stage('mom', cands, default_mom,
+                                            lambda c: trial(lr * scale[c], c, wd, f'mom={c}'), clear=MOM_CLEAR)
+                lr = lr * scale[mom]
             elif search_moms: res.skipped.append('momentum'); say.end(skipped_line('momentum'))
             # 5. weight decay, with the lr and cyclical momentum of the fit
             if search_wd and fits(len(wd_cands) - 1):
                 wd, res.wd_search = stage('wd', wd_cands, default_wd, lambda c: trial(lr, mom, c, f'wd={c:g}'))
             elif search_wd: res.skipped.append('weight decay'); say.end(skipped_line('weight decay'))
+            # 6. the pick, once more on the replicate's data order: it must beat the default there too
+            if (lr, mom, wd) != default_setting and fits(1):
+                say.begin('check', t)
+                before = res.steps
+                c = trial(lr, mom, wd, 'check (replicate order)', reseed=reseed)
+                kept = not c.score > b.score   # both diverged: the stages' evidence stands
+                gain = b.score - c.score
+                res.confidence['check'] = {'margin': gain, 'ratio': gain / noise if noise > 0 else float('inf'),
+                                           'kept': kept, 'text': (
+                    f'the pick scores {c.score:.4g} against the default setting\'s {b.score:.4g} on a second '
+                    f'data order: ' + ('kept' if kept else 'not reproduced, the default setting is kept'))}
+                if not kept: lr, mom, wd = default_setting
+                say.end(f'check: {res.confidence["check"]["text"]}; {res.steps - before} steps')
+            else:
+                say.end('check: ' + ('the default setting was kept, nothing to check' if
+                                     (lr, mom, wd) == default_setting else 'skipped (out of budget)') + '; 0 steps')
         res.max_lr = lr
         res.moms = mom if (search_moms and res.mom_search is not None) else None
         res.wd = wd if (search_wd and res.wd_search is not None) else None

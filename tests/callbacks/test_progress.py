@@ -107,7 +107,7 @@ def test_tune_prints_one_line_per_stage(make_learner, capsys):
     lines = capsys.readouterr().out.splitlines()
     stages = [l.split(':')[1].strip() for l in lines]
     assert all(l.startswith('tune: ') for l in lines), lines
-    assert stages == ['range test', 'noise', 'lr', 'momentum', 'weight decay', 'done']   # skipped ones too
+    assert stages == ['range test', 'noise', 'lr', 'momentum', 'weight decay', 'check', 'done']   # skipped ones too
     spent = sum(int(re.search(r'; (\d+) steps$', l).group(1)) for l in lines[:-1] if 'skipped' not in l)
     assert spent == res.steps and f'{res.steps} of 300 optimizer steps' in lines[-1]
     assert f'max bound {res.lr_find.max_bound:.1e}' in lines[0]

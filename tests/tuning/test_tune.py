@@ -26,11 +26,16 @@ def test_tune_respects_the_budget_and_leaves_the_learner_as_it_was(make_learner)
     res = tune(learn, budget=300, wds=[1e-2, 0.])
     assert _same_state(before, _state(learn))
     assert res.steps <= 300 and res.steps >= res.lr_find.cost['train_steps'] + max(s.steps for s in res.searches)
-    assert res.wd == res.wd_search.best and res.fit_kwargs['wd'] == res.wd
-    if res.mom_search is not None:   # found at the edge lr...
-        assert res.max_lr == res.lr_search.best and res.moms == res.mom_search.best == res.fit_kwargs['moms']
-    else:                            # ...or every momentum trial blew up there, and tune stepped back
-        assert res.max_lr == res.lr_search.best / 2 and 'momentum' in res.skipped[0]
+    assert res.fit_kwargs['wd'] == res.wd
+    check = res.confidence.get('check', {'kept': True})
+    if not check['kept']:            # the pick did not beat the default setting on a second data order
+        assert res.max_lr == res.lr_find.suggestion and res.moms == (0.95, 0.85) and res.wd == 0.
+    elif res.mom_search is not None:
+        assert res.moms == res.mom_search.best == res.fit_kwargs['moms']
+        # SGD: a momentum other than the default comes with the lr that keeps the default's peak step
+        assert res.max_lr == pytest.approx(res.lr_search.best * (1 - res.moms[1]) / (1 - 0.85))
+    else:                            # every momentum trial blew up
+        assert 'momentum' in res.skipped[0]
     assert res.noise_scale == pytest.approx(res.max_lr * (96 / 16 - 1))
     assert 'max_lr=' in res.summary()
     fig = res.plot(); assert len(fig.axes) == 1 + len(res.searches)
@@ -88,12 +93,21 @@ def test_tune_uses_only_public_names_of_the_searches():
 
 
 def test_tune_budget_scales_with_the_planned_fit(make_learner):
-    learn = make_learner(opt_func=torch.optim.SGD, lr=0.1, dls_kw={'n_train': 64, 'bs': 16})   # 4 steps an epoch
+    learn = make_learner(opt_func=torch.optim.SGD, lr=0.1,
+                         dls_kw={'n_train': 64, 'bs': 16, 'shuffle': True})   # 4 steps an epoch
     res = tune(learn, n_epoch=300, search_moms=False, search_wd=False)   # budget: None, from the fit
     assert res.fit_steps == 1200 and res.budget == 1200 and res.steps <= 1200
     assert res.lr_find.fit_steps == 1200
-    # each lr trial is a compressed 1cycle: its lr raised by (fit steps / trial steps) ** 0.2
-    assert res.lr_search.extra['trial_lr_factor'] == pytest.approx((1200 / res.trial_steps) ** 0.2)
+    # each lr trial is a compressed 1cycle peaking at the candidate itself
+    assert 'trial_lr_factor' not in res.lr_search.extra
+    assert max(res.lr_search.candidates) == pytest.approx(res.suggestion * 2 ** 0.5)
+    # a budget of ten range tests: a second one on another data order, S the geometric mean of both
+    a, b = res.lr_find, res.lr_find_replicate
+    assert b is not None and a.train_losses != b.train_losses and a.fit_steps == b.fit_steps == 1200
+    assert res.suggestion == pytest.approx((a.suggestion * b.suggestion) ** 0.5)
+    assert 'another data order' in res.summary()
+    assert res.steps >= a.cost['train_steps'] + b.cost['train_steps'] + res.lr_search.steps
+    assert tune(learn, budget=300, search_moms=False, search_wd=False).lr_find_replicate is None
     assert res.noise is not None and 'noise' in res.summary() and 'lr' in res.confidence
 
 
@@ -160,3 +174,63 @@ def test_an_interrupted_tune_leaves_the_learner_bitwise_and_no_stale_gradients(m
     assert all(torch.equal(a, b) for a, b in zip(g0, g1) if a is not None)
     assert [dict(pg, params=None) for pg in learn.opt.param_groups] == hypers and learn.cbs == cbs
     assert learn.dls.train is dl and not learn.model.training and learn.step_count == 6
+
+
+def _scripted_trials(monkeypatch, score):
+    """tune's trials replaced by a script: score(lr relative to the first trial's, wd, replicate order?)
+    is the trial's validation loss at the end of its cycle; no training."""
+    from onecycle.tuning import tune as tune_module
+    from onecycle.tuning.search import Trial
+    first = []
+    def fake(learn, n_steps, lr, mom=None, wd=None, label='', score_on='tail', **kw):
+        first.append(lr)
+        v = score(round(lr / first[0], 3), wd, 'replicate' in label)
+        return Trial(label, steps=[0, n_steps // 2, n_steps], valid_losses=[3., 0.1, v], n_steps=n_steps,
+                     score_on=score_on)
+    monkeypatch.setattr(tune_module, 'run_trial', fake)
+
+
+@pytest.mark.parametrize('reproduced', [True, False])
+def test_tune_keeps_a_pick_only_if_it_beats_the_default_on_a_second_data_order(make_learner, monkeypatch, reproduced):
+    "The larger lr wins its stage clearly; the check on the replicate's data order confirms it, or not."
+    def score(rel_lr, wd, replicate):
+        if rel_lr > 1.2: return (1.0 if reproduced else 1.3) if replicate else 0.9   # the larger lr
+        return 1.2                                                                      # the others
+    _scripted_trials(monkeypatch, score)
+    learn = make_learner(opt_func=torch.optim.SGD, lr=0.1, dls_kw={'n_train': 64, 'bs': 8})
+    res = tune(learn, budget=400, search_moms=False, search_wd=False)
+    s = res.lr_find.suggestion
+    assert res.lr_search.candidates == pytest.approx([s / 2 ** 0.5, s, s * 2 ** 0.5])
+    assert res.lr_search.best == pytest.approx(s * 2 ** 0.5)   # the stage's pick, on the first data order
+    assert res.confidence['check']['kept'] is reproduced
+    assert res.max_lr == pytest.approx(s * 2 ** 0.5 if reproduced else s)
+    assert ('not reproduced' in res.summary()) is not reproduced
+
+
+def test_trial_score_on_end_reads_the_annealed_result():
+    from onecycle.tuning.search import Trial
+    t = Trial('x', steps=[0, 1, 2, 3, 4, 5, 6, 7, 8], valid_losses=[3, 2, 1.5, 1.2, 1, 0.9, 0.8, 0.6, 0.5])
+    assert t.score == pytest.approx((0.6 + 0.5) / 2)            # the last quarter's mean, as the searches use it
+    t.score_on = 'end'
+    assert t.score == 0.5
+    t.valid_losses[-1] = float('nan'); assert t.score == float('inf')
+
+
+@pytest.mark.parametrize('opt_func', [torch.optim.SGD, torch.optim.AdamW])
+def test_momentum_candidates_keep_the_default_peak_step(make_learner, monkeypatch, opt_func):
+    "SGD: (0.99, 0.9) runs at 2/3 the lr of (0.95, 0.85) (the same lr/(1-mom) at the peak), and the fit gets both."
+    from onecycle.tuning import tune as tune_module
+    from onecycle.tuning.search import Trial
+    seen = {}
+    def fake(learn, n_steps, lr, mom=None, wd=None, label='', score_on='tail', **kw):
+        seen.setdefault(mom, lr)
+        v = 1.0 if mom == (0.99, 0.9) else 1.5   # the higher momentum wins clearly, on both data orders
+        return Trial(label, steps=[0, n_steps], valid_losses=[3., v], n_steps=n_steps, score_on=score_on)
+    monkeypatch.setattr(tune_module, 'run_trial', fake)
+    learn = make_learner(opt_func=opt_func, lr=0.1, dls_kw={'n_train': 64, 'bs': 8})
+    res = tune(learn, budget=400, search_lr=False, search_wd=False)
+    s = res.suggestion
+    ratio = (1 - 0.9) / (1 - 0.85) if opt_func is torch.optim.SGD else 1.   # Adam's betas[0] does not amplify
+    assert seen[(0.95, 0.85)] == pytest.approx(s) and seen[(0.99, 0.9)] == pytest.approx(s * ratio)
+    assert seen[(0.9, 0.8)] == pytest.approx(s * ((1 - 0.8) / (1 - 0.85) if ratio != 1 else 1.))
+    assert res.moms == (0.99, 0.9) and res.max_lr == pytest.approx(s * ratio)
