@@ -62,6 +62,7 @@ class DivergenceGuard(Callback):
         self.n_skipped, self.skipped, self._losses, self.active = 0, [], [], True
         self.stopped = None   # where the last guarded fit was stopped: a dict like DivergenceError's fields
         self._flags = {}      # per device: the (found, 1.) tensors of the gradient check, reused every step
+        self._sharded = False
 
     def state_dict(self): return {'n_skipped': self.n_skipped, 'skipped': [dict(s) for s in self.skipped]}
     def load_state_dict(self, sd): self.n_skipped, self.skipped = sd['n_skipped'], [dict(s) for s in sd['skipped']]
@@ -71,6 +72,9 @@ class DivergenceGuard(Callback):
         self._losses = []
         if not getattr(self.learn, 'keep_history', False): self.n_skipped, self.skipped = 0, []
         if self.active: self.stopped = None
+        # sharded (FSDP) parameters are DTensors; their gradients are checked through reduced norms
+        self._sharded = any(type(p) is not torch.nn.Parameter and type(p) is not torch.Tensor
+                            for p in opt_params(self.learn.opt))
 
     def before_epoch(self):
         self._losses = []
@@ -88,7 +92,7 @@ class DivergenceGuard(Callback):
         tensors = [l for _, l in losses]
         if self.check_grads and learn.scaler is None:   # under fp16 overflowing gradients are the scaler's business
             grads = [p.grad for p in opt_params(learn.opt, with_grad=True)]
-            if any(type(g) is not torch.Tensor for g in grads):
+            if self._sharded:
                 # sharded (FSDP) gradients: their norms reduce over the ranks, so every rank decides alike
                 norms = torch.stack(torch._foreach_norm(grads)).sum()
                 tensors.append(norms.full_tensor().reshape(1) if hasattr(norms, 'full_tensor') else norms.reshape(1))
@@ -100,20 +104,18 @@ class DivergenceGuard(Callback):
         self._diverged(what, batch, float(loss))
 
     def _all_finite(self, tensors) -> bool:
-        """Whether every value of `tensors` (losses and gradients) is finite: one fused kernel per device and
-        dtype (the check GradScaler uses, unscaling by 1, which leaves the values bitwise as they are) and one
-        read of its flag, the step's one synchronisation; a few microseconds, not a norm per tensor."""
-        groups = {}
-        for t in tensors: groups.setdefault((t.device, t.dtype), []).append(t)
-        flags = {}
-        for (device, _), ts in groups.items():
-            if device not in flags:
-                found, one = self._flags.get(device) or self._flags.setdefault(
-                    device, (torch.zeros(1, device=device), torch.ones(1, device=device)))
-                found.zero_()
-                flags[device] = found
-            torch._amp_foreach_non_finite_check_and_unscale_(ts, flags[device], self._flags[device][1])
-        return all(f.item() == 0 for f in flags.values())
+        """Whether every value of `tensors` (losses and gradients) is finite: one fused kernel per device (the
+        check GradScaler uses, unscaling by 1, which leaves the values bitwise as they are) and one read of its
+        flag, the step's one synchronisation; a few microseconds, not a norm per tensor."""
+        by_device = {}
+        for t in tensors: by_device.setdefault(t.device, []).append(t)
+        ok = True
+        for device, ts in by_device.items():
+            found, one = self._flags.get(device) or self._flags.setdefault(
+                device, (torch.zeros(1, device=device), torch.ones(1, device=device)))
+            torch._amp_foreach_non_finite_check_and_unscale_(ts, found, one)
+            if found.item() != 0: found.zero_(); ok = False   # the flag stays 0 between steps: no reset per step
+        return ok
 
     def _diverged(self, what, batch, loss):
         learn = self.learn
