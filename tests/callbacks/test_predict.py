@@ -154,20 +154,9 @@ def test_no_host_device_synchronisation_per_batch_on_a_gpu(make_learner):
 @pytest.fixture(scope='module')
 def ranks(tmp_path_factory):
     "Run tests/predict_script.py on two processes once; what each rank saved."
-    import os
-    import socket
-    import subprocess
-    import sys
-    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from launch import torchrun
     out = tmp_path_factory.mktemp('predict_ddp')
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]
-    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONPATH': repo + os.pathsep + os.environ.get('PYTHONPATH', '')}
-    for k in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT'): env.pop(k, None)
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_addr=127.0.0.1',
-           f'--master_port={port}', os.path.join(repo, 'tests', 'predict_script.py'), str(out)]
-    p = subprocess.run(cmd, env=env, cwd=repo, capture_output=True, text=True, timeout=300)
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    torchrun('predict_script.py', out)
     return [torch.load(out / f'rank{r}.pt', weights_only=False) for r in range(2)]
 
 

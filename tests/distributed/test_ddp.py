@@ -1,9 +1,5 @@
 """Distributed data parallel: helpers in one process, and real training on two processes launched with
 ``python -m torch.distributed.run --nproc_per_node=2`` (gloo, CPU) running tests/ddp_script.py once."""
-import os
-import socket
-import subprocess
-import sys
 import warnings
 
 import pytest
@@ -13,13 +9,12 @@ from torch.utils.data import (DataLoader, DistributedSampler, IterableDataset, S
                               WeightedRandomSampler)
 
 import ddp_script
+from launch import torchrun
 from onecycle import Learner
 from onecycle.distributed import (DistributedCallback, ShardSampler, any_rank, distribute,
                                   effective_batch_size, init_distributed, is_distributed, is_main_process, main_print,
                                   rank, scale_lr, shard_loader, sum_over_ranks, unwrap_model, world_size)
 from onecycle.callbacks.training import GradAccumulation
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 # --- one process -----------------------------------------------------------------------------------
@@ -117,22 +112,11 @@ def test_distributed_callback_rejects_a_module_argument():
 
 
 # --- two processes ---------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope='module')
 def ranks(tmp_path_factory):
     "Run tests/ddp_script.py on two processes once; what each rank saved."
     out = tmp_path_factory.mktemp('ddp')
-    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONPATH': REPO + os.pathsep + os.environ.get('PYTHONPATH', '')}
-    for k in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT'): env.pop(k, None)
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_addr=127.0.0.1',
-           f'--master_port={_free_port()}', os.path.join(REPO, 'tests', 'ddp_script.py'), str(out)]
-    p = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    torchrun('ddp_script.py', out)
     return [torch.load(out / f'rank{r}.pt', weights_only=False) for r in range(2)]
 
 

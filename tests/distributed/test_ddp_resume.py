@@ -2,29 +2,14 @@
 training, and during validation) stops on both ranks after the same batch, and resumes bitwise, in memory
 and from its checkpoint in new processes (tests/ddp_resume_script.py)."""
 import json
-import os
-import socket
-import subprocess
-import sys
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
+from launch import torchrun
 
 
 def _torchrun(mode, out):
-    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONPATH': REPO + os.pathsep + os.environ.get('PYTHONPATH', '')}
-    for k in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT'): env.pop(k, None)
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_addr=127.0.0.1',
-           f'--master_port={_free_port()}', os.path.join(REPO, 'tests', 'ddp_resume_script.py'), mode, str(out)]
-    p = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    torchrun('ddp_resume_script.py', mode, out)
     return [json.loads((out / f'{mode}_rank{r}.json').read_text()) for r in range(2)]
 
 

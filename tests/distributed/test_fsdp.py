@@ -2,7 +2,6 @@
 launched with ``python -m torch.distributed.run --nproc_per_node=2`` (gloo, CPU) running
 tests/fsdp_script.py once, and once more as two torchrun "nodes" (``--nnodes=2``) on this machine."""
 import os
-import socket
 import subprocess
 import sys
 import warnings
@@ -13,6 +12,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 import fsdp_script as fs
+from launch import free_port, torchrun, torchrun_env
 from onecycle import FSDP, Learner, full_state_dict
 from onecycle.checkpoint import CheckpointError, load_model_weights
 from onecycle.distributed import (default_blocks, is_sharded, is_sharded_checkpoint, load_sharded, max_over_ranks,
@@ -67,18 +67,6 @@ def test_outside_torchrun_fsdp_changes_nothing(make_learner, tmp_path):
 
 
 # --- two processes ---------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
-def _env():
-    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONPATH': REPO + os.pathsep + os.environ.get('PYTHONPATH', '')}
-    for k in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT'): env.pop(k, None)
-    return env
-
-
 def _script(out, mode):
     return [os.path.join(REPO, 'tests', 'fsdp_script.py'), str(out), mode]
 
@@ -87,10 +75,7 @@ def _script(out, mode):
 def ranks(tmp_path_factory):
     "Run tests/fsdp_script.py on two processes once; what each rank saved (and its checkpoints' folder)."
     out = tmp_path_factory.mktemp('fsdp')
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_addr=127.0.0.1',
-           f'--master_port={_free_port()}', *_script(out, 'full')]
-    p = subprocess.run(cmd, env=_env(), cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    torchrun('fsdp_script.py', out, 'full')
     return [torch.load(out / f'rank{r}.pt', weights_only=False) for r in range(2)], out
 
 
@@ -261,7 +246,7 @@ def test_save_model_writes_sharded_checkpoints_loads_the_best_and_resumes_exactl
 # --- two "machines" --------------------------------------------------------------------------------
 def test_two_torchrun_nodes_train_to_the_same_weights(tmp_path):
     "The multi-node launch of the README, with both nodes on this machine: rendezvous on 127.0.0.1."
-    port, env = _free_port(), _env()
+    port, env = free_port(), torchrun_env()
     procs = [subprocess.Popen([sys.executable, '-m', 'torch.distributed.run', '--nnodes=2', '--nproc_per_node=1',
                                f'--node_rank={n}', '--master_addr=127.0.0.1', f'--master_port={port}',
                                *_script(tmp_path, 'nodes')], env=env, cwd=REPO, stdout=subprocess.PIPE,

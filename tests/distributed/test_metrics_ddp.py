@@ -1,37 +1,20 @@
 """torchmetrics, EarlyStopping, SaveModel(load_best=True) and CSVLogger on two processes
 (``torch.distributed.run``, gloo, CPU), running tests/metrics_ddp_script.py once."""
 import csv
-import os
-import socket
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 pytest.importorskip('torchmetrics')
 import ddp_script  # noqa: E402
+from launch import torchrun  # noqa: E402
 from torchmetrics.functional.classification import multiclass_auroc, multiclass_f1_score  # noqa: E402
-
-REPO = str(Path(__file__).resolve().parents[2])
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope='module')
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp('metrics_ddp')
-    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONPATH': REPO + os.pathsep + os.path.join(REPO, 'tests')}
-    for k in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT'): env.pop(k, None)
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_addr=127.0.0.1',
-           f'--master_port={_free_port()}', os.path.join(REPO, 'tests', 'metrics_ddp_script.py'), str(out)]
-    p = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    torchrun('metrics_ddp_script.py', out)
     return out, [torch.load(out / f'rank{r}.pt', weights_only=False) for r in range(2)]
 
 
