@@ -15,10 +15,10 @@ cost is reading those batches once more.
 """
 from ..core.rng import get_rng_state, set_rng_state
 from .files import CheckpointError, atomic_save, read_checkpoint
-from .resume import FitPosition, Resume
+from .resume import FitPosition, Resume, check_resumable
 from .save_model import SaveModel
 from .state import checkpoint_state, load_checkpoint, load_model_weights, register_model_loader, save_checkpoint
 
 __all__ = ['CheckpointError', 'save_checkpoint', 'load_checkpoint', 'read_checkpoint', 'checkpoint_state',
-           'atomic_save', 'get_rng_state', 'set_rng_state', 'SaveModel', 'Resume', 'FitPosition',
+           'atomic_save', 'get_rng_state', 'set_rng_state', 'SaveModel', 'Resume', 'FitPosition', 'check_resumable',
            'load_model_weights', 'register_model_loader']

@@ -20,7 +20,7 @@ from ..core.rng import get_rng_state, loader_generators, set_rng_state
 from .files import CheckpointError, read_checkpoint
 from .state import check_compatible, checkpoint_state, for_this_rank, load_weights, stateful_callbacks
 
-__all__ = ['FitPosition', 'Resume']
+__all__ = ['FitPosition', 'Resume', 'check_resumable']
 
 
 class FitPosition(Callback):
@@ -101,6 +101,17 @@ class _RestOfPass:
         yield from it
 
 
+def check_resumable(fit, with_opt: bool, n_epoch: int):
+    "Refuse a checkpoint (its `fit` position, whether it holds the optimizer) that cannot continue a fit of `n_epoch`."
+    if fit is None:
+        raise CheckpointError('the checkpoint was saved outside a fit, so there is no fit to resume: '
+                              'load it with learn.load(path) and start a new fit')
+    if not with_opt: raise CheckpointError('the checkpoint was saved with with_opt=False, so it cannot resume a fit')
+    if fit['n_epoch'] != n_epoch:
+        raise CheckpointError(f'the checkpoint comes from a fit of {fit["n_epoch"]} epochs, '
+                              f'this one has {n_epoch}: resume with the same arguments as the interrupted fit')
+
+
 class Resume:
     """How a fit continues from checkpoint `resume` (a path, or True for the learner's own state).
     Made before the fit starts: it reads and checks everything, changing nothing; ``FitPosition``
@@ -118,14 +129,7 @@ class Resume:
                             f'got {type(resume).__name__} {resume!r}')
         check_compatible(learn, ck, True)   # complete, undamaged, made for this model and optimizer
         fit = ck['fit']
-        if fit is None:
-            raise CheckpointError('the checkpoint was saved outside a fit, so there is no fit to resume: '
-                                  'load it with learn.load(path) and start a new fit')
-        if ck['opt'] is None:
-            raise CheckpointError('the checkpoint was saved with with_opt=False, so it cannot resume a fit')
-        if fit['n_epoch'] != n_epoch:
-            raise CheckpointError(f'the checkpoint comes from a fit of {fit["n_epoch"]} epochs, '
-                                  f'this one has {n_epoch}: resume with the same arguments as the interrupted fit')
+        check_resumable(fit, ck['opt'] is not None, n_epoch)
         if world_size() == 1: self._check_loader(learn, ck)   # under torchrun: once the data is sharded
         self.ck, self.begun = ck, False
         self.epochs_done, self.batches_done = fit['epochs_done'], fit['batches_done']

@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from ..checkpoint import (CheckpointError, atomic_save, checkpoint_state, read_checkpoint, register_model_loader,
-                          set_rng_state)
+from ..checkpoint import (CheckpointError, atomic_save, check_resumable, checkpoint_state, read_checkpoint,
+                          register_model_loader, set_rng_state)
 from ..core.checks import check_bool
 from ..core.dist import is_distributed, is_main_process, rank, unwrap_model, world_size
 from ..core.hyper import hyper_state, restore_hyper_state
@@ -207,12 +207,4 @@ def load_sharded(learn, path, with_opt=True, with_rng=True):
 def check_sharded_resume(path, n_epoch):
     "Refuse, before anything is loaded, a sharded checkpoint that cannot resume a fit of `n_epoch` epochs."
     rest = read_sharded_rest(path)
-    fit = rest['fit']
-    if fit is None:
-        raise CheckpointError('the checkpoint was saved outside a fit, so there is no fit to resume: '
-                              'load it with learn.load(path) and start a new fit')
-    if rest['opt_groups'] is None:
-        raise CheckpointError('the checkpoint was saved with with_opt=False, so it cannot resume a fit')
-    if fit['n_epoch'] != n_epoch:
-        raise CheckpointError(f'the checkpoint comes from a fit of {fit["n_epoch"]} epochs, '
-                              f'this one has {n_epoch}: resume with the same arguments as the interrupted fit')
+    check_resumable(rest['fit'], rest['opt_groups'] is not None, n_epoch)
