@@ -70,8 +70,9 @@ def sync(device):
     if device.type == 'cuda': torch.cuda.synchronize(device)
 
 
-def hand_written(model, batches, epochs, device, channels_last):
-    "The loop a PyTorch user writes by hand: returns its wall time."
+def hand_written(model, batches, epochs, device, channels_last=False):
+    """The loop a PyTorch user writes by hand, on a plain model or one already wrapped (DDP) or sharded
+    (fully_shard): returns its wall time."""
     opt = torch.optim.SGD(model.parameters(), lr=MAX_LR, momentum=MOMS[0], nesterov=True, weight_decay=WD)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, MAX_LR, total_steps=epochs * len(batches), pct_start=PCT_START,
                                                 base_momentum=MOMS[1], max_momentum=MOMS[0])
@@ -95,23 +96,6 @@ def with_onecycle(learn, epochs, device, cbs, progress):
     out = contextlib.redirect_stdout(io.StringIO()) if progress else contextlib.nullcontext()
     sync(device); t0 = time.perf_counter()
     with out: fit_one_cycle(learn, epochs, MAX_LR, moms=MOMS, pct_start=PCT_START, cbs=cbs)
-    sync(device)
-    return time.perf_counter() - t0
-
-
-def hand_written_parallel(model, batches, epochs, device):
-    "The hand-written loop on a model already wrapped (DDP) or sharded (fully_shard): returns its wall time."
-    opt = torch.optim.SGD(model.parameters(), lr=MAX_LR, momentum=MOMS[0], nesterov=True, weight_decay=WD)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, MAX_LR, total_steps=epochs * len(batches), pct_start=PCT_START,
-                                                base_momentum=MOMS[1], max_momentum=MOMS[0])
-    loss_func = nn.CrossEntropyLoss()
-    model.train()
-    sync(device); t0 = time.perf_counter()
-    for _ in range(epochs):
-        for x, y in batches:
-            with torch.autocast(device.type, dtype=torch.bfloat16): loss = loss_func(model(x), y)
-            loss.backward()
-            opt.step(); sched.step(); opt.zero_grad(set_to_none=True)
     sync(device)
     return time.perf_counter() - t0
 
@@ -143,11 +127,11 @@ def measure_parallel(name, args, device, width):
         learn = Learner(our_model, (batches, None), nn.CrossEntropyLoss(), device=device, progress=args.progress,
                         opt_func=partial(torch.optim.SGD, momentum=MOMS[0], nesterov=True, weight_decay=WD),
                         guard=False, cbs=cbs)
-        hand_written_parallel(hand_model, batches, 1, device)   # warm-up
+        hand_written(hand_model, batches, 1, device)   # warm-up
         with_onecycle(learn, 1, device, fit_cbs, args.progress)
         hand, ours = [], []
         for _ in range(args.repeats):
-            hand.append(hand_written_parallel(hand_model, batches, args.epochs, device))
+            hand.append(hand_written(hand_model, batches, args.epochs, device))
             ours.append(with_onecycle(learn, args.epochs, device, fit_cbs, args.progress))
     n_images = args.epochs * args.batches * args.bs * dist.get_world_size()
     h, o = n_images / statistics.median(hand), n_images / statistics.median(ours)
