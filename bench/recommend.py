@@ -45,7 +45,7 @@ _here = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or '.').resolve() != _here]   # bench/mnist1d.py is not the package
 sys.path.insert(0, str(_here.parent))
 from onecycle import DivergenceError, Learner, accuracy, fit_one_cycle, tune  # noqa: E402
-from onecycle.data import mnist1d_arrays, tensor_dls  # noqa: E402
+from onecycle.data import mnist1d_arrays, teacher_arrays, tensor_dls  # noqa: E402
 from onecycle.models import mlp, mnist1d_cnn  # noqa: E402
 
 
@@ -61,16 +61,6 @@ def digits_arrays(image=False, n_test=500):
     return x[n_test:], y[n_test:], x[:n_test], y[:n_test]
 
 
-def teacher_arrays(n_train=4000, n_test=2000, n_in=20, n_hidden=32, n_classes=5, flip=0.1):
-    "Gaussian inputs labelled by a random tanh network; `flip` of the training labels replaced at random."
-    g = torch.Generator().manual_seed(1234)
-    w1, w2 = torch.randn(n_in, n_hidden, generator=g) / n_in ** 0.5, torch.randn(n_hidden, n_classes, generator=g)
-    x = torch.randn(n_train + n_test, n_in, generator=g)
-    y = (torch.tanh(x @ w1 * 2) @ w2).argmax(1)
-    noisy = torch.rand(n_train, generator=g) < flip
-    y[:n_train][noisy] = torch.randint(0, n_classes, (int(noisy.sum()),), generator=g)
-    return x[:n_train], y[:n_train], x[n_train:], y[n_train:]
-
 
 def digits_cnn():
     return nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
@@ -83,7 +73,8 @@ ADAM_LRS, ADAM_WDS = (5e-4, 1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2, 3.2e-2, 6.4e-2), (0.
 PROBLEMS = {
     'digits-mlp-sgd': dict(data=digits_arrays, model=lambda: mlp((64, 128, 64, 10)), opt='sgd', bs=32, epochs=12),
     'mnist1d-cnn-sgd': dict(data=lambda: mnist1d_arrays(), model=mnist1d_cnn, opt='sgd', bs=100, epochs=20),
-    'teacher-mlp-adamw': dict(data=teacher_arrays, model=lambda: mlp((20, 256, 256, 5)), opt='adamw', bs=100,
+    'teacher-mlp-adamw': dict(data=lambda: teacher_arrays(seed=1234, n_test=2000),
+                              model=lambda: mlp((20, 256, 256, 5)), opt='adamw', bs=100,
                               epochs=15),
     'digits-cnn-adamw': dict(data=partial(digits_arrays, image=True), model=digits_cnn, opt='adamw', bs=64,
                              epochs=15),

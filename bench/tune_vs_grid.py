@@ -26,27 +26,17 @@ _here = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or '.').resolve() != _here]
 sys.path.insert(0, str(_here.parent))
 from onecycle import Learner, accuracy, fit_one_cycle, tune  # noqa: E402
-from onecycle.data import mnist1d_arrays, tensor_dls  # noqa: E402
+from onecycle.data import mnist1d_arrays, teacher_arrays, tensor_dls  # noqa: E402
 from onecycle.models import mlp  # noqa: E402
 
 BS, FIT_STEPS, TUNE_BUDGET = 100, 2000, 2000
 GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
 
 
-def teacher_arrays(seed=0, n_train=4000, n_test=1000, n_in=20, n_hidden=32, n_classes=5, flip=0.1):
-    "Gaussian inputs labelled by a random tanh network, `flip` of the training labels replaced at random."
-    g = torch.Generator().manual_seed(1000 + seed)
-    w1, w2 = torch.randn(n_in, n_hidden, generator=g) / n_in ** 0.5, torch.randn(n_hidden, n_classes, generator=g)
-    x = torch.randn(n_train + n_test, n_in, generator=g)
-    y = (torch.tanh(x @ w1 * 2) @ w2).argmax(1)
-    noisy = torch.rand(n_train, generator=g) < flip
-    y[:n_train][noisy] = torch.randint(0, n_classes, (int(noisy.sum()),), generator=g)
-    return x[:n_train], y[:n_train], x[n_train:], y[n_train:]
-
 
 PROBLEMS = {
     'mnist1d-mlp': (lambda seed: mnist1d_arrays(), lambda: mlp((40, 100, 100, 10))),
-    'teacher-mlp': (teacher_arrays, lambda: mlp((20, 256, 256, 5))),
+    'teacher-mlp': (lambda seed: teacher_arrays(seed=1000 + seed), lambda: mlp((20, 256, 256, 5))),
 }
 
 

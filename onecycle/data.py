@@ -1,4 +1,5 @@
-"""Data the demo, benchmarks and tests use: MNIST-1D generated offline, as torch DataLoaders."""
+"""Data the demo, benchmarks and tests use, made offline: MNIST-1D and a noisy teacher-network problem, as
+tensors or torch DataLoaders."""
 from __future__ import annotations
 
 import torch
@@ -7,7 +8,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from .core.checks import check_int
 from .core.data import DataLoaders
 
-__all__ = ['mnist1d_arrays', 'mnist1d_dls', 'tensor_dls']
+__all__ = ['mnist1d_arrays', 'mnist1d_dls', 'tensor_dls', 'teacher_arrays']
 
 
 def mnist1d_arrays(seed=42, num_samples=5000):
@@ -36,3 +37,21 @@ def tensor_dls(x, y, x_valid, y_valid, bs=100, valid_bs=None, shuffle=True, seed
 def mnist1d_dls(bs=100, seed=42, data_seed=42, **kwargs) -> DataLoaders:
     "MNIST-1D train/test DataLoaders (batch size `bs`, shuffling seeded by `seed`)."
     return tensor_dls(*mnist1d_arrays(data_seed), bs=bs, seed=seed, **kwargs)
+
+
+def teacher_arrays(seed=0, n_train=4000, n_test=1000, n_in=20, n_hidden=32, n_classes=5, flip=0.1):
+    """(x_train, y_train, x_test, y_test): Gaussian inputs labelled by a random tanh network (drawn from
+    `seed`), with a fraction `flip` of the training labels replaced at random; the test labels stay clean.
+    A problem where memorising noise, not instability, limits the lr."""
+    for name, v in (('n_train', n_train), ('n_test', n_test), ('n_in', n_in), ('n_hidden', n_hidden)):
+        check_int(name, v, min_value=1)
+    check_int('n_classes', n_classes, min_value=2)
+    if not isinstance(flip, (int, float)) or not 0 <= flip <= 1:
+        raise ValueError(f'flip must be in [0, 1], got {flip!r}')
+    g = torch.Generator().manual_seed(seed)
+    w1, w2 = torch.randn(n_in, n_hidden, generator=g) / n_in ** 0.5, torch.randn(n_hidden, n_classes, generator=g)
+    x = torch.randn(n_train + n_test, n_in, generator=g)
+    y = (torch.tanh(x @ w1 * 2) @ w2).argmax(1)
+    noisy = torch.rand(n_train, generator=g) < flip
+    y[:n_train][noisy] = torch.randint(0, n_classes, (int(noisy.sum()),), generator=g)
+    return x[:n_train], y[:n_train], x[n_train:], y[n_train:]
