@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 import onecycle as oc
+from helpers import same
 from onecycle import Learner
 
 CE = nn.CrossEntropyLoss()
@@ -212,14 +213,6 @@ def everything(learn) -> dict:
             'requires_grad': [p.requires_grad for p in learn.model.parameters()],
             'cbs': list(learn.cbs), 'recorder': copy.deepcopy(learn.recorder.state_dict()),
             'hyper': (learn.n_inp, learn.wd, learn.loss_func, learn.opt)}
-
-
-def same(a, b) -> bool:
-    if isinstance(a, torch.Tensor): return isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a, b)
-    if isinstance(a, dict): return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)): return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
-    if isinstance(a, float) and a != a: return b != b
-    return a is b or a == b
 
 
 def test_table_is_large_enough():

@@ -11,7 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from onecycle import CancelFitException, Callback, CheckpointError, GradAccumulation, Learner, accuracy
+from helpers import same, stop_after
+from onecycle import Callback, CheckpointError, GradAccumulation, Learner, accuracy
 from onecycle.checkpoint import read_checkpoint
 from onecycle.checkpoint.files import atomic_save
 from onecycle.core.rng import get_rng_state
@@ -19,17 +20,6 @@ from onecycle.core.rng import get_rng_state
 
 def _learner(make_learner, opt_func=torch.optim.AdamW, **kw):
     return make_learner(opt_func=opt_func, metrics=[accuracy], dls_kw=dict(shuffle=True), **kw)
-
-
-def _stop_after(n):
-    class Stop(Callback):
-        order = 100
-        seen = 0
-        def after_batch(self):
-            if self.learn.training:
-                self.seen += 1
-                if self.seen == n: raise CancelFitException()
-    return Stop()
 
 
 def everything(learn) -> dict:
@@ -44,14 +34,6 @@ def everything(learn) -> dict:
             'rng': get_rng_state(learn.dls.train), 'loaded': learn.position.loaded}
 
 
-def same(a, b) -> bool:
-    if isinstance(a, torch.Tensor): return isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a, b)
-    if isinstance(a, dict): return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)): return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
-    if isinstance(a, float) and a != a: return b != b
-    return a is b or a == b
-
-
 def _rewrite(path, out, edit):
     "A copy of checkpoint `path` at `out` with `edit(ck)` applied and a digest that matches the edit."
     ck = torch.load(path, weights_only=True)
@@ -62,7 +44,7 @@ def _rewrite(path, out, edit):
 @pytest.fixture
 def saved(make_learner, tmp_path):
     learn = _learner(make_learner)
-    learn.fit_one_cycle(2, 1e-2, callbacks=[GradAccumulation(3), _stop_after(5)])
+    learn.fit_one_cycle(2, 1e-2, callbacks=[GradAccumulation(3), stop_after(5)])
     return learn, learn.save(tmp_path / 'a.pt')
 
 
@@ -199,7 +181,7 @@ def test_numpy_numbers_make_loadable_checkpoints(make_learner, tmp_path):
     learn.fit(np.int64(2), lr=np.float64(1e-2))
     path = learn.save(tmp_path / 'a.pt')
     _learner(make_learner).load(path)
-    learn.fit_one_cycle(np.int64(2), np.float32(1e-2), cbs=[_stop_after(3)])
+    learn.fit_one_cycle(np.int64(2), np.float32(1e-2), cbs=[stop_after(3)])
     _learner(make_learner).load(learn.save(tmp_path / 'b.pt'))
 
 

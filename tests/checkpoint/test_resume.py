@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from onecycle import CancelFitException, Callback, CheckpointError, GradAccumulation, accuracy
+from helpers import stop_after
+from onecycle import CheckpointError, GradAccumulation, accuracy
 
 REPO = str(Path(__file__).resolve().parents[2])
 SCRIPT = str(Path(__file__).resolve().parents[1] / 'resume_script.py')
@@ -44,17 +45,6 @@ def _learner(make_learner, seed=0):
                         dls_kw=dict(shuffle=True))
 
 
-def _stop_after(n):
-    class Stop(Callback):
-        order = 100
-        seen = 0
-        def after_batch(self):
-            if self.learn.training:
-                self.seen += 1
-                if self.seen == n: raise CancelFitException()
-    return Stop()
-
-
 def test_start_epoch_continues_the_same_cycle(make_learner):
     full = _learner(make_learner)
     full.fit_one_cycle(4, 1e-2)
@@ -71,7 +61,7 @@ def test_resume_in_memory_and_from_load(make_learner, tmp_path):
     ref = _learner(make_learner)
     ref.fit_one_cycle(3, 1e-2, callbacks=[GradAccumulation(3)])
     learn = _learner(make_learner)
-    learn.fit_one_cycle(3, 1e-2, callbacks=[GradAccumulation(3), _stop_after(6)])   # epoch 1, batch 2: mid-group
+    learn.fit_one_cycle(3, 1e-2, callbacks=[GradAccumulation(3), stop_after(6)])   # epoch 1, batch 2: mid-group
     path = learn.save(tmp_path / 'a.pt')
     learn.fit_one_cycle(3, 1e-2, callbacks=[GradAccumulation(3)], resume=True)
     assert all(torch.equal(a, b) for a, b in zip(ref.model.state_dict().values(), learn.model.state_dict().values()))
@@ -84,7 +74,7 @@ def test_resume_in_memory_and_from_load(make_learner, tmp_path):
 
 def test_resume_checks_the_fit_matches(make_learner, tmp_path):
     learn = _learner(make_learner)
-    learn.fit_one_cycle(3, 1e-2, callbacks=[GradAccumulation(2), _stop_after(5)])
+    learn.fit_one_cycle(3, 1e-2, callbacks=[GradAccumulation(2), stop_after(5)])
     path = learn.save(tmp_path / 'a.pt')
     before = {k: v.clone() for k, v in learn.model.state_dict().items()}
     with pytest.raises(CheckpointError, match='same gradient accumulation'):
