@@ -3,6 +3,7 @@ prepared, and the few collectives the rest of onecycle needs. Nothing here chang
 from __future__ import annotations
 
 import atexit
+import datetime
 import os
 
 import torch
@@ -73,8 +74,20 @@ def init_distributed() -> bool:
     return True
 
 
+EXIT_BARRIER_TIMEOUT = datetime.timedelta(seconds=60)
+
+
 def _destroy():
-    if is_distributed(): dist.destroy_process_group()
+    """Leave the group made by `init_distributed` at exit, once every rank got there: a rank that tears
+    its gloo connections down while a peer still reads from them aborts that peer (SIGABRT), and with
+    two torchrun nodes the surviving agent then waits at its exit barrier for minutes. A peer that
+    never arrives (it crashed) costs `EXIT_BARRIER_TIMEOUT`, not a hang."""
+    if not is_distributed(): return
+    try:
+        dist.monitored_barrier(timeout=EXIT_BARRIER_TIMEOUT)
+    except RuntimeError:
+        pass   # a peer is gone: leave anyway
+    dist.destroy_process_group()
 
 
 def reduces_cpu_tensors() -> bool:

@@ -251,13 +251,13 @@ def test_two_torchrun_nodes_train_to_the_same_weights(tmp_path):
                                f'--node_rank={n}', '--master_addr=127.0.0.1', f'--master_port={port}',
                                *_script(tmp_path, 'nodes')], env=env, cwd=REPO, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True) for n in range(2)]
-    outs = []
-    for p in procs:
-        try: outs.append(p.communicate(timeout=240)[0])
-        except subprocess.TimeoutExpired:
-            for q in procs: q.kill()
-            raise
-    assert all(p.returncode == 0 for p in procs), '\n'.join(o[-2000:] for o in outs)
+    try:
+        outs = [p.communicate(timeout=240)[0] for p in procs]
+    except subprocess.TimeoutExpired:
+        for q in procs: q.kill()
+        outs = [q.communicate()[0] for q in procs]
+        raise AssertionError('the two nodes did not finish in 240 s:\n' + '\n'.join(o[-3000:] for o in outs))
+    assert all(p.returncode == 0 for p in procs), '\n'.join(o[-3000:] for o in outs)
     r0, r1 = [torch.load(tmp_path / f'rank{r}.pt', weights_only=False) for r in range(2)]
     assert (r0['rank'], r1['rank'], r0['world_size']) == (0, 1, 2)
     _same(r0['fit']['full'], r1['fit']['full'])
