@@ -15,6 +15,12 @@ Problems (data generated or bundled offline, no download):
   mnist1d-cnn-sgd    MNIST-1D (4000 train), the paper's CNN, SGD(momentum=0.9), batch 100
   teacher-mlp-adamw  a random tanh teacher with 10% label noise, MLP 20-256-256-5, AdamW
   digits-cnn-adamw   the digits as 8x8 images, a small BatchNorm CNN, AdamW
+added in a second round, after the first four had shaped the rules:
+  mnist1d-cnn-adamw  MNIST-1D, the paper's CNN, AdamW (the demo's setup)
+  mnist1d-mlp-adamw  MNIST-1D, MLP 40-256-256-10, AdamW, batch 128
+  blobs-resmlp-adamw scikit-learn's make_classification (4 classes, 40 features), a pre-norm residual MLP, AdamW
+  blobs-mlp-sgd      the same data, MLP 40-256-256-4, SGD(momentum=0.9)
+  teacher-mlp-sgd    a random tanh teacher without label noise, MLP 20-128-128-5, SGD(momentum=0.9)
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/recommend.py                      # everything, 3 seeds
     OMP_NUM_THREADS=1 .venv/bin/python bench/recommend.py --problems digits-mlp-sgd --seeds 1 --quick
@@ -68,8 +74,32 @@ def digits_cnn():
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
 
 
+def blobs_arrays(seed=7, n=6000, n_test=2000):
+    "scikit-learn's make_classification: 4 classes of 2 Gaussian clusters each in 40 dimensions, 2% flipped labels."
+    from sklearn.datasets import make_classification
+    x, y = make_classification(n_samples=n, n_features=40, n_informative=20, n_redundant=10, n_classes=4,
+                               n_clusters_per_class=2, flip_y=0.02, random_state=seed)
+    x, y = torch.tensor(x, dtype=torch.float32), torch.tensor(y).long()
+    return x[n_test:], y[n_test:], x[:n_test], y[:n_test]
+
+
+class ResMLP(nn.Module):
+    "Pre-norm residual MLP blocks (LayerNorm, GELU), as in transformer feed-forward layers."
+    def __init__(self, n_in=40, width=128, n_out=4, depth=3):
+        super().__init__()
+        self.inp = nn.Linear(n_in, width)
+        self.blocks = nn.ModuleList([nn.Sequential(nn.LayerNorm(width), nn.Linear(width, 2 * width), nn.GELU(),
+                                                   nn.Linear(2 * width, width)) for _ in range(depth)])
+        self.head = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, n_out))
+
+    def forward(self, x):
+        x = self.inp(x)
+        for b in self.blocks: x = x + b(x)
+        return self.head(x)
+
+
 SGD_LRS, SGD_WDS = (0.025, 0.05, 0.1, 0.2, 0.4, 0.8), (0., 1e-3, 1e-2)
-ADAM_LRS, ADAM_WDS = (5e-4, 1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2, 3.2e-2, 6.4e-2), (0., 1e-2, 1e-1)
+ADAM_LRS, ADAM_WDS = (2.5e-4, 5e-4, 1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2, 3.2e-2, 6.4e-2), (0., 1e-2, 1e-1)
 PROBLEMS = {
     'digits-mlp-sgd': dict(data=digits_arrays, model=lambda: mlp((64, 128, 64, 10)), opt='sgd', bs=32, epochs=12),
     'mnist1d-cnn-sgd': dict(data=lambda: mnist1d_arrays(), model=mnist1d_cnn, opt='sgd', bs=100, epochs=20),
@@ -78,6 +108,14 @@ PROBLEMS = {
                               epochs=15),
     'digits-cnn-adamw': dict(data=partial(digits_arrays, image=True), model=digits_cnn, opt='adamw', bs=64,
                              epochs=15),
+    # added after the rules were set (issue 10, second round): problems they were not fitted on
+    'mnist1d-cnn-adamw': dict(data=lambda: mnist1d_arrays(), model=mnist1d_cnn, opt='adamw', bs=100, epochs=20),
+    'mnist1d-mlp-adamw': dict(data=lambda: mnist1d_arrays(), model=lambda: mlp((40, 256, 256, 10)), opt='adamw',
+                              bs=128, epochs=25),
+    'blobs-resmlp-adamw': dict(data=blobs_arrays, model=ResMLP, opt='adamw', bs=64, epochs=10),
+    'blobs-mlp-sgd': dict(data=blobs_arrays, model=lambda: mlp((40, 256, 256, 4)), opt='sgd', bs=64, epochs=10),
+    'teacher-mlp-sgd': dict(data=lambda: teacher_arrays(seed=99, n_test=2000, flip=0.0),
+                            model=lambda: mlp((20, 128, 128, 5)), opt='sgd', bs=50, epochs=10),
 }
 
 

@@ -14,7 +14,7 @@ import torch
 from .checks import check_choice, check_positive
 
 __all__ = ['get_hyper', 'set_hyper', 'hyper_getter', 'hyper_setter', 'has_hyper', 'DecoupledWeightDecay',
-           'is_no_decay_param', 'lr_range', 'scale_lr']
+           'is_no_decay_param', 'is_adaptive', 'lr_range', 'scale_lr']
 
 WD_KEY = 'wd'   # our key in each param group; torch ignores keys it does not know and saves them
 
@@ -75,6 +75,11 @@ def restore_hyper_state(opt, state: list[dict]) -> None:
     for pg, saved in zip(opt.param_groups, state):
         for k in [k for k in pg if k != 'params' and k not in saved]: del pg[k]
         pg.update(saved)
+
+
+def is_adaptive(opt) -> bool:
+    "True for Adam-like optimizers (they keep ``betas``): each step is scaled per parameter, about lr in size."
+    return opt is not None and all('betas' in pg for pg in opt.param_groups)
 
 
 def opt_params(opt, with_grad=False) -> list:

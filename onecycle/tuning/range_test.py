@@ -13,12 +13,14 @@ from ..core.callback import CancelFitException, CancelValidateException
 from ..core.checks import check_bool, check_choice, check_int, check_positive, check_range
 from ..core.data import batch_loss, batch_size_of, call_model, check_loader, split_batch, to_device
 from ..core.dist import is_sharded, max_over_ranks, pad_forward_passes, sum_over_ranks, unwrap_model
+from ..core.hyper import is_adaptive
 from ..core.snapshot import TrainingState
 from ..callbacks.training import GradAccumulation
 from ..schedules.functions import Exponential, Linear
 from ..schedules.scheduler import ParamScheduler
 from .range_test_plot import plot_range_tests
 from .suggest import (
+    exposure_exponent,
     lr_bounds,
     smooth_sweep,
     smoothed_slopes,
@@ -293,7 +295,8 @@ class LRFinder(StepLoss, ParamScheduler):
                                'measurements), too few to suggest a learning rate: lower start_lr, raise '
                                'div_threshold' + (' or lower valid_every' if self.valid_every else ''))
         smooth = smooth_sweep(losses)
-        sugg = {'fit': suggest_for_fit(lrs, smooth, fit_steps, sweep_lrs=self.lrs)}
+        sugg = {'fit': suggest_for_fit(lrs, smooth, fit_steps, sweep_lrs=self.lrs,
+                                       exponent=exposure_exponent(is_adaptive(self.learn.opt)))}
         sugg.update({name: f(lrs, smooth) for name, f in SUGGESTERS.items()})
         return LRFinderResult(list(lrs), list(losses), smooth, sugg, sugg[suggest], self.stopped_early,
                               bounds=lr_bounds(sugg['max_bound']), measured=self.measured,

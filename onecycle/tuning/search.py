@@ -18,7 +18,7 @@ from torch import nn
 from ..core.callback import Callback, CancelFitException, CancelValidateException
 from ..core.checks import (check_candidates, check_choice, check_int, check_lr, check_mom_candidate, check_positive,
                            check_range)
-from ..core.hyper import has_hyper, lr_range
+from ..core.hyper import has_hyper, is_adaptive, lr_range
 from ..core.data import check_loader
 from ..core.snapshot import TrainingState, preserved
 from .range_test import StepLoss, epochs_for_steps, fixed_valid_batches, subset_loss
@@ -369,11 +369,6 @@ def is_deep(model: nn.Module, min_layers=10) -> bool:
 
 
 ADAPTIVE_WD_SCALE = 100.
-
-
-def is_adaptive(opt) -> bool:
-    "True for Adam-like optimizers (they keep ``betas``): each step is scaled per parameter, about lr in size."
-    return opt is not None and all('betas' in pg for pg in opt.param_groups)
 
 
 def default_wds(model: nn.Module, opt=None) -> tuple:

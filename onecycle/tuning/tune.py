@@ -41,12 +41,12 @@ from ..callbacks.progress import StageProgress, fmt_lr
 from ..core.checks import (check_bool, check_candidates, check_choice, check_int, check_mom_candidate,
                            check_positive)
 from ..core.data import check_loader
-from ..core.hyper import has_hyper, scale_lr
+from ..core.hyper import has_hyper, is_adaptive, scale_lr
 from ..core.rng import loader_generators
 from ..core.snapshot import TrainingState, preserved
 from .batch_size import noise_scale, with_batch_size
 from .range_test import fixed_valid_batches, planned_fit_steps
-from .search import SearchResult, branch_trials, default_wds, format_candidate, is_adaptive, pick_best, run_trial
+from .search import SearchResult, branch_trials, default_wds, format_candidate, pick_best, run_trial
 from .tune_report import plot_tune, range_test_line, search_line, skipped_line
 
 __all__ = ['tune', 'TuneResult', 'DEFAULT_MOMS']

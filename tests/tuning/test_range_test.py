@@ -256,6 +256,18 @@ def test_lr_find_suggests_for_the_planned_fit(make_learner):
         default.suggestions['valley']
 
 
+def test_lr_find_lowers_the_max_bound_for_sgd_and_keeps_it_for_adam(make_learner):
+    "One SGD and one AdamW learner: only SGD's suggestion falls for a longer fit (Adam's stays at its short-fit one)."
+    out = {}
+    for name, opt in (('sgd', torch.optim.SGD), ('adamw', torch.optim.AdamW)):
+        learn = make_learner(opt_func=opt, dls_kw=dict(n_train=256, bs=8))   # 32 steps an epoch
+        out[name] = [learn.lr_find(start_lr=1e-5, end_lr=10., num_it=60, n_epoch=n) for n in (1, 100)]
+    (sgd_short, sgd_long), (adam_short, adam_long) = out['sgd'], out['adamw']
+    assert sgd_long.suggestion < 0.6 * sgd_short.suggestion and sgd_short.suggestion <= sgd_short.max_bound
+    assert adam_long.suggestion == adam_short.suggestion <= adam_short.max_bound
+    assert adam_long.suggestion > 0.8 * adam_long.max_bound
+
+
 @pytest.mark.parametrize('n_epoch', [0, -3, 2.5, 'ten'])
 def test_lr_find_refuses_a_bad_n_epoch_before_any_step(make_learner, n_epoch):
     learn = make_learner()

@@ -140,7 +140,7 @@ def test_one_cycle_exposure_counts_the_steps_near_the_peak():
 
 
 def test_suggest_for_fit_lowers_the_max_bound_with_the_fit_length():
-    from onecycle.tuning.suggest import REFERENCE_EXPOSURE, suggest_for_fit, sweep_exposure
+    from onecycle.tuning.suggest import EXPOSURE_EXPONENT, REFERENCE_EXPOSURE, suggest_for_fit, sweep_exposure
     lrs, losses = _sweep(100, 1e-7, 10.)   # the default sweep: no rescaling for its length
     m = suggest_max_bound(lrs, losses)
     k = sweep_exposure(lrs, m)
@@ -150,9 +150,21 @@ def test_suggest_for_fit_lowers_the_max_bound_with_the_fit_length():
     short, mid, long = (suggest_for_fit(lrs, losses, n) for n in (5, 500, 50000))
     assert short == pytest.approx(min(m, m * r))   # a fit no longer near its peak than the sweep: the max bound
     assert m > mid > long >= 0.1 * m * r           # longer fits sit further below it, never below min_factor
-    assert mid == pytest.approx(m * r * (REFERENCE_EXPOSURE / (500 * 0.59)) ** 0.2, rel=0.05)
+    assert mid == pytest.approx(m * r * (REFERENCE_EXPOSURE / (500 * 0.59)) ** EXPOSURE_EXPONENT, rel=0.05)
     assert suggest_for_fit(lrs, losses, 10 ** 9) == pytest.approx(0.1 * m * r)
     with pytest.raises(ValueError, match='exponent'): suggest_for_fit(lrs, losses, 500, exponent=-1)
+
+
+def test_an_adam_like_optimizer_keeps_the_max_bound_whatever_the_fit_length():
+    "Adam divides its steps by a running gradient scale: the sweep's M holds for a long fit; SGD's does not."
+    from onecycle.tuning.suggest import exposure_exponent, suggest_for_fit
+    assert exposure_exponent(True) == 0 and 0 < exposure_exponent(False) < 1
+    lrs, losses = _sweep(100, 1e-7, 10.)
+    m = suggest_max_bound(lrs, losses)
+    adam = [suggest_for_fit(lrs, losses, n, exponent=exposure_exponent(True)) for n in (5, 500, 50000)]
+    sgd = [suggest_for_fit(lrs, losses, n, exponent=exposure_exponent(False)) for n in (5, 500, 50000)]
+    assert adam == pytest.approx([adam[0]] * 3) and adam[0] == pytest.approx(m, rel=0.02)
+    assert sgd[0] == pytest.approx(adam[0]) and sgd[2] < sgd[1] < adam[1]
 
 
 def test_suggest_for_fit_puts_a_longer_sweep_back_on_the_default_scale():
