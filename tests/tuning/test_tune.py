@@ -234,3 +234,40 @@ def test_momentum_candidates_keep_the_default_peak_step(make_learner, monkeypatc
     assert seen[(0.95, 0.85)] == pytest.approx(s) and seen[(0.99, 0.9)] == pytest.approx(s * ratio)
     assert seen[(0.9, 0.8)] == pytest.approx(s * ((1 - 0.8) / (1 - 0.85) if ratio != 1 else 1.))
     assert res.moms == (0.99, 0.9) and res.max_lr == pytest.approx(s * ratio)
+
+
+@pytest.mark.parametrize('opt_func', [torch.optim.SGD, torch.optim.AdamW])
+def test_the_lr_stage_walks_down_past_a_winning_lowest_candidate(make_learner, monkeypatch, opt_func):
+    "Short trials that keep improving below the bracket (noisy labels, say): two more steps down, by 2 each."
+    import math
+    _scripted_trials(monkeypatch, lambda rel, wd, replicate: 1 + 0.05 * (math.log2(rel) - math.log2(0.2)) ** 2)
+    learn = make_learner(opt_func=opt_func, lr=0.1, dls_kw={'n_train': 64, 'bs': 8})
+    res = tune(learn, budget=1000, search_moms=False, search_wd=False)
+    s, r = res.suggestion, 2 ** 0.5
+    assert res.lr_search.candidates == pytest.approx([s / (4 * r), s / (2 * r), s / r, s, s * r])   # sorted
+    assert res.lr_search.best == pytest.approx(s / (4 * r)) and res.max_lr == pytest.approx(s / (4 * r))
+    assert res.steps <= 1000
+
+
+@pytest.mark.parametrize('opt_func', [torch.optim.SGD, torch.optim.AdamW])
+def test_the_lr_stage_walks_up_only_for_an_adam_like_optimizer(make_learner, monkeypatch, opt_func):
+    "Above the bracket a short trial cannot see a long SGD fit's cliff: only Adam-like optimizers walk up."
+    import math
+    _scripted_trials(monkeypatch, lambda rel, wd, replicate: 1 + 0.05 * (math.log2(rel) - 1.8) ** 2)
+    learn = make_learner(opt_func=opt_func, lr=0.1, dls_kw={'n_train': 64, 'bs': 8})
+    res = tune(learn, budget=1000, search_moms=False, search_wd=False)
+    s, r = res.suggestion, 2 ** 0.5
+    if opt_func is torch.optim.SGD:
+        assert res.lr_search.candidates == pytest.approx([s / r, s, s * r]) and res.max_lr == pytest.approx(s * r)
+    else:   # the best lr is 2 ** 1.8 s: 2 s sqrt2 wins, 4 s sqrt2 (tried next) does not, and the walk stops
+        assert res.lr_search.candidates == pytest.approx([s / r, s, s * r, 2 * s * r, 4 * s * r])
+        assert res.max_lr == pytest.approx(2 * s * r)
+
+
+def test_the_lr_stage_does_not_walk_when_nothing_beats_the_suggestion(make_learner, monkeypatch):
+    "A lowest candidate that wins by less than the noise is no reason to look further."
+    _scripted_trials(monkeypatch, lambda rel, wd, replicate: 1.0 if rel < 0.9 else (1.003 if not replicate else 1.02))
+    learn = make_learner(opt_func=torch.optim.SGD, lr=0.1, dls_kw={'n_train': 64, 'bs': 8})
+    res = tune(learn, budget=1000, search_moms=False, search_wd=False)
+    s = res.suggestion
+    assert len(res.lr_search.candidates) == 3 and res.max_lr == pytest.approx(s)
