@@ -215,7 +215,7 @@ def suggest_for_fit(lrs, losses, fit_steps, sweep_lrs=None, exponent=EXPOSURE_EX
     its loss flattens at a lower lr: M falls about as k ** -0.6 (a 300-step sweep finds half the
     max bound of a 100-step one). ``(k / reference) ** sweep_exponent`` (between 1/4 and 4) puts M
     back on the default sweep's scale first, so the suggestion depends little on the sweep's length.
-    It is never above M.
+    It is never above that rescaled M (for the default sweep, M itself).
 
     `exponent` is for SGD-like optimizers by default; an Adam-like one takes
     ``exposure_exponent(True)`` = 0 (the range test passes the right one): its long fits were not
@@ -228,4 +228,4 @@ def suggest_for_fit(lrs, losses, fit_steps, sweep_lrs=None, exponent=EXPOSURE_EX
     k = sweep_exposure(lrs if sweep_lrs is None else sweep_lrs, m)
     rescale = min(max((k / reference) ** sweep_exponent, 0.25), 4.)
     factor = (reference / max(one_cycle_exposure(fit_steps, **cycle), reference)) ** exponent
-    return min(m, m * rescale * max(factor, min_factor))
+    return m * rescale * min(1., max(factor, min_factor))

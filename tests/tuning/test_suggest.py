@@ -177,6 +177,9 @@ def test_suggest_for_fit_puts_a_longer_sweep_back_on_the_default_scale():
     assert 1.5 < ratio < 2.3
     a, b = suggest_for_fit(lrs, losses, 2000), suggest_for_fit(lrs3, losses3, 2000)
     assert b / a == pytest.approx(ratio * m3 / m, rel=0.05) and b <= m3
+    # an Adam-like optimizer keeps M, on the default sweep's scale: the longer sweep's own M is lifted above it
+    a0, b0 = (suggest_for_fit(x, y, 2000, exponent=0) for x, y in ((lrs, losses), (lrs3, losses3)))
+    assert b0 / a0 == pytest.approx(ratio * m3 / m, rel=0.05) and b0 > m3 and a0 == pytest.approx(m, rel=0.02)
     # measured on a validation curve: the exposure comes from the training steps' lrs
     assert suggest_for_fit(lrs3[::3], losses3[::3], 2000, sweep_lrs=lrs3) == pytest.approx(
         min(suggest_max_bound(lrs3[::3], losses3[::3]), b * suggest_max_bound(lrs3[::3], losses3[::3]) / m3), rel=0.1)
