@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from helpers import two_class_arrays
+
 torch.set_num_threads(1)
 
 N_TRAIN, N_VALID, N_IN, BS, SHUFFLE_SEED, MODEL_SEED = 64, 21, 8, 8, 7, 100
@@ -21,10 +23,8 @@ N_TRAIN, N_VALID, N_IN, BS, SHUFFLE_SEED, MODEL_SEED = 64, 21, 8, 8, 7, 100
 
 def make_data():
     "A two-class problem, the same on every rank (N_VALID is odd: the ranks get unequal validation shares)."
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(N_TRAIN + N_VALID, N_IN, generator=g)
-    y = (x @ torch.randn(N_IN, generator=g) > 0).long()
-    return TensorDataset(x[:N_TRAIN], y[:N_TRAIN]), TensorDataset(x[N_TRAIN:], y[N_TRAIN:])
+    x, y, xv, yv = two_class_arrays(N_TRAIN, N_VALID, N_IN)
+    return TensorDataset(x, y), TensorDataset(xv, yv)
 
 
 def make_model(seed):

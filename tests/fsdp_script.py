@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from helpers import ScriptedMetric, two_class_arrays
+
 torch.set_num_threads(1)
 
 N_TRAIN, N_VALID, N_IN, BS, SHUFFLE_SEED, MODEL_SEED = 64, 9, 8, 8, 7, 100
@@ -36,10 +38,8 @@ class Net(nn.Module):
 
 def make_data():
     "A two-class problem, the same on every rank (N_VALID=9 in batches of 4: shares of 2 and 1 batches)."
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(N_TRAIN + N_VALID, N_IN, generator=g)
-    y = (x @ torch.randn(N_IN, generator=g) > 0).long()
-    return TensorDataset(x[:N_TRAIN], y[:N_TRAIN]), TensorDataset(x[N_TRAIN:], y[N_TRAIN:])
+    x, y, xv, yv = two_class_arrays(N_TRAIN, N_VALID, N_IN)
+    return TensorDataset(x, y), TensorDataset(xv, yv)
 
 
 def make_model(seed=MODEL_SEED):
@@ -90,12 +90,6 @@ def save_model_runs(out_dir):
     from onecycle.callbacks.training import GradAccumulation
     from onecycle.distributed.sharded import is_sharded_checkpoint, read_sharded_rest
 
-    class Scripted:
-        def __init__(self): self.learn = None
-        def reset(self): pass
-        def update(self, pred, y): pass
-        def compute(self): return SCORES[self.learn.epoch]
-
     class Watch(Callback):
         "After SaveModel: where its last checkpoint stands after each training batch; the weights at each epoch's end."
         order = 75
@@ -123,7 +117,7 @@ def save_model_runs(out_dir):
                 raise CancelFitException()
 
     def run(dirname, extra=(), resume=None):
-        s = Scripted()
+        s = ScriptedMetric(SCORES)
         learn = Learner(make_model(MODEL_SEED), make_dls(bs=4), cbs=[FSDP(), GradAccumulation(2)], progress=False,
                         **{**learner_kwargs(), 'metrics': {'score': s}})
         s.learn = learn

@@ -1,4 +1,5 @@
-"""Helpers several test modules share: bitwise comparison of nested states, and a callback that stops a fit."""
+"""Helpers several test modules and torchrun scripts share: bitwise comparison of nested states, a callback
+that stops a fit, a metric that reads a script, and a small two-class problem."""
 import torch
 
 from onecycle import Callback, CancelFitException
@@ -23,3 +24,19 @@ def stop_after(n):
                 self.seen += 1
                 if self.seen == n: raise CancelFitException()
     return Stop()
+
+
+class ScriptedMetric:
+    "A metric object whose value at epoch e is values[e], whatever the model does (set `.learn` first)."
+    def __init__(self, values): self.values, self.learn = list(values), None
+    def reset(self): pass
+    def update(self, pred, y): pass
+    def compute(self): return self.values[self.learn.epoch]
+
+
+def two_class_arrays(n_train, n_valid, n_in):
+    "A linearly separable two-class problem, the same in every process: x, y, x_valid, y_valid."
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n_train + n_valid, n_in, generator=g)
+    y = (x @ torch.randn(n_in, generator=g) > 0).long()
+    return x[:n_train], y[:n_train], x[n_train:], y[n_train:]

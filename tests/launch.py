@@ -29,3 +29,9 @@ def torchrun(script, *args, nproc=2, timeout=300):
     p = subprocess.run(cmd, env=torchrun_env(), cwd=REPO, capture_output=True, text=True, timeout=timeout)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     return p
+
+
+def rank_results(out, nproc=2) -> list:
+    "What each rank of a test script saved: `out`/rank{R}.pt for R in 0..nproc-1."
+    import torch
+    return [torch.load(os.path.join(out, f'rank{r}.pt'), weights_only=False) for r in range(nproc)]

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 import ddp_script
+from helpers import ScriptedMetric
 
 torch.set_num_threads(1)
 SCRIPTED = [3., 2., 1., 2.5, 2.6, 2.7, 0., 0.]   # the monitored value per epoch: best at 2, stop after 4 (patience 2)
@@ -23,12 +24,6 @@ def main(out_dir):
 
     class NoTraining(Callback):
         def before_train(self): raise CancelTrainException()
-
-    class Scripted:
-        def __init__(self): self.learn = None
-        def reset(self): pass
-        def update(self, pred, y): pass
-        def compute(self): return SCRIPTED[self.learn.epoch]
 
     class Weights(Callback):
         order = 90
@@ -44,7 +39,7 @@ def main(out_dir):
     seen['metrics'] = dict(learn.recorder.epochs[0])
     seen['valid_share'] = len(learn.dls.valid.sampler)
 
-    s = Scripted()
+    s = ScriptedMetric(SCRIPTED)
     learn = Learner(ddp_script.make_model(ddp_script.MODEL_SEED), ddp_script.make_dls(), nn.CrossEntropyLoss(),
                     metrics={'score': s}, progress=False, device='cpu', opt_func=torch.optim.SGD)
     s.learn = learn

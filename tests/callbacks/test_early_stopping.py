@@ -6,17 +6,13 @@ import torch
 from onecycle import Callback, CancelFitException, SaveModel
 from onecycle.callbacks.early_stopping import EarlyStopping
 
+from helpers import ScriptedMetric
 
-class Scripted:
-    "A metric object whose value at epoch e is values[e], whatever the model does."
-    def __init__(self, values): self.values, self.learn = list(values), None
-    def reset(self): pass
-    def update(self, pred, y): pass
-    def compute(self): return self.values[self.learn.epoch]
+
 
 
 def _learner(make_learner, values, **kw):
-    s = Scripted(values)
+    s = ScriptedMetric(values)
     learn = make_learner(metrics={'score': s}, opt_func=torch.optim.AdamW, **kw)
     s.learn = learn
     return learn

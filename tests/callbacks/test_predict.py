@@ -154,10 +154,10 @@ def test_no_host_device_synchronisation_per_batch_on_a_gpu(make_learner):
 @pytest.fixture(scope='module')
 def ranks(tmp_path_factory):
     "Run tests/predict_script.py on two processes once; what each rank saved."
-    from launch import torchrun
+    from launch import rank_results, torchrun
     out = tmp_path_factory.mktemp('predict_ddp')
     torchrun('predict_script.py', out)
-    return [torch.load(out / f'rank{r}.pt', weights_only=False) for r in range(2)]
+    return rank_results(out)
 
 
 def test_every_rank_gets_the_whole_set_in_dataset_order(ranks):

@@ -9,7 +9,7 @@ from torch.utils.data import (DataLoader, DistributedSampler, IterableDataset, S
                               WeightedRandomSampler)
 
 import ddp_script
-from launch import torchrun
+from launch import rank_results, torchrun
 from onecycle import Learner
 from onecycle.distributed import (DistributedCallback, ShardSampler, any_rank, distribute,
                                   effective_batch_size, init_distributed, is_distributed, is_main_process, main_print,
@@ -117,7 +117,7 @@ def ranks(tmp_path_factory):
     "Run tests/ddp_script.py on two processes once; what each rank saved."
     out = tmp_path_factory.mktemp('ddp')
     torchrun('ddp_script.py', out)
-    return [torch.load(out / f'rank{r}.pt', weights_only=False) for r in range(2)]
+    return rank_results(out)
 
 
 class GlobalBatches(Sampler):

@@ -12,7 +12,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 import fsdp_script as fs
-from launch import free_port, torchrun, torchrun_env
+from launch import free_port, rank_results, torchrun, torchrun_env
 from onecycle import FSDP, Learner, full_state_dict
 from onecycle.checkpoint import CheckpointError, load_model_weights
 from onecycle.distributed import (default_blocks, is_sharded, is_sharded_checkpoint, load_sharded, max_over_ranks,
@@ -76,7 +76,7 @@ def ranks(tmp_path_factory):
     "Run tests/fsdp_script.py on two processes once; what each rank saved (and its checkpoints' folder)."
     out = tmp_path_factory.mktemp('fsdp')
     torchrun('fsdp_script.py', out, 'full')
-    return [torch.load(out / f'rank{r}.pt', weights_only=False) for r in range(2)], out
+    return rank_results(out), out
 
 
 class GlobalBatches(Sampler):
@@ -258,7 +258,7 @@ def test_two_torchrun_nodes_train_to_the_same_weights(tmp_path):
         outs = [q.communicate()[0] for q in procs]
         raise AssertionError('the two nodes did not finish in 240 s:\n' + '\n'.join(o[-3000:] for o in outs))
     assert all(p.returncode == 0 for p in procs), '\n'.join(o[-3000:] for o in outs)
-    r0, r1 = [torch.load(tmp_path / f'rank{r}.pt', weights_only=False) for r in range(2)]
+    r0, r1 = rank_results(tmp_path)
     assert (r0['rank'], r1['rank'], r0['world_size']) == (0, 1, 2)
     _same(r0['fit']['full'], r1['fit']['full'])
     learn, _ = _one_process()

@@ -7,7 +7,7 @@ import torch
 
 pytest.importorskip('torchmetrics')
 import ddp_script  # noqa: E402
-from launch import torchrun  # noqa: E402
+from launch import rank_results, torchrun  # noqa: E402
 from torchmetrics.functional.classification import multiclass_auroc, multiclass_f1_score  # noqa: E402
 
 
@@ -15,7 +15,7 @@ from torchmetrics.functional.classification import multiclass_auroc, multiclass_
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp('metrics_ddp')
     torchrun('metrics_ddp_script.py', out)
-    return out, [torch.load(out / f'rank{r}.pt', weights_only=False) for r in range(2)]
+    return out, rank_results(out)
 
 
 def test_torchmetrics_over_two_ranks_equal_one_process(run):
