@@ -37,10 +37,9 @@ from onecycle.tuning.suggest import exposure_exponent, smooth_sweep, suggest_for
 RUNGS = range(-12, 2)   # M * 2 ** (k / 2)
 
 
-def landscape(name, seed) -> dict:
-    "The range test and the full fits on the lr ladder for one problem and seed."
+def landscape(name, arrays, seed) -> dict:
+    "The range test and the full fits on the lr ladder for one problem (its `arrays`) and seed."
     p = recommend.PROBLEMS[name]
-    arrays = p['data']()
     torch.manual_seed(seed)
     init = p['model']().state_dict()
     def model_fn():
@@ -84,11 +83,12 @@ def main(argv=None):
     t0 = time.perf_counter()
     table = {}
     for name in a.problems:
-        rows = []
+        rows, arrays = [], None
         for seed in range(a.seeds):
             key = f'{name}/{seed}'
             if key not in cache:
-                cache[key] = landscape(name, seed)
+                if arrays is None: arrays = recommend.PROBLEMS[name]['data']()   # once per problem, if any fit runs
+                cache[key] = landscape(name, arrays, seed)
                 cache_path.parent.mkdir(parents=True, exist_ok=True)
                 cache_path.write_text(json.dumps(cache))
             rows.append(cache[key])
