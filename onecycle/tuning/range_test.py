@@ -26,6 +26,7 @@ from .suggest import (
     smoothed_slopes,
     suggest_for_fit,
     suggest_max_bound,
+    suggest_edge,
     suggest_minimum,
     suggest_steep,
     suggest_valley,
@@ -43,7 +44,8 @@ class LRFinderResult:
     the loss on the fixed validation subset at every evaluation (``measured`` says which).
     ``smooth_losses`` is that curve with losses above the starting level capped and a zero-lag
     debiased EMA applied; suggestions and plots read it. ``suggestions`` maps 'fit', 'minimum',
-    'steep', 'valley' and 'max_bound' to a learning rate; ``suggestion`` is the one asked for ('fit'
+    'steep', 'valley', 'max_bound' and 'edge' (where the loss floor ends and the loss turns up) to a
+    learning rate; ``suggestion`` is the one asked for ('fit'
     by default: a max_lr for a 1cycle fit of ``fit_steps`` optimizer steps, see
     :func:`~onecycle.tuning.suggest.suggest_for_fit`). ``bounds``
     gives Smith's minimum-bound ranges (low, high) for the max bound: 'cyclical_min' (max/4 to
@@ -150,7 +152,7 @@ class StepLoss:
 
 
 SUGGESTERS = {'minimum': suggest_minimum, 'steep': suggest_steep, 'valley': suggest_valley,
-              'max_bound': suggest_max_bound}
+              'max_bound': suggest_max_bound, 'edge': suggest_edge}
 # the names `suggest` accepts: the rules above, and 'fit' (see suggest_for_fit), the default
 SUGGESTIONS = ('fit', *SUGGESTERS)
 # a range test that is not told the planned fit's length plans for the longer of these (a long fit is the safe guess)
@@ -310,12 +312,13 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=100, stop_div=True, suggest
 
     ``result.suggestion`` is the `suggest` entry of ``result.suggestions``: 'fit' (the default), a
     max_lr for ``fit_one_cycle(learn, n_epoch, ...)`` that stays below the edge of stability of a fit
-    that long (Smith's max bound lowered for the time the fit spends near its peak, see
-    :func:`~onecycle.tuning.suggest.suggest_for_fit`; without `n_epoch` it plans for the longer of
-    10 epochs and 2000 steps), or one of Smith's and fastai's rules: 'minimum', 'steep', 'valley',
-    'max_bound'. Other keyword arguments go to :class:`LRFinder`: `mode` ('exp' or
-    'linear'), `div_threshold`, `beta`, and `valid_every`/`valid_batches` to measure the loss on a
-    fixed validation subset every `valid_every` steps (its cost is in ``result.cost``)."""
+    that long (the lr where the sweep's loss turns up, lowered for SGD-like optimizers for the time
+    the fit spends near its peak, see :func:`~onecycle.tuning.suggest.suggest_for_fit`; without
+    `n_epoch` it plans for the longer of 10 epochs and 2000 steps), or one of Smith's and fastai's
+    rules: 'minimum', 'steep', 'valley', 'max_bound', or 'edge'. Other keyword arguments go to
+    :class:`LRFinder`: `mode` ('exp' or 'linear'), `div_threshold`, `beta`, and
+    `valid_every`/`valid_batches` to measure the loss on a fixed validation subset every
+    `valid_every` steps (its cost is in ``result.cost``)."""
     check_choice('suggest', suggest, SUGGESTIONS)
     check_int('n_epoch', n_epoch, min_value=1, allow_none=True)
     finder = LRFinder(start_lr, end_lr, num_it, stop_div, **kwargs)

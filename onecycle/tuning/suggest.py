@@ -11,7 +11,7 @@ from ..core.checks import check_fraction, check_positive, check_range
 from ..core.recorder import smooth_ema
 from ..schedules.functions import one_cycle
 
-__all__ = ['suggest_minimum', 'suggest_steep', 'suggest_valley', 'suggest_max_bound', 'suggest_for_fit',
+__all__ = ['suggest_minimum', 'suggest_steep', 'suggest_valley', 'suggest_max_bound', 'suggest_edge', 'suggest_for_fit',
            'exposure_exponent', 'sweep_exposure', 'one_cycle_exposure', 'lr_bounds',
            'loss_slopes', 'smoothed_slopes', 'moving_average', 'smooth_zero_lag', 'smooth_sweep', 'default_window']
 
@@ -127,6 +127,28 @@ def suggest_max_bound(lrs, losses, window=None, frac=0.1) -> float:
     return lrs[max(i for i in range(stop + 1) if g[i] <= frac * steepest)]
 
 
+# how far above its lowest point the loss may sit and still count as on the floor, as a fraction of its drop
+EDGE_BAND = 0.1
+
+
+def suggest_edge(lrs, losses, band=EDGE_BAND) -> float:
+    """The far edge of the loss floor: from the lowest loss on, the largest learning rate before the
+    loss rises above that lowest point by more than `band` (10%) of its drop from the start. A sweep
+    that has stopped falling at the max bound often runs flat for a while before it turns up; this is
+    where it turns up, i.e. where a few steps at each lr start to become unstable. Unlike the lowest
+    point (which one lucky batch can place anywhere on a flat floor) it moves little with the data
+    order. When the loss never falls, the smallest learning rate is returned."""
+    check_range('band', band, 0, 1)
+    _check(lrs, losses)
+    lrs, losses = _finite(lrs, losses)
+    low = min(range(len(losses)), key=losses.__getitem__)
+    drop = losses[0] - losses[low]
+    if drop <= 0: return lrs[0]
+    top, j = losses[low] + band * drop, low
+    while j + 1 < len(losses) and losses[j + 1] <= top: j += 1
+    return lrs[j]
+
+
 def lr_bounds(max_lr: float) -> dict:
     """Smith's minimum bounds for a maximum bound `max_lr`, as (low, high) ranges: max/4 to max/3 for
     cyclical learning rates, max/20 to max/10 for 1cycle (its start lr, i.e. div_factor 10 to 20)."""
@@ -156,17 +178,22 @@ def suggest_valley(lrs, losses) -> float:
 
 # --- a suggestion for the fit that follows ---------------------------------------------------------
 # How fast the edge of stability falls with the time spent near the peak lr (see suggest_for_fit), for
-# SGD-like optimizers: the best max_lr of 300-800-step fits on four SGD problems sat at 0.4-0.7 M, with a
-# cliff (chance accuracy) from 0.8-1.4 M on two of them (bench/suggest_landscape.py).
-EXPOSURE_EXPONENT = 0.16
+# SGD-like optimizers. Measured on bench/suggest_landscape.py's problems (full 1cycle fits of 300-800
+# steps on an lr ladder, three seeds each): from the sweep's edge E (suggest_edge), 0.2 put the five SGD
+# problems within 0.1-0.8 points of their best lr on average, and below the cliff (chance accuracy) that
+# two of them meet at 0.8-1.4 times Smith's max bound; 0.16-0.25 all did about as well.
+EXPOSURE_EXPONENT = 0.2
 # Adam-like optimizers divide each step by a running gradient scale, so a sharpness that grows during
-# the fit is met by smaller steps instead of an instability; on five Adam problems the best max_lr was
-# at M or above on four (on the fifth, noisy labels, lower lrs memorised less): no lowering.
+# the fit is met by smaller steps instead of an instability: on six Adam problems the best max_lr was at
+# Smith's max bound or above on five (on the sixth, noisy labels, lower lrs memorised less), and a fit
+# at the sweep's edge itself did within 0.4 points of the best on four: no lowering.
 ADAPTIVE_EXPOSURE_EXPONENT = 0.
-# how the max bound falls with a sweep's steps near it, and the default sweep's (100 steps over 1e-7..10)
-SWEEP_EXPONENT = 0.6
+# how the edge falls with a sweep's steps near it, and the default sweep's (100 steps over 1e-7..10): a
+# 300-step sweep put it 1.2-2x lower than a 100-step one on seven of eight (problem, seed) pairs of five
+# bench problems, median 1.5 = 3 ** 0.4 (Smith's max bound fell 1.9-2.4x: exponent 0.6-0.8)
+SWEEP_EXPONENT = 0.4
 REFERENCE_EXPOSURE = 100 / math.log(1e8)
-# never more than this far below the max bound: a fit that long is outside what the rule was checked on
+# never more than this far below the edge: a fit that long is outside what the rule was checked on
 MIN_FIT_FACTOR = 0.1
 
 
@@ -196,35 +223,37 @@ def exposure_exponent(adaptive: bool) -> float:
 
 def suggest_for_fit(lrs, losses, fit_steps, sweep_lrs=None, exponent=EXPOSURE_EXPONENT, min_factor=MIN_FIT_FACTOR,
                     sweep_exponent=SWEEP_EXPONENT, reference=REFERENCE_EXPOSURE, **cycle) -> float:
-    """A max_lr for a 1cycle fit of `fit_steps` optimizer steps: Smith's max bound M, lowered by how
-    much longer the fit stays near its peak than a range test does.
+    """A max_lr for a 1cycle fit of `fit_steps` optimizer steps: the edge E of the sweep's loss floor
+    (:func:`suggest_edge`, where a few steps at each lr start to turn unstable), lowered by how much
+    longer the fit stays near its peak than a range test does.
 
-    The range test sees each lr for a few steps only; the loss keeps falling at M because a few
-    steps are too few for an instability to grow. A 1cycle fit spends hundreds of steps near its
+    The range test sees each lr for a few steps only. A 1cycle fit spends hundreds of steps near its
     peak, and the largest lr it survives falls as that time grows (the sharpness rises during
     training until the lr sits at the edge of stability, and growth that took the sweep a few
     steps compounds over the whole plateau). The rule, for the default sweep (100 steps from 1e-7
     to 10, about `reference` = 5.4 steps per factor e of lr)::
 
-        M * (reference / fit_steps_near_peak) ** exponent
+        E * (reference / fit_steps_near_peak) ** exponent
 
     with fit_steps_near_peak the fit's steps within a factor e below its peak
     (:func:`one_cycle_exposure`, `cycle` its keyword arguments), the factor kept between
-    `min_factor` and 1. A sweep that spends k steps near M (:func:`sweep_exposure` of `sweep_lrs`,
+    `min_factor` and 1. A sweep that spends k steps near E (:func:`sweep_exposure` of `sweep_lrs`,
     the training steps' lrs, `lrs` by default) has trained longer by the time it gets there, and
-    its loss flattens at a lower lr: M falls about as k ** -0.6 (a 300-step sweep finds half the
-    max bound of a 100-step one). ``(k / reference) ** sweep_exponent`` (between 1/4 and 4) puts M
+    its loss turns up at a lower lr: E falls about as k ** -0.4 (a 300-step sweep finds it about 1.5x
+    lower than a 100-step one). ``(k / reference) ** sweep_exponent`` (between 1/4 and 4) puts E
     back on the default sweep's scale first, so the suggestion depends little on the sweep's length.
-    It is never above that rescaled M (for the default sweep, M itself).
+    It is never above that rescaled E (for the default sweep, E itself).
 
+    The edge, not Smith's max bound M (where the loss stops falling), is the anchor: on a flat floor
+    the lowest point, and M with it, moves by up to 3x with the data order, the edge by less.
     `exponent` is for SGD-like optimizers by default; an Adam-like one takes
     ``exposure_exponent(True)`` = 0 (the range test passes the right one): its long fits were not
-    seen to lose stability at M, and lowering M cost 3-6 accuracy points on two of its problems."""
+    seen to lose stability there, and lowering it cost 3-6 accuracy points on two of its problems."""
     check_range('exponent', exponent, 0, 5)
     check_range('sweep_exponent', sweep_exponent, 0, 5)
     check_positive('reference', reference)
     check_fraction('min_factor', min_factor)
-    m = suggest_max_bound(lrs, losses)
+    m = suggest_edge(lrs, losses)
     k = sweep_exposure(lrs if sweep_lrs is None else sweep_lrs, m)
     rescale = min(max((k / reference) ** sweep_exponent, 0.25), 4.)
     factor = (reference / max(one_cycle_exposure(fit_steps, **cycle), reference)) ** exponent

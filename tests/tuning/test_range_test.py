@@ -243,29 +243,29 @@ def test_lr_find_records_each_steps_mean_loss_not_its_last_micro_batch(make_lear
 
 
 def test_lr_find_suggests_for_the_planned_fit(make_learner):
-    "The default suggestion is for a fit of n_epoch epochs: below the max bound, lower for a longer fit."
+    "The default suggestion is for a fit of n_epoch epochs: at most the sweep's edge, lower for a longer fit."
     learn = make_learner(dls_kw=dict(n_train=256, bs=8))   # 32 steps an epoch
     short = learn.lr_find(start_lr=1e-4, end_lr=10., num_it=60, n_epoch=1)
     long = learn.lr_find(start_lr=1e-4, end_lr=10., num_it=60, n_epoch=100)
     assert short.fit_steps == 32 and long.fit_steps == 3200
-    assert short.max_bound == long.max_bound                       # the same sweep (bitwise the same start)
-    assert long.suggestion == long.suggestions['fit'] < short.suggestion <= short.max_bound
+    assert short.suggestions['edge'] == long.suggestions['edge']   # the same sweep (bitwise the same start)
+    assert long.suggestion == long.suggestions['fit'] < short.suggestion <= short.suggestions['edge']
     default = learn.lr_find(start_lr=1e-4, end_lr=10., num_it=60)   # no plan: the longer of 10 epochs, 2000 steps
     assert default.fit_steps == 2000
     assert learn.lr_find(start_lr=1e-4, end_lr=10., num_it=60, suggest='valley').suggestion == \
         default.suggestions['valley']
 
 
-def test_lr_find_lowers_the_max_bound_for_sgd_and_keeps_it_for_adam(make_learner):
+def test_lr_find_lowers_the_edge_for_sgd_and_keeps_it_for_adam(make_learner):
     "One SGD and one AdamW learner: only SGD's suggestion falls for a longer fit (Adam's stays at its short-fit one)."
     out = {}
     for name, opt in (('sgd', torch.optim.SGD), ('adamw', torch.optim.AdamW)):
         learn = make_learner(opt_func=opt, dls_kw=dict(n_train=256, bs=8))   # 32 steps an epoch
         out[name] = [learn.lr_find(start_lr=1e-5, end_lr=10., num_it=60, n_epoch=n) for n in (1, 100)]
     (sgd_short, sgd_long), (adam_short, adam_long) = out['sgd'], out['adamw']
-    assert sgd_long.suggestion < 0.6 * sgd_short.suggestion and sgd_short.suggestion <= sgd_short.max_bound
-    assert adam_long.suggestion == adam_short.suggestion <= adam_short.max_bound
-    assert adam_long.suggestion > 0.8 * adam_long.max_bound
+    assert sgd_long.suggestion < 0.6 * sgd_short.suggestion and sgd_short.suggestion <= sgd_short.suggestions['edge']
+    assert adam_long.suggestion == adam_short.suggestion <= adam_short.suggestions['edge']
+    assert adam_long.suggestion > 0.8 * adam_long.suggestions['edge']
 
 
 @pytest.mark.parametrize('n_epoch', [0, -3, 2.5, 'ten'])

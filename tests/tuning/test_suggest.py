@@ -6,8 +6,8 @@ import pytest
 
 from onecycle.core.recorder import smooth_ema
 from onecycle.tuning.suggest import (default_window, loss_slopes, lr_bounds, moving_average, smooth_sweep,
-                                     smooth_zero_lag, smoothed_slopes, suggest_max_bound, suggest_minimum,
-                                     suggest_steep, suggest_valley)
+                                     smooth_zero_lag, smoothed_slopes, suggest_edge, suggest_max_bound,
+                                     suggest_minimum, suggest_steep, suggest_valley)
 
 XS = [-6 + 0.05 * i for i in range(121)]   # log10(lr) from 1e-6 to 1, 20 points a decade
 LRS = [10 ** x for x in XS]
@@ -139,28 +139,63 @@ def test_one_cycle_exposure_counts_the_steps_near_the_peak():
     with pytest.raises(ValueError, match='fit_steps'): one_cycle_exposure(0)
 
 
-def test_suggest_for_fit_lowers_the_max_bound_with_the_fit_length():
-    from onecycle.tuning.suggest import EXPOSURE_EXPONENT, REFERENCE_EXPOSURE, suggest_for_fit, sweep_exposure
+def test_edge_is_where_the_loss_leaves_its_floor():
+    "Lowest at 10**-1.5; the loss then rises 4 (x + 1.5)**2, above the floor by 10% of its 0.9 drop at -1.35."
+    losses = [_fall_flat_rise(x) for x in XS]
+    drop = losses[0] - min(losses)
+    assert drop == pytest.approx(0.9, abs=0.001)
+    assert _log(suggest_edge(LRS, losses)) == pytest.approx(-1.5 + math.sqrt(0.1 * drop / 4), abs=0.051)
+    assert _log(suggest_edge(LRS, losses, band=0.4)) == pytest.approx(-1.5 + math.sqrt(0.4 * drop / 4), abs=0.051)
+    assert suggest_edge(LRS, losses, band=0) == pytest.approx(suggest_minimum(LRS, losses) * 10)   # the lowest point
+    assert suggest_max_bound(LRS, losses) < suggest_edge(LRS, losses)
+    # a sweep stopped by divergence: NaN and inf are not on the floor, nor past it
+    assert suggest_edge(LRS[:82], losses[:80] + [float('nan'), float('inf')]) == LRS[79]
+    # the loss never falls: the smallest lr, as for the max bound
+    assert suggest_edge(LRS, [1 + 0.01 * i for i in range(len(LRS))]) == LRS[0]
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match='band'): suggest_edge(LRS, losses, band=bad)
+
+
+def test_one_lucky_batch_moves_the_max_bound_across_a_flat_floor_but_not_the_edge():
+    """A noisy sweep that falls from 1e-5 to 1e-3, runs flat to 1e-1 and then rises, with one batch far below
+    the others somewhere on the floor (as one data order may give): wherever that batch lands, Smith's max
+    bound follows the lowest point up to it, and the edge stays where the loss turns up."""
+    def curve(x): return 2.0 - 0.45 * (min(x, -3) + 5) if x <= -1 else 1.1 + 3 * (x + 1) ** 2
+    bounds, edges = [], []
+    for dip in (-2.9, -2.0, -1.2):   # log10 lr of the lucky batch: early, mid and late on the floor
+        rnd = random.Random(1)
+        losses = [curve(x) + rnd.gauss(0, 0.03) - (0.4 if abs(x - dip) < 0.01 else 0.) for x in XS]
+        smooth = smooth_sweep(losses)
+        bounds.append(_log(suggest_max_bound(LRS, smooth)))
+        edges.append(_log(suggest_edge(LRS, smooth)))
+    assert max(bounds) - min(bounds) > 0.9    # about a factor 10 between the dip's positions
+    assert max(edges) - min(edges) <= 0.1     # a quarter of a factor 2
+    assert all(-1.1 < e < -0.8 for e in edges)   # the rise starts at 1e-1
+
+
+def test_suggest_for_fit_lowers_the_edge_with_the_fit_length():
+    from onecycle.tuning.suggest import (EXPOSURE_EXPONENT, REFERENCE_EXPOSURE, SWEEP_EXPONENT, suggest_for_fit,
+                                         sweep_exposure)
     lrs, losses = _sweep(100, 1e-7, 10.)   # the default sweep: no rescaling for its length
-    m = suggest_max_bound(lrs, losses)
+    m = suggest_edge(lrs, losses)
     k = sweep_exposure(lrs, m)
     assert k == pytest.approx(REFERENCE_EXPOSURE, rel=0.01)   # steps per factor e, not a rounded count
     assert sweep_exposure([1e-3, 1e-2], 1e-2) == 1 and sweep_exposure([1e-3], 1e-2) == 1
-    r = (k / REFERENCE_EXPOSURE) ** 0.6
+    r = (k / REFERENCE_EXPOSURE) ** SWEEP_EXPONENT
     short, mid, long = (suggest_for_fit(lrs, losses, n) for n in (5, 500, 50000))
-    assert short == pytest.approx(min(m, m * r))   # a fit no longer near its peak than the sweep: the max bound
+    assert short == pytest.approx(min(m, m * r))   # a fit no longer near its peak than the sweep: the edge
     assert m > mid > long >= 0.1 * m * r           # longer fits sit further below it, never below min_factor
     assert mid == pytest.approx(m * r * (REFERENCE_EXPOSURE / (500 * 0.59)) ** EXPOSURE_EXPONENT, rel=0.05)
     assert suggest_for_fit(lrs, losses, 10 ** 9) == pytest.approx(0.1 * m * r)
     with pytest.raises(ValueError, match='exponent'): suggest_for_fit(lrs, losses, 500, exponent=-1)
 
 
-def test_an_adam_like_optimizer_keeps_the_max_bound_whatever_the_fit_length():
-    "Adam divides its steps by a running gradient scale: the sweep's M holds for a long fit; SGD's does not."
+def test_an_adam_like_optimizer_keeps_the_edge_whatever_the_fit_length():
+    "Adam divides its steps by a running gradient scale: the sweep's edge holds for a long fit; SGD's does not."
     from onecycle.tuning.suggest import exposure_exponent, suggest_for_fit
     assert exposure_exponent(True) == 0 and 0 < exposure_exponent(False) < 1
     lrs, losses = _sweep(100, 1e-7, 10.)
-    m = suggest_max_bound(lrs, losses)
+    m = suggest_edge(lrs, losses)
     adam = [suggest_for_fit(lrs, losses, n, exponent=exposure_exponent(True)) for n in (5, 500, 50000)]
     sgd = [suggest_for_fit(lrs, losses, n, exponent=exposure_exponent(False)) for n in (5, 500, 50000)]
     assert adam == pytest.approx([adam[0]] * 3) and adam[0] == pytest.approx(m, rel=0.02)
@@ -168,18 +203,20 @@ def test_an_adam_like_optimizer_keeps_the_max_bound_whatever_the_fit_length():
 
 
 def test_suggest_for_fit_puts_a_longer_sweep_back_on_the_default_scale():
-    "Three times the steps near M: M is taken to be 3 ** 0.6 too low, and lifted (never above M itself)."
-    from onecycle.tuning.suggest import suggest_for_fit, sweep_exposure
+    "Three times the steps near the edge E: E is taken to be 3 ** 0.4 too low, and lifted (never above E itself)."
+    from onecycle.tuning.suggest import SWEEP_EXPONENT, suggest_for_fit, sweep_exposure
+    assert SWEEP_EXPONENT == 0.4
     lrs, losses = _sweep(100, 1e-7, 10.)
     lrs3, losses3 = _sweep(300, 1e-7, 10.)
-    m, m3 = suggest_max_bound(lrs, losses), suggest_max_bound(lrs3, losses3)
-    ratio = (sweep_exposure(lrs3, m3) / sweep_exposure(lrs, m)) ** 0.6
-    assert 1.5 < ratio < 2.3
+    m, m3 = suggest_edge(lrs, losses), suggest_edge(lrs3, losses3)
+    ratio = (sweep_exposure(lrs3, m3) / sweep_exposure(lrs, m)) ** 0.4
+    assert 1.4 < ratio < 1.7
     a, b = suggest_for_fit(lrs, losses, 2000), suggest_for_fit(lrs3, losses3, 2000)
     assert b / a == pytest.approx(ratio * m3 / m, rel=0.05) and b <= m3
-    # an Adam-like optimizer keeps M, on the default sweep's scale: the longer sweep's own M is lifted above it
+    # an Adam-like optimizer keeps E, on the default sweep's scale: the longer sweep's own E is lifted above it
     a0, b0 = (suggest_for_fit(x, y, 2000, exponent=0) for x, y in ((lrs, losses), (lrs3, losses3)))
     assert b0 / a0 == pytest.approx(ratio * m3 / m, rel=0.05) and b0 > m3 and a0 == pytest.approx(m, rel=0.02)
     # measured on a validation curve: the exposure comes from the training steps' lrs
-    assert suggest_for_fit(lrs3[::3], losses3[::3], 2000, sweep_lrs=lrs3) == pytest.approx(
-        min(suggest_max_bound(lrs3[::3], losses3[::3]), b * suggest_max_bound(lrs3[::3], losses3[::3]) / m3), rel=0.1)
+    e3 = suggest_edge(lrs3[::3], losses3[::3])
+    assert suggest_for_fit(lrs3[::3], losses3[::3], 2000, sweep_lrs=lrs3) == pytest.approx(min(e3, b * e3 / m3),
+                                                                                           rel=0.1)
