@@ -4,7 +4,8 @@ M * 2**(k/2) for k = -12..1 (M/64 to 1.4 M, at the optimizer's default weight de
 
 It prints, per problem, each lr_find suggestion's mean gap to the best rung (accuracy interpolated
 in log lr between rungs), and the gap of every factor of M: the evidence behind the 'fit' rule's
-exponents (0.16 for SGD-like optimizers, 0 for Adam-like ones, see onecycle.tuning.suggest).
+exponents (0.2 for SGD-like optimizers, 0 for Adam-like ones, applied to the sweep's floor edge E; see
+onecycle.tuning.suggest).
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/suggest_landscape.py                 # every problem, 3 seeds
     OMP_NUM_THREADS=1 .venv/bin/python bench/suggest_landscape.py --problems teacher-mlp-adamw --seeds 1
@@ -32,7 +33,7 @@ _spec = importlib.util.spec_from_file_location('recommend', _here / 'recommend.p
 recommend = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(recommend)
 
-from onecycle.tuning.suggest import exposure_exponent, smooth_sweep, suggest_for_fit  # noqa: E402
+from onecycle.tuning.suggest import exposure_exponent, smooth_sweep, suggest_edge, suggest_for_fit  # noqa: E402
 
 RUNGS = range(-12, 2)   # M * 2 ** (k / 2)
 
@@ -95,13 +96,14 @@ def main(argv=None):
         table[name] = rows
     factors = [k / 4 for k in range(-12, 3)]
     print('mean test-accuracy gap (points) to the best rung, 3 seeds; (x) = the rule\'s mean log2(lr / M)\n')
-    names = ['fit', 'max_bound', 'steep', 'valley', 'minimum']
+    names = ['fit', 'edge', 'max_bound', 'steep', 'valley', 'minimum']
     print(f'{"problem":20s} {"best":>6s} ' + ' '.join(f'{n:>15s}' for n in names) + '   fit with the other exponent')
     for name, rows in table.items():
         best = statistics.mean(max(r['acc'].values()) for r in rows)
         cells = []
-        for n in names:   # 'fit' from the current rule (the cache may predate it); the others as measured
-            lr = {id(r): fit_rule(r, exposure_exponent(r['adaptive'])) if n == 'fit' else r['suggestions'][n]
+        for n in names:   # 'fit' and 'edge' from the current rules (the cache may predate them); the others as measured
+            lr = {id(r): fit_rule(r, exposure_exponent(r['adaptive'])) if n == 'fit'
+                  else suggest_edge(r['sweep'][0], smooth_sweep(r['sweep'][1])) if n == 'edge' else r['suggestions'][n]
                   for r in rows}
             gap = statistics.mean(accuracy_at(r['acc'], lr[id(r)]) for r in rows) - best
             rel = statistics.mean(math.log2(lr[id(r)] / r['suggestions']['max_bound']) for r in rows)
