@@ -24,9 +24,9 @@ from .suggest import (
     lr_bounds,
     smooth_sweep,
     smoothed_slopes,
+    suggest_edge,
     suggest_for_fit,
     suggest_max_bound,
-    suggest_edge,
     suggest_minimum,
     suggest_steep,
     suggest_valley,
@@ -45,11 +45,10 @@ class LRFinderResult:
     ``smooth_losses`` is that curve with losses above the starting level capped and a zero-lag
     debiased EMA applied; suggestions and plots read it. ``suggestions`` maps 'fit', 'minimum',
     'steep', 'valley', 'max_bound' and 'edge' (where the loss floor ends and the loss turns up) to a
-    learning rate; ``suggestion`` is the one asked for ('fit'
-    by default: a max_lr for a 1cycle fit of ``fit_steps`` optimizer steps, see
-    :func:`~onecycle.tuning.suggest.suggest_for_fit`). ``bounds``
-    gives Smith's minimum-bound ranges (low, high) for the max bound: 'cyclical_min' (max/4 to
-    max/3) and 'one_cycle_min' (max/20 to max/10). ``cost`` counts the steps, validation forward
+    learning rate; ``suggestion`` is the one asked for ('fit' by default: a max_lr for a 1cycle fit
+    of ``fit_steps`` optimizer steps, see :func:`~onecycle.tuning.suggest.suggest_for_fit`).
+    ``bounds`` gives Smith's minimum-bound ranges (low, high) for the max bound: 'cyclical_min'
+    (max/4 to max/3) and 'one_cycle_min' (max/20 to max/10). ``cost`` counts the steps, validation forward
     passes and seconds spent.
     """
     lrs: list

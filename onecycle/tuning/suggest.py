@@ -253,8 +253,8 @@ def suggest_for_fit(lrs, losses, fit_steps, sweep_lrs=None, exponent=EXPOSURE_EX
     check_range('sweep_exponent', sweep_exponent, 0, 5)
     check_positive('reference', reference)
     check_fraction('min_factor', min_factor)
-    m = suggest_edge(lrs, losses)
-    k = sweep_exposure(lrs if sweep_lrs is None else sweep_lrs, m)
+    edge = suggest_edge(lrs, losses)
+    k = sweep_exposure(lrs if sweep_lrs is None else sweep_lrs, edge)
     rescale = min(max((k / reference) ** sweep_exponent, 0.25), 4.)
     factor = (reference / max(one_cycle_exposure(fit_steps, **cycle), reference)) ** exponent
-    return m * rescale * min(1., max(factor, min_factor))
+    return edge * rescale * min(1., max(factor, min_factor))
