@@ -69,8 +69,7 @@ def accuracy_at(acc: dict, lr: float) -> float:
 def fit_rule(row, exponent) -> float:
     "The 'fit' suggestion for this sweep and fit with another exposure exponent."
     lrs, losses = row['sweep']
-    return suggest_for_fit(lrs, smooth_sweep(losses), row['fit_steps'], sweep_lrs=lrs, exponent=exponent,
-                           raw_losses=losses)
+    return suggest_for_fit(lrs, smooth_sweep(losses), row['fit_steps'], sweep_lrs=lrs, exponent=exponent)
 
 
 def main(argv=None):
