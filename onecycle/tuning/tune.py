@@ -152,6 +152,12 @@ def _n_samples(learn):
     except (TypeError, AttributeError): return None
 
 
+def _reseed(learn, seed):
+    "Another data order (and dropout draws) from `seed`: torch's generator and the training loader's own."
+    torch.manual_seed(seed)
+    for g in loader_generators(learn.dls.train): g.manual_seed(seed)
+
+
 def _confidence(name, cands, scores, picked, default, noise) -> dict:
     "How sure a pick is: the runner-up's score margin over the best, in units of the noise."
     order = sorted(range(len(cands)), key=lambda i: scores[i])
@@ -257,9 +263,7 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
         res.steps += res.lr_find.cost.get('train_steps', n_rt)
         line = range_test_line(res.lr_find)
         if two:   # the same sweep on another data order (lr_find puts the learner back as it was)
-            seed = 104729
-            torch.manual_seed(seed)
-            for g in loader_generators(learn.dls.train): g.manual_seed(seed)
+            _reseed(learn, 104729)
             res.lr_find_replicate = learn.lr_find(num_it=n_rt, n_epoch=n_epoch)
             start.restore()   # the data order and RNG the trials start from
             n2 = res.lr_find_replicate.cost.get('train_steps', n_rt)
@@ -304,9 +308,7 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
             key = (lr_, mom_, wd_, reseed)
             if key not in done:
                 start.restore()
-                if reseed is not None:   # another data order: the replicate that measures the noise
-                    torch.manual_seed(reseed)
-                    for g in loader_generators(learn.dls.train): g.manual_seed(reseed)
+                if reseed is not None: _reseed(learn, reseed)   # the replicate that measures the noise
                 done[key] = run_trial(learn, t, lr_, mom=mom_, wd=wd_, schedule='one_cycle',
                                       label=label, _batches=batches, score_on='end')
                 res.steps += done[key].n_steps
