@@ -69,7 +69,8 @@ def accuracy_at(acc: dict, lr: float) -> float:
 def fit_rule(row, exponent) -> float:
     "The 'fit' suggestion for this sweep and fit with another exposure exponent."
     lrs, losses = row['sweep']
-    return suggest_for_fit(lrs, smooth_sweep(losses), row['fit_steps'], sweep_lrs=lrs, exponent=exponent)
+    return suggest_for_fit(lrs, smooth_sweep(losses), row['fit_steps'], sweep_lrs=lrs, exponent=exponent,
+                           raw_losses=losses)
 
 
 def main(argv=None):

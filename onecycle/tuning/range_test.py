@@ -28,6 +28,7 @@ from .suggest import (
     suggest_for_fit,
     suggest_max_bound,
     suggest_minimum,
+    suggest_spike,
     suggest_steep,
     suggest_valley,
 )
@@ -44,9 +45,10 @@ class LRFinderResult:
     the loss on the fixed validation subset at every evaluation (``measured`` says which).
     ``smooth_losses`` is that curve with losses above the starting level capped and a zero-lag
     debiased EMA applied; suggestions and plots read it. ``suggestions`` maps 'fit', 'minimum',
-    'steep', 'valley', 'max_bound' and 'edge' (where the loss floor ends and the loss turns up) to a
-    learning rate; ``suggestion`` is the one asked for ('fit' by default: a max_lr for a 1cycle fit
-    of ``fit_steps`` optimizer steps, see :func:`~onecycle.tuning.suggest.suggest_for_fit`).
+    'steep', 'valley', 'max_bound', 'edge' (where the loss floor ends and the loss turns up) and 'spike'
+    (the last lr before a step's own loss first jumped above the starting level) to a learning rate;
+    ``suggestion`` is the one asked for ('fit' by default: a max_lr for a 1cycle fit of ``fit_steps``
+    optimizer steps, see :func:`~onecycle.tuning.suggest.suggest_for_fit`).
     ``bounds`` gives Smith's minimum-bound ranges (low, high) for the max bound: 'cyclical_min'
     (max/4 to max/3) and 'one_cycle_min' (max/20 to max/10). ``cost`` counts the steps, validation forward
     passes and seconds spent.
@@ -152,8 +154,9 @@ class StepLoss:
 
 SUGGESTERS = {'minimum': suggest_minimum, 'steep': suggest_steep, 'valley': suggest_valley,
               'max_bound': suggest_max_bound, 'edge': suggest_edge}
-# the names `suggest` accepts: the rules above, and 'fit' (see suggest_for_fit), the default
-SUGGESTIONS = ('fit', *SUGGESTERS)
+# the names `suggest` accepts: the rules above, 'spike' (it reads the raw losses too) and 'fit' (see
+# suggest_for_fit), the default
+SUGGESTIONS = ('fit', *SUGGESTERS, 'spike')
 # a range test that is not told the planned fit's length plans for the longer of these (a long fit is the safe guess)
 DEFAULT_FIT_EPOCHS, DEFAULT_FIT_STEPS = 10, 2000
 
@@ -296,9 +299,10 @@ class LRFinder(StepLoss, ParamScheduler):
                                'measurements), too few to suggest a learning rate: lower start_lr, raise '
                                'div_threshold' + (' or lower valid_every' if self.valid_every else ''))
         smooth = smooth_sweep(losses)
-        sugg = {'fit': suggest_for_fit(lrs, smooth, fit_steps, sweep_lrs=self.lrs,
+        sugg = {'fit': suggest_for_fit(lrs, smooth, fit_steps, sweep_lrs=self.lrs, raw_losses=losses,
                                        exponent=exposure_exponent(is_adaptive(self.learn.opt)))}
         sugg.update({name: f(lrs, smooth) for name, f in SUGGESTERS.items()})
+        sugg['spike'] = suggest_spike(lrs, losses, smooth)
         return LRFinderResult(list(lrs), list(losses), smooth, sugg, sugg[suggest], self.stopped_early,
                               bounds=lr_bounds(sugg['max_bound']), measured=self.measured,
                               train_lrs=list(self.lrs), train_losses=list(self.losses), cost=self.cost(),
@@ -314,7 +318,7 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=100, stop_div=True, suggest
     that long (the lr where the sweep's loss turns up, lowered for SGD-like optimizers for the time
     the fit spends near its peak, see :func:`~onecycle.tuning.suggest.suggest_for_fit`; without
     `n_epoch` it plans for the longer of 10 epochs and 2000 steps), or one of Smith's and fastai's
-    rules: 'minimum', 'steep', 'valley', 'max_bound', or 'edge'. Other keyword arguments go to
+    rules: 'minimum', 'steep', 'valley', 'max_bound', 'edge', or 'spike'. Other keyword arguments go to
     :class:`LRFinder`: `mode` ('exp' or 'linear'), `div_threshold`, `beta`, and
     `valid_every`/`valid_batches` to measure the loss on a fixed validation subset every
     `valid_every` steps (its cost is in ``result.cost``)."""

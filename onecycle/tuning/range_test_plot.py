@@ -7,10 +7,10 @@ import math
 __all__ = ['plot_range_tests']
 
 
-_MARKERS = {'fit': '*', 'minimum': 'v', 'steep': 'o', 'valley': 's', 'max_bound': '^', 'edge': 'D'}
+_MARKERS = {'fit': '*', 'minimum': 'v', 'steep': 'o', 'valley': 's', 'max_bound': '^', 'edge': 'D', 'spike': 'P'}
 # how the figure names the suggestions and Smith's min-bound ranges
 _NAMES = {'fit': 'for the fit', 'minimum': 'loss minimum', 'steep': 'steepest fall', 'valley': 'valley',
-          'max_bound': 'max bound', 'edge': 'floor edge'}
+          'max_bound': 'max bound', 'edge': 'floor edge', 'spike': 'before first spike'}
 _BANDS = {'cyclical_min': 'CLR base lr (max/4 to max/3)', 'one_cycle_min': '1cycle lowest lr (max/20 to max/10)'}
 
 

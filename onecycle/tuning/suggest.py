@@ -11,7 +11,8 @@ from ..core.checks import check_fraction, check_positive, check_range
 from ..core.recorder import smooth_ema
 from ..schedules.functions import one_cycle
 
-__all__ = ['suggest_minimum', 'suggest_steep', 'suggest_valley', 'suggest_max_bound', 'suggest_edge', 'suggest_for_fit',
+__all__ = ['suggest_minimum', 'suggest_steep', 'suggest_valley', 'suggest_max_bound', 'suggest_edge', 'suggest_spike',
+           'suggest_for_fit',
            'exposure_exponent', 'sweep_exposure', 'one_cycle_exposure', 'lr_bounds',
            'loss_slopes', 'smoothed_slopes', 'moving_average', 'smooth_zero_lag', 'smooth_sweep', 'default_window']
 
@@ -149,6 +150,44 @@ def suggest_edge(lrs, losses, band=EDGE_BAND) -> float:
     return lrs[j]
 
 
+# how far down its descent the smoothed loss must be before a step above the starting level counts as a spike:
+# early in a sweep the loss has barely moved and one noisy batch can top the start. On the 39 sweeps of
+# bench/recommend.py's 13 problems, a tenth stopped two sweeps (a transformer's, an MLP's) at their very start;
+# from a fifth to nearly a half the rule found the same spikes (a GRU's); a third is in the middle of that.
+SPIKE_AFTER = 1 / 3
+
+
+# how far below the edge E a spike may pull the fit suggestion. On the sweeps of bench/recommend.py's problems and
+# of bench/suggest_unseen.py's (recurrent nets, a deep plain MLP, a transformer...), the spikes that marked a real
+# instability sat 1.7-9x below E, and full fits did about as well at E/4 as at the spike; the one transient among
+# them (the range-test notebook's MLP, an Adam bump at E/8) cost 3-5 points at the spike and none at E/4.
+SPIKE_TRUST = 4.
+
+
+def suggest_spike(lrs, losses, smooth=None, after=SPIKE_AFTER) -> float:
+    """The last learning rate before the sweep's first spike: a step whose own (unsmoothed) loss
+    jumped above the level the sweep started from, once the smoothed loss had come `after` (a third)
+    of the way down to its lowest point. A step that undoes all the training so far is unstable at
+    its lr, however quickly the next steps recover; the smoothed curve, and the edge read from it,
+    can hide such a spike under a lower floor further on (a recurrent net's sweep spiked at a third
+    of its edge; its long fits lost 6-11 points at the edge and none at the spike). `losses` are the
+    raw losses, `smooth` the curve the other rules read (``smooth_sweep(losses)`` by default). No
+    spike: the largest lr of the sweep. A loss that never falls: the smallest."""
+    check_range('after', after, 0, 1)
+    _check(lrs, losses)
+    smooth = smooth_sweep(losses) if smooth is None else smooth
+    if len(smooth) != len(losses): raise ValueError('smooth and losses differ in length')
+    start = max(l for l in losses[:max(3, len(losses) // 20)] if math.isfinite(l))   # as smooth_sweep's cap
+    low = min(range(len(smooth)), key=smooth.__getitem__)
+    drop = smooth[0] - smooth[low]
+    if drop <= 0: return lrs[0]
+    going = False
+    for j, (loss, sm) in enumerate(zip(losses, smooth)):
+        going = going or smooth[0] - sm >= after * drop
+        if going and (not math.isfinite(loss) or loss > start): return lrs[max(j - 1, 0)]
+    return lrs[-1]
+
+
 def lr_bounds(max_lr: float) -> dict:
     """Smith's minimum bounds for a maximum bound `max_lr`, as (low, high) ranges: max/4 to max/3 for
     cyclical learning rates, max/20 to max/10 for 1cycle (its start lr, i.e. div_factor 10 to 20)."""
@@ -222,7 +261,7 @@ def exposure_exponent(adaptive: bool) -> float:
 
 
 def suggest_for_fit(lrs, losses, fit_steps, sweep_lrs=None, exponent=EXPOSURE_EXPONENT, min_factor=MIN_FIT_FACTOR,
-                    sweep_exponent=SWEEP_EXPONENT, reference=REFERENCE_EXPOSURE, **cycle) -> float:
+                    sweep_exponent=SWEEP_EXPONENT, reference=REFERENCE_EXPOSURE, raw_losses=None, **cycle) -> float:
     """A max_lr for a 1cycle fit of `fit_steps` optimizer steps: the edge E of the sweep's loss floor
     (:func:`suggest_edge`, where a few steps at each lr start to turn unstable), lowered by how much
     longer the fit stays near its peak than a range test does.
@@ -242,7 +281,13 @@ def suggest_for_fit(lrs, losses, fit_steps, sweep_lrs=None, exponent=EXPOSURE_EX
     its loss turns up at a lower lr: E falls about as k ** -0.4 (a 300-step sweep finds it about 1.5x
     lower than a 100-step one). ``(k / reference) ** sweep_exponent`` (between 1/4 and 4) puts E
     back on the default sweep's scale first, so the suggestion depends little on the sweep's length.
-    It is never above that rescaled E (for the default sweep, E itself).
+    It is never above that rescaled E (for the default sweep, E itself), nor, given the sweep's
+    `raw_losses` (`losses` being their smoothed curve), above the last lr before its first spike
+    (:func:`suggest_spike`, rescaled the same way): an lr at which a single step already undid the
+    training is past the edge for any fit, and lowering it further would count the same instability
+    twice. A spike pulls the suggestion at most `SPIKE_TRUST` (4x) below E: one step can also be an
+    optimizer's transient (Adam's bump while the lr ramps fast), which a fit a quarter of the edge
+    high rides out.
 
     The edge, not Smith's max bound M (where the loss stops falling), is the anchor: on a flat floor
     the lowest point, and M with it, moves by up to 3x with the data order, the edge by less.
@@ -257,4 +302,6 @@ def suggest_for_fit(lrs, losses, fit_steps, sweep_lrs=None, exponent=EXPOSURE_EX
     k = sweep_exposure(lrs if sweep_lrs is None else sweep_lrs, edge)
     rescale = min(max((k / reference) ** sweep_exponent, 0.25), 4.)
     factor = (reference / max(one_cycle_exposure(fit_steps, **cycle), reference)) ** exponent
-    return edge * rescale * min(1., max(factor, min_factor))
+    lr = edge * rescale * min(1., max(factor, min_factor))
+    if raw_losses is None: return lr
+    return min(lr, max(suggest_spike(lrs, raw_losses, losses), edge / SPIKE_TRUST) * rescale)

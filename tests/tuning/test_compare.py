@@ -47,8 +47,9 @@ def _regression(make_learner, valid_offset=0., n_valid_batches=2, bn=False):
 def test_result_names_every_suggestion_and_smiths_bounds(make_learner):
     learn = make_learner(dls_kw=dict(n_train=256, bs=8))
     res = lr_find(learn, start_lr=1e-4, end_lr=10., num_it=60, suggest='max_bound')
-    assert list(res.suggestions) == ['fit', 'minimum', 'steep', 'valley', 'max_bound', 'edge']
+    assert list(res.suggestions) == ['fit', 'minimum', 'steep', 'valley', 'max_bound', 'edge', 'spike']
     assert res.suggestions['max_bound'] <= res.suggestions['edge']
+    assert res.suggestions['fit'] <= min(res.suggestions['edge'], res.suggestions['spike'])
     assert all(isinstance(v, float) and 1e-4 <= v <= 10. for v in res.suggestions.values())
     assert isinstance(res.suggestion, float) and res.suggestion == res.max_bound == res.suggestions['max_bound']
     mb = res.max_bound

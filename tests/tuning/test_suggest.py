@@ -7,7 +7,7 @@ import pytest
 from onecycle.core.recorder import smooth_ema
 from onecycle.tuning.suggest import (default_window, loss_slopes, lr_bounds, moving_average, smooth_sweep,
                                      smooth_zero_lag, smoothed_slopes, suggest_edge, suggest_max_bound,
-                                     suggest_minimum, suggest_steep, suggest_valley)
+                                     suggest_minimum, suggest_spike, suggest_steep, suggest_valley)
 
 XS = [-6 + 0.05 * i for i in range(121)]   # log10(lr) from 1e-6 to 1, 20 points a decade
 LRS = [10 ** x for x in XS]
@@ -220,3 +220,74 @@ def test_suggest_for_fit_puts_a_longer_sweep_back_on_the_default_scale():
     e3 = suggest_edge(lrs3[::3], losses3[::3])
     assert suggest_for_fit(lrs3[::3], losses3[::3], 2000, sweep_lrs=lrs3) == pytest.approx(min(e3, b * e3 / m3),
                                                                                            rel=0.1)
+
+
+# --- the first spike ------------------------------------------------------------------------------
+def _spiky_sweep(spike_at, height, seed=0, noise=0.02):
+    """A recurrent net's sweep: falls from 2.3 (1e-4 to 1e-2), runs on down to a lower floor at 1e-1, rises
+    past it; one step at log10 lr `spike_at` jumps `height` above the start. Raw losses, with batch noise."""
+    def curve(x):
+        if x <= -4: return 2.3
+        if x <= -1: return 2.3 - 0.2 * (x + 4)
+        return 1.7 + 3 * (x + 1) ** 2
+    rnd = random.Random(seed)
+    return [min(curve(x), 2.3) + rnd.gauss(0, noise) + (2.3 + height - curve(x) if abs(x - spike_at) < 0.01 else 0.)
+            for x in XS]
+
+
+def test_spike_is_the_lr_before_a_step_jumps_above_the_start():
+    "One step at 10**-1.7 returns to above the untrained loss: the spike rule stops there, the edge does not."
+    losses = _spiky_sweep(-1.7, 0.3)
+    smooth = smooth_sweep(losses)
+    assert _log(suggest_spike(LRS, losses, smooth)) == pytest.approx(-1.75, abs=1e-6)   # the step before it
+    assert suggest_spike(LRS, losses) == suggest_spike(LRS, losses, smooth)            # smooth_sweep by default
+    assert _log(suggest_edge(LRS, smooth)) > -1.2    # the smoothed curve runs on down past the spike
+    # NaN and inf are spikes too
+    nan = _spiky_sweep(-9, 0) [:90] + [float('nan')] + _spiky_sweep(-9, 0)[91:]
+    assert suggest_spike(LRS, nan) == LRS[89]
+
+
+def test_a_spike_early_in_the_descent_is_batch_noise_not_instability():
+    """Before the smoothed loss is a third of the way down, the loss is still near the start and one noisy
+    batch can top it: not counted. Without a spike, the rule stops where the sweep blows up at its end, past
+    the edge; a sweep that never climbs back above its start has no spike at all (its largest lr)."""
+    calm = _spiky_sweep(-9, 0)
+    blow_up = suggest_spike(LRS, calm)
+    assert suggest_edge(LRS, smooth_sweep(calm)) < blow_up < LRS[-1]
+    early = _spiky_sweep(-3.8, 0.05)    # 1 % of the way down
+    assert suggest_spike(LRS, early) == blow_up
+    # counted when asked to (on a noiseless curve: with noise, a flat start tops its own first points)
+    assert suggest_spike(LRS, _spiky_sweep(-3.8, 0.05, noise=0), after=0) == pytest.approx(10 ** -3.85)
+    assert suggest_spike(LRS, [min(l, 2.2) for l in calm]) == LRS[-1]
+    # the loss never falls: the smallest lr, as for the edge and the max bound
+    assert suggest_spike(LRS, [1 + 0.01 * i for i in range(len(LRS))]) == LRS[0]
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match='after'): suggest_spike(LRS, early, after=bad)
+    with pytest.raises(ValueError, match='smooth'): suggest_spike(LRS, early, smooth=early[:-1])
+
+
+def test_suggest_for_fit_never_passes_the_first_spike_nor_falls_more_than_4x_for_it():
+    """Given the raw losses, the fit suggestion is capped at the spike, not lowered from it: an Adam-like
+    optimizer (exponent 0) gets the spike itself when it lies within a factor 4 below the edge, and a quarter
+    of the edge when it lies further down (one step can be an optimizer's transient); SGD's lowered edge stays
+    where it was when it is below the cap already."""
+    from onecycle.tuning.suggest import SPIKE_TRUST, suggest_for_fit
+    calm = _spiky_sweep(-9, 0)
+    edge = suggest_edge(LRS, smooth_sweep(calm))
+    rescale = suggest_for_fit(LRS, smooth_sweep(calm), 600, exponent=0) / edge   # this sweep is not the default's
+    near = _spiky_sweep(-1.2, 0.3)   # a spike at 10**-1.2, within 4x of the edge
+    smooth = smooth_sweep(near)
+    spike = suggest_spike(LRS, near, smooth)
+    assert suggest_edge(LRS, smooth) == edge and edge / SPIKE_TRUST < spike < edge
+    adam = suggest_for_fit(LRS, smooth, 600, exponent=0, raw_losses=near)
+    assert adam == pytest.approx(spike * rescale) and adam < suggest_for_fit(LRS, smooth, 600, exponent=0)
+    far = _spiky_sweep(-2.3, 0.3)    # a spike 10x below the edge: trusted for a factor 4 only
+    smooth_far = smooth_sweep(far)
+    assert suggest_spike(LRS, far, smooth_far) < suggest_edge(LRS, smooth_far) / 8
+    assert suggest_for_fit(LRS, smooth_far, 600, exponent=0, raw_losses=far) == \
+        pytest.approx(suggest_edge(LRS, smooth_far) / SPIKE_TRUST * rescale)
+    sgd = suggest_for_fit(LRS, smooth, 60000, exponent=0.4)
+    assert sgd < adam and suggest_for_fit(LRS, smooth, 60000, exponent=0.4, raw_losses=near) == sgd
+    # no spike: the same suggestion as without the raw losses
+    assert suggest_for_fit(LRS, smooth_sweep(calm), 600, exponent=0, raw_losses=calm) == \
+        suggest_for_fit(LRS, smooth_sweep(calm), 600, exponent=0)

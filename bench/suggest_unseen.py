@@ -1,0 +1,170 @@
+"""Does the one-liner hold on problems the rules were never looked at on? Nineteen more small problems
+(recurrent nets, a deep plain MLP, tanh activations, a transformer on another task, plain Adam, norm
+layers under SGD...), none of them in bench/recommend.py. For each problem and seed: the default range
+test with the fit's length (``lr_find(n_epoch=n)``, its 'fit' suggestion S), then full 1cycle fits at
+S * (1/8, 1/4, 1/2, 1/sqrt2, 1, sqrt2, 2) at the optimizer's own weight decay, test accuracy.
+
+The fit at S is the one-liner (``fit_one_cycle(learn, n, learn.lr_find(n_epoch=n).suggestion)``); the
+best rung is where S should have been. It prints each problem's one-liner mean, its gap to the best
+rung's mean, and its worst seed against that seed's best rung; the targets are issue 10's (within 1.5
+points on the mean, no seed more than 3 below).
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/suggest_unseen.py                    # every problem, 3 seeds
+    OMP_NUM_THREADS=1 .venv/bin/python bench/suggest_unseen.py --problems lstm-digits-sgd --seeds 1
+
+--out writes every sweep and fit (JSON), so that a rule can be read against them offline.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import statistics
+import sys
+import time
+from functools import partial
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_here = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or '.').resolve() != _here]   # bench/mnist1d.py is not the package
+sys.path.insert(0, str(_here.parent))
+_spec = importlib.util.spec_from_file_location('recommend', _here / 'recommend.py')
+recommend = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(recommend)
+
+from onecycle import Learner, accuracy  # noqa: E402
+from onecycle.data import mnist1d_arrays, tensor_dls  # noqa: E402
+from onecycle.models import mlp, mnist1d_cnn  # noqa: E402
+
+RATIOS = (1 / 8, 1 / 4, 1 / 2, 2 ** -0.5, 1., 2 ** 0.5, 2.)
+
+
+class LastStateRNN(nn.Module):
+    "Reads a flat input as `steps` steps of `n_in` values with an LSTM or GRU; a linear head on the last state."
+    def __init__(self, kind, n_in, steps, width=64, n_out=10):
+        super().__init__()
+        self.n_in, self.steps = n_in, steps
+        self.rnn, self.head = getattr(nn, kind)(n_in, width, batch_first=True), nn.Linear(width, n_out)
+
+    def forward(self, x):
+        out, _ = self.rnn(x.reshape(-1, self.steps, self.n_in))
+        return self.head(out[:, -1])
+
+
+def moons_arrays(n=6000, n_test=2000, seed=3):
+    "scikit-learn's two interleaved half-moons, noise 0.3 (about 9% of points on the wrong side)."
+    from sklearn.datasets import make_moons
+    x, y = make_moons(n, noise=0.3, random_state=seed)
+    x, y = torch.tensor(x, dtype=torch.float32), torch.tensor(y).long()
+    return x[n_test:], y[n_test:], x[:n_test], y[:n_test]
+
+
+def classification_arrays(seed=21):
+    "make_classification: 5 classes of 2 clusters in 30 dimensions, 1% flipped labels."
+    from sklearn.datasets import make_classification
+    x, y = make_classification(n_samples=6000, n_features=30, n_informative=15, n_redundant=5, n_classes=5,
+                               n_clusters_per_class=2, flip_y=0.01, random_state=seed)
+    x, y = torch.tensor(x, dtype=torch.float32), torch.tensor(y).long()
+    return x[2000:], y[2000:], x[:2000], y[:2000]
+
+
+def mnist1d(): return mnist1d_arrays()
+
+
+def digits(): return recommend.digits_arrays()
+
+
+def digit_images(): return recommend.digits_arrays(image=True)
+
+
+def mode16_arrays(): return recommend.mode_arrays(seed=5, n=6000, n_test=1000, length=24, vocab=16)
+
+
+P = dict
+PROBLEMS = {
+    'lstm-digits-adamw': P(data=digits, model=partial(LastStateRNN, 'LSTM', 8, 8), opt='adamw', bs=32, epochs=12),
+    'lstm-digits-sgd': P(data=digits, model=partial(LastStateRNN, 'LSTM', 8, 8), opt='sgd', bs=32, epochs=12),
+    'gru-digits-sgd': P(data=digits, model=partial(LastStateRNN, 'GRU', 8, 8), opt='sgd', bs=32, epochs=12),
+    'gru-mnist1d-adamw': P(data=mnist1d, model=partial(LastStateRNN, 'GRU', 4, 10), opt='adamw', bs=100, epochs=15),
+    'lstm-mnist1d-adamw': P(data=mnist1d, model=partial(LastStateRNN, 'LSTM', 4, 10), opt='adamw', bs=100,
+                            epochs=15),
+    'tanh-mlp-digits-adamw': P(data=digits, model=lambda: mlp((64, 128, 128, 10), act=nn.Tanh), opt='adamw', bs=32,
+                               epochs=12),
+    'tanh-mlp-digits-sgd': P(data=digits, model=lambda: mlp((64, 128, 128, 10), act=nn.Tanh), opt='sgd', bs=32,
+                             epochs=12),
+    'deep-mlp-digits-adamw': P(data=digits, model=lambda: mlp((64,) + (128,) * 6 + (10,)), opt='adamw', bs=64,
+                               epochs=15),
+    'moons-mlp-adamw': P(data=moons_arrays, model=lambda: mlp((2, 64, 64, 2)), opt='adamw', bs=64, epochs=10),
+    'moons-mlp-sgd': P(data=moons_arrays, model=lambda: mlp((2, 64, 64, 2)), opt='sgd', bs=64, epochs=10),
+    'digits-cnn-adam': P(data=digit_images, model=recommend.digits_cnn, opt='adam', bs=64, epochs=15),
+    'digits-cnn-sgd-bs32': P(data=digit_images, model=recommend.digits_cnn, opt='sgd', bs=32, epochs=20),
+    'mnist1d-cnn-sgd-bs50': P(data=mnist1d, model=mnist1d_cnn, opt='sgd', bs=50, epochs=25),
+    'mnist1d-cnn-adam-bs32': P(data=mnist1d, model=mnist1d_cnn, opt='adam', bs=32, epochs=10),
+    'mnist1d-mlp-sgd': P(data=mnist1d, model=lambda: mlp((40, 256, 256, 10)), opt='sgd', bs=128, epochs=25),
+    'quantiles-mlp-adamw': P(data=recommend.quantiles_arrays, model=lambda: mlp((10, 128, 128, 4)), opt='adamw',
+                             bs=128, epochs=12),
+    'classif-resmlp-sgd': P(data=classification_arrays, model=lambda: recommend.ResMLP(n_in=30, n_out=5), opt='sgd',
+                            bs=64, epochs=10),
+    'classif-resmlp-adam': P(data=classification_arrays, model=lambda: recommend.ResMLP(n_in=30, n_out=5),
+                             opt='adam', bs=64, epochs=10),
+    'mode16-transformer-adamw': P(data=mode16_arrays, opt='adamw', bs=32, epochs=6,
+                                  model=lambda: recommend.TinyTransformer(vocab=16, length=24, width=48, n_out=16)),
+}
+
+
+def learner(model, arrays, p, seed):
+    "As bench/recommend.py's, with plain Adam (its own L2 weight decay, 0) for opt='adam'."
+    x, y, xt, yt = arrays
+    opt = torch.optim.Adam if p['opt'] == 'adam' else recommend.opt_func(p['opt'])
+    return Learner(model, tensor_dls(x, y, xt, yt, bs=p['bs'], seed=seed), F.cross_entropy, opt_func=opt,
+                   metrics=[accuracy], progress=False, device='cpu')
+
+
+def run(name, arrays, seed) -> dict:
+    p = PROBLEMS[name]
+    torch.manual_seed(seed)
+    init = p['model']().state_dict()
+    def model_fn():
+        m = p['model'](); m.load_state_dict(init); return m
+    res = learner(model_fn(), arrays, p, seed).lr_find(n_epoch=p['epochs'])
+    s = res.suggestion
+    acc = {f'{r:.4g}': recommend.one_cycle(learner(model_fn(), arrays, p, seed), p['epochs'], s * r) for r in RATIOS}
+    return {'suggestion': s, 'suggestions': dict(res.suggestions), 'fit_steps': res.fit_steps, 'acc': acc,
+            'sweep': [list(res.train_lrs), list(res.train_losses)]}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--problems', nargs='+', default=list(PROBLEMS), choices=list(PROBLEMS))
+    ap.add_argument('--seeds', type=int, default=3)
+    ap.add_argument('--out', default=None, help='write every sweep and fit (JSON) here')
+    a = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    t0, results, met = time.perf_counter(), {}, 0
+    one = f'{1.:.4g}'
+    for name in a.problems:
+        arrays = PROBLEMS[name]['data']()
+        rows = [run(name, arrays, seed) for seed in range(a.seeds)]
+        results[name] = rows
+        for seed, r in enumerate(rows):
+            print(f'{name} seed {seed}: S={r["suggestion"]:.3g}  ' +
+                  '  '.join(f'S*{float(k):.3g}: {v:.1%}' for k, v in r['acc'].items()), flush=True)
+        mean = {k: statistics.mean(r['acc'][k] for r in rows) for k in rows[0]['acc']}
+        best = max(mean, key=mean.get)
+        worst = min(r['acc'][one] - max(r['acc'].values()) for r in rows)
+        ok = mean[best] - mean[one] <= 0.015 and worst >= -0.03
+        met += ok
+        print(f'  {name}: one-liner {mean[one]:.2%}, best rung S*{float(best):.3g} {mean[best]:.2%}: gap '
+              f'{100 * (mean[one] - mean[best]):+.2f} pts, worst seed {100 * worst:+.2f} pts -> '
+              f'{"MET" if ok else "MISSED"}\n', flush=True)
+    print(f'one-liner targets met on {met} of {len(a.problems)} problems; total wall time '
+          f'{time.perf_counter() - t0:.0f}s')
+    if a.out: Path(a.out).write_text(json.dumps(results))
+
+
+if __name__ == '__main__':
+    main()
