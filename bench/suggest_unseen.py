@@ -1,6 +1,7 @@
-"""Does the one-liner hold on problems the rules were never looked at on? Nineteen more small problems
+"""Does the one-liner hold on problems the rules were never looked at on? Twenty-three more small problems
 (recurrent nets, a deep plain MLP, tanh activations, a transformer on another task, plain Adam, norm
-layers under SGD...), none of them in bench/recommend.py. For each problem and seed: the default range
+layers under SGD...; the last four were added to check the rule for SGD on normalized models, and run once
+with it), none of them in bench/recommend.py. For each problem and seed: the default range
 test with the fit's length (``lr_find(n_epoch=n)``, its 'fit' suggestion S), then full 1cycle fits at
 S * (1/8, 1/4, 1/2, 1/sqrt2, 1, sqrt2, 2) at the optimizer's own weight decay, test accuracy.
 
@@ -53,6 +54,27 @@ class LastStateRNN(nn.Module):
     def forward(self, x):
         out, _ = self.rnn(x.reshape(-1, self.steps, self.n_in))
         return self.head(out[:, -1])
+
+
+def bn_mlp(sizes):
+    "An MLP with BatchNorm after every hidden linear layer (Linear, BatchNorm1d, ReLU)."
+    layers = []
+    for a, b in zip(sizes[:-2], sizes[1:-1]): layers += [nn.Linear(a, b), nn.BatchNorm1d(b), nn.ReLU()]
+    return nn.Sequential(*layers, nn.Linear(sizes[-2], sizes[-1]))
+
+
+class BNCNN1d(nn.Module):
+    "The MNIST-1D paper's CNN with BatchNorm after each convolution."
+    def __init__(self, channels=25, n_classes=10):
+        super().__init__()
+        blocks, c_in = [], 1
+        for k in (5, 3, 3):
+            blocks += [nn.Conv1d(c_in, channels, k, stride=2, padding=1), nn.BatchNorm1d(channels), nn.ReLU()]
+            c_in = channels
+        self.body, self.head = nn.Sequential(*blocks), nn.Linear(channels * 5, n_classes)
+
+    def forward(self, x):
+        return self.head(self.body(x.view(x.shape[0], 1, x.shape[-1])).flatten(1))
 
 
 def moons_arrays(n=6000, n_test=2000, seed=3):
@@ -113,6 +135,12 @@ PROBLEMS = {
                              opt='adam', bs=64, epochs=10),
     'mode16-transformer-adamw': P(data=mode16_arrays, opt='adamw', bs=32, epochs=6,
                                   model=lambda: recommend.TinyTransformer(vocab=16, length=24, width=48, n_out=16)),
+    # held out for the normalized-model rule (SGD on BatchNorm / LayerNorm nets keeps the edge): run once with it
+    'mnist1d-bncnn-sgd': P(data=mnist1d, model=BNCNN1d, opt='sgd', bs=100, epochs=20),
+    'quantiles-bnmlp-sgd': P(data=recommend.quantiles_arrays, model=lambda: bn_mlp((10, 128, 128, 4)), opt='sgd',
+                             bs=128, epochs=12),
+    'blobs-resmlp-sgd': P(data=recommend.blobs_arrays, model=recommend.ResMLP, opt='sgd', bs=64, epochs=10),
+    'digits-bnmlp-sgd': P(data=digits, model=lambda: bn_mlp((64, 128, 64, 10)), opt='sgd', bs=32, epochs=12),
 }
 
 

@@ -14,7 +14,7 @@ import torch
 from .checks import check_choice, check_positive
 
 __all__ = ['get_hyper', 'set_hyper', 'hyper_getter', 'hyper_setter', 'has_hyper', 'DecoupledWeightDecay',
-           'is_no_decay_param', 'is_adaptive', 'lr_range', 'scale_lr']
+           'is_no_decay_param', 'is_normalized', 'is_adaptive', 'lr_range', 'scale_lr']
 
 WD_KEY = 'wd'   # our key in each param group; torch ignores keys it does not know and saves them
 
@@ -88,6 +88,19 @@ def opt_params(opt, with_grad=False) -> list:
 
 
 NORM_TYPES = (torch.nn.modules.batchnorm._NormBase, torch.nn.GroupNorm, torch.nn.LayerNorm, torch.nn.LocalResponseNorm)
+
+
+WEIGHT_LAYER_TYPES = (torch.nn.modules.conv._ConvNd, torch.nn.Linear)
+
+
+def is_normalized(model: torch.nn.Module) -> bool:
+    """True when `model` has a normalization layer (batch, layer, group... norm) for every two weight
+    layers (convolutions, linear layers) or more, as BatchNorm CNNs and pre-norm residual nets do.
+    Their weights are mostly scale-invariant: a weight that grows under a large lr shrinks its own
+    effective step, so a long SGD fit steadies itself the way Adam's per-parameter scaling does."""
+    weights = sum(isinstance(m, WEIGHT_LAYER_TYPES) for m in model.modules())
+    norms = sum(isinstance(m, NORM_TYPES) for m in model.modules())
+    return weights > 0 and 2 * norms >= weights
 
 
 def is_no_decay_param(model: torch.nn.Module) -> set[int]:

@@ -13,7 +13,7 @@ from ..core.callback import CancelFitException, CancelValidateException
 from ..core.checks import check_bool, check_choice, check_int, check_positive, check_range
 from ..core.data import batch_loss, batch_size_of, call_model, check_loader, split_batch, to_device
 from ..core.dist import is_sharded, max_over_ranks, pad_forward_passes, sum_over_ranks, unwrap_model
-from ..core.hyper import is_adaptive
+from ..core.hyper import is_adaptive, is_normalized
 from ..core.snapshot import TrainingState
 from ..callbacks.training import GradAccumulation
 from ..schedules.functions import Exponential, Linear
@@ -300,7 +300,8 @@ class LRFinder(StepLoss, ParamScheduler):
                                'div_threshold' + (' or lower valid_every' if self.valid_every else ''))
         smooth = smooth_sweep(losses)
         sugg = {'fit': suggest_for_fit(lrs, smooth, fit_steps, sweep_lrs=self.lrs, raw_losses=losses,
-                                       exponent=exposure_exponent(is_adaptive(self.learn.opt)))}
+                                       exponent=exposure_exponent(is_adaptive(self.learn.opt),
+                                                                  is_normalized(self.learn.model)))}
         sugg.update({name: f(lrs, smooth) for name, f in SUGGESTERS.items()})
         sugg['spike'] = suggest_spike(lrs, losses, smooth)
         return LRFinderResult(list(lrs), list(losses), smooth, sugg, sugg[suggest], self.stopped_early,

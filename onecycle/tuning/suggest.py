@@ -255,9 +255,11 @@ def one_cycle_exposure(fit_steps: int, pct_start=0.3, div_factor=25., anneal_str
     return fit_steps * sum(1 for i in range(n) if f(i / (n - 1)) > 1 / math.e) / n
 
 
-def exposure_exponent(adaptive: bool) -> float:
-    "The `exponent` of :func:`suggest_for_fit` for an Adam-like optimizer (`adaptive`) or an SGD-like one."
-    return ADAPTIVE_EXPOSURE_EXPONENT if adaptive else EXPOSURE_EXPONENT
+def exposure_exponent(adaptive: bool, normalized: bool = False) -> float:
+    """The `exponent` of :func:`suggest_for_fit` for an Adam-like optimizer (`adaptive`) or an SGD-like
+    one; an SGD-like optimizer on a `normalized` model (see :func:`~onecycle.core.hyper.is_normalized`)
+    takes the Adam-like one: its scale-invariant weights shrink their own effective step as they grow."""
+    return ADAPTIVE_EXPOSURE_EXPONENT if adaptive or normalized else EXPOSURE_EXPONENT
 
 
 def suggest_for_fit(lrs, losses, fit_steps, sweep_lrs=None, exponent=EXPOSURE_EXPONENT, min_factor=MIN_FIT_FACTOR,
@@ -293,7 +295,10 @@ def suggest_for_fit(lrs, losses, fit_steps, sweep_lrs=None, exponent=EXPOSURE_EX
     the lowest point, and M with it, moves by up to 3x with the data order, the edge by less.
     `exponent` is for SGD-like optimizers by default; an Adam-like one takes
     ``exposure_exponent(True)`` = 0 (the range test passes the right one): its long fits were not
-    seen to lose stability there, and lowering it cost 3-6 accuracy points on two of its problems."""
+    seen to lose stability there, and lowering it cost 3-6 accuracy points on two of its problems.
+    So does SGD on a normalized model (``exposure_exponent(False, normalized=True)``): on two
+    LayerNorm residual MLPs the lowered edge cost 6-15 points, and four BatchNorm nets did as well
+    at the edge as below it (bench/suggest_unseen.py)."""
     check_range('exponent', exponent, 0, 5)
     check_range('sweep_exponent', sweep_exponent, 0, 5)
     check_positive('reference', reference)

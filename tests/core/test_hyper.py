@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from onecycle import get_hyper, lr_range, set_hyper
-from onecycle.core.hyper import has_hyper, is_no_decay_param
+from onecycle.core.hyper import has_hyper, is_no_decay_param, is_normalized
 
 
 def zero_grad_loss(pred, target):
@@ -68,6 +68,18 @@ def test_is_no_decay_param_finds_biases_and_norm_weights():
     m = nn.Sequential(nn.Conv1d(1, 2, 3), nn.BatchNorm1d(2), nn.LayerNorm(2), nn.Linear(2, 2, bias=False))
     ids = is_no_decay_param(m)
     assert ids == {id(m[0].bias), id(m[1].weight), id(m[1].bias), id(m[2].weight), id(m[2].bias)}
+
+
+def test_is_normalized_wants_a_norm_layer_for_every_two_weight_layers():
+    assert is_normalized(nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.LazyLinear(2)))
+    assert is_normalized(nn.Sequential(nn.LayerNorm(8), nn.Linear(8, 8), nn.GELU(), nn.Linear(8, 2)))
+    layer = nn.TransformerEncoderLayer(16, 2, 32, batch_first=True)   # pre/post-norm: two LayerNorms, three Linears
+    assert is_normalized(layer)
+    assert not is_normalized(nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2)))
+    # one norm layer in front of four weight layers is not enough; no weight layer at all is not a model to plan for
+    assert not is_normalized(nn.Sequential(nn.BatchNorm1d(8), *[nn.Linear(8, 8) for _ in range(4)]))
+    assert not is_normalized(nn.Sequential(nn.BatchNorm1d(8)))
+    assert not is_normalized(nn.GRU(8, 8))
 
 
 def _pg(opt_cls, **kw):

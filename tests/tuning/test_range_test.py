@@ -268,6 +268,19 @@ def test_lr_find_lowers_the_edge_for_sgd_and_keeps_it_for_adam(make_learner):
     assert adam_long.suggestion > 0.8 * adam_long.suggestions['edge']
 
 
+def test_lr_find_keeps_the_edge_for_sgd_on_a_normalized_model(make_learner):
+    """SGD on a model with a BatchNorm for every two weight layers plans like Adam: the suggestion for a 100x
+    longer fit is the short fit's; the same MLP without the BatchNorm gets a lower one."""
+    out = {}
+    for bn in (False, True):
+        learn = make_learner(opt_func=partial(torch.optim.SGD, momentum=0.9), model_kw=dict(bn=bn),
+                             dls_kw=dict(n_train=256, bs=8))
+        out[bn] = [learn.lr_find(start_lr=1e-5, end_lr=10., num_it=60, n_epoch=n) for n in (1, 100)]
+    (plain_short, plain_long), (bn_short, bn_long) = out[False], out[True]
+    assert plain_long.suggestion < 0.6 * plain_short.suggestion
+    assert bn_long.suggestion == bn_short.suggestion <= bn_short.suggestions['edge']
+
+
 @pytest.mark.parametrize('n_epoch', [0, -3, 2.5, 'ten'])
 def test_lr_find_refuses_a_bad_n_epoch_before_any_step(make_learner, n_epoch):
     learn = make_learner()
