@@ -71,7 +71,8 @@ def test_is_no_decay_param_finds_biases_and_norm_weights():
 
 
 def test_is_normalized_wants_a_norm_layer_for_every_two_weight_layers():
-    assert is_normalized(nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.LazyLinear(2)))
+    assert is_normalized(nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                                       nn.LazyLinear(2)))
     assert is_normalized(nn.Sequential(nn.LayerNorm(8), nn.Linear(8, 8), nn.GELU(), nn.Linear(8, 2)))
     layer = nn.TransformerEncoderLayer(16, 2, 32, batch_first=True)   # pre/post-norm: two LayerNorms, three Linears
     assert is_normalized(layer)
