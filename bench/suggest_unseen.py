@@ -21,7 +21,6 @@ import argparse
 import importlib.util
 import json
 import statistics
-import sys
 import time
 from functools import partial
 from pathlib import Path
@@ -30,12 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-_here = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or '.').resolve() != _here]   # bench/mnist1d.py is not the package
-sys.path.insert(0, str(_here.parent))
-_spec = importlib.util.spec_from_file_location('recommend', _here / 'recommend.py')
-recommend = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(recommend)
+# the problems and recipes of bench/recommend.py; loading it also puts the repo first on sys.path (and takes bench/
+# off it: bench/mnist1d.py is not the mnist1d package)
+_spec = importlib.util.spec_from_file_location('recommend', Path(__file__).resolve().parent / 'recommend.py')
+recommend = importlib.util.module_from_spec(_spec); _spec.loader.exec_module(recommend)
 
 from onecycle import Learner, accuracy  # noqa: E402
 from onecycle.data import mnist1d_arrays, tensor_dls  # noqa: E402

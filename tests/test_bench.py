@@ -1,5 +1,5 @@
-"""The benches' own parts: every problem of bench/recommend.py builds its data and model offline, and the
-landscape bench reads accuracy between the rungs of its lr ladder as documented."""
+"""The benches' own parts: every problem of bench/recommend.py and bench/suggest_unseen.py builds its data
+and model offline, and the landscape bench reads accuracy between the rungs of its lr ladder as documented."""
 import importlib.util
 import math
 from pathlib import Path
@@ -45,3 +45,20 @@ def test_the_landscape_interpolates_in_log_lr_and_holds_the_end_rungs():
     assert land.accuracy_at(acc, 0.002) == pytest.approx(0.7)          # halfway in log lr
     assert land.accuracy_at(acc, 1e-5) == 0.5 and land.accuracy_at(acc, 1.) == 0.9
     assert math.isclose(land.accuracy_at(acc, 0.004), 0.9)
+
+
+def test_every_unseen_problem_builds_offline_and_plain_adam_means_adam():
+    unseen = _load('suggest_unseen')
+    from onecycle.core.hyper import is_normalized
+    for name, p in unseen.PROBLEMS.items():
+        x, y, xt, yt = p['data']()
+        assert len(x) == len(y) > len(xt) == len(yt) > 0, name
+        torch.manual_seed(0)
+        model = p['model']()
+        out = model.eval()(x[:2])
+        assert out.shape[0] == 2 and out.shape[1] > int(max(y.max(), yt.max())), name
+        learn = unseen.learner(model, (x, y, xt, yt), p, seed=0)
+        kinds = {'adam': torch.optim.Adam, 'adamw': torch.optim.AdamW, 'sgd': torch.optim.SGD}
+        assert type(learn.opt) is kinds[p['opt']], name
+    held_out = list(unseen.PROBLEMS)[-4:]   # the normalized-model rule's check: SGD on BatchNorm / LayerNorm nets
+    assert all(unseen.PROBLEMS[n]['opt'] == 'sgd' and is_normalized(unseen.PROBLEMS[n]['model']()) for n in held_out)
