@@ -1,11 +1,13 @@
 """tune(): Smith's procedure in one call, sized to the fit it tunes for.
 
 1. LR range test -> the 'fit' suggestion S for a 1cycle fit of the planned length (``n_epoch``):
-   Smith's max bound, for SGD-like optimizers lowered for the time the fit spends near its peak (see
-   ``suggest_for_fit``).
-   With a budget of ten sweeps or more, a second sweep on another data order, and S the geometric
-   mean of the two: one sweep's max bound moves by a rung or two of its lr ladder (20-40%) with the
-   data order, and every later stage is anchored on S.
+   the sweep's edge, for SGD-like optimizers on models without normalization layers lowered for the
+   time the fit spends near its peak (see ``suggest_for_fit``).
+   With a budget of ten sweeps or more, a second sweep on another data order: one sweep's edge moves
+   by a rung or two of its lr ladder (20-40%) with the data order, and every later stage is anchored
+   on S. S is the geometric mean of the two, or the lower one where the lr stage may walk up (below):
+   a spike or an early edge in either sweep is evidence of instability, and the trials can still
+   climb (on bench/recommend.py's Adam problems, the GRU's tune went from -3.1 to -0.4 points).
 2. (When asked) batch size: short runs at each candidate batch size, the lr rescaled with it.
 3. Short 1cycle trials, each a compressed copy of the planned fit: the same cyclical momentum, the
    same weight decay, the same peak lr. (A compressed cycle spends fewer steps near its peak, which
@@ -14,7 +16,8 @@
    learn where the full fit at that lr did best.) One coordinate at a time, each stage's candidates
    compared with the stage before's winner:
    lr (S/sqrt2, S, sqrt2 S; when an end of that bracket beats S clearly, up to two more steps past it by a
-   factor 2 each, downwards for any optimizer, upwards only for Adam-like ones), momentum ((0.95, 0.85),
+   factor 2 each, downwards for any optimizer, upwards only for Adam-like ones and normalized models,
+   whose long fits keep the sweep's edge), momentum ((0.95, 0.85),
    (0.99, 0.9), (0.9, 0.8), each with SGD at the lr that keeps the peak step lr / (1 - momentum) of the
    default: a higher momentum is otherwise a larger lr in disguise, which the lr stage has tried already),
    weight decay (Smith's candidates for the model's depth and optimizer). A replicate of the first trial
@@ -43,7 +46,7 @@ from ..callbacks.progress import StageProgress, fmt_lr
 from ..core.checks import (check_bool, check_candidates, check_choice, check_int, check_mom_candidate,
                            check_positive)
 from ..core.data import check_loader
-from ..core.hyper import has_hyper, is_adaptive, scale_lr
+from ..core.hyper import has_hyper, is_adaptive, is_normalized, scale_lr
 from ..core.rng import loader_generators
 from ..core.snapshot import TrainingState, preserved
 from .batch_size import noise_scale, with_batch_size
@@ -100,6 +103,7 @@ class TuneResult:
     trial_steps: int | None = None
     noise: float | None = None
     confidence: dict = field(default_factory=dict)
+    walks_up: bool = False
 
     @property
     def fit_kwargs(self) -> dict:
@@ -110,9 +114,12 @@ class TuneResult:
 
     @property
     def suggestion(self) -> float:
-        "S, what the lr stage starts from: the range test's 'fit' suggestion (the geometric mean of two sweeps')."
+        """S, what the lr stage starts from: the range test's 'fit' suggestion. Of two sweeps', the
+        geometric mean; the lower one when the lr stage may walk up from it (``walks_up``): a spike or
+        an early edge in either sweep is evidence of instability, and the trials can still climb."""
         if self.lr_find is None: return float('nan')
         if self.lr_find_replicate is None: return self.lr_find.suggestion
+        if self.walks_up: return min(self.lr_find.suggestion, self.lr_find_replicate.suggestion)
         return math.sqrt(self.lr_find.suggestion * self.lr_find_replicate.suggestion)
 
     @property
@@ -132,7 +139,8 @@ class TuneResult:
         if self.lr_find_replicate is not None:
             lines.append('range test, another data order: '
                          + ', '.join(f'{k}={v:.3g}' for k, v in self.lr_find_replicate.suggestions.items())
-                         + f'; S = {self.suggestion:.3g} (geometric mean of the two fit suggestions)')
+                         + f'; S = {self.suggestion:.3g} ('
+                         + ('the lower' if self.walks_up else 'geometric mean') + ' of the two fit suggestions)')
         if self.noise is not None:
             lines.append(f'seed-to-seed noise of a score: {self.noise:.4g}')
         for name, c in self.confidence.items(): lines.append(f'{name}: {c["text"]}')
@@ -227,6 +235,9 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
     check_loader(learn.dls.valid, 'dls.valid')
     has_mom = has_hyper(learn.opt.param_groups[0], 'mom')
     adaptive = is_adaptive(learn.opt)
+    # the lr stage walks up past a winning top candidate only where long fits keep the sweep's edge (Adam-like
+    # optimizers, normalized models); for SGD on other models a short trial does not see the cliff above
+    walks_up = adaptive or is_normalized(learn.model)
     if search_moms:
         if not has_mom:
             raise ValueError(f'the optimizer {type(learn.opt).__name__} has no momentum: pass search_moms=False')
@@ -243,7 +254,7 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
     fit_steps = planned_fit_steps(learn, n_epoch)
     budget = budget if budget is not None else max(fit_steps, MIN_BUDGET)
     res = TuneResult(max_lr=float('nan'), moms=None, wd=None, batch_size=base_bs, noise_scale=None, budget=budget,
-                     time_budget=time_budget, fit_steps=fit_steps)
+                     time_budget=time_budget, fit_steps=fit_steps, walks_up=walks_up)
     wd_cands = sorted(wds if wds is not None else default_wds(learn.model, learn.opt))
     default_wd = wd_cands[(len(wd_cands) - 1) // 2]
     default_mom = (moms[0] if search_moms else (0.95, 0.85) if has_mom else None)
@@ -366,7 +377,7 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
             def lr_walk(cands, picked, default):
                 if picked == default: return None           # nothing beat the suggestion clearly
                 if picked == min(cands): return picked / LR_WALK_FACTOR
-                if picked == max(cands) and adaptive: return picked * LR_WALK_FACTOR
+                if picked == max(cands) and walks_up: return picked * LR_WALK_FACTOR
                 return None
 
             if search_lr and fits(len(LR_FACTORS)):

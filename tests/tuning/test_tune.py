@@ -111,6 +111,30 @@ def test_tune_budget_scales_with_the_planned_fit(make_learner):
     assert res.noise is not None and 'noise' in res.summary() and 'lr' in res.confidence
 
 
+@pytest.mark.parametrize('opt, bn, walks_up', [(torch.optim.AdamW, False, True), (torch.optim.SGD, True, True),
+                                                (torch.optim.SGD, False, False)])
+def test_tune_starts_from_the_lower_sweep_where_its_lr_stage_can_walk_up(make_learner, opt, bn, walks_up):
+    """Adam-like optimizers and normalized models (whose long fits keep the sweep's edge) start the lr stage
+    from the lower of the two sweeps' suggestions, and may walk up from it; SGD on a plain model starts from
+    their geometric mean and walks only down."""
+    learn = make_learner(opt_func=opt, model_kw=dict(bn=bn), dls_kw={'n_train': 64, 'bs': 16, 'shuffle': True})
+    res = tune(learn, n_epoch=300, search_moms=False, search_wd=False)
+    a, b = res.lr_find.suggestion, res.lr_find_replicate.suggestion
+    assert res.walks_up is walks_up
+    assert res.suggestion == pytest.approx(min(a, b) if walks_up else (a * b) ** 0.5)
+    assert ('the lower of the two' in res.summary()) is walks_up
+
+
+def test_tune_result_combines_two_sweeps_by_the_lower_or_the_geometric_mean():
+    from types import SimpleNamespace
+    from onecycle.tuning.tune import TuneResult
+    one, two = SimpleNamespace(suggestion=0.01), SimpleNamespace(suggestion=0.04)
+    kw = dict(max_lr=0.02, moms=None, wd=None, batch_size=None, noise_scale=None, lr_find=one, lr_find_replicate=two)
+    assert TuneResult(**kw, walks_up=True).suggestion == 0.01
+    assert TuneResult(**kw, walks_up=False).suggestion == pytest.approx(0.02)
+    assert TuneResult(**{**kw, 'lr_find_replicate': None}, walks_up=True).suggestion == 0.01
+
+
 def test_tune_weight_decay_trials_use_the_fits_cyclical_momentum(make_learner):
     "Every trial, weight-decay ones included, cycles momentum high -> low -> high as fit_one_cycle will."
     from onecycle.core.callback import Callback
