@@ -13,7 +13,11 @@ points on the mean, no seed more than 3 below).
     OMP_NUM_THREADS=1 .venv/bin/python bench/suggest_unseen.py                    # every problem, 3 seeds
     OMP_NUM_THREADS=1 .venv/bin/python bench/suggest_unseen.py --problems lstm-digits-sgd --seeds 1
 
---out writes every sweep and fit (JSON), so that a rule can be read against them offline.
+--out writes every sweep and fit (JSON), so that a rule can be read against them offline. With
+--against-grid it runs bench/recommend.py's table on these problems instead (one-liner, tune and a grid of
+full fits over max_lr x wd, the grid cached in --cache), so that tune meets problems it was not set on:
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/suggest_unseen.py --against-grid --problems lstm-digits-adamw
 """
 from __future__ import annotations
 
@@ -162,12 +166,27 @@ def run(name, arrays, seed) -> dict:
             'sweep': [list(res.train_lrs), list(res.train_losses)]}
 
 
+def against_grid(a):
+    "bench/recommend.py's table (one-liner, tune, grid of max_lr x wd) on these problems."
+    recommend.PROBLEMS.update({n: PROBLEMS[n] for n in a.problems})
+    kind = recommend.opt_func
+    recommend.opt_func = lambda k: torch.optim.Adam if k == 'adam' else kind(k)   # plain Adam: its own grid too
+    args = ['--problems', *a.problems, '--seeds', str(a.seeds), '--cache', a.cache, '--recipes', *a.recipes]
+    return recommend.main(args + (['--out', a.out] if a.out else []))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--problems', nargs='+', default=list(PROBLEMS), choices=list(PROBLEMS))
     ap.add_argument('--seeds', type=int, default=3)
     ap.add_argument('--out', default=None, help='write every sweep and fit (JSON) here')
+    ap.add_argument('--against-grid', action='store_true',
+                    help="run bench/recommend.py's table instead (one-liner, tune and the max_lr x wd grid) on these "
+                         "problems; --cache and --recipes go to it")
+    ap.add_argument('--cache', default=str(Path.home() / '.cache' / 'onecycle_unseen_grid.json'))
+    ap.add_argument('--recipes', nargs='+', default=['oneliner', 'tune'], choices=['oneliner', 'tune'])
     a = ap.parse_args(argv)
+    if a.against_grid: return against_grid(a)
     torch.set_num_threads(1)
     t0, results, met = time.perf_counter(), {}, 0
     one = f'{1.:.4g}'

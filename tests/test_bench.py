@@ -62,3 +62,14 @@ def test_every_unseen_problem_builds_offline_and_plain_adam_means_adam():
         assert type(learn.opt) is kinds[p['opt']], name
     held_out = list(unseen.PROBLEMS)[-4:]   # the normalized-model rule's check: SGD on BatchNorm / LayerNorm nets
     assert all(unseen.PROBLEMS[n]['opt'] == 'sgd' and is_normalized(unseen.PROBLEMS[n]['model']()) for n in held_out)
+
+
+def test_unseen_against_grid_hands_its_problems_to_recommends_table(monkeypatch):
+    unseen = _load('suggest_unseen')
+    seen = {}
+    monkeypatch.setattr(unseen.recommend, 'main', lambda argv: seen.setdefault('argv', argv))
+    unseen.main(['--against-grid', '--problems', 'digits-cnn-adam', '--seeds', '1', '--cache', 'c.json'])
+    assert seen['argv'][:4] == ['--problems', 'digits-cnn-adam', '--seeds', '1']
+    assert 'digits-cnn-adam' in unseen.recommend.PROBLEMS
+    assert unseen.recommend.opt_func('adam') is torch.optim.Adam
+    assert unseen.recommend.opt_func('sgd').func is torch.optim.SGD
