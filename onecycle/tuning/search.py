@@ -18,7 +18,7 @@ from torch import nn
 from ..core.callback import Callback, CancelFitException, CancelValidateException
 from ..core.checks import (check_candidates, check_choice, check_int, check_lr, check_mom_candidate, check_positive,
                            check_range)
-from ..core.hyper import has_hyper, is_adaptive, lr_range
+from ..core.hyper import WEIGHT_LAYER_TYPES, has_hyper, is_adaptive, lr_range
 from ..core.data import check_loader
 from ..core.snapshot import TrainingState, preserved
 from .range_test import StepLoss, epochs_for_steps, fixed_valid_batches, subset_loss
@@ -365,7 +365,7 @@ def momentum_search(learn, lr, moms=SMITH_MOMS, n_steps=150, wd=None, schedule='
 
 def is_deep(model: nn.Module, min_layers=10) -> bool:
     "True when `model` has at least `min_layers` weight layers (convolutions and linear layers)."
-    return sum(isinstance(m, (nn.modules.conv._ConvNd, nn.Linear)) for m in model.modules()) >= min_layers
+    return sum(isinstance(m, WEIGHT_LAYER_TYPES) for m in model.modules()) >= min_layers
 
 
 ADAPTIVE_WD_SCALE = 100.
