@@ -177,7 +177,9 @@ def suggest_spike(lrs, losses, smooth=None, after=SPIKE_AFTER) -> float:
     _check(lrs, losses)
     smooth = smooth_sweep(losses) if smooth is None else smooth
     if len(smooth) != len(losses): raise ValueError('smooth and losses differ in length')
-    start = max(l for l in losses[:max(3, len(losses) // 20)] if math.isfinite(l))   # as smooth_sweep's cap
+    head = [l for l in losses[:max(3, len(losses) // 20)] if math.isfinite(l)]
+    if not head: raise ValueError('the sweep starts with NaN/inf losses: lower start_lr')
+    start = max(head)   # the level smooth_sweep caps at
     low = min(range(len(smooth)), key=smooth.__getitem__)
     drop = smooth[0] - smooth[low]
     if drop <= 0: return lrs[0]

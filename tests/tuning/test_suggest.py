@@ -264,6 +264,8 @@ def test_a_spike_early_in_the_descent_is_batch_noise_not_instability():
     for bad in (-0.1, 1.5):
         with pytest.raises(ValueError, match='after'): suggest_spike(LRS, early, after=bad)
     with pytest.raises(ValueError, match='smooth'): suggest_spike(LRS, early, smooth=early[:-1])
+    nan_start = [float('nan')] * 6 + early[6:]   # given a smooth curve of its own, it still says what is wrong
+    with pytest.raises(ValueError, match='starts with NaN'): suggest_spike(LRS, nan_start, smooth=early)
 
 
 def test_suggest_for_fit_never_passes_the_first_spike_nor_falls_more_than_4x_for_it():
