@@ -295,14 +295,26 @@ def _final_accuracy(make, n_epoch, max_lr):
     return learn.recorder.epochs[-1]['accuracy']
 
 
+def _from_init(model_fn, x, y, n_test, bs, seed, opt_func=torch.optim.AdamW):
+    "A factory of Learners that all start from the same weights (drawn from `seed`) and the same data order."
+    from onecycle import Learner, accuracy
+    from onecycle.data import tensor_dls
+    torch.manual_seed(seed)
+    init = model_fn().state_dict()
+    def make():
+        model = model_fn()
+        model.load_state_dict(init)
+        return Learner(model, tensor_dls(x[n_test:], y[n_test:], x[:n_test], y[:n_test], bs=bs, seed=seed),
+                       nn.CrossEntropyLoss(), opt_func=opt_func, metrics=[accuracy], progress=False, device='cpu')
+    return make
+
+
 def test_on_a_gru_the_spike_cap_keeps_a_long_adamw_fit_that_the_edge_loses():
     """The 8x8 digits read row by row by a GRU, AdamW, 12 epochs (492 steps): its sweeps dip, spike back above
     their start at a quarter of the edge, then dip lower. Full fits at the edge lose about 6 points; at the
     capped suggestion they do not."""
     pytest.importorskip('sklearn')
     from sklearn.datasets import load_digits
-    from onecycle import Learner, accuracy
-    from onecycle.data import tensor_dls
 
     class RowGRU(nn.Module):
         def __init__(self):
@@ -315,12 +327,7 @@ def test_on_a_gru_the_spike_cap_keeps_a_long_adamw_fit_that_the_edge_loses():
     perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
     x, y = x[perm], y[perm]
     for seed in (0, 1):
-        torch.manual_seed(seed)
-        init = RowGRU().state_dict()
-        def make():
-            m = RowGRU(); m.load_state_dict(init)
-            return Learner(m, tensor_dls(x[500:], y[500:], x[:500], y[:500], bs=32, seed=seed),
-                           nn.CrossEntropyLoss(), metrics=[accuracy], progress=False, device='cpu')
+        make = _from_init(RowGRU, x, y, 500, bs=32, seed=seed)
         res = make().lr_find(n_epoch=12)
         s = res.suggestions
         assert s['fit'] <= s['spike'] < s['edge'] / 2
@@ -360,9 +367,7 @@ def test_sgd_on_a_layernorm_residual_mlp_keeps_the_edge_where_lowering_it_loses(
     pytest.importorskip('sklearn')
     from functools import partial
     from sklearn.datasets import make_classification
-    from onecycle import Learner, accuracy
     from onecycle.core.hyper import is_normalized
-    from onecycle.data import tensor_dls
     from onecycle.tuning.suggest import EXPOSURE_EXPONENT, suggest_for_fit
 
     class ResMLP(nn.Module):
@@ -382,13 +387,7 @@ def test_sgd_on_a_layernorm_residual_mlp_keeps_the_edge_where_lowering_it_loses(
     x, y = torch.tensor(xs, dtype=torch.float32), torch.tensor(ys)
     assert is_normalized(ResMLP())
     for seed in (0, 2):
-        torch.manual_seed(seed)
-        init = ResMLP().state_dict()
-        def make():
-            m = ResMLP(); m.load_state_dict(init)
-            return Learner(m, tensor_dls(x[2000:], y[2000:], x[:2000], y[:2000], bs=64, seed=seed),
-                           nn.CrossEntropyLoss(), opt_func=partial(torch.optim.SGD, momentum=0.9),
-                           metrics=[accuracy], progress=False, device='cpu')
+        make = _from_init(ResMLP, x, y, 2000, bs=64, seed=seed, opt_func=partial(torch.optim.SGD, momentum=0.9))
         res = make().lr_find(n_epoch=10)
         lowered = suggest_for_fit(res.lrs, res.smooth_losses, res.fit_steps, sweep_lrs=res.train_lrs,
                                   exponent=EXPOSURE_EXPONENT, raw_losses=res.losses)
