@@ -295,3 +295,21 @@ def test_the_lr_stage_does_not_walk_when_nothing_beats_the_suggestion(make_learn
     res = tune(learn, budget=1000, search_moms=False, search_wd=False)
     s = res.suggestion
     assert len(res.lr_search.candidates) == 3 and res.max_lr == pytest.approx(s)
+
+
+@pytest.mark.parametrize('opt_func, margin, picked_up', [(torch.optim.SGD, 0.15, False), (torch.optim.SGD, 0.25, True),
+                                                        (torch.optim.AdamW, 0.15, True)])
+def test_a_larger_lr_must_win_by_twice_the_noise_where_the_lr_stage_cannot_walk_up(make_learner, monkeypatch,
+                                                                                   opt_func, margin, picked_up):
+    """The default scores 1.0 and, on the replicate's data order, 1.1: a noise of 0.1. sqrt2 S beats it by
+    `margin`. SGD on a plain model (whose short trials cannot see the cliff above) needs twice the noise;
+    an Adam-like optimizer once, as every other pick does."""
+    def score(rel, wd, replicate):
+        if rel == 1: return 1.1 if replicate else 1.0
+        if 1.3 < rel < 1.5: return 0.9 if replicate else 1.0 - margin   # sqrt2 S; also wins the check
+        return 1.2                                                        # S / sqrt2, and 2 sqrt2 S if walked to
+    _scripted_trials(monkeypatch, score)
+    learn = make_learner(opt_func=opt_func, lr=0.1, dls_kw={'n_train': 64, 'bs': 8})
+    res = tune(learn, budget=1000, search_moms=False, search_wd=False)
+    assert res.noise == pytest.approx(0.1)
+    assert res.max_lr == pytest.approx(res.suggestion * (2 ** 0.5 if picked_up else 1.))
