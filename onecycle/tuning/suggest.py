@@ -14,7 +14,8 @@ from ..schedules.functions import one_cycle
 __all__ = ['suggest_minimum', 'suggest_steep', 'suggest_valley', 'suggest_max_bound', 'suggest_edge', 'suggest_spike',
            'suggest_for_fit',
            'exposure_exponent', 'sweep_exposure', 'one_cycle_exposure', 'lr_bounds',
-           'loss_slopes', 'smoothed_slopes', 'moving_average', 'smooth_zero_lag', 'smooth_sweep', 'default_window']
+           'loss_slopes', 'smoothed_slopes', 'moving_average', 'smooth_zero_lag', 'start_level', 'smooth_sweep',
+           'default_window']
 
 
 def _check(lrs, losses, min_points=3):
@@ -57,16 +58,21 @@ def smooth_zero_lag(values, beta=0.9) -> list[float]:
     return smooth_ema(fwd[::-1], beta)[::-1]
 
 
+def start_level(losses) -> float:
+    "Where a sweep started: the worst finite loss of its first 5% of points (at least 3)."
+    head = [l for l in losses[:max(3, len(losses) // 20)] if math.isfinite(l)]
+    if not head: raise ValueError('the sweep starts with NaN/inf losses: lower start_lr')
+    return max(head)
+
+
 def smooth_sweep(losses, beta=None) -> list[float]:
-    """The curve the suggestions read. Losses above the starting level (the worst of the first 5% of
-    points), NaN and inf are capped at that level first: once training has diverged the size of the
-    blow-up says nothing, and uncapped it would leak into its neighbours. Then a zero-lag debiased
-    EMA; `beta` defaults to a time constant of 2.5% of the sweep (0.6 for 100 points)."""
+    """The curve the suggestions read. Losses above the starting level (:func:`start_level`), NaN
+    and inf are capped at that level first: once training has diverged the size of the blow-up says
+    nothing, and uncapped it would leak into its neighbours. Then a zero-lag debiased EMA; `beta`
+    defaults to a time constant of 2.5% of the sweep (0.6 for 100 points)."""
     n = len(losses)
     if n == 0: raise ValueError('no losses to smooth')
-    head = [l for l in losses[:max(3, n // 20)] if math.isfinite(l)]
-    if not head: raise ValueError('the sweep starts with NaN/inf losses: lower start_lr')
-    cap = max(head)
+    cap = start_level(losses)
     capped = [min(l, cap) if math.isfinite(l) else cap for l in losses]
     if beta is None: beta = 1 - 1 / max(1., n / 40)
     return smooth_zero_lag(capped, beta)
@@ -177,9 +183,7 @@ def suggest_spike(lrs, losses, smooth=None, after=SPIKE_AFTER) -> float:
     _check(lrs, losses)
     smooth = smooth_sweep(losses) if smooth is None else smooth
     if len(smooth) != len(losses): raise ValueError('smooth and losses differ in length')
-    head = [l for l in losses[:max(3, len(losses) // 20)] if math.isfinite(l)]
-    if not head: raise ValueError('the sweep starts with NaN/inf losses: lower start_lr')
-    start = max(head)   # the level smooth_sweep caps at
+    start = start_level(losses)   # the level smooth_sweep caps at
     low = min(range(len(smooth)), key=smooth.__getitem__)
     drop = smooth[0] - smooth[low]
     if drop <= 0: return lrs[0]

@@ -9,8 +9,6 @@ from onecycle.callbacks.early_stopping import EarlyStopping
 from helpers import ScriptedMetric
 
 
-
-
 def _learner(make_learner, values, **kw):
     s = ScriptedMetric(values)
     learn = make_learner(metrics={'score': s}, opt_func=torch.optim.AdamW, **kw)
