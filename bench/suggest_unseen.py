@@ -30,7 +30,6 @@ from functools import partial
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 # the problems and recipes of bench/recommend.py; loading it also puts the repo first on sys.path (and takes bench/
@@ -38,8 +37,7 @@ from torch import nn
 _spec = importlib.util.spec_from_file_location('recommend', Path(__file__).resolve().parent / 'recommend.py')
 recommend = importlib.util.module_from_spec(_spec); _spec.loader.exec_module(recommend)
 
-from onecycle import Learner, accuracy  # noqa: E402
-from onecycle.data import mnist1d_arrays, tensor_dls  # noqa: E402
+from onecycle.data import mnist1d_arrays  # noqa: E402
 from onecycle.models import mlp, mnist1d_cnn  # noqa: E402
 
 RATIOS = (1 / 8, 1 / 4, 1 / 2, 2 ** -0.5, 1., 2 ** 0.5, 2.)
@@ -145,12 +143,16 @@ PROBLEMS = {
 }
 
 
-def learner(model, arrays, p, seed):
-    "As bench/recommend.py's, with plain Adam (its own L2 weight decay, 0) for opt='adam'."
-    x, y, xt, yt = arrays
-    opt = torch.optim.Adam if p['opt'] == 'adam' else recommend.opt_func(p['opt'])
-    return Learner(model, tensor_dls(x, y, xt, yt, bs=p['bs'], seed=seed), F.cross_entropy, opt_func=opt,
-                   metrics=[accuracy], progress=False, device='cpu')
+_recommend_opt_func = recommend.opt_func
+
+
+def opt_func(kind):
+    "bench/recommend.py's optimizers, and plain Adam (its own L2 weight decay, 0) for opt='adam'."
+    return torch.optim.Adam if kind == 'adam' else _recommend_opt_func(kind)
+
+
+recommend.opt_func = opt_func   # recommend's learner, recipes and grid build every optimizer through it
+learner = recommend.learner
 
 
 def run(name, arrays, seed) -> dict:
@@ -169,8 +171,6 @@ def run(name, arrays, seed) -> dict:
 def against_grid(a):
     "bench/recommend.py's table (one-liner, tune, grid of max_lr x wd) on these problems."
     recommend.PROBLEMS.update({n: PROBLEMS[n] for n in a.problems})
-    kind = recommend.opt_func
-    recommend.opt_func = lambda k: torch.optim.Adam if k == 'adam' else kind(k)   # plain Adam: its own grid too
     args = ['--problems', *a.problems, '--seeds', str(a.seeds), '--cache', a.cache, '--recipes', *a.recipes]
     return recommend.main(args + (['--out', a.out] if a.out else []))
 
