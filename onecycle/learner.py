@@ -59,7 +59,7 @@ class Learner(BaseLearner):
         device: where to train; CUDA when available by default (under torchrun, this process's GPU).
         progress: show fastprogress bars and a per-epoch table (rank 0 only under torchrun).
         wd: decoupled weight decay (p <- p - lr*wd*p) for any optimizer; None keeps the optimizer's own
-            ``weight_decay`` setting untouched.
+            ``weight_decay`` setting untouched (where that is none, the fit_* one-liners use 0.01).
         wd_bn_bias: also decay biases and normalization weights (off by default, as is customary).
         splitter: ``splitter(model)`` returning a list of parameter lists, one per param group
             (for discriminative learning rates); one group by default.

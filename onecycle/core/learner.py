@@ -215,7 +215,7 @@ class BaseLearner:
         n_epoch = int(n_epoch)   # a numpy integer would make checkpoints a safe load refuses
         cbs = check_callbacks('cbs', cbs)
         with self.added_cbs(cbs):
-            hypers = hyper_state(self.opt)
+            hypers, was_wd = hyper_state(self.opt), self.wd
             if lr is not None: self.set_hyper('lr', lr)
             if wd is not None: self.set_wd(wd)
             self.n_epoch, self.step_count, self.first_epoch = n_epoch, 0, 0
@@ -233,7 +233,7 @@ class BaseLearner:
                 self._fire_after_fit()
             except BaseException:
                 if self.step_count == 0:   # failed before any step: hyper-parameters as they were
-                    restore_hyper_state(self.opt, hypers)
+                    restore_hyper_state(self.opt, hypers); self.wd = was_wd
                 if not self._batch_started:   # and before any batch: the gradients too
                     for p, g in grads: p.grad = g
                 raise

@@ -7,6 +7,11 @@ vocabulary: `n_epoch` epochs, peak learning rate `max_lr`, final divisor `final_
 decay `wd`, extra callbacks `cbs` (or `callbacks`), and `resume` to continue an interrupted call.
 ``fit_one_cycle`` keeps its first parameter `cyc_len` (``n_epoch=`` names the same thing). The old
 keyword names ``lr_max``, ``lr``, ``div_final`` and ``epochs`` still work, with a DeprecationWarning.
+
+`wd=None` keeps the weight decay the learner (``Learner(wd=...)``) or the optimizer (its own
+``weight_decay``) already applies; where neither decays the weights (PyTorch's SGD and Adam by default)
+the one-liners use decoupled ``DEFAULT_WD`` = 0.01, fastai's and AdamW's default, as Smith's recipe
+regularizes every fit. ``wd=0`` trains without.
 """
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ from ..core.checks import (
     check_positive,
     check_wd,
 )
-from ..core.hyper import opt_params
+from ..core.hyper import DEFAULT_WD, has_weight_decay, opt_params
 from ._aliases import keyword_aliases
 from .scheduler import (
     CLRScheduler,
@@ -31,7 +36,14 @@ from .scheduler import (
     callback_list,
 )
 
-__all__ = ['fit_one_cycle', 'fit_sgdr', 'fit_flat_cos', 'fit_clr', 'fit_warmup_cos', 'fine_tune']
+__all__ = ['fit_one_cycle', 'fit_sgdr', 'fit_flat_cos', 'fit_clr', 'fit_warmup_cos', 'fine_tune', 'fit_wd']
+
+
+def fit_wd(learn, wd=None):
+    """The weight decay a fit_* one-liner passes to ``learn.fit``: `wd` when given; None (keep it) when
+    the learner or its optimizer already decays the weights; else ``DEFAULT_WD`` (see the module doc)."""
+    if wd is not None or getattr(learn, 'wd', None) is not None or has_weight_decay(learn.opt): return wd
+    return DEFAULT_WD
 
 
 @keyword_aliases(synonyms={'callbacks': 'cbs'}, deprecated={'lr_max': 'max_lr'})
@@ -41,7 +53,7 @@ def fit_sgdr(learn, n_cycles, cycle_len=1, max_lr=3e-3, cycle_mult=2, lr_min=0.,
     ``fit_sgdr(learn, 3, 1, 1e-2)`` runs 1 + 2 + 4 = 7 epochs."""
     check_positive('wd', wd, allow_zero=True, allow_none=True)
     cb = SGDRScheduler(n_cycles, cycle_len, max_lr, cycle_mult, lr_min)
-    learn.fit(cb.n_epoch, wd=wd, cbs=[cb] + callback_list(cbs), resume=resume)
+    learn.fit(cb.n_epoch, wd=fit_wd(learn, wd), cbs=[cb] + callback_list(cbs), resume=resume)
     return cb.n_epoch
 
 
@@ -51,7 +63,7 @@ def fit_flat_cos(learn, n_epoch, max_lr=3e-3, pct_start=0.75, final_div_factor=1
     1 - `pct_start` down to max_lr/final_div_factor."""
     check_int('n_epoch', n_epoch, min_value=1); check_positive('wd', wd, allow_zero=True, allow_none=True)
     cb = FlatCosScheduler(max_lr, pct_start, final_div_factor)
-    learn.fit(n_epoch, wd=wd, cbs=[cb] + callback_list(cbs), resume=resume)
+    learn.fit(n_epoch, wd=fit_wd(learn, wd), cbs=[cb] + callback_list(cbs), resume=resume)
 
 
 @keyword_aliases(synonyms={'callbacks': 'cbs'})
@@ -62,7 +74,7 @@ def fit_clr(learn, n_epoch, max_lr, base_lr=None, step_size=2., step_size_down=N
     step_size + step_size_down."""
     check_int('n_epoch', n_epoch, min_value=1); check_positive('wd', wd, allow_zero=True, allow_none=True)
     cb = CLRScheduler(max_lr, base_lr, step_size, step_size_down, mode, gamma, moms)
-    learn.fit(n_epoch, wd=wd, cbs=[cb] + callback_list(cbs), resume=resume)
+    learn.fit(n_epoch, wd=fit_wd(learn, wd), cbs=[cb] + callback_list(cbs), resume=resume)
 
 
 @keyword_aliases(synonyms={'callbacks': 'cbs'}, deprecated={'lr': 'max_lr', 'div_final': 'final_div_factor'})
@@ -71,7 +83,7 @@ def fit_warmup_cos(learn, n_epoch, max_lr=3e-3, warmup_pct=0.1, final_div_factor
     half cosine down to max_lr/final_div_factor."""
     check_int('n_epoch', n_epoch, min_value=1); check_positive('wd', wd, allow_zero=True, allow_none=True)
     cb = WarmupCosScheduler(max_lr, warmup_pct, final_div_factor)
-    learn.fit(n_epoch, wd=wd, cbs=[cb] + callback_list(cbs), resume=resume)
+    learn.fit(n_epoch, wd=fit_wd(learn, wd), cbs=[cb] + callback_list(cbs), resume=resume)
 
 
 # fit_one_cycle's keywords that fine_tune passes on to both of its fit_one_cycle calls
@@ -158,4 +170,4 @@ def fit_one_cycle(learn, cyc_len, max_lr=3e-3, moms=(0.95, 0.85), div_factor=25.
     exactly where it stopped (see ``Learner.fit``)."""
     cbs = _one_cycle_cbs('cyc_len (n_epoch)', cyc_len, max_lr, moms, div_factor, pct_start, wd, tot_epochs,
                          start_epoch, final_div_factor, anneal_strategy, three_phase)
-    learn.fit(cyc_len, wd=wd, cbs=cbs + callback_list(callbacks), resume=resume)
+    learn.fit(cyc_len, wd=fit_wd(learn, wd), cbs=cbs + callback_list(callbacks), resume=resume)

@@ -268,3 +268,72 @@ def test_bad_input_is_refused_before_any_work(learner, call, err, match):
         with pytest.raises(err, match=match):
             call(learn)
     assert_untouched(learn, before)
+
+
+# --- the weight decay a one-liner fits with --------------------------------------------------------
+def weights(learn):
+    return [p.detach().clone() for p in learn.model.parameters()]
+
+
+def fitted(make, call, **learner_kw):
+    "The weights after `call(learn)` on a fresh learner (same init, same data order)."
+    learn = make(**learner_kw)
+    call(learn)
+    return learn, weights(learn)
+
+
+ONE_LINERS = {
+    'fit_one_cycle': lambda l, **kw: fit_one_cycle(l, 1, 0.1, **kw),
+    'fit_sgdr': lambda l, **kw: fit_sgdr(l, 1, 1, 0.1, **kw),
+    'fit_flat_cos': lambda l, **kw: fit_flat_cos(l, 1, 0.1, **kw),
+    'fit_clr': lambda l, **kw: fit_clr(l, 1, 0.1, **kw),
+    'fit_warmup_cos': lambda l, **kw: fit_warmup_cos(l, 1, 0.1, **kw),
+    'fine_tune': lambda l, **kw: fine_tune(l, 1, 0.1, freeze_epochs=0, **kw),
+}
+
+
+@pytest.mark.parametrize('name', ONE_LINERS)
+def test_without_any_weight_decay_a_one_liner_uses_the_default(learner, name):
+    "torch's SGD decays nothing by default: the one-liner trains exactly as with wd=DEFAULT_WD (0.01), not wd=0."
+    from onecycle.core.hyper import DEFAULT_WD
+    call = ONE_LINERS[name]
+    learn, default = fitted(learner, call)
+    _, explicit = fitted(learner, lambda l: call(l, wd=DEFAULT_WD))
+    _, none = fitted(learner, lambda l: call(l, wd=0.))
+    assert DEFAULT_WD == 0.01 and learn.wd == DEFAULT_WD
+    assert all(torch.equal(a, b) for a, b in zip(default, explicit))
+    assert not all(torch.equal(a, b) for a, b in zip(default, none))
+
+
+@pytest.mark.parametrize('opt, learner_kw', [
+    (torch.optim.AdamW, {}),                                                   # its own weight_decay=0.01
+    (lambda ps, lr: torch.optim.SGD(ps, lr=lr, momentum=0.9, weight_decay=5e-4), {}),   # the user's own L2
+    (torch.optim.SGD, {'wd': 0.}),                                             # Learner(wd=0): no decay, said so
+    (torch.optim.SGD, {'wd': 3e-3}),                                           # Learner(wd=...): that one
+])
+def test_a_weight_decay_the_user_set_is_kept(make_learner, opt, learner_kw):
+    def make():
+        torch.manual_seed(0)
+        return make_learner(opt_func=opt, dls_kw=dict(n_train=64, bs=16), **learner_kw)
+    fresh = make()
+    learn, default = fitted(make, lambda l: fit_one_cycle(l, 1, 0.01))
+    assert learn.wd == fresh.wd
+    assert [(g.get('weight_decay'), g.get('wd', 0.)) for g in learn.opt.param_groups] == \
+           [(g.get('weight_decay'), g.get('wd', 0.)) for g in fresh.opt.param_groups]
+    if 'wd' in learner_kw:   # and it trains as with that wd given to the call
+        _, given = fitted(make, lambda l: fit_one_cycle(l, 1, 0.01, wd=learner_kw['wd']))
+        assert all(torch.equal(a, b) for a, b in zip(default, given))
+
+
+def test_a_fit_that_fails_before_any_step_keeps_the_learner_without_weight_decay(learner):
+    class Boom(Callback):
+        def before_fit(self): raise RuntimeError('boom')
+    learn = learner()
+    groups = [{k: v for k, v in g.items() if k != 'params'} for g in learn.opt.param_groups]
+    with pytest.raises(RuntimeError, match='boom'):
+        fit_one_cycle(learn, 1, 0.1, cbs=[Boom()])
+    assert learn.wd is None
+    assert [{k: v for k, v in g.items() if k != 'params'} for g in learn.opt.param_groups] == groups
+    _, a = fitted(learner, lambda l: fit_one_cycle(l, 1, 0.1))
+    fit_one_cycle(learn, 1, 0.1)   # and the next call still gets the default
+    assert all(torch.equal(x, y) for x, y in zip(weights(learn), a))
