@@ -15,7 +15,7 @@ from .checks import check_choice, check_positive
 
 __all__ = ['get_hyper', 'set_hyper', 'hyper_getter', 'hyper_setter', 'has_hyper', 'DecoupledWeightDecay',
            'is_no_decay_param', 'is_normalized', 'is_adaptive', 'lr_range', 'scale_lr', 'has_weight_decay',
-           'DEFAULT_WD']
+           'fit_wd', 'DEFAULT_WD']
 
 WD_KEY = 'wd'   # our key in each param group; torch ignores keys it does not know and saves them
 
@@ -95,6 +95,14 @@ DEFAULT_WD = 1e-2
 def has_weight_decay(opt) -> bool:
     "True when some param group of `opt` decays its weights: the optimizer's own `weight_decay`, or ours."
     return any(pg.get('weight_decay', 0) or pg.get(WD_KEY, 0) for pg in opt.param_groups)
+
+
+def fit_wd(learn, wd=None):
+    """The weight decay a one-liner (fit_one_cycle, the other fit_*, tune's trials) fits `learn` with:
+    `wd` when given; None (keep what is set) when the learner or its optimizer already decays the
+    weights; else ``DEFAULT_WD``."""
+    if wd is not None or getattr(learn, 'wd', None) is not None or has_weight_decay(learn.opt): return wd
+    return DEFAULT_WD
 
 
 def opt_params(opt, with_grad=False) -> list:

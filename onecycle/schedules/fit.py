@@ -10,7 +10,7 @@ keyword names ``lr_max``, ``lr``, ``div_final`` and ``epochs`` still work, with 
 
 `wd=None` keeps the weight decay the learner (``Learner(wd=...)``) or the optimizer (its own
 ``weight_decay``) already applies; where neither decays the weights (PyTorch's SGD and Adam by default)
-the one-liners use decoupled ``DEFAULT_WD`` = 0.01, fastai's and AdamW's default, as Smith's recipe
+the one-liners use decoupled ``core.hyper.DEFAULT_WD`` = 0.01, fastai's and AdamW's default, as Smith's recipe
 regularizes every fit. ``wd=0`` trains without.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ from ..core.checks import (
     check_positive,
     check_wd,
 )
-from ..core.hyper import DEFAULT_WD, has_weight_decay, opt_params
+from ..core.hyper import fit_wd, opt_params
 from ._aliases import keyword_aliases
 from .scheduler import (
     CLRScheduler,
@@ -36,14 +36,7 @@ from .scheduler import (
     callback_list,
 )
 
-__all__ = ['fit_one_cycle', 'fit_sgdr', 'fit_flat_cos', 'fit_clr', 'fit_warmup_cos', 'fine_tune', 'fit_wd']
-
-
-def fit_wd(learn, wd=None):
-    """The weight decay a fit_* one-liner passes to ``learn.fit``: `wd` when given; None (keep it) when
-    the learner or its optimizer already decays the weights; else ``DEFAULT_WD`` (see the module doc)."""
-    if wd is not None or getattr(learn, 'wd', None) is not None or has_weight_decay(learn.opt): return wd
-    return DEFAULT_WD
+__all__ = ['fit_one_cycle', 'fit_sgdr', 'fit_flat_cos', 'fit_clr', 'fit_warmup_cos', 'fine_tune']
 
 
 @keyword_aliases(synonyms={'callbacks': 'cbs'}, deprecated={'lr_max': 'max_lr'})

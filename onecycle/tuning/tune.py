@@ -48,7 +48,7 @@ from ..callbacks.progress import StageProgress, fmt_lr
 from ..core.checks import (check_bool, check_candidates, check_choice, check_int, check_mom_candidate,
                            check_positive)
 from ..core.data import check_loader
-from ..core.hyper import has_hyper, is_adaptive, is_normalized, scale_lr
+from ..core.hyper import fit_wd, has_hyper, is_adaptive, is_normalized, scale_lr
 from ..core.rng import loader_generators
 from ..core.snapshot import TrainingState, preserved
 from .batch_size import noise_scale, with_batch_size
@@ -226,6 +226,8 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
             default, which another must beat by more than the noise.
         wds: weight-decay candidates (Smith's, by model depth and optimizer, when None: see
             ``default_wds``); the middle one is the default.
+        search_moms, search_wd: run those stages; when off, the trials use momentum (0.95, 0.85) and the
+            weight decay ``fit_one_cycle`` will (see ``core.hyper.fit_wd``).
         batch_sizes: candidate batch sizes to compare (None: keep the loader's); the lr is rescaled by
             `lr_rule` ('linear' or 'sqrt') for each.
         search_lr: compare the range test's suggestion with it / sqrt(2) and x sqrt(2), and walk on past an end
@@ -335,7 +337,7 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
 
         def fits(n): return res.steps + n * t <= budget and not over_time()
 
-        mom, wd = default_mom, (default_wd if search_wd else None)
+        mom, wd = default_mom, (default_wd if search_wd else fit_wd(learn))   # else the final fit's
         if not fits(2):
             res.skipped += [n for n, on in (('lr', search_lr), ('momentum', search_moms), ('weight decay', search_wd))
                             if on]

@@ -313,3 +313,24 @@ def test_a_larger_lr_must_win_by_twice_the_noise_where_the_lr_stage_cannot_walk_
     res = tune(learn, budget=1000, search_moms=False, search_wd=False)
     assert res.noise == pytest.approx(0.1)
     assert res.max_lr == pytest.approx(res.suggestion * (2 ** 0.5 if picked_up else 1.))
+
+
+class WdSeen(Callback):
+    "The decoupled weight decay of the first param group at every optimizer step, outside range tests."
+    def __init__(self): self.seen = []
+    def before_step(self):
+        if not any(type(cb).__name__ == 'LRFinder' for cb in self.learn.cbs):
+            self.seen.append(self.learn.opt.param_groups[0].get('wd', 0.))
+
+
+@pytest.mark.parametrize('learner_kw, expected', [({}, 0.01), ({'wd': 0.}, 0.), ({'wd': 3e-3}, 3e-3)])
+def test_without_a_weight_decay_search_the_trials_fit_as_the_final_fit_will(make_learner, learner_kw, expected):
+    "search_wd=False: the trials use the weight decay fit_one_cycle(**fit_kwargs) will (0.01 for bare SGD)."
+    spy = WdSeen()
+    learn = make_learner(opt_func=torch.optim.SGD, lr=0.1, cbs=[spy], **learner_kw)
+    res = tune(learn, budget=300, search_moms=False, search_wd=False)
+    assert 'wd' not in res.fit_kwargs and spy.seen and set(spy.seen) == {expected}
+    assert learn.wd == learner_kw.get('wd')   # the learner comes back as it was
+    spy.seen.clear()
+    fit_one_cycle(learn, 1, **res.fit_kwargs)
+    assert set(spy.seen) == {expected}
