@@ -3,7 +3,8 @@
 layers under SGD...; the last four were added to check the rule for SGD on normalized models, and run once
 with it), none of them in bench/recommend.py. For each problem and seed: the default range
 test with the fit's length (``lr_find(n_epoch=n)``, its 'fit' suggestion S), then full 1cycle fits at
-S * (1/8, 1/4, 1/2, 1/sqrt2, 1, sqrt2, 2) at the optimizer's own weight decay, test accuracy.
+S * (1/8, 1/4, 1/2, 1/sqrt2, 1, sqrt2, 2) with fit_one_cycle's weight decay (the optimizer's own, else
+0.01), test accuracy.
 
 The fit at S is the one-liner (``fit_one_cycle(learn, n, learn.lr_find(n_epoch=n).suggestion)``); the
 best rung is where S should have been. It prints each problem's one-liner mean, its gap to the best

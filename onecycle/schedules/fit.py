@@ -156,7 +156,9 @@ def fit_one_cycle(learn, cyc_len, max_lr=3e-3, moms=(0.95, 0.85), div_factor=25.
                   three_phase=False, resume=None):
     """Fit `learn` for `cyc_len` epochs (or give them as ``n_epoch=``) following the 1cycle policy (lr
     up to `max_lr` then down to max_lr/div_factor/final_div_factor, momentum the other way).
-    `moms=None` leaves momentum alone. `callbacks` (or ``cbs=``) are extra callbacks for this fit.
+    `moms=None` leaves momentum alone. `wd=None` keeps the learner's or the optimizer's weight decay,
+    and uses decoupled 0.01 where neither has one (``wd=0`` for none; see the module doc).
+    `callbacks` (or ``cbs=``) are extra callbacks for this fit.
     `start_epoch` (1-based) and `tot_epochs` continue a cycle that an earlier call began:
     ``fit_one_cycle(learn, 2, lr, tot_epochs=5, start_epoch=4)`` runs epochs 4 and 5 of a 5-epoch
     cycle. `resume` (a checkpoint path, or True) continues an interrupted call with the same arguments
