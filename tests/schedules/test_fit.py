@@ -282,21 +282,11 @@ def fitted(make, call, **learner_kw):
     return learn, weights(learn)
 
 
-ONE_LINERS = {
-    'fit_one_cycle': lambda l, **kw: fit_one_cycle(l, 1, 0.1, **kw),
-    'fit_sgdr': lambda l, **kw: fit_sgdr(l, 1, 1, 0.1, **kw),
-    'fit_flat_cos': lambda l, **kw: fit_flat_cos(l, 1, 0.1, **kw),
-    'fit_clr': lambda l, **kw: fit_clr(l, 1, 0.1, **kw),
-    'fit_warmup_cos': lambda l, **kw: fit_warmup_cos(l, 1, 0.1, **kw),
-    'fine_tune': lambda l, **kw: fine_tune(l, 1, 0.1, freeze_epochs=0, **kw),
-}
-
-
-@pytest.mark.parametrize('name', ONE_LINERS)
+@pytest.mark.parametrize('name', CALLS)
 def test_without_any_weight_decay_a_one_liner_uses_the_default(learner, name):
     "torch's SGD decays nothing by default: the one-liner trains exactly as with wd=DEFAULT_WD (0.01), not wd=0."
     from onecycle.core.hyper import DEFAULT_WD
-    call = ONE_LINERS[name]
+    call = CALLS[name]
     learn, default = fitted(learner, call)
     _, explicit = fitted(learner, lambda l: call(l, wd=DEFAULT_WD))
     _, none = fitted(learner, lambda l: call(l, wd=0.))
