@@ -156,3 +156,27 @@ def test_learner_lr_slice_gives_each_group_its_rate(make_learner, splitter):
     with pytest.raises(ValueError, match='lr'): make_learner(lr=slice(-1., 1.))
     with pytest.raises(ValueError, match='wd'): make_learner(wd=-0.1)
     with pytest.raises(TypeError, match='wd'): learn.set_wd(slice(0.1))
+
+
+def test_fit_wd_adds_the_default_only_where_nothing_decays(make_learner):
+    from onecycle.core.hyper import DEFAULT_WD, fit_wd, has_weight_decay
+    bare = make_learner()                                                  # torch's SGD: weight_decay=0
+    assert not has_weight_decay(bare.opt) and fit_wd(bare) == DEFAULT_WD == 0.01
+    assert fit_wd(bare, 0.) == 0. and fit_wd(bare, 0.3) == 0.3            # the call's own, zero included
+    for learn in (make_learner(opt_func=torch.optim.AdamW),               # AdamW's own 0.01
+                  make_learner(opt_func=partial(torch.optim.SGD, weight_decay=5e-4)),
+                  make_learner(wd=0.), make_learner(wd=0.2)):
+        assert fit_wd(learn) is None                                       # keep what is there
+
+
+def test_a_one_cycle_fit_on_bare_sgd_decays_by_the_lrs_it_ran(make_learner):
+    "Zero gradients: only the default decoupled decay moves the weights, by prod(1 - lr_t * 0.01) over the steps."
+    from onecycle import fit_one_cycle
+    learn = make_learner(loss_func=zero_grad_loss, dls_kw=dict(n_train=64, bs=16))
+    w0 = learn.model[0].weight.detach().clone()
+    fit_one_cycle(learn, 2, 0.5)
+    lrs = learn.recorder.lrs
+    assert len(lrs) == 8 and max(lrs) == pytest.approx(0.5, rel=0.05)
+    shrink = torch.tensor([1 - lr * 0.01 for lr in lrs], dtype=torch.float64).prod().item()
+    torch.testing.assert_close(learn.model[0].weight, w0 * shrink, rtol=1e-5, atol=0)
+    assert shrink < 0.99
