@@ -84,11 +84,11 @@ def is_adaptive(opt) -> bool:
 
 
 # The decoupled weight decay the fit_* one-liners use when neither the call, the learner nor the optimizer sets
-# one: fastai's default, and AdamW's. PyTorch's SGD and Adam default to none: on eighteen SGD problems of
-# bench/recommend.py and bench/suggest_unseen.py (against their max_lr x wd grids) the one-liner without it lost
-# 2.4-25 points more on four (an LSTM and a GRU whose long fits broke at its lr, two CNNs); with it, it lost
-# 1.0 and 1.8 on two MNIST-1D nets and at most 0.5 on the twelve others. Decay keeps the weights small, and with
-# them the lr a long fit survives.
+# one: that of fastai's default optimizer (its Adam) and of torch's AdamW. PyTorch's SGD and Adam default to none:
+# on eighteen SGD problems of bench/recommend.py and bench/suggest_unseen.py (against their max_lr x wd grids) the
+# one-liner without it lost 2.4-25 points more on four (an LSTM and a GRU whose long fits broke at its lr, two
+# CNNs); with it, it lost 1.0 and 1.8 on two MNIST-1D nets and at most 0.5 on the twelve others. Decay keeps the
+# weights small, and with them the lr a long fit survives.
 DEFAULT_WD = 1e-2
 
 

@@ -10,8 +10,8 @@ keyword names ``lr_max``, ``lr``, ``div_final`` and ``epochs`` still work, with 
 
 `wd=None` keeps the weight decay the learner (``Learner(wd=...)``) or the optimizer (its own
 ``weight_decay``) already applies; where neither decays the weights (PyTorch's SGD and Adam by default)
-the one-liners use decoupled ``core.hyper.DEFAULT_WD`` = 0.01, fastai's and AdamW's default, as Smith's recipe
-regularizes every fit. ``wd=0`` trains without.
+the one-liners use decoupled ``core.hyper.DEFAULT_WD`` = 0.01 (that of fastai's default optimizer and
+of torch's AdamW), as Smith's recipe regularizes every fit. ``wd=0`` trains without.
 """
 from __future__ import annotations
 
