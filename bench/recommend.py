@@ -33,6 +33,9 @@ held out in the fifth session (first run with the rules as they stood, reported 
     OMP_NUM_THREADS=1 .venv/bin/python bench/recommend.py                      # everything, 3 seeds
     OMP_NUM_THREADS=1 .venv/bin/python bench/recommend.py --problems digits-mlp-sgd --seeds 1 --quick
 
+With --target-noise it also refits each problem's best grid cell at max_lr x 0.97 and x 1.03 (same seeds,
+data order and weight decay) and prints how far that moves the target.
+
 fastai is an optional bench requirement: ``pip install -e .[bench]`` (without it that column is skipped).
 Grid and fastai results are cached in --cache (JSON) so that a rerun after a rule change refits only
 onecycle's recipes.
@@ -176,6 +179,10 @@ PROBLEMS = {
 }
 
 
+# the lr nudges of --target-noise
+NUDGES = (0.97, 1.03)
+
+
 def opt_func(kind):
     return partial(torch.optim.SGD, momentum=0.9) if kind == 'sgd' else torch.optim.AdamW
 
@@ -265,6 +272,9 @@ def main(argv=None):
     ap.add_argument('--cache', default=str(Path.home() / '.cache' / 'onecycle_recommend_grid.json'),
                     help='JSON file caching the grid and fastai fits (they do not depend on onecycle\'s rules)')
     ap.add_argument('--out', default=None, help='write every result (JSON) here')
+    ap.add_argument('--target-noise', action='store_true',
+                    help="refit the grid's best cell at max_lr x 0.97 and x 1.03 (same seeds, data order and wd): how "
+                         'far the target itself moves when nothing but a 3%% nudge of the lr changes (cached too)')
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     try: import fastai  # noqa: F401
@@ -277,10 +287,10 @@ def main(argv=None):
     for name in a.problems:
         p = PROBLEMS[name]
         arrays = p['data']()
-        rows = []
+        rows, inits = [], {}
         for seed in range(a.seeds):
             torch.manual_seed(seed)
-            init = p['model']().state_dict()
+            inits[seed] = init = p['model']().state_dict()
             def model_fn():
                 m = p['model'](); m.load_state_dict(init); return m
             row = {}
@@ -318,6 +328,20 @@ def main(argv=None):
         fit_steps = rows[0].get('oneliner', rows[0].get('tune', {})).get('fit_steps')
         print(f'{name}: grid best cell {best} mean {g:.2%} (mean of per-seed bests '
               f'{statistics.mean(r["grid_best"] for r in rows):.2%}); one fit = {fit_steps} steps')
+        if a.target_noise:
+            lr, wd = (float(x) for x in best.split('/'))
+            refits = {f: [] for f in NUDGES}
+            for seed in range(a.seeds):
+                for f in NUDGES:
+                    key = f'refit/{name}/{seed}/{"quick" if a.quick else "full"}/{p["epochs"]}/{p["bs"]}/{best}/{f:g}'
+                    if key not in cache:
+                        model = p['model'](); model.load_state_dict(inits[seed])
+                        cache[key] = one_cycle(learner(model, arrays, p, seed), p['epochs'], lr * f, wd=wd)
+                        cache_path.write_text(json.dumps(cache))
+                    refits[f].append(cache[key])
+            print("  the best cell refitted at max_lr " + ', '.join(
+                f'x{f:g}: mean {statistics.mean(v):.2%} ({100 * (statistics.mean(v) - g):+.2f} pts)'
+                for f, v in refits.items()) + ": the target's own noise")
         m = {r: statistics.mean(x[r]['acc'] for x in rows) for r in a.recipes}
         for r in a.recipes:
             worst = min(100 * (x[r]['acc'] - x['grid_best']) for x in rows)
