@@ -73,3 +73,29 @@ def test_unseen_against_grid_hands_its_problems_to_recommends_table(monkeypatch)
     assert 'digits-cnn-adam' in unseen.recommend.PROBLEMS
     assert unseen.recommend.opt_func('adam') is torch.optim.Adam
     assert unseen.recommend.opt_func('sgd').func is torch.optim.SGD
+
+
+def test_target_noise_refits_the_best_cell_at_nudged_lrs_once(recommend, monkeypatch, tmp_path, capsys):
+    "--target-noise refits the best grid cell at max_lr x 0.97 and x 1.03 with its wd, and caches those fits."
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(96, 4, generator=g); y = (x[:, 0] > 0).long()
+    monkeypatch.setitem(recommend.PROBLEMS, 'tiny-sgd', dict(data=lambda: (x[:64], y[:64], x[64:], y[64:]),
+                                                             model=lambda: torch.nn.Linear(4, 2), opt='sgd', bs=32,
+                                                             epochs=1))
+    calls = []
+    real = recommend.one_cycle
+    def counting(learn, n_epoch, *args, **kwargs):
+        calls.append((args, kwargs)); return real(learn, n_epoch, *args, **kwargs)
+    monkeypatch.setattr(recommend, 'one_cycle', counting)
+    argv = ['--problems', 'tiny-sgd', '--seeds', '1', '--quick', '--recipes', 'oneliner', '--target-noise',
+            '--cache', str(tmp_path / 'cache.json')]
+    recommend.main(argv)
+    out = capsys.readouterr().out
+    best = out.split('grid best cell ')[1].split()[0]
+    lr, wd = (float(v) for v in best.split('/'))
+    refits = [c for c in calls if c[1].get('wd') == wd and c[0] and c[0][0] in (lr * 0.97, lr * 1.03)]
+    assert sorted(c[0][0] for c in refits) == [lr * 0.97, lr * 1.03]
+    assert 'the best cell refitted at max_lr x0.97' in out and 'x1.03' in out
+    calls.clear()
+    recommend.main(argv)                     # the second run finds grid and refits in the cache: one-liner only
+    assert len(calls) == 1 and 'wd' not in calls[0][1]
