@@ -70,6 +70,9 @@ def test_unseen_against_grid_hands_its_problems_to_recommends_table(monkeypatch)
     monkeypatch.setattr(unseen.recommend, 'main', lambda argv: seen.setdefault('argv', argv))
     unseen.main(['--against-grid', '--problems', 'digits-cnn-adam', '--seeds', '1', '--cache', 'c.json'])
     assert seen['argv'][:4] == ['--problems', 'digits-cnn-adam', '--seeds', '1']
+    assert '--target-noise' not in seen.pop('argv')
+    unseen.main(['--against-grid', '--problems', 'digits-cnn-adam', '--target-noise'])
+    assert seen['argv'][-1] == '--target-noise'
     assert 'digits-cnn-adam' in unseen.recommend.PROBLEMS
     assert unseen.recommend.opt_func('adam') is torch.optim.Adam
     assert unseen.recommend.opt_func('sgd').func is torch.optim.SGD
