@@ -287,15 +287,16 @@ def main(argv=None):
     for name in a.problems:
         p = PROBLEMS[name]
         arrays = p['data']()
-        rows, inits = [], {}
+        rows, starts = [], {}   # seed -> (its cache key, its initial weights), for --target-noise
         for seed in range(a.seeds):
             torch.manual_seed(seed)
-            inits[seed] = init = p['model']().state_dict()
+            init = p['model']().state_dict()
             def model_fn():
                 m = p['model'](); m.load_state_dict(init); return m
             row = {}
             ts = time.perf_counter()
             key = f'{name}/{seed}/{"quick" if a.quick else "full"}/{p["epochs"]}/{p["bs"]}'
+            starts[seed] = key, init
             if 'fastai' in a.recipes:   # cached too: it does not depend on onecycle's rules
                 if 'fastai/' + key not in cache:
                     cache['fastai/' + key] = run_fastai(model_fn(), arrays, p, seed)
@@ -331,14 +332,14 @@ def main(argv=None):
         if a.target_noise:
             lr, wd = (float(x) for x in best.split('/'))
             refits = {f: [] for f in NUDGES}
-            for seed in range(a.seeds):
+            for seed, (key, init) in starts.items():
                 for f in NUDGES:
-                    key = f'refit/{name}/{seed}/{"quick" if a.quick else "full"}/{p["epochs"]}/{p["bs"]}/{best}/{f:g}'
-                    if key not in cache:
-                        model = p['model'](); model.load_state_dict(inits[seed])
-                        cache[key] = one_cycle(learner(model, arrays, p, seed), p['epochs'], lr * f, wd=wd)
+                    refit = f'refit/{key}/{best}/{f:g}'
+                    if refit not in cache:
+                        model = p['model'](); model.load_state_dict(init)
+                        cache[refit] = one_cycle(learner(model, arrays, p, seed), p['epochs'], lr * f, wd=wd)
                         cache_path.write_text(json.dumps(cache))
-                    refits[f].append(cache[key])
+                    refits[f].append(cache[refit])
             print("  the best cell refitted at max_lr " + ', '.join(
                 f'x{f:g}: mean {statistics.mean(v):.2%} ({100 * (statistics.mean(v) - g):+.2f} pts)'
                 for f, v in refits.items()) + ": the target's own noise")
