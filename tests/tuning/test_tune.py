@@ -6,6 +6,7 @@ import torch
 from onecycle import fit_one_cycle, tune
 from onecycle.tuning.batch_size import with_batch_size
 from onecycle.core.callback import Callback
+from onecycle.tuning.range_test import LRFinder
 
 
 def _state(learn):
@@ -319,7 +320,7 @@ class WdSeen(Callback):
     "The decoupled weight decay of the first param group at every optimizer step, outside range tests."
     def __init__(self): self.seen = []
     def before_step(self):
-        if not any(type(cb).__name__ == 'LRFinder' for cb in self.learn.cbs):
+        if not any(isinstance(cb, LRFinder) for cb in self.learn.cbs):
             self.seen.append(self.learn.opt.param_groups[0].get('wd', 0.))
 
 
