@@ -99,6 +99,19 @@ def test_target_noise_refits_the_best_cell_at_nudged_lrs_once(recommend, monkeyp
     refits = [c for c in calls if c[1].get('wd') == wd and c[0] and c[0][0] in (lr * 0.97, lr * 1.03)]
     assert sorted(c[0][0] for c in refits) == [lr * 0.97, lr * 1.03]
     assert 'the best cell refitted at max_lr x0.97' in out and 'x1.03' in out
+    # each refit judged by tune's targets, and counted over the problems
+    assert out.count("tune's targets met") + out.count("tune's targets missed") == 2
+    assert "meets tune's targets on" in out and 'of 1 problems' in out
     calls.clear()
     recommend.main(argv)                     # the second run finds grid and refits in the cache: one-liner only
     assert len(calls) == 1 and 'wd' not in calls[0][1]
+
+
+def test_within_applies_the_issues_targets_to_a_recipes_seeds(recommend):
+    "A mean gap of at most `gap` points to the best cell's mean, and no seed more than 3 points below its own best."
+    rows = [{'grid_best': 0.90}, {'grid_best': 0.80}]
+    assert recommend.within([0.90, 0.80], rows, 0.85, 0.5)
+    assert recommend.within([0.895, 0.795], rows, 0.85, 0.5)          # 0.5 points below: still within
+    assert not recommend.within([0.89, 0.79], rows, 0.85, 0.5)         # 1 point below
+    assert recommend.within([0.89, 0.79], rows, 0.85, 1.5)
+    assert not recommend.within([0.95, 0.765], rows, 0.85, 0.5)        # the mean is fine, one seed 3.5 points down
