@@ -368,22 +368,21 @@ def is_deep(model: nn.Module, min_layers=10) -> bool:
     return sum(isinstance(m, WEIGHT_LAYER_TYPES) for m in model.modules()) >= min_layers
 
 
+SGD_WD_SCALE = 10.
 ADAPTIVE_WD_SCALE = 100.
 
 
 def default_wds(model: nn.Module, opt=None) -> tuple:
-    """Smith's candidates: shallow models need more regularization (1e-2, 1e-3, 1e-4), deep ones
-    less (1e-4, 1e-5, 1e-6, 0). Smith gives them for SGD as L2, which passes through momentum
-    (x 1/(1-mom), about 10); tune applies them decoupled, so with SGD they act about ten times
-    weaker than his. Scaled x10 to match, they lost on the benches (bench/recommend.py and
-    bench/suggest_unseen.py, issue 10's eighth session: a GRU's short trials then paired a high lr
-    with the lowest decay, and its fit collapsed), so SGD keeps them as they are. An Adam-like `opt`
-    (see :func:`is_adaptive`) moves each weight by about lr per step at lrs ~100x smaller, so the
-    decoupled decay p <- p(1 - lr wd) needs ~100x the weight decay to shrink the weights as much
-    against those steps (as with AdamW, whose usual values are 1e-2 to 1): the candidates are scaled
-    by ``ADAPTIVE_WD_SCALE``."""
+    """Smith's candidates, in the units the learner's decoupled weight decay (p <- p(1 - lr wd)) takes:
+    shallow models need more regularization (Smith's 1e-2, 1e-3, 1e-4), deep ones less (1e-4, 1e-5,
+    1e-6, 0). His values are L2 for SGD, where the decay term passes through momentum and acts
+    1/(1-mom) times (about 10 at 0.9): decoupled, SGD-like optimizers need ``SGD_WD_SCALE`` times
+    them (shallow: 0.1, 0.01, 0.001, whose middle is the one-liners' ``DEFAULT_WD``). An Adam-like
+    `opt` (see :func:`is_adaptive`) moves each weight by about lr per step at lrs ~100x smaller than
+    SGD's, so the decay needs ~100x Smith's values to shrink the weights as much against those steps
+    (as with AdamW, whose usual values are 1e-2 to 1): ``ADAPTIVE_WD_SCALE``."""
     wds = DEEP_WDS if is_deep(model) else SHALLOW_WDS
-    return tuple(w * ADAPTIVE_WD_SCALE for w in wds) if is_adaptive(opt) else wds
+    return tuple(w * (ADAPTIVE_WD_SCALE if is_adaptive(opt) else SGD_WD_SCALE) for w in wds)
 
 
 def _middle(wds):

@@ -18,11 +18,14 @@
    learn where the full fit at that lr did best.) One coordinate at a time, each stage's candidates
    compared with the stage before's winner:
    lr (S/sqrt2, S, sqrt2 S; when an end of that bracket beats S clearly, up to two more steps past it by a
-   factor 2 each, downwards for any optimizer, upwards only for Adam-like ones and normalized models,
-   whose long fits keep the sweep's edge; for the others sqrt2 S must beat S by twice the noise), momentum
+   factor 2 each; for SGD on a plain model only S/sqrt2 and S, and the walk only downwards: its short
+   trials cannot see the cliff that its long fit meets just above the best lr, and S already allows for
+   the fit's length), momentum
    ((0.95, 0.85), (0.99, 0.9), (0.9, 0.8), each with SGD at the lr that keeps the peak step lr / (1 - momentum) of the
    default: a higher momentum is otherwise a larger lr in disguise, which the lr stage has tried already),
-   weight decay (Smith's candidates for the model's depth and optimizer). A replicate of the first trial
+   weight decay (Smith's candidates for the model's depth and optimizer, in decoupled units; for SGD-like
+   optimizers only the middle one and those above it: the lr stage ran with the middle one, and a lower
+   decay narrows the lrs a long SGD fit survives). A replicate of the first trial
    with another data order measures the seed-to-seed noise of a score; a candidate replaces the default of
    its stage (S, (0.95, 0.85), the middle weight decay) only when it beats it by more than that noise (twice
    it for momentum, whose effect on a long fit's stability a short trial misjudges). A trial's score is its
@@ -63,16 +66,15 @@ DEFAULT_MOMS = ((0.95, 0.85), (0.99, 0.9), (0.9, 0.8))   # the first is the defa
 # already within about that of the best lr; trials any wider apart turn a noisy pick into a big miss where
 # accuracy changes quickly with the lr
 LR_FACTORS = (2 ** -0.5, 2 ** 0.5)
+# SGD on a plain model tries nothing above S: a short trial does not see the cliff its long fit meets just above
+# the best lr (a GRU's 72-step trials put sqrt2 S first by 10x the noise; its 444-step fit there scored 51.6-86.6%
+# against 98% at S), and S already allows for the fit's length
+LR_FACTORS_DOWN = (2 ** -0.5,)
 # When the best lr candidate is an end of that bracket and beats the suggestion clearly, the stage walks on
-# past it by this factor, up to LR_WALK_STEPS more trials (set aside in a budget of 1000 steps or more). Down
-# for any optimizer; up only for Adam-like ones: a short trial does not see the cliff that a long SGD fit
-# meets just above its best lr, while a long Adam fit stood 1.4-2 M on four of five bench problems.
+# past it by this factor, up to LR_WALK_STEPS more trials (set aside in a budget of 1000 steps or more): down
+# for any optimizer, up where the bracket goes up (long Adam fits stood 1.4-2 M on four of five bench problems).
 LR_WALK_FACTOR = 2.
 LR_WALK_STEPS = 2
-# where the lr stage does not walk up (SGD on a plain model), a larger lr than S must win by twice the noise: the
-# short trial cannot see the cliff its long fit meets just above the best lr (a GRU's 73-step trials picked
-# sqrt2 S by 1.3x the noise, and its fit there scored 51.6% against 98% at S)
-LR_UP_CLEAR = 2.
 MIN_BUDGET = 1000               # the default budget: the planned fit's steps, at least this many
 RANGE_STEPS = 100               # the range test (as lr_find's default, so that tune starts from the one-liner)
 TWO_SWEEPS = 10                 # a budget of this many range tests or more runs a second one on another data order
@@ -201,13 +203,11 @@ def _momentum_lr_scale(mom, default, adaptive=False) -> float:
     return (1 - mom[1]) / (1 - default[1])
 
 
-def _pick(cands, trials, default, margin, margin_above=None):
-    """The lowest score, unless the default is within `margin` of it (`margin_above` for a candidate
-    above the default, when given): a pick must beat the default clearly."""
+def _pick(cands, trials, default, margin):
+    "The lowest score, unless the default is within `margin` of it: a pick must beat the default clearly."
     best = pick_best(cands, trials)
     i_def = cands.index(default)
-    m = margin_above if margin_above is not None and best > default else margin
-    if best != default and trials[i_def].score <= trials[cands.index(best)].score + m: return default
+    if best != default and trials[i_def].score <= trials[cands.index(best)].score + margin: return default
     return best
 
 
@@ -224,14 +224,14 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
         time_budget: seconds; stages that would start after it are skipped (defaults used instead).
         moms: cyclical (high, low) momentum candidates (constant values work too); the first is the
             default, which another must beat by more than the noise.
-        wds: weight-decay candidates (Smith's, by model depth and optimizer, when None: see
-            ``default_wds``); the middle one is the default.
+        wds: weight-decay candidates; the middle one is the default. None: Smith's, by model depth and
+            optimizer (see ``default_wds``), for SGD-like optimizers the middle one and those above it.
         search_moms, search_wd: run those stages; when off, the trials use momentum (0.95, 0.85) and the
             weight decay ``fit_one_cycle`` will (see ``core.hyper.fit_wd``).
         batch_sizes: candidate batch sizes to compare (None: keep the loader's); the lr is rescaled by
             `lr_rule` ('linear' or 'sqrt') for each.
-        search_lr: compare the range test's suggestion with it / sqrt(2) and x sqrt(2), and walk on past an end
-            that wins (else take it as is).
+        search_lr: compare the range test's suggestion with it / sqrt(2) and (except for SGD on a plain
+            model) x sqrt(2), and walk on past an end that wins (else take it as is).
         valid_batches: measure the validation loss on the first this many validation batches.
     Returns a :class:`TuneResult`; the learner is left exactly as it was.
     """
@@ -267,6 +267,11 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
                      time_budget=time_budget, fit_steps=fit_steps, walks_up=walks_up)
     wd_cands = sorted(wds if wds is not None else default_wds(learn.model, learn.opt))
     default_wd = wd_cands[(len(wd_cands) - 1) // 2]
+    # SGD: nothing below the default, the decay the lr stage runs with. A lower one narrows the lrs a long fit
+    # survives, which short trials do not show (a GRU's pick of 0.92 at wd 0.01, then 0.001: 51.6%)
+    if wds is None and not adaptive: wd_cands = [w for w in wd_cands if w >= default_wd]
+    # the lr candidates around S (see LR_FACTORS_DOWN)
+    lr_factors = LR_FACTORS if walks_up else LR_FACTORS_DOWN
     default_mom = (moms[0] if search_moms else (0.95, 0.85) if has_mom else None)
     if isinstance(default_mom, (int, float)): default_mom = (default_mom, default_mom)
 
@@ -296,7 +301,7 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
         res.max_lr = lr
         # the walk's trials are set aside from a budget of the default's size; a smaller one walks on what is left
         walk_steps = LR_WALK_STEPS if budget >= MIN_BUDGET else 0
-        n_trials = (len(LR_FACTORS) + walk_steps if search_lr else 0) + (len(moms) - 1 if search_moms else 0) \
+        n_trials = (len(lr_factors) + walk_steps if search_lr else 0) + (len(moms) - 1 if search_moms else 0) \
             + (len(wd_cands) - 1 if search_wd else 0) + 3 + (len(batch_sizes) if batch_sizes else 0)
         t = max(MIN_TRIAL_STEPS, (budget - res.steps) // n_trials)
         res.trial_steps = t
@@ -358,15 +363,14 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
             # trials the stages after lr plan on: momentum, weight decay, the check
             later = (len(moms) - 1 if search_moms else 0) + (len(wd_cands) - 1 if search_wd else 0) + 1
 
-            def stage(name, cands, default, make, clear=1., walk=None, clear_above=None):
+            def stage(name, cands, default, make, clear=1., walk=None):
                 ts, before = time.perf_counter(), res.steps
                 say.begin(name, t * len(cands))
                 cands = list(cands)
                 trials = [make(c) for c in cands]
 
                 def pick():
-                    try: return _pick(cands, trials, default, clear * noise,
-                                      None if clear_above is None else clear_above * noise)
+                    try: return _pick(cands, trials, default, clear * noise)
                     except RuntimeError: return default   # every trial diverged (the default too): keep it
                 picked = pick()
                 # a pick at an end of the candidates: one more step past it, while it keeps winning
@@ -384,17 +388,16 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
                 say.end(search_line(found))
                 return picked, found
 
-            # 3. lr: the suggestion, and it / sqrt(2) and x sqrt(2); past an end that wins, a walk on
+            # 3. lr: the suggestion, it / sqrt(2) and (where walks_up) x sqrt(2); past an end that wins, a walk on
             def lr_walk(cands, picked, default):
                 if picked == default: return None           # nothing beat the suggestion clearly
                 if picked == min(cands): return picked / LR_WALK_FACTOR
                 if picked == max(cands) and walks_up: return picked * LR_WALK_FACTOR
                 return None
 
-            if search_lr and fits(len(LR_FACTORS)):
-                cands = sorted([lr] + [lr * f for f in LR_FACTORS])
-                lr, res.lr_search = stage('lr', cands, lr, lambda c: trial(c, mom, wd, f'lr={c:.3g}'), walk=lr_walk,
-                                          clear_above=None if walks_up else LR_UP_CLEAR)
+            if search_lr and fits(len(lr_factors)):
+                cands = sorted([lr] + [lr * f for f in lr_factors])
+                lr, res.lr_search = stage('lr', cands, lr, lambda c: trial(c, mom, wd, f'lr={c:.3g}'), walk=lr_walk)
             elif search_lr: res.skipped.append('lr (out of budget)'); say.end(skipped_line('lr'))
             # 4. momentum: cyclical, as the fit will use it, at the same effective step at the peak
             if search_moms and fits(len(moms) - 1):

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from onecycle.core.hyper import DEFAULT_WD
 from onecycle.core.snapshot import TrainingState
 from onecycle.core.snapshot import preserved
 from onecycle.tuning.search import (DEEP_WDS, SHALLOW_WDS, default_wds, edge_search, lr_search, momentum_search,
@@ -77,9 +78,13 @@ def test_wd_search_sets_weight_decay_per_branch(make_learner):
 def test_default_wds_follow_depth():
     shallow = torch.nn.Sequential(torch.nn.Linear(2, 2))
     deep = torch.nn.Sequential(*[torch.nn.Linear(2, 2) for _ in range(12)])
-    assert default_wds(shallow) == SHALLOW_WDS and default_wds(deep) == DEEP_WDS
+    # Smith's values are L2 for SGD; decoupled, SGD-like optimizers need them x 1/(1 - 0.9) = 10
+    assert default_wds(shallow) == pytest.approx([w * 10 for w in SHALLOW_WDS])
+    assert default_wds(shallow) == pytest.approx([0.1, 0.01, 0.001])
+    assert default_wds(deep) == pytest.approx([w * 10 for w in DEEP_WDS])
     sgd, adam = torch.optim.SGD(shallow.parameters(), lr=0.1), torch.optim.AdamW(shallow.parameters())
-    assert default_wds(shallow, sgd) == SHALLOW_WDS                     # Smith's values are for SGD
+    assert default_wds(shallow, sgd) == default_wds(shallow)
+    assert sorted(default_wds(shallow, sgd))[1] == DEFAULT_WD             # the middle one: the one-liners' default
     assert default_wds(shallow, adam) == pytest.approx([1., 0.1, 0.01])  # Adam-like: 100x (see the docstring)
     assert default_wds(deep, adam) == pytest.approx([1e-2, 1e-3, 1e-4, 0.])
 

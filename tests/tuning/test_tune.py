@@ -6,6 +6,7 @@ import torch
 from onecycle import fit_one_cycle, tune
 from onecycle.tuning.batch_size import with_batch_size
 from onecycle.core.callback import Callback
+from onecycle.core.hyper import DEFAULT_WD
 from onecycle.tuning.range_test import LRFinder
 
 
@@ -101,7 +102,8 @@ def test_tune_budget_scales_with_the_planned_fit(make_learner):
     assert res.lr_find.fit_steps == 1200
     # each lr trial is a compressed 1cycle peaking at the candidate itself
     assert 'trial_lr_factor' not in res.lr_search.extra
-    assert max(res.lr_search.candidates) == pytest.approx(res.suggestion * 2 ** 0.5)
+    # SGD on a plain model: S / sqrt2 and S, nothing above (its short trials cannot see the long fit's cliff)
+    assert sorted(res.lr_search.candidates)[-2:] == pytest.approx([res.suggestion / 2 ** 0.5, res.suggestion])
     # a budget of ten range tests: a second one on another data order, S the geometric mean of both
     a, b = res.lr_find, res.lr_find_replicate
     assert b is not None and a.train_losses != b.train_losses and a.fit_steps == b.fit_steps == 1200
@@ -215,20 +217,23 @@ def _scripted_trials(monkeypatch, score):
     monkeypatch.setattr(tune_module, 'run_trial', fake)
 
 
+@pytest.mark.parametrize('opt_func', [torch.optim.SGD, torch.optim.AdamW])
 @pytest.mark.parametrize('reproduced', [True, False])
-def test_tune_keeps_a_pick_only_if_it_beats_the_default_on_a_second_data_order(make_learner, monkeypatch, reproduced):
-    "The larger lr wins its stage clearly; the check on the replicate's data order confirms it, or not."
+def test_tune_keeps_a_pick_only_if_it_beats_the_default_on_a_second_data_order(make_learner, monkeypatch, reproduced,
+                                                                               opt_func):
+    "The smaller lr wins its stage clearly; the check on the replicate's data order confirms it, or not."
     def score(rel_lr, wd, replicate):
-        if rel_lr > 1.2: return (1.0 if reproduced else 1.3) if replicate else 0.9   # the larger lr
+        if rel_lr < 0.8: return (1.0 if reproduced else 1.3) if replicate else 0.9   # the smaller lr
         return 1.2                                                                      # the others
     _scripted_trials(monkeypatch, score)
-    learn = make_learner(opt_func=torch.optim.SGD, lr=0.1, dls_kw={'n_train': 64, 'bs': 8})
+    learn = make_learner(opt_func=opt_func, lr=0.1, dls_kw={'n_train': 64, 'bs': 8})
     res = tune(learn, budget=400, search_moms=False, search_wd=False)
     s = res.lr_find.suggestion
-    assert res.lr_search.candidates == pytest.approx([s / 2 ** 0.5, s, s * 2 ** 0.5])
-    assert res.lr_search.best == pytest.approx(s * 2 ** 0.5)   # the stage's pick, on the first data order
+    above = [s * 2 ** 0.5] if opt_func is torch.optim.AdamW else []   # SGD on a plain model: nothing above S
+    assert res.lr_search.candidates == pytest.approx([s / 2 ** 0.5, s] + above)
+    assert res.lr_search.best == pytest.approx(s / 2 ** 0.5)   # the stage's pick, on the first data order
     assert res.confidence['check']['kept'] is reproduced
-    assert res.max_lr == pytest.approx(s * 2 ** 0.5 if reproduced else s)
+    assert res.max_lr == pytest.approx(s / 2 ** 0.5 if reproduced else s)
     assert ('not reproduced' in res.summary()) is not reproduced
 
 
@@ -269,21 +274,23 @@ def test_the_lr_stage_walks_down_past_a_winning_lowest_candidate(make_learner, m
     learn = make_learner(opt_func=opt_func, lr=0.1, dls_kw={'n_train': 64, 'bs': 8})
     res = tune(learn, budget=1000, search_moms=False, search_wd=False)
     s, r = res.suggestion, 2 ** 0.5
-    assert res.lr_search.candidates == pytest.approx([s / (4 * r), s / (2 * r), s / r, s, s * r])   # sorted
+    above = [s * r] if opt_func is torch.optim.AdamW else []   # SGD on a plain model: nothing above S
+    assert res.lr_search.candidates == pytest.approx([s / (4 * r), s / (2 * r), s / r, s] + above)   # sorted
     assert res.lr_search.best == pytest.approx(s / (4 * r)) and res.max_lr == pytest.approx(s / (4 * r))
     assert res.steps <= 1000
 
 
 @pytest.mark.parametrize('opt_func', [torch.optim.SGD, torch.optim.AdamW])
 def test_the_lr_stage_walks_up_only_for_an_adam_like_optimizer(make_learner, monkeypatch, opt_func):
-    "Above the bracket a short trial cannot see a long SGD fit's cliff: only Adam-like optimizers walk up."
+    """Above S a short trial cannot see a long SGD fit's cliff: SGD on a plain model tries nothing above S
+    even when the trials say a higher lr is better; Adam-like optimizers try sqrt2 S and walk up."""
     import math
     _scripted_trials(monkeypatch, lambda rel, wd, replicate: 1 + 0.05 * (math.log2(rel) - 1.8) ** 2)
     learn = make_learner(opt_func=opt_func, lr=0.1, dls_kw={'n_train': 64, 'bs': 8})
     res = tune(learn, budget=1000, search_moms=False, search_wd=False)
     s, r = res.suggestion, 2 ** 0.5
     if opt_func is torch.optim.SGD:
-        assert res.lr_search.candidates == pytest.approx([s / r, s, s * r]) and res.max_lr == pytest.approx(s * r)
+        assert res.lr_search.candidates == pytest.approx([s / r, s]) and res.max_lr == pytest.approx(s)
     else:   # the best lr is 2 ** 1.8 s: 2 s sqrt2 wins, 4 s sqrt2 (tried next) does not, and the walk stops
         assert res.lr_search.candidates == pytest.approx([s / r, s, s * r, 2 * s * r, 4 * s * r])
         assert res.max_lr == pytest.approx(2 * s * r)
@@ -295,25 +302,28 @@ def test_the_lr_stage_does_not_walk_when_nothing_beats_the_suggestion(make_learn
     learn = make_learner(opt_func=torch.optim.SGD, lr=0.1, dls_kw={'n_train': 64, 'bs': 8})
     res = tune(learn, budget=1000, search_moms=False, search_wd=False)
     s = res.suggestion
-    assert len(res.lr_search.candidates) == 3 and res.max_lr == pytest.approx(s)
+    assert len(res.lr_search.candidates) == 2 and res.max_lr == pytest.approx(s)
 
 
-@pytest.mark.parametrize('opt_func, margin, picked_up', [(torch.optim.SGD, 0.15, False), (torch.optim.SGD, 0.25, True),
-                                                        (torch.optim.AdamW, 0.15, True)])
-def test_a_larger_lr_must_win_by_twice_the_noise_where_the_lr_stage_cannot_walk_up(make_learner, monkeypatch,
-                                                                                   opt_func, margin, picked_up):
-    """The default scores 1.0 and, on the replicate's data order, 1.1: a noise of 0.1. sqrt2 S beats it by
-    `margin`. SGD on a plain model (whose short trials cannot see the cliff above) needs twice the noise;
-    an Adam-like optimizer once, as every other pick does."""
+@pytest.mark.parametrize('opt_func, bn, margin, picked_up', [(torch.optim.SGD, False, 0.15, False),
+                                                            (torch.optim.SGD, False, 1.0, False),
+                                                            (torch.optim.SGD, True, 0.15, True),
+                                                            (torch.optim.AdamW, False, 0.15, True)])
+def test_sgd_on_a_plain_model_takes_no_lr_above_the_suggestion(make_learner, monkeypatch, opt_func, bn, margin,
+                                                               picked_up):
+    """The default scores 1.0 and, on the replicate's data order, 1.1: a noise of 0.1. sqrt2 S would beat it by
+    `margin`. SGD on a plain model (whose short trials cannot see the cliff above) never runs it, even at 10x the
+    noise; SGD on a normalized model and an Adam-like optimizer take it at 1.5x the noise, as every other pick."""
     def score(rel, wd, replicate):
         if rel == 1: return 1.1 if replicate else 1.0
         if 1.3 < rel < 1.5: return 0.9 if replicate else 1.0 - margin   # sqrt2 S; also wins the check
         return 1.2                                                        # S / sqrt2, and 2 sqrt2 S if walked to
     _scripted_trials(monkeypatch, score)
-    learn = make_learner(opt_func=opt_func, lr=0.1, dls_kw={'n_train': 64, 'bs': 8})
+    learn = make_learner(opt_func=opt_func, lr=0.1, model_kw=dict(bn=bn), dls_kw={'n_train': 64, 'bs': 8})
     res = tune(learn, budget=1000, search_moms=False, search_wd=False)
     assert res.noise == pytest.approx(0.1)
     assert res.max_lr == pytest.approx(res.suggestion * (2 ** 0.5 if picked_up else 1.))
+    assert (max(res.lr_search.candidates) > res.suggestion * 1.1) is res.walks_up
 
 
 class WdSeen(Callback):
@@ -335,3 +345,15 @@ def test_without_a_weight_decay_search_the_trials_fit_as_the_final_fit_will(make
     spy.seen.clear()
     fit_one_cycle(learn, 1, **res.fit_kwargs)
     assert set(spy.seen) == {expected}
+
+
+@pytest.mark.parametrize('wds, expected', [(None, [0.01, 0.1]), ([1e-3, 1e-2, 1e-1], [1e-3, 1e-2, 1e-1])])
+def test_sgd_weight_decay_stage_looks_only_up_from_the_one_liners_default(make_learner, monkeypatch, wds, expected):
+    """SGD: Smith's shallow candidates in decoupled units (0.001, 0.01, 0.1), of which the stage runs the middle
+    one (the one-liners' 0.01, which the lr stage used) and those above: a lower decay narrows the lrs a long fit
+    survives, which short trials do not show. Candidates the user passes are all tried."""
+    _scripted_trials(monkeypatch, lambda rel, wd, replicate: 1.0 + wd)   # the smallest decay always scores best
+    learn = make_learner(opt_func=torch.optim.SGD, lr=0.1, dls_kw={'n_train': 64, 'bs': 8})
+    res = tune(learn, budget=1000, search_moms=False, search_lr=False, wds=wds)
+    assert res.wd_search.candidates == pytest.approx(expected)
+    assert res.wd == pytest.approx(expected[0] if wds is not None else DEFAULT_WD)
