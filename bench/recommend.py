@@ -187,15 +187,21 @@ NUDGES = (0.97, 1.03)
 ONELINER_GAP, TUNE_GAP, WORST_SEED = 1.5, 0.5, 3.
 
 
+def worst_seed(accs, rows) -> float:
+    "Points by which the worst of accuracies `accs` (one per seed, as `rows`) falls short of its seed's grid best."
+    return min(100 * (acc - r['grid_best']) for acc, r in zip(accs, rows))
+
+
 def within(accs, rows, best_mean, gap) -> bool:
     "Whether accuracies `accs` (one per seed, as `rows`) meet a target: mean within `gap` points, no seed 3 below."
     mean_gap = 100 * (best_mean - statistics.mean(accs))
-    worst = min(100 * (acc - r['grid_best']) for acc, r in zip(accs, rows))
-    return mean_gap <= gap + 1e-9 and worst >= -WORST_SEED
+    return mean_gap <= gap + 1e-9 and worst_seed(accs, rows) >= -WORST_SEED
 
 
 def opt_func(kind):
-    return partial(torch.optim.SGD, momentum=0.9) if kind == 'sgd' else torch.optim.AdamW
+    "The optimizer of a problem's `opt`: 'sgd' (momentum 0.9), 'adamw', or plain 'adam' (its own L2 decay, 0)."
+    if kind == 'sgd': return partial(torch.optim.SGD, momentum=0.9)
+    return torch.optim.Adam if kind == 'adam' else torch.optim.AdamW
 
 
 def grid_of(kind):
@@ -357,12 +363,12 @@ def main(argv=None):
             for f, ok in oracle.items(): nudged_met[f] += ok
             print("  the best cell refitted at max_lr " + ', '.join(
                 f'x{f:g}: mean {statistics.mean(v):.2%} ({100 * (statistics.mean(v) - g):+.2f} pts, '
-                f'worst seed {min(100 * (acc - r["grid_best"]) for acc, r in zip(v, rows)):+.2f}; '
+                f'worst seed {worst_seed(v, rows):+.2f}; '
                 f'tune\'s targets {"met" if oracle[f] else "missed"})'
                 for f, v in refits.items()) + ": the target's own noise")
         m = {r: statistics.mean(x[r]['acc'] for x in rows) for r in a.recipes}
         for r in a.recipes:
-            worst = min(100 * (x[r]['acc'] - x['grid_best']) for x in rows)
+            worst = worst_seed([x[r]['acc'] for x in rows], rows)
             steps = statistics.mean(x[r]['tune_steps'] for x in rows)
             print(f'  {r:9s} mean {m[r]:.2%}  gap to grid best {100 * (m[r] - g):+.2f} pts  '
                   f'worst seed vs its grid best {worst:+.2f} pts  tuning {steps:.0f} steps')
