@@ -24,6 +24,7 @@ from .suggest import (
     lr_bounds,
     smooth_sweep,
     smoothed_slopes,
+    spike_lift,
     suggest_edge,
     suggest_for_fit,
     suggest_max_bound,
@@ -301,7 +302,8 @@ class LRFinder(StepLoss, ParamScheduler):
         smooth = smooth_sweep(losses)
         sugg = {'fit': suggest_for_fit(lrs, smooth, fit_steps, sweep_lrs=self.lrs, raw_losses=losses,
                                        exponent=exposure_exponent(is_adaptive(self.learn.opt),
-                                                                  is_normalized(self.learn.model)))}
+                                                                  is_normalized(self.learn.model)),
+                                       lift=spike_lift(is_adaptive(self.learn.opt)))}
         sugg.update({name: f(lrs, smooth) for name, f in SUGGESTERS.items()})
         sugg['spike'] = suggest_spike(lrs, losses, smooth)
         return LRFinderResult(list(lrs), list(losses), smooth, sugg, sugg[suggest], self.stopped_early,

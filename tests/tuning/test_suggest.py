@@ -293,3 +293,42 @@ def test_suggest_for_fit_never_passes_the_first_spike_nor_falls_more_than_4x_for
     # no spike: the same suggestion as without the raw losses
     assert suggest_for_fit(LRS, smooth_sweep(calm), 600, exponent=0, raw_losses=calm) == \
         suggest_for_fit(LRS, smooth_sweep(calm), 600, exponent=0)
+
+
+# --- the spike lift (SGD-like optimizers) ---------------------------------------------------------
+def _floor_then(rise_per_decade, blow_up_at=9.):
+    """Falls from 2.3 to 1.3 between 1e-5 and 1e-2, then climbs `rise_per_decade` a decade (gently, as the
+    noise of the steps grows with the lr; steeply, as training turns unstable) until every step from
+    10**blow_up_at on is above the start. Raw losses, noiseless."""
+    def curve(x):
+        if x <= -5: return 2.3
+        if x <= -2: return 2.3 - (x + 5) / 3
+        return min(1.3 + rise_per_decade * (x + 2), 2.2)
+    return [curve(x) if x < blow_up_at else 3.0 for x in XS]
+
+
+def test_a_spike_far_past_the_edge_lifts_an_sgd_fit_towards_it_and_a_near_one_barely():
+    """A gentle rise past the edge E that spikes far beyond it is step noise, not instability: an SGD-like
+    fit's anchor moves from E to sqrt(E * P). A steep rise spikes soon after E and moves it little; an
+    Adam-like optimizer (lift 0) keeps E; the lift never exceeds 4x, nor the suggestion the spike."""
+    from onecycle.tuning.suggest import MAX_SPIKE_LIFT, SPIKE_LIFT, spike_lift, suggest_for_fit
+    assert spike_lift(False) == SPIKE_LIFT == 0.5 and spike_lift(True) == 0 and MAX_SPIKE_LIFT == 4
+    lifts = {}
+    for name, raw in (('gentle', _floor_then(0.1, blow_up_at=-0.2)), ('steep', _floor_then(1., blow_up_at=-1.5)),
+                      ('never', _floor_then(0.2))):
+        smooth = smooth_sweep(raw)
+        edge, spike = suggest_edge(LRS, smooth), suggest_spike(LRS, raw, smooth)
+        assert spike > edge
+        plain = suggest_for_fit(LRS, smooth, 600, raw_losses=raw)     # lift 0: as before the lift
+        lifted = suggest_for_fit(LRS, smooth, 600, raw_losses=raw, lift=spike_lift(False))
+        assert suggest_for_fit(LRS, smooth, 600, raw_losses=raw, lift=spike_lift(True)) == plain
+        assert lifted / plain == pytest.approx(min((spike / edge) ** 0.5, 4.))
+        assert lifted < spike                                            # never past the first spike
+        # without the raw losses there is no spike to lift towards
+        assert suggest_for_fit(LRS, smooth, 600, lift=0.5) == suggest_for_fit(LRS, smooth, 600)
+        lifts[name] = lifted / plain
+    assert lifts['gentle'] > 1.9 and lifts['steep'] < 1.6
+    assert lifts['never'] == 4.          # no spike at all: the sweep's last lr, 30x past E, capped
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match='lift'): suggest_for_fit(LRS, smooth_sweep(_floor_then(0.1)), 600,
+                                                                      lift=bad)

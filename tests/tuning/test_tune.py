@@ -357,3 +357,22 @@ def test_sgd_weight_decay_stage_looks_only_up_from_the_one_liners_default(make_l
     res = tune(learn, budget=1000, search_moms=False, search_lr=False, wds=wds)
     assert res.wd_search.candidates == pytest.approx(expected)
     assert res.wd == pytest.approx(expected[0] if wds is not None else DEFAULT_WD)
+
+
+@pytest.mark.parametrize('wds', [None, [1e-3, 1e-2, 1e-1]])
+def test_sgd_on_a_normalized_model_keeps_the_default_weight_decay(make_learner, monkeypatch, wds):
+    """SGD on a model with BatchNorm: its scale-invariant weights step by lr x wd together, so a larger decay
+    is a larger lr, which short trials reward (here the largest decay scores best by far) and the lr stage
+    tried already. The stage runs nothing and keeps the default, saying why; a user's `wds` are searched."""
+    _scripted_trials(monkeypatch, lambda rel, wd, replicate: 1.0 - wd)   # the largest decay always scores best
+    learn = make_learner(opt_func=torch.optim.SGD, lr=0.1, model_kw=dict(bn=True), dls_kw={'n_train': 64, 'bs': 8})
+    res = tune(learn, budget=1000, search_moms=False, search_lr=False, wds=wds)
+    if wds is None:
+        assert res.wd_search is None and res.wd == DEFAULT_WD and res.fit_kwargs['wd'] == DEFAULT_WD
+        assert 'wd: 0.01 (the only candidate; SGD on a normalized model' in res.summary()
+    else:
+        assert res.wd_search.candidates == pytest.approx(wds) and res.wd == pytest.approx(0.1)
+    # the same MLP without BatchNorm searches upwards from the default, and takes the larger decay
+    plain = tune(make_learner(opt_func=torch.optim.SGD, lr=0.1, dls_kw={'n_train': 64, 'bs': 8}), budget=1000,
+                 search_moms=False, search_lr=False)
+    assert plain.wd_search.candidates == pytest.approx([0.01, 0.1]) and plain.wd == pytest.approx(0.1)
