@@ -318,9 +318,10 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=100, stop_div=True, suggest
 
     ``result.suggestion`` is the `suggest` entry of ``result.suggestions``: 'fit' (the default), a
     max_lr for ``fit_one_cycle(learn, n_epoch, ...)`` that stays below the edge of stability of a fit
-    that long (the lr where the sweep's loss turns up, never past its first spike, and for SGD-like
-    optimizers on models without normalization layers lowered for the time the fit spends near its
-    peak, see :func:`~onecycle.tuning.suggest.suggest_for_fit`; without
+    that long (the lr where the sweep's loss turns up, never past its first spike; for SGD-like
+    optimizers moved towards that spike when it lies far beyond, and on models without normalization
+    layers lowered for the time the fit spends near its peak, see
+    :func:`~onecycle.tuning.suggest.suggest_for_fit`; without
     `n_epoch` it plans for the longer of 10 epochs and 2000 steps), or one of Smith's and fastai's
     rules: 'minimum', 'steep', 'valley', 'max_bound', 'edge', or 'spike'. Other keyword arguments go to
     :class:`LRFinder`: `mode` ('exp' or 'linear'), `div_threshold`, `beta`, and
