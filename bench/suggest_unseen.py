@@ -1,10 +1,11 @@
-"""Does the one-liner hold on problems the rules were never looked at on? Twenty-three more small problems
+"""Does the one-liner hold on problems the rules were never looked at on? Thirty-one more small problems
 (recurrent nets, a deep plain MLP, tanh activations, a transformer on another task, plain Adam, norm
-layers under SGD...; the last four were added to check the rule for SGD on normalized models, and run once
-with it), none of them in bench/recommend.py. For each problem and seed: the default range
-test with the fit's length (``lr_find(n_epoch=n)``, its 'fit' suggestion S), then full 1cycle fits at
-S * (1/8, 1/4, 1/2, 1/sqrt2, 1, sqrt2, 2) with fit_one_cycle's weight decay (the optimizer's own, else
-0.01), test accuracy.
+layers under SGD...; four were added to check the rule for SGD on normalized models and run once with it,
+the last eight (GroupNorm and LayerNorm nets, residual MLPs, noisy moons, a 3-class make_classification)
+were made after SGD's spike lift was set, to check it), none of them in bench/recommend.py. For each
+problem and seed: the default range test with the fit's length (``lr_find(n_epoch=n)``, its 'fit'
+suggestion S), then full 1cycle fits at S * (1/8, 1/4, 1/2, 1/sqrt2, 1, sqrt2, 2) with fit_one_cycle's
+weight decay (the optimizer's own, else 0.01), test accuracy.
 
 The fit at S is the one-liner (``fit_one_cycle(learn, n, learn.lr_find(n_epoch=n).suggestion)``); the
 best rung is where S should have been. It prints each problem's one-liner mean, its gap to the best
@@ -77,6 +78,24 @@ class BNCNN1d(nn.Module):
         return self.head(self.body(x.view(x.shape[0], 1, x.shape[-1])).flatten(1))
 
 
+def ln_mlp(sizes):
+    "An MLP with LayerNorm after every hidden linear layer (Linear, LayerNorm, ReLU)."
+    layers = []
+    for a, b in zip(sizes[:-2], sizes[1:-1]): layers += [nn.Linear(a, b), nn.LayerNorm(b), nn.ReLU()]
+    return nn.Sequential(*layers, nn.Linear(sizes[-2], sizes[-1]))
+
+
+class GNCNN(nn.Module):
+    "Two convolutions with GroupNorm on the 8x8 digit images, global average pooling, a linear head."
+    def __init__(self, n_classes=10):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.GroupNorm(4, 16), nn.ReLU(),
+                                  nn.Conv2d(16, 32, 3, padding=1, stride=2), nn.GroupNorm(4, 32), nn.ReLU(),
+                                  nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, n_classes))
+
+    def forward(self, x): return self.body(x.view(-1, 1, 8, 8))
+
+
 def moons_arrays(n=6000, n_test=2000, seed=3):
     "scikit-learn's two interleaved half-moons, noise 0.3 (about 9% of points on the wrong side)."
     from sklearn.datasets import make_moons
@@ -92,6 +111,23 @@ def classification_arrays(seed=21):
                                n_clusters_per_class=2, flip_y=0.01, random_state=seed)
     x, y = torch.tensor(x, dtype=torch.float32), torch.tensor(y).long()
     return x[2000:], y[2000:], x[:2000], y[:2000]
+
+
+def noisy_moons_arrays():
+    "The half-moons (5000, noise 0.3) with 8 more dimensions of pure noise."
+    x, y, xt, yt = moons_arrays(n=5000, n_test=1500, seed=11)
+    g = torch.Generator().manual_seed(1)
+    return (torch.cat([x, torch.randn(len(x), 8, generator=g)], 1), y,
+            torch.cat([xt, torch.randn(len(xt), 8, generator=g)], 1), yt)
+
+
+def classification3_arrays():
+    "make_classification: 3 classes of 3 clusters in 20 dimensions, 2% flipped labels."
+    from sklearn.datasets import make_classification
+    x, y = make_classification(n_samples=5000, n_features=20, n_informative=10, n_classes=3, n_clusters_per_class=3,
+                               flip_y=0.02, random_state=5)
+    x, y = torch.tensor(x, dtype=torch.float32), torch.tensor(y).long()
+    return x[1500:], y[1500:], x[:1500], y[:1500]
 
 
 def mnist1d(): return mnist1d_arrays()
@@ -141,6 +177,19 @@ PROBLEMS = {
                              bs=128, epochs=12),
     'blobs-resmlp-sgd': P(data=recommend.blobs_arrays, model=recommend.ResMLP, opt='sgd', bs=64, epochs=10),
     'digits-bnmlp-sgd': P(data=digits, model=lambda: bn_mlp((64, 128, 64, 10)), opt='sgd', bs=32, epochs=12),
+    # held out for the spike lift (SGD's edge moved towards a far first spike): made after it was set, run once
+    'digits-resmlp-sgd': P(data=digits, model=lambda: recommend.ResMLP(n_in=64, n_out=10, width=96, depth=2),
+                           opt='sgd', bs=64, epochs=10),
+    'classif3-resmlp-sgd': P(data=classification3_arrays, opt='sgd', bs=128, epochs=15,
+                             model=lambda: recommend.ResMLP(n_in=20, n_out=3, width=64, depth=4)),
+    'digits-lnmlp-sgd': P(data=digits, model=lambda: ln_mlp((64, 200, 100, 10)), opt='sgd', bs=32, epochs=8),
+    'digits-gncnn-sgd': P(data=digit_images, model=GNCNN, opt='sgd', bs=64, epochs=10),
+    'digits-gncnn-adamw': P(data=digit_images, model=GNCNN, opt='adamw', bs=64, epochs=10),
+    'moons10-mlp-sgd': P(data=noisy_moons_arrays, model=lambda: mlp((10, 64, 64, 64, 2)), opt='sgd', bs=32,
+                         epochs=6),
+    'classif3-mlp-sgd': P(data=classification3_arrays, model=lambda: mlp((20, 256, 3)), opt='sgd', bs=64, epochs=12),
+    'classif3-mlp-adamw': P(data=classification3_arrays, model=lambda: mlp((20, 256, 3)), opt='adamw', bs=64,
+                            epochs=12),
 }
 
 

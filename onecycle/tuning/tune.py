@@ -415,7 +415,7 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
             # 5. weight decay, with the lr and cyclical momentum of the fit
             if search_wd and len(wd_cands) == 1:   # nothing to compare: the decay the other stages ran with
                 why = ('; SGD on a normalized model steps by lr x wd, which the lr stage tried'
-                       if wds is None else '')
+                       if wds is None and not adaptive and walks_up else '')
                 res.confidence['wd'] = {'margin': float('nan'), 'ratio': float('nan'),
                                         'text': f'{format_candidate(wd)} (the only candidate{why})'}
                 say.end(f'wd: {res.confidence["wd"]["text"]}; 0 steps')

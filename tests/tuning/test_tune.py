@@ -376,3 +376,7 @@ def test_sgd_on_a_normalized_model_keeps_the_default_weight_decay(make_learner, 
     plain = tune(make_learner(opt_func=torch.optim.SGD, lr=0.1, dls_kw={'n_train': 64, 'bs': 8}), budget=1000,
                  search_moms=False, search_lr=False)
     assert plain.wd_search.candidates == pytest.approx([0.01, 0.1]) and plain.wd == pytest.approx(0.1)
+    # one decay of the user's own: the stages run with it and it is the pick, without a stage of its own
+    one = tune(make_learner(opt_func=torch.optim.SGD, lr=0.1, dls_kw={'n_train': 64, 'bs': 8}), budget=1000,
+               search_moms=False, search_lr=False, wds=[0.05])
+    assert one.wd_search is None and one.fit_kwargs['wd'] == 0.05 and 'wd: 0.05 (the only candidate)' in one.summary()
