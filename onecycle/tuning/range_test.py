@@ -25,7 +25,6 @@ from .suggest import (
     smooth_sweep,
     smoothed_slopes,
     spike_lift,
-    spike_trust,
     suggest_edge,
     suggest_for_fit,
     suggest_max_bound,
@@ -304,8 +303,7 @@ class LRFinder(StepLoss, ParamScheduler):
         sugg = {'fit': suggest_for_fit(lrs, smooth, fit_steps, sweep_lrs=self.lrs, raw_losses=losses,
                                        exponent=exposure_exponent(is_adaptive(self.learn.opt),
                                                                   is_normalized(self.learn.model)),
-                                       lift=spike_lift(is_adaptive(self.learn.opt)),
-                                       spike_trust=spike_trust(is_adaptive(self.learn.opt)))}
+                                       lift=spike_lift(is_adaptive(self.learn.opt)))}
         sugg.update({name: f(lrs, smooth) for name, f in SUGGESTERS.items()})
         sugg['spike'] = suggest_spike(lrs, losses, smooth)
         return LRFinderResult(list(lrs), list(losses), smooth, sugg, sugg[suggest], self.stopped_early,

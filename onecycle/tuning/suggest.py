@@ -13,7 +13,7 @@ from ..schedules.functions import one_cycle
 
 __all__ = ['suggest_minimum', 'suggest_steep', 'suggest_valley', 'suggest_max_bound', 'suggest_edge', 'suggest_spike',
            'suggest_for_fit',
-           'exposure_exponent', 'spike_lift', 'spike_trust', 'sweep_exposure', 'one_cycle_exposure', 'lr_bounds',
+           'exposure_exponent', 'spike_lift', 'sweep_exposure', 'one_cycle_exposure', 'lr_bounds',
            'loss_slopes', 'smoothed_slopes', 'moving_average', 'smooth_zero_lag', 'start_level', 'smooth_sweep',
            'default_window']
 
@@ -167,9 +167,6 @@ SPIKE_AFTER = 1 / 3
 # of bench/suggest_unseen.py's (recurrent nets, a deep plain MLP, a transformer...), the spikes that marked a real
 # instability sat 1.7-9x below E, and full fits did about as well at E/4 as at the spike; the one transient among
 # them (the range-test notebook's MLP, an Adam bump at E/8) cost 3-5 points at the spike and none at E/4.
-# That transient is Adam's: SGD-like optimizers trust a spike however far below E it lies. Of 81 SGD sweeps on
-# both benches' problems one spiked below E/4, a GroupNorm CNN's at E/13 (its loss barely fell before a late
-# floor): fits at E/4 scored 29%, at the spike 83%, the grid's best 93% at E/20.
 SPIKE_TRUST = 4.
 
 
@@ -290,14 +287,9 @@ def spike_lift(adaptive: bool) -> float:
     return ADAPTIVE_SPIKE_LIFT if adaptive else SPIKE_LIFT
 
 
-def spike_trust(adaptive: bool):
-    "The `spike_trust` of :func:`suggest_for_fit`: `SPIKE_TRUST` for an Adam-like optimizer, none (None) else."
-    return SPIKE_TRUST if adaptive else None
-
-
 def suggest_for_fit(lrs, losses, fit_steps, sweep_lrs=None, exponent=EXPOSURE_EXPONENT, min_factor=MIN_FIT_FACTOR,
                     sweep_exponent=SWEEP_EXPONENT, reference=REFERENCE_EXPOSURE, raw_losses=None, lift=0.,
-                    spike_trust=SPIKE_TRUST, **cycle) -> float:
+                    **cycle) -> float:
     """A max_lr for a 1cycle fit of `fit_steps` optimizer steps: the edge E of the sweep's loss floor
     (:func:`suggest_edge`, where a few steps at each lr start to turn unstable), lowered by how much
     longer the fit stays near its peak than a range test does.
@@ -327,10 +319,9 @@ def suggest_for_fit(lrs, losses, fit_steps, sweep_lrs=None, exponent=EXPOSURE_EX
     `raw_losses` (`losses` being their smoothed curve), above the last lr before its first spike
     (:func:`suggest_spike`, rescaled the same way): an lr at which a single step already undid the
     training is past the edge for any fit, and lowering it further would count the same instability
-    twice. A spike pulls the suggestion at most `spike_trust` (`SPIKE_TRUST`, 4x) below E: one step
-    can also be an optimizer's transient (Adam's bump while the lr ramps fast), which a fit a quarter of
-    the edge high rides out. SGD-like optimizers have no such transient: the range test passes
-    ``spike_trust(adaptive)``, None (no limit) for them.
+    twice. A spike pulls the suggestion at most `SPIKE_TRUST` (4x) below E: one step can also be an
+    optimizer's transient (Adam's bump while the lr ramps fast), which a fit a quarter of the edge
+    high rides out.
 
     The edge, not Smith's max bound M (where the loss stops falling), is the anchor: on a flat floor
     the lowest point, and M with it, moves by up to 3x with the data order, the edge by less.
@@ -345,7 +336,6 @@ def suggest_for_fit(lrs, losses, fit_steps, sweep_lrs=None, exponent=EXPOSURE_EX
     check_positive('reference', reference)
     check_fraction('min_factor', min_factor)
     check_range('lift', lift, 0, 1)
-    check_range('spike_trust', spike_trust, 1, math.inf, allow_none=True)
     edge = suggest_edge(lrs, losses)
     k = sweep_exposure(lrs if sweep_lrs is None else sweep_lrs, edge)
     rescale = min(max((k / reference) ** sweep_exponent, 0.25), 4.)
@@ -354,5 +344,4 @@ def suggest_for_fit(lrs, losses, fit_steps, sweep_lrs=None, exponent=EXPOSURE_EX
     if raw_losses is None: return lr
     spike = suggest_spike(lrs, raw_losses, losses)
     if spike > edge: lr *= min((spike / edge) ** lift, MAX_SPIKE_LIFT)
-    floor = edge / spike_trust if spike_trust is not None else 0.
-    return min(lr, max(spike, floor) * rescale)
+    return min(lr, max(spike, edge / SPIKE_TRUST) * rescale)

@@ -332,20 +332,3 @@ def test_a_spike_far_past_the_edge_lifts_an_sgd_fit_towards_it_and_a_near_one_ba
     for bad in (-0.1, 1.5):
         with pytest.raises(ValueError, match='lift'): suggest_for_fit(LRS, smooth_sweep(_floor_then(0.1)), 600,
                                                                       lift=bad)
-
-
-def test_sgd_trusts_a_spike_however_far_below_the_edge():
-    """The quarter-of-the-edge floor is for Adam's transient bump; an SGD-like optimizer (spike_trust None, as
-    the range test passes for it) takes a spike 10x below the edge as it is."""
-    from onecycle.tuning.suggest import SPIKE_TRUST, spike_lift, spike_trust, suggest_for_fit
-    assert spike_trust(True) == SPIKE_TRUST and spike_trust(False) is None
-    far = _spiky_sweep(-2.3, 0.3)
-    smooth = smooth_sweep(far)
-    edge, spike = suggest_edge(LRS, smooth), suggest_spike(LRS, far, smooth)
-    assert spike < edge / 8
-    adam = suggest_for_fit(LRS, smooth, 600, exponent=0, raw_losses=far, spike_trust=spike_trust(True))
-    sgd = suggest_for_fit(LRS, smooth, 600, exponent=0, raw_losses=far, spike_trust=spike_trust(False),
-                          lift=spike_lift(False))
-    assert sgd / adam == pytest.approx(spike / (edge / SPIKE_TRUST))   # the same rescale for both
-    with pytest.raises(ValueError, match='spike_trust'):
-        suggest_for_fit(LRS, smooth, 600, raw_losses=far, spike_trust=0.5)
