@@ -8,7 +8,7 @@ from ..core.checks import check_callable, check_choice, check_positive, check_ra
 from ..core.hyper import has_hyper
 from ..core.data import check_loader
 from ..core.snapshot import TrainingState
-from .range_test import SUGGESTIONS, LRFinder, LRFinderResult, lr_find
+from .range_test import DEFAULT_NUM_IT, SUGGESTIONS, LRFinder, LRFinderResult, lr_find
 from .range_test_plot import plot_range_tests
 
 __all__ = ['compare_lr_finds', 'LRComparison', 'plot_range_tests']
@@ -109,7 +109,9 @@ def compare_lr_finds(learn, settings, **common) -> LRComparison:
             learn.opt_func = s.get('opt_func', learn.opt_func)
             learn.create_opt(lr, s.get('wd', learn.wd))
             if 'mom' in s: learn.set_hyper('mom', s['mom'])
-            res = lr_find(learn, **{k: v for k, v in s.items() if k in _FINDER_KEYS or k == 'suggest'})
+            # one sweep length for every run (lr_find alone may sweep again, longer, where one learnt too little)
+            res = lr_find(learn, **{'num_it': DEFAULT_NUM_IT,
+                                    **{k: v for k, v in s.items() if k in _FINDER_KEYS or k == 'suggest'}})
             res.label = labels[i]
             results.append(res)
     finally: saved.restore()
