@@ -109,6 +109,13 @@ def main(out_dir):
         # ... also when it measures the loss on the (sharded) validation set.
         r = learn.lr_find(start_lr=1e-3, end_lr=1., num_it=6, valid_every=2)
         res['lr_find_valid'] = {'valid_losses': r.losses, 'after': _state(learn.model)}
+        # ... and, on an untrained model at lrs too small to learn anything, every rank sweeps again, longer
+        fresh = Learner(make_model(MODEL_SEED), make_dls(), nn.CrossEntropyLoss(), opt_func=torch.optim.SGD,
+                        device='cpu', progress=False)
+        before_fresh = _state(fresh.model)
+        r = fresh.lr_find(start_lr=1e-9, end_lr=1e-7)
+        res['lr_find_extended'] = {'extended': r.extended, 'steps': r.cost['train_steps'], 'lrs': r.train_lrs,
+                                   'before': before_fresh, 'after': _state(fresh.model)}
         # ... and so does a search trial: its validation losses too are over both shares, the same on every rank.
         with preserved(learn):
             t = run_trial(learn, 4, 0.1, eval_every=2)

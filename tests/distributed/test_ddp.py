@@ -170,9 +170,11 @@ def test_the_learner_joins_the_group_shards_the_data_and_shows_progress_on_rank_
     assert r0['loaders']['valid_indices'] == list(range(0, 21, 2))
     assert r1['loaders']['valid_indices'] == list(range(1, 21, 2))
     # the effective batch size is printed by rank 0 at the start of the fits whose batch composition changed
+    # (the learners' first fits, the second learner's in its range test, and the change to accumulation)
     assert r1['stdout'] == ''
     lines = [l for l in r0['stdout'].splitlines() if 'effective batch size' in l]
     assert lines == ['DistributedDataParallel: 2 processes x batch 8 x 1 accumulation steps = effective batch size 16',
+                     'DistributedDataParallel: 2 processes x batch 8 x 1 accumulation steps = effective batch size 16',
                      'DistributedDataParallel: 2 processes x batch 4 x 2 accumulation steps = effective batch size 16',
                      'DistributedDataParallel: 2 processes x batch 8 x 1 accumulation steps = effective batch size 16']
 
@@ -212,6 +214,9 @@ def test_lr_finder_stops_together_and_restores_the_weights(ranks):
     v0, v1 = ranks[0]['lr_find_valid'], ranks[1]['lr_find_valid']
     assert len(v0['valid_losses']) == 3 and v0['valid_losses'] == v1['valid_losses']   # reduced over both shares
     _assert_same_state(v0['after'], l0['before'])
+    e0, e1 = ranks[0]['lr_find_extended'], ranks[1]['lr_find_extended']
+    assert e0['extended'] and e1['extended'] and e0['steps'] == e1['steps'] == 400 and e0['lrs'] == e1['lrs']
+    _assert_same_state(e0['after'], e0['before'])
 
 
 def test_search_trials_measure_the_validation_subset_over_all_ranks(ranks):
