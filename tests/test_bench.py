@@ -60,8 +60,14 @@ def test_every_unseen_problem_builds_offline_and_plain_adam_means_adam():
         learn = unseen.learner(model, (x, y, xt, yt), p, seed=0)
         kinds = {'adam': torch.optim.Adam, 'adamw': torch.optim.AdamW, 'sgd': torch.optim.SGD}
         assert type(learn.opt) is kinds[p['opt']], name
-    held_out = list(unseen.PROBLEMS)[-4:]   # the normalized-model rule's check: SGD on BatchNorm / LayerNorm nets
+    names = list(unseen.PROBLEMS)
+    held_out = names[-12:-8]   # the normalized-model rule's check: SGD on BatchNorm / LayerNorm nets
     assert all(unseen.PROBLEMS[n]['opt'] == 'sgd' and is_normalized(unseen.PROBLEMS[n]['model']()) for n in held_out)
+    # the spike lift's check: eight problems, SGD and AdamW, with and without normalization layers (GroupNorm too)
+    lift = [unseen.PROBLEMS[n] for n in names[-8:]]
+    assert {p['opt'] for p in lift} == {'sgd', 'adamw'} and len(lift) == 8
+    assert {is_normalized(p['model']()) for p in lift} == {True, False}
+    assert any(isinstance(m, torch.nn.GroupNorm) for p in lift for m in p['model']().modules())
 
 
 def test_unseen_against_grid_hands_its_problems_to_recommends_table(monkeypatch):
