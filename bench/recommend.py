@@ -64,7 +64,7 @@ sys.path[:] = [p for p in sys.path if Path(p or '.').resolve() != _here]   # ben
 sys.path.insert(0, str(_here.parent))
 from onecycle import DivergenceError, Learner, accuracy, fit_one_cycle, tune  # noqa: E402
 from onecycle.data import mnist1d_arrays, teacher_arrays, tensor_dls  # noqa: E402
-from onecycle.models import mlp, mnist1d_cnn  # noqa: E402
+from onecycle.models import ResMLP, mlp, mnist1d_cnn  # noqa: E402
 
 
 # --- problems -------------------------------------------------------------------------------------
@@ -93,21 +93,6 @@ def blobs_arrays(seed=7, n=6000, n_test=2000):
                                n_clusters_per_class=2, flip_y=0.02, random_state=seed)
     x, y = torch.tensor(x, dtype=torch.float32), torch.tensor(y).long()
     return x[n_test:], y[n_test:], x[:n_test], y[:n_test]
-
-
-class ResMLP(nn.Module):
-    "Pre-norm residual MLP blocks (LayerNorm, GELU), as in transformer feed-forward layers."
-    def __init__(self, n_in=40, width=128, n_out=4, depth=3):
-        super().__init__()
-        self.inp = nn.Linear(n_in, width)
-        self.blocks = nn.ModuleList([nn.Sequential(nn.LayerNorm(width), nn.Linear(width, 2 * width), nn.GELU(),
-                                                   nn.Linear(2 * width, width)) for _ in range(depth)])
-        self.head = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, n_out))
-
-    def forward(self, x):
-        x = self.inp(x)
-        for b in self.blocks: x = x + b(x)
-        return self.head(x)
 
 
 def mode_arrays(seed=11, n=5000, n_test=1000, length=32, vocab=24):

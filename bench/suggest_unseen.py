@@ -57,10 +57,10 @@ class LastStateRNN(nn.Module):
         return self.head(out[:, -1])
 
 
-def bn_mlp(sizes):
-    "An MLP with BatchNorm after every hidden linear layer (Linear, BatchNorm1d, ReLU)."
+def norm_mlp(sizes, norm=nn.BatchNorm1d):
+    "An MLP with a `norm` layer (BatchNorm by default) after every hidden linear layer (Linear, norm, ReLU)."
     layers = []
-    for a, b in zip(sizes[:-2], sizes[1:-1]): layers += [nn.Linear(a, b), nn.BatchNorm1d(b), nn.ReLU()]
+    for a, b in zip(sizes[:-2], sizes[1:-1]): layers += [nn.Linear(a, b), norm(b), nn.ReLU()]
     return nn.Sequential(*layers, nn.Linear(sizes[-2], sizes[-1]))
 
 
@@ -76,13 +76,6 @@ class BNCNN1d(nn.Module):
 
     def forward(self, x):
         return self.head(self.body(x.view(x.shape[0], 1, x.shape[-1])).flatten(1))
-
-
-def ln_mlp(sizes):
-    "An MLP with LayerNorm after every hidden linear layer (Linear, LayerNorm, ReLU)."
-    layers = []
-    for a, b in zip(sizes[:-2], sizes[1:-1]): layers += [nn.Linear(a, b), nn.LayerNorm(b), nn.ReLU()]
-    return nn.Sequential(*layers, nn.Linear(sizes[-2], sizes[-1]))
 
 
 class GNCNN(nn.Module):
@@ -173,16 +166,17 @@ PROBLEMS = {
                                   model=lambda: recommend.TinyTransformer(vocab=16, length=24, width=48, n_out=16)),
     # held out for the normalized-model rule (SGD on BatchNorm / LayerNorm nets keeps the edge): run once with it
     'mnist1d-bncnn-sgd': P(data=mnist1d, model=BNCNN1d, opt='sgd', bs=100, epochs=20),
-    'quantiles-bnmlp-sgd': P(data=recommend.quantiles_arrays, model=lambda: bn_mlp((10, 128, 128, 4)), opt='sgd',
+    'quantiles-bnmlp-sgd': P(data=recommend.quantiles_arrays, model=lambda: norm_mlp((10, 128, 128, 4)), opt='sgd',
                              bs=128, epochs=12),
     'blobs-resmlp-sgd': P(data=recommend.blobs_arrays, model=recommend.ResMLP, opt='sgd', bs=64, epochs=10),
-    'digits-bnmlp-sgd': P(data=digits, model=lambda: bn_mlp((64, 128, 64, 10)), opt='sgd', bs=32, epochs=12),
+    'digits-bnmlp-sgd': P(data=digits, model=lambda: norm_mlp((64, 128, 64, 10)), opt='sgd', bs=32, epochs=12),
     # held out for the spike lift (SGD's edge moved towards a far first spike): made after it was set, run once
     'digits-resmlp-sgd': P(data=digits, model=lambda: recommend.ResMLP(n_in=64, n_out=10, width=96, depth=2),
                            opt='sgd', bs=64, epochs=10),
     'classif3-resmlp-sgd': P(data=classification3_arrays, opt='sgd', bs=128, epochs=15,
                              model=lambda: recommend.ResMLP(n_in=20, n_out=3, width=64, depth=4)),
-    'digits-lnmlp-sgd': P(data=digits, model=lambda: ln_mlp((64, 200, 100, 10)), opt='sgd', bs=32, epochs=8),
+    'digits-lnmlp-sgd': P(data=digits, model=lambda: norm_mlp((64, 200, 100, 10), nn.LayerNorm), opt='sgd', bs=32,
+                          epochs=8),
     'digits-gncnn-sgd': P(data=digit_images, model=GNCNN, opt='sgd', bs=64, epochs=10),
     'digits-gncnn-adamw': P(data=digit_images, model=GNCNN, opt='adamw', bs=64, epochs=10),
     'moons10-mlp-sgd': P(data=noisy_moons_arrays, model=lambda: mlp((10, 64, 64, 64, 2)), opt='sgd', bs=32,

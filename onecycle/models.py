@@ -1,9 +1,9 @@
-"""Small reference models: the published MNIST-1D CNN and MLP."""
+"""Small reference models: the published MNIST-1D CNN and MLP, and a pre-norm residual MLP."""
 from __future__ import annotations
 
 from torch import nn
 
-__all__ = ['MNIST1DCNN', 'mnist1d_cnn', 'mlp']
+__all__ = ['MNIST1DCNN', 'mnist1d_cnn', 'mlp', 'ResMLP']
 
 
 class MNIST1DCNN(nn.Module):
@@ -36,3 +36,20 @@ def mlp(sizes=(40, 100, 100, 10), act=nn.ReLU) -> nn.Sequential:
         layers.append(nn.Linear(a, b))
         if i < len(sizes) - 2: layers.append(act())
     return nn.Sequential(*layers)
+
+
+class ResMLP(nn.Module):
+    """Pre-norm residual MLP: an input layer to `width`, `depth` blocks x + (LayerNorm, Linear to 2 x width,
+    GELU, Linear back)(x), as in a transformer's feed-forward half, then LayerNorm and a linear head. Its
+    LayerNorms make most weights scale-invariant, which changes how it takes large learning rates."""
+    def __init__(self, n_in=40, width=128, n_out=4, depth=3):
+        super().__init__()
+        self.inp = nn.Linear(n_in, width)
+        self.blocks = nn.ModuleList([nn.Sequential(nn.LayerNorm(width), nn.Linear(width, 2 * width), nn.GELU(),
+                                                   nn.Linear(2 * width, width)) for _ in range(depth)])
+        self.head = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, n_out))
+
+    def forward(self, x):
+        x = self.inp(x)
+        for b in self.blocks: x = x + b(x)
+        return self.head(x)

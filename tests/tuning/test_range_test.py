@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from onecycle import LRFinder, LRFinderResult, fit_one_cycle, lr_find, smooth_ema
+from onecycle import LRFinder, LRFinderResult, fit_one_cycle, lr_find, models, smooth_ema
 
 
 def _snapshot(learn):
@@ -376,18 +376,7 @@ def test_sgd_on_a_layernorm_residual_mlp_keeps_the_edge_where_lowering_it_loses(
     from onecycle.core.hyper import is_normalized
     from onecycle.tuning.suggest import EXPOSURE_EXPONENT, suggest_for_fit
 
-    class ResMLP(nn.Module):
-        def __init__(self, width=128):
-            super().__init__()
-            self.inp = nn.Linear(40, width)
-            self.blocks = nn.ModuleList([nn.Sequential(nn.LayerNorm(width), nn.Linear(width, 2 * width), nn.GELU(),
-                                                       nn.Linear(2 * width, width)) for _ in range(3)])
-            self.head = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, 4))
-        def forward(self, x):
-            x = self.inp(x)
-            for b in self.blocks: x = x + b(x)
-            return self.head(x)
-
+    ResMLP = partial(models.ResMLP, n_in=40, width=128, n_out=4, depth=3)
     xs, ys = make_classification(n_samples=6000, n_features=40, n_informative=20, n_redundant=10, n_classes=4,
                                  n_clusters_per_class=2, flip_y=0.02, random_state=7)
     x, y = torch.tensor(xs, dtype=torch.float32), torch.tensor(ys)
@@ -412,18 +401,7 @@ def test_sgd_lifts_the_edge_towards_a_far_spike_and_full_fits_gain():
     from onecycle.core.hyper import is_normalized
     from onecycle.tuning.suggest import exposure_exponent, suggest_for_fit
 
-    class ResMLP(nn.Module):
-        def __init__(self, width=64):
-            super().__init__()
-            self.inp = nn.Linear(20, width)
-            self.blocks = nn.ModuleList([nn.Sequential(nn.LayerNorm(width), nn.Linear(width, 2 * width), nn.GELU(),
-                                                       nn.Linear(2 * width, width)) for _ in range(4)])
-            self.head = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, 3))
-        def forward(self, x):
-            x = self.inp(x)
-            for b in self.blocks: x = x + b(x)
-            return self.head(x)
-
+    ResMLP = partial(models.ResMLP, n_in=20, width=64, n_out=3, depth=4)
     xs, ys = make_classification(n_samples=5000, n_features=20, n_informative=10, n_classes=3,
                                  n_clusters_per_class=3, flip_y=0.02, random_state=5)
     x, y = torch.tensor(xs, dtype=torch.float32), torch.tensor(ys)
