@@ -35,7 +35,7 @@ from .suggest import (
 )
 
 __all__ = ['LRFinder', 'LRFinderResult', 'lr_find', 'SUGGESTERS', 'fixed_valid_batches', 'subset_loss',
-           'epochs_for_steps', 'StepLoss', 'SUGGESTIONS', 'planned_fit_steps']
+           'epochs_for_steps', 'StepLoss', 'SUGGESTIONS', 'planned_fit_steps', 'sweep_drop']
 
 
 @dataclass
