@@ -40,7 +40,7 @@ _spec = importlib.util.spec_from_file_location('recommend', Path(__file__).resol
 recommend = importlib.util.module_from_spec(_spec); _spec.loader.exec_module(recommend)
 
 from onecycle.data import mnist1d_arrays  # noqa: E402
-from onecycle.models import mlp, mnist1d_cnn  # noqa: E402
+from onecycle.models import ResMLP, mlp, mnist1d_cnn  # noqa: E402
 
 RATIOS = (1 / 8, 1 / 4, 1 / 2, 2 ** -0.5, 1., 2 ** 0.5, 2.)
 
@@ -158,9 +158,9 @@ PROBLEMS = {
     'mnist1d-mlp-sgd': P(data=mnist1d, model=lambda: mlp((40, 256, 256, 10)), opt='sgd', bs=128, epochs=25),
     'quantiles-mlp-adamw': P(data=recommend.quantiles_arrays, model=lambda: mlp((10, 128, 128, 4)), opt='adamw',
                              bs=128, epochs=12),
-    'classif-resmlp-sgd': P(data=classification_arrays, model=lambda: recommend.ResMLP(n_in=30, n_out=5), opt='sgd',
+    'classif-resmlp-sgd': P(data=classification_arrays, model=lambda: ResMLP(n_in=30, n_out=5), opt='sgd',
                             bs=64, epochs=10),
-    'classif-resmlp-adam': P(data=classification_arrays, model=lambda: recommend.ResMLP(n_in=30, n_out=5),
+    'classif-resmlp-adam': P(data=classification_arrays, model=lambda: ResMLP(n_in=30, n_out=5),
                              opt='adam', bs=64, epochs=10),
     'mode16-transformer-adamw': P(data=mode16_arrays, opt='adamw', bs=32, epochs=6,
                                   model=lambda: recommend.TinyTransformer(vocab=16, length=24, width=48, n_out=16)),
@@ -168,13 +168,13 @@ PROBLEMS = {
     'mnist1d-bncnn-sgd': P(data=mnist1d, model=BNCNN1d, opt='sgd', bs=100, epochs=20),
     'quantiles-bnmlp-sgd': P(data=recommend.quantiles_arrays, model=lambda: norm_mlp((10, 128, 128, 4)), opt='sgd',
                              bs=128, epochs=12),
-    'blobs-resmlp-sgd': P(data=recommend.blobs_arrays, model=recommend.ResMLP, opt='sgd', bs=64, epochs=10),
+    'blobs-resmlp-sgd': P(data=recommend.blobs_arrays, model=ResMLP, opt='sgd', bs=64, epochs=10),
     'digits-bnmlp-sgd': P(data=digits, model=lambda: norm_mlp((64, 128, 64, 10)), opt='sgd', bs=32, epochs=12),
     # held out for the spike lift (SGD's edge moved towards a far first spike): made after it was set, run once
-    'digits-resmlp-sgd': P(data=digits, model=lambda: recommend.ResMLP(n_in=64, n_out=10, width=96, depth=2),
+    'digits-resmlp-sgd': P(data=digits, model=lambda: ResMLP(n_in=64, n_out=10, width=96, depth=2),
                            opt='sgd', bs=64, epochs=10),
     'classif3-resmlp-sgd': P(data=classification3_arrays, opt='sgd', bs=128, epochs=15,
-                             model=lambda: recommend.ResMLP(n_in=20, n_out=3, width=64, depth=4)),
+                             model=lambda: ResMLP(n_in=20, n_out=3, width=64, depth=4)),
     'digits-lnmlp-sgd': P(data=digits, model=lambda: norm_mlp((64, 200, 100, 10), nn.LayerNorm), opt='sgd', bs=32,
                           epochs=8),
     'digits-gncnn-sgd': P(data=digit_images, model=GNCNN, opt='sgd', bs=64, epochs=10),

@@ -309,11 +309,10 @@ class LRFinder(StepLoss, ParamScheduler):
             raise RuntimeError(f'the range test stopped after {len(self.lrs)} steps ({len(lrs)} {self.measured} loss '
                                'measurements), too few to suggest a learning rate: lower start_lr, raise '
                                'div_threshold' + (' or lower valid_every' if self.valid_every else ''))
-        smooth = smooth_sweep(losses)
+        smooth, adaptive = smooth_sweep(losses), is_adaptive(self.learn.opt)
         sugg = {'fit': suggest_for_fit(lrs, smooth, fit_steps, sweep_lrs=self.lrs, raw_losses=losses,
-                                       exponent=exposure_exponent(is_adaptive(self.learn.opt),
-                                                                  is_normalized(self.learn.model)),
-                                       lift=spike_lift(is_adaptive(self.learn.opt)))}
+                                       exponent=exposure_exponent(adaptive, is_normalized(self.learn.model)),
+                                       lift=spike_lift(adaptive))}
         sugg.update({name: f(lrs, smooth) for name, f in SUGGESTERS.items()})
         sugg['spike'] = suggest_spike(lrs, losses, smooth)
         return LRFinderResult(list(lrs), list(losses), smooth, sugg, sugg[suggest], self.stopped_early,
@@ -331,9 +330,10 @@ def _sweep(learn, finder, suggest, n_epoch) -> LRFinderResult:
     return finder.result(suggest)
 
 
-def sweep_drop(losses) -> float:
-    "How far a sweep's smoothed loss fell below where it started, as a fraction of that start (0 if it is <= 0)."
-    smooth = smooth_sweep(losses)
+def sweep_drop(result: LRFinderResult) -> float:
+    """How far a sweep's smoothed loss (``result.smooth_losses``) fell below where it started, as a fraction
+    of that start (0 if it is <= 0)."""
+    smooth = result.smooth_losses
     return (smooth[0] - min(smooth)) / smooth[0] if smooth[0] > 0 else 0.
 
 
@@ -366,7 +366,7 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, sugges
     if finder.valid_every is not None: check_loader(learn.dls.valid, 'dls.valid')
     result = _sweep(learn, finder, suggest, n_epoch)
     # too little learnt to read (every rank decides alike: the widest drop wins)
-    if num_it is None and not max_over_ranks(sweep_drop(result.losses) >= MIN_SWEEP_DROP):
+    if num_it is None and not max_over_ranks(sweep_drop(result) >= MIN_SWEEP_DROP):
         first = result.cost
         result = _sweep(learn, LRFinder(start_lr, end_lr, n * EXTEND_FACTOR, stop_div, **kwargs), suggest, n_epoch)
         result.cost = {k: v + first.get(k, 0) for k, v in result.cost.items()}

@@ -274,7 +274,8 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
     # SGD on a normalized model: the default only. Its scale-invariant weights take steps that grow with lr x wd,
     # so a larger decay is a larger lr in disguise, which short trials reward and the lr stage tried already
     # (on 18 SGD problems, six seeds: 0.1 picked on 6 of 42 normalized runs, each below the runs at 0.01)
-    if wds is None and not adaptive and walks_up: wd_cands = [default_wd]
+    wd_with_lr = wds is None and not adaptive and walks_up
+    if wd_with_lr: wd_cands = [default_wd]
     # the lr candidates around S (see LR_FACTORS_DOWN)
     lr_factors = LR_FACTORS if walks_up else LR_FACTORS_DOWN
     default_mom = (moms[0] if search_moms else (0.95, 0.85) if has_mom else None)
@@ -414,8 +415,7 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
             elif search_moms: res.skipped.append('momentum'); say.end(skipped_line('momentum'))
             # 5. weight decay, with the lr and cyclical momentum of the fit
             if search_wd and len(wd_cands) == 1:   # nothing to compare: the decay the other stages ran with
-                why = ('; SGD on a normalized model steps by lr x wd, which the lr stage tried'
-                       if wds is None and not adaptive and walks_up else '')
+                why = '; SGD on a normalized model steps by lr x wd, which the lr stage tried' if wd_with_lr else ''
                 res.confidence['wd'] = {'margin': float('nan'), 'ratio': float('nan'),
                                         'text': f'{format_candidate(wd)} (the only candidate{why})'}
                 say.end(f'wd: {res.confidence["wd"]["text"]}; 0 steps')

@@ -437,7 +437,7 @@ def test_lr_find_sweeps_again_longer_when_the_default_sweep_learnt_too_little(ma
     learn = _no_signal_learner(make_learner, make_model)
     before = {k: v.clone() for k, v in learn.model.state_dict().items()}
     fixed = learn.lr_find(num_it=DEFAULT_NUM_IT)
-    assert sweep_drop(fixed.losses) < MIN_SWEEP_DROP and not fixed.extended
+    assert sweep_drop(fixed) < MIN_SWEEP_DROP and not fixed.extended
     res = learn.lr_find()
     assert res.extended and len(res.train_lrs) > DEFAULT_NUM_IT
     assert res.cost['train_steps'] == len(res.train_lrs) + fixed.cost['train_steps'] <= \
@@ -445,7 +445,7 @@ def test_lr_find_sweeps_again_longer_when_the_default_sweep_learnt_too_little(ma
     assert all(torch.equal(v, learn.model.state_dict()[k]) for k, v in before.items())   # put back as it was
     # a sweep that learns (a separable problem) is read as it is
     good = make_learner(dls_kw=dict(n_train=256, bs=8)).lr_find()
-    assert sweep_drop(good.losses) >= MIN_SWEEP_DROP and not good.extended
+    assert sweep_drop(good) >= MIN_SWEEP_DROP and not good.extended
     assert good.cost['train_steps'] == len(good.train_lrs) <= DEFAULT_NUM_IT
     # compare_lr_finds keeps one length for every curve
     from onecycle import compare_lr_finds
