@@ -22,7 +22,7 @@ from ..core.hyper import WEIGHT_LAYER_TYPES, has_hyper, is_adaptive, lr_range
 from ..core.data import check_loader
 from ..core.snapshot import TrainingState, preserved
 from .range_test import StepLoss, epochs_for_steps, fixed_valid_batches, subset_loss
-from ..schedules.functions import Constant, Cosine, one_cycle
+from ..schedules.functions import Constant, Cosine, Linear, combine, one_cycle
 from ..schedules.scheduler import ParamScheduler
 
 __all__ = ['DivergedSearch', 'SearchResult', 'Trial', 'run_trial', 'branch_trials', 'pick_best', 'format_candidate',
@@ -105,6 +105,8 @@ def _schedules(learn, lr, mom, wd, schedule, n_steps, pct_start):
         scheds = {'lr': [one_cycle(l / 25, l, l / 2500, pct_start, total_steps=n_steps) for l in lrs]}
     elif schedule == 'anneal':
         scheds = {'lr': [Cosine(l, l / 100) for l in lrs]}
+    elif schedule == 'hold':   # the fit's warm-up, compressed, then its peak held: what a long fit meets there
+        scheds = {'lr': [combine([pct_start, 1 - pct_start], [Linear(l / 25, l), Constant(l)]) for l in lrs]}
     else:
         scheds = {'lr': [Constant(l) for l in lrs]}
     if mom is not None:
@@ -113,6 +115,7 @@ def _schedules(learn, lr, mom, wd, schedule, n_steps, pct_start):
         if isinstance(mom, (tuple, list)):
             hi, lo = mom
             scheds['mom'] = one_cycle(hi, lo, hi, pct_start, total_steps=n_steps) if schedule == 'one_cycle' \
+                else combine([pct_start, 1 - pct_start], [Linear(hi, lo), Constant(lo)]) if schedule == 'hold' \
                 else Constant(hi)
         else: scheds['mom'] = Constant(mom)
     if wd is not None: scheds['wd'] = Constant(wd)
@@ -123,13 +126,14 @@ def run_trial(learn, n_steps, lr, mom=None, wd=None, schedule='one_cycle', eval_
               label='', pct_start=0.3, _batches=None, time_limit=None, score_on='tail') -> Trial:
     """Train `learn` for `n_steps` optimizer steps from where it is, measuring the validation loss
     on a fixed subset every `eval_every` steps. `schedule`: 'one_cycle' (a short 1cycle peaking at
-    `lr`), 'constant' or 'anneal' (cosine from lr to lr/100). `mom` is a constant momentum or a
+    `lr`), 'constant', 'anneal' (cosine from lr to lr/100) or 'hold' (1cycle's warm-up over `pct_start`
+    of the steps, then `lr` held: how a long fit fares near its peak). `mom` is a constant momentum or a
     (high, low) cyclical pair; `wd` a decoupled weight decay; `score_on` what the trial's score
     reads (see :class:`Trial`). The learner is NOT restored: wrap the call in :func:`preserved` for
     that (the searches below do)."""
     check_int('n_steps', n_steps, min_value=2)
     check_lr('lr', lr)
-    check_choice('schedule', schedule, ('one_cycle', 'constant', 'anneal'))
+    check_choice('schedule', schedule, ('one_cycle', 'constant', 'anneal', 'hold'))
     check_choice('score_on', score_on, ('tail', 'end'))
     eval_every = check_int('eval_every', eval_every, min_value=1, allow_none=True) or max(1, n_steps // 8)
     batches = _batches if _batches is not None else fixed_valid_batches(learn, valid_batches)

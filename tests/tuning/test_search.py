@@ -2,6 +2,8 @@
 same snapshot) and the learner is left bitwise as it was."""
 import math
 
+from functools import partial
+
 import pytest
 import torch
 
@@ -126,6 +128,27 @@ def test_run_trial_takes_exactly_n_steps_across_epochs(make_learner):
         t = run_trial(learn, 10, 0.1, schedule='constant', eval_every=3)
         assert learn.step_count == 10
     assert t.steps == [0, 3, 6, 9, 10] and len(t.train_losses) == 10
+
+
+def test_a_hold_trial_warms_up_then_holds_its_peak(make_learner):
+    "schedule='hold': lr from lr/25 up to lr over pct_start of the steps, then lr; momentum high to low, then low."
+    from onecycle.core.callback import Callback
+
+    class Seen(Callback):
+        def __init__(self): self.lrs, self.moms = [], []
+        def before_step(self):
+            pg = self.learn.opt.param_groups[0]
+            self.lrs.append(pg['lr']); self.moms.append(pg['momentum'])
+    learn = make_learner(opt_func=partial(torch.optim.SGD, momentum=0.9), lr=0.1)
+    seen = Seen()
+    with preserved(learn), learn.added_cbs([seen]):
+        t = run_trial(learn, 20, 0.4, mom=(0.95, 0.85), schedule='hold', pct_start=0.5, score_on='tail')
+    assert len(seen.lrs) == 20 and t.n_steps == 20
+    assert seen.lrs[0] == pytest.approx(0.4 / 25, rel=0.05)
+    assert all(a < b for a, b in zip(seen.lrs[:10], seen.lrs[1:11]))          # rising through the warm-up
+    assert seen.lrs[11:] == pytest.approx([0.4] * 9)                           # then held at the peak
+    assert seen.moms[0] == pytest.approx(0.95, abs=0.01) and seen.moms[11:] == pytest.approx([0.85] * 9)
+    with pytest.raises(ValueError, match='schedule'): run_trial(learn, 20, 0.4, schedule='plateau')
 
 
 def test_bad_settings_fail_before_any_work(make_learner):
