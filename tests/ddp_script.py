@@ -120,6 +120,9 @@ def main(out_dir):
         with preserved(learn):
             t = run_trial(learn, 4, 0.1, eval_every=2)
         res['trial'] = {'valid_losses': t.valid_losses, 'after': _state(learn.model)}
+        with preserved(learn):   # a hold probe (tune's look above S): its score decides on every rank alike
+            h = run_trial(learn, 6, 0.1, schedule='hold', pct_start=0.5, eval_every=2)
+        res['hold_trial'] = {'valid_losses': h.valid_losses, 'score': h.score, 'after': _state(learn.model)}
 
         # 3. Gradient accumulation: all-reduce only on the batches that step.
         counter = CountAllReduces()

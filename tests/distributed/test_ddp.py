@@ -225,6 +225,9 @@ def test_search_trials_measure_the_validation_subset_over_all_ranks(ranks):
     # before training, the subset (all of each rank's share) gives the whole validation set's loss
     assert t0['valid_losses'][0] == pytest.approx(ranks[0]['fit']['validate']['valid_loss'], rel=1e-5)
     _assert_same_state(t0['after'], ranks[0]['lr_find']['before'])
+    h0, h1 = ranks[0]['hold_trial'], ranks[1]['hold_trial']   # a hold probe too: tune's decision above S
+    assert len(h0['valid_losses']) == 4 and h0['valid_losses'] == h1['valid_losses'] and h0['score'] == h1['score']
+    _assert_same_state(h0['after'], ranks[0]['lr_find']['before'])
 
 
 def test_accumulation_all_reduces_only_when_stepping_and_matches_one_process(ranks):
