@@ -184,8 +184,8 @@ class SearchResult:
                           if isinstance(v, (int, float, tuple)))
         lines.append(f'{self.steps} steps, {self.seconds:.1f}s' + (f'; {extra}' if extra else ''))
         if 'rung' in self.extra:
-            lines.append(f'best rung refined to {format_candidate(self.best)} '
-                         f'(vertex of a parabola in log {self.name})')
+            why = self.extra.get('refined_by', f'vertex of a parabola in log {self.name}')
+            lines.append(f'best rung refined to {format_candidate(self.best)} ({why})')
         return '\n'.join(lines)
 
     __str__ = table

@@ -384,12 +384,14 @@ def test_sgd_on_a_normalized_model_keeps_the_default_weight_decay(make_learner, 
     assert one.wd_search is None and one.fit_kwargs['wd'] == 0.05 and 'wd: 0.05 (the only candidate)' in one.summary()
 
 
-@pytest.mark.parametrize('held, lift', [({2: 1.1, 4: 1.2}, 4), ({2: 1.1, 4: 1.4}, 2), ({2: 1.1, 4: float('inf')}, 2),
-                                        ({2: 1.2, 4: 1.0}, 1), ({2: float('inf'), 4: 1.0}, 1)])
+@pytest.mark.parametrize('held, lift', [({2: 1.1, 4: 1.2}, 4), ({2: 1.1, 4: 1.4}, 2), ({2: 1.1, 4: 1.7}, 2 ** 0.5),
+                                        ({2: 1.1, 4: float('inf')}, 2 ** 0.5), ({2: 1.2, 4: 1.0}, 1),
+                                        ({2: float('inf'), 4: 1.0}, 1)])
 def test_sgd_on_a_plain_model_goes_above_the_suggestion_only_where_the_peak_holds(make_learner, monkeypatch, held,
                                                                                    lift):
     """S wins its bracket; the hold probes at S (score 1.0), 2S and 4S decide: each doubling is taken while its
-    probe ends within 15% of the one below it; a diverged probe (inf) stops the climb. A lifted lr keeps the
+    probe ends within 15% of the one below it; a diverged probe (inf) stops the climb, and a doubling that held
+    is backed off by sqrt2 when the one above it collapsed (above 1.5x, or diverged). A lifted lr keeps the
     default weight decay (the probes ran with it), and the budget holds."""
     _scripted_trials(monkeypatch, lambda rel, wd, replicate: 1.0 if rel >= 1 else 1.2,
                      held=lambda rel: 1.0 if rel < 1.5 else held[2] if rel < 3 else held[4])
@@ -399,6 +401,7 @@ def test_sgd_on_a_plain_model_goes_above_the_suggestion_only_where_the_peak_hold
     assert res.lr_hold.candidates[:2] == pytest.approx([s, 2 * s])
     assert res.lr_hold.best == pytest.approx(lift * s) and res.max_lr == pytest.approx(lift * s)
     assert 'lr held' in res.summary() and res.steps <= 1000
+    assert ('backed off' in res.summary()) is (lift == 2 ** 0.5)
     if lift > 1:
         assert res.wd_search is None and res.wd == DEFAULT_WD and 'hold probes' in res.summary()
     else:
