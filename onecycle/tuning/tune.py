@@ -105,7 +105,8 @@ class TuneResult:
     """What tune found and the evidence. ``fit_kwargs`` goes straight to ``fit_one_cycle``; a tuned
     batch size is in ``batch_size`` (``with_batch_size(learn.dls.train, result.batch_size)``).
     ``noise`` is the seed-to-seed spread of a trial's score (two runs of one setting, two data
-    orders); ``confidence`` maps each searched name to its runner-up's score margin in units of it."""
+    orders); ``confidence`` maps each searched name to its runner-up's score margin in units of it.
+    ``lr_hold`` holds the hold probes above S (SGD on a plain model, when S won its bracket)."""
     max_lr: float
     moms: tuple | None
     wd: float | None
@@ -433,7 +434,7 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
                                   label=f'lr={c:.3g} held', _batches=batches, score_on='tail')
                     res.steps += p.n_steps
                     return p
-                say.begin('lr held at the peak', 2 * n)
+                say.begin('lr held at the peak', (HOLD_DOUBLINGS + 1) * n)
                 def held(i):   # the doubling i ended within HOLD_TOL of the lr below it (a diverged one did not)
                     a, b = trials[i - 1].score, trials[i].score
                     return math.isfinite(b) and b <= a + HOLD_TOL * abs(a)
