@@ -22,7 +22,7 @@ from ..core.hyper import WEIGHT_LAYER_TYPES, has_hyper, is_adaptive, lr_range
 from ..core.data import check_loader
 from ..core.snapshot import TrainingState, preserved
 from .range_test import StepLoss, epochs_for_steps, fixed_valid_batches, subset_loss
-from ..schedules.functions import Constant, Cosine, Linear, combine, one_cycle
+from ..schedules.functions import Constant, Cosine, Warmup, one_cycle
 from ..schedules.scheduler import ParamScheduler
 
 __all__ = ['DivergedSearch', 'SearchResult', 'Trial', 'run_trial', 'branch_trials', 'pick_best', 'format_candidate',
@@ -106,7 +106,7 @@ def _schedules(learn, lr, mom, wd, schedule, n_steps, pct_start):
     elif schedule == 'anneal':
         scheds = {'lr': [Cosine(l, l / 100) for l in lrs]}
     elif schedule == 'hold':   # the fit's warm-up, compressed, then its peak held: what a long fit meets there
-        scheds = {'lr': [combine([pct_start, 1 - pct_start], [Linear(l / 25, l), Constant(l)]) for l in lrs]}
+        scheds = {'lr': [Warmup(Constant(l), pct_start, start=l / 25) for l in lrs]}
     else:
         scheds = {'lr': [Constant(l) for l in lrs]}
     if mom is not None:
@@ -115,7 +115,7 @@ def _schedules(learn, lr, mom, wd, schedule, n_steps, pct_start):
         if isinstance(mom, (tuple, list)):
             hi, lo = mom
             scheds['mom'] = one_cycle(hi, lo, hi, pct_start, total_steps=n_steps) if schedule == 'one_cycle' \
-                else combine([pct_start, 1 - pct_start], [Linear(hi, lo), Constant(lo)]) if schedule == 'hold' \
+                else Warmup(Constant(lo), pct_start, start=hi) if schedule == 'hold' \
                 else Constant(hi)
         else: scheds['mom'] = Constant(mom)
     if wd is not None: scheds['wd'] = Constant(wd)

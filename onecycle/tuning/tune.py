@@ -435,20 +435,20 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
                     res.steps += p.n_steps
                     return p
                 say.begin('lr held at the peak', (HOLD_DOUBLINGS + 1) * n)
-                def held(i):   # the doubling i ended within HOLD_TOL of the lr below it (a diverged one did not)
+                def within(i, tol):   # probe i ended within `tol` (a fraction) of the one below's loss, not diverged
                     a, b = trials[i - 1].score, trials[i].score
-                    return math.isfinite(b) and b <= a + HOLD_TOL * abs(a)
+                    return math.isfinite(b) and b <= a + tol * abs(a)
                 cands, trials = [lr_], [probe(lr_)]
                 for k in range(HOLD_DOUBLINGS):
                     if k and not fits(HOLD_TRIALS + later): break
                     cands.append(2 * cands[-1]); trials.append(probe(cands[-1]))
-                    if not held(len(trials) - 1): break
-                picked = cands[-1] if held(len(trials) - 1) else cands[-2]   # the highest that held
+                    if not within(len(trials) - 1, HOLD_TOL): break
+                i = len(cands) - 1 if within(len(cands) - 1, HOLD_TOL) else len(cands) - 2   # the highest held
+                picked, held_steps = cands[i], n - n // 2
                 # the doubling above the pick collapsed: the cliff is close above it, a probe this short does not
                 # place it well, and a fit there is a coin toss (an MNIST-1D CNN's fits at 2S: 94.7% and 8.9%)
-                i, extra = cands.index(picked), {'steps_held': n - n // 2}
-                back = 0 < i < len(cands) - 1 and not (trials[i + 1].score <= trials[i].score
-                                                       + (HOLD_COLLAPSE - 1) * abs(trials[i].score))
+                back = 0 < i < len(cands) - 1 and not within(i + 1, HOLD_COLLAPSE - 1)
+                extra = {'steps_held': held_steps}
                 if back:
                     extra.update(rung=picked, refined_by=f'backed off by sqrt2: the doubling above it ended above '
                                                          f'{HOLD_COLLAPSE:g}x its loss')
@@ -457,7 +457,7 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
                                            time.perf_counter() - ts, extra)
                 scores = ', '.join(f'{fmt_lr(c)}: {x.score:.4g}' for c, x in zip(cands, trials))
                 res.confidence['lr held'] = {'margin': float('nan'), 'ratio': float('nan'), 'text': (
-                    f'{fmt_lr(picked)} (each lr held {n - n // 2} steps at its peak; a doubling is taken while its '
+                    f'{fmt_lr(picked)} (each lr held {held_steps} steps at its peak; a doubling is taken while its '
                     f'validation loss stays within {HOLD_TOL:.0%} of the one below: {scores}'
                     + (f'; backed off by sqrt2 from {fmt_lr(cands[i])}: the doubling above collapsed' if back else '')
                     + ')')}

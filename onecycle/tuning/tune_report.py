@@ -30,9 +30,9 @@ def search_line(s) -> str:
     pre = s.extra.get('plateau_trial')
     if pre is not None:
         tried = f'{pre.n_steps} steps at {format_candidate(s.extra["mid"])} to a plateau, then {tried}'
-    chose = _cand(s.name, s.best) + ((' (backed off from ' + _cand(s.name, s.extra['rung']) + ')'
-                                      if 'refined_by' in s.extra else ' (refined between rungs)')
-                                     if 'rung' in s.extra else '')
+    chose = _cand(s.name, s.best)
+    if 'refined_by' in s.extra: chose += f' (backed off from {_cand(s.name, s.extra["rung"])})'
+    elif 'rung' in s.extra: chose += ' (refined between rungs)'
     return f'{_NAMES.get(s.name, s.name)}: tried {tried}; chose {chose}; {s.steps} steps'
 
 
