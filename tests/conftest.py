@@ -23,10 +23,15 @@ def _separable(n, n_in, seed):
 
 @pytest.fixture
 def make_dls():
-    """Factory: ``make_dls(n_train=64, bs=16, n_valid=32, n_in=8, seed=0, shuffle=False, drop_last=False)``
-    gives a (train, valid) pair of DataLoaders over a linearly separable two-class problem."""
-    def make(n_train=64, bs=16, n_valid=32, n_in=8, seed=0, shuffle=False, drop_last=False, valid=True):
+    """Factory: ``make_dls(n_train=64, bs=16, n_valid=32, n_in=8, seed=0, shuffle=False, drop_last=False,
+    label_noise=0.)`` gives a (train, valid) pair of DataLoaders over a linearly separable two-class problem,
+    with a fraction `label_noise` of the labels flipped (then no weights bring the loss to 0)."""
+    def make(n_train=64, bs=16, n_valid=32, n_in=8, seed=0, shuffle=False, drop_last=False, valid=True,
+             label_noise=0.):
         x, y = _separable(n_train + n_valid, n_in, seed)
+        if label_noise:
+            flip = torch.rand(len(y), generator=torch.Generator().manual_seed(seed + 1)) < label_noise
+            y = torch.where(flip, 1 - y, y)
         train = DataLoader(TensorDataset(x[:n_train], y[:n_train]), batch_size=bs, shuffle=shuffle,
                            drop_last=drop_last, generator=torch.Generator().manual_seed(seed) if shuffle else None)
         vdl = DataLoader(TensorDataset(x[n_train:], y[n_train:]), batch_size=2 * bs) if valid else None

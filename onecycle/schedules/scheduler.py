@@ -83,9 +83,10 @@ class ParamScheduler(Callback):
         pgs = self.learn.opt.param_groups
         for name in self.scheds:
             if not has_hyper(pgs[0], name):
+                hint = '; it has no momentum to set (moms=None leaves momentum alone)' if name == 'mom' else ''
                 raise ValueError(f'{type(self).__name__}: the optimizer {type(self.learn.opt).__name__} has no '
                                  f'hyper-parameter {name!r} '
-                                 f'(param group keys: {sorted(k for k in pgs[0] if k != "params")})')
+                                 f'(param group keys: {sorted(k for k in pgs[0] if k != "params")}){hint}')
         self._setters = [(hyper_setter(pgs[0], k), self._per_group(k, len(pgs))) for k in self.scheds]
         self._total = self.total_steps or self.learn.n_steps
         self._check_schedule()

@@ -80,7 +80,8 @@ def compare_lr_finds(learn, settings, **common) -> LRComparison:
     state, each with a fresh optimizer, so the curves differ only by what the settings change.
 
     A setting is a dict of: ``opt_func`` (e.g. ``torch.optim.SGD`` or a ``functools.partial``),
-    ``wd`` (decoupled weight decay), ``mom`` (a constant momentum), any :class:`LRFinder` argument
+    ``wd`` (decoupled weight decay), ``mom`` (a constant momentum; without it a run sweeps at the optimizer's
+    own, or 0.9 where that is 0, as :func:`lr_find` does), any :class:`LRFinder` argument
     (``start_lr``, ``end_lr``, ``num_it``, ``mode``, ``valid_every``...), ``suggest`` and ``label``.
     `common` holds defaults for every run. Afterwards the learner has its own weights, optimizer
     (object and state), weight decay, recorder history and RNG states back.
@@ -108,9 +109,8 @@ def compare_lr_finds(learn, settings, **common) -> LRComparison:
             saved.restore()   # the same weights, optimizer and RNG state for every run
             learn.opt_func = s.get('opt_func', learn.opt_func)
             learn.create_opt(lr, s.get('wd', learn.wd))
-            if 'mom' in s: learn.set_hyper('mom', s['mom'])
             # one sweep length for every run (lr_find alone may sweep again, longer, where one learnt too little)
-            res = lr_find(learn, **{'num_it': DEFAULT_NUM_IT,
+            res = lr_find(learn, **{'num_it': DEFAULT_NUM_IT, 'mom': s.get('mom', 'auto'),
                                     **{k: v for k, v in s.items() if k in _FINDER_KEYS or k == 'suggest'}})
             res.label = labels[i]
             results.append(res)

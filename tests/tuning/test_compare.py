@@ -175,6 +175,18 @@ def test_compare_runs_start_from_the_same_weights_and_leave_the_learner_as_it_wa
     assert all(label in text for label in cmp.labels) and 'max_bound' in text
 
 
+def test_compare_sweeps_a_given_momentum_as_given_and_bare_sgd_as_lr_find_does(make_learner):
+    "mom=0 compares a sweep without momentum; without `mom` bare SGD sweeps at 0.9, the 1cycle fit's middle."
+    from onecycle.core.callback import Callback
+    seen = []
+    spy = type('Spy', (Callback,), {'order': 100, 'before_fit': lambda cb: seen.append(set()),
+                                    'after_step': lambda cb: seen[-1].add(cb.learn.opt.param_groups[0]['momentum'])})
+    learn = make_learner(opt_func=torch.optim.SGD, cbs=[spy()])
+    cmp = compare_lr_finds(learn, [dict(mom=0.), dict(), dict(mom=0.5)], num_it=20)
+    assert seen == [{0.}, {0.9}, {0.5}] and cmp[0].losses != cmp[1].losses
+    assert learn.opt.param_groups[0]['momentum'] == 0.
+
+
 def test_compare_plot_puts_every_run_on_one_figure(make_learner):
     learn = make_learner(dls_kw=dict(n_train=128, bs=8))
     cmp = compare_lr_finds(learn, [dict(wd=w) for w in (0., 1e-2, 1.)], start_lr=1e-4, num_it=40)

@@ -148,7 +148,8 @@ def test_tune_weight_decay_trials_use_the_fits_cyclical_momentum(make_learner):
         def after_step(self):
             pg = self.learn.opt.param_groups[0]
             runs[-1].append((pg['momentum'], pg.get('wd')))
-    learn = make_learner(opt_func=torch.optim.SGD, lr=0.1, cbs=[Moms()], dls_kw={'n_train': 64, 'bs': 8})
+    learn = make_learner(opt_func=torch.optim.SGD, lr=0.1, cbs=[Moms()], dls_kw={'n_train': 64, 'bs': 8,
+                                                                                  'label_noise': 0.2})
     res = tune(learn, budget=400, moms=[(0.95, 0.85), (0.99, 0.9)], wds=[1e-3, 1e-2], search_lr=False)
     wd_runs = [r for r in runs[1:] if r and {w for _, w in r} == {1e-2}]   # the range test is runs[0]
     assert wd_runs and res.wd_search is not None
