@@ -32,7 +32,10 @@
    with another data order measures the seed-to-seed noise of a score; a candidate replaces the default of
    its stage (S, (0.95, 0.85), the middle weight decay) only when it beats it by more than that noise (twice
    it for momentum, whose effect on a long fit's stability a short trial misjudges). A trial's score is its
-   validation loss at the end of its cycle, annealed, as the fit will end.
+   validation loss at the end of its cycle, annealed, as the fit will end. When the default's trials end less
+   than MIN_TRIAL_DROP below where they started, no trial can tell settings apart: the stages are skipped and
+   the fit gets the one-liner's settings (S from a sweep three times longer where both sweeps learnt too little,
+   as lr_find's default reads it).
 4. A check: a pick other than the default setting runs once more on the replicate's data order and
    must beat the default there too (a paired comparison); otherwise the default setting is kept. A
    stage picks the best of several noisy scores, which flatters the winner; a second draw does not.
@@ -54,11 +57,12 @@ from ..callbacks.progress import StageProgress, fmt_lr
 from ..core.checks import (check_bool, check_candidates, check_choice, check_int, check_mom_candidate,
                            check_positive)
 from ..core.data import check_loader
+from ..core.dist import max_over_ranks
 from ..core.hyper import fit_wd, has_hyper, is_adaptive, is_normalized, scale_lr
 from ..core.rng import loader_generators
 from ..core.snapshot import TrainingState, preserved
 from .batch_size import noise_scale, with_batch_size
-from .range_test import fixed_valid_batches, planned_fit_steps
+from .range_test import EXTEND_FACTOR, MIN_SWEEP_DROP, fixed_valid_batches, planned_fit_steps, sweep_drop
 from .search import SearchResult, branch_trials, default_wds, format_candidate, pick_best, run_trial
 from .tune_report import plot_tune, range_test_line, search_line, skipped_line
 
@@ -94,6 +98,13 @@ MIN_BUDGET = 1000               # the default budget: the planned fit's steps, a
 RANGE_STEPS = 100               # the range test (as lr_find's default, so that tune starts from the one-liner)
 TWO_SWEEPS = 10                 # a budget of this many range tests or more runs a second one on another data order
 MIN_TRIAL_STEPS = 10
+# trials whose validation loss fell by less than this fraction of where it started learnt too little to tell
+# settings apart: the lr, momentum and weight-decay stages are skipped, and S is read as the one-liner reads it,
+# from a sweep EXTEND_FACTOR times longer where both sweeps' loss fell by less than MIN_SWEEP_DROP. An embedding
+# MLP learning (x0 + x1) mod 3 (AdamW): its 100-step sweeps fell 1-3% and put S 10x too low, its 73-step trials
+# fell 1%, and the lr stage followed their noise down; the fits scored 36-47%, where the one-liner's 300-step
+# sweep gave 100%
+MIN_TRIAL_DROP = 0.1
 # a momentum other than the default must win by twice the noise: a short trial misjudges what momentum
 # does to a long fit's stability near its peak (the effective step lr/(1-mom) acts for hundreds of steps)
 MOM_CLEAR = 2.
@@ -161,7 +172,9 @@ class TuneResult:
                  + (f' (trials of {self.trial_steps})' if self.trial_steps else '')
                  + f', {self.seconds:.1f}s' + (f' of {self.time_budget:.0f}s' if self.time_budget else '')]
         if self.lr_find is not None:
-            lines.append('range test: ' + ', '.join(f'{k}={v:.3g}' for k, v in self.lr_find.suggestions.items()))
+            lines.append('range test: ' + ', '.join(f'{k}={v:.3g}' for k, v in self.lr_find.suggestions.items())
+                         + (f' ({len(self.lr_find.train_lrs)} steps: the shorter sweeps learnt too little to read)'
+                            if self.lr_find.extended else ''))
         if self.lr_find_replicate is not None:
             lines.append('range test, another data order: '
                          + ', '.join(f'{k}={v:.3g}' for k, v in self.lr_find_replicate.suggestions.items())
@@ -386,6 +399,29 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
             res.noise = noise = max(spread, NOISE_FLOOR * abs(a.score if math.isfinite(a.score) else 0.))
             say.end(f'noise: the default setting twice, on two data orders; scores differ by {spread:.4g}; '
                     f'{res.steps - before} steps')
+            # trials that learnt too little to tell settings apart: every candidate would win or lose by noise
+            fell = [(x.start_loss - x.score) / x.start_loss for x in (a, b)
+                    if math.isfinite(x.score) and x.start_loss > 0]
+            if fell and max(fell) < MIN_TRIAL_DROP:
+                off = [n for n, on in (('lr', search_lr), ('momentum', search_moms), ('weight decay', search_wd)) if on]
+                res.skipped += [f'{n} (trials learnt too little)' for n in off]
+                res.confidence['trials'] = {'margin': float('nan'), 'ratio': float('nan'), 'text': (
+                    f"the default setting's validation loss fell {max(fell):.1%} in a trial of {t} steps, too "
+                    f"little to tell settings apart: {', '.join(off)} keep the one-liner's")}
+                before = res.steps
+                drops = [sweep_drop(r) for r in (res.lr_find, res.lr_find_replicate) if r is not None]
+                n_long = n_rt * EXTEND_FACTOR
+                if not max_over_ranks(max(drops) >= MIN_SWEEP_DROP) and fits(n_long / t):
+                    start.restore()
+                    res.lr_find, res.lr_find_replicate = learn.lr_find(num_it=n_long, n_epoch=n_epoch), None
+                    res.lr_find.extended = True
+                    res.steps += res.lr_find.cost.get('train_steps', n_long)
+                    res.confidence['trials']['text'] += (
+                        f"; the sweeps' loss fell {max(drops):.0%} at most, so S is read from one of {n_long} steps")
+                say.end(f'trials: {res.confidence["trials"]["text"]}; {res.steps - before} steps')
+                lr = res.suggestion
+                default_setting = (lr, mom, wd)   # nothing for the check to test
+                search_lr = search_moms = search_wd = False
 
             # trials the stages after lr plan on: momentum, weight decay, the check
             later = (len(moms) - 1 if search_moms else 0) + (len(wd_cands) - 1 if search_wd else 0) + 1

@@ -2,6 +2,7 @@
 learner comes back bitwise as it was."""
 import pytest
 import torch
+from torch import nn
 
 from onecycle import fit_one_cycle, tune
 from onecycle.tuning.batch_size import with_batch_size
@@ -149,7 +150,7 @@ def test_tune_weight_decay_trials_use_the_fits_cyclical_momentum(make_learner):
             pg = self.learn.opt.param_groups[0]
             runs[-1].append((pg['momentum'], pg.get('wd')))
     learn = make_learner(opt_func=torch.optim.SGD, lr=0.1, cbs=[Moms()], dls_kw={'n_train': 64, 'bs': 8,
-                                                                                  'label_noise': 0.2})
+                                                                                  'label_noise': 0.1})
     res = tune(learn, budget=400, moms=[(0.95, 0.85), (0.99, 0.9)], wds=[1e-3, 1e-2], search_lr=False)
     wd_runs = [r for r in runs[1:] if r and {w for _, w in r} == {1e-2}]   # the range test is runs[0]
     assert wd_runs and res.wd_search is not None
@@ -238,6 +239,53 @@ def test_tune_keeps_a_pick_only_if_it_beats_the_default_on_a_second_data_order(m
     assert res.confidence['check']['kept'] is reproduced
     assert res.max_lr == pytest.approx(s / 2 ** 0.5 if reproduced else s)
     assert ('not reproduced' in res.summary()) is not reproduced
+
+
+@pytest.mark.parametrize('opt_func', [torch.optim.SGD, torch.optim.AdamW])
+def test_trials_that_learn_too_little_leave_every_setting_to_the_one_liner(make_learner, monkeypatch, opt_func):
+    "The default's trials end 3% below where they started: the stages would pick noise, so none runs."
+    ran = []
+    def score(rel, wd, replicate):
+        ran.append(rel)
+        return 2.91 if rel == 1 else 2.0   # any other setting would look far better
+    from onecycle.tuning import tune as tune_module
+    from onecycle.tuning.search import Trial
+    def fake(learn, n_steps, lr, mom=None, wd=None, label='', score_on='tail', schedule='one_cycle', **kw):
+        v = score(round(lr / fake.first, 3) if hasattr(fake, 'first') else 1, wd, 'replicate' in label)
+        fake.first = getattr(fake, 'first', lr)
+        return Trial(label, steps=[0, n_steps], valid_losses=[3., v], n_steps=n_steps, score_on=score_on)
+    monkeypatch.setattr(tune_module, 'run_trial', fake)
+    learn = make_learner(opt_func=opt_func, lr=0.1, dls_kw={'n_train': 64, 'bs': 8})
+    res = tune(learn, budget=400)
+    assert ran == [1, 1]                                   # the default, twice (the noise), and nothing else
+    assert res.lr_search is res.mom_search is res.wd_search is res.lr_hold is None and 'check' not in res.confidence
+    assert res.fit_kwargs == {'max_lr': res.suggestion} and not res.lr_find.extended   # the sweeps learnt enough
+    assert '3.0% in a trial' in res.confidence['trials']['text'] and 'learnt too little' in res.summary()
+    assert res.skipped == ['lr (trials learnt too little)', 'momentum (trials learnt too little)',
+                           'weight decay (trials learnt too little)']
+
+
+def test_an_embedding_mlp_whose_trials_and_sweeps_learn_too_little_gets_the_one_liners_fit():
+    """A problem no bench has: (x0 + x1) mod 3 from 6 tokens of 50 (2400 samples), embeddings 16 + MLP 96-64-3,
+    AdamW, batch 64, 10 epochs. Its 100-step sweeps fall 1-3% and put S 10x too low; its trials fall 1%, and the
+    stages followed their noise (measured: fits at tune's pick 36-47%, at the one-liner's 99.8-100%). tune now
+    reads S from one 300-step sweep, as lr_find does, and leaves the rest to the one-liner."""
+    from onecycle import Learner, accuracy
+    from onecycle.data import tensor_dls
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 50, (3000, 6), generator=g)
+    y = (x[:, 0] + x[:, 1]) % 3
+    def learner():
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Embedding(50, 16), nn.Flatten(), nn.Linear(96, 64), nn.ReLU(), nn.Linear(64, 3))
+        return Learner(model, tensor_dls(x[:2400], y[:2400], x[2400:], y[2400:], bs=64, seed=0), nn.CrossEntropyLoss(),
+                       metrics=[accuracy], progress=False, device='cpu')
+    learn = learner()
+    res = tune(learn, n_epoch=10)
+    assert res.lr_find.extended and res.lr_find_replicate is None and res.steps <= res.budget
+    assert res.fit_kwargs == {'max_lr': learner().lr_find(n_epoch=10).suggestion}   # the one-liner's own
+    fit_one_cycle(learn, 10, **res.fit_kwargs)
+    assert learn.recorder.epochs[-1]['accuracy'] > 0.95
 
 
 def test_trial_score_on_end_reads_the_annealed_result():
