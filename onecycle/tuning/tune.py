@@ -140,11 +140,13 @@ class TuneResult:
     noise: float | None = None
     confidence: dict = field(default_factory=dict)
     walks_up: bool = False
+    has_momentum: bool = True
 
     @property
     def fit_kwargs(self) -> dict:
         out = {'max_lr': self.max_lr}
         if self.moms is not None: out['moms'] = self.moms
+        elif not self.has_momentum: out['moms'] = None   # fit_one_cycle would cycle a momentum it does not have
         if self.wd is not None: out['wd'] = self.wd
         return out
 
@@ -254,7 +256,8 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
             at least 1000).
         time_budget: seconds; stages that would start after it are skipped (defaults used instead).
         moms: cyclical (high, low) momentum candidates (constant values work too); the first is the
-            default, which another must beat by more than the noise.
+            default, which another must beat by more than the noise. An optimizer without momentum
+            (Adagrad, Rprop...) skips that stage, and ``fit_kwargs`` then holds ``moms=None``.
         wds: weight-decay candidates; the middle one is the default. None: Smith's, by model depth and
             optimizer (see ``default_wds``), for SGD-like optimizers the middle one and those above it.
         search_moms, search_wd: run those stages; when off, the trials use momentum (0.95, 0.85) and the
@@ -280,9 +283,13 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
     # the lr stage walks up past a winning top candidate only where long fits keep the sweep's edge (Adam-like
     # optimizers, normalized models); for SGD on other models a short trial does not see the cliff above
     walks_up = adaptive or is_normalized(learn.model)
+    # an optimizer without momentum (Adagrad, Rprop...): nothing to search, and the fit must leave it alone
+    no_mom = search_moms and not has_mom
+    if no_mom and moms is not DEFAULT_MOMS:   # candidates the caller named cannot be tried
+        raise ValueError(f'moms: the optimizer {type(learn.opt).__name__} has no momentum to search; '
+                         'leave moms at its default or pass search_moms=False')
+    if no_mom: search_moms = False
     if search_moms:
-        if not has_mom:
-            raise ValueError(f'the optimizer {type(learn.opt).__name__} has no momentum: pass search_moms=False')
         moms = check_candidates('moms', moms, lambda m: check_mom_candidate('moms', m))
         moms = [tuple(m) if isinstance(m, (list, tuple)) else m for m in moms]
     if wds is not None: wds = check_candidates('wds', wds, lambda v: check_positive('wds', v, allow_zero=True))
@@ -296,7 +303,8 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
     fit_steps = planned_fit_steps(learn, n_epoch)
     budget = budget if budget is not None else max(fit_steps, MIN_BUDGET)
     res = TuneResult(max_lr=float('nan'), moms=None, wd=None, batch_size=base_bs, noise_scale=None, budget=budget,
-                     time_budget=time_budget, fit_steps=fit_steps, walks_up=walks_up)
+                     time_budget=time_budget, fit_steps=fit_steps, walks_up=walks_up, has_momentum=has_mom)
+    if no_mom: res.skipped.append('momentum (the optimizer has none)')
     wd_cands = sorted(wds if wds is not None else default_wds(learn.model, learn.opt))
     default_wd = wd_cands[(len(wd_cands) - 1) // 2]
     # SGD: nothing below the default, the decay the lr stage runs with. A lower one narrows the lrs a long fit

@@ -75,7 +75,8 @@ def test_tune_bad_settings(make_learner):
     with pytest.raises(ValueError, match='wds'): tune(learn, wds=[-1])
     with pytest.raises(ValueError, match='batch_sizes'): tune(learn, batch_sizes=[0])
     with pytest.raises(ValueError, match='lr_rule'): tune(learn, batch_sizes=[8], lr_rule='cube')
-    with pytest.raises(ValueError, match='no momentum'): tune(make_learner(opt_func=torch.optim.Adagrad))
+    with pytest.raises(ValueError, match='moms.*no momentum'):   # candidates named for an optimizer without any
+        tune(make_learner(opt_func=torch.optim.Adagrad), moms=[(0.95, 0.85), (0.9, 0.8)])
     fits = []
     learn.add_cb(type('CountFits', (Callback,), {'before_fit': lambda self: fits.append(1)})())
     with pytest.raises(ValueError, match='moms'): tune(learn, moms=[(0.95, 1.2)])   # before the range test runs
@@ -286,6 +287,17 @@ def test_an_embedding_mlp_whose_trials_and_sweeps_learn_too_little_gets_the_one_
     assert res.fit_kwargs == {'max_lr': learner().lr_find(n_epoch=10).suggestion}   # the one-liner's own
     fit_one_cycle(learn, 10, **res.fit_kwargs)
     assert learn.recorder.epochs[-1]['accuracy'] > 0.95
+
+
+@pytest.mark.parametrize('opt_func', [torch.optim.Adagrad, torch.optim.Rprop])
+def test_tune_on_an_optimizer_without_momentum_searches_the_rest_and_fits(make_learner, opt_func):
+    "Nothing to search for momentum; fit_kwargs tell fit_one_cycle to leave it alone, so the documented line runs."
+    learn = make_learner(opt_func=opt_func, lr=0.01, dls_kw={'n_train': 64, 'bs': 8, 'label_noise': 0.1})
+    res = tune(learn, budget=300)
+    assert res.mom_search is None and 'momentum (the optimizer has none)' in res.skipped
+    assert res.fit_kwargs['moms'] is None and res.lr_search is not None
+    fit_one_cycle(learn, 1, **res.fit_kwargs)
+    assert learn.recorder.epochs[-1]['valid_loss'] < 0.5   # 0.69 is chance
 
 
 def test_trial_score_on_end_reads_the_annealed_result():
