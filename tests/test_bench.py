@@ -121,3 +121,15 @@ def test_within_applies_the_issues_targets_to_a_recipes_seeds(recommend):
     assert not recommend.within([0.89, 0.79], rows, 0.85, 0.5)         # 1 point below
     assert recommend.within([0.89, 0.79], rows, 0.85, 1.5)
     assert not recommend.within([0.95, 0.765], rows, 0.85, 0.5)        # the mean is fine, one seed 3.5 points down
+
+
+def test_the_optimizer_bench_runs_every_optimizers_one_liner():
+    "bench/one_liner_optimizers.py: each opt_func's one-liner trains (momentum-less ones with moms=None)."
+    spec = importlib.util.spec_from_file_location('olo', Path(__file__).resolve().parents[1] / 'bench' /
+                                                  'one_liner_optimizers.py')
+    olo = importlib.util.module_from_spec(spec); spec.loader.exec_module(olo)
+    data = olo.argmax3()
+    accs = {name: olo.one_liner(data, opt, 0, 'auto')[1] for name, opt in olo.OPTIMIZERS.items()}
+    assert min(accs.values()) > 0.8, accs   # chance is a third
+    bare, with_momentum = (olo.one_liner(data, olo.OPTIMIZERS[k], 0, 'auto') for k in ('SGD', 'SGD(momentum=0.9)'))
+    assert bare == with_momentum   # the sweep and the fit of bare SGD are those of SGD(momentum=0.9)
