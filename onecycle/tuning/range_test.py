@@ -206,7 +206,8 @@ class LRFinder(StepLoss, ParamScheduler):
     `mom`: the momentum the sweep runs at. 'auto' (the default) keeps each param group's own, except that a
     momentum of 0 (bare ``SGD``, ``RMSprop``'s default) sweeps at SWEEP_MOM: the 1cycle fit the suggestion is
     for turns momentum on, and a sweep without it puts the edge at lrs that fit does not survive. None leaves
-    the optimizer as it is (for a fit with ``moms=None``); a number sweeps every group at it."""
+    the optimizer as it is (for a fit that keeps its momentum: ``moms=None``, ``fit_flat_cos``, ``fit_sgdr``...);
+    a number sweeps every group at it."""
     order = 5   # before the Recorder resets its history
     handles_divergence = True   # it looks for divergence itself: DivergenceGuard stands aside
     is_trial = True   # loggers, EarlyStopping and SaveModel stand aside
