@@ -32,8 +32,8 @@
    with another data order measures the seed-to-seed noise of a score; a candidate replaces the default of
    its stage (S, (0.95, 0.85), the middle weight decay) only when it beats it by more than that noise (twice
    it for momentum, whose effect on a long fit's stability a short trial misjudges). A trial's score is its
-   validation loss at the end of its cycle, annealed, as the fit will end. When the default's trials end less
-   than MIN_TRIAL_DROP below where they started, no trial can tell settings apart: the stages are skipped and
+   validation loss at the end of its cycle, annealed, as the fit will end. When the default's trials end within
+   MIN_TRIAL_DROP of where they started, no trial can tell settings apart: the stages are skipped and
    the fit gets the one-liner's settings (S from a sweep three times longer where both sweeps learnt too little,
    as lr_find's default reads it).
 4. A check: a pick other than the default setting runs once more on the replicate's data order and
@@ -98,7 +98,7 @@ MIN_BUDGET = 1000               # the default budget: the planned fit's steps, a
 RANGE_STEPS = 100               # the range test (as lr_find's default, so that tune starts from the one-liner)
 TWO_SWEEPS = 10                 # a budget of this many range tests or more runs a second one on another data order
 MIN_TRIAL_STEPS = 10
-# trials whose validation loss fell by less than this fraction of where it started learnt too little to tell
+# trials whose validation loss ended within this fraction of where it started learnt too little to tell
 # settings apart: the lr, momentum and weight-decay stages are skipped, and S is read as the one-liner reads it,
 # from a sweep EXTEND_FACTOR times longer where both sweeps' loss fell by less than MIN_SWEEP_DROP. An embedding
 # MLP learning (x0 + x1) mod 3 (AdamW): its 100-step sweeps fell 1-3% and put S 10x too low, its 73-step trials
@@ -408,9 +408,10 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
             say.end(f'noise: the default setting twice, on two data orders; scores differ by {spread:.4g}; '
                     f'{res.steps - before} steps')
             # trials that learnt too little to tell settings apart: every candidate would win or lose by noise
+            # (a trial that ended well above its start was unstable, which the lr stage is there to find)
             fell = [(x.start_loss - x.score) / x.start_loss for x in (a, b)
                     if math.isfinite(x.score) and x.start_loss > 0]
-            if fell and max(fell) < MIN_TRIAL_DROP:
+            if fell and all(abs(f) < MIN_TRIAL_DROP for f in fell):
                 off = [n for n, on in (('lr', search_lr), ('momentum', search_moms), ('weight decay', search_wd)) if on]
                 res.skipped += [f'{n} (trials learnt too little)' for n in off]
                 res.confidence['trials'] = {'margin': float('nan'), 'ratio': float('nan'), 'text': (

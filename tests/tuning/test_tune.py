@@ -266,6 +266,22 @@ def test_trials_that_learn_too_little_leave_every_setting_to_the_one_liner(make_
                            'weight decay (trials learnt too little)']
 
 
+def test_trials_that_end_far_above_their_start_still_run_the_stages(make_learner, monkeypatch):
+    "Not a flat trial but an unstable one (the default ends 30% above its start): the lr stage looks lower."
+    from onecycle.tuning import tune as tune_module
+    from onecycle.tuning.search import Trial
+    lrs = []
+    def fake(learn, n_steps, lr, mom=None, wd=None, label='', score_on='tail', schedule='one_cycle', **kw):
+        lrs.append(lr)
+        v = 3.9 if lr >= lrs[0] * 0.9 else 1.0
+        return Trial(label, steps=[0, n_steps], valid_losses=[3., v], n_steps=n_steps, score_on=score_on)
+    monkeypatch.setattr(tune_module, 'run_trial', fake)
+    res = tune(make_learner(opt_func=torch.optim.SGD, lr=0.1, dls_kw={'n_train': 64, 'bs': 8}), budget=400,
+               search_moms=False, search_wd=False)
+    assert 'trials' not in res.confidence and res.lr_search is not None
+    assert res.max_lr < res.suggestion
+
+
 def test_an_embedding_mlp_whose_trials_and_sweeps_learn_too_little_gets_the_one_liners_fit():
     """A problem no bench has: (x0 + x1) mod 3 from 6 tokens of 50 (2400 samples), embeddings 16 + MLP 96-64-3,
     AdamW, batch 64, 10 epochs. Its 100-step sweeps fall 1-3% and put S 10x too low; its trials fall 1%, and the
