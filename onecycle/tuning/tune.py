@@ -391,10 +391,9 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
         def fits(n): return res.steps + n * t <= budget and not over_time()
 
         mom, wd = default_mom, (default_wd if search_wd else fit_wd(learn))   # else the final fit's
-        if not fits(2):
-            res.skipped += [n for n, on in (('lr', search_lr), ('momentum', search_moms), ('weight decay', search_wd))
-                            if on]
-        else:
+        searched = [n for n, on in (('lr', search_lr), ('momentum', search_moms), ('weight decay', search_wd)) if on]
+        if searched and not fits(2): res.skipped += searched
+        elif searched:   # (nothing searched: no trial to run, S is the finding)
             # the default setting, twice: the seed-to-seed noise of a score
             say.begin('noise', 2 * t)
             before = res.steps
@@ -412,11 +411,10 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
             fell = [(x.start_loss - x.score) / x.start_loss for x in (a, b)
                     if math.isfinite(x.score) and x.start_loss > 0]
             if fell and all(abs(f) < MIN_TRIAL_DROP for f in fell):
-                off = [n for n, on in (('lr', search_lr), ('momentum', search_moms), ('weight decay', search_wd)) if on]
-                res.skipped += [f'{n} (trials learnt too little)' for n in off]
+                res.skipped += [f'{n} (trials learnt too little)' for n in searched]
                 res.confidence['trials'] = {'margin': float('nan'), 'ratio': float('nan'), 'text': (
                     f"the default setting's validation loss fell {max(fell):.1%} in a trial of {t} steps, too "
-                    f"little to tell settings apart: {', '.join(off)} keep the one-liner's")}
+                    f"little to tell settings apart: {', '.join(searched)} keep the one-liner's")}
                 before = res.steps
                 drops = [sweep_drop(r) for r in (res.lr_find, res.lr_find_replicate) if r is not None]
                 n_long = n_rt * EXTEND_FACTOR

@@ -316,6 +316,14 @@ def test_tune_on_an_optimizer_without_momentum_searches_the_rest_and_fits(make_l
     assert learn.recorder.epochs[-1]['valid_loss'] < 0.5   # 0.69 is chance
 
 
+def test_tune_with_nothing_to_search_runs_the_range_tests_alone(make_learner):
+    "No stage asked for: no trial to run (the noise pair would serve nothing); S is the finding."
+    learn = make_learner(opt_func=torch.optim.SGD, lr=0.1, dls_kw={'n_train': 64, 'bs': 8, 'label_noise': 0.1})
+    res = tune(learn, budget=400, search_lr=False, search_moms=False, search_wd=False)
+    sweeps = sum(r.cost['train_steps'] for r in (res.lr_find, res.lr_find_replicate) if r is not None)
+    assert res.steps == sweeps and res.noise is None and res.fit_kwargs == {'max_lr': res.suggestion}
+
+
 def test_trial_score_on_end_reads_the_annealed_result():
     from onecycle.tuning.search import Trial
     t = Trial('x', steps=[0, 1, 2, 3, 4, 5, 6, 7, 8], valid_losses=[3, 2, 1.5, 1.2, 1, 0.9, 0.8, 0.6, 0.5])
