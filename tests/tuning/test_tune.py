@@ -245,20 +245,17 @@ def test_tune_keeps_a_pick_only_if_it_beats_the_default_on_a_second_data_order(m
 @pytest.mark.parametrize('opt_func', [torch.optim.SGD, torch.optim.AdamW])
 def test_trials_that_learn_too_little_leave_every_setting_to_the_one_liner(make_learner, monkeypatch, opt_func):
     "The default's trials end 3% below where they started: the stages would pick noise, so none runs."
-    ran = []
-    def score(rel, wd, replicate):
-        ran.append(rel)
-        return 2.91 if rel == 1 else 2.0   # any other setting would look far better
     from onecycle.tuning import tune as tune_module
     from onecycle.tuning.search import Trial
+    lrs = []
     def fake(learn, n_steps, lr, mom=None, wd=None, label='', score_on='tail', schedule='one_cycle', **kw):
-        v = score(round(lr / fake.first, 3) if hasattr(fake, 'first') else 1, wd, 'replicate' in label)
-        fake.first = getattr(fake, 'first', lr)
+        lrs.append(lr)
+        v = 2.91 if lr == lrs[0] else 2.0   # any other setting would look far better
         return Trial(label, steps=[0, n_steps], valid_losses=[3., v], n_steps=n_steps, score_on=score_on)
     monkeypatch.setattr(tune_module, 'run_trial', fake)
     learn = make_learner(opt_func=opt_func, lr=0.1, dls_kw={'n_train': 64, 'bs': 8})
     res = tune(learn, budget=400)
-    assert ran == [1, 1]                                   # the default, twice (the noise), and nothing else
+    assert lrs == [res.suggestion] * 2                     # the default, twice (the noise), and nothing else
     assert res.lr_search is res.mom_search is res.wd_search is res.lr_hold is None and 'check' not in res.confidence
     assert res.fit_kwargs == {'max_lr': res.suggestion} and not res.lr_find.extended   # the sweeps learnt enough
     assert '3.0% in a trial' in res.confidence['trials']['text'] and 'learnt too little' in res.summary()
