@@ -21,6 +21,7 @@ from torch import nn
 from onecycle import Learner, accuracy, fit_one_cycle
 from onecycle.core.hyper import has_hyper
 from onecycle.data import tensor_dls
+from onecycle.models import mlp
 
 
 def digits():
@@ -46,12 +47,6 @@ PROBLEMS = {'digits': digits, 'classif4': classif4, 'argmax3': argmax3}
 OPTIMIZERS = {'SGD': torch.optim.SGD, 'SGD(momentum=0.9)': partial(torch.optim.SGD, momentum=0.9),
               'RMSprop': torch.optim.RMSprop, 'Adam': torch.optim.Adam, 'AdamW': torch.optim.AdamW,
               'Adagrad': torch.optim.Adagrad, 'Rprop': torch.optim.Rprop}
-
-
-def mlp(sizes):
-    layers = []
-    for a, b in zip(sizes[:-1], sizes[1:]): layers += [nn.Linear(a, b), nn.ReLU()]
-    return nn.Sequential(*layers[:-1])
 
 
 def one_liner(data, opt_func, seed, mom):

@@ -35,7 +35,7 @@ from .suggest import (
 )
 
 __all__ = ['LRFinder', 'LRFinderResult', 'lr_find', 'SUGGESTERS', 'fixed_valid_batches', 'subset_loss',
-           'epochs_for_steps', 'StepLoss', 'SUGGESTIONS', 'planned_fit_steps', 'sweep_drop']
+           'epochs_for_steps', 'StepLoss', 'SUGGESTIONS', 'planned_fit_steps', 'sweep_drop', 'learnt_too_little']
 
 
 @dataclass
@@ -367,6 +367,12 @@ def sweep_drop(result: LRFinderResult) -> float:
     return (smooth[0] - min(smooth)) / smooth[0] if smooth[0] > 0 else 0.
 
 
+def learnt_too_little(*results: LRFinderResult) -> bool:
+    """Whether every one of these sweeps fell by less than MIN_SWEEP_DROP (:func:`sweep_drop`), too little for
+    their curves to be read; every rank decides alike (the widest drop wins)."""
+    return not max_over_ranks(max(sweep_drop(r) for r in results) >= MIN_SWEEP_DROP)
+
+
 def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, suggest='fit', n_epoch=None,
             **kwargs) -> LRFinderResult:
     """Run the LR range test on `learn` and return its result; the learner is left as it was.
@@ -396,8 +402,7 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, sugges
     check_loader(learn.dls.train, 'dls.train')
     if finder.valid_every is not None: check_loader(learn.dls.valid, 'dls.valid')
     result = _sweep(learn, finder, suggest, n_epoch)
-    # too little learnt to read (every rank decides alike: the widest drop wins)
-    if num_it is None and not max_over_ranks(sweep_drop(result) >= MIN_SWEEP_DROP):
+    if num_it is None and learnt_too_little(result):
         first = result.cost
         result = _sweep(learn, LRFinder(start_lr, end_lr, n * EXTEND_FACTOR, stop_div, **kwargs), suggest, n_epoch)
         result.cost = {k: v + first.get(k, 0) for k, v in result.cost.items()}

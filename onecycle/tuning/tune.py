@@ -57,12 +57,11 @@ from ..callbacks.progress import StageProgress, fmt_lr
 from ..core.checks import (check_bool, check_candidates, check_choice, check_int, check_mom_candidate,
                            check_positive)
 from ..core.data import check_loader
-from ..core.dist import max_over_ranks
 from ..core.hyper import fit_wd, has_hyper, is_adaptive, is_normalized, scale_lr
 from ..core.rng import loader_generators
 from ..core.snapshot import TrainingState, preserved
 from .batch_size import noise_scale, with_batch_size
-from .range_test import EXTEND_FACTOR, MIN_SWEEP_DROP, fixed_valid_batches, planned_fit_steps, sweep_drop
+from .range_test import EXTEND_FACTOR, fixed_valid_batches, learnt_too_little, planned_fit_steps, sweep_drop
 from .search import SearchResult, branch_trials, default_wds, format_candidate, pick_best, run_trial
 from .tune_report import plot_tune, range_test_line, search_line, skipped_line
 
@@ -100,7 +99,7 @@ TWO_SWEEPS = 10                 # a budget of this many range tests or more runs
 MIN_TRIAL_STEPS = 10
 # trials whose validation loss ended within this fraction of where it started learnt too little to tell
 # settings apart: the lr, momentum and weight-decay stages are skipped, and S is read as the one-liner reads it,
-# from a sweep EXTEND_FACTOR times longer where both sweeps' loss fell by less than MIN_SWEEP_DROP. An embedding
+# from a sweep EXTEND_FACTOR times longer where both sweeps learnt too little (`learnt_too_little`). An embedding
 # MLP learning (x0 + x1) mod 3 (AdamW): its 100-step sweeps fell 1-3% and put S 10x too low, its 73-step trials
 # fell 1%, and the lr stage followed their noise down; the fits scored 36-47%, where the one-liner's 300-step
 # sweep gave 100%
@@ -416,9 +415,10 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
                     f"the default setting's validation loss fell {max(fell):.1%} in a trial of {t} steps, too "
                     f"little to tell settings apart: {', '.join(searched)} keep the one-liner's")}
                 before = res.steps
-                drops = [sweep_drop(r) for r in (res.lr_find, res.lr_find_replicate) if r is not None]
+                sweeps = [r for r in (res.lr_find, res.lr_find_replicate) if r is not None]
+                drops = [sweep_drop(r) for r in sweeps]
                 n_long = n_rt * EXTEND_FACTOR
-                if not max_over_ranks(max(drops) >= MIN_SWEEP_DROP) and fits(n_long / t):
+                if learnt_too_little(*sweeps) and res.steps + n_long <= budget and not over_time():
                     start.restore()
                     res.lr_find, res.lr_find_replicate = learn.lr_find(num_it=n_long, n_epoch=n_epoch), None
                     res.lr_find.extended = True
