@@ -105,7 +105,8 @@ def main(out_dir):
         before = _state(learn.model)
         r = learn.lr_find(start_lr=1e-3, end_lr=1e4, num_it=60)
         res['lr_find'] = {'lrs': r.lrs, 'losses': r.train_losses, 'stopped_early': r.stopped_early,
-                          'before': before, 'after': _state(learn.model), 'model_type': type(learn.model).__name__}
+                          'before': before, 'after': _state(learn.model), 'model_type': type(learn.model).__name__,
+                          'held': r.held, 'suggestion': r.suggestion}   # SGD on a plain MLP: hold probes ran
         # ... also when it measures the loss on the (sharded) validation set.
         r = learn.lr_find(start_lr=1e-3, end_lr=1., num_it=6, valid_every=2)
         res['lr_find_valid'] = {'valid_losses': r.losses, 'after': _state(learn.model)}
@@ -115,6 +116,7 @@ def main(out_dir):
         before_fresh = _state(fresh.model)
         r = fresh.lr_find(start_lr=1e-9, end_lr=1e-7)
         res['lr_find_extended'] = {'extended': r.extended, 'steps': r.cost['train_steps'], 'lrs': r.train_lrs,
+                                   'held_steps': r.held['steps'],
                                    'before': before_fresh, 'after': _state(fresh.model)}
         # ... and so does a search trial: its validation losses too are over both shares, the same on every rank.
         with preserved(learn):

@@ -110,7 +110,8 @@ def compare_lr_finds(learn, settings, **common) -> LRComparison:
             learn.opt_func = s.get('opt_func', learn.opt_func)
             learn.create_opt(lr, s.get('wd', learn.wd))
             # one sweep length for every run (lr_find alone may sweep again, longer, where one learnt too little)
-            res = lr_find(learn, **{'num_it': DEFAULT_NUM_IT,
+            # and the sweep alone: lr_find's hold probes check one suggestion, they are not part of the curve
+            res = lr_find(learn, hold_check=False, **{'num_it': DEFAULT_NUM_IT,
                                     **{k: v for k, v in s.items() if k in _FINDER_KEYS or k in ('suggest', 'mom')}})
             res.label = labels[i]
             results.append(res)

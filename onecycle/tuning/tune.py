@@ -329,12 +329,12 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
         n_rt = min(RANGE_STEPS, budget // 4)
         two = budget >= TWO_SWEEPS * n_rt
         say.begin('range test', n_rt * (2 if two else 1))
-        res.lr_find = learn.lr_find(num_it=n_rt, n_epoch=n_epoch)
+        res.lr_find = learn.lr_find(num_it=n_rt, n_epoch=n_epoch, hold_check=False)
         res.steps += res.lr_find.cost.get('train_steps', n_rt)
         line = range_test_line(res.lr_find)
         if two:   # the same sweep on another data order (lr_find puts the learner back as it was)
             _reseed(learn, 104729)
-            res.lr_find_replicate = learn.lr_find(num_it=n_rt, n_epoch=n_epoch)
+            res.lr_find_replicate = learn.lr_find(num_it=n_rt, n_epoch=n_epoch, hold_check=False)
             start.restore()   # the data order and RNG the trials start from
             n2 = res.lr_find_replicate.cost.get('train_steps', n_rt)
             res.steps += n2
@@ -420,7 +420,8 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
                 n_long = n_rt * EXTEND_FACTOR
                 if learnt_too_little(*sweeps) and res.steps + n_long <= budget and not over_time():
                     start.restore()
-                    res.lr_find, res.lr_find_replicate = learn.lr_find(num_it=n_long, n_epoch=n_epoch), None
+                    res.lr_find = learn.lr_find(num_it=n_long, n_epoch=n_epoch, hold_check=False)
+                    res.lr_find_replicate = None
                     res.lr_find.extended = True
                     res.steps += res.lr_find.cost.get('train_steps', n_long)
                     res.confidence['trials']['text'] += (

@@ -67,9 +67,12 @@ def test_range_test_prints_one_line_and_no_epoch_table_in_a_log(make_learner, ca
     res = learn.lr_find(num_it=30)
     out = capsys.readouterr().out
     lines = out.splitlines()
-    assert len(lines) == 1, out                                  # no table of nan rows, no bar in a log
-    n = res.cost['train_steps']
+    assert len(lines) == 1 + bool(res.held), out                 # no table of nan rows, no bar in a log
+    n = len(res.train_lrs)
     assert lines[0].startswith(f'LR range test: {n} of 30 steps, lr 1.0e-07 to ')
+    if res.held:   # SGD on a plain model: the hold check's line, naming what it did
+        assert lines[1].startswith('hold check: ') and f"{res.held['steps']} steps)" in lines[1]
+        assert ('kept' in lines[1]) == (res.suggestion == res.held['unchecked'])
     assert 'nan' not in out and 'valid_loss' not in out
     assert ('stopped early' in out) == res.stopped_early
     learn.fit(1, lr=0.1)                                         # the epoch table is back for a fit
@@ -85,7 +88,7 @@ def test_range_test_bar_shows_step_lr_and_smoothed_loss_where_a_person_watches(m
     out = capsys.readouterr().out
     assert '[20/20' in out and 'smoothed loss' in out and 'lr 1.0e+01' in out.replace('lr 1e+01', 'lr 1.0e+01')
     assert 'valid_loss' not in out                               # the epoch table stood aside
-    assert out.rstrip().splitlines()[-1].startswith('LR range test: 20 of 20 steps')
+    assert any(line.startswith('LR range test: 20 of 20 steps') for line in out.rstrip().splitlines())
 
 
 def test_range_test_progress_smooths_like_the_range_test(make_learner):

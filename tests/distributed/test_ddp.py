@@ -208,6 +208,8 @@ def test_lr_finder_stops_together_and_restores_the_weights(ranks):
     l0, l1 = ranks[0]['lr_find'], ranks[1]['lr_find']
     assert l0['stopped_early'] and l1['stopped_early'] and 3 <= len(l0['lrs']) < 60
     assert l0['lrs'] == l1['lrs'] and l0['losses'] == l1['losses']   # one schedule, one loss, one stop
+    # the hold check's probes read end losses averaged over ranks: the same probes and pick everywhere
+    assert l0['held'] and l0['held'] == l1['held'] and l0['suggestion'] == l1['suggestion'] in l0['held']['lrs']
     for l in (l0, l1):
         _assert_same_state(l['before'], l['after'])
         assert l['model_type'] == 'Sequential'
@@ -215,7 +217,8 @@ def test_lr_finder_stops_together_and_restores_the_weights(ranks):
     assert len(v0['valid_losses']) == 3 and v0['valid_losses'] == v1['valid_losses']   # reduced over both shares
     _assert_same_state(v0['after'], l0['before'])
     e0, e1 = ranks[0]['lr_find_extended'], ranks[1]['lr_find_extended']
-    assert e0['extended'] and e1['extended'] and e0['steps'] == e1['steps'] == 400 and e0['lrs'] == e1['lrs']
+    assert e0['extended'] and e1['extended'] and e0['lrs'] == e1['lrs']
+    assert e0['steps'] == e1['steps'] == 400 + e0['held_steps'] and e0['held_steps'] == e1['held_steps']
     _assert_same_state(e0['after'], e0['before'])
 
 

@@ -241,7 +241,7 @@ def test_lr_find_sweeps_at_the_momentum_the_fit_will_use(make_learner, opt_func,
     from onecycle.core.hyper import get_hyper
     own = get_hyper(learn.opt.param_groups[0], 'mom')
     spy = _SeeMoms(learn)
-    learn.lr_find(num_it=20, mom=mom)
+    learn.lr_find(num_it=20, mom=mom, hold_check=False)   # the sweep alone (the probes: below)
     assert len(spy.steps) >= 10 and set(spy.steps) == {seen}
     assert get_hyper(learn.opt.param_groups[0], 'mom') == own   # put back afterwards
 
@@ -252,7 +252,7 @@ def test_lr_find_sweeps_each_param_group_at_its_own_momentum_or_the_cycles_middl
                                               {'params': model[2].parameters(), 'momentum': 0.7}], lr=lr)
     learn = make_learner(model=model, opt_func=opt)
     spy = _SeeMoms(learn)
-    learn.lr_find(num_it=20)
+    learn.lr_find(num_it=20, hold_check=False)
     assert set(spy.steps) == {(0.9, 0.7)}
     assert [pg['momentum'] for pg in learn.opt.param_groups] == [0., 0.7]
 
@@ -303,11 +303,14 @@ def test_lr_find_on_an_empty_loader_raises(make_learner, make_dls):
 
 
 def test_lr_find_under_gradient_accumulation_counts_optimizer_steps(make_learner):
-    "With GradAccumulation(4) the sweep still takes num_it optimizer steps and reaches end_lr."
+    "With GradAccumulation(4) the sweep and the hold probes still count optimizer steps; the sweep reaches end_lr."
     from onecycle import GradAccumulation
     learn = make_learner(opt_func=torch.optim.SGD, dls_kw={'n_train': 64, 'bs': 8}, cbs=[GradAccumulation(4)])
     res = learn.lr_find(start_lr=1e-4, end_lr=1e-1, num_it=20, stop_div=False)
-    assert len(res.train_lrs) == 20 and res.cost['train_steps'] == 20
+    assert len(res.train_lrs) == 20 and res.cost['train_steps'] == 20 + res.held['steps']
+    # the planned fit: 10 epochs of 2 optimizer steps (8 batches of 8, 4 to a step) -> 2000 steps, probes of 100
+    assert res.held['steps'] == 100 * len(res.held['lrs'])
+    assert learn.lr_find(num_it=20, n_epoch=10, hold_check=False).fit_steps == 20
     assert res.train_lrs[-1] == pytest.approx(1e-1) and res.train_lrs[0] == pytest.approx(1e-4)
     assert learn.accum_steps == 1
 
@@ -525,15 +528,15 @@ def test_lr_find_sweeps_again_longer_when_the_default_sweep_learnt_too_little(ma
     from onecycle.tuning.range_test import DEFAULT_NUM_IT, EXTEND_FACTOR, MIN_SWEEP_DROP, sweep_drop
     learn = _no_signal_learner(make_learner, make_model)
     before = {k: v.clone() for k, v in learn.model.state_dict().items()}
-    fixed = learn.lr_find(num_it=DEFAULT_NUM_IT)
+    fixed = learn.lr_find(num_it=DEFAULT_NUM_IT, hold_check=False)   # the sweeps alone
     assert sweep_drop(fixed) < MIN_SWEEP_DROP and not fixed.extended
-    res = learn.lr_find()
+    res = learn.lr_find(hold_check=False)
     assert res.extended and len(res.train_lrs) > DEFAULT_NUM_IT
     assert res.cost['train_steps'] == len(res.train_lrs) + fixed.cost['train_steps'] <= \
         DEFAULT_NUM_IT * (1 + EXTEND_FACTOR)
     assert all(torch.equal(v, learn.model.state_dict()[k]) for k, v in before.items())   # put back as it was
     # a sweep that learns (a separable problem) is read as it is
-    good = make_learner(dls_kw=dict(n_train=256, bs=8)).lr_find()
+    good = make_learner(dls_kw=dict(n_train=256, bs=8)).lr_find(hold_check=False)
     assert sweep_drop(good) >= MIN_SWEEP_DROP and not good.extended
     assert good.cost['train_steps'] == len(good.train_lrs) <= DEFAULT_NUM_IT
     # compare_lr_finds keeps one length for every curve
@@ -569,3 +572,160 @@ def test_a_slow_starting_groupnorm_cnn_gets_a_longer_sweep_and_a_fit_that_holds(
     res = make().lr_find(n_epoch=10)
     assert res.extended and not short.extended and res.suggestion < short.suggestion / 2
     assert _final_accuracy(make, 10, res.suggestion) > 0.88
+
+
+# --- the hold check: the 'fit' suggestion probed where a fit meets its peak ------------------------------------
+def _plain_cnn_digits(pool=False):
+    "8x8 digits as images and a plain CNN (no normalization layers) for them."
+    pytest.importorskip('sklearn')
+    from sklearn.datasets import load_digits
+    d = load_digits()
+    x, y = torch.tensor(d.images / 16., dtype=torch.float32)[:, None], torch.tensor(d.target)
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(1))
+    if pool:
+        net = lambda: nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                                    nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                                    nn.Flatten(), nn.Linear(32 * 4, 10))
+    else:
+        net = lambda: nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(),
+                                    nn.Conv2d(16, 32, 3, padding=1, stride=2), nn.ReLU(),
+                                    nn.Flatten(), nn.Linear(32 * 16, 10))
+    return net, x[perm], y[perm]
+
+
+def test_a_plain_cnns_one_liner_holds_where_its_unchecked_suggestion_collapses():
+    """Two 3x3 convolutions without normalization on the 8x8 digits, SGD(momentum=0.9), batch 64, 8 epochs
+    (176 steps): the sweep puts the 'fit' suggestion at 0.86, and a fit there ends at chance (the net sharpens
+    during the fit past what that lr allows, which a 100-step sweep cannot see). Its hold probe at 0.86 ends
+    about 20x above the one at half of it, and lr_find suggests the half, where the fit holds."""
+    net, x, y = _plain_cnn_digits()
+    make = _from_init(net, x, y, 400, bs=64, seed=1, opt_func=partial(torch.optim.SGD, momentum=0.9))
+    res = make().lr_find(n_epoch=8)
+    unchecked = res.held['unchecked']
+    assert res.suggestion == res.suggestions['fit'] == unchecked / 2 == res.held['lrs'][1]
+    assert res.held['ends'][0] > 3 * res.held['ends'][1]
+    assert _final_accuracy(make, 8, unchecked) < 0.5
+    assert _final_accuracy(make, 8, res.suggestion) > 0.93
+
+
+def test_the_hold_check_halves_twice_when_the_half_collapses_too():
+    """A plain CNN with max-pooling (not the net the check was set on), batch 32, 10 epochs (440 steps): the
+    probes at S and S/2 both spike, a third runs at S/4, and S/4 is the only one that held; the fit there reaches
+    96%, the unchecked suggestion's ended at chance when measured."""
+    net, x, y = _plain_cnn_digits(pool=True)
+    from onecycle import Learner, accuracy
+    from onecycle.data import tensor_dls
+    torch.manual_seed(0)
+    learn = Learner(net(), tensor_dls(x[400:], y[400:], x[:400], y[:400], bs=32, seed=0), nn.CrossEntropyLoss(),
+                    opt_func=partial(torch.optim.SGD, momentum=0.9), metrics=[accuracy], progress=False,
+                    device='cpu')
+    res = learn.lr_find(n_epoch=10)
+    held = res.held
+    assert held['spiked'][:2] == [True, True] and len(held['lrs']) == 3
+    assert res.suggestion == held['lrs'][2] == held['unchecked'] / 4
+    fit_one_cycle(learn, 10, res.suggestion)
+    assert learn.recorder.epochs[-1]['accuracy'] > 0.93
+
+
+def test_hold_probes_leave_every_tensor_bitwise_unchanged_and_are_counted(make_learner):
+    learn = make_learner(opt_func=partial(torch.optim.SGD, momentum=0.9), dls_kw=dict(n_train=256, bs=8))
+    learn.fit(1, 0.05)   # optimizer state to put back too
+    before = _snapshot(learn)
+    res = learn.lr_find(n_epoch=5)
+    _assert_same(before, _snapshot(learn))
+    assert len(res.held['lrs']) >= 2 and res.held['steps'] == 100 * len(res.held['lrs'])
+    assert res.cost['train_steps'] == len(res.train_lrs) + res.held['steps']
+    assert res.held['lrs'][:2] == [res.held['unchecked'], res.held['unchecked'] / 2]
+    assert res.suggestion in res.held['lrs']
+
+
+def test_the_hold_check_runs_only_for_sgd_like_optimizers_on_plain_models_and_the_fit_suggestion(make_learner):
+    sgd = partial(torch.optim.SGD, momentum=0.9)
+    runs = {
+        'adamw': make_learner(opt_func=torch.optim.AdamW).lr_find(n_epoch=5),
+        'batchnorm': make_learner(opt_func=sgd, model_kw=dict(bn=True)).lr_find(n_epoch=5),
+        'off': make_learner(opt_func=sgd).lr_find(n_epoch=5, hold_check=False),
+        'valley': make_learner(opt_func=sgd).lr_find(n_epoch=5, suggest='valley'),
+    }
+    for name, res in runs.items():
+        assert res.held == {}, name
+        assert res.cost['train_steps'] == len(res.train_lrs), name
+    off, on = runs['off'], make_learner(opt_func=sgd).lr_find(n_epoch=5)
+    assert on.held and on.held['unchecked'] == off.suggestion   # the same sweep: the check starts from its value
+    assert on.suggestions['edge'] == off.suggestions['edge']
+
+
+def test_a_fit_too_short_to_hold_anything_is_not_probed(make_learner):
+    learn = make_learner(opt_func=partial(torch.optim.SGD, momentum=0.9), dls_kw=dict(n_train=64, bs=8))  # 8 steps
+    res = learn.lr_find(n_epoch=1)
+    assert res.fit_steps == 8 and res.held == {}
+    res = learn.lr_find(n_epoch=5)   # 40 steps: probes as long as the fit
+    assert res.held['steps'] == 40 * len(res.held['lrs'])
+
+
+def test_check_held_walks_down_past_probes_that_diverge(make_learner):
+    from onecycle.tuning.range_test import check_held
+    learn = make_learner(opt_func=partial(torch.optim.SGD, momentum=0.9), dls_kw=dict(n_train=256, bs=8))
+    before = _snapshot(learn)
+    lr, held = check_held(learn, 1e4, fit_steps=500)
+    assert held['lrs'] == [1e4, 5e3, 2.5e3] and held['ends'] == [math.inf] * 3 and all(held['spiked'])
+    assert lr == 2.5e3 and held['steps'] < 300   # each stopped at its first non-finite loss
+    _assert_same(before, _snapshot(learn))
+
+
+def test_a_hold_probe_ramps_to_its_lr_as_the_fit_warms_up_and_then_holds_it(make_learner):
+    from onecycle.core.callback import Callback
+    from onecycle.tuning.range_test import HoldProbe
+
+    class Seen(Callback):
+        order = 50
+        def before_fit(self): self.lrs, self.moms = [], []
+        def before_step(self):   # what the step is taken with
+            pg = self.learn.opt.param_groups[0]
+            self.lrs.append(pg['lr']); self.moms.append(pg['momentum'])
+
+    learn = make_learner(opt_func=partial(torch.optim.SGD, momentum=0.9), dls_kw=dict(n_train=256, bs=8))
+    seen = Seen()
+    probe = HoldProbe(0.5, n_steps=50, warmup=20)
+    learn.fit(2, cbs=[probe, seen])
+    assert len(probe.losses) == len(seen.lrs) == 50
+    assert seen.lrs[0] == pytest.approx(0.5 / 25) and seen.moms[0] == pytest.approx(0.95)
+    assert all(b > a for a, b in zip(seen.lrs[:20], seen.lrs[1:21]))
+    assert seen.lrs[20:] == [pytest.approx(0.5)] * 30 and seen.moms[20:] == [pytest.approx(0.85)] * 30
+
+
+@pytest.mark.parametrize('kwargs, exc, word', [
+    (dict(lr=0.), ValueError, 'lr'), (dict(lr=0.1, n_steps=10, warmup=9), ValueError, 'warmup'),
+    (dict(lr=0.1, n_steps=2), ValueError, 'n_steps'), (dict(lr='0.1'), TypeError, 'lr'),
+])
+def test_hold_probe_refuses_bad_arguments(kwargs, exc, word):
+    from onecycle.tuning.range_test import HoldProbe
+    with pytest.raises(exc, match=word): HoldProbe(**kwargs)
+
+
+def test_lr_find_refuses_a_bad_hold_check_before_any_step(make_learner):
+    learn = make_learner()
+    before = _snapshot(learn)
+    with pytest.raises(TypeError, match='hold_check'): learn.lr_find(hold_check='yes')
+    _assert_same(before, _snapshot(learn))
+
+
+@pytest.mark.parametrize('mom, seen', [('auto', (0.85, 0.95)), (None, (0.8, 0.8)), (0.5, (0.5, 0.5))])
+def test_the_hold_probes_run_at_the_momentum_the_sweep_assumed_of_the_fit(make_learner, mom, seen):
+    "'auto': fit_one_cycle's (0.95, 0.85) cycle; None: the optimizer's own, as a fit with moms=None; a number: held."
+    from onecycle.core.callback import Callback
+
+    class Seen(Callback):
+        order = 100
+        def __init__(self): self.moms = []
+        def before_step(self): self.moms.append(self.learn.opt.param_groups[0]['momentum'])
+
+    learn = make_learner(opt_func=partial(torch.optim.SGD, momentum=0.8), dls_kw=dict(n_train=256, bs=8))
+    n_sweep = len(learn.lr_find(n_epoch=5, mom=mom, hold_check=False).train_lrs)
+    learn.add_cb(spy := Seen())
+    res = learn.lr_find(n_epoch=5, mom=mom)
+    probes = spy.moms[n_sweep:]
+    assert len(probes) == res.held['steps'] >= 200
+    assert (min(probes), max(probes)) == (pytest.approx(seen[0]), pytest.approx(seen[1]))
+    assert probes[-1] == pytest.approx(seen[0])   # held at the cycle's low point, as the fit's peak
+    assert learn.opt.param_groups[0]['momentum'] == 0.8

@@ -5,7 +5,7 @@ import random
 import pytest
 
 from onecycle.core.recorder import smooth_ema
-from onecycle.tuning.suggest import (default_window, loss_slopes, lr_bounds, moving_average, smooth_sweep,
+from onecycle.tuning.suggest import (default_window, loss_slopes, lr_bounds, moving_average, pick_held, smooth_sweep,
                                      smooth_zero_lag, smoothed_slopes, suggest_edge, suggest_max_bound,
                                      suggest_minimum, suggest_spike, suggest_steep, suggest_valley)
 
@@ -332,3 +332,42 @@ def test_a_spike_far_past_the_edge_lifts_an_sgd_fit_towards_it_and_a_near_one_ba
     for bad in (-0.1, 1.5):
         with pytest.raises(ValueError, match='lift'): suggest_for_fit(LRS, smooth_sweep(_floor_then(0.1)), 600,
                                                                       lift=bad)
+
+
+# --- pick_held: the largest lr whose held probe did not end far above the probes below it -----------------------
+def test_pick_held_takes_the_largest_lr_whose_probe_ended_within_the_ratio_of_those_below():
+    # a doubling costs a healthy net's held probe up to about 2x in end loss (noise grows with the lr): held
+    assert pick_held([0.8, 0.4], [0.48, 0.17]) == 0.8
+    assert pick_held([0.4, 0.8], [0.17, 0.48]) == 0.8   # the order of the probes does not matter
+    # a collapse ends tens of times above: the half is taken
+    assert pick_held([0.86, 0.43], [1.72, 0.131]) == 0.43
+    # the ratio's edge itself holds; a hair above does not
+    assert pick_held([1.0, 0.5], [3.0, 1.0]) == 1.0 and pick_held([1.0, 0.5], [3.0001, 1.0]) == 0.5
+    assert pick_held([1.0, 0.5], [2.0, 1.0], ratio=1.5) == 0.5
+
+
+def test_pick_held_compares_each_lr_with_the_best_probe_below_it_not_only_its_neighbour():
+    # S and S/2 both collapsed (S/2 spiked, so a third probe ran): each is within 3x of its neighbour, but
+    # S/2 ended 4.8x above S/4, and S far more: S/4
+    assert pick_held([0.6, 0.3, 0.15], [2.33, 0.71, 0.148]) == 0.15
+    # S held against both lower probes: S
+    assert pick_held([0.6, 0.3, 0.15], [0.5, 0.31, 0.33]) == 0.6
+
+
+def test_pick_held_never_takes_a_diverged_probe_and_falls_back_to_the_smallest_lr():
+    inf = math.inf
+    assert pick_held([1.0, 0.5], [inf, 0.4]) == 0.5
+    assert pick_held([1.0, 0.5, 0.25], [inf, inf, inf]) == 0.25
+    assert pick_held([1.0, 0.5, 0.25], [0.3, inf, inf]) == 1.0   # finite above probes that all diverged: held
+    assert pick_held([0.5], [inf]) == 0.5
+
+
+@pytest.mark.parametrize('kwargs, exc, word', [
+    (dict(lrs=[1.0, 0.5], ends=[1.0]), ValueError, 'differ in length'),
+    (dict(lrs=[], ends=[]), ValueError, 'no probes'),
+    (dict(lrs=[1.0, 0.0], ends=[1.0, 1.0]), ValueError, '> 0'),
+    (dict(lrs=[1.0, 0.5], ends=[1.0, 1.0], ratio=0.5), ValueError, 'ratio'),
+    (dict(lrs=[1.0, 0.5], ends=[1.0, 1.0], ratio='3'), TypeError, 'ratio'),
+])
+def test_pick_held_refuses_bad_input(kwargs, exc, word):
+    with pytest.raises(exc, match=word): pick_held(**kwargs)

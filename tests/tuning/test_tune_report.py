@@ -23,7 +23,7 @@ def test_search_line_says_what_was_tried_chosen_and_spent():
 
 
 def test_range_test_line(make_learner):
-    res = make_learner().lr_find(num_it=20, stop_div=False)
+    res = make_learner().lr_find(num_it=20, stop_div=False, hold_check=False)
     line = range_test_line(res)
     assert line.startswith('range test: tried lr 1.0e-07 to 1.0e+01; max bound ')
     assert f'suggestion for the fit {res.suggestion:.1e}' in line
