@@ -178,7 +178,7 @@ DEFAULT_NUM_IT, MIN_SWEEP_DROP, EXTEND_FACTOR = 100, 0.1, 3
 # the momentum a sweep runs at where the optimizer's is 0: the middle of fit_one_cycle's default cycle (0.95, 0.85),
 # which turns momentum on. Bare SGD's one-liner (bench/one_liner_optimizers.py, 3 seeds), swept at 0: 63.7-95.7% on
 # the digits, 34.3-84.6% on a 4-class MLP, 65.8-93.4% on an 8-feature argmax; swept at 0.9: 94.7-95.2%,
-# 85.0-86.0%, 93.8-97.4% (the runs of SGD(momentum=0.9), bitwise)
+# 85.0-86.0%, 93.8-97.4% (the runs of SGD(momentum=0.9), bitwise; measured before lr_find's hold check)
 SWEEP_MOM = 0.9
 # a range test that is not told the planned fit's length plans for the longer of these (a long fit is the safe guess)
 DEFAULT_FIT_EPOCHS, DEFAULT_FIT_STEPS = 10, 2000
