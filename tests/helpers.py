@@ -1,5 +1,5 @@
 """Helpers several test modules and torchrun scripts share: bitwise comparison of nested states, a callback
-that stops a fit, a metric that reads a script, and a small two-class problem."""
+that stops a fit, a metric that reads a script, a small two-class problem, and plain CNNs on the 8x8 digits."""
 import torch
 
 from onecycle import Callback, CancelFitException
@@ -40,3 +40,22 @@ def two_class_arrays(n_train, n_valid, n_in):
     x = torch.randn(n_train + n_valid, n_in, generator=g)
     y = (x @ torch.randn(n_in, generator=g) > 0).long()
     return x[:n_train], y[:n_train], x[n_train:], y[n_train:]
+
+
+def plain_cnn_digits(pool=False):
+    """scikit-learn's 8x8 digits as images (shuffled with seed 1) and a factory of a plain CNN for them (no
+    normalization layers): two 3x3 convolutions, the second strided, or with `pool` two with max-pooling."""
+    from sklearn.datasets import load_digits
+    from torch import nn
+    d = load_digits()
+    x, y = torch.tensor(d.images / 16., dtype=torch.float32)[:, None], torch.tensor(d.target)
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(1))
+    if pool:
+        net = lambda: nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                                    nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                                    nn.Flatten(), nn.Linear(32 * 4, 10))
+    else:
+        net = lambda: nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(),
+                                    nn.Conv2d(16, 32, 3, padding=1, stride=2), nn.ReLU(),
+                                    nn.Flatten(), nn.Linear(32 * 16, 10))
+    return net, x[perm], y[perm]

@@ -9,7 +9,11 @@
    a spike or an early edge in either sweep is evidence of instability, and the trials can still
    climb (bench/recommend.py and bench/suggest_unseen.py --against-grid: tune's targets met on 14 of 22
    problems, 12 with the geometric mean; a GRU's -3.1 points became -0.4, while a deep plain MLP and a
-   plain-Adam CNN lost 1.1-1.9 more).
+   plain-Adam CNN lost 1.1-1.9 more). For SGD on a plain model, S is then checked at a held peak as
+   lr_find's one-liner checks it (``range_test.check_held``: 100-step probes at S and S/2, halving S while
+   its probe ends more than 3x above the one below), when the probes leave the trials half the budget:
+   plain CNNs collapse at an S that tune's short trials, which leave their peak at once, cannot tell apart
+   (a max-pooling CNN on the digits: fits at 91.3 / 98.0 / 90.2% before, 96.5 / 97.5 / 97.3% with it).
 2. (When asked) batch size: short runs at each candidate batch size, the lr rescaled with it.
 3. Short 1cycle trials, each a compressed copy of the planned fit: the same cyclical momentum, the
    same weight decay, the same peak lr. (A compressed cycle spends fewer steps near its peak, which
@@ -61,7 +65,8 @@ from ..core.hyper import fit_wd, has_hyper, is_adaptive, is_normalized, scale_lr
 from ..core.rng import loader_generators
 from ..core.snapshot import TrainingState, preserved
 from .batch_size import noise_scale, with_batch_size
-from .range_test import EXTEND_FACTOR, fixed_valid_batches, learnt_too_little, planned_fit_steps, sweep_drop
+from .range_test import (EXTEND_FACTOR, HOLD_PROBES, HOLD_STEPS, check_held, fixed_valid_batches, held_line,
+                         learnt_too_little, planned_fit_steps, sweep_drop)
 from .search import SearchResult, branch_trials, default_wds, format_candidate, pick_best, run_trial
 from .tune_report import plot_tune, range_test_line, search_line, skipped_line
 
@@ -116,7 +121,9 @@ class TuneResult:
     batch size is in ``batch_size`` (``with_batch_size(learn.dls.train, result.batch_size)``).
     ``noise`` is the seed-to-seed spread of a trial's score (two runs of one setting, two data
     orders); ``confidence`` maps each searched name to its runner-up's score margin in units of it.
-    ``lr_hold`` holds the hold probes above S (SGD on a plain model, when S won its bracket)."""
+    ``lr_hold`` holds the hold probes above S (SGD on a plain model, when S won its bracket); ``held`` the
+    hold check below it (SGD on a plain model: lr_find's, see ``range_test.check_held``) and ``held_lr``
+    what it left of the sweeps' suggestion."""
     max_lr: float
     moms: tuple | None
     wd: float | None
@@ -140,6 +147,8 @@ class TuneResult:
     confidence: dict = field(default_factory=dict)
     walks_up: bool = False
     has_momentum: bool = True
+    held: dict = field(default_factory=dict)
+    held_lr: float | None = None
 
     @property
     def fit_kwargs(self) -> dict:
@@ -153,8 +162,10 @@ class TuneResult:
     def suggestion(self) -> float:
         """S, what the lr stage starts from: the range test's 'fit' suggestion. Of two sweeps', the
         geometric mean; the lower one when the lr stage may walk up from it (``walks_up``): a spike or
-        an early edge in either sweep is evidence of instability, and the trials can still climb."""
+        an early edge in either sweep is evidence of instability, and the trials can still climb. After
+        a hold check (``held``), what it kept of that."""
         if self.lr_find is None: return float('nan')
+        if self.held_lr is not None: return self.held_lr
         if self.lr_find_replicate is None: return self.lr_find.suggestion
         if self.walks_up: return min(self.lr_find.suggestion, self.lr_find_replicate.suggestion)
         return math.sqrt(self.lr_find.suggestion * self.lr_find_replicate.suggestion)
@@ -181,6 +192,7 @@ class TuneResult:
                          + ', '.join(f'{k}={v:.3g}' for k, v in self.lr_find_replicate.suggestions.items())
                          + f'; S = {self.suggestion:.3g} ('
                          + ('the lower' if self.walks_up else 'geometric mean') + ' of the two fit suggestions)')
+        if self.held: lines.append(held_line(self.held, self.held_lr))
         if self.noise is not None:
             lines.append(f'seed-to-seed noise of a score: {self.noise:.4g}')
         for name, c in self.confidence.items(): lines.append(f'{name}: {c["text"]}')
@@ -341,6 +353,17 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
             line = (line.rsplit('; ', 1)[0] + f'; another data order: suggestion '
                     f'{fmt_lr(res.lr_find_replicate.suggestion)}, S = {fmt_lr(res.suggestion)}; {res.steps} steps')
         say.end(line)
+        # SGD on a plain model: S checked where the fit meets its peak, as lr_find's one-liner checks it (the
+        # trials, 1cycles of a few dozen steps, leave the peak before a net sharpens past it), where the probes
+        # leave at least half the budget to the trials
+        n_held = HOLD_PROBES * min(HOLD_STEPS, fit_steps)
+        if not walks_up and res.steps + n_held <= budget // 2 and not over_time():
+            say.begin('hold check', n_held)
+            start.restore()
+            held_lr, held = check_held(learn, res.suggestion, fit_steps, moms=default_mom)
+            if held: res.held_lr, res.held = held_lr, held
+            res.steps += held.get('steps', 0)
+            say.end(held_line(held, held_lr) if held else 'hold check: the fit is too short to probe')
         lr = res.suggestion
         res.max_lr = lr
         # the walk's trials are set aside from a budget of the default's size; a smaller one walks on what is left
@@ -421,7 +444,7 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
                 if learnt_too_little(*sweeps) and res.steps + n_long <= budget and not over_time():
                     start.restore()
                     res.lr_find = learn.lr_find(num_it=n_long, n_epoch=n_epoch, hold_check=False)
-                    res.lr_find_replicate = None
+                    res.lr_find_replicate, res.held, res.held_lr = None, {}, None   # S: this sweep's
                     res.lr_find.extended = True
                     res.steps += res.lr_find.cost.get('train_steps', n_long)
                     res.confidence['trials']['text'] += (

@@ -576,21 +576,9 @@ def test_a_slow_starting_groupnorm_cnn_gets_a_longer_sweep_and_a_fit_that_holds(
 
 # --- the hold check: the 'fit' suggestion probed where a fit meets its peak ------------------------------------
 def _plain_cnn_digits(pool=False):
-    "8x8 digits as images and a plain CNN (no normalization layers) for them."
     pytest.importorskip('sklearn')
-    from sklearn.datasets import load_digits
-    d = load_digits()
-    x, y = torch.tensor(d.images / 16., dtype=torch.float32)[:, None], torch.tensor(d.target)
-    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(1))
-    if pool:
-        net = lambda: nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                                    nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                                    nn.Flatten(), nn.Linear(32 * 4, 10))
-    else:
-        net = lambda: nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(),
-                                    nn.Conv2d(16, 32, 3, padding=1, stride=2), nn.ReLU(),
-                                    nn.Flatten(), nn.Linear(32 * 16, 10))
-    return net, x[perm], y[perm]
+    from helpers import plain_cnn_digits
+    return plain_cnn_digits(pool)
 
 
 def test_a_plain_cnns_one_liner_holds_where_its_unchecked_suggestion_collapses():
