@@ -25,11 +25,20 @@ def mnist1d_arrays(seed=42, num_samples=5000):
     return f(d['x']), torch.as_tensor(d['y']).long(), f(d['x_test']), torch.as_tensor(d['y_test']).long()
 
 
-def tensor_dls(x, y, x_valid, y_valid, bs=100, valid_bs=None, shuffle=True, seed=None, **kwargs) -> DataLoaders:
-    "DataLoaders over in-memory tensors; `seed` fixes the shuffling order."
+def tensor_dls(x, y, x_valid, y_valid, bs=100, valid_bs=None, shuffle=True, seed=None, drop_last=None,
+               **kwargs) -> DataLoaders:
+    """DataLoaders over in-memory tensors; `seed` fixes the shuffling order. `drop_last` is the training
+    loader's (the validation loader keeps every sample): None, the default, drops a last batch only when it
+    would hold a single sample, which BatchNorm cannot normalize in training ("Expected more than 1 value
+    per channel") and whose step follows one sample's gradient; True or False as in ``DataLoader``. Other
+    keyword arguments go to both loaders."""
     check_int('bs', bs, min_value=1)
+    if drop_last is None: drop_last = len(x) % bs == 1 and len(x) > 1
+    elif not isinstance(drop_last, bool):
+        raise TypeError(f'drop_last must be None, True or False, got {type(drop_last).__name__}')
     g = torch.Generator().manual_seed(seed) if seed is not None else None
-    train = DataLoader(TensorDataset(x, y), batch_size=bs, shuffle=shuffle, generator=g, **kwargs)
+    train = DataLoader(TensorDataset(x, y), batch_size=bs, shuffle=shuffle, generator=g, drop_last=drop_last,
+                       **kwargs)
     valid = DataLoader(TensorDataset(x_valid, y_valid), batch_size=valid_bs or 2 * bs, **kwargs)
     return DataLoaders(train, valid)
 
