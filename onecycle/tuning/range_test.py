@@ -295,6 +295,12 @@ class LRFinder(StepLoss, ParamScheduler):
         self._avg = self._beta * self._avg + (1 - self._beta) * loss
         return self._avg / (1 - self._beta ** self._n_avg)
 
+    def _limit(self) -> float:
+        """The smoothed loss past which the sweep has diverged: `div_threshold` times the best so far, or for
+        a best below 0 (a Gaussian NLL can be), that far above it in units of its size."""
+        best = self._best
+        return self.div_threshold * best if best >= 0 else best + (self.div_threshold - 1) * -best
+
     def after_step(self):
         loss = self.step_loss()
         lr = float(self.learn.opt.param_groups[-1]['lr'])
@@ -309,7 +315,7 @@ class LRFinder(StepLoss, ParamScheduler):
         if measured is not None:
             s = self._smoothed(measured)
             if math.isfinite(s): self._best = min(self._best, s)
-            diverged = diverged or not math.isfinite(measured) or s > self.div_threshold * self._best
+            diverged = diverged or not math.isfinite(measured) or s > self._limit()
         if self.stop_div and diverged:
             self.stopped_early = True
             raise CancelFitException()
@@ -369,9 +375,10 @@ def _sweep(learn, finder, suggest, n_epoch) -> LRFinderResult:
 
 def sweep_drop(result: LRFinderResult) -> float:
     """How far a sweep's smoothed loss (``result.smooth_losses``) fell below where it started, as a fraction
-    of that start (0 if it is <= 0)."""
+    of that start. A loss that starts at or below 0 (a Gaussian NLL can) gives no scale to measure a fall by:
+    1, so that its sweep is read as it is."""
     smooth = result.smooth_losses
-    return (smooth[0] - min(smooth)) / smooth[0] if smooth[0] > 0 else 0.
+    return (smooth[0] - min(smooth)) / smooth[0] if smooth[0] > 0 else 1.
 
 
 def learnt_too_little(*results: LRFinderResult) -> bool:

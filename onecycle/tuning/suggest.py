@@ -362,12 +362,15 @@ def pick_held(lrs, ends, ratio=HOLD_RATIO) -> float:
     diverged) at most `ratio` times the lowest end loss among the probes at smaller lrs. A held probe
     ends higher at a larger lr (the steps' noise grows with it), by about 2x per doubling at most on
     healthy nets; far more means the held peak undid the training, as a long fit's plateau would. The
-    smallest lr when none above it held."""
+    smallest lr when none above it held. Ratios say nothing of losses that can reach 0 or below (a
+    Gaussian NLL, a custom loss): where a finite end is <= 0, the largest lr whose probe did not diverge."""
     if len(lrs) != len(ends): raise ValueError(f'lrs and ends differ in length ({len(lrs)} and {len(ends)})')
     if not lrs: raise ValueError('no probes to pick from')
     if any(not l > 0 for l in lrs): raise ValueError('learning rates must be > 0')
     check_range('ratio', ratio, 1, math.inf, hi_open=True)
     order = sorted(range(len(lrs)), key=lambda i: lrs[i])
+    if any(math.isfinite(e) and e <= 0 for e in ends):
+        return max((lrs[i] for i in order if math.isfinite(ends[i])), default=lrs[order[0]])
     for pos in range(len(order) - 1, 0, -1):
         i, below = order[pos], min(ends[j] for j in order[:pos])
         if math.isfinite(ends[i]) and ends[i] <= ratio * below: return lrs[i]

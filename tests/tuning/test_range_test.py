@@ -717,3 +717,18 @@ def test_the_hold_probes_run_at_the_momentum_the_sweep_assumed_of_the_fit(make_l
     assert (min(probes), max(probes)) == (pytest.approx(seen[0]), pytest.approx(seen[1]))
     assert probes[-1] == pytest.approx(seen[0])   # held at the cycle's low point, as the fit's peak
     assert learn.opt.param_groups[0]['momentum'] == 0.8
+
+
+def test_lr_find_and_its_hold_check_work_on_a_loss_below_zero(make_learner):
+    """A loss shifted 5 below cross-entropy (as a Gaussian NLL can sit below 0): the sweep's divergence test
+    (4x the best loss) would stop it at its first step; it now reads 'that far above the best in units of its
+    size', and sweeps as far as the unshifted loss. The hold probes cannot be compared by ratio: S stands."""
+    sgd = partial(torch.optim.SGD, momentum=0.9)
+    plain = make_learner(opt_func=sgd, dls_kw=dict(n_train=256, bs=8, label_noise=0.2)).lr_find(n_epoch=5)
+    shifted = lambda out, y: nn.functional.cross_entropy(out, y) - 5.
+    learn = make_learner(opt_func=sgd, loss_func=shifted, dls_kw=dict(n_train=256, bs=8, label_noise=0.2))
+    res = learn.lr_find(n_epoch=5)
+    assert len(res.train_lrs) >= len(plain.train_lrs) - 5 and not res.extended
+    assert res.train_losses[:10] == pytest.approx([l - 5. for l in plain.train_losses[:10]], abs=1e-5)
+    assert res.held and all(e < 0 for e in res.held['ends'] if math.isfinite(e))
+    assert res.suggestion == max(l for l, e in zip(res.held['lrs'], res.held['ends']) if math.isfinite(e))

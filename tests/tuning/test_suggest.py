@@ -362,6 +362,13 @@ def test_pick_held_never_takes_a_diverged_probe_and_falls_back_to_the_smallest_l
     assert pick_held([0.5], [inf]) == 0.5
 
 
+def test_pick_held_reads_no_ratio_from_losses_that_reach_zero_or_below():
+    # a Gaussian NLL ending at -1.2 and -2.5: 'within 3x' means nothing there; the largest finite probe stands
+    assert pick_held([1.0, 0.5], [-1.2, -2.5]) == 1.0
+    assert pick_held([1.0, 0.5, 0.25], [math.inf, -2.5, 0.4]) == 0.5
+    assert pick_held([1.0, 0.5], [0.0, 0.3]) == 1.0
+
+
 @pytest.mark.parametrize('kwargs, exc, word', [
     (dict(lrs=[1.0, 0.5], ends=[1.0]), ValueError, 'differ in length'),
     (dict(lrs=[], ends=[]), ValueError, 'no probes'),
