@@ -38,7 +38,7 @@ from .suggest import (
 
 __all__ = ['LRFinder', 'LRFinderResult', 'lr_find', 'SUGGESTERS', 'fixed_valid_batches', 'subset_loss',
            'epochs_for_steps', 'StepLoss', 'SUGGESTIONS', 'planned_fit_steps', 'sweep_drop', 'learnt_too_little',
-           'HoldProbe', 'hold_probe', 'check_held', 'held_line']
+           'HoldProbe', 'hold_probe', 'check_held', 'held_line', 'divergence_limit']
 
 
 @dataclass
@@ -139,6 +139,12 @@ def epochs_for_steps(learn, n_steps: int) -> int:
     :class:`~onecycle.callbacks.GradAccumulation` among the learner's callbacks) an optimizer step
     takes several batches: ``learn.steps_per_epoch`` says so only once the fit has started."""
     return max(1, math.ceil(n_steps / max(1, _steps_per_epoch(learn))))
+
+
+def divergence_limit(reference: float, factor: float) -> float:
+    """The loss past which a run has blown up: `factor` times `reference` (its best, or where it started), or
+    for a reference below 0 (a Gaussian NLL can be), that far above it in units of its size."""
+    return factor * reference if reference >= 0 else reference + (factor - 1) * -reference
 
 
 class StepLoss:
@@ -295,12 +301,6 @@ class LRFinder(StepLoss, ParamScheduler):
         self._avg = self._beta * self._avg + (1 - self._beta) * loss
         return self._avg / (1 - self._beta ** self._n_avg)
 
-    def _limit(self) -> float:
-        """The smoothed loss past which the sweep has diverged: `div_threshold` times the best so far, or for
-        a best below 0 (a Gaussian NLL can be), that far above it in units of its size."""
-        best = self._best
-        return self.div_threshold * best if best >= 0 else best + (self.div_threshold - 1) * -best
-
     def after_step(self):
         loss = self.step_loss()
         lr = float(self.learn.opt.param_groups[-1]['lr'])
@@ -315,7 +315,7 @@ class LRFinder(StepLoss, ParamScheduler):
         if measured is not None:
             s = self._smoothed(measured)
             if math.isfinite(s): self._best = min(self._best, s)
-            diverged = diverged or not math.isfinite(measured) or s > self._limit()
+            diverged = diverged or not math.isfinite(measured) or s > divergence_limit(self._best, self.div_threshold)
         if self.stop_div and diverged:
             self.stopped_early = True
             raise CancelFitException()

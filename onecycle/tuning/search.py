@@ -21,7 +21,7 @@ from ..core.checks import (check_candidates, check_choice, check_int, check_lr, 
 from ..core.hyper import WEIGHT_LAYER_TYPES, has_hyper, is_adaptive, lr_range
 from ..core.data import check_loader
 from ..core.snapshot import TrainingState, preserved
-from .range_test import StepLoss, epochs_for_steps, fixed_valid_batches, subset_loss
+from .range_test import StepLoss, divergence_limit, epochs_for_steps, fixed_valid_batches, subset_loss
 from ..schedules.functions import Constant, Cosine, Warmup, one_cycle
 from ..schedules.scheduler import ParamScheduler
 
@@ -90,7 +90,8 @@ class _TrialCallback(StepLoss, Callback):
             v = subset_loss(learn, self.batches)
             t.steps.append(n); t.valid_losses.append(v)
             # blown up: far above where it started (a diverging run is not worth finishing)
-            if not math.isfinite(v) or v > 3 * t.valid_losses[0] + 1e-8: t.diverged = True; raise CancelFitException()
+            if not math.isfinite(v) or v > divergence_limit(t.valid_losses[0], 3) + 1e-8:
+                t.diverged = True; raise CancelFitException()
         if n >= self.n_steps: raise CancelFitException()
         if self.time_limit is not None and time.perf_counter() - self._t0 > self.time_limit: raise CancelFitException()
 

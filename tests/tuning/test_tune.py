@@ -1,6 +1,7 @@
 """tune(): the whole recipe within a step budget; its fit_kwargs go straight to fit_one_cycle and the
 learner comes back bitwise as it was."""
 from functools import partial
+import math
 
 import pytest
 import torch
@@ -604,3 +605,17 @@ def test_tune_runs_the_hold_check_only_for_sgd_on_a_plain_model_within_half_the_
     assert bool(res.held) == checked and (res.held_lr is not None) == checked
     assert res.steps <= res.budget
     if checked: assert res.held['lrs'][0] == res.held['unchecked'] and res.suggestion in res.held['lrs']
+
+
+def test_tune_on_a_loss_below_zero_runs_its_trials(make_learner):
+    """Cross-entropy shifted 5 below 0 (as a Gaussian NLL can sit): a trial counted as blown up once its
+    validation loss passed 3x where it started, which a negative start meets at once; every trial 'diverged'
+    and tune had nothing to compare. Now its trials run and learn, and their validation losses fall."""
+    shifted = lambda out, y: nn.functional.cross_entropy(out, y) - 5.
+    learn = make_learner(opt_func=partial(torch.optim.SGD, momentum=0.9), loss_func=shifted,
+                         dls_kw=dict(n_train=256, bs=8, label_noise=0.2))
+    res = tune(learn, n_epoch=5, search_moms=False, search_wd=False)
+    trials = res.lr_search.trials
+    assert trials and not any(t.diverged for t in trials)
+    assert all(t.valid_losses[-1] < t.valid_losses[0] < 0 for t in trials)
+    assert math.isfinite(res.max_lr) and res.max_lr > 0
