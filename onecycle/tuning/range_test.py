@@ -58,8 +58,8 @@ class LRFinderResult:
     passes and seconds spent (both sweeps' when ``extended``: lr_find swept again, longer, because its
     default sweep learnt too little to read, see ``lr_find``'s `num_it`; the hold probes' steps too).
     ``held`` is empty unless lr_find checked the 'fit' suggestion at a held peak (see :func:`check_held`):
-    then it holds the probes' 'lrs', their 'ends' (end losses), whether each 'spiked', and the 'unchecked'
-    suggestion.
+    then it holds the probes' 'lrs', their 'ends' (end losses), whether each 'spiked', their 'steps' (all
+    probes') and 'probe_steps' (each one's), and the 'unchecked' suggestion.
     """
     lrs: list
     losses: list
@@ -393,7 +393,8 @@ def learnt_too_little(*results: LRFinderResult) -> bool:
 # the last HOLD_TAIL of a probe's steps. A plain CNN on 8x8 digits with SGD (two 3x3 convs, batch 64, 176-step fits)
 # swept to an edge of 1.07-1.29 and got S = 0.71-0.86; its fits there scored 9.0% and 87.7%, at S/2 97.5-97.8%:
 # trained for a while, the net sharpened past what S allows, which no range test sees (its loss at S is measured a
-# few steps after the net last was at a lower lr). Its probe at S ended 19x above the probe at S/2.
+# few steps after the net last was at a lower lr). On another split of the digits (the test's case) the same net's
+# probe at S ended 19x above the one at S/2, and its fit at S ended at chance.
 HOLD_WARMUP, HOLD_STEPS, HOLD_PROBES, HOLD_TAIL = 40, 100, 3, 15
 
 

@@ -360,8 +360,8 @@ HOLD_RATIO = 3.
 def pick_held(lrs, ends, ratio=HOLD_RATIO) -> float:
     """The largest of `lrs` whose held probe held: its end loss (`ends`, one per lr; inf for a probe that
     diverged) at most `ratio` times the lowest end loss among the probes at smaller lrs. A held probe
-    ends higher at a larger lr (the steps' noise grows with it), by about 2x per doubling at most on
-    healthy nets; far more means the held peak undid the training, as a long fit's plateau would. The
+    ends higher at a larger lr (the steps' noise grows with it), by up to about 3x a doubling on healthy
+    nets; far more means the held peak undid the training, as a long fit's plateau would. The
     smallest lr when none above it held. Ratios say nothing of losses that can reach 0 or below (a
     Gaussian NLL, a custom loss): where a finite end is <= 0, the largest lr whose probe did not diverge."""
     if len(lrs) != len(ends): raise ValueError(f'lrs and ends differ in length ({len(lrs)} and {len(ends)})')
