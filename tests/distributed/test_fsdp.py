@@ -153,6 +153,9 @@ def test_the_range_test_restores_the_shards_and_the_optimizer_bitwise(ranks):
         assert len(l['opt_before']) == 8                     # a momentum buffer per parameter shard
         _same(r['lr_find_valid']['after'], l['before'])
     assert r0['lr_find']['losses'] == r1['lr_find']['losses']
+    # SGD on a plain model: the hold check's probes ran on the shards too, and every rank saw the same
+    h0, h1 = r0['lr_find']['held'], r1['lr_find']['held']
+    assert h0 and h0 == h1 and r0['lr_find']['suggestion'] == r1['lr_find']['suggestion'] in h0['lrs']
     v0, v1 = r0['lr_find_valid']['valid_losses'], r1['lr_find_valid']['valid_losses']
     assert len(v0) == 3 and v0 == v1                         # the subset loss over unequal shares, on every rank
 
