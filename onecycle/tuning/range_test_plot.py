@@ -60,8 +60,14 @@ def plot_range_tests(results, labels=None, skip_start=0, skip_end=0, ax=None, sh
             used = _in_use(r)
             for j, (name, lr) in enumerate(r.suggestions.items()):
                 if single and name == used:
+                    held = getattr(r, 'held', None) or {}
+                    lowered = name == 'fit' and held and held['unchecked'] != lr
                     a.axvline(lr, color='C3', lw=2, zorder=3,
-                              label=f'suggestion ({_NAMES.get(name, name)}): {lr:.1e}' if p == panels[0] else None)
+                              label=f'suggestion ({_NAMES.get(name, name)}): {lr:.1e}'
+                              + (f", lowered by the hold check from {held['unchecked']:.1e}" if lowered else '')
+                              if p == panels[0] else None)
+                    if lowered:   # where the sweep put it, before the probes at the held peak lowered it
+                        a.axvline(held['unchecked'], color='C3', lw=1, ls='--', zorder=3)
                     if lrs:
                         k = min(range(len(lrs)), key=lambda q: abs(math.log(lrs[q] / lr)))
                         a.plot(lrs[k], curves[p][k], 'o', color='C3', ms=7, zorder=4)

@@ -50,3 +50,19 @@ def test_several_runs_keep_their_markers():
     fig = plot_range_tests([_result(), _result('valley')], labels=['a', 'b'])
     assert not fig.axes[0].texts and all(l.get_linewidth() < 2 for l in _vlines(fig.axes[0]))
     plt.close(fig)
+
+
+@pytest.mark.parametrize('lowered', [True, False])
+def test_a_suggestion_the_hold_check_lowered_shows_where_the_sweep_put_it(lowered):
+    r = _result('max_bound')
+    r.suggestions['fit'] = r.suggestion = 1e-2   # 'fit' is the one in use (as 'minimum', 1e-2 too, is not)
+    r.held = {'lrs': [2e-2, 1e-2], 'ends': [2.3, 0.1], 'spiked': [True, False], 'steps': 200, 'probe_steps': 100,
+              'unchecked': 2e-2 if lowered else 1e-2}
+    fig = r.plot()
+    for ax in fig.axes:
+        red = [l for l in _vlines(ax) if to_rgb(l.get_color()) == to_rgb('C3')]
+        assert [l.get_xdata()[0] for l in red] == ([1e-2, 2e-2] if lowered else [1e-2])
+        assert all(l.get_linestyle() == '--' for l in red[1:])
+    text = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert any(('lowered by the hold check from 2.0e-02' in t) == lowered and 'suggestion' in t for t in text)
+    plt.close(fig)
