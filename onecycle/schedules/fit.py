@@ -27,6 +27,7 @@ from ..core.checks import (
 from ..core.hyper import fit_wd, opt_params
 from ._aliases import keyword_aliases
 from .scheduler import (
+    ONE_CYCLE_MOMS,
     CLRScheduler,
     CyclicalMomentum,
     FlatCosScheduler,
@@ -85,7 +86,7 @@ _FINE_TUNE_PASSES = ('tot_epochs', 'start_epoch', 'final_div_factor', 'anneal_st
 
 @keyword_aliases(synonyms={'callbacks': 'cbs'}, deprecated={'epochs': 'n_epoch'})
 def fine_tune(learn, n_epoch: int, base_lr: float = 2e-3, freeze_epochs: int = 1, lr_mult: float = 100,
-              pct_start: float = 0.3, div_factor: float = 25., wd=None, moms=(0.95, 0.85), train_norm: bool = True,
+              pct_start: float = 0.3, div_factor: float = 25., wd=None, moms=ONE_CYCLE_MOMS, train_norm: bool = True,
               *, cbs=None, **kwargs) -> dict:
     """Transfer learning in one line: train the head with the body frozen for `freeze_epochs` epochs of
     1cycle at `base_lr`, then unfreeze and train everything for `n_epoch` epochs of 1cycle with
@@ -151,7 +152,7 @@ def _one_cycle_cbs(n_name, n_epoch, max_lr, moms, div_factor, pct_start, wd, tot
 
 
 @keyword_aliases(synonyms={'n_epoch': 'cyc_len', 'cbs': 'callbacks'})
-def fit_one_cycle(learn, cyc_len, max_lr=3e-3, moms=(0.95, 0.85), div_factor=25., pct_start=0.3, wd=None,
+def fit_one_cycle(learn, cyc_len, max_lr=3e-3, moms=ONE_CYCLE_MOMS, div_factor=25., pct_start=0.3, wd=None,
                   callbacks=None, tot_epochs=None, start_epoch=1, final_div_factor=1e4, anneal_strategy='cos',
                   three_phase=False, resume=None):
     """Fit `learn` for `cyc_len` epochs (or give them as ``n_epoch=``) following the 1cycle policy (lr

@@ -29,8 +29,12 @@ from .functions import (
     progress_of_step,
 )
 
-__all__ = ['ParamScheduler', 'OneCycleScheduler', 'CyclicalMomentum', 'CyclicalWeightDecay', 'SGDRScheduler',
-           'FlatCosScheduler', 'CLRScheduler', 'WarmupCosScheduler', 'plot_sched', 'callback_list', 'per_group_scheds']
+__all__ = ['ONE_CYCLE_MOMS', 'ParamScheduler', 'OneCycleScheduler', 'CyclicalMomentum', 'CyclicalWeightDecay',
+           'SGDRScheduler', 'FlatCosScheduler', 'CLRScheduler', 'WarmupCosScheduler', 'plot_sched', 'callback_list',
+           'per_group_scheds']
+
+# the (high, low) momentum of a 1cycle fit by default (Smith; PyTorch's OneCycleLR and fastai use the same)
+ONE_CYCLE_MOMS = (0.95, 0.85)
 
 
 def callback_list(callbacks) -> list:
@@ -235,7 +239,7 @@ class CyclicalMomentum(_EpochCycle):
     (Smith: large momentum early, small while the lr is large). Matches OneCycleLR's cycle_momentum;
     works on SGD/RMSprop ``momentum`` and Adam-like ``betas[0]``. A third value (fastai's
     ``(start, middle, end)``) is the momentum the cycle ends at."""
-    def __init__(self, moms=(0.95, 0.85), pct_start=0.3, anneal_strategy='cos', three_phase=False,
+    def __init__(self, moms=ONE_CYCLE_MOMS, pct_start=0.3, anneal_strategy='cos', three_phase=False,
                  tot_epochs=None, start_epoch=1):
         check_moms('moms', moms, allow_none=False)
         super().__init__(tot_epochs, start_epoch, anneal_strategy, pct_start, three_phase)

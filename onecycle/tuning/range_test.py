@@ -17,7 +17,7 @@ from ..core.hyper import get_hyper, has_hyper, is_adaptive, is_normalized
 from ..core.snapshot import TrainingState, preserved
 from ..callbacks.training import GradAccumulation
 from ..schedules.functions import Constant, Exponential, Linear, Warmup
-from ..schedules.scheduler import ParamScheduler
+from ..schedules.scheduler import ONE_CYCLE_MOMS, ParamScheduler
 from .range_test_plot import plot_range_tests
 from .suggest import (
     exposure_exponent,
@@ -408,7 +408,7 @@ class HoldProbe(StepLoss, ParamScheduler):
     handles_divergence = True   # it stops on a non-finite loss itself
     is_trial = True   # loggers, EarlyStopping and SaveModel stand aside
 
-    def __init__(self, lr, n_steps=HOLD_STEPS, warmup=HOLD_WARMUP, moms=(0.95, 0.85), div_factor=25.):
+    def __init__(self, lr, n_steps=HOLD_STEPS, warmup=HOLD_WARMUP, moms=ONE_CYCLE_MOMS, div_factor=25.):
         check_positive('lr', lr)
         check_int('n_steps', n_steps, min_value=3)
         check_int('warmup', warmup, min_value=0)
@@ -438,7 +438,7 @@ class HoldProbe(StepLoss, ParamScheduler):
         if any_rank(not math.isfinite(loss)) or len(self.losses) >= self.n_steps: raise CancelFitException()
 
 
-def hold_probe(learn, lr, n_steps=HOLD_STEPS, warmup=HOLD_WARMUP, moms=(0.95, 0.85)) -> list[float]:
+def hold_probe(learn, lr, n_steps=HOLD_STEPS, warmup=HOLD_WARMUP, moms=ONE_CYCLE_MOMS) -> list[float]:
     """The training losses of a :class:`HoldProbe` at `lr` run from `learn`'s state, which is then put back
     exactly (:func:`~onecycle.core.snapshot.preserved`); fewer than `n_steps` when a loss was not finite."""
     probe = HoldProbe(lr, n_steps, warmup, moms)
@@ -447,7 +447,7 @@ def hold_probe(learn, lr, n_steps=HOLD_STEPS, warmup=HOLD_WARMUP, moms=(0.95, 0.
     return probe.losses
 
 
-def check_held(learn, lr, fit_steps, ratio=HOLD_RATIO, max_probes=HOLD_PROBES, moms=(0.95, 0.85)) -> tuple:
+def check_held(learn, lr, fit_steps, ratio=HOLD_RATIO, max_probes=HOLD_PROBES, moms=ONE_CYCLE_MOMS) -> tuple:
     """`lr` checked at a held peak: hold probes (:func:`hold_probe`) at `lr` and `lr`/2, and one more
     halving while the lowest probe spiked (a step's loss above where it started, once it had come a third
     of the way down, see :func:`~onecycle.tuning.suggest.suggest_spike`) or diverged, at most `max_probes`;
@@ -537,7 +537,7 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, sugges
     if hold_check and suggest == 'fit' and exposure_exponent(is_adaptive(learn.opt), is_normalized(learn.model)) > 0:
         t0 = time.perf_counter()
         mom = finder.mom   # the probes run at the momentum the sweep assumed of the fit
-        moms = (0.95, 0.85) if mom == 'auto' else None if mom is None else (mom, mom)
+        moms = ONE_CYCLE_MOMS if mom == 'auto' else None if mom is None else (mom, mom)
         lr, held = check_held(learn, result.suggestion, result.fit_steps, moms=moms)
         if held:
             result.held, result.suggestion = held, lr

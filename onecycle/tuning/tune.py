@@ -64,6 +64,7 @@ from ..core.data import check_loader
 from ..core.hyper import fit_wd, has_hyper, is_adaptive, is_normalized, scale_lr
 from ..core.rng import loader_generators
 from ..core.snapshot import TrainingState, preserved
+from ..schedules.scheduler import ONE_CYCLE_MOMS
 from .batch_size import noise_scale, with_batch_size
 from .range_test import (EXTEND_FACTOR, HOLD_PROBES, HOLD_STEPS, check_held, fixed_valid_batches, held_line,
                          learnt_too_little, planned_fit_steps, sweep_drop)
@@ -72,7 +73,7 @@ from .tune_report import plot_tune, range_test_line, search_line, skipped_line
 
 __all__ = ['tune', 'TuneResult', 'DEFAULT_MOMS']
 
-DEFAULT_MOMS = ((0.95, 0.85), (0.99, 0.9), (0.9, 0.8))   # the first is the default the others must beat
+DEFAULT_MOMS = (ONE_CYCLE_MOMS, (0.99, 0.9), (0.9, 0.8))   # the first, fit_one_cycle's, is the one to beat
 # lr candidates around the range test's 'fit' suggestion: half a factor 2 either side. The suggestion is
 # already within about that of the best lr; trials any wider apart turn a noisy pick into a big miss where
 # accuracy changes quickly with the lr
@@ -328,7 +329,7 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
     if wd_with_lr: wd_cands = [default_wd]
     # the lr candidates around S (see LR_FACTORS_DOWN)
     lr_factors = LR_FACTORS if walks_up else LR_FACTORS_DOWN
-    default_mom = (moms[0] if search_moms else (0.95, 0.85) if has_mom else None)
+    default_mom = (moms[0] if search_moms else ONE_CYCLE_MOMS if has_mom else None)
     if isinstance(default_mom, (int, float)): default_mom = (default_mom, default_mom)
 
     def over_time():
