@@ -415,14 +415,14 @@ class HoldProbe(StepLoss, ParamScheduler):
         if warmup >= n_steps - 1: raise ValueError(f'warmup must be < n_steps - 1, got {warmup} of {n_steps}')
         check_positive('div_factor', div_factor)
         self.lr, self.n_steps, self.warmup, self.moms, self.div_factor = lr, n_steps, warmup, moms, div_factor
-        self.losses = []
-        super().__init__({'lr': self._ramp(lr / div_factor, lr)}, total_steps=n_steps)
+        self.losses, self.lr_sched = [], self._ramp(lr / div_factor, lr)
+        super().__init__({'lr': self.lr_sched}, total_steps=n_steps)
 
     def _ramp(self, start, top):
         return Warmup(Constant(top), self.warmup, start=start, total_steps=self.n_steps)
 
     def before_fit(self):
-        self.scheds = {'lr': self.scheds['lr']}
+        self.scheds = {'lr': self.lr_sched}   # as LRFinder: the momentum's is set per fit, for its optimizer
         if self.moms is not None and has_hyper(self.learn.opt.param_groups[0], 'mom'):
             self.scheds['mom'] = self._ramp(*self.moms)
         super().before_fit()

@@ -60,7 +60,7 @@ def plot_range_tests(results, labels=None, skip_start=0, skip_end=0, ax=None, sh
             used = _in_use(r)
             for j, (name, lr) in enumerate(r.suggestions.items()):
                 if single and name == used:
-                    held = getattr(r, 'held', None) or {}
+                    held = r.held
                     lowered = name == 'fit' and held and held['unchecked'] != lr
                     a.axvline(lr, color='C3', lw=2, zorder=3,
                               label=f'suggestion ({_NAMES.get(name, name)}): {lr:.1e}'
