@@ -221,7 +221,8 @@ class _SeeMoms:
         from onecycle.core.callback import Callback
         from onecycle.core.hyper import get_hyper
         self.steps = []
-        spy = type('Spy', (Callback,), {'order': 100, 'after_step': lambda cb: self.steps.append(
+        # before the step: a fit that a callback cancels in after_step (the sweep, a probe) still counts its last one
+        spy = type('Spy', (Callback,), {'order': 100, 'before_step': lambda cb: self.steps.append(
             tuple(get_hyper(pg, 'mom') for pg in cb.learn.opt.param_groups))})()
         learn.add_cb(spy)
 
@@ -701,18 +702,11 @@ def test_lr_find_refuses_a_bad_hold_check_before_any_step(make_learner):
 @pytest.mark.parametrize('mom, seen', [('auto', (0.85, 0.95)), (None, (0.8, 0.8)), (0.5, (0.5, 0.5))])
 def test_the_hold_probes_run_at_the_momentum_the_sweep_assumed_of_the_fit(make_learner, mom, seen):
     "'auto': fit_one_cycle's (0.95, 0.85) cycle; None: the optimizer's own, as a fit with moms=None; a number: held."
-    from onecycle.core.callback import Callback
-
-    class Seen(Callback):
-        order = 100
-        def __init__(self): self.moms = []
-        def before_step(self): self.moms.append(self.learn.opt.param_groups[0]['momentum'])
-
     learn = make_learner(opt_func=partial(torch.optim.SGD, momentum=0.8), dls_kw=dict(n_train=256, bs=8))
     n_sweep = len(learn.lr_find(n_epoch=5, mom=mom, hold_check=False).train_lrs)
-    learn.add_cb(spy := Seen())
+    spy = _SeeMoms(learn)
     res = learn.lr_find(n_epoch=5, mom=mom)
-    probes = spy.moms[n_sweep:]
+    probes = [m for (m,) in spy.steps[n_sweep:]]
     assert len(probes) == res.held['steps'] >= 200
     assert (min(probes), max(probes)) == (pytest.approx(seen[0]), pytest.approx(seen[1]))
     assert probes[-1] == pytest.approx(seen[0])   # held at the cycle's low point, as the fit's peak
