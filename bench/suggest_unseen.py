@@ -1,8 +1,9 @@
-"""Does the one-liner hold on problems the rules were never looked at on? Thirty-one more small problems
+"""Does the one-liner hold on problems the rules were never looked at on? Thirty-seven more small problems
 (recurrent nets, a deep plain MLP, tanh activations, a transformer on another task, plain Adam, norm
 layers under SGD...; four were added to check the rule for SGD on normalized models and run once with it,
-the last eight (GroupNorm and LayerNorm nets, residual MLPs, noisy moons, a 3-class make_classification)
-were made after SGD's spike lift was set, to check it), none of them in bench/recommend.py. For each
+eight (GroupNorm and LayerNorm nets, residual MLPs, noisy moons, a 3-class make_classification) were made
+after SGD's spike lift was set, to check it, and the last six, transformer encoders under Adam(W), with the
+rule for models with attention), none of them in bench/recommend.py. For each
 problem and seed: the default range test with the fit's length (``lr_find(n_epoch=n)``, its 'fit'
 suggestion S), then full 1cycle fits at S * (1/8, 1/4, 1/2, 1/sqrt2, 1, sqrt2, 2) with fit_one_cycle's
 weight decay (the optimizer's own, else 0.01), test accuracy.
@@ -123,6 +124,50 @@ def classification3_arrays():
     return x[1500:], y[1500:], x[:1500], y[:1500]
 
 
+def count_compare_arrays(n=6000, n_test=1500, length=16, vocab=8, seed=4):
+    "Token sequences (16 of 8 tokens); the label says whether token 1 occurs more often than token 2 (no ties)."
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, vocab, (3 * n, length), generator=g)
+    a, b = (x == 1).sum(1), (x == 2).sum(1)
+    keep = a != b
+    x, y = x[keep][:n], (a > b)[keep][:n].long()
+    return x[n_test:], y[n_test:], x[:n_test], y[:n_test]
+
+
+def lookup_arrays(n=6000, n_test=1500, length=12, vocab=6, seed=6):
+    """12 tokens of 6, then a 13th that names a position (0-10, as tokens 6-16); the label is the token there:
+    attention has to read one position, which it finds all at once after a long plateau."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, vocab, (n, length), generator=g)
+    pos = torch.randint(0, length - 1, (n,), generator=g)
+    x = torch.cat([x, pos[:, None] + vocab], 1)
+    y = x[torch.arange(n), pos]
+    return x[n_test:], y[n_test:], x[:n_test], y[:n_test]
+
+
+def digit_patch_arrays():
+    "The 8x8 digits as 16 patches of 2x2 pixels (a vision transformer's tokens)."
+    x, y, xt, yt = recommend.digits_arrays()
+    def patches(a): return a.reshape(-1, 4, 2, 4, 2).permute(0, 1, 3, 2, 4).reshape(-1, 16, 4)
+    return patches(x), y, patches(xt), yt
+
+
+class SeqEncoder(nn.Module):
+    """Token embeddings (or a linear map of continuous tokens, `vocab` their width) plus learnt positions, two
+    ``nn.TransformerEncoderLayer``s (post-norm, PyTorch's default, unless `pre_norm`), mean pooling, a head."""
+    def __init__(self, vocab, length, n_out, width=32, pre_norm=False, continuous=False):
+        super().__init__()
+        self.embed = nn.Linear(vocab, width) if continuous else nn.Embedding(vocab, width)
+        self.pos = nn.Parameter(torch.randn(length, width) * 0.02)
+        layer = nn.TransformerEncoderLayer(width, 4, 2 * width, dropout=0., batch_first=True, norm_first=pre_norm)
+        self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(width) if pre_norm else nn.Identity()
+        self.head = nn.Linear(width, n_out)
+
+    def forward(self, x):
+        return self.head(self.norm(self.encoder(self.embed(x) + self.pos)).mean(1))
+
+
 def mnist1d(): return mnist1d_arrays()
 
 
@@ -184,6 +229,20 @@ PROBLEMS = {
     'classif3-mlp-sgd': P(data=classification3_arrays, model=lambda: mlp((20, 256, 3)), opt='sgd', bs=64, epochs=12),
     'classif3-mlp-adamw': P(data=classification3_arrays, model=lambda: mlp((20, 256, 3)), opt='adamw', bs=64,
                             epochs=12),
+    # held out for the attention rule (made in the thirteenth session: transformers under Adam(W), most of them
+    # post-norm as nn.TransformerEncoderLayer builds by default; the rule was set after a first look at them)
+    'count-encoder-adamw': P(data=count_compare_arrays, model=partial(SeqEncoder, 8, 16, 2), opt='adamw', bs=64,
+                             epochs=8),
+    'lookup-encoder-adamw': P(data=lookup_arrays, model=partial(SeqEncoder, 17, 13, 6), opt='adamw', bs=64,
+                              epochs=12),
+    'lookup-preln-encoder-adamw': P(data=lookup_arrays, model=partial(SeqEncoder, 17, 13, 6, pre_norm=True),
+                                    opt='adamw', bs=64, epochs=12),
+    'patches-encoder-adamw': P(data=digit_patch_arrays, model=partial(SeqEncoder, 4, 16, 10, continuous=True),
+                               opt='adamw', bs=64, epochs=15),
+    'patches-preln-encoder-adam': P(data=digit_patch_arrays, opt='adam', bs=64, epochs=15,
+                                    model=partial(SeqEncoder, 4, 16, 10, pre_norm=True, continuous=True)),
+    'mode-encoder-adamw': P(data=recommend.mode_arrays, model=partial(SeqEncoder, 24, 32, 24), opt='adamw', bs=64,
+                            epochs=10),
 }
 
 

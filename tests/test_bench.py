@@ -49,7 +49,7 @@ def test_the_landscape_interpolates_in_log_lr_and_holds_the_end_rungs():
 
 def test_every_unseen_problem_builds_offline_and_plain_adam_means_adam():
     unseen = _load('suggest_unseen')
-    from onecycle.core.hyper import is_normalized
+    from onecycle.core.hyper import has_attention, is_normalized
     for name, p in unseen.PROBLEMS.items():
         x, y, xt, yt = p['data']()
         assert len(x) == len(y) > len(xt) == len(yt) > 0, name
@@ -61,13 +61,18 @@ def test_every_unseen_problem_builds_offline_and_plain_adam_means_adam():
         kinds = {'adam': torch.optim.Adam, 'adamw': torch.optim.AdamW, 'sgd': torch.optim.SGD}
         assert type(learn.opt) is kinds[p['opt']], name
     names = list(unseen.PROBLEMS)
-    held_out = names[-12:-8]   # the normalized-model rule's check: SGD on BatchNorm / LayerNorm nets
+    held_out = names[-18:-14]   # the normalized-model rule's check: SGD on BatchNorm / LayerNorm nets
     assert all(unseen.PROBLEMS[n]['opt'] == 'sgd' and is_normalized(unseen.PROBLEMS[n]['model']()) for n in held_out)
     # the spike lift's check: eight problems, SGD and AdamW, with and without normalization layers (GroupNorm too)
-    lift = [unseen.PROBLEMS[n] for n in names[-8:]]
+    lift = [unseen.PROBLEMS[n] for n in names[-14:-6]]
     assert {p['opt'] for p in lift} == {'sgd', 'adamw'} and len(lift) == 8
     assert {is_normalized(p['model']()) for p in lift} == {True, False}
     assert any(isinstance(m, torch.nn.GroupNorm) for p in lift for m in p['model']().modules())
+    # the attention rule's check: six transformers under Adam-like optimizers, post- and pre-norm
+    attention = [unseen.PROBLEMS[n] for n in names[-6:]]
+    assert all(has_attention(p['model']()) and p['opt'] in ('adam', 'adamw') for p in attention)
+    assert not any(has_attention(unseen.PROBLEMS[n]['model']()) for n in names[:-6] if 'transformer' not in n)
+    assert {p['model']().encoder.layers[0].norm_first for p in attention} == {True, False}
 
 
 def test_unseen_against_grid_hands_its_problems_to_recommends_table(monkeypatch):

@@ -14,8 +14,8 @@ import torch
 from .checks import check_choice, check_positive
 
 __all__ = ['get_hyper', 'set_hyper', 'hyper_getter', 'hyper_setter', 'has_hyper', 'DecoupledWeightDecay',
-           'is_no_decay_param', 'is_normalized', 'is_adaptive', 'lr_range', 'scale_lr', 'has_weight_decay',
-           'fit_wd', 'DEFAULT_WD']
+           'is_no_decay_param', 'is_normalized', 'has_attention', 'is_adaptive', 'lr_range', 'scale_lr',
+           'has_weight_decay', 'fit_wd', 'DEFAULT_WD']
 
 WD_KEY = 'wd'   # our key in each param group; torch ignores keys it does not know and saves them
 
@@ -124,6 +124,15 @@ def is_normalized(model: torch.nn.Module) -> bool:
     weights = sum(isinstance(m, WEIGHT_LAYER_TYPES) for m in model.modules())
     norms = sum(isinstance(m, NORM_TYPES) for m in model.modules())
     return weights > 0 and 2 * norms >= weights
+
+
+def has_attention(model: torch.nn.Module) -> bool:
+    """True when `model` has an attention layer: ``nn.MultiheadAttention`` (inside PyTorch's transformer layers)
+    or a module whose class name says 'Attention' (Hugging Face's and timm's blocks). Attention logits grow
+    with the product of two weight matrices, which a long run at a high lr inflates step after step whatever
+    the optimizer: Adam's per-parameter scaling does not hold a transformer's fit at the range test's edge."""
+    return any(isinstance(m, torch.nn.MultiheadAttention) or 'Attention' in type(m).__name__
+               for m in model.modules())
 
 
 def is_no_decay_param(model: torch.nn.Module) -> set[int]:

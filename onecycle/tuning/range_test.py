@@ -13,7 +13,7 @@ from ..core.callback import CancelFitException, CancelValidateException
 from ..core.checks import check_bool, check_choice, check_int, check_positive, check_range
 from ..core.data import batch_loss, batch_size_of, call_model, check_loader, split_batch, to_device
 from ..core.dist import any_rank, is_sharded, max_over_ranks, pad_forward_passes, sum_over_ranks, unwrap_model
-from ..core.hyper import get_hyper, has_hyper, is_adaptive, is_normalized
+from ..core.hyper import get_hyper, has_attention, has_hyper, is_adaptive, is_normalized
 from ..core.snapshot import TrainingState, preserved
 from ..callbacks.training import GradAccumulation
 from ..schedules.functions import Constant, Exponential, Linear, Warmup
@@ -354,7 +354,8 @@ class LRFinder(StepLoss, ParamScheduler):
                                'div_threshold' + (' or lower valid_every' if self.valid_every else ''))
         smooth, adaptive = smooth_sweep(losses), is_adaptive(self.learn.opt)
         sugg = {'fit': suggest_for_fit(lrs, smooth, fit_steps, sweep_lrs=self.lrs, raw_losses=losses,
-                                       exponent=exposure_exponent(adaptive, is_normalized(self.learn.model)),
+                                       exponent=exposure_exponent(adaptive, is_normalized(self.learn.model),
+                                                                   has_attention(self.learn.model)),
                                        lift=spike_lift(adaptive))}
         sugg.update({name: f(lrs, smooth) for name, f in SUGGESTERS.items()})
         sugg['spike'] = suggest_spike(lrs, losses, smooth)
@@ -498,7 +499,7 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, sugges
     max_lr for ``fit_one_cycle(learn, n_epoch, ...)`` that stays below the edge of stability of a fit
     that long (the lr where the sweep's loss turns up, never past its first spike; for SGD-like
     optimizers moved towards that spike when it lies far beyond, and on models without normalization
-    layers lowered for the time the fit spends near its peak, see
+    layers, or with attention whatever the optimizer, lowered for the time the fit spends near its peak, see
     :func:`~onecycle.tuning.suggest.suggest_for_fit`; without
     `n_epoch` it plans for the longer of 10 epochs and 2000 steps), or one of Smith's and fastai's
     rules: 'minimum', 'steep', 'valley', 'max_bound', 'edge', or 'spike'. Other keyword arguments go to
@@ -512,13 +513,14 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, sugges
     curve is flat but for noise), sweeps once more with 300 from the same state and reads that one
     (``result.extended``); a number sweeps exactly that many.
 
-    `hold_check`: for an SGD-like optimizer on a model without normalization layers (where the 'fit' rule
-    lowers the edge for the fit's length), the 'fit' suggestion is then checked where a fit meets its peak:
-    100-step probes from the same state, the fit's warm-up compressed and the lr held, at it and at half of
-    it (a third, lower still, when the lower one spiked too), and it is halved while its probe ends more
-    than 3x above the one below (:func:`check_held`; ``result.held`` says what they saw, ``result.cost``
-    counts their steps). A long fit at an lr that only undoes its training once the net has sharpened
-    collapses to chance, and no range test, whose steps at that lr come right after lower ones, shows it.
+    `hold_check`: for an SGD-like optimizer on a model without normalization layers or with attention
+    (where the 'fit' rule lowers the edge for the fit's length), the 'fit' suggestion is then checked where
+    a fit meets its peak: 100-step probes from the same state, the fit's warm-up compressed and the lr held,
+    at it and at half of it (a third, lower still, when the lower one spiked too), and it is halved while
+    its probe ends more than 3x above the one below (:func:`check_held`; ``result.held`` says what they
+    saw, ``result.cost`` counts their steps). A long fit at an lr that only undoes its training once the
+    net has sharpened collapses to chance, and no range test, whose steps at that lr come right after lower
+    ones, shows it.
     Off, or for another `suggest`, nothing runs after the sweep."""
     check_choice('suggest', suggest, SUGGESTIONS)
     check_int('n_epoch', n_epoch, min_value=1, allow_none=True)
@@ -534,7 +536,8 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, sugges
         result = _sweep(learn, LRFinder(start_lr, end_lr, n * EXTEND_FACTOR, stop_div, **kwargs), suggest, n_epoch)
         result.cost = {k: v + first.get(k, 0) for k, v in result.cost.items()}
         result.extended = True
-    if hold_check and suggest == 'fit' and exposure_exponent(is_adaptive(learn.opt), is_normalized(learn.model)) > 0:
+    if hold_check and suggest == 'fit' and not is_adaptive(learn.opt) \
+            and exposure_exponent(False, is_normalized(learn.model), has_attention(learn.model)) > 0:
         t0 = time.perf_counter()
         mom = finder.mom   # the probes run at the momentum the sweep assumed of the fit
         moms = ONE_CYCLE_MOMS if mom == 'auto' else None if mom is None else (mom, mom)

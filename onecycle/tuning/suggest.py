@@ -231,7 +231,13 @@ EXPOSURE_EXPONENT = 0.2
 # Adam-like optimizers divide each step by a running gradient scale, so a sharpness that grows during
 # the fit is met by smaller steps instead of an instability: on six Adam problems the best max_lr was at
 # Smith's max bound or above on five (on the sixth, noisy labels, lower lrs memorised less), and a fit
-# at the sweep's edge itself did within 0.4 points of the best on four: no lowering.
+# at the sweep's edge itself did within 0.4 points of the best on four: no lowering. Not on a model with
+# attention (exposure_exponent): the query and key weights grow together over a long peak and the attention
+# logits with their product, which Adam's per-parameter scaling does not hold back. Six encoders made for the
+# check (bench/suggest_unseen.py: post- and pre-norm, AdamW and Adam) scored 56-96% at the edge, 4-43 points
+# under their best rung (seeds at 22-68%); SGD's exponent put four of them within 1.5 points of it (100, 99.9,
+# 94.7, 76.5%) and the other two within 2.9 (98.9, 91.1%), and bench/recommend.py's pre-norm transformer
+# went from -0.83 to -0.27 points of its grid.
 ADAPTIVE_EXPOSURE_EXPONENT = 0.
 # how the edge falls with a sweep's steps near it, and the default sweep's (100 steps over 1e-7..10): a
 # 300-step sweep put it 1.2-2x lower than a 100-step one on seven of eight (problem, seed) pairs of five
@@ -261,10 +267,14 @@ def one_cycle_exposure(fit_steps: int, pct_start=0.3, div_factor=25., anneal_str
     return fit_steps * sum(1 for i in range(n) if f(i / (n - 1)) > 1 / math.e) / n
 
 
-def exposure_exponent(adaptive: bool, normalized: bool = False) -> float:
+def exposure_exponent(adaptive: bool, normalized: bool = False, attention: bool = False) -> float:
     """The `exponent` of :func:`suggest_for_fit` for an Adam-like optimizer (`adaptive`) or an SGD-like
     one; an SGD-like optimizer on a `normalized` model (see :func:`~onecycle.core.hyper.is_normalized`)
-    takes the Adam-like one: its scale-invariant weights shrink their own effective step as they grow."""
+    takes the Adam-like one: its scale-invariant weights shrink their own effective step as they grow.
+    A model with `attention` (see :func:`~onecycle.core.hyper.has_attention`) takes SGD's whatever the
+    optimizer: its attention logits grow with the product of two weight matrices, which a long peak
+    inflates step after step and neither Adam's scaling nor a LayerNorm undoes."""
+    if attention: return EXPOSURE_EXPONENT
     return ADAPTIVE_EXPOSURE_EXPONENT if adaptive or normalized else EXPOSURE_EXPONENT
 
 
@@ -330,7 +340,10 @@ def suggest_for_fit(lrs, losses, fit_steps, sweep_lrs=None, exponent=EXPOSURE_EX
     seen to lose stability there, and lowering it cost 3-6 accuracy points on two of its problems.
     So does SGD on a normalized model (``exposure_exponent(False, normalized=True)``): on two
     LayerNorm residual MLPs the lowered edge cost 6-15 points, and four BatchNorm nets did as well
-    at the edge as below it (bench/suggest_unseen.py)."""
+    at the edge as below it (bench/suggest_unseen.py). A model with attention takes SGD's exponent
+    whatever the optimizer (``exposure_exponent(True, attention=True)``): at the edge, full AdamW fits of
+    post-norm transformers collapsed to chance on some seeds (a 2x2-patch encoder of the 8x8 digits: 56%
+    and 73% where the lowered edge scored 95.5% and 96%)."""
     check_range('exponent', exponent, 0, 5)
     check_range('sweep_exponent', sweep_exponent, 0, 5)
     check_positive('reference', reference)

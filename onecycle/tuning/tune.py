@@ -2,7 +2,8 @@
 
 1. LR range test -> the 'fit' suggestion S for a 1cycle fit of the planned length (``n_epoch``):
    the sweep's edge, for SGD-like optimizers moved towards a first spike far beyond it and, on models
-   without normalization layers, lowered for the time the fit spends near its peak (see ``suggest_for_fit``).
+   without normalization layers (or with attention, whatever the optimizer), lowered for the time the fit
+   spends near its peak (see ``suggest_for_fit``).
    With a budget of ten sweeps or more, a second sweep on another data order: one sweep's edge moves
    by a rung or two of its lr ladder (20-40%) with the data order, and every later stage is anchored
    on S. S is the geometric mean of the two, or the lower one where the lr stage may walk up (below):

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from onecycle import get_hyper, lr_range, set_hyper
-from onecycle.core.hyper import has_hyper, is_no_decay_param, is_normalized
+from onecycle.core.hyper import has_attention, has_hyper, is_no_decay_param, is_normalized
 
 
 def zero_grad_loss(pred, target):
@@ -81,6 +81,23 @@ def test_is_normalized_wants_a_norm_layer_for_every_two_weight_layers():
     assert not is_normalized(nn.Sequential(nn.BatchNorm1d(8), *[nn.Linear(8, 8) for _ in range(4)]))
     assert not is_normalized(nn.Sequential(nn.BatchNorm1d(8)))
     assert not is_normalized(nn.GRU(8, 8))
+
+
+def test_has_attention_finds_torch_and_named_attention_blocks_and_nothing_else():
+    assert has_attention(nn.TransformerEncoder(nn.TransformerEncoderLayer(16, 2, 32, batch_first=True), 2,
+                                               enable_nested_tensor=False))
+    assert has_attention(nn.Sequential(nn.Embedding(10, 8), nn.MultiheadAttention(8, 2)))
+
+    class CausalSelfAttention(nn.Module):   # a hand-written block, named as Hugging Face's and timm's are
+        def __init__(self): super().__init__(); self.qkv = nn.Linear(8, 24)
+
+    class LlamaFlashAttention2(CausalSelfAttention): pass
+
+    assert has_attention(nn.Sequential(nn.Linear(4, 8), CausalSelfAttention()))
+    assert has_attention(nn.Sequential(nn.Linear(4, 8), LlamaFlashAttention2()))
+    assert not has_attention(nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2)))
+    assert not has_attention(nn.LSTM(8, 8)) and not has_attention(nn.GRU(8, 8))
+    assert not has_attention(nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4)))
 
 
 def _pg(opt_cls, **kw):

@@ -202,6 +202,14 @@ def test_an_adam_like_optimizer_keeps_the_edge_whatever_the_fit_length():
     assert sgd[0] == pytest.approx(adam[0]) and sgd[2] < sgd[1] < adam[1]
 
 
+def test_a_model_with_attention_is_lowered_for_the_fit_length_whatever_the_optimizer():
+    "Attention logits grow with a long peak under Adam and on a LayerNorm'd model too: SGD's exponent for both."
+    from onecycle.tuning.suggest import EXPOSURE_EXPONENT, exposure_exponent
+    assert exposure_exponent(True, attention=True) == EXPOSURE_EXPONENT
+    assert exposure_exponent(False, normalized=True, attention=True) == EXPOSURE_EXPONENT
+    assert exposure_exponent(True, normalized=True) == exposure_exponent(False, normalized=True) == 0
+
+
 def test_suggest_for_fit_puts_a_longer_sweep_back_on_the_default_scale():
     "Three times the steps near the edge E: E is taken to be 3 ** 0.4 too low, and lifted (never above E itself)."
     from onecycle.tuning.suggest import SWEEP_EXPONENT, suggest_for_fit, sweep_exposure
