@@ -5,20 +5,11 @@ from __future__ import annotations
 import difflib
 import functools
 import inspect
-import os
-import sys
 import warnings
 
+from ..core.warn import user_stacklevel
+
 __all__ = ['keyword_aliases']
-
-_PKG = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
-
-
-def _user_stacklevel():
-    "The warnings stacklevel of the first caller outside onecycle, seen from a wrapper below."
-    f, level = sys._getframe(2), 2   # 0: this helper, 1: the wrapper, 2: its caller
-    while f is not None and f.f_code.co_filename.startswith(_PKG): f, level = f.f_back, level + 1
-    return level
 
 
 def keyword_aliases(synonyms=None, deprecated=None):
@@ -63,7 +54,7 @@ def keyword_aliases(synonyms=None, deprecated=None):
                     raise TypeError(f'{who}() got both {name} and {alias}, two names for the same parameter: give one')
                 if old:
                     warnings.warn(f'{who}(): {alias}= is deprecated, use {name}=', DeprecationWarning,
-                                  stacklevel=_user_stacklevel())
+                                  stacklevel=user_stacklevel())
                 bound.arguments[name] = given[alias]
             for name in required:
                 if bound.arguments.get(name) is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -15,6 +16,7 @@ from ..core.data import batch_loss, batch_size_of, call_model, check_loader, spl
 from ..core.dist import any_rank, is_sharded, max_over_ranks, pad_forward_passes, sum_over_ranks, unwrap_model
 from ..core.hyper import get_hyper, has_attention, has_hyper, is_adaptive, is_normalized
 from ..core.snapshot import TrainingState, preserved
+from ..core.warn import user_stacklevel
 from ..callbacks.training import GradAccumulation
 from ..schedules.functions import Constant, Exponential, Linear, Warmup
 from ..schedules.scheduler import ONE_CYCLE_MOMS, ParamScheduler
@@ -511,7 +513,8 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, sugges
     `num_it`: the sweep's optimizer steps. None (the default) sweeps 100 steps, and when their smoothed
     loss fell by less than a tenth of where it started (``sweep_drop``: a net that learns slowly, whose
     curve is flat but for noise), sweeps once more with 300 from the same state and reads that one
-    (``result.extended``); a number sweeps exactly that many.
+    (``result.extended``), warning (``UserWarning``) when that one fell too little as well; a number sweeps
+    exactly that many.
 
     `hold_check`: for an SGD-like optimizer on a model without normalization layers or with attention
     (where the 'fit' rule lowers the edge for the fit's length), the 'fit' suggestion is then checked where
@@ -536,6 +539,11 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, sugges
         result = _sweep(learn, LRFinder(start_lr, end_lr, n * EXTEND_FACTOR, stop_div, **kwargs), suggest, n_epoch)
         result.cost = {k: v + first.get(k, 0) for k, v in result.cost.items()}
         result.extended = True
+        if learnt_too_little(result):   # no lr of the sweep taught the net anything it could read
+            warnings.warn(f'lr_find: the loss fell {sweep_drop(result):.1%} over {len(result.train_lrs)} steps, too '
+                          'little to show clearly where it turns up: its suggestions may be far off. A net with a '
+                          'long plateau before it learns (small transformers often have one) is safer with tune() or '
+                          'a few short fits at lrs you choose', UserWarning, stacklevel=user_stacklevel())
     if hold_check and suggest == 'fit' and not is_adaptive(learn.opt) \
             and exposure_exponent(False, is_normalized(learn.model), has_attention(learn.model)) > 0:
         t0 = time.perf_counter()

@@ -565,13 +565,18 @@ def test_lr_find_sweeps_again_longer_when_the_default_sweep_learnt_too_little(ma
     before = {k: v.clone() for k, v in learn.model.state_dict().items()}
     fixed = learn.lr_find(num_it=DEFAULT_NUM_IT, hold_check=False)   # the sweeps alone
     assert sweep_drop(fixed) < MIN_SWEEP_DROP and not fixed.extended
-    res = learn.lr_find(hold_check=False)
-    assert res.extended and len(res.train_lrs) > DEFAULT_NUM_IT
+    with pytest.warns(UserWarning, match='too little to show clearly where it turns up') as caught:
+        res = learn.lr_find(hold_check=False)   # the longer sweep learnt no more
+    assert caught[0].filename == __file__       # it names the user's line, not onecycle's wrappers
+    assert res.extended and len(res.train_lrs) > DEFAULT_NUM_IT and sweep_drop(res) < MIN_SWEEP_DROP
     assert res.cost['train_steps'] == len(res.train_lrs) + fixed.cost['train_steps'] <= \
         DEFAULT_NUM_IT * (1 + EXTEND_FACTOR)
     assert all(torch.equal(v, learn.model.state_dict()[k]) for k, v in before.items())   # put back as it was
-    # a sweep that learns (a separable problem) is read as it is
-    good = make_learner(dls_kw=dict(n_train=256, bs=8)).lr_find(hold_check=False)
+    # a sweep that learns (a separable problem) is read as it is, without a warning
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        good = make_learner(dls_kw=dict(n_train=256, bs=8)).lr_find(hold_check=False)
     assert sweep_drop(good) >= MIN_SWEEP_DROP and not good.extended
     assert good.cost['train_steps'] == len(good.train_lrs) <= DEFAULT_NUM_IT
     # compare_lr_finds keeps one length for every curve

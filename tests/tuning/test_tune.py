@@ -300,7 +300,9 @@ def test_an_embedding_mlp_whose_trials_and_sweeps_learn_too_little_gets_the_one_
     learn = learner()
     res = tune(learn, n_epoch=10)
     assert res.lr_find.extended and res.lr_find_replicate is None and res.steps <= res.budget
-    assert res.fit_kwargs == {'max_lr': learner().lr_find(n_epoch=10).suggestion}   # the one-liner's own
+    with pytest.warns(UserWarning, match='may be far off'):   # its 300-step sweep fell 3%, and was right
+        one_liner = learner().lr_find(n_epoch=10).suggestion
+    assert res.fit_kwargs == {'max_lr': one_liner}   # the one-liner's own
     fit_one_cycle(learn, 10, **res.fit_kwargs)
     assert learn.recorder.epochs[-1]['accuracy'] > 0.95
 
