@@ -235,9 +235,9 @@ EXPOSURE_EXPONENT = 0.2
 # attention (exposure_exponent): the query and key weights grow together over a long peak and the attention
 # logits with their product, which Adam's per-parameter scaling does not hold back. Six encoders made for the
 # check (bench/suggest_unseen.py: post- and pre-norm, AdamW and Adam) scored 56-96% at the edge, 4-43 points
-# under their best rung (seeds at 22-68%); SGD's exponent put four of them within 1.5 points of it (100, 99.9,
-# 94.7, 76.5%) and the other two within 2.9 (98.9, 91.1%), and bench/recommend.py's pre-norm transformer
-# went from -0.83 to -0.27 points of its grid.
+# under their best rung (seeds down to 21%); with SGD's exponent four met the one-liner's targets (100, 99.9,
+# 94.7, 76.5%) and two did not (98.9% with a seed 3.3 under its best rung; 91.1%, -2.9), and bench/recommend.py's
+# pre-norm transformer went from -0.83 to -0.27 points of its grid.
 ADAPTIVE_EXPOSURE_EXPONENT = 0.
 # how the edge falls with a sweep's steps near it, and the default sweep's (100 steps over 1e-7..10): a
 # 300-step sweep put it 1.2-2x lower than a 100-step one on seven of eight (problem, seed) pairs of five
