@@ -1,5 +1,6 @@
 """Helpers several test modules and torchrun scripts share: bitwise comparison of nested states, a callback
-that stops a fit, a metric that reads a script, a small two-class problem, and plain CNNs on the 8x8 digits."""
+that stops a fit, a metric that reads a script, a small two-class problem, a learner with nothing to learn, and
+plain CNNs on the 8x8 digits."""
 import torch
 
 from onecycle import Callback, CancelFitException
@@ -59,3 +60,15 @@ def plain_cnn_digits(pool=False):
                                     nn.Conv2d(16, 32, 3, padding=1, stride=2), nn.ReLU(),
                                     nn.Flatten(), nn.Linear(32 * 16, 10))
     return net, x[perm], y[perm]
+
+
+def no_signal_learner(model):
+    "A Learner (SGD) of `model` on random labels: its sweep's loss stays flat but for noise until it blows up."
+    from torch import nn
+    from torch.utils.data import DataLoader, TensorDataset
+    from onecycle import Learner
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randn(4096, 8, generator=g), torch.randint(0, 2, (4096,), generator=g)
+    dls = (DataLoader(TensorDataset(x[:4000], y[:4000]), batch_size=16),
+           DataLoader(TensorDataset(x[4000:], y[4000:]), batch_size=32))
+    return Learner(model, dls, nn.CrossEntropyLoss(), opt_func=torch.optim.SGD, progress=False, device='cpu')

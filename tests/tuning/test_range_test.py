@@ -545,23 +545,13 @@ def test_sgd_lifts_the_edge_towards_a_far_spike_and_full_fits_gain():
 
 
 # --- a sweep that learns too little is run again, longer ----------------------------------------------
-def _no_signal_learner(make_learner, make_model):
-    "Random labels: nothing to learn, so the sweep's loss stays flat but for noise until it blows up."
-    from onecycle import Learner
-    g = torch.Generator().manual_seed(3)
-    x, y = torch.randn(4096, 8, generator=g), torch.randint(0, 2, (4096,), generator=g)
-    from torch.utils.data import DataLoader, TensorDataset
-    dls = (DataLoader(TensorDataset(x[:4000], y[:4000]), batch_size=16),
-           DataLoader(TensorDataset(x[4000:], y[4000:]), batch_size=32))
-    return Learner(make_model(), dls, nn.CrossEntropyLoss(), opt_func=torch.optim.SGD, progress=False, device='cpu')
-
-
 def test_lr_find_sweeps_again_longer_when_the_default_sweep_learnt_too_little(make_learner, make_model):
     """Left to its default length, a sweep whose smoothed loss fell by less than a tenth of its start is run
     again with three times the steps, from the same state; the result counts both. A sweep of a set length,
     or one that learnt, is not."""
     from onecycle.tuning.range_test import DEFAULT_NUM_IT, EXTEND_FACTOR, MIN_SWEEP_DROP, sweep_drop
-    learn = _no_signal_learner(make_learner, make_model)
+    from helpers import no_signal_learner
+    learn = no_signal_learner(make_model())
     before = {k: v.clone() for k, v in learn.model.state_dict().items()}
     fixed = learn.lr_find(num_it=DEFAULT_NUM_IT, hold_check=False)   # the sweeps alone
     assert sweep_drop(fixed) < MIN_SWEEP_DROP and not fixed.extended
