@@ -184,9 +184,10 @@ def within(accs, rows, best_mean, gap) -> bool:
 
 
 def opt_func(kind):
-    "The optimizer of a problem's `opt`: 'sgd' (momentum 0.9), 'adamw', or plain 'adam' (its own L2 decay, 0)."
+    """The optimizer of a problem's `opt`: 'sgd' (momentum 0.9), 'adamw', plain 'adam' (its own L2 decay, 0) or
+    'nadam' (Adam with Nesterov momentum, no decay of its own)."""
     if kind == 'sgd': return partial(torch.optim.SGD, momentum=0.9)
-    return torch.optim.Adam if kind == 'adam' else torch.optim.AdamW
+    return {'adam': torch.optim.Adam, 'nadam': torch.optim.NAdam}.get(kind, torch.optim.AdamW)
 
 
 def grid_of(kind):

@@ -148,6 +148,7 @@ def main(out_dir, mode):
     from onecycle import FSDP, Learner, full_state_dict
     from onecycle.core.callback import Callback, CancelFitException
     from onecycle.callbacks.training import GradAccumulation
+    from onecycle.core.hyper import weight_scale
     from onecycle.distributed import rank, world_size
 
     res, out = {}, io.StringIO()
@@ -187,7 +188,8 @@ def main(out_dir, mode):
             r = learn.lr_find(start_lr=1e-3, end_lr=1e4, num_it=30)
             res['lr_find'] = {'lrs': r.lrs, 'losses': r.train_losses, 'stopped_early': r.stopped_early,
                               'before': before, 'after': _local(learn.model), 'opt_before': opt_before,
-                              'opt_after': _opt_local(learn.opt), 'held': r.held, 'suggestion': r.suggestion}
+                              'opt_after': _opt_local(learn.opt), 'held': r.held, 'suggestion': r.suggestion,
+                              'weight_scale': weight_scale(learn.model)}   # the shards' squares summed over ranks
             r = learn.lr_find(start_lr=1e-3, end_lr=1., num_it=6, valid_every=2)
             res['lr_find_valid'] = {'valid_losses': r.losses, 'after': _local(learn.model)}
 

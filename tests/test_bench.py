@@ -58,21 +58,30 @@ def test_every_unseen_problem_builds_offline_and_plain_adam_means_adam():
         out = model.eval()(x[:2])
         assert out.shape[0] == 2 and out.shape[1] > int(max(y.max(), yt.max())), name
         learn = unseen.learner(model, (x, y, xt, yt), p, seed=0)
-        kinds = {'adam': torch.optim.Adam, 'adamw': torch.optim.AdamW, 'sgd': torch.optim.SGD}
+        kinds = {'adam': torch.optim.Adam, 'adamw': torch.optim.AdamW, 'sgd': torch.optim.SGD,
+                 'nadam': torch.optim.NAdam}
         assert type(learn.opt) is kinds[p['opt']], name
     names = list(unseen.PROBLEMS)
-    held_out = names[-18:-14]   # the normalized-model rule's check: SGD on BatchNorm / LayerNorm nets
+    end = names.index('mode-encoder-adamw') + 1   # the groups made for each rule's check, in the order they were made
+    held_out = names[end - 18:end - 14]   # the normalized-model rule's check: SGD on BatchNorm / LayerNorm nets
     assert all(unseen.PROBLEMS[n]['opt'] == 'sgd' and is_normalized(unseen.PROBLEMS[n]['model']()) for n in held_out)
     # the spike lift's check: eight problems, SGD and AdamW, with and without normalization layers (GroupNorm too)
-    lift = [unseen.PROBLEMS[n] for n in names[-14:-6]]
+    lift = [unseen.PROBLEMS[n] for n in names[end - 14:end - 6]]
     assert {p['opt'] for p in lift} == {'sgd', 'adamw'} and len(lift) == 8
     assert {is_normalized(p['model']()) for p in lift} == {True, False}
     assert any(isinstance(m, torch.nn.GroupNorm) for p in lift for m in p['model']().modules())
     # the attention rule's check: six transformers under Adam-like optimizers, post- and pre-norm
-    attention = [unseen.PROBLEMS[n] for n in names[-6:]]
+    attention = [unseen.PROBLEMS[n] for n in names[end - 6:end]]
     assert all(has_attention(p['model']()) and p['opt'] in ('adam', 'adamw') for p in attention)
-    assert not any(has_attention(unseen.PROBLEMS[n]['model']()) for n in names[:-6] if 'transformer' not in n)
+    assert not any(has_attention(unseen.PROBLEMS[n]['model']()) for n in names if unseen.PROBLEMS[n] not in attention
+                   and 'transformer' not in n)
     assert {p['model']().encoder.layers[0].norm_first for p in attention} == {True, False}
+    # the step limit's check: nine Adam-like nets without attention or normalization, recurrent and convolutional
+    limit = [unseen.PROBLEMS[n] for n in names[end:]]
+    assert len(limit) == 9 and {p['opt'] for p in limit} == {'adam', 'adamw', 'nadam'}
+    assert not any(is_normalized(p['model']()) for p in limit)
+    assert {type(m) for p in limit for m in p['model']().modules()} >= {torch.nn.LSTM, torch.nn.GRU, torch.nn.Conv1d,
+                                                                         torch.nn.Conv2d, torch.nn.Embedding}
 
 
 def test_unseen_against_grid_hands_its_problems_to_recommends_table(monkeypatch):

@@ -12,9 +12,10 @@ import math
 import torch
 
 from .checks import check_choice, check_positive
+from .dist import collective_device, is_distributed, sum_over_ranks
 
 __all__ = ['get_hyper', 'set_hyper', 'hyper_getter', 'hyper_setter', 'has_hyper', 'DecoupledWeightDecay',
-           'is_no_decay_param', 'is_normalized', 'has_attention', 'is_adaptive', 'lr_range', 'scale_lr',
+           'is_no_decay_param', 'is_normalized', 'has_attention', 'is_adaptive', 'weight_scale', 'lr_range', 'scale_lr',
            'has_weight_decay', 'fit_wd', 'DEFAULT_WD']
 
 WD_KEY = 'wd'   # our key in each param group; torch ignores keys it does not know and saves them
@@ -133,6 +134,28 @@ def has_attention(model: torch.nn.Module) -> bool:
     the optimizer: Adam's per-parameter scaling does not hold a transformer's fit at the range test's edge."""
     return any(isinstance(m, torch.nn.MultiheadAttention) or 'Attention' in type(m).__name__
                for m in model.modules())
+
+
+def weight_scale(model: torch.nn.Module) -> float | None:
+    """The typical size of `model`'s weights: the median over its trainable weight tensors (two dimensions or
+    more: matrices, convolution kernels, embeddings; not biases or norm scales) of each one's root mean
+    square, tensors that are all zero left out. An Adam-like step moves every weight by about the lr, whatever
+    its gradient's scale, so this is the scale an Adam lr is measured against. None when there is no such
+    tensor. Sharded (FSDP2) tensors count whole: every rank gets the same value (a collective under torchrun)."""
+    sq, n = [], []
+    for p in model.parameters():
+        if not p.requires_grad or p.dim() < 2: continue
+        local = p.to_local() if hasattr(p, 'to_local') else p   # a DTensor's shard on this rank
+        sq.append(local.detach().float().pow(2).sum().cpu()); n.append(float(local.numel()))
+    if not sq: return None
+    both, _ = sum_over_ranks(torch.cat([torch.stack(sq).double(), torch.tensor(n, dtype=torch.float64)]), 0,
+                             device=collective_device() if is_distributed() else None)
+    both = both.cpu()
+    sq, n = both[:len(sq)], both[len(sq):]
+    rms = sorted(math.sqrt(s / c) for s, c in zip(sq.tolist(), n.tolist()) if c > 0 and s > 0)
+    if not rms: return None
+    mid = len(rms) // 2
+    return rms[mid] if len(rms) % 2 else math.sqrt(rms[mid - 1] * rms[mid])
 
 
 def is_no_decay_param(model: torch.nn.Module) -> set[int]:

@@ -14,7 +14,7 @@ from ..core.callback import CancelFitException, CancelValidateException
 from ..core.checks import check_bool, check_choice, check_int, check_positive, check_range
 from ..core.data import batch_loss, batch_size_of, call_model, check_loader, split_batch, to_device
 from ..core.dist import any_rank, is_sharded, max_over_ranks, pad_forward_passes, sum_over_ranks, unwrap_model
-from ..core.hyper import get_hyper, has_attention, has_hyper, is_adaptive, is_normalized
+from ..core.hyper import get_hyper, has_attention, has_hyper, is_adaptive, is_normalized, weight_scale
 from ..core.snapshot import TrainingState, preserved
 from ..core.warn import user_stacklevel
 from ..callbacks.training import GradAccumulation
@@ -29,6 +29,7 @@ from .suggest import (
     smooth_sweep,
     smoothed_slopes,
     spike_lift,
+    step_limit,
     suggest_edge,
     suggest_for_fit,
     suggest_max_bound,
@@ -62,6 +63,9 @@ class LRFinderResult:
     ``held`` is empty unless lr_find checked the 'fit' suggestion at a held peak (see :func:`check_held`):
     then it holds the probes' 'lrs', their 'ends' (end losses), whether each 'spiked', their 'steps' (all
     probes') and 'probe_steps' (each one's), and the 'unchecked' suggestion.
+    ``limit`` is the lr the 'fit' suggestion may not pass (None for SGD-like optimizers): for an Adam-like one the
+    weights' typical size (:func:`~onecycle.core.hyper.weight_scale`), as each Adam step moves a weight by about
+    the lr (see :func:`~onecycle.tuning.suggest.step_limit`).
     """
     lrs: list
     losses: list
@@ -78,6 +82,7 @@ class LRFinderResult:
     fit_steps: int | None = None
     extended: bool = False
     held: dict = field(default_factory=dict)
+    limit: float | None = None
 
     @property
     def max_bound(self) -> float:
@@ -355,16 +360,17 @@ class LRFinder(StepLoss, ParamScheduler):
                                'measurements), too few to suggest a learning rate: lower start_lr, raise '
                                'div_threshold' + (' or lower valid_every' if self.valid_every else ''))
         smooth, adaptive = smooth_sweep(losses), is_adaptive(self.learn.opt)
+        limit = step_limit(adaptive, weight_scale(self.learn.model) if adaptive else None)
         sugg = {'fit': suggest_for_fit(lrs, smooth, fit_steps, sweep_lrs=self.lrs, raw_losses=losses,
                                        exponent=exposure_exponent(adaptive, is_normalized(self.learn.model),
                                                                    has_attention(self.learn.model)),
-                                       lift=spike_lift(adaptive))}
+                                       lift=spike_lift(adaptive), limit=limit)}
         sugg.update({name: f(lrs, smooth) for name, f in SUGGESTERS.items()})
         sugg['spike'] = suggest_spike(lrs, losses, smooth)
         return LRFinderResult(list(lrs), list(losses), smooth, sugg, sugg[suggest], self.stopped_early,
                               bounds=lr_bounds(sugg['max_bound']), measured=self.measured,
                               train_lrs=list(self.lrs), train_losses=list(self.losses), cost=self.cost(),
-                              fit_steps=fit_steps)
+                              fit_steps=fit_steps, limit=limit)
 
 
 def _sweep(learn, finder, suggest, n_epoch) -> LRFinderResult:
@@ -500,7 +506,8 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, sugges
     ``result.suggestion`` is the `suggest` entry of ``result.suggestions``: 'fit' (the default), a
     max_lr for ``fit_one_cycle(learn, n_epoch, ...)`` that stays below the edge of stability of a fit
     that long (the lr where the sweep's loss turns up, never past its first spike; for SGD-like
-    optimizers moved towards that spike when it lies far beyond, and on models without normalization
+    optimizers moved towards that spike when it lies far beyond, for Adam-like ones never above the weights'
+    typical size (``result.limit``), and on models without normalization
     layers, or with attention whatever the optimizer, lowered for the time the fit spends near its peak, see
     :func:`~onecycle.tuning.suggest.suggest_for_fit`; without
     `n_epoch` it plans for the longer of 10 epochs and 2000 steps), or one of Smith's and fastai's

@@ -12,7 +12,7 @@ from ..core.recorder import smooth_ema
 from ..schedules.functions import one_cycle
 
 __all__ = ['suggest_minimum', 'suggest_steep', 'suggest_valley', 'suggest_max_bound', 'suggest_edge', 'suggest_spike',
-           'suggest_for_fit', 'pick_held', 'HOLD_RATIO',
+           'suggest_for_fit', 'pick_held', 'HOLD_RATIO', 'step_limit', 'ADAPTIVE_STEP_LIMIT',
            'exposure_exponent', 'spike_lift', 'sweep_exposure', 'one_cycle_exposure', 'lr_bounds',
            'loss_slopes', 'smoothed_slopes', 'moving_average', 'smooth_zero_lag', 'start_level', 'smooth_sweep',
            'default_window']
@@ -297,9 +297,27 @@ def spike_lift(adaptive: bool) -> float:
     return ADAPTIVE_SPIKE_LIFT if adaptive else SPIKE_LIFT
 
 
+# An Adam-like optimizer moves each weight by about the lr per step (its gradient divided by its own running scale),
+# whatever the gradient's size. Above the weights' own typical size (core.hyper.weight_scale) a step at the peak
+# moves a weight by more than it is, and a fit held there undoes what it learnt, which a sweep that passes that lr
+# in a few steps (and may still see the loss fall) does not show. On the 22 Adam-like problems of
+# bench/recommend.py and bench/suggest_unseen.py the 'fit' suggestion sat at 0.1-0.85x that scale on every seed's
+# mean but one, a CNN on the 8x8 digits (2.2x, its best lrs 0.16-0.32x the suggestion); two nets made afterwards
+# swept to 2-7x it and lost 2-24 points there (a bidirectional LSTM on MNIST-1D: 61-88% at the suggestion, 85-90% at
+# a quarter; a dropout CNN on the digits), and their best lrs sat near it.
+ADAPTIVE_STEP_LIMIT = 1.
+
+
+def step_limit(adaptive: bool, scale: float | None) -> float | None:
+    """The `limit` of :func:`suggest_for_fit`: ``ADAPTIVE_STEP_LIMIT`` (1) times the weights' typical size `scale`
+    (:func:`~onecycle.core.hyper.weight_scale`) for an Adam-like optimizer (`adaptive`); none for an SGD-like
+    one, whose step scales with the gradient, or without a scale."""
+    return ADAPTIVE_STEP_LIMIT * scale if adaptive and scale else None
+
+
 def suggest_for_fit(lrs, losses, fit_steps, sweep_lrs=None, exponent=EXPOSURE_EXPONENT, min_factor=MIN_FIT_FACTOR,
                     sweep_exponent=SWEEP_EXPONENT, reference=REFERENCE_EXPOSURE, raw_losses=None, lift=0.,
-                    **cycle) -> float:
+                    limit=None, **cycle) -> float:
     """A max_lr for a 1cycle fit of `fit_steps` optimizer steps: the edge E of the sweep's loss floor
     (:func:`suggest_edge`, where a few steps at each lr start to turn unstable), lowered by how much
     longer the fit stays near its peak than a range test does.
@@ -343,21 +361,26 @@ def suggest_for_fit(lrs, losses, fit_steps, sweep_lrs=None, exponent=EXPOSURE_EX
     at the edge as below it (bench/suggest_unseen.py). A model with attention takes SGD's exponent
     whatever the optimizer (``exposure_exponent(True, attention=True)``): at the edge, full AdamW fits of
     post-norm transformers collapsed to chance on some seeds (a 2x2-patch encoder of the 8x8 digits: 56%
-    and 73% where the lowered edge scored 95.5% and 96%)."""
+    and 73% where the lowered edge scored 95.5% and 96%).
+
+    Given a `limit` it is never above it: the range test passes :func:`step_limit`, the weights' typical size for
+    an Adam-like optimizer, whose steps move each weight by about the lr."""
     check_range('exponent', exponent, 0, 5)
     check_range('sweep_exponent', sweep_exponent, 0, 5)
     check_positive('reference', reference)
     check_fraction('min_factor', min_factor)
     check_range('lift', lift, 0, 1)
+    check_positive('limit', limit, allow_none=True)
     edge = suggest_edge(lrs, losses)
     k = sweep_exposure(lrs if sweep_lrs is None else sweep_lrs, edge)
     rescale = min(max((k / reference) ** sweep_exponent, 0.25), 4.)
     factor = (reference / max(one_cycle_exposure(fit_steps, **cycle), reference)) ** exponent
     lr = edge * rescale * min(1., max(factor, min_factor))
-    if raw_losses is None: return lr
-    spike = suggest_spike(lrs, raw_losses, losses)
-    if spike > edge: lr *= min((spike / edge) ** lift, MAX_SPIKE_LIFT)
-    return min(lr, max(spike, edge / SPIKE_TRUST) * rescale)
+    if raw_losses is not None:
+        spike = suggest_spike(lrs, raw_losses, losses)
+        if spike > edge: lr *= min((spike / edge) ** lift, MAX_SPIKE_LIFT)
+        lr = min(lr, max(spike, edge / SPIKE_TRUST) * rescale)
+    return lr if limit is None else min(lr, limit)
 
 
 # --- checking a suggestion at the fit's own peak ----------------------------------------------------

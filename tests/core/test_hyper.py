@@ -1,4 +1,5 @@
 """One hyper-parameter vocabulary for every optimizer, and decoupled weight decay."""
+import math
 from functools import partial
 
 import pytest
@@ -6,7 +7,7 @@ import torch
 from torch import nn
 
 from onecycle import get_hyper, lr_range, set_hyper
-from onecycle.core.hyper import has_attention, has_hyper, is_no_decay_param, is_normalized
+from onecycle.core.hyper import has_attention, has_hyper, is_no_decay_param, is_normalized, weight_scale
 
 
 def zero_grad_loss(pred, target):
@@ -98,6 +99,26 @@ def test_has_attention_finds_torch_and_named_attention_blocks_and_nothing_else()
     assert not has_attention(nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2)))
     assert not has_attention(nn.LSTM(8, 8)) and not has_attention(nn.GRU(8, 8))
     assert not has_attention(nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4)))
+
+
+def test_weight_scale_is_the_median_rms_of_the_trainable_weight_tensors():
+    "The size an Adam lr is measured against: weight matrices and kernels, not biases, norm scales, zeros, frozen."
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(1, 8, 3), nn.BatchNorm2d(8), nn.Flatten(), nn.Linear(8 * 4, 16), nn.ReLU(),
+                      nn.Linear(16, 16), nn.Linear(16, 4))
+    with torch.no_grad():
+        m[0].weight.normal_(0, 0.01); m[3].weight.uniform_(-0.1, 0.1); m[5].weight.zero_(); m[6].weight.fill_(-2.)
+        for layer in (m[0], m[3], m[5], m[6]): layer.bias.fill_(100.)   # biases never count
+        m[1].weight.fill_(50.)                                            # nor does a norm layer's scale
+    rms = lambda w: (w.detach().pow(2).sum() / w.numel()).sqrt().item()   # noqa: E731
+    # three tensors count (the all-zero one is left out): the median is the middle one
+    want = sorted([rms(m[0].weight), rms(m[3].weight), 2.])[1]
+    assert weight_scale(m) == pytest.approx(want, rel=1e-6)
+    assert 0.04 < weight_scale(m) < 0.07   # the uniform(-0.1, 0.1) matrix: 0.1 / sqrt(3)
+    m[0].weight.requires_grad_(False)      # frozen: not trained, so not what the lr moves
+    assert weight_scale(m) == pytest.approx(math.sqrt(rms(m[3].weight) * 2.), rel=1e-6)   # two left: between them
+    assert weight_scale(nn.Embedding(50, 8)) == pytest.approx(1., abs=0.15)   # N(0, 1) rows
+    assert weight_scale(nn.LayerNorm(8)) is None and weight_scale(nn.Sequential()) is None
 
 
 def _pg(opt_cls, **kw):

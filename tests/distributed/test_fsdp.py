@@ -15,6 +15,7 @@ import fsdp_script as fs
 from launch import free_port, rank_results, torchrun, torchrun_env
 from onecycle import FSDP, Learner, full_state_dict
 from onecycle.checkpoint import CheckpointError, load_model_weights
+from onecycle.core.hyper import weight_scale
 from onecycle.distributed import (default_blocks, is_sharded, is_sharded_checkpoint, load_sharded, max_over_ranks,
                                   pad_forward_passes, save_sharded, shard_model)
 
@@ -158,6 +159,10 @@ def test_the_range_test_restores_the_shards_and_the_optimizer_bitwise(ranks):
     assert h0 and h0 == h1 and r0['lr_find']['suggestion'] == r1['lr_find']['suggestion'] in h0['lrs']
     v0, v1 = r0['lr_find_valid']['valid_losses'], r1['lr_find_valid']['valid_losses']
     assert len(v0) == 3 and v0 == v1                         # the subset loss over unequal shares, on every rank
+    # the weights' typical size an Adam suggestion is held to: the whole tensors', the same on every rank
+    full = fs.make_model()
+    full.load_state_dict(r0['fit']['full'])
+    assert r0['lr_find']['weight_scale'] == r1['lr_find']['weight_scale'] == pytest.approx(weight_scale(full))
 
 
 def test_accumulation_reduces_gradients_only_on_the_batches_that_step(ranks):

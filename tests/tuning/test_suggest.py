@@ -210,6 +210,23 @@ def test_a_model_with_attention_is_lowered_for_the_fit_length_whatever_the_optim
     assert exposure_exponent(True, normalized=True) == exposure_exponent(False, normalized=True) == 0
 
 
+def test_an_adam_like_fit_is_never_suggested_above_the_weights_typical_size():
+    "An Adam step moves each weight by about the lr: the suggestion stops at the weights' scale, SGD's does not."
+    from onecycle.tuning.suggest import ADAPTIVE_STEP_LIMIT, exposure_exponent, step_limit, suggest_for_fit
+    assert step_limit(True, 0.05) == pytest.approx(ADAPTIVE_STEP_LIMIT * 0.05) and ADAPTIVE_STEP_LIMIT == 1
+    assert step_limit(False, 0.05) is None and step_limit(True, None) is None
+    lrs, losses = _sweep(100, 1e-7, 10.)
+    free = suggest_for_fit(lrs, losses, 500, exponent=exposure_exponent(True), raw_losses=losses)
+    assert suggest_for_fit(lrs, losses, 500, exponent=exposure_exponent(True), raw_losses=losses,
+                           limit=free / 3) == pytest.approx(free / 3)          # binds: exactly the limit
+    for above in (free, 2 * free):                                             # a limit at or above it: no change
+        assert suggest_for_fit(lrs, losses, 500, exponent=exposure_exponent(True), raw_losses=losses,
+                               limit=above) == pytest.approx(free)
+    assert suggest_for_fit(lrs, losses, 500, limit=free / 10) == pytest.approx(free / 10)   # without raw losses too
+    for bad in (0, -1., float('nan'), 'big'):
+        with pytest.raises((TypeError, ValueError), match='limit'): suggest_for_fit(lrs, losses, 500, limit=bad)
+
+
 def test_suggest_for_fit_puts_a_longer_sweep_back_on_the_default_scale():
     "Three times the steps near the edge E: E is taken to be 3 ** 0.4 too low, and lifted (never above E itself)."
     from onecycle.tuning.suggest import SWEEP_EXPONENT, suggest_for_fit, sweep_exposure
