@@ -41,7 +41,7 @@ from .suggest import (
 
 __all__ = ['LRFinder', 'LRFinderResult', 'lr_find', 'SUGGESTERS', 'fixed_valid_batches', 'subset_loss',
            'epochs_for_steps', 'StepLoss', 'SUGGESTIONS', 'planned_fit_steps', 'sweep_drop', 'learnt_too_little',
-           'HoldProbe', 'hold_probe', 'check_held', 'held_line', 'divergence_limit']
+           'HoldProbe', 'hold_probe', 'check_held', 'checks_hold', 'hold_check_steps', 'held_line', 'divergence_limit']
 
 
 @dataclass
@@ -456,6 +456,20 @@ def hold_probe(learn, lr, n_steps=HOLD_STEPS, warmup=HOLD_WARMUP, moms=ONE_CYCLE
     return probe.losses
 
 
+def checks_hold(opt, model) -> bool:
+    """Whether the 'fit' suggestion is checked at a held peak (``lr_find(hold_check=True)``, and tune): for SGD-like
+    optimizers where the 'fit' rule lowers the edge for the fit's length (models without normalization layers, or
+    with attention; see :func:`~onecycle.tuning.suggest.exposure_exponent`). Adam-like optimizers are not: a
+    probe's loss ratios said nothing on them (tasks solved to a loss near 0, plateaus where every probe ends alike)."""
+    return not is_adaptive(opt) and exposure_exponent(False, is_normalized(model), has_attention(model)) > 0
+
+
+def hold_check_steps(fit_steps: int, max_probes=HOLD_PROBES) -> int:
+    "The most optimizer steps :func:`check_held` takes for a fit of `fit_steps` steps (0: too short to probe)."
+    n = min(HOLD_STEPS, fit_steps)
+    return 0 if n < 10 else max_probes * n
+
+
 def check_held(learn, lr, fit_steps, ratio=HOLD_RATIO, max_probes=HOLD_PROBES, moms=ONE_CYCLE_MOMS) -> tuple:
     """`lr` checked at a held peak: hold probes (:func:`hold_probe`) at `lr` and `lr`/2, and one more
     halving while the lowest probe spiked (a step's loss above where it started, once it had come a third
@@ -551,8 +565,7 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, sugges
                           'little to show clearly where it turns up: its suggestions may be far off. A net with a '
                           'long plateau before it learns (small transformers often have one) is safer with tune() or '
                           'a few short fits at lrs you choose', UserWarning, stacklevel=user_stacklevel())
-    if hold_check and suggest == 'fit' and not is_adaptive(learn.opt) \
-            and exposure_exponent(False, is_normalized(learn.model), has_attention(learn.model)) > 0:
+    if hold_check and suggest == 'fit' and checks_hold(learn.opt, learn.model):
         t0 = time.perf_counter()
         mom = finder.mom   # the probes run at the momentum the sweep assumed of the fit
         moms = ONE_CYCLE_MOMS if mom == 'auto' else None if mom is None else (mom, mom)

@@ -10,9 +10,10 @@
    a spike or an early edge in either sweep is evidence of instability, and the trials can still
    climb (bench/recommend.py and bench/suggest_unseen.py --against-grid: tune's targets met on 14 of 22
    problems, 12 with the geometric mean; a GRU's -3.1 points became -0.4, while a deep plain MLP and a
-   plain-Adam CNN lost 1.1-1.9 more). For SGD on a plain model, S is then checked at a held peak as
-   lr_find's one-liner checks it (``range_test.check_held``: 100-step probes at S and S/2, halving S while
-   its probe ends more than 3x above the one below), when the probes leave the trials half the budget:
+   plain-Adam CNN lost 1.1-1.9 more). For SGD on a plain model (or one with attention), S is then checked
+   at a held peak wherever lr_find's one-liner checks it (``range_test.checks_hold``) and as it does
+   (``range_test.check_held``: 100-step probes at S and S/2, halving S while its probe ends more than 3x
+   above the one below), when the probes leave the trials half the budget:
    plain CNNs collapse at an S that tune's short trials, which leave their peak at once, cannot tell apart
    (a max-pooling CNN on the digits: fits at 91.3 / 98.0 / 90.2% before, 96.5 / 97.5 / 97.3% with it).
 2. (When asked) batch size: short runs at each candidate batch size, the lr rescaled with it.
@@ -67,7 +68,7 @@ from ..core.rng import loader_generators
 from ..core.snapshot import TrainingState, preserved
 from ..schedules.scheduler import ONE_CYCLE_MOMS
 from .batch_size import noise_scale, with_batch_size
-from .range_test import (EXTEND_FACTOR, HOLD_PROBES, HOLD_STEPS, check_held, fixed_valid_batches, held_line,
+from .range_test import (EXTEND_FACTOR, check_held, checks_hold, fixed_valid_batches, held_line, hold_check_steps,
                          learnt_too_little, planned_fit_steps, sweep_drop)
 from .search import SearchResult, branch_trials, default_wds, format_candidate, pick_best, run_trial
 from .tune_report import plot_tune, range_test_line, search_line, skipped_line
@@ -124,7 +125,8 @@ class TuneResult:
     ``noise`` is the seed-to-seed spread of a trial's score (two runs of one setting, two data
     orders); ``confidence`` maps each searched name to its runner-up's score margin in units of it.
     ``lr_hold`` holds the hold probes above S (SGD on a plain model, when S won its bracket); ``held`` the
-    hold check below it (SGD on a plain model: lr_find's, see ``range_test.check_held``) and ``held_lr``
+    hold check below it (where lr_find runs it, ``range_test.checks_hold``; see ``range_test.check_held``) and
+    ``held_lr``
     what it left of the sweeps' suggestion."""
     max_lr: float
     moms: tuple | None
@@ -355,11 +357,11 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
             line = (line.rsplit('; ', 1)[0] + f'; another data order: suggestion '
                     f'{fmt_lr(res.lr_find_replicate.suggestion)}, S = {fmt_lr(res.suggestion)}; {res.steps} steps')
         say.end(line)
-        # SGD on a plain model: S checked where the fit meets its peak, as lr_find's one-liner checks it (the
-        # trials, 1cycles of a few dozen steps, leave the peak before a net sharpens past it), where the probes
-        # leave at least half the budget to the trials
-        n_held = HOLD_PROBES * min(HOLD_STEPS, fit_steps)
-        if not walks_up and res.steps + n_held <= budget // 2 and not over_time():
+        # SGD on a plain model (or one with attention): S checked where the fit meets its peak, as lr_find's
+        # one-liner checks it (the trials, 1cycles of a few dozen steps, leave the peak before a net sharpens past
+        # it), where the probes leave at least half the budget to the trials
+        n_held = hold_check_steps(fit_steps)
+        if checks_hold(learn.opt, learn.model) and res.steps + n_held <= budget // 2 and not over_time():
             say.begin('hold check', n_held)
             start.restore()
             held_lr, held = check_held(learn, res.suggestion, fit_steps, moms=default_mom)

@@ -369,6 +369,22 @@ def test_lr_find_lowers_the_edge_for_sgd_and_keeps_it_for_adam(make_learner):
     assert adam_long.suggestion > 0.8 * min(adam_long.suggestions['edge'], adam_long.limit)
 
 
+def test_the_hold_check_runs_for_sgd_where_the_fit_rule_lowers_the_edge_and_costs_at_most_three_probes():
+    from onecycle.core.hyper import is_normalized
+    from onecycle.tuning.range_test import HOLD_PROBES, HOLD_STEPS, checks_hold, hold_check_steps
+    plain = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2))
+    bn = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 2))
+    attn = nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, 16, batch_first=True, norm_first=True), 2,
+                                 enable_nested_tensor=False)
+    sgd, adam = (lambda m: torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)), \
+        (lambda m: torch.optim.AdamW(m.parameters()))
+    assert checks_hold(sgd(plain), plain) and not checks_hold(adam(plain), plain)
+    assert is_normalized(bn) and not checks_hold(sgd(bn), bn)
+    assert checks_hold(sgd(attn), attn) and not checks_hold(adam(attn), attn)
+    assert hold_check_steps(9) == 0 and hold_check_steps(50) == HOLD_PROBES * 50
+    assert hold_check_steps(10 ** 6) == HOLD_PROBES * HOLD_STEPS == 300
+
+
 def test_lr_find_keeps_the_edge_for_sgd_on_a_normalized_model(make_learner):
     """SGD on a model with a BatchNorm for every two weight layers plans like Adam: the suggestion for a 100x
     longer fit is the short fit's; the same MLP without the BatchNorm gets a lower one."""

@@ -595,14 +595,31 @@ def test_tune_checks_s_at_a_held_peak_for_sgd_on_a_plain_model():
     assert final.recorder.epochs[-1]['accuracy'] > 0.95
 
 
-@pytest.mark.parametrize('opt_func, budget, checked', [
-    (partial(torch.optim.SGD, momentum=0.9), None, True),
-    (partial(torch.optim.SGD, momentum=0.9), 300, False),   # the probes would leave the trials less than half
-    (torch.optim.AdamW, None, False),                         # an Adam-like optimizer walks up from S instead
+class _NormedAttention(nn.Module):
+    "LayerNorms around one attention layer: a normalized model (two norms for three weight layers) with attention."
+    def __init__(self, n_in=8, width=8):
+        super().__init__()
+        self.embed, self.norm1, self.norm2 = nn.Linear(n_in, width), nn.LayerNorm(width), nn.LayerNorm(width)
+        self.attn, self.head = nn.MultiheadAttention(width, 2, batch_first=True), nn.Linear(width, 2)
+
+    def forward(self, x):
+        h = self.norm1(self.embed(x))[:, None]
+        return self.head(self.norm2(h + self.attn(h, h, h, need_weights=False)[0])[:, 0])
+
+
+@pytest.mark.parametrize('opt_func, budget, model, checked', [
+    (partial(torch.optim.SGD, momentum=0.9), None, None, True),
+    (partial(torch.optim.SGD, momentum=0.9), 300, None, False),   # the probes would leave the trials less than half
+    (torch.optim.AdamW, None, None, False),                         # an Adam-like optimizer walks up from S instead
+    (partial(torch.optim.SGD, momentum=0.9), None, 'bn', False),    # a normalized model keeps the edge
+    (partial(torch.optim.SGD, momentum=0.9), None, 'attention', True),   # ... unless it has attention: lr_find's rule
 ])
-def test_tune_runs_the_hold_check_only_for_sgd_on_a_plain_model_within_half_the_budget(make_learner, opt_func,
-                                                                                        budget, checked):
-    learn = make_learner(opt_func=opt_func, dls_kw=dict(n_train=256, bs=8))
+def test_tune_runs_the_hold_check_where_lr_find_does_within_half_the_budget(make_learner, opt_func, budget, model,
+                                                                            checked):
+    from onecycle.tuning.range_test import checks_hold
+    kw = dict(model_kw=dict(bn=True)) if model == 'bn' else dict(model=_NormedAttention()) if model else {}
+    learn = make_learner(opt_func=opt_func, dls_kw=dict(n_train=256, bs=8), **kw)
+    assert checks_hold(learn.opt, learn.model) == (checked or budget is not None)   # the rule, before the budget
     res = tune(learn, n_epoch=5, budget=budget)
     assert bool(res.held) == checked and (res.held_lr is not None) == checked
     assert res.steps <= res.budget
