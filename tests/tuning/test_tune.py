@@ -212,9 +212,12 @@ def test_an_interrupted_tune_leaves_the_learner_bitwise_and_no_stale_gradients(m
 def _scripted_trials(monkeypatch, score, held=None):
     """tune's trials replaced by a script: score(lr relative to the first trial's, wd, replicate order?)
     is the trial's validation loss at the end of its cycle; no training. The hold probes (SGD on a plain
-    model) score held(lr relative to the first trial's): by default every doubling fails badly."""
-    from onecycle.tuning import tune as tune_module
+    model) score held(lr relative to the first trial's): by default every doubling fails badly. The weights'
+    typical size, which an Adam-like lr stage stops at, is taken to be far above any lr: the script is the
+    only judge of an lr (a test of that limit sets range_test.weight_scale itself)."""
+    from onecycle.tuning import range_test, tune as tune_module
     from onecycle.tuning.search import Trial
+    monkeypatch.setattr(range_test, 'weight_scale', lambda model: 1e6)
     first, held = [], held or (lambda rel: 1.0 if rel < 1.5 else 10.)
     def fake(learn, n_steps, lr, mom=None, wd=None, label='', score_on='tail', schedule='one_cycle', **kw):
         first.append(lr)
@@ -383,6 +386,25 @@ def test_the_lr_stage_walks_up_only_for_an_adam_like_optimizer(make_learner, mon
     else:   # the best lr is 2 ** 1.8 s: 2 s sqrt2 wins, 4 s sqrt2 (tried next) does not, and the walk stops
         assert res.lr_search.candidates == pytest.approx([s / r, s, s * r, 2 * s * r, 4 * s * r])
         assert res.max_lr == pytest.approx(2 * s * r)
+
+
+@pytest.mark.parametrize('room', [2.5, 1.2, 1.0])
+def test_an_adam_like_lr_stage_stops_at_the_weights_scale(make_learner, monkeypatch, room):
+    """Trials that keep rewarding larger lrs, weights whose typical size is `room` x S: the candidates and the
+    walk up stop at that size (a short trial, like the sweep, does not see a fit's steps undo the weights)."""
+    from onecycle.core.hyper import weight_scale
+    from onecycle.tuning import range_test
+    learn = make_learner(opt_func=torch.optim.AdamW, lr=0.1, dls_kw={'n_train': 64, 'bs': 8})
+    probe = learn.lr_find(num_it=100, n_epoch=1)   # the toy's own S and weights' scale
+    free = probe.suggestion
+    assert probe.limit == pytest.approx(weight_scale(learn.model)) and free <= probe.limit
+    _scripted_trials(monkeypatch, lambda rel, wd, replicate: 1 / rel)   # every larger lr scores better
+    monkeypatch.setattr(range_test, 'weight_scale', lambda model: room * free)
+    res = tune(learn, budget=1000, search_moms=False, search_wd=False)
+    s, limit = res.suggestion, res.lr_find.limit
+    assert limit == pytest.approx(room * free) and s <= limit
+    assert max(res.lr_search.candidates) == pytest.approx(limit) and res.max_lr == pytest.approx(limit)
+    assert len(set(res.lr_search.candidates)) == len(res.lr_search.candidates)   # no lr tried twice
 
 
 def test_the_lr_stage_does_not_walk_when_nothing_beats_the_suggestion(make_learner, monkeypatch):
