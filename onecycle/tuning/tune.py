@@ -126,9 +126,8 @@ class TuneResult:
     ``noise`` is the seed-to-seed spread of a trial's score (two runs of one setting, two data
     orders); ``confidence`` maps each searched name to its runner-up's score margin in units of it.
     ``lr_hold`` holds the hold probes above S (SGD on a plain model, when S won its bracket); ``held`` the
-    hold check below it (where lr_find runs it, ``range_test.checks_hold``; see ``range_test.check_held``) and
-    ``held_lr``
-    what it left of the sweeps' suggestion."""
+    hold check below it (where lr_find runs it, ``range_test.checks_hold``; see ``range_test.check_held``)
+    and ``held_lr`` what it left of the sweeps' suggestion."""
     max_lr: float
     moms: tuple | None
     wd: float | None
