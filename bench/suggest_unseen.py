@@ -100,13 +100,18 @@ def moons_arrays(n=6000, n_test=2000, seed=3):
     return x[n_test:], y[n_test:], x[:n_test], y[:n_test]
 
 
+def sklearn_classification(n_test, **kw):
+    "scikit-learn's make_classification(**kw) as tensors, its first `n_test` samples the test split."
+    from sklearn.datasets import make_classification
+    x, y = make_classification(**kw)
+    x, y = torch.tensor(x, dtype=torch.float32), torch.tensor(y).long()
+    return x[n_test:], y[n_test:], x[:n_test], y[:n_test]
+
+
 def classification_arrays(seed=21):
     "make_classification: 5 classes of 2 clusters in 30 dimensions, 1% flipped labels."
-    from sklearn.datasets import make_classification
-    x, y = make_classification(n_samples=6000, n_features=30, n_informative=15, n_redundant=5, n_classes=5,
-                               n_clusters_per_class=2, flip_y=0.01, random_state=seed)
-    x, y = torch.tensor(x, dtype=torch.float32), torch.tensor(y).long()
-    return x[2000:], y[2000:], x[:2000], y[:2000]
+    return sklearn_classification(2000, n_samples=6000, n_features=30, n_informative=15, n_redundant=5, n_classes=5,
+                                  n_clusters_per_class=2, flip_y=0.01, random_state=seed)
 
 
 def noisy_moons_arrays():
@@ -119,11 +124,8 @@ def noisy_moons_arrays():
 
 def classification3_arrays():
     "make_classification: 3 classes of 3 clusters in 20 dimensions, 2% flipped labels."
-    from sklearn.datasets import make_classification
-    x, y = make_classification(n_samples=5000, n_features=20, n_informative=10, n_classes=3, n_clusters_per_class=3,
-                               flip_y=0.02, random_state=5)
-    x, y = torch.tensor(x, dtype=torch.float32), torch.tensor(y).long()
-    return x[1500:], y[1500:], x[:1500], y[:1500]
+    return sklearn_classification(1500, n_samples=5000, n_features=20, n_informative=10, n_classes=3,
+                                  n_clusters_per_class=3, flip_y=0.02, random_state=5)
 
 
 def count_compare_arrays(n=6000, n_test=1500, length=16, vocab=8, seed=4):
@@ -254,11 +256,8 @@ def max_token_arrays(n=6000, n_test=1500, length=12, vocab=20, seed=8):
 
 def classification10_arrays():
     "make_classification: 10 classes of one cluster each in 24 dimensions, 2% flipped labels."
-    from sklearn.datasets import make_classification
-    x, y = make_classification(n_samples=9000, n_features=24, n_informative=14, n_classes=10, n_clusters_per_class=1,
-                               flip_y=0.02, random_state=31)
-    x, y = torch.tensor(x, dtype=torch.float32), torch.tensor(y).long()
-    return x[2000:], y[2000:], x[:2000], y[:2000]
+    return sklearn_classification(2000, n_samples=9000, n_features=24, n_informative=14, n_classes=10,
+                                  n_clusters_per_class=1, flip_y=0.02, random_state=31)
 
 
 def mnist1d(): return mnist1d_arrays()
