@@ -146,7 +146,7 @@ def weight_scale(model: torch.nn.Module) -> float | None:
     for p in model.parameters():
         if not p.requires_grad or p.dim() < 2: continue
         local = p.to_local() if hasattr(p, 'to_local') else p   # a DTensor's shard on this rank
-        sq.append(local.detach().float().pow(2).sum().cpu()); n.append(float(local.numel()))
+        sq.append(local.detach().abs().float().pow(2).sum().cpu()); n.append(float(local.numel()))   # |z| if complex
     if not sq: return None
     both, _ = sum_over_ranks(torch.cat([torch.stack(sq).double(), torch.tensor(n, dtype=torch.float64)]), 0,
                              device=collective_device() if is_distributed() else None)

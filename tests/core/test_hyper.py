@@ -119,6 +119,9 @@ def test_weight_scale_is_the_median_rms_of_the_trainable_weight_tensors():
     assert weight_scale(m) == pytest.approx(math.sqrt(rms(m[3].weight) * 2.), rel=1e-6)   # two left: between them
     assert weight_scale(nn.Embedding(50, 8)) == pytest.approx(1., abs=0.15)   # N(0, 1) rows
     assert weight_scale(nn.LayerNorm(8)) is None and weight_scale(nn.Sequential()) is None
+    half, cplx = nn.Linear(4, 4).to(torch.bfloat16), nn.Linear(4, 4, dtype=torch.complex64)
+    with torch.no_grad(): half.weight.fill_(0.25); cplx.weight.fill_(0.3 + 0.4j)   # |0.3 + 0.4j| = 0.5
+    assert weight_scale(half) == pytest.approx(0.25) and weight_scale(cplx) == pytest.approx(0.5)
 
 
 def _pg(opt_cls, **kw):
