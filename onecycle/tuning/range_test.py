@@ -464,10 +464,15 @@ def checks_hold(opt, model) -> bool:
     return not is_adaptive(opt) and exposure_exponent(False, is_normalized(model), has_attention(model)) > 0
 
 
+def _probe_steps(fit_steps: int) -> int:
+    "Each hold probe's steps for a fit of `fit_steps`: HOLD_STEPS, or the fit's own length when shorter; 0 under 10."
+    n = min(HOLD_STEPS, fit_steps)
+    return 0 if n < 10 else n
+
+
 def hold_check_steps(fit_steps: int, max_probes=HOLD_PROBES) -> int:
     "The most optimizer steps :func:`check_held` takes for a fit of `fit_steps` steps (0: too short to probe)."
-    n = min(HOLD_STEPS, fit_steps)
-    return 0 if n < 10 else max_probes * n
+    return max_probes * _probe_steps(fit_steps)
 
 
 def check_held(learn, lr, fit_steps, ratio=HOLD_RATIO, max_probes=HOLD_PROBES, moms=ONE_CYCLE_MOMS) -> tuple:
@@ -482,8 +487,8 @@ def check_held(learn, lr, fit_steps, ratio=HOLD_RATIO, max_probes=HOLD_PROBES, m
     check_positive('lr', lr)
     check_int('fit_steps', fit_steps, min_value=1)
     check_int('max_probes', max_probes, min_value=2)
-    n = min(HOLD_STEPS, fit_steps)
-    if n < 10: return lr, {}
+    n = _probe_steps(fit_steps)
+    if not n: return lr, {}
     warmup, tail = n * HOLD_WARMUP // HOLD_STEPS, max(1, n * HOLD_TAIL // HOLD_STEPS)
     held = {'lrs': [], 'ends': [], 'spiked': [], 'steps': 0, 'probe_steps': n, 'unchecked': lr}
 
