@@ -112,10 +112,11 @@ class SyncCheck(Callback):
     ``torch.cuda.set_sync_debug_mode``: ``'error'`` raises at the offending call, ``'warn'`` warns.
 
     A sync inside the batch loop (``.item()``, ``float(tensor)``, printing a tensor, a blocking copy)
-    stalls the GPU once per batch. The mode is on from ``before_train``/``before_validate`` to
-    ``after_train``/``after_validate`` (it runs first at both, so the once-per-pass reductions of
-    the Recorder fall outside), and is restored at the end of every pass and of the fit, errors
-    included. It does nothing when the learner is not on a CUDA device.
+    stalls the GPU once per batch. The mode is on from the first ``before_batch`` of a training or
+    validation pass to its ``after_train``/``after_validate`` (it runs first at all of them), so what
+    callbacks do once per pass, such as the Recorder moving the last pass's losses to the host at
+    ``before_train`` and reducing them at its end, falls outside. It is restored at the end of every
+    pass and of the fit, errors included. It does nothing when the learner is not on a CUDA device.
     """
     order = -1000
 
@@ -127,8 +128,8 @@ class SyncCheck(Callback):
         return self.learn.device.type == 'cuda'
 
     def _on(self):
-        if not self._enabled(): return
-        if self._saved is None: self._saved = torch.cuda.get_sync_debug_mode()
+        if self._saved is not None or not self._enabled(): return   # on already, or not on a GPU
+        self._saved = torch.cuda.get_sync_debug_mode()
         torch.cuda.set_sync_debug_mode(self.mode)
 
     def _off(self):
@@ -136,8 +137,7 @@ class SyncCheck(Callback):
         torch.cuda.set_sync_debug_mode(self._saved)
         self._saved = None
 
-    def before_train(self): self._on()
-    def before_validate(self): self._on()
+    def before_batch(self): self._on()   # at every batch: cheap, and the pass's start events stay outside
     def after_train(self): self._off()
     def after_validate(self): self._off()
     def after_fit(self): self._off()

@@ -59,11 +59,17 @@ def _grad_scaler(device_type, model):
     return torch.amp.GradScaler(device_type)
 
 
-def _overflowed(scaler, opt) -> bool:
-    "Whether the gradients `scaler.unscale_(opt)` just unscaled hold an inf or NaN (the step GradScaler would skip)."
-    # GradScaler.step reads these same flags (one host read per device) before it steps a plain optimizer;
-    # torch has no public accessor for them
-    return any(bool(v.item()) for v in scaler._found_inf_per_device(opt).values())
+def _found_inf(scaler, opt) -> torch.Tensor:
+    "1. if the gradients `scaler.unscale_(opt)` just unscaled hold an inf or NaN (a step GradScaler skips), else 0."
+    # GradScaler.step reads these same flags; torch has no public accessor for them
+    flags = list(scaler._found_inf_per_device(opt).values())
+    return sum(f.to(flags[0].device, non_blocking=True) for f in flags[1:]) + flags[0] if len(flags) > 1 else flags[0]
+
+
+def _skips_on_device(opt) -> bool:
+    """Whether `opt` takes GradScaler's inf flag and skips an overflowed step on the device itself (the fused
+    Adam, AdamW and SGD), so that telling an overflow needs no host read."""
+    return bool(getattr(opt, '_step_supports_amp_scaling', False))
 
 
 class MixedPrecision(Callback):
@@ -75,7 +81,13 @@ class MixedPrecision(Callback):
     so ``step_count``, the schedules, torch schedulers and ``recorder.hps`` do not advance for it; the
     next step takes the position the skipped one would have had. The batch's loss is still recorded.
     Telling an overflow costs one host read of the scaler's inf flag per step, the read ``GradScaler.step``
-    makes anyway before stepping an optimizer without fused scaling."""
+    makes anyway before stepping an optimizer without fused scaling.
+
+    A fused optimizer (``AdamW(fused=True)`` and the like) skips an overflowed step on the GPU itself,
+    weight decay included, and GradScaler then never reads the flag on the host; MixedPrecision does not
+    either, so such a fit has no host-device synchronisation per step. The price: the skipped step still
+    counts (``step_count`` and the schedules advance for it, as with torch's own GradScaler loop).
+    ``n_skipped`` counts it all the same (read from the GPU when asked)."""
     order = -10
     scaler = None   # the GradScaler of a float16 fit (also learn.scaler)
 
@@ -83,7 +95,16 @@ class MixedPrecision(Callback):
         check_choice('dtype', dtype, (torch.bfloat16, torch.float16))
         self.dtype = dtype
         self._ctx = None
-        self.n_skipped = 0   # float16 steps skipped for overflowing gradients in the last fit
+        self.n_skipped = 0
+
+    @property
+    def n_skipped(self) -> int:
+        "float16 steps skipped for overflowing gradients in the last fit."
+        if self._on_device is not None: self._n_skipped, self._on_device = self._n_skipped + int(self._on_device), None
+        return self._n_skipped
+
+    @n_skipped.setter
+    def n_skipped(self, n: int): self._n_skipped, self._on_device = int(n), None
 
     def before_fit(self):
         self.device_type = self.learn.device.type
@@ -122,8 +143,12 @@ class MixedPrecision(Callback):
         scaler, opt = self.learn.scaler, self.learn.opt
         if scaler is None: return
         scaler.unscale_(opt)
-        if _overflowed(scaler, opt):   # GradScaler would skip this step: then it is no step at all
-            scaler.update()             # a lower scale for the next batch
+        found_inf = _found_inf(scaler, opt)
+        if _skips_on_device(opt):   # the step skips itself on the GPU when it must: count it there, no host read
+            self._on_device = found_inf.clone() if self._on_device is None else self._on_device + found_inf
+            return
+        if found_inf.item():   # GradScaler would skip this step: then it is no step at all
+            scaler.update()     # a lower scale for the next batch
             self.n_skipped += 1
             opt.zero_grad(set_to_none=True)
             raise CancelStepException()

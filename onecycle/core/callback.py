@@ -64,7 +64,8 @@ class Callback:
     That is how a skipped step is skipped: an accumulation batch that does not step (GradAccumulation),
     a non-finite loss or gradient (``DivergenceGuard(action='skip')``), and an fp16 step whose
     gradients overflowed (MixedPrecision, which raises it once the GradScaler finds inf/NaN; the loop's
-    own ``scaler.step`` then never has a step to skip).
+    own ``scaler.step`` then never has a step to skip; a fused optimizer instead skips it on the GPU,
+    with no host read, and that step counts).
 
     What a callback may READ (always): ``model``, ``opt``, ``dls``, ``loss_func``, ``metrics``,
     ``n_inp``, ``device``, ``recorder``, ``cbs``, ``wd``, ``wd_hook``; during a fit: ``n_epoch``,
@@ -88,7 +89,8 @@ class Callback:
       usually ``before_batch``; gradients between ``after_backward`` and ``before_step``;
     - ``accum_steps`` (batches per optimizer step) and ``scaler`` (a ``torch.amp.GradScaler`` the step
       goes through) in ``before_fit``, reset in ``after_fit`` (GradAccumulation, MixedPrecision do); a
-      callback that sets ``scaler`` also cancels the steps it would skip, as MixedPrecision does;
+      callback that sets ``scaler`` also cancels the steps it would skip, as MixedPrecision does
+      (unless the optimizer is fused and skips them itself);
     - ``model`` (a wrapper such as DDP) in ``before_fit``/``before_train``, given back in ``after_fit``;
     - ``dls`` in ``before_fit``; ``dl`` and ``first_batch`` (the index of its first batch) in
       ``before_train`` (resuming a pass); ``first_epoch`` in ``before_fit`` (resuming a fit);

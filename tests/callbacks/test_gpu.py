@@ -150,10 +150,12 @@ def test_sync_check_covers_the_batches_and_not_the_pass_ends(monkeypatch):
     monkeypatch.setattr(torch.cuda, 'get_sync_debug_mode', lambda: mode['now'])
     monkeypatch.setattr(torch.cuda, 'set_sync_debug_mode', lambda m: mode.update(now=m))
     monkeypatch.setattr(SyncCheck, '_enabled', lambda self: True)
-    seen, ends = [], []
+    seen, starts, ends = [], [], []
 
     class Probe(Callback):
         order = 200   # after everybody, Recorder included
+        def before_train(self): starts.append(mode['now'])   # where the Recorder moves the last pass's losses
+        def before_validate(self): starts.append(mode['now'])
         def before_batch(self): seen.append(mode['now'])
         def after_batch(self): seen.append(mode['now'])
         def after_train(self): ends.append(mode['now'])      # where the Recorder reads the epoch's loss
@@ -161,7 +163,7 @@ def test_sync_check_covers_the_batches_and_not_the_pass_ends(monkeypatch):
     learn = image_learner(metrics=accuracy)
     learn.fit(2, lr=0.01, cbs=[SyncCheck('error'), Probe()])
     assert len(seen) == 2 * 2 * (3 + 1) and all(m == 'error' for m in seen)
-    assert ends == [0, 0, 0, 0] and mode['now'] == 0
+    assert starts == ends == [0, 0, 0, 0] and mode['now'] == 0
 
     class Boom(Callback):
         def after_batch(self): raise RuntimeError('boom')

@@ -246,6 +246,44 @@ def test_an_overflowed_fp16_step_does_not_step_a_torch_scheduler(make_learner):
     assert learn.opt.param_groups[0]['lr'] == pytest.approx(0.1 * (1 - 0.9 * 6 / 7), rel=1e-12)
 
 
+def _cpu_fused_adamw_ok():
+    try:
+        p = torch.nn.Parameter(torch.ones(2)); p.grad = torch.ones(2)
+        opt = torch.optim.AdamW([p], fused=True); opt.step()
+        return getattr(opt, '_step_supports_amp_scaling', False)
+    except (RuntimeError, TypeError, ValueError):
+        return False
+
+
+@pytest.mark.skipif(not (_cpu_fp16_ok() and _cpu_fused_adamw_ok()), reason='this torch has no CPU fp16 or fused AdamW')
+def test_a_fused_optimizer_skips_an_overflowed_fp16_step_itself_with_no_host_read(make_learner, monkeypatch):
+    """A fused optimizer skips the step on the device (torch's own GradScaler contract): MixedPrecision then
+    reads no flag on the host, nothing moves on the skipped batches, weight decay included, and the count
+    is still right; the skipped steps take their place in the schedule (the price of no synchronisation)."""
+    learn = make_learner(opt_func=partial(torch.optim.AdamW, fused=True), wd=0.1)
+    mp, spy = MixedPrecision(torch.float16), BatchSpy()
+    inside, reads = [False], []
+    real_item, real_bool = torch.Tensor.item, torch.Tensor.__bool__
+    monkeypatch.setattr(torch.Tensor, 'item', lambda t: (reads.append('item') if inside[0] else None, real_item(t))[1])
+    monkeypatch.setattr(torch.Tensor, '__bool__',
+                        lambda t: (reads.append('bool') if inside[0] else None, real_bool(t))[1])
+    real_before_step = mp.before_step
+    def watched():
+        inside[0] = True
+        try: real_before_step()
+        finally: inside[0] = False
+    mp.before_step = watched
+    fit_one_cycle(learn, 2, 1e-2, callbacks=[mp, CalmScaler(), InfGradAt(SKIPS), spy])
+    assert reads == []
+    assert learn.step_count == 8 and len(learn.recorder.lrs) == 8          # the skipped steps counted
+    assert spy.moved == [True, True, False, True, True, False, True, True]   # neither update nor decay applied
+    assert mp.n_skipped == 2 and mp.scaler.get_scale() == 0.25
+    # against a plain (foreach) AdamW, which the host read lets MixedPrecision cancel: the same count
+    plain, mp2 = make_learner(opt_func=torch.optim.AdamW, wd=0.1), MixedPrecision(torch.float16)
+    fit_one_cycle(plain, 2, 1e-2, callbacks=[mp2, CalmScaler(), InfGradAt(SKIPS)])
+    assert mp2.n_skipped == 2 and plain.step_count == 6
+
+
 @pytest.mark.skipif(not _cpu_fp16_ok(), reason='this torch has no float16 autocast or GradScaler on CPU')
 def test_resume_after_an_overflowed_fp16_step_is_bitwise(make_learner):
     from onecycle import CancelFitException
