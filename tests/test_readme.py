@@ -22,7 +22,8 @@ def test_quick_start_is_the_first_code_block_and_defines_what_it_uses():
 def test_quick_start_runs_as_a_script(tmp_path):
     script = tmp_path / 'quickstart.py'
     script.write_text(_blocks()[0])
-    env = {**os.environ, 'PYTHONPATH': str(ROOT), 'MPLBACKEND': 'Agg'}
+    env = {**os.environ, 'PYTHONPATH': os.pathsep.join(filter(None, [str(ROOT), os.environ.get('PYTHONPATH')])),
+           'MPLBACKEND': 'Agg'}
     r = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]

@@ -65,13 +65,19 @@ def init_distributed() -> bool:
     """
     if is_distributed(): return True
     if not dist.is_available() or not launched_by_torchrun(): return False
+    global _exit_group
     if torch.cuda.is_available():
         torch.cuda.set_device(local_rank() % torch.cuda.device_count())
         dist.init_process_group('cpu:gloo,cuda:nccl')
     else:
         dist.init_process_group('gloo')
+    # torch's monitored_barrier takes only a group whose backend is gloo alone, not a mixed one
+    _exit_group = None if str(dist.get_backend()) == 'gloo' else dist.new_group(backend='gloo')
     atexit.register(_destroy)
     return True
+
+
+_exit_group = None   # the gloo group the exit handler waits in (None: the default group, gloo itself)
 
 
 EXIT_BARRIER_TIMEOUT = datetime.timedelta(seconds=60)
@@ -84,7 +90,7 @@ def _destroy():
     never arrives (it crashed) costs `EXIT_BARRIER_TIMEOUT`, not a hang."""
     if not is_distributed(): return
     try:
-        dist.monitored_barrier(timeout=EXIT_BARRIER_TIMEOUT)
+        dist.monitored_barrier(group=_exit_group, timeout=EXIT_BARRIER_TIMEOUT)
     except RuntimeError:
         pass   # a peer is gone: leave anyway
     dist.destroy_process_group()
