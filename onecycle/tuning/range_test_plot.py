@@ -61,14 +61,15 @@ def plot_range_tests(results, labels=None, skip_start=0, skip_end=0, ax=None, sh
             for j, (name, lr) in enumerate(r.suggestions.items()):
                 if single and name == used:
                     held = r.held
-                    lowered = name == 'fit' and held and held['unchecked'] != lr
+                    moved = name == 'fit' and held and held['unchecked'] != lr
                     limited = name == 'fit' and r.limit is not None and lr >= r.limit * (1 - 1e-9)
                     a.axvline(lr, color='C3', lw=2, zorder=3,
                               label=f'suggestion ({_NAMES.get(name, name)}): {lr:.1e}'
-                              + (f", lowered by the hold check from {held['unchecked']:.1e}" if lowered else '')
+                              + (f", {'lowered' if lr < held['unchecked'] else 'raised'} by the hold check from "
+                                 f"{held['unchecked']:.1e}" if moved else '')
                               + (", the weights' typical size (Adam's steps are about the lr)" if limited else '')
                               if p == panels[0] else None)
-                    if lowered:   # where the sweep put it, before the probes at the held peak lowered it
+                    if moved:   # where the sweep put it, before the probes at the held peak moved it
                         a.axvline(held['unchecked'], color='C3', lw=1, ls='--', zorder=3)
                     if lrs:
                         k = min(range(len(lrs)), key=lambda q: abs(math.log(lrs[q] / lr)))

@@ -675,6 +675,39 @@ def test_a_plain_cnns_one_liner_holds_where_its_unchecked_suggestion_collapses()
     assert at_suggestion > 0.93 and at_unchecked < at_suggestion - 0.04
 
 
+def test_the_hold_check_raises_an_mlps_suggestion_that_the_fit_length_rule_lowered_too_far():
+    """bench/suggest_unseen.py's MNIST-1D MLP under SGD(momentum=0.9), batch 128, 25 epochs (800 steps), seed 0: the
+    'fit' rule lowers the edge for the fit's length to 0.30, where the fit scores 73%; the grid of full fits has its
+    best cell at 0.8. The probe at S ends below the one at S/2, the probe at 2S neither spikes nor ends more than
+    1.15x higher: lr_find doubles it, and the fit there scores more (measured 77.7%)."""
+    from onecycle.data import mnist1d_arrays
+    x, y, xt, yt = mnist1d_arrays()
+    make = _from_init(lambda: models.mlp((40, 256, 256, 10)), torch.cat([xt, x]), torch.cat([yt, y]), len(xt),
+                      bs=128, seed=0, opt_func=partial(torch.optim.SGD, momentum=0.9))
+    res = make().lr_find(n_epoch=25)
+    held, unchecked = res.held, res.held['unchecked']
+    assert held['lrs'] == [unchecked, unchecked / 2, 2 * unchecked] and not any(held['spiked'])
+    assert held['ends'][0] < held['ends'][1] and held['ends'][2] <= 1.15 * held['ends'][0]
+    assert res.suggestion == res.suggestions['fit'] == 2 * unchecked
+    assert _final_accuracy(make, 25, res.suggestion) > _final_accuracy(make, 25, unchecked) + 0.02
+
+
+def test_the_hold_check_keeps_the_issues_cnn_where_twice_its_suggestion_spikes():
+    """The issue's own problem, the MNIST-1D CNN under SGD(momentum=0.9) at batch 100, for 50 epochs (2000 steps),
+    seed 0: the lowered suggestion's probe ends below its half's, so twice it is probed too, and that probe spikes
+    (it ended 1.8x higher): the suggestion stays. Full fits (bench, three seeds): 95.6-95.8% at S, and at 2S one
+    seed of three at 8.9%."""
+    from onecycle.data import mnist1d_arrays
+    x, y, xt, yt = mnist1d_arrays()
+    make = _from_init(models.mnist1d_cnn, torch.cat([xt, x]), torch.cat([yt, y]), len(xt), bs=100, seed=0,
+                      opt_func=partial(torch.optim.SGD, momentum=0.9))
+    res = make().lr_find(n_epoch=50)
+    held, unchecked = res.held, res.held['unchecked']
+    assert held['lrs'] == [unchecked, unchecked / 2, 2 * unchecked] and held['spiked'] == [False, False, True]
+    assert held['ends'][0] < held['ends'][1] < held['ends'][2]
+    assert res.suggestion == unchecked
+
+
 def test_the_hold_check_halves_twice_when_the_half_collapses_too():
     """A plain CNN with max-pooling (not the net the check was set on), batch 32, 10 epochs (440 steps): the
     probes at S and S/2 both spike, a third runs at S/4, and S/4 is the only one that held; the fit there reaches
@@ -738,6 +771,55 @@ def test_check_held_walks_down_past_probes_that_diverge(make_learner):
     assert held['lrs'] == [1e4, 5e3, 2.5e3] and held['ends'] == [math.inf] * 3 and all(held['spiked'])
     assert lr == 2.5e3 and held['steps'] < 300   # each stopped at its first non-finite loss
     _assert_same(before, _snapshot(learn))
+
+
+def _scripted_probes(monkeypatch, lr, ends, spiked=()):
+    """hold_probe replaced by loss curves whose end is `ends[f]` at f x `lr` (a steady fall from 2.3 there), with a
+    jump above the start midway for the factors in `spiked`; returns the factors probed, in order."""
+    import onecycle.tuning.range_test as rt
+    seen = []
+    def probe(learn, c, n_steps, warmup, moms):
+        f = min(ends, key=lambda k: abs(math.log(k * lr / c)))
+        seen.append(f)
+        losses = [2.3 + (ends[f] - 2.3) * min(1., i / (0.8 * n_steps)) for i in range(n_steps)]
+        if f in spiked: losses[n_steps // 2] = 5.
+        return losses
+    monkeypatch.setattr(rt, 'hold_probe', probe)
+    return seen
+
+
+@pytest.mark.parametrize('ends, spiked, ceiling, probed, picked', [
+    ({1: 1.0, .5: 1.2, 2: 1.1}, (), 1., [1, .5, 2], 2),         # 2x ended 1.1x higher (<= 1.15): raised
+    ({1: 1.0, .5: 1.2, 2: 0.8}, (), 1., [1, .5, 2], 2),         # 2x ended lower: raised
+    ({1: 1.0, .5: 1.2, 2: 1.2}, (), 1., [1, .5, 2], 1),         # 2x ended 1.2x higher: kept
+    ({1: 1.0, .5: 1.2, 2: 0.8}, (2,), 1., [1, .5, 2], 1),       # 2x spiked: kept, however low it ended
+    ({1: 1.0, .5: 1.2, 2: 0.8}, (), 0.15, [1, .5], 1),          # 2x above the ceiling: not probed
+    ({1: 1.0, .5: 1.2, 2: 0.8}, (), None, [1, .5], 1),          # no ceiling (tune's check): never climbs
+    ({1: 1.0, .5: 0.9, 2: 0.8}, (), 1., [1, .5], 1),            # lr ended above its half: no reason to climb
+    ({1: 1.0, .5: 1.2, 2: 0.8}, (1,), 1., [1, .5], 1),          # lr spiked (kept for its end loss): no climb
+])
+def test_check_held_climbs_to_twice_a_kept_lr_only_on_the_probes_evidence(make_learner, monkeypatch, ends, spiked,
+                                                                       ceiling, probed, picked):
+    from onecycle.tuning.range_test import check_held
+    seen = _scripted_probes(monkeypatch, 0.1, ends, spiked)
+    learn = make_learner(opt_func=partial(torch.optim.SGD, momentum=0.9))
+    lr, held = check_held(learn, 0.1, fit_steps=1000, ceiling=ceiling)
+    assert seen == probed and held['lrs'] == pytest.approx([0.1 * f for f in probed])
+    assert lr == pytest.approx(0.1 * picked) and held['unchecked'] == 0.1 and held['steps'] == 100 * len(probed)
+
+
+def test_check_held_climbs_only_within_its_probes_and_refuses_a_bad_ceiling_or_climb(make_learner, monkeypatch):
+    from onecycle.tuning.range_test import check_held
+    seen = _scripted_probes(monkeypatch, 0.1, {1: 1.0, .5: 1.2, .25: 1.3, 2: 0.8}, spiked=(.5,))
+    learn = make_learner(opt_func=partial(torch.optim.SGD, momentum=0.9))
+    lr, held = check_held(learn, 0.1, fit_steps=1000, ceiling=1.)   # a third probe went below: none left to climb
+    assert seen == [1, .5, .25] and lr == 0.1
+    bad = [(dict(ceiling=0.), 'ceiling'), (dict(ceiling=-1.), 'ceiling'), (dict(ceiling='high'), 'ceiling'),
+           (dict(climb=0.9), 'climb'), (dict(climb=float('nan')), 'climb')]
+    for kwargs, word in bad:
+        seen.clear()
+        with pytest.raises((TypeError, ValueError), match=word): check_held(learn, 0.1, fit_steps=1000, **kwargs)
+        assert seen == []
 
 
 def test_a_hold_probe_ramps_to_its_lr_as_the_fit_warms_up_and_then_holds_it(make_learner):

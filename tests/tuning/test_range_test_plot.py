@@ -52,17 +52,19 @@ def test_several_runs_keep_their_markers():
     plt.close(fig)
 
 
-@pytest.mark.parametrize('lowered', [True, False])
-def test_a_suggestion_the_hold_check_lowered_shows_where_the_sweep_put_it(lowered):
+@pytest.mark.parametrize('unchecked, moved', [(2e-2, 'lowered'), (1e-2, None), (5e-3, 'raised')])
+def test_a_suggestion_the_hold_check_moved_shows_where_the_sweep_put_it(unchecked, moved):
     r = _result('max_bound')
     r.suggestions['fit'] = r.suggestion = 1e-2   # 'fit' is the one in use (as 'minimum', 1e-2 too, is not)
-    r.held = {'lrs': [2e-2, 1e-2], 'ends': [2.3, 0.1], 'spiked': [True, False], 'steps': 200, 'probe_steps': 100,
-              'unchecked': 2e-2 if lowered else 1e-2}
+    r.held = {'lrs': [unchecked, unchecked / 2, 2 * unchecked], 'ends': [0.2, 0.3, 0.21], 'spiked': [False] * 3,
+              'steps': 300, 'probe_steps': 100, 'unchecked': unchecked}
     fig = r.plot()
     for ax in fig.axes:
         red = [l for l in _vlines(ax) if to_rgb(l.get_color()) == to_rgb('C3')]
-        assert [l.get_xdata()[0] for l in red] == ([1e-2, 2e-2] if lowered else [1e-2])
+        assert [l.get_xdata()[0] for l in red] == ([1e-2, unchecked] if moved else [1e-2])
         assert all(l.get_linestyle() == '--' for l in red[1:])
     text = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
-    assert any(('lowered by the hold check from 2.0e-02' in t) == lowered and 'suggestion' in t for t in text)
+    label = [t for t in text if 'suggestion' in t]
+    assert len(label) == 1 and ('by the hold check from' in label[0]) == bool(moved)
+    if moved: assert f'{moved} by the hold check from {unchecked:.1e}' in label[0]
     plt.close(fig)
