@@ -61,8 +61,9 @@ class LRFinderResult:
     passes and seconds spent (both sweeps' when ``extended``: lr_find swept again, longer, because its
     default sweep learnt too little to read, see ``lr_find``'s `num_it`; the hold probes' steps too).
     ``held`` is empty unless lr_find checked the 'fit' suggestion at a held peak (see :func:`check_held`):
-    then it holds the probes' 'lrs', their 'ends' (end losses), whether each 'spiked', their 'steps' (all
-    probes') and 'probe_steps' (each one's), and the 'unchecked' suggestion.
+    then it holds the probes' 'lrs' (the unchecked suggestion, its half, then a quarter or twice it), their 'ends'
+    (end losses), whether each 'spiked', their 'steps' (all probes') and 'probe_steps' (each one's), and the
+    'unchecked' suggestion.
     ``limit`` is the lr the 'fit' suggestion may not pass (None for SGD-like optimizers): for an Adam-like one the
     weights' typical size (:func:`~onecycle.core.hyper.weight_scale`), as each Adam step moves a weight by about
     the lr (see :func:`~onecycle.tuning.suggest.step_limit`).
