@@ -63,7 +63,9 @@ def _found_inf(scaler, opt) -> torch.Tensor:
     "1. if the gradients `scaler.unscale_(opt)` just unscaled hold an inf or NaN (a step GradScaler skips), else 0."
     # GradScaler.step reads these same flags; torch has no public accessor for them
     flags = list(scaler._found_inf_per_device(opt).values())
-    return sum(f.to(flags[0].device, non_blocking=True) for f in flags[1:]) + flags[0] if len(flags) > 1 else flags[0]
+    total = flags[0]
+    for f in flags[1:]: total = total + f.to(total.device, non_blocking=True)
+    return total
 
 
 def _skips_on_device(opt) -> bool:

@@ -91,8 +91,8 @@ def _destroy():
     if not is_distributed(): return
     try:
         dist.monitored_barrier(group=_exit_group, timeout=EXIT_BARRIER_TIMEOUT)
-    except RuntimeError:
-        pass   # a peer is gone: leave anyway
+    except (RuntimeError, ValueError):
+        pass   # a peer is gone (or the group was replaced by one monitored_barrier refuses): leave anyway
     dist.destroy_process_group()
 
 
