@@ -147,3 +147,23 @@ def test_the_optimizer_bench_runs_every_optimizers_one_liner():
     assert min(accs.values()) > 0.8, accs   # chance is a third
     bare, with_momentum = (olo.one_liner(data, olo.OPTIMIZERS[k], 0, 'auto') for k in ('SGD', 'SGD(momentum=0.9)'))
     assert bare == with_momentum   # the sweep and the fit of bare SGD are those of SGD(momentum=0.9)
+
+
+def test_the_gpu_bench_checks_itself_on_the_cpu_and_the_session_script_parses():
+    """bench/gpu.py --cpu (its script check) prints a row per one-GPU configuration, the ratio line and the guard's
+    cost; bench/gpu_session.sh, which runs every GPU check on a lent machine, is valid bash."""
+    import os
+    import subprocess
+    import sys
+    env = {**os.environ, 'PYTHONPATH': os.pathsep.join(filter(None, [str(BENCH.parent), os.environ.get('PYTHONPATH')]))}
+    r = subprocess.run([sys.executable, str(BENCH / 'gpu.py'), '--cpu'], env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = r.stdout.splitlines()
+    rows = {l[:30].strip(): l.split() for l in lines if l[:30].strip() in ('bf16', 'bf16 + DivergenceGuard',
+                                                                           'bf16 + channels_last')}
+    assert len(rows) == 3 and all(float(v[-1]) > 0 for v in rows.values())
+    ratio = next(l for l in lines if l.startswith('ratio onecycle / hand-written'))
+    assert 'target >= 0.98' in ratio and 'DivergenceGuard' not in ratio    # the guard's row is a cost, not a target
+    assert any(l.startswith("DivergenceGuard's cost:") for l in lines)
+    assert subprocess.run(['bash', '-n', str(BENCH / 'gpu_session.sh')]).returncode == 0
