@@ -8,7 +8,8 @@
 #    DivergenceGuard, channels_last, torch.compile), then DDP and FSDP in a one-process group;
 # 3. bench/divergence_guard.py --device cuda: what the guard's per-step synchronisation costs;
 # 4. the whole test suite with the GPU visible (learners then train on it by default), in the time left of
-#    TOTAL_S seconds (default 600) or SUITE_S if set; on SUITE_WORKERS processes (8) when pytest-xdist is there.
+#    TOTAL_S seconds (default 600) or SUITE_S if set (0: no suite); on SUITE_WORKERS processes (8) when
+#    pytest-xdist is there.
 # Each step has its own time limit so that one slow step cannot take the others' time; a step that
 # fails does not stop the next. Runs from a checkout without installing: the repo root goes on
 # PYTHONPATH. Optional packages the machine lacks are installed from wheels in .whl/ when present.
@@ -19,7 +20,7 @@ mkdir -p "$OUTDIR"
 PY=${PYTHON:-python3}
 if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-        && export PYTHONPATH=/tmp/site
+        && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 fi
 export PYTHONPATH=$PWD:$PWD/bench${PYTHONPATH:+:$PYTHONPATH} MPLBACKEND=Agg PYTHONUNBUFFERED=1
 step() {   # step NAME SECONDS CMD...: run CMD under a time limit, log to OUTDIR/NAME.log, report its status
@@ -43,5 +44,6 @@ suite_s=${SUITE_S:-$(( ${TOTAL_S:-600} - SECONDS ))}; [ "$suite_s" -lt 30 ] && s
 # with pytest-xdist (the H200 image has it) the suite runs on several processes: serially it took longer than
 # the 224 s left to it on the first lent GPU; on 2 CPU cores, -n 2 passes it in about 130 s
 workers=(); "$PY" -c 'import xdist' 2>/dev/null && workers=(-n "${SUITE_WORKERS:-8}")
+[ "${SUITE_S:-}" = 0 ] && exit 0   # SUITE_S=0: the GPU checks alone
 TAIL=60 step suite "$suite_s" "$PY" -m pytest -q -p no:cacheprovider -rf "${workers[@]}" tests \
     --ignore tests/test_notebooks.py

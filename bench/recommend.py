@@ -264,14 +264,69 @@ def run_grid(model_fn, arrays, p, seed, quick, done=None):
     return {k: v for k, v in out.items() if k in {f'{lr:g}/{wd:g}' for lr in lrs for wd in wds}}
 
 
+def _grid_worker(tasks, todo, done):
+    "A forked grid process: fits the cells whose indices it takes from `todo`, puts (key, cell, accuracy) on `done`."
+    torch.set_num_threads(1)
+    arrays = {}   # each problem's data, built once
+    while (i := todo.get()) is not None:
+        name, key, seed, lr, wd = tasks[i]
+        p = PROBLEMS[name]
+        if name not in arrays: arrays[name] = p['data']()
+        torch.manual_seed(seed)
+        model = p['model']()   # the seed's initial weights, drawn as the table draws them
+        try: acc = one_cycle(learner(model, arrays[name], p, seed), p['epochs'], lr, wd=wd)
+        except Exception as e:   # noqa: BLE001  (handed to the parent, which raises it: a worker never hangs it)
+            acc = f'{type(e).__name__}: {e}'
+        done.put((key, f'{lr:g}/{wd:g}', acc))
+
+
+def fill_grids(names, n_seeds, quick, cache, cache_path, jobs):
+    """Every grid cell missing from `cache` for problems `names` and seeds 0..n_seeds-1, fitted on `jobs` forked
+    processes (they inherit the problems, also those added to PROBLEMS at run time) and written to the cache as each
+    one ends, so that a run cut short keeps what it finished. Forked children cannot run autograd once their parent
+    has run it on a GPU: the table calls this before it fits anything."""
+    import multiprocessing
+    tasks = []
+    for name in names:
+        p = PROBLEMS[name]
+        lrs, wds = grid_of(p['opt'])
+        if quick: wds = wds[:1] + wds[-1:]
+        for seed in range(n_seeds):
+            key = f'{name}/{seed}/{"quick" if quick else "full"}/{p["epochs"]}/{p["bs"]}'
+            tasks += [(name, key, seed, lr, wd) for lr in lrs for wd in wds
+                      if f'{lr:g}/{wd:g}' not in cache.get(key, {})]
+    if not tasks: return
+    print(f'fitting {len(tasks)} grid cells on {jobs} processes', flush=True)
+    ctx = multiprocessing.get_context('fork')
+    todo, done = ctx.Queue(), ctx.Queue()
+    for i in range(len(tasks)): todo.put(i)
+    for _ in range(jobs): todo.put(None)
+    workers = [ctx.Process(target=_grid_worker, args=(tasks, todo, done), daemon=True) for _ in range(jobs)]
+    for w in workers: w.start()
+    try:
+        for _ in tasks:
+            key, cell, acc = done.get()
+            if isinstance(acc, str): raise RuntimeError(f'grid cell {key} {cell} failed: {acc}')
+            cache.setdefault(key, {})[cell] = acc
+            cache_path.parent.mkdir(parents=True, exist_ok=True)
+            part = cache_path.with_name(cache_path.name + '.part')   # replaced whole: a run killed here keeps a
+            part.write_text(json.dumps(cache)); part.replace(cache_path)   # readable cache
+    finally:
+        for w in workers:
+            w.join(timeout=1)
+            if w.is_alive(): w.terminate()
+
+
 # --- the table ------------------------------------------------------------------------------------
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--problems', nargs='+', default=list(PROBLEMS), choices=list(PROBLEMS))
     ap.add_argument('--seeds', type=int, default=3)
     ap.add_argument('--quick', action='store_true', help='a grid of two weight decays only')
-    ap.add_argument('--recipes', nargs='+', default=['fastai', 'oneliner', 'tune'],
-                    choices=['fastai', 'oneliner', 'tune'])
+    ap.add_argument('--recipes', nargs='*', default=['fastai', 'oneliner', 'tune'],
+                    choices=['fastai', 'oneliner', 'tune'], help='none: the grid alone')
+    ap.add_argument('--jobs', type=int, default=1,
+                    help='fit the missing grid cells on this many processes first (the table then reads the cache)')
     ap.add_argument('--cache', default=str(Path.home() / '.cache' / 'onecycle_recommend_grid.json'),
                     help='JSON file caching the grid and fastai fits (they do not depend on onecycle\'s rules)')
     ap.add_argument('--out', default=None, help='write every result (JSON) here')
@@ -287,6 +342,7 @@ def main(argv=None):
     cache_path = Path(a.cache)
     cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
     t0, results, verdicts = time.perf_counter(), {}, []
+    if a.jobs > 1: fill_grids(a.problems, a.seeds, a.quick, cache, cache_path, a.jobs)
     nudged_met = {f: 0 for f in NUDGES}
     for name in a.problems:
         p = PROBLEMS[name]

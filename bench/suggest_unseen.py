@@ -372,7 +372,8 @@ def run(name, arrays, seed) -> dict:
 def against_grid(a):
     "bench/recommend.py's table (one-liner, tune, grid of max_lr x wd) on these problems."
     recommend.PROBLEMS.update({n: PROBLEMS[n] for n in a.problems})
-    args = ['--problems', *a.problems, '--seeds', str(a.seeds), '--cache', a.cache, '--recipes', *a.recipes]
+    args = ['--problems', *a.problems, '--seeds', str(a.seeds), '--cache', a.cache, '--jobs', str(a.jobs),
+            '--recipes', *a.recipes]
     return recommend.main(args + (['--out', a.out] if a.out else []) + (['--target-noise'] if a.target_noise else []))
 
 
@@ -385,7 +386,8 @@ def main(argv=None):
                     help="run bench/recommend.py's table instead (one-liner, tune and the max_lr x wd grid) on these "
                          "problems; --cache and --recipes go to it")
     ap.add_argument('--cache', default=str(Path.home() / '.cache' / 'onecycle_unseen_grid.json'))
-    ap.add_argument('--recipes', nargs='+', default=['oneliner', 'tune'], choices=['oneliner', 'tune'])
+    ap.add_argument('--recipes', nargs='*', default=['oneliner', 'tune'], choices=['oneliner', 'tune'])
+    ap.add_argument('--jobs', type=int, default=1, help="with --against-grid: recommend.py's --jobs")
     ap.add_argument('--target-noise', action='store_true', help="with --against-grid: recommend.py's --target-noise")
     a = ap.parse_args(argv)
     if a.against_grid: return against_grid(a)

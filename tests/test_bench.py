@@ -1,6 +1,7 @@
 """The benches' own parts: every problem of bench/recommend.py and bench/suggest_unseen.py builds its data
 and model offline, and the landscape bench reads accuracy between the rungs of its lr ladder as documented."""
 import importlib.util
+import json
 import math
 from pathlib import Path
 
@@ -125,6 +126,43 @@ def test_target_noise_refits_the_best_cell_at_nudged_lrs_once(recommend, monkeyp
     calls.clear()
     recommend.main(argv)                     # the second run finds grid and refits in the cache: one-liner only
     assert len(calls) == 1 and 'wd' not in calls[0][1]
+
+
+_TINY = """
+import sys, importlib.util, torch
+spec = importlib.util.spec_from_file_location('bench_recommend', sys.argv[1])
+recommend = importlib.util.module_from_spec(spec); spec.loader.exec_module(recommend)
+g = torch.Generator().manual_seed(0)
+x = torch.randn(96, 4, generator=g); y = (x[:, 0] + 0.3 * x[:, 1] > 0).long()
+recommend.PROBLEMS['tiny-sgd'] = dict(data=lambda: (x[:64], y[:64], x[64:], y[64:]),
+                                      model=lambda: torch.nn.Linear(4, 2), opt='sgd', bs=16, epochs=2)
+if sys.argv[2] == 'forbid-fits': recommend.one_cycle = lambda *a, **k: sys.exit('a fit')
+recommend.main(['--problems', 'tiny-sgd', '--seeds', '2', '--quick', '--recipes', *sys.argv[3:]])
+"""
+
+
+def test_grid_on_several_processes_scores_as_the_serial_grid_and_leaves_the_table_nothing_to_fit(tmp_path):
+    """--jobs 2 fills the cache with every cell of every seed, each as the serial table fits it; with no recipe the
+    table is the grid alone. In fresh processes: forked workers cannot run autograd after a parent ran it on a GPU."""
+    import subprocess
+    import sys
+    script = tmp_path / 'tiny.py'; script.write_text(_TINY)
+    par, ser = tmp_path / 'par.json', tmp_path / 'ser.json'
+    def table(*args):
+        out = subprocess.run([sys.executable, str(script), str(BENCH / 'recommend.py'), *args], capture_output=True,
+                             text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return out.stdout
+    # 7 lrs x 2 wds x 2 seeds
+    assert 'fitting 28 grid cells on 2 processes' in table('fit', '--jobs', '2', '--cache', str(par))
+    assert 'fitting' not in table('fit', '--cache', str(ser))
+    cached, serial = json.loads(par.read_text()), json.loads(ser.read_text())
+    assert sorted(cached) == sorted(serial) == ['tiny-sgd/0/quick/2/16', 'tiny-sgd/1/quick/2/16']
+    for key in serial:
+        assert len(cached[key]) == 14
+        assert cached[key] == pytest.approx(serial[key], abs=1e-6)
+    out = table('forbid-fits', '--jobs', '2', '--cache', str(par))   # all cached: nothing to fit, the table printed
+    assert 'fitting' not in out and 'grid best cell' in out
 
 
 def test_within_applies_the_issues_targets_to_a_recipes_seeds(recommend):
