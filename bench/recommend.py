@@ -190,8 +190,22 @@ def opt_func(kind):
     return {'adam': torch.optim.Adam, 'nadam': torch.optim.NAdam}.get(kind, torch.optim.AdamW)
 
 
-def grid_of(kind):
-    return (SGD_LRS, SGD_WDS) if kind == 'sgd' else (ADAM_LRS, ADAM_WDS)
+def grid_of(kind, quick=False):
+    "The grid's (lrs, wds) for optimizer `kind`; `quick`: the smallest and largest weight decay only."
+    lrs, wds = (SGD_LRS, SGD_WDS) if kind == 'sgd' else (ADAM_LRS, ADAM_WDS)
+    return (lrs, wds[:1] + wds[-1:]) if quick else (lrs, wds)
+
+
+def grid_key(name, p, seed, quick):
+    "The cache key of problem `name`'s (settings `p`) grid for `seed`."
+    return f'{name}/{seed}/{"quick" if quick else "full"}/{p["epochs"]}/{p["bs"]}'
+
+
+def save_cache(cache, path):
+    "The cache written whole through a temporary file: a run killed while writing keeps a readable cache."
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(path.name + '.part')
+    part.write_text(json.dumps(cache)); part.replace(path)
 
 
 # --- the recipes ----------------------------------------------------------------------------------
@@ -253,8 +267,7 @@ def run_tune(model_fn, arrays, p, seed):
 
 def run_grid(model_fn, arrays, p, seed, quick, done=None):
     "Every cell of the grid not in `done` (cached results), fitted; returns all of them."
-    lrs, wds = grid_of(p['opt'])
-    if quick: wds = wds[:1] + wds[-1:]
+    lrs, wds = grid_of(p['opt'], quick)
     out = dict(done or {})
     for lr in lrs:
         for wd in wds:
@@ -289,10 +302,9 @@ def fill_grids(names, n_seeds, quick, cache, cache_path, jobs):
     tasks = []
     for name in names:
         p = PROBLEMS[name]
-        lrs, wds = grid_of(p['opt'])
-        if quick: wds = wds[:1] + wds[-1:]
+        lrs, wds = grid_of(p['opt'], quick)
         for seed in range(n_seeds):
-            key = f'{name}/{seed}/{"quick" if quick else "full"}/{p["epochs"]}/{p["bs"]}'
+            key = grid_key(name, p, seed, quick)
             tasks += [(name, key, seed, lr, wd) for lr in lrs for wd in wds
                       if f'{lr:g}/{wd:g}' not in cache.get(key, {})]
     if not tasks: return
@@ -308,9 +320,7 @@ def fill_grids(names, n_seeds, quick, cache, cache_path, jobs):
             key, cell, acc = done.get()
             if isinstance(acc, str): raise RuntimeError(f'grid cell {key} {cell} failed: {acc}')
             cache.setdefault(key, {})[cell] = acc
-            cache_path.parent.mkdir(parents=True, exist_ok=True)
-            part = cache_path.with_name(cache_path.name + '.part')   # replaced whole: a run killed here keeps a
-            part.write_text(json.dumps(cache)); part.replace(cache_path)   # readable cache
+            save_cache(cache, cache_path)
     finally:
         for w in workers:
             w.join(timeout=1)
@@ -355,21 +365,19 @@ def main(argv=None):
                 m = p['model'](); m.load_state_dict(init); return m
             row = {}
             ts = time.perf_counter()
-            key = f'{name}/{seed}/{"quick" if a.quick else "full"}/{p["epochs"]}/{p["bs"]}'
+            key = grid_key(name, p, seed, a.quick)
             starts[seed] = key, init
             if 'fastai' in a.recipes:   # cached too: it does not depend on onecycle's rules
                 if 'fastai/' + key not in cache:
                     cache['fastai/' + key] = run_fastai(model_fn(), arrays, p, seed)
-                    cache_path.parent.mkdir(parents=True, exist_ok=True)
-                    cache_path.write_text(json.dumps(cache))
+                    save_cache(cache, cache_path)
                 row['fastai'] = cache['fastai/' + key]
             if 'oneliner' in a.recipes: row['oneliner'] = run_oneliner(model_fn(), arrays, p, seed)
             if 'tune' in a.recipes: row['tune'] = run_tune(model_fn, arrays, p, seed)
-            n_cells = len(grid_of(p['opt'])[0]) * (2 if a.quick else len(grid_of(p['opt'])[1]))
-            if len(cache.get(key, {})) < n_cells:
+            lrs, wds = grid_of(p['opt'], a.quick)
+            if len(cache.get(key, {})) < len(lrs) * len(wds):
                 cache[key] = run_grid(model_fn, arrays, p, seed, a.quick, cache.get(key))
-                cache_path.parent.mkdir(parents=True, exist_ok=True)
-                cache_path.write_text(json.dumps(cache))
+                save_cache(cache, cache_path)
             row['grid'] = cache[key]
             best_cell = max(row['grid'], key=row['grid'].get)
             row['grid_best'] = row['grid'][best_cell]
@@ -398,7 +406,7 @@ def main(argv=None):
                     if refit not in cache:
                         model = p['model'](); model.load_state_dict(init)
                         cache[refit] = one_cycle(learner(model, arrays, p, seed), p['epochs'], lr * f, wd=wd)
-                        cache_path.write_text(json.dumps(cache))
+                        save_cache(cache, cache_path)
                     refits[f].append(cache[refit])
             # a tuner that returned the best cell itself, but 3% off its lr: would it meet tune's targets?
             oracle = {f: within(v, rows, g, TUNE_GAP) for f, v in refits.items()}
