@@ -116,7 +116,8 @@ def main(out_dir):
         before_fresh = _state(fresh.model)
         r = fresh.lr_find(start_lr=1e-9, end_lr=1e-7)
         res['lr_find_extended'] = {'extended': r.extended, 'steps': r.cost['train_steps'], 'lrs': r.train_lrs,
-                                   'held_steps': r.held['steps'],
+                                   'held_steps': r.held['steps'], 'replicate_losses': r.replicate.train_losses,
+                                   'losses': r.train_losses,
                                    'before': before_fresh, 'after': _state(fresh.model)}
         # ... and so does a search trial: its validation losses too are over both shares, the same on every rank.
         with preserved(learn):

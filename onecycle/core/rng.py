@@ -10,7 +10,7 @@ import torch
 
 from .checks import check_bool, check_int
 
-__all__ = ['get_rng_state', 'set_rng_state', 'loader_generators', 'set_seed']
+__all__ = ['get_rng_state', 'set_rng_state', 'loader_generators', 'reseed', 'set_seed']
 
 
 def loader_generators(dl) -> list[torch.Generator]:
@@ -21,6 +21,13 @@ def loader_generators(dl) -> list[torch.Generator]:
     for g in cands:
         if isinstance(g, torch.Generator) and all(g is not o for o in out): out.append(g)
     return out
+
+
+def reseed(seed: int, dl=None):
+    """Another data order (and other dropout draws): torch's global generator and `dl`'s own generators
+    seeded with `seed`. Callers put the states back afterwards (``core.snapshot.preserved``)."""
+    torch.manual_seed(seed)
+    for g in loader_generators(dl): g.manual_seed(seed)
 
 
 def get_rng_state(dl=None, cuda=True) -> dict:

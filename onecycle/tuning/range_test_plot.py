@@ -31,7 +31,9 @@ def plot_range_tests(results, labels=None, skip_start=0, skip_end=0, ax=None, sh
     d loss / d log10(lr) against lr, each run in its own colour. One run: its raw loss too, the
     suggestion in use (``result.suggestion``) as a bold line with a marker on the curve, the other
     suggestions as thin grey lines named at the top, Smith's min-bound ranges lightly shaded.
-    Several runs: the suggestions as markers on each curve. `ax` is one Axes or a list of one per panel."""
+    A result with a ``replicate`` (lr_find's second sweep, on another data order) shows its curve dashed; the
+    suggestions are the two sweeps' geometric means. Several runs: the suggestions as markers on each curve.
+    `ax` is one Axes or a list of one per panel."""
     import matplotlib.pyplot as plt
     if not loss and not delta: raise ValueError('nothing to plot: loss and delta are both False')
     results = list(results)
@@ -56,6 +58,11 @@ def plot_range_tests(results, labels=None, skip_start=0, skip_end=0, ax=None, sh
                    label='smoothed loss' if single and p == 'loss' else (None if single else label))
             if single and p == 'loss':
                 a.plot(lrs, r.losses[sl], color=color, alpha=0.25, label=f'{r.measured} loss (raw)')
+            rep = getattr(r, 'replicate', None) if single else None
+            if rep is not None:   # lr_find's second sweep, whose suggestions are averaged in
+                rsl = slice(skip_start, max(len(rep.lrs) - skip_end, skip_start))
+                a.plot(rep.lrs[rsl], (rep.smooth_losses if p == 'loss' else rep.loss_change)[rsl], color='C1',
+                       ls='--', lw=1, zorder=2, label='another data order (smoothed)' if p == 'loss' else None)
             if not show_suggestions: continue
             used = _in_use(r)
             for j, (name, lr) in enumerate(r.suggestions.items()):
@@ -81,8 +88,9 @@ def plot_range_tests(results, labels=None, skip_start=0, skip_end=0, ax=None, sh
                 elif lrs:
                     k = min(range(len(lrs)), key=lambda q: abs(math.log(lrs[q] / lr)))
                     a.plot(lrs[k], curves[p][k], _MARKERS.get(name, 'x'), color=color, ms=7, mec='k', mew=0.6)
-        rng = _finite_range(r.smooth_losses[sl])
-        if rng: lows.append(rng[0]); highs.append(rng[1])
+        rep = getattr(r, 'replicate', None) if single else None
+        for rng in (_finite_range(r.smooth_losses[sl]), _finite_range(rep.smooth_losses[skip_start:]) if rep else None):
+            if rng: lows.append(rng[0]); highs.append(rng[1])
         if single and show_suggestions and 'loss' in panels and r.bounds:
             a = axs[panels.index('loss')]
             for (name, (lo, hi)), c in zip(r.bounds.items(), ('C2', 'C1')):

@@ -58,19 +58,17 @@ import math
 import time
 from dataclasses import dataclass, field
 
-import torch
-
 from ..callbacks.progress import StageProgress, fmt_lr
 from ..core.checks import (check_bool, check_candidates, check_choice, check_int, check_mom_candidate,
                            check_positive)
 from ..core.data import check_loader
 from ..core.hyper import fit_wd, has_hyper, is_adaptive, is_normalized, scale_lr
-from ..core.rng import loader_generators
+from ..core.rng import reseed
 from ..core.snapshot import TrainingState, preserved
 from ..schedules.scheduler import ONE_CYCLE_MOMS
 from .batch_size import noise_scale, with_batch_size
-from .range_test import (EXTEND_FACTOR, check_held, checks_hold, fixed_valid_batches, held_line, hold_check_steps,
-                         learnt_too_little, planned_fit_steps, sweep_drop)
+from .range_test import (EXTEND_FACTOR, REPLICATE_SEED, check_held, checks_hold, fixed_valid_batches, held_line,
+                         hold_check_steps, learnt_too_little, planned_fit_steps, sweep_drop)
 from .search import SearchResult, branch_trials, default_wds, format_candidate, pick_best, run_trial
 from .tune_report import plot_tune, range_test_line, search_line, skipped_line
 
@@ -103,7 +101,8 @@ HOLD_TOL = 0.15
 # ... and a doubling that held is backed off by sqrt2 when the one above it ended above HOLD_COLLAPSE x its score
 HOLD_COLLAPSE = 1.5
 MIN_BUDGET = 1000               # the default budget: the planned fit's steps, at least this many
-RANGE_STEPS = 100               # the range test (as lr_find's default, so that tune starts from the one-liner)
+RANGE_STEPS = 100               # the range test, as lr_find's default: its two sweeps are lr_find's two (the same
+                                # data orders), so that tune's S is the one-liner's (the lower one where it walks up)
 TWO_SWEEPS = 10                 # a budget of this many range tests or more runs a second one on another data order
 MIN_TRIAL_STEPS = 10
 # trials whose validation loss ended within this fraction of where it started learnt too little to tell
@@ -214,12 +213,6 @@ class TuneResult:
 def _n_samples(learn):
     try: return len(learn.dls.train.dataset)
     except (TypeError, AttributeError): return None
-
-
-def _reseed(learn, seed):
-    "Another data order (and dropout draws) from `seed`: torch's generator and the training loader's own."
-    torch.manual_seed(seed)
-    for g in loader_generators(learn.dls.train): g.manual_seed(seed)
 
 
 def _confidence(name, cands, scores, picked, default, noise) -> dict:
@@ -349,7 +342,7 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
         res.steps += res.lr_find.cost.get('train_steps', n_rt)
         line = range_test_line(res.lr_find)
         if two:   # the same sweep on another data order (lr_find puts the learner back as it was)
-            _reseed(learn, 104729)
+            reseed(REPLICATE_SEED, learn.dls.train)
             res.lr_find_replicate = learn.lr_find(num_it=n_rt, n_epoch=n_epoch, hold_check=False)
             start.restore()   # the data order and RNG the trials start from
             n2 = res.lr_find_replicate.cost.get('train_steps', n_rt)
@@ -404,11 +397,11 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
         batches = fixed_valid_batches(learn, valid_batches)
         done = {}   # (lr, mom, wd) -> Trial: each setting runs once
 
-        def trial(lr_, mom_, wd_, label, reseed=None):
-            key = (lr_, mom_, wd_, reseed)
+        def trial(lr_, mom_, wd_, label, order=None):
+            key = (lr_, mom_, wd_, order)
             if key not in done:
                 start.restore()
-                if reseed is not None: _reseed(learn, reseed)   # the replicate that measures the noise
+                if order is not None: reseed(order, learn.dls.train)   # the replicate that measures the noise
                 done[key] = run_trial(learn, t, lr_, mom=mom_, wd=wd_, schedule='one_cycle',
                                       label=label, _batches=batches, score_on='end')
                 res.steps += done[key].n_steps
@@ -424,9 +417,9 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
             say.begin('noise', 2 * t)
             before = res.steps
             a = trial(lr, mom, wd, f'lr={lr:.3g}')
-            reseed = 1 + 7919 * (len(done) + 1)
+            order = 1 + 7919 * (len(done) + 1)
             default_setting = (lr, mom, wd)
-            b = trial(lr, mom, wd, f'lr={lr:.3g} (replicate)', reseed=reseed)
+            b = trial(lr, mom, wd, f'lr={lr:.3g} (replicate)', order=order)
             spread = abs(a.score - b.score) if math.isfinite(a.score) and math.isfinite(b.score) else 0.
             # floored: two runs can agree closely by chance, and a pick must not hang on a hair
             res.noise = noise = max(spread, NOISE_FLOOR * abs(a.score if math.isfinite(a.score) else 0.))
@@ -576,7 +569,7 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
             if (lr, mom, wd) != default_setting and fits(1):
                 say.begin('check', t)
                 before = res.steps
-                c = trial(lr, mom, wd, 'check (replicate order)', reseed=reseed)
+                c = trial(lr, mom, wd, 'check (replicate order)', order=order)
                 kept = not c.score > b.score   # both diverged: the stages' evidence stands
                 gain = b.score - c.score
                 res.confidence['check'] = {'margin': gain, 'ratio': gain / noise if noise > 0 else float('inf'),

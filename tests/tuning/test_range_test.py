@@ -8,6 +8,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from onecycle import LRFinder, LRFinderResult, fit_one_cycle, lr_find, models, smooth_ema
+from onecycle.tuning.range_test import DEFAULT_NUM_IT
 
 
 def _snapshot(learn):
@@ -445,7 +446,7 @@ def test_on_a_gru_the_spike_cap_keeps_a_long_adamw_fit_that_the_edge_loses():
     x, y = x[perm], y[perm]
     for seed in (0, 1):
         make = _from_init(RowGRU, x, y, 500, bs=32, seed=seed)
-        res = make().lr_find(n_epoch=12)
+        res = make().lr_find(n_epoch=12, num_it=DEFAULT_NUM_IT)   # one sweep: its own shape
         s = res.suggestions
         assert s['fit'] <= s['spike'] < s['edge'] / 2
         assert _final_accuracy(make, 12, s['fit']) > _final_accuracy(make, 12, s['edge']) + 0.03
@@ -466,7 +467,8 @@ def test_a_spike_far_below_the_edge_pulls_the_suggestion_to_a_quarter_of_it_not_
             return Learner(mlp(), tensor_dls(x[:2400], y[:2400], x[2400:], y[2400:], bs=64, seed=seed),
                            nn.CrossEntropyLoss(), metrics=[accuracy], progress=False, device='cpu')
         return make
-    s = maker(0)().lr_find(n_epoch=10).suggestions   # the notebook's: its weights are drawn right after the data
+    # one sweep, the notebook's first: its weights are drawn right after the data
+    s = maker(0)().lr_find(n_epoch=10, num_it=DEFAULT_NUM_IT).suggestions
     assert s['spike'] < s['edge'] / 4 and s['fit'] == pytest.approx(s['edge'] / 4, rel=0.05)
     accs = {k: [] for k in ('fit', 'edge', 'spike')}
     for seed in (0, 1, 2):
@@ -533,7 +535,7 @@ def test_an_adamw_sweep_past_the_weights_scale_is_held_to_it_and_its_fits_gain()
     for seed in (0, 1):
         make = _from_init(BiLSTM, x, y, len(xt), bs=100, seed=seed)
         learn = make()
-        res = learn.lr_find(n_epoch=12)
+        res = learn.lr_find(n_epoch=12, num_it=DEFAULT_NUM_IT)   # one sweep, whose curve gives the unlimited value
         unlimited = suggest_for_fit(res.lrs, res.smooth_losses, res.fit_steps, sweep_lrs=res.train_lrs,
                                     raw_losses=res.losses, exponent=0.)
         assert res.suggestion == pytest.approx(weight_scale(learn.model)) and unlimited > 2 * res.suggestion
@@ -582,7 +584,7 @@ def test_sgd_lifts_the_edge_towards_a_far_spike_and_full_fits_gain():
     gains = []
     for seed in (0, 1, 2):
         make = _from_init(ResMLP, x, y, 1500, bs=128, seed=seed, opt_func=partial(torch.optim.SGD, momentum=0.9))
-        res = make().lr_find(n_epoch=15)
+        res = make().lr_find(n_epoch=15, num_it=DEFAULT_NUM_IT)   # one sweep, whose curve gives the unlifted value
         unlifted = suggest_for_fit(res.lrs, res.smooth_losses, res.fit_steps, sweep_lrs=res.train_lrs,
                                    raw_losses=res.losses, exponent=exposure_exponent(False, is_normalized(ResMLP())))
         assert 1.5 < res.suggestion / unlifted <= 4. + 1e-9
@@ -606,8 +608,11 @@ def test_lr_find_sweeps_again_longer_when_the_default_sweep_learnt_too_little(ma
         res = learn.lr_find(hold_check=False)   # the longer sweep learnt no more
     assert caught[0].filename == __file__       # it names the user's line, not onecycle's wrappers
     assert res.extended and len(res.train_lrs) > DEFAULT_NUM_IT and sweep_drop(res) < MIN_SWEEP_DROP
-    assert res.cost['train_steps'] == len(res.train_lrs) + fixed.cost['train_steps'] <= \
-        DEFAULT_NUM_IT * (1 + EXTEND_FACTOR)
+    # ... and the replicate on another data order is as long as the sweep it read
+    rep = res.replicate
+    assert rep is not None and DEFAULT_NUM_IT < len(rep.train_lrs) <= EXTEND_FACTOR * DEFAULT_NUM_IT
+    assert res.cost['train_steps'] == len(res.train_lrs) + fixed.cost['train_steps'] + len(rep.train_lrs) <= \
+        DEFAULT_NUM_IT * (1 + 2 * EXTEND_FACTOR)
     assert all(torch.equal(v, learn.model.state_dict()[k]) for k, v in before.items())   # put back as it was
     # a sweep that learns (a separable problem) is read as it is, without a warning
     import warnings
@@ -615,12 +620,56 @@ def test_lr_find_sweeps_again_longer_when_the_default_sweep_learnt_too_little(ma
         warnings.simplefilter('error')
         good = make_learner(dls_kw=dict(n_train=256, bs=8)).lr_find(hold_check=False)
     assert sweep_drop(good) >= MIN_SWEEP_DROP and not good.extended
-    assert good.cost['train_steps'] == len(good.train_lrs) <= DEFAULT_NUM_IT
+    assert good.cost['train_steps'] == len(good.train_lrs) + len(good.replicate.train_lrs) <= 2 * DEFAULT_NUM_IT
     # compare_lr_finds keeps one length for every curve
     from onecycle import compare_lr_finds
     cmp = compare_lr_finds(learn, [dict(label='a'), dict(label='b', wd=0.1)])
     assert all(not r.extended and len(r.train_lrs) <= DEFAULT_NUM_IT for r in cmp.results)
     with pytest.raises(ValueError, match='num_it'): learn.lr_find(num_it=1)
+
+
+# --- the default sweep, read on two data orders ------------------------------------------------------------
+def test_lr_find_reads_its_default_sweep_on_two_data_orders_and_suggests_their_geometric_mean(make_learner):
+    """The default lr_find is the sweep on the learner's own data order (bitwise what ``num_it=100`` sweeps) and the
+    same sweep on the order REPLICATE_SEED draws, each rule suggesting the geometric mean of the two; the learner,
+    its RNG and its loader come back as they were. A set ``num_it`` sweeps once."""
+    from onecycle.core.rng import loader_generators
+    from onecycle.tuning.range_test import REPLICATE_SEED
+    learn = make_learner(opt_func=torch.optim.AdamW, dls_kw=dict(n_train=256, bs=8, label_noise=0.2, shuffle=True))
+    learn.fit(1, 1e-3)   # optimizer state to put back too
+    before = _snapshot(learn)
+    res = learn.lr_find(n_epoch=5)
+    _assert_same(before, _snapshot(learn))
+    one = learn.lr_find(n_epoch=5, num_it=DEFAULT_NUM_IT)
+    assert one.replicate is None and one.cost['train_steps'] == len(one.train_lrs)
+    assert one.losses == res.losses and one.lrs == res.lrs   # the first sweep is the user's own order
+    state = torch.get_rng_state(), [g.get_state() for g in loader_generators(learn.dls.train)]
+    torch.manual_seed(REPLICATE_SEED)
+    for g in loader_generators(learn.dls.train): g.manual_seed(REPLICATE_SEED)
+    other = learn.lr_find(n_epoch=5, num_it=DEFAULT_NUM_IT)
+    torch.set_rng_state(state[0])
+    for g, st in zip(loader_generators(learn.dls.train), state[1]): g.set_state(st)
+    assert res.replicate.losses == other.losses != one.losses   # another order: another curve
+    for name, lr in res.suggestions.items():
+        assert lr == pytest.approx(math.sqrt(one.suggestions[name] * other.suggestions[name]), rel=1e-12), name
+    assert res.suggestion == res.suggestions['fit']
+    assert res.cost['train_steps'] == len(one.train_lrs) + len(other.train_lrs)
+    lo, hi = sorted((one.suggestion, other.suggestion))
+    assert lo <= res.suggestion <= hi
+    _assert_same(before, _snapshot(learn))
+
+
+def test_the_default_lr_find_leaves_the_rng_and_the_data_order_as_they_were(make_learner):
+    "A fit after the default lr_find (two sweeps) is bitwise the fit without it: same weights, same data order."
+    def run(find):
+        torch.manual_seed(0)
+        learn = make_learner(opt_func=partial(torch.optim.SGD, momentum=0.9),
+                             dls_kw=dict(n_train=128, bs=8, shuffle=True))
+        if find: learn.lr_find(n_epoch=2)
+        learn.fit(2, 0.05)
+        return learn.recorder.losses, {k: v.clone() for k, v in learn.model.state_dict().items()}
+    (l0, w0), (l1, w1) = run(False), run(True)
+    assert l0 == l1 and all(torch.equal(w0[k], w1[k]) for k in w0)
 
 
 def test_a_slow_starting_groupnorm_cnn_gets_a_longer_sweep_and_a_fit_that_holds():
@@ -665,7 +714,7 @@ def test_a_plain_cnns_one_liner_holds_where_its_unchecked_suggestion_collapses()
     about 20x above the one at half of it, and lr_find suggests the half, where the fit holds."""
     net, x, y = _plain_cnn_digits()
     make = _from_init(net, x, y, 400, bs=64, seed=1, opt_func=partial(torch.optim.SGD, momentum=0.9))
-    res = make().lr_find(n_epoch=8)
+    res = make().lr_find(n_epoch=8, num_it=DEFAULT_NUM_IT)   # the check on one sweep's suggestion
     unchecked = res.held['unchecked']
     assert res.suggestion == res.suggestions['fit'] == unchecked / 2 == res.held['lrs'][1]
     assert res.held['ends'][0] > 3 * res.held['ends'][1]
@@ -673,6 +722,8 @@ def test_a_plain_cnns_one_liner_holds_where_its_unchecked_suggestion_collapses()
     # At the unchecked lr the fit ends at chance on the CI machine (2 cores, torch 2.13); on a 16-core machine with
     # torch 2.11 it survived the edge at 87%: either way well below the suggestion's
     assert at_suggestion > 0.93 and at_unchecked < at_suggestion - 0.04
+    # the default lr_find (two sweeps, then the check) holds too
+    assert _final_accuracy(make, 8, make().lr_find(n_epoch=8).suggestion) > 0.93
 
 
 def test_the_hold_check_raises_an_mlps_suggestion_that_the_fit_length_rule_lowered_too_far():
@@ -707,7 +758,7 @@ def test_the_hold_check_climbs_past_a_transient_spike_that_a_gru_recovers_from()
     x, y, xt, yt = mnist1d_arrays()
     make = _from_init(GRUNet, torch.cat([xt, x]), torch.cat([yt, y]), len(xt), bs=100, seed=0,
                       opt_func=partial(torch.optim.SGD, momentum=0.9))
-    res = make().lr_find(n_epoch=15)
+    res = make().lr_find(n_epoch=15, num_it=DEFAULT_NUM_IT)   # the check on one sweep's suggestion
     held, unchecked = res.held, res.held['unchecked']
     assert held['lrs'] == [unchecked, unchecked / 2, 2 * unchecked] and held['spiked'] == [False, False, True]
     assert held['ends'][2] < held['ends'][0] < held['ends'][1] and res.suggestion == 2 * unchecked
@@ -741,7 +792,7 @@ def test_the_hold_check_halves_twice_when_the_half_collapses_too():
     learn = Learner(net(), tensor_dls(x[400:], y[400:], x[:400], y[:400], bs=32, seed=0), nn.CrossEntropyLoss(),
                     opt_func=partial(torch.optim.SGD, momentum=0.9), metrics=[accuracy], progress=False,
                     device='cpu')
-    res = learn.lr_find(n_epoch=10)
+    res = learn.lr_find(n_epoch=10, num_it=DEFAULT_NUM_IT)   # the check on one sweep's suggestion
     held = res.held
     assert held['spiked'][:2] == [True, True] and len(held['lrs']) == 3
     assert res.suggestion == held['lrs'][2] == held['unchecked'] / 4
@@ -756,7 +807,7 @@ def test_hold_probes_leave_every_tensor_bitwise_unchanged_and_are_counted(make_l
     res = learn.lr_find(n_epoch=5)
     _assert_same(before, _snapshot(learn))
     assert len(res.held['lrs']) >= 2 and res.held['steps'] == 100 * len(res.held['lrs'])
-    assert res.cost['train_steps'] == len(res.train_lrs) + res.held['steps']
+    assert res.cost['train_steps'] == len(res.train_lrs) + len(res.replicate.train_lrs) + res.held['steps']
     assert res.held['lrs'][:2] == [res.held['unchecked'], res.held['unchecked'] / 2]
     assert res.suggestion in res.held['lrs']
 
@@ -771,7 +822,7 @@ def test_the_hold_check_runs_only_for_sgd_like_optimizers_on_plain_models_and_th
     }
     for name, res in runs.items():
         assert res.held == {}, name
-        assert res.cost['train_steps'] == len(res.train_lrs), name
+        assert res.cost['train_steps'] == len(res.train_lrs) + len(res.replicate.train_lrs), name
     off, on = runs['off'], make_learner(opt_func=sgd).lr_find(n_epoch=5)
     assert on.held and on.held['unchecked'] == off.suggestion   # the same sweep: the check starts from its value
     assert on.suggestions['edge'] == off.suggestions['edge']
@@ -886,7 +937,8 @@ def test_lr_find_refuses_a_bad_hold_check_before_any_step(make_learner):
 def test_the_hold_probes_run_at_the_momentum_the_sweep_assumed_of_the_fit(make_learner, mom, seen):
     "'auto': fit_one_cycle's (0.95, 0.85) cycle; None: the optimizer's own, as a fit with moms=None; a number: held."
     learn = make_learner(opt_func=partial(torch.optim.SGD, momentum=0.8), dls_kw=dict(n_train=256, bs=8))
-    n_sweep = len(learn.lr_find(n_epoch=5, mom=mom, hold_check=False).train_lrs)
+    swept = learn.lr_find(n_epoch=5, mom=mom, hold_check=False)
+    n_sweep = len(swept.train_lrs) + len(swept.replicate.train_lrs)
     spy = _SeeMoms(learn)
     res = learn.lr_find(n_epoch=5, mom=mom)
     probes = [m for (m,) in spy.steps[n_sweep:]]
