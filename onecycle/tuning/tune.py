@@ -17,8 +17,8 @@
    plain CNNs collapse at an S that tune's short trials, which leave their peak at once, cannot tell apart
    (a max-pooling CNN on the digits: fits at 91.3 / 98.0 / 90.2% before, 96.5 / 97.5 / 97.3% with it).
 2. (When asked) batch size: short runs at each candidate batch size, the lr rescaled with it.
-3. Short 1cycle trials, each a compressed copy of the planned fit: the same cyclical momentum, the
-   same weight decay, the same peak lr. (A compressed cycle spends fewer steps near its peak, which
+3. Short 1cycle trials, each a compressed copy of the planned fit (never longer than it): the same cyclical
+   momentum, the same weight decay, the same peak lr. (A compressed cycle spends fewer steps near its peak, which
    lets a run survive a higher lr, but also warms up in fewer steps, which does not; raising the
    trial's lr by the exposure law that lowers S made the trials of the larger candidates fail to
    learn where the full fit at that lr did best.) One coordinate at a time, each stage's candidates
@@ -370,7 +370,7 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
         if not walks_up and search_lr and walk_steps: walk_steps = (HOLD_DOUBLINGS + 1) * HOLD_TRIALS + 1
         n_trials = (len(lr_factors) + walk_steps if search_lr else 0) + (len(moms) - 1 if search_moms else 0) \
             + (len(wd_cands) - 1 if search_wd else 0) + 3 + (len(batch_sizes) if batch_sizes else 0)
-        t = max(MIN_TRIAL_STEPS, (budget - res.steps) // n_trials)
+        t = max(MIN_TRIAL_STEPS, min(fit_steps, (budget - res.steps) // n_trials))   # never longer than the fit
         res.trial_steps = t
 
         # 2. batch size, compared at the suggestion rescaled for each (short 1cycle runs)

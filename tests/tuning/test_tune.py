@@ -119,6 +119,21 @@ def test_tune_budget_scales_with_the_planned_fit(make_learner):
     assert res.noise is not None and 'noise' in res.summary() and 'lr' in res.confidence
 
 
+def test_tune_sweeps_as_the_one_liner_does_and_its_trials_are_never_longer_than_the_fit(make_learner):
+    """tune's two range tests are lr_find's default two (the learner's data order, then REPLICATE_SEED's), so that
+    for SGD on a plain model its S is the one-liner's before the hold check; for a fit shorter than a trial would
+    be, each trial is the fit's length."""
+    learn = make_learner(opt_func=torch.optim.SGD, dls_kw={'n_train': 64, 'bs': 16, 'shuffle': True})
+    one = learn.lr_find(n_epoch=5, hold_check=False)
+    res = tune(learn, n_epoch=5, search_moms=False, search_wd=False)   # a 20-step fit, a budget of 1000
+    assert res.fit_steps == 20 and res.budget == 1000 and res.lr_find_replicate is not None
+    assert res.lr_find.train_losses == one.train_losses and res.lr_find_replicate.train_losses == \
+        one.replicate.train_losses
+    a, b = res.lr_find.suggestion, res.lr_find_replicate.suggestion   # S before tune's own hold check
+    assert (a * b) ** 0.5 == pytest.approx(one.suggestion, rel=1e-12) and res.held_lr is not None
+    assert res.trial_steps == 20 and all(t.n_steps <= 20 for s in res.searches for t in s.trials)
+
+
 @pytest.mark.parametrize('opt, bn, walks_up', [(torch.optim.AdamW, False, True), (torch.optim.SGD, True, True),
                                                 (torch.optim.SGD, False, False)])
 def test_tune_starts_from_the_lower_sweep_where_its_lr_stage_can_walk_up(make_learner, opt, bn, walks_up):
