@@ -66,8 +66,9 @@ class LRFinderResult:
     (end losses), whether each 'spiked', their 'steps' (all probes') and 'probe_steps' (each one's), and the
     'unchecked' suggestion.
     ``replicate`` is lr_find's second sweep, on another data order, when it ran one (its default `num_it`):
-    then each entry of ``suggestions`` is the geometric mean of the two sweeps' values for that rule (the
-    curves, ``lrs`` and ``losses``, are the first sweep's), and ``cost`` counts both.
+    then each entry of ``suggestions`` is the geometric mean of the two sweeps' values for that rule (the first
+    sweep's own where both learnt too little to be read; the curves, ``lrs`` and ``losses``, are the first
+    sweep's), and ``cost`` counts both.
     ``limit`` is the lr the 'fit' suggestion may not pass (None for SGD-like optimizers): for an Adam-like one the
     weights' typical size (:func:`~onecycle.core.hyper.weight_scale`), as each Adam step moves a weight by about
     the lr (see :func:`~onecycle.tuning.suggest.step_limit`).
@@ -203,6 +204,11 @@ DEFAULT_NUM_IT, MIN_SWEEP_DROP, EXTEND_FACTOR = 100, 0.1, 3
 # points below); its mean gaps did not move beyond noise (-36.5 -> -36.2; met on 35 -> 36). The lower of the two
 # instead: worst seeds -70.3, gaps -37.7 (tune takes the lower where its trials can climb from it). tune sweeps twice
 # itself, with the same seed. A loader that does not shuffle (and a model without dropout) repeats the first sweep.
+# Where both sweeps learnt too little to be read (learnt_too_little; lr_find warns), the first one's suggestions
+# stand, as before: two flat 300-step sweeps of a lookup encoder (AdamW) suggested 0.0041 and 0.0024, and its fits
+# at their mean 0.0031 stayed on the plateau (34-41%), where 0.0044 scored 99.8-99.9%. Where only one did, the mean
+# still helps: an LSTM's readable sweep (a 12% drop) said 1.47, its replicate (5%) 1.02, and fits at the mean
+# (checked at the held peak: 0.61) scored 98.6% against 94.6% at 1.47.
 REPLICATE_SEED = 104729
 # the momentum a sweep runs at where the optimizer's is 0: the middle of fit_one_cycle's default cycle (0.95, 0.85),
 # which turns momentum on. Bare SGD's one-liner (bench/one_liner_optimizers.py, 3 seeds), swept at 0: 63.7-95.7% on
@@ -410,13 +416,19 @@ def _geometric_mean(a: float, b: float | None = None) -> float:
     return math.sqrt(ok[0] * ok[1]) if len(ok) == 2 else ok[0] if ok else a
 
 
-def _add_replicate(result: LRFinderResult, other: LRFinderResult, suggest: str):
-    "`other`, the same sweep on another data order, joins `result`: each rule's suggestion the two's geometric mean."
+def _add_replicate(result: LRFinderResult, other: LRFinderResult, suggest: str) -> list:
+    """`other`, the same sweep on another data order, joins `result`: each rule's suggestion the two's geometric
+    mean, but `result`'s own where both learnt too little to be read (``learnt_too_little``, when lr_find warns):
+    flat sweeps suggest too low, two of them averaged lower still, and a transformer fit there never left its
+    plateau. Returns the sweeps read."""
     result.replicate = other
-    result.suggestions = {k: _geometric_mean(v, other.suggestions.get(k)) for k, v in result.suggestions.items()}
-    result.suggestion = result.suggestions[suggest]
-    result.bounds = lr_bounds(result.suggestions['max_bound'])
     result.cost = {k: v + other.cost.get(k, 0) for k, v in result.cost.items()}
+    read = [result] if learnt_too_little(result, other) else [result, other]
+    if len(read) == 2:
+        result.suggestions = {k: _geometric_mean(*(r.suggestions.get(k) for r in read)) for k in result.suggestions}
+        result.suggestion = result.suggestions[suggest]
+        result.bounds = lr_bounds(result.suggestions['max_bound'])
+    return read
 
 
 def sweep_drop(result: LRFinderResult) -> float:
@@ -603,10 +615,10 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, sugges
     `num_it`: the sweep's optimizer steps. None (the default) sweeps 100 steps, and when their smoothed
     loss fell by less than a tenth of where it started (``sweep_drop``: a net that learns slowly, whose
     curve is flat but for noise), sweeps once more with 300 from the same state and reads that one
-    (``result.extended``), warning (``UserWarning``) when that one fell too little as well; then it sweeps
-    the one it read again from the same state on another data order (``result.replicate``) and suggests,
-    for each rule, the geometric mean of the two sweeps' values: one sweep's edge moves by 20-40% with the
-    data order, up to 3x on noisy problems. A number sweeps exactly that many steps, once.
+    (``result.extended``); then it sweeps the one it read again from the same state on another data order
+    (``result.replicate``) and suggests, for each rule, the geometric mean of the two sweeps' values (one
+    sweep's edge moves by 20-40% with the data order, up to 3x on noisy problems); where both fell too little,
+    the first one's, with a warning (``UserWarning``). A number sweeps exactly that many steps, once.
 
     `hold_check`: for an SGD-like optimizer on a model without normalization layers or with attention
     (where the 'fit' rule lowers the edge for the fit's length), the 'fit' suggestion is then checked where
@@ -628,28 +640,30 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, sugges
     check_loader(learn.dls.train, 'dls.train')
     if finder.valid_every is not None: check_loader(learn.dls.valid, 'dls.valid')
     result = _sweep(learn, finder, suggest, n_epoch)
+    read = [result]
     if num_it is None and learnt_too_little(result):
         first = result.cost
         result = _sweep(learn, LRFinder(start_lr, end_lr, n * EXTEND_FACTOR, stop_div, **kwargs), suggest, n_epoch)
         result.cost = {k: v + first.get(k, 0) for k, v in result.cost.items()}
         result.extended = True
-        if learnt_too_little(result):   # no lr of the sweep taught the net anything it could read
-            warnings.warn(f'lr_find: the loss fell {sweep_drop(result):.1%} over {len(result.train_lrs)} steps, too '
-                          'little to show clearly where it turns up: its suggestions may be far off. A net with a '
-                          'long plateau before it learns (small transformers often have one) is safer with tune() or '
-                          'a few short fits at lrs you choose', UserWarning, stacklevel=user_stacklevel())
     if num_it is None:   # the sweep just read once more, on another data order (see REPLICATE_SEED)
         with preserved(learn):
             reseed(REPLICATE_SEED, learn.dls.train)
             m = n * EXTEND_FACTOR if result.extended else n
             other = _sweep(learn, LRFinder(start_lr, end_lr, m, stop_div, **kwargs), suggest, n_epoch)
-        _add_replicate(result, other, suggest)
+        read = _add_replicate(result, other, suggest)
+        if result.extended and learnt_too_little(result, other):   # no lr of either sweep taught the net much
+            warnings.warn(f'lr_find: the loss fell {max(sweep_drop(result), sweep_drop(other)):.1%} at most in two '
+                          f'sweeps of {len(result.train_lrs)} steps, too little to show clearly where it turns up: its '
+                          'suggestions may be far off. A net with a long plateau before it learns (small transformers '
+                          'often have one) is safer with tune() or a few short fits at lrs you choose', UserWarning,
+                          stacklevel=user_stacklevel())
     if hold_check and suggest == 'fit' and checks_hold(learn.opt, learn.model):
         t0 = time.perf_counter()
         mom = finder.mom   # the probes run at the momentum the sweep assumed of the fit
         moms = ONE_CYCLE_MOMS if mom == 'auto' else None if mom is None else (mom, mom)
         # a climb may undo the 'fit' rule's lowering for the fit's length, no more
-        unlowered = _geometric_mean(*(_unlowered_fit(r) for r in (result, result.replicate) if r is not None))
+        unlowered = _geometric_mean(*(_unlowered_fit(r) for r in read))
         lr, held = check_held(learn, result.suggestion, result.fit_steps, moms=moms, ceiling=unlowered)
         if held:
             result.held, result.suggestion = held, lr

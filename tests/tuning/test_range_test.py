@@ -601,6 +601,9 @@ def test_lr_find_sweeps_again_longer_when_the_default_sweep_learnt_too_little(ma
     from onecycle.tuning.range_test import DEFAULT_NUM_IT, EXTEND_FACTOR, MIN_SWEEP_DROP, sweep_drop
     from helpers import no_signal_learner
     learn = no_signal_learner(make_model())
+    dl = learn.dls.train   # shuffled, so that the replicate's data order differs from the first sweep's
+    learn.dls.train = DataLoader(dl.dataset, batch_size=dl.batch_size, shuffle=True,
+                                 generator=torch.Generator().manual_seed(0))
     before = {k: v.clone() for k, v in learn.model.state_dict().items()}
     fixed = learn.lr_find(num_it=DEFAULT_NUM_IT, hold_check=False)   # the sweeps alone
     assert sweep_drop(fixed) < MIN_SWEEP_DROP and not fixed.extended
@@ -608,9 +611,13 @@ def test_lr_find_sweeps_again_longer_when_the_default_sweep_learnt_too_little(ma
         res = learn.lr_find(hold_check=False)   # the longer sweep learnt no more
     assert caught[0].filename == __file__       # it names the user's line, not onecycle's wrappers
     assert res.extended and len(res.train_lrs) > DEFAULT_NUM_IT and sweep_drop(res) < MIN_SWEEP_DROP
-    # ... and the replicate on another data order is as long as the sweep it read
+    # ... and the replicate on another data order is as long as the sweep it read; it learnt too little as well, so
+    # the suggestions are the first sweep's own (two flat sweeps averaged would suggest lower still)
     rep = res.replicate
     assert rep is not None and DEFAULT_NUM_IT < len(rep.train_lrs) <= EXTEND_FACTOR * DEFAULT_NUM_IT
+    assert sweep_drop(rep) < MIN_SWEEP_DROP and rep.suggestions != res.suggestions
+    longer = learn.lr_find(num_it=DEFAULT_NUM_IT * EXTEND_FACTOR, hold_check=False)
+    assert longer.train_losses == res.train_losses and longer.suggestions == res.suggestions
     assert res.cost['train_steps'] == len(res.train_lrs) + fixed.cost['train_steps'] + len(rep.train_lrs) <= \
         DEFAULT_NUM_IT * (1 + 2 * EXTEND_FACTOR)
     assert all(torch.equal(v, learn.model.state_dict()[k]) for k, v in before.items())   # put back as it was
