@@ -788,6 +788,27 @@ def test_the_hold_check_keeps_the_issues_cnn_where_twice_its_suggestion_spikes()
     assert res.suggestion == unchecked
 
 
+def test_the_hold_checks_climb_must_hold_on_a_second_data_order_too():
+    """The issue's own case, seed 2 (MNIST-1D CNN, SGD(momentum=0.9), batch 100, 50 epochs, the full training set):
+    the default sweeps put S at 0.205, whose probe ends below its half's; the probe at 2S ended 1.05x above S's
+    without a spike on the learner's data order, and lr_find took 2S, where the fit ended at chance (8.9% when
+    measured; at S 95%+). The pair probed again on another data order disagrees (2S spikes there): S stays."""
+    from onecycle import Learner, accuracy
+    from onecycle.data import mnist1d_arrays, tensor_dls
+    from onecycle.tuning.range_test import HOLD_CLIMB
+    x, y, xt, yt = mnist1d_arrays()
+    torch.manual_seed(2)
+    learn = Learner(models.mnist1d_cnn(), tensor_dls(x, y, xt, yt, bs=100, seed=2), nn.CrossEntropyLoss(),
+                    opt_func=partial(torch.optim.SGD, momentum=0.9), metrics=[accuracy], progress=False, device='cpu')
+    res = learn.lr_find(n_epoch=50)
+    held, s = res.held, res.held['unchecked']
+    assert held['lrs'] == [s, s / 2, 2 * s] and held['ends'][0] < held['ends'][1]
+    assert not held['spiked'][2] and held['ends'][2] <= HOLD_CLIMB * held['ends'][0]   # one order alone: climb
+    again = held['confirm']
+    assert again['lrs'] == [s, 2 * s] and (again['spiked'][1] or again['ends'][1] > HOLD_CLIMB * again['ends'][0])
+    assert res.suggestion == s and held['steps'] == 5 * held['probe_steps']
+
+
 def test_the_hold_check_halves_twice_when_the_half_collapses_too():
     """A plain CNN with max-pooling (not the net the check was set on), batch 32, 10 epochs (440 steps): the
     probes at S and S/2 both spike, a third runs at S/4, and S/4 is the only one that held; the fit there reaches
