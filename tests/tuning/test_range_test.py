@@ -311,7 +311,8 @@ def test_lr_find_under_gradient_accumulation_counts_optimizer_steps(make_learner
     res = learn.lr_find(start_lr=1e-4, end_lr=1e-1, num_it=20, stop_div=False)
     assert len(res.train_lrs) == 20 and res.cost['train_steps'] == 20 + res.held['steps']
     # the planned fit: 10 epochs of 2 optimizer steps (8 batches of 8, 4 to a step) -> 2000 steps, probes of 100
-    assert res.held['steps'] == 100 * len(res.held['lrs'])
+    confirm = res.held.get('confirm', {}).get('lrs', [])   # the climb's pair on another data order, if it ran
+    assert res.held['steps'] == 100 * (len(res.held['lrs']) + len(confirm))
     assert learn.lr_find(num_it=20, n_epoch=10, hold_check=False).fit_steps == 20
     assert res.train_lrs[-1] == pytest.approx(1e-1) and res.train_lrs[0] == pytest.approx(1e-4)
     assert learn.accum_steps == 1
@@ -874,15 +875,17 @@ def test_check_held_walks_down_past_probes_that_diverge(make_learner):
     _assert_same(before, _snapshot(learn))
 
 
-def _scripted_probes(monkeypatch, lr, ends, spiked=()):
+def _scripted_probes(monkeypatch, lr, ends, spiked=(), again=None):
     """hold_probe replaced by loss curves whose end is `ends[f]` at f x `lr` (a steady fall from 2.3 there), with a
-    jump above the start midway for the factors in `spiked`; returns the factors probed, in order."""
+    jump above the start midway for the factors in `spiked`; on the data order REPLICATE_SEED gives (the climb's
+    confirmation) the ends in `again` where given; returns the factors probed, in order."""
     import onecycle.tuning.range_test as rt
     seen = []
     def probe(learn, c, n_steps, warmup, moms):
         f = min(ends, key=lambda k: abs(math.log(k * lr / c)))
         seen.append(f)
-        losses = [2.3 + (ends[f] - 2.3) * min(1., i / (0.8 * n_steps)) for i in range(n_steps)]
+        end = (again or {}).get(f, ends[f]) if torch.initial_seed() == rt.REPLICATE_SEED else ends[f]
+        losses = [2.3 + (end - 2.3) * min(1., i / (0.8 * n_steps)) for i in range(n_steps)]
         if f in spiked: losses[n_steps // 2] = 5.
         return losses
     monkeypatch.setattr(rt, 'hold_probe', probe)
@@ -906,8 +909,25 @@ def test_check_held_climbs_to_twice_a_kept_lr_only_on_the_probes_evidence(make_l
     seen = _scripted_probes(monkeypatch, 0.1, ends, spiked)
     learn = make_learner(opt_func=partial(torch.optim.SGD, momentum=0.9))
     lr, held = check_held(learn, 0.1, fit_steps=1000, ceiling=ceiling)
-    assert seen == probed and held['lrs'] == pytest.approx([0.1 * f for f in probed])
-    assert lr == pytest.approx(0.1 * picked) and held['unchecked'] == 0.1 and held['steps'] == 100 * len(probed)
+    # a climb the first data order allows is probed again (lr, then 2 lr) on another one, which agrees here
+    again = [1, 2] if picked == 2 else []
+    assert seen == probed + again and held['lrs'] == pytest.approx([0.1 * f for f in probed])
+    assert lr == pytest.approx(0.1 * picked) and held['unchecked'] == 0.1
+    assert held['steps'] == 100 * (len(probed) + len(again)) and ('confirm' in held) == (picked == 2)
+
+
+@pytest.mark.parametrize('again, picked', [({2: 1.2}, 1), ({2: 0.9}, 2), ({1: 0.8, 2: 1.0}, 1)])
+def test_check_held_climbs_only_when_another_data_order_agrees(make_learner, monkeypatch, again, picked):
+    "2x ended 1.1x above lr on the learner's order; on the second order it ends 1.2x (kept), lower (raised), 1.25x."
+    from onecycle.tuning.range_test import check_held
+    seen = _scripted_probes(monkeypatch, 0.1, {1: 1.0, .5: 1.2, 2: 1.1}, again=again)
+    learn = make_learner(opt_func=partial(torch.optim.SGD, momentum=0.9))
+    state = torch.get_rng_state()
+    lr, held = check_held(learn, 0.1, fit_steps=1000, ceiling=1.)
+    assert seen == [1, .5, 2, 1, 2] and lr == pytest.approx(0.1 * picked)
+    assert held['confirm']['lrs'] == pytest.approx([0.1, 0.2]) and held['lrs'] == pytest.approx([0.1, 0.05, 0.2])
+    assert held['confirm']['ends'] == pytest.approx([again.get(1, 1.0), again[2]])
+    assert torch.equal(torch.get_rng_state(), state)   # the second order's seed does not leak out
 
 
 def test_check_held_climbs_only_within_its_probes_and_refuses_a_bad_ceiling_or_climb(make_learner, monkeypatch):
