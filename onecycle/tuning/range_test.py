@@ -603,14 +603,12 @@ def check_held(learn, lr, fit_steps, ratio=HOLD_RATIO, max_probes=HOLD_PROBES, m
 
 def held_line(held: dict, picked: float) -> str:
     "One line on what :func:`check_held` saw (its `held` dict) and the lr it `picked`."
-    probes = ', '.join(f'{fmt_lr(c)}: {e:.4g}' + (' (spiked)' if sp else '')
-                       for c, e, sp in zip(held['lrs'], held['ends'], held['spiked']))
+    def listed(d): return ', '.join(f'{fmt_lr(c)}: {e:.4g}' + (' (spiked)' if sp else '')
+                                    for c, e, sp in zip(d['lrs'], d['ends'], d['spiked']))
+    probes = listed(held)
     verdict = ('kept' if picked == held['unchecked'] else
                f"{'lowered' if picked < held['unchecked'] else 'raised'} to {fmt_lr(picked)}")
-    confirm = held.get('confirm')
-    again = '' if not confirm else '; on another data order ' + ', '.join(
-        f'{fmt_lr(c)}: {e:.4g}' + (' (spiked)' if sp else '')
-        for c, e, sp in zip(confirm['lrs'], confirm['ends'], confirm['spiked']))
+    again = f"; on another data order {listed(held['confirm'])}" if held.get('confirm') else ''
     return (f"hold check: {fmt_lr(held['unchecked'])} {verdict} (probes of {held['probe_steps']} "
             f"steps, end loss by peak lr: {probes}{again}; {held['steps']} steps)")
 

@@ -52,15 +52,15 @@ def plot_range_tests(results, labels=None, skip_start=0, skip_end=0, ax=None, sh
         end = len(r.lrs) - skip_end
         sl = slice(skip_start, max(end, skip_start))
         lrs, curves = r.lrs[sl], {'loss': r.smooth_losses[sl], 'delta': r.loss_change[sl]}
+        rep = getattr(r, 'replicate', None) if single else None   # lr_find's second sweep, averaged in
+        rsl = slice(skip_start, max(len(rep.lrs) - skip_end, skip_start)) if rep is not None else None
         color = 'C0' if single else f'C{i % 10}'
         for p, a in zip(panels, axs):
             a.plot(lrs, curves[p], color=color, zorder=2,
                    label='smoothed loss' if single and p == 'loss' else (None if single else label))
             if single and p == 'loss':
                 a.plot(lrs, r.losses[sl], color=color, alpha=0.25, label=f'{r.measured} loss (raw)')
-            rep = getattr(r, 'replicate', None) if single else None
-            if rep is not None:   # lr_find's second sweep, whose suggestions are averaged in
-                rsl = slice(skip_start, max(len(rep.lrs) - skip_end, skip_start))
+            if rep is not None:
                 a.plot(rep.lrs[rsl], (rep.smooth_losses if p == 'loss' else rep.loss_change)[rsl], color='C1',
                        ls='--', lw=1, zorder=2, label='another data order (smoothed)' if p == 'loss' else None)
             if not show_suggestions: continue
@@ -88,8 +88,7 @@ def plot_range_tests(results, labels=None, skip_start=0, skip_end=0, ax=None, sh
                 elif lrs:
                     k = min(range(len(lrs)), key=lambda q: abs(math.log(lrs[q] / lr)))
                     a.plot(lrs[k], curves[p][k], _MARKERS.get(name, 'x'), color=color, ms=7, mec='k', mew=0.6)
-        rep = getattr(r, 'replicate', None) if single else None
-        for rng in (_finite_range(r.smooth_losses[sl]), _finite_range(rep.smooth_losses[skip_start:]) if rep else None):
+        for rng in (_finite_range(r.smooth_losses[sl]), _finite_range(rep.smooth_losses[rsl]) if rep else None):
             if rng: lows.append(rng[0]); highs.append(rng[1])
         if single and show_suggestions and 'loss' in panels and r.bounds:
             a = axs[panels.index('loss')]
