@@ -24,6 +24,7 @@ from ..schedules.scheduler import ONE_CYCLE_MOMS, ParamScheduler
 from .range_test_plot import plot_range_tests
 from .suggest import (
     exposure_exponent,
+    geometric_mean,
     HOLD_RATIO,
     lr_bounds,
     pick_held,
@@ -411,12 +412,6 @@ def _unlowered_fit(result: LRFinderResult) -> float:
                            raw_losses=result.losses, exponent=0., lift=spike_lift(False))
 
 
-def _geometric_mean(a: float, b: float | None = None) -> float:
-    "Of two suggested lrs; either one where the other is missing or not a finite positive number."
-    ok = [v for v in (a, b) if isinstance(v, (int, float)) and math.isfinite(v) and v > 0]
-    return math.sqrt(ok[0] * ok[1]) if len(ok) == 2 else ok[0] if ok else a
-
-
 def _add_replicate(result: LRFinderResult, other: LRFinderResult, suggest: str) -> list:
     """`other`, the same sweep on another data order, joins `result`: each rule's suggestion the two's geometric
     mean, but `result`'s own where both learnt too little to be read (``learnt_too_little``, when lr_find warns):
@@ -426,7 +421,7 @@ def _add_replicate(result: LRFinderResult, other: LRFinderResult, suggest: str) 
     result.cost = {k: v + other.cost.get(k, 0) for k, v in result.cost.items()}
     read = [result] if learnt_too_little(result, other) else [result, other]
     if len(read) == 2:
-        result.suggestions = {k: _geometric_mean(*(r.suggestions.get(k) for r in read)) for k in result.suggestions}
+        result.suggestions = {k: geometric_mean(*(r.suggestions.get(k) for r in read)) for k in result.suggestions}
         result.suggestion = result.suggestions[suggest]
         result.bounds = lr_bounds(result.suggestions['max_bound'])
     return read
@@ -682,7 +677,7 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, sugges
         mom = finder.mom   # the probes run at the momentum the sweep assumed of the fit
         moms = ONE_CYCLE_MOMS if mom == 'auto' else None if mom is None else (mom, mom)
         # a climb may undo the 'fit' rule's lowering for the fit's length, no more
-        unlowered = _geometric_mean(*(_unlowered_fit(r) for r in read))
+        unlowered = geometric_mean(*(_unlowered_fit(r) for r in read))
         lr, held = check_held(learn, result.suggestion, result.fit_steps, moms=moms, ceiling=unlowered)
         if held:
             result.held, result.suggestion = held, lr

@@ -15,7 +15,7 @@ __all__ = ['suggest_minimum', 'suggest_steep', 'suggest_valley', 'suggest_max_bo
            'suggest_for_fit', 'pick_held', 'HOLD_RATIO', 'step_limit', 'ADAPTIVE_STEP_LIMIT',
            'exposure_exponent', 'spike_lift', 'sweep_exposure', 'one_cycle_exposure', 'lr_bounds',
            'loss_slopes', 'smoothed_slopes', 'moving_average', 'smooth_zero_lag', 'start_level', 'smooth_sweep',
-           'default_window']
+           'default_window', 'geometric_mean']
 
 
 def _check(lrs, losses, min_points=3):
@@ -394,6 +394,14 @@ def suggest_for_fit(lrs, losses, fit_steps, sweep_lrs=None, exponent=EXPOSURE_EX
 # at S collapsed (7-90% where S/2 or S/4 scored 96-98%) ended 3.9-19x above, or diverged. Of eight problems made
 # after the rule was set, one seed of an ELU MLP ended at 3.15x and lost 0.8 points to it; a tanh CNN's 15x gained 1.5.
 HOLD_RATIO = 3.
+
+
+def geometric_mean(a: float, b: float | None = None) -> float:
+    """Of two suggested lrs (two sweeps on two data orders): lrs compare by ratios, so the middle of
+    two is their geometric mean. Either one alone where the other is missing or not a finite positive
+    number."""
+    ok = [v for v in (a, b) if isinstance(v, (int, float)) and math.isfinite(v) and v > 0]
+    return math.sqrt(ok[0] * ok[1]) if len(ok) == 2 else ok[0] if ok else a
 
 
 def pick_held(lrs, ends, ratio=HOLD_RATIO) -> float:

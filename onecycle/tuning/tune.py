@@ -6,11 +6,13 @@
    spends near its peak (see ``suggest_for_fit``).
    With a budget of ten sweeps or more, a second sweep on another data order: one sweep's edge moves
    by a rung or two of its lr ladder (20-40%) with the data order, and every later stage is anchored
-   on S. S is the geometric mean of the two, or the lower one where the lr stage may walk up (below):
-   a spike or an early edge in either sweep is evidence of instability, and the trials can still
-   climb (bench/recommend.py and bench/suggest_unseen.py --against-grid: tune's targets met on 14 of 22
-   problems, 12 with the geometric mean; a GRU's -3.1 points became -0.4, while a deep plain MLP and a
-   plain-Adam CNN lost 1.1-1.9 more). For SGD on a plain model (or one with attention), S is then checked
+   on S. S is the geometric mean of the two, as lr_find's default reads them, so that an Adam-like
+   optimizer's S is the one-liner's (on the 44 problems of bench/recommend.py and bench/suggest_unseen.py
+   --against-grid, tune's targets met on 23, against 20 when Adam-like optimizers took the lower of the two
+   too; their gaps to the grid's best summed 4.8 points higher). For SGD on a normalized model, the lower
+   one: a spike or an early edge in either sweep is evidence of instability there, the trials can still
+   climb, and the geometric mean put a BatchNorm CNN's fit past its edge on one seed (90.4% against 96.4%).
+   For SGD on a plain model (or one with attention), S is then checked
    at a held peak wherever lr_find's one-liner checks it (``range_test.checks_hold``) and as it does
    (``range_test.check_held``: 100-step probes at S and S/2, halving S while its probe ends more than 3x
    above the one below), when the probes leave the trials half the budget:
@@ -70,6 +72,7 @@ from .batch_size import noise_scale, with_batch_size
 from .range_test import (EXTEND_FACTOR, REPLICATE_SEED, check_held, checks_hold, fixed_valid_batches, held_line,
                          hold_check_steps, learnt_too_little, planned_fit_steps, sweep_drop)
 from .search import SearchResult, branch_trials, default_wds, format_candidate, pick_best, run_trial
+from .suggest import geometric_mean
 from .tune_report import plot_tune, range_test_line, search_line, skipped_line
 
 __all__ = ['tune', 'TuneResult', 'DEFAULT_MOMS']
@@ -149,6 +152,7 @@ class TuneResult:
     noise: float | None = None
     confidence: dict = field(default_factory=dict)
     walks_up: bool = False
+    adaptive: bool = False
     has_momentum: bool = True
     held: dict = field(default_factory=dict)
     held_lr: float | None = None
@@ -164,14 +168,20 @@ class TuneResult:
     @property
     def suggestion(self) -> float:
         """S, what the lr stage starts from: the range test's 'fit' suggestion. Of two sweeps', the
-        geometric mean; the lower one when the lr stage may walk up from it (``walks_up``): a spike or
-        an early edge in either sweep is evidence of instability, and the trials can still climb. After
-        a hold check (``held``), what it kept of that."""
+        geometric mean, as lr_find's default; the lower one for SGD on a normalized model
+        (``takes_lower_sweep``). After a hold check (``held``), what it kept of that."""
         if self.lr_find is None: return float('nan')
         if self.held_lr is not None: return self.held_lr
         if self.lr_find_replicate is None: return self.lr_find.suggestion
-        if self.walks_up: return min(self.lr_find.suggestion, self.lr_find_replicate.suggestion)
-        return math.sqrt(self.lr_find.suggestion * self.lr_find_replicate.suggestion)
+        if self.takes_lower_sweep: return min(self.lr_find.suggestion, self.lr_find_replicate.suggestion)
+        return geometric_mean(self.lr_find.suggestion, self.lr_find_replicate.suggestion)
+
+    @property
+    def takes_lower_sweep(self) -> bool:
+        """SGD on a normalized model: S is the lower of the two sweeps' suggestions. Its lr stage walks up
+        from S, and a spike or an early edge in either sweep is evidence of a cliff that a long SGD fit
+        meets; an Adam-like optimizer's long fit has none so close, and its S is the one-liner's."""
+        return self.walks_up and not self.adaptive
 
     @property
     def searches(self) -> list:
@@ -194,7 +204,8 @@ class TuneResult:
             lines.append('range test, another data order: '
                          + ', '.join(f'{k}={v:.3g}' for k, v in self.lr_find_replicate.suggestions.items())
                          + f'; S = {self.suggestion:.3g} ('
-                         + ('the lower' if self.walks_up else 'geometric mean') + ' of the two fit suggestions)')
+                         + ('the lower' if self.takes_lower_sweep else 'geometric mean')
+                         + ' of the two fit suggestions)')
         if self.held: lines.append(held_line(self.held, self.held_lr))
         if self.noise is not None:
             lines.append(f'seed-to-seed noise of a score: {self.noise:.4g}')
@@ -311,7 +322,8 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
     fit_steps = planned_fit_steps(learn, n_epoch)
     budget = budget if budget is not None else max(fit_steps, MIN_BUDGET)
     res = TuneResult(max_lr=float('nan'), moms=None, wd=None, batch_size=base_bs, noise_scale=None, budget=budget,
-                     time_budget=time_budget, fit_steps=fit_steps, walks_up=walks_up, has_momentum=has_mom)
+                     time_budget=time_budget, fit_steps=fit_steps, walks_up=walks_up, adaptive=adaptive,
+                     has_momentum=has_mom)
     if no_mom: res.skipped.append('momentum (the optimizer has none)')
     wd_cands = sorted(wds if wds is not None else default_wds(learn.model, learn.opt))
     default_wd = wd_cands[(len(wd_cands) - 1) // 2]

@@ -403,3 +403,13 @@ def test_pick_held_reads_no_ratio_from_losses_that_reach_zero_or_below():
 ])
 def test_pick_held_refuses_bad_input(kwargs, exc, word):
     with pytest.raises(exc, match=word): pick_held(**kwargs)
+
+
+def test_geometric_mean_is_the_middle_of_two_lrs_by_ratio_and_skips_a_missing_one():
+    from onecycle.tuning.suggest import geometric_mean
+    assert geometric_mean(0.01, 0.04) == pytest.approx(0.02)
+    assert geometric_mean(0.04, 0.01) == geometric_mean(0.01, 0.04)
+    # either one alone where the other is missing, not finite or not positive
+    for missing in (None, float('nan'), float('inf'), 0., -0.1):
+        assert geometric_mean(0.03, missing) == 0.03 and geometric_mean(missing, 0.03) == 0.03
+    assert math.isnan(geometric_mean(float('nan'), float('nan')))
