@@ -105,7 +105,8 @@ HOLD_TOL = 0.15
 HOLD_COLLAPSE = 1.5
 MIN_BUDGET = 1000               # the default budget: the planned fit's steps, at least this many
 RANGE_STEPS = 100               # the range test, as lr_find's default: its two sweeps are lr_find's two (the same
-                                # data orders), so that tune's S is the one-liner's (the lower one where it walks up)
+                                # data orders), so that tune's S is the one-liner's (the lower one for SGD on a
+                                # normalized model)
 TWO_SWEEPS = 10                 # a budget of this many range tests or more runs a second one on another data order
 MIN_TRIAL_STEPS = 10
 # trials whose validation loss ended within this fraction of where it started learnt too little to tell
@@ -263,6 +264,244 @@ def _pick(cands, trials, default, margin):
     return best
 
 
+class _Tuning:
+    """What one tune() call's stages share: the learner and the result they fill, the state every trial
+    starts from, the budget, and the trials run so far (each setting once). Each stage is a method; tune()
+    calls them in order."""
+
+    def __init__(self, learn, res, start, say, t0):
+        self.learn, self.res, self.start, self.say, self.t0 = learn, res, start, say, t0
+        self.t = None          # a trial's optimizer steps
+        self.batches = None    # the fixed validation batches every trial is scored on
+        self.noise = 0.        # the seed-to-seed noise of a score (the default setting, twice)
+        self.later = 0         # trials the stages after lr plan on: momentum, weight decay, the check
+        self.done = {}         # (lr, mom, wd, data order) -> Trial
+
+    def over_time(self) -> bool:
+        tb = self.res.time_budget
+        return tb is not None and time.perf_counter() - self.t0 > tb
+
+    def fits(self, n) -> bool:
+        "`n` more trials fit in the budget (steps and seconds)."
+        return self.res.steps + n * self.t <= self.res.budget and not self.over_time()
+
+    # 1. range test, then the suggestion for the planned fit
+    def range_tests(self, n_rt, n_epoch):
+        learn, res = self.learn, self.res
+        two = res.budget >= TWO_SWEEPS * n_rt
+        self.say.begin('range test', n_rt * (2 if two else 1))
+        res.lr_find = learn.lr_find(num_it=n_rt, n_epoch=n_epoch, hold_check=False)
+        res.steps += res.lr_find.cost.get('train_steps', n_rt)
+        line = range_test_line(res.lr_find)
+        if two:   # the same sweep on another data order (lr_find puts the learner back as it was)
+            reseed(REPLICATE_SEED, learn.dls.train)
+            res.lr_find_replicate = learn.lr_find(num_it=n_rt, n_epoch=n_epoch, hold_check=False)
+            self.start.restore()   # the data order and RNG the trials start from
+            res.steps += res.lr_find_replicate.cost.get('train_steps', n_rt)
+            line = (line.rsplit('; ', 1)[0] + f'; another data order: suggestion '
+                    f'{fmt_lr(res.lr_find_replicate.suggestion)}, S = {fmt_lr(res.suggestion)}; {res.steps} steps')
+        self.say.end(line)
+
+    # SGD on a plain model (or one with attention): S checked where the fit meets its peak, as lr_find's
+    # one-liner checks it (the trials, 1cycles of a few dozen steps, leave the peak before a net sharpens past
+    # it), where the probes leave at least half the budget to the trials
+    def hold_check(self, moms):
+        learn, res = self.learn, self.res
+        n_held = hold_check_steps(res.fit_steps)
+        if checks_hold(learn.opt, learn.model) and res.steps + n_held <= res.budget // 2 and not self.over_time():
+            self.say.begin('hold check', n_held)
+            self.start.restore()
+            held_lr, held = check_held(learn, res.suggestion, res.fit_steps, moms=moms)
+            if held: res.held_lr, res.held = held_lr, held
+            res.steps += held.get('steps', 0)
+            self.say.end(held_line(held, held_lr) if held else 'hold check: the fit is too short to probe')
+
+    # 2. batch size, compared at the suggestion rescaled for each (short 1cycle runs)
+    def batch_size_stage(self, batch_sizes, lr, lr_rule, valid_batches) -> float:
+        learn, res, t = self.learn, self.res, self.t
+        if self.over_time() or res.steps + t * len(batch_sizes) > res.budget:
+            res.skipped.append('batch size'); self.say.end(skipped_line('batch size'))
+            return lr
+        dl0, base_bs = learn.dls.train, res.batch_size
+        trials_lr = {b: scale_lr(lr, b, base_bs, lr_rule) for b in batch_sizes}
+        def use_batch_size(b): learn.dls.train = with_batch_size(dl0, b) if b != base_bs else dl0
+        ts = time.perf_counter()
+        self.say.begin('batch size', t * len(batch_sizes))
+        with preserved(learn) as bs_start:
+            trials = branch_trials(learn, 'bs', batch_sizes, lambda b: dict(lr=trials_lr[b]), t, None,
+                                   valid_batches, bs_start, None, before_trial=use_batch_size)
+        best = pick_best(batch_sizes, trials)
+        res.bs_search = SearchResult('bs', batch_sizes, trials, best, sum(x.n_steps for x in trials),
+                                     time.perf_counter() - ts, {'lr_rule': lr_rule})
+        res.steps += res.bs_search.steps
+        res.batch_size, lr = best, trials_lr[best]
+        res.max_lr = lr
+        self.say.end(search_line(res.bs_search))
+        if best != base_bs: learn.dls.train = with_batch_size(dl0, best)
+        self.start = TrainingState(learn)   # the next stages start from the learner with this batch size
+        return lr
+
+    def trial(self, lr, mom, wd, label, order=None):
+        "A short 1cycle from the start at this setting (on data order `order`, else the learner's), run once."
+        key = (lr, mom, wd, order)
+        if key not in self.done:
+            self.start.restore()
+            if order is not None: reseed(order, self.learn.dls.train)   # the replicate that measures the noise
+            self.done[key] = run_trial(self.learn, self.t, lr, mom=mom, wd=wd, schedule='one_cycle',
+                                       label=label, _batches=self.batches, score_on='end')
+            self.res.steps += self.done[key].n_steps
+        return self.done[key]
+
+    def noise_trials(self, lr, mom, wd):
+        """The default setting, twice, on two data orders: the seed-to-seed noise of a score. Returns both
+        trials and the replicate's data order."""
+        res = self.res
+        self.say.begin('noise', 2 * self.t)
+        before = res.steps
+        a = self.trial(lr, mom, wd, f'lr={lr:.3g}')
+        order = 1 + 7919 * (len(self.done) + 1)
+        b = self.trial(lr, mom, wd, f'lr={lr:.3g} (replicate)', order=order)
+        spread = abs(a.score - b.score) if math.isfinite(a.score) and math.isfinite(b.score) else 0.
+        # floored: two runs can agree closely by chance, and a pick must not hang on a hair
+        res.noise = self.noise = max(spread, NOISE_FLOOR * abs(a.score if math.isfinite(a.score) else 0.))
+        self.say.end(f'noise: the default setting twice, on two data orders; scores differ by {spread:.4g}; '
+                     f'{res.steps - before} steps')
+        return a, b, order
+
+    def learnt_too_little(self, a, b, searched, n_rt, n_epoch) -> bool:
+        """Trials that learnt too little to tell settings apart, where every candidate would win or lose by
+        noise (a trial that ended well above its start was unstable, which the lr stage is there to find):
+        the stages are skipped, and S is read from a sweep EXTEND_FACTOR times longer where both sweeps
+        learnt too little too, as lr_find's one-liner reads it."""
+        learn, res = self.learn, self.res
+        fell = [(x.start_loss - x.score) / x.start_loss for x in (a, b) if math.isfinite(x.score) and x.start_loss > 0]
+        if not (fell and all(abs(f) < MIN_TRIAL_DROP for f in fell)): return False
+        res.skipped += [f'{n} (trials learnt too little)' for n in searched]
+        res.confidence['trials'] = {'margin': float('nan'), 'ratio': float('nan'), 'text': (
+            f"the default setting's validation loss fell {max(fell):.1%} in a trial of {self.t} steps, too "
+            f"little to tell settings apart: {', '.join(searched)} keep the one-liner's")}
+        before = res.steps
+        sweeps = [r for r in (res.lr_find, res.lr_find_replicate) if r is not None]
+        drops = [sweep_drop(r) for r in sweeps]
+        n_long = n_rt * EXTEND_FACTOR
+        if learnt_too_little(*sweeps) and res.steps + n_long <= res.budget and not self.over_time():
+            self.start.restore()
+            res.lr_find = learn.lr_find(num_it=n_long, n_epoch=n_epoch, hold_check=False)
+            res.lr_find_replicate, res.held, res.held_lr = None, {}, None   # S: this sweep's
+            res.lr_find.extended = True
+            res.steps += res.lr_find.cost.get('train_steps', n_long)
+            res.confidence['trials']['text'] += (
+                f"; the sweeps' loss fell {max(drops):.0%} at most, so S is read from one of {n_long} steps")
+        self.say.end(f'trials: {res.confidence["trials"]["text"]}; {res.steps - before} steps')
+        return True
+
+    def stage(self, name, cands, default, make, clear=1., walk=None):
+        """One coordinate's candidates, each a trial (`make`); the pick must beat `default` by `clear` x the
+        noise. `walk`, given, proposes one more candidate past a winning end, while the budget lasts."""
+        res = self.res
+        ts, before = time.perf_counter(), res.steps
+        self.say.begin(name, self.t * len(cands))
+        cands = list(cands)
+        trials = [make(c) for c in cands]
+
+        def pick():
+            try: return _pick(cands, trials, default, clear * self.noise)
+            except RuntimeError: return default   # every trial diverged (the default too): keep it
+        picked = pick()
+        # a pick at an end of the candidates: one more step past it, while it keeps winning
+        for _ in range(LR_WALK_STEPS if walk is not None else 0):
+            nxt = walk(cands, picked, default)
+            if nxt is None or not self.fits(1 + self.later): break   # never at the cost of a later stage
+            cands.append(nxt); trials.append(make(nxt))
+            picked = pick()
+        order = sorted(range(len(cands)), key=lambda i: cands[i]) if walk is not None else range(len(cands))
+        cands, trials = [cands[i] for i in order], [trials[i] for i in order]
+        res.confidence[name] = _confidence(name, cands, [x.score for x in trials], picked, default, self.noise)
+        # steps spent here: a setting an earlier stage ran already (the default) is not run again
+        found = SearchResult(name, list(cands), trials, picked, res.steps - before, time.perf_counter() - ts)
+        self.say.end(search_line(found))
+        return picked, found
+
+    # 3. lr: the suggestion, it / sqrt(2) and (where walks_up) x sqrt(2); past an end that wins, a walk on.
+    # An Adam-like optimizer's candidates stop at the weights' typical size, as its suggestion does (see
+    # suggest.step_limit): a short trial, like the sweep, leaves the peak before the steps, each about the
+    # lr in size, have undone the weights (a bidirectional LSTM's trials walked to 2.7x it: the fit 57.6%,
+    # 90-91% at it)
+    def below_limit(self, lr) -> float:
+        limit = self.res.lr_find.limit
+        return lr if limit is None else min(lr, limit)
+
+    def lr_walk(self, cands, picked, default):
+        if picked == default: return None           # nothing beat the suggestion clearly
+        if picked == min(cands): return picked / LR_WALK_FACTOR
+        if picked == max(cands) and self.res.walks_up:
+            nxt = self.below_limit(picked * LR_WALK_FACTOR)
+            return nxt if nxt > picked else None
+        return None
+
+    # 3b. SGD on a plain model, S the best of its bracket: above S only where the fit's peak, held, holds
+    def hold_probes(self, lr, mom, wd) -> float:
+        learn, res = self.learn, self.res
+        n = HOLD_TRIALS * self.t
+        if not self.fits(2 * HOLD_TRIALS + self.later): return lr
+        ts, before = time.perf_counter(), res.steps
+
+        def probe(c):
+            self.start.restore()
+            p = run_trial(learn, n, c, mom=mom, wd=wd, schedule='hold', pct_start=0.5,
+                          label=f'lr={c:.3g} held', _batches=self.batches, score_on='tail')
+            res.steps += p.n_steps
+            return p
+        self.say.begin('lr held at the peak', (HOLD_DOUBLINGS + 1) * n)
+        def within(i, tol):   # probe i ended within `tol` (a fraction) of the one below's loss, not diverged
+            a, b = trials[i - 1].score, trials[i].score
+            return math.isfinite(b) and b <= a + tol * abs(a)
+        cands, trials = [lr], [probe(lr)]
+        for k in range(HOLD_DOUBLINGS):
+            if k and not self.fits(HOLD_TRIALS + self.later): break
+            cands.append(2 * cands[-1]); trials.append(probe(cands[-1]))
+            if not within(len(trials) - 1, HOLD_TOL): break
+        i = len(cands) - 1 if within(len(cands) - 1, HOLD_TOL) else len(cands) - 2   # the highest held
+        picked, held_steps = cands[i], n - n // 2
+        # the doubling above the pick collapsed: the cliff is close above it, a probe this short does not
+        # place it well, and a fit there is a coin toss (an MNIST-1D CNN's fits at 2S: 94.7% and 8.9%)
+        back = 0 < i < len(cands) - 1 and not within(i + 1, HOLD_COLLAPSE - 1)
+        extra = {'steps_held': held_steps}
+        if back:
+            extra.update(rung=picked, refined_by=f'backed off by sqrt2: the doubling above it ended above '
+                                                 f'{HOLD_COLLAPSE:g}x its loss')
+            picked = picked / math.sqrt(2)
+        res.lr_hold = SearchResult('lr held', cands, trials, picked, res.steps - before,
+                                   time.perf_counter() - ts, extra)
+        scores = ', '.join(f'{fmt_lr(c)}: {x.score:.4g}' for c, x in zip(cands, trials))
+        res.confidence['lr held'] = {'margin': float('nan'), 'ratio': float('nan'), 'text': (
+            f'{fmt_lr(picked)} (each lr held {held_steps} steps at its peak; a doubling is taken while its '
+            f'validation loss stays within {HOLD_TOL:.0%} of the one below: {scores}'
+            + (f'; backed off by sqrt2 from {fmt_lr(cands[i])}: the doubling above collapsed' if back else '')
+            + ')')}
+        self.say.end(search_line(res.lr_hold))
+        return picked
+
+    # 6. the pick, once more on the replicate's data order: it must beat the default there too
+    def check(self, setting, default_setting, replicate, order):
+        res = self.res
+        if setting == default_setting or not self.fits(1):
+            self.say.end('check: ' + ('the default setting was kept, nothing to check' if setting == default_setting
+                                      else 'skipped (out of budget)') + '; 0 steps')
+            return setting
+        self.say.begin('check', self.t)
+        before = res.steps
+        c = self.trial(*setting, 'check (replicate order)', order=order)
+        kept = not c.score > replicate.score   # both diverged: the stages' evidence stands
+        gain = replicate.score - c.score
+        res.confidence['check'] = {'margin': gain, 'ratio': gain / self.noise if self.noise > 0 else float('inf'),
+                                   'kept': kept, 'text': (
+            f'the pick scores {c.score:.4g} against the default setting\'s {replicate.score:.4g} on a second '
+            f'data order: ' + ('kept' if kept else 'not reproduced, the default setting is kept'))}
+        self.say.end(f'check: {res.confidence["check"]["text"]}; {res.steps - before} steps')
+        return setting if kept else default_setting
+
+
 def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batch_sizes=None, lr_rule='sqrt',
          search_moms=True, search_wd=True, valid_batches=None, *, n_epoch=None, search_lr=True) -> TuneResult:
     """Find max_lr, momentum and weight decay for ``fit_one_cycle(learn, n_epoch, ...)`` with a
@@ -340,41 +579,14 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
     default_mom = (moms[0] if search_moms else ONE_CYCLE_MOMS if has_mom else None)
     if isinstance(default_mom, (int, float)): default_mom = (default_mom, default_mom)
 
-    def over_time():
-        return time_budget is not None and time.perf_counter() - t0 > time_budget
-
     # one line per stage (a bar during it where a person watches), when the learner shows progress
     say = StageProgress('tune', enabled=getattr(learn, 'progress', False))
     with preserved(learn) as start, learn.added_cbs([say]):   # also puts back a loader swapped for another batch size
-        # 1. range test, then the suggestion for the planned fit
+        run = _Tuning(learn, res, start, say, t0)
         n_rt = min(RANGE_STEPS, budget // 4)
-        two = budget >= TWO_SWEEPS * n_rt
-        say.begin('range test', n_rt * (2 if two else 1))
-        res.lr_find = learn.lr_find(num_it=n_rt, n_epoch=n_epoch, hold_check=False)
-        res.steps += res.lr_find.cost.get('train_steps', n_rt)
-        line = range_test_line(res.lr_find)
-        if two:   # the same sweep on another data order (lr_find puts the learner back as it was)
-            reseed(REPLICATE_SEED, learn.dls.train)
-            res.lr_find_replicate = learn.lr_find(num_it=n_rt, n_epoch=n_epoch, hold_check=False)
-            start.restore()   # the data order and RNG the trials start from
-            n2 = res.lr_find_replicate.cost.get('train_steps', n_rt)
-            res.steps += n2
-            line = (line.rsplit('; ', 1)[0] + f'; another data order: suggestion '
-                    f'{fmt_lr(res.lr_find_replicate.suggestion)}, S = {fmt_lr(res.suggestion)}; {res.steps} steps')
-        say.end(line)
-        # SGD on a plain model (or one with attention): S checked where the fit meets its peak, as lr_find's
-        # one-liner checks it (the trials, 1cycles of a few dozen steps, leave the peak before a net sharpens past
-        # it), where the probes leave at least half the budget to the trials
-        n_held = hold_check_steps(fit_steps)
-        if checks_hold(learn.opt, learn.model) and res.steps + n_held <= budget // 2 and not over_time():
-            say.begin('hold check', n_held)
-            start.restore()
-            held_lr, held = check_held(learn, res.suggestion, fit_steps, moms=default_mom)
-            if held: res.held_lr, res.held = held_lr, held
-            res.steps += held.get('steps', 0)
-            say.end(held_line(held, held_lr) if held else 'hold check: the fit is too short to probe')
-        lr = res.suggestion
-        res.max_lr = lr
+        run.range_tests(n_rt, n_epoch)
+        run.hold_check(default_mom)
+        lr = res.max_lr = res.suggestion
         # the walk's trials are set aside from a budget of the default's size; a smaller one walks on what is left
         walk_steps = LR_WALK_STEPS if budget >= MIN_BUDGET else 0
         # SGD on a plain model: the slots are the hold probes' above S (and, at a new lr, the momentum stage's
@@ -382,185 +594,35 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
         if not walks_up and search_lr and walk_steps: walk_steps = (HOLD_DOUBLINGS + 1) * HOLD_TRIALS + 1
         n_trials = (len(lr_factors) + walk_steps if search_lr else 0) + (len(moms) - 1 if search_moms else 0) \
             + (len(wd_cands) - 1 if search_wd else 0) + 3 + (len(batch_sizes) if batch_sizes else 0)
-        t = max(MIN_TRIAL_STEPS, min(fit_steps, (budget - res.steps) // n_trials))   # never longer than the fit
-        res.trial_steps = t
-
-        # 2. batch size, compared at the suggestion rescaled for each (short 1cycle runs)
-        if batch_sizes is not None and not over_time() and res.steps + t * len(batch_sizes) <= budget:
-            dl0 = learn.dls.train
-            trials_lr = {b: scale_lr(lr, b, base_bs, lr_rule) for b in batch_sizes}
-            def use_batch_size(b): learn.dls.train = with_batch_size(dl0, b) if b != base_bs else dl0
-            ts = time.perf_counter()
-            say.begin('batch size', t * len(batch_sizes))
-            with preserved(learn) as bs_start:
-                trials = branch_trials(learn, 'bs', batch_sizes, lambda b: dict(lr=trials_lr[b]), t, None,
-                                       valid_batches, bs_start, None, before_trial=use_batch_size)
-            best = pick_best(batch_sizes, trials)
-            res.bs_search = SearchResult('bs', batch_sizes, trials, best, sum(x.n_steps for x in trials),
-                                         time.perf_counter() - ts, {'lr_rule': lr_rule})
-            res.steps += res.bs_search.steps
-            res.batch_size, lr = best, trials_lr[best]
-            res.max_lr = lr
-            say.end(search_line(res.bs_search))
-            if best != base_bs: learn.dls.train = with_batch_size(dl0, best)
-            start = TrainingState(learn)   # the next stages start from the learner with this batch size
-        elif batch_sizes is not None: res.skipped.append('batch size'); say.end(skipped_line('batch size'))
-
-        batches = fixed_valid_batches(learn, valid_batches)
-        done = {}   # (lr, mom, wd) -> Trial: each setting runs once
-
-        def trial(lr_, mom_, wd_, label, order=None):
-            key = (lr_, mom_, wd_, order)
-            if key not in done:
-                start.restore()
-                if order is not None: reseed(order, learn.dls.train)   # the replicate that measures the noise
-                done[key] = run_trial(learn, t, lr_, mom=mom_, wd=wd_, schedule='one_cycle',
-                                      label=label, _batches=batches, score_on='end')
-                res.steps += done[key].n_steps
-            return done[key]
-
-        def fits(n): return res.steps + n * t <= budget and not over_time()
+        # a trial's steps: never more than the fit's
+        run.t = res.trial_steps = max(MIN_TRIAL_STEPS, min(fit_steps, (budget - res.steps) // n_trials))
+        if batch_sizes is not None: lr = run.batch_size_stage(batch_sizes, lr, lr_rule, valid_batches)
+        run.batches = fixed_valid_batches(learn, valid_batches)
 
         mom, wd = default_mom, (default_wd if search_wd else fit_wd(learn))   # else the final fit's
         searched = [n for n, on in (('lr', search_lr), ('momentum', search_moms), ('weight decay', search_wd)) if on]
-        if searched and not fits(2): res.skipped += searched
+        if searched and not run.fits(2): res.skipped += searched
         elif searched:   # (nothing searched: no trial to run, S is the finding)
-            # the default setting, twice: the seed-to-seed noise of a score
-            say.begin('noise', 2 * t)
-            before = res.steps
-            a = trial(lr, mom, wd, f'lr={lr:.3g}')
-            order = 1 + 7919 * (len(done) + 1)
             default_setting = (lr, mom, wd)
-            b = trial(lr, mom, wd, f'lr={lr:.3g} (replicate)', order=order)
-            spread = abs(a.score - b.score) if math.isfinite(a.score) and math.isfinite(b.score) else 0.
-            # floored: two runs can agree closely by chance, and a pick must not hang on a hair
-            res.noise = noise = max(spread, NOISE_FLOOR * abs(a.score if math.isfinite(a.score) else 0.))
-            say.end(f'noise: the default setting twice, on two data orders; scores differ by {spread:.4g}; '
-                    f'{res.steps - before} steps')
-            # trials that learnt too little to tell settings apart: every candidate would win or lose by noise
-            # (a trial that ended well above its start was unstable, which the lr stage is there to find)
-            fell = [(x.start_loss - x.score) / x.start_loss for x in (a, b)
-                    if math.isfinite(x.score) and x.start_loss > 0]
-            if fell and all(abs(f) < MIN_TRIAL_DROP for f in fell):
-                res.skipped += [f'{n} (trials learnt too little)' for n in searched]
-                res.confidence['trials'] = {'margin': float('nan'), 'ratio': float('nan'), 'text': (
-                    f"the default setting's validation loss fell {max(fell):.1%} in a trial of {t} steps, too "
-                    f"little to tell settings apart: {', '.join(searched)} keep the one-liner's")}
-                before = res.steps
-                sweeps = [r for r in (res.lr_find, res.lr_find_replicate) if r is not None]
-                drops = [sweep_drop(r) for r in sweeps]
-                n_long = n_rt * EXTEND_FACTOR
-                if learnt_too_little(*sweeps) and res.steps + n_long <= budget and not over_time():
-                    start.restore()
-                    res.lr_find = learn.lr_find(num_it=n_long, n_epoch=n_epoch, hold_check=False)
-                    res.lr_find_replicate, res.held, res.held_lr = None, {}, None   # S: this sweep's
-                    res.lr_find.extended = True
-                    res.steps += res.lr_find.cost.get('train_steps', n_long)
-                    res.confidence['trials']['text'] += (
-                        f"; the sweeps' loss fell {max(drops):.0%} at most, so S is read from one of {n_long} steps")
-                say.end(f'trials: {res.confidence["trials"]["text"]}; {res.steps - before} steps')
+            a, b, order = run.noise_trials(lr, mom, wd)
+            if run.learnt_too_little(a, b, searched, n_rt, n_epoch):
                 lr = res.suggestion
                 default_setting = (lr, mom, wd)   # nothing for the check to test
                 search_lr = search_moms = search_wd = False
-
-            # trials the stages after lr plan on: momentum, weight decay, the check
-            later = (len(moms) - 1 if search_moms else 0) + (len(wd_cands) - 1 if search_wd else 0) + 1
-
-            def stage(name, cands, default, make, clear=1., walk=None):
-                ts, before = time.perf_counter(), res.steps
-                say.begin(name, t * len(cands))
-                cands = list(cands)
-                trials = [make(c) for c in cands]
-
-                def pick():
-                    try: return _pick(cands, trials, default, clear * noise)
-                    except RuntimeError: return default   # every trial diverged (the default too): keep it
-                picked = pick()
-                # a pick at an end of the candidates: one more step past it, while it keeps winning
-                for _ in range(LR_WALK_STEPS if walk is not None else 0):
-                    nxt = walk(cands, picked, default)
-                    if nxt is None or not fits(1 + later): break   # never at the cost of a later stage
-                    cands.append(nxt); trials.append(make(nxt))
-                    picked = pick()
-                order = sorted(range(len(cands)), key=lambda i: cands[i]) if walk is not None else range(len(cands))
-                cands, trials = [cands[i] for i in order], [trials[i] for i in order]
-                res.confidence[name] = _confidence(name, cands, [x.score for x in trials], picked, default, noise)
-                # steps spent here: a setting an earlier stage ran already (the default) is not run again
-                found = SearchResult(name, list(cands), trials, picked, res.steps - before,
-                                     time.perf_counter() - ts)
-                say.end(search_line(found))
-                return picked, found
-
-            # 3. lr: the suggestion, it / sqrt(2) and (where walks_up) x sqrt(2); past an end that wins, a walk on.
-            # An Adam-like optimizer's candidates stop at the weights' typical size, as its suggestion does (see
-            # suggest.step_limit): a short trial, like the sweep, leaves the peak before the steps, each about the
-            # lr in size, have undone the weights (a bidirectional LSTM's trials walked to 2.7x it: the fit 57.6%,
-            # 90-91% at it)
-            limit = res.lr_find.limit
-
-            def below_limit(c): return c if limit is None else min(c, limit)
-
-            def lr_walk(cands, picked, default):
-                if picked == default: return None           # nothing beat the suggestion clearly
-                if picked == min(cands): return picked / LR_WALK_FACTOR
-                if picked == max(cands) and walks_up:
-                    nxt = below_limit(picked * LR_WALK_FACTOR)
-                    return nxt if nxt > picked else None
-                return None
-
-            # 3b. SGD on a plain model, S the best of its bracket: above S only where the fit's peak, held, holds
-            def hold_probes(lr_):
-                n = HOLD_TRIALS * t
-                if not fits(2 * HOLD_TRIALS + later): return lr_
-                ts, before = time.perf_counter(), res.steps
-
-                def probe(c):
-                    start.restore()
-                    p = run_trial(learn, n, c, mom=mom, wd=wd, schedule='hold', pct_start=0.5,
-                                  label=f'lr={c:.3g} held', _batches=batches, score_on='tail')
-                    res.steps += p.n_steps
-                    return p
-                say.begin('lr held at the peak', (HOLD_DOUBLINGS + 1) * n)
-                def within(i, tol):   # probe i ended within `tol` (a fraction) of the one below's loss, not diverged
-                    a, b = trials[i - 1].score, trials[i].score
-                    return math.isfinite(b) and b <= a + tol * abs(a)
-                cands, trials = [lr_], [probe(lr_)]
-                for k in range(HOLD_DOUBLINGS):
-                    if k and not fits(HOLD_TRIALS + later): break
-                    cands.append(2 * cands[-1]); trials.append(probe(cands[-1]))
-                    if not within(len(trials) - 1, HOLD_TOL): break
-                i = len(cands) - 1 if within(len(cands) - 1, HOLD_TOL) else len(cands) - 2   # the highest held
-                picked, held_steps = cands[i], n - n // 2
-                # the doubling above the pick collapsed: the cliff is close above it, a probe this short does not
-                # place it well, and a fit there is a coin toss (an MNIST-1D CNN's fits at 2S: 94.7% and 8.9%)
-                back = 0 < i < len(cands) - 1 and not within(i + 1, HOLD_COLLAPSE - 1)
-                extra = {'steps_held': held_steps}
-                if back:
-                    extra.update(rung=picked, refined_by=f'backed off by sqrt2: the doubling above it ended above '
-                                                         f'{HOLD_COLLAPSE:g}x its loss')
-                    picked = picked / math.sqrt(2)
-                res.lr_hold = SearchResult('lr held', cands, trials, picked, res.steps - before,
-                                           time.perf_counter() - ts, extra)
-                scores = ', '.join(f'{fmt_lr(c)}: {x.score:.4g}' for c, x in zip(cands, trials))
-                res.confidence['lr held'] = {'margin': float('nan'), 'ratio': float('nan'), 'text': (
-                    f'{fmt_lr(picked)} (each lr held {held_steps} steps at its peak; a doubling is taken while its '
-                    f'validation loss stays within {HOLD_TOL:.0%} of the one below: {scores}'
-                    + (f'; backed off by sqrt2 from {fmt_lr(cands[i])}: the doubling above collapsed' if back else '')
-                    + ')')}
-                say.end(search_line(res.lr_hold))
-                return picked
-
-            if search_lr and fits(len(lr_factors)):
-                cands = sorted({below_limit(c) for c in [lr] + [lr * f for f in lr_factors]} | {lr})
-                lr, res.lr_search = stage('lr', cands, lr, lambda c: trial(c, mom, wd, f'lr={c:.3g}'), walk=lr_walk)
-                if not walks_up and lr == max(cands): lr = hold_probes(lr)
+            run.later = (len(moms) - 1 if search_moms else 0) + (len(wd_cands) - 1 if search_wd else 0) + 1
+            # 3. lr (see _Tuning.below_limit, lr_walk and hold_probes)
+            if search_lr and run.fits(len(lr_factors)):
+                cands = sorted({run.below_limit(c) for c in [lr] + [lr * f for f in lr_factors]} | {lr})
+                lr, res.lr_search = run.stage('lr', cands, lr, lambda c: run.trial(c, mom, wd, f'lr={c:.3g}'),
+                                              walk=run.lr_walk)
+                if not walks_up and lr == max(cands): lr = run.hold_probes(lr, mom, wd)
             elif search_lr: res.skipped.append('lr (out of budget)'); say.end(skipped_line('lr'))
             # 4. momentum: cyclical, as the fit will use it, at the same effective step at the peak
-            if search_moms and fits(len(moms) - 1):
+            if search_moms and run.fits(len(moms) - 1):
                 cands = [tuple(m) if isinstance(m, tuple) else (m, m) for m in moms]
                 scale = {c: _momentum_lr_scale(c, default_mom, adaptive) for c in cands}
-                mom, res.mom_search = stage('mom', cands, default_mom,
-                                            lambda c: trial(lr * scale[c], c, wd, f'mom={c}'), clear=MOM_CLEAR)
+                mom, res.mom_search = run.stage('mom', cands, default_mom,
+                                                lambda c: run.trial(lr * scale[c], c, wd, f'mom={c}'), clear=MOM_CLEAR)
                 lr = lr * scale[mom]
             elif search_moms: res.skipped.append('momentum'); say.end(skipped_line('momentum'))
             # 5. weight decay, with the lr and cyclical momentum of the fit
@@ -574,25 +636,10 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
                 res.confidence['wd'] = {'margin': float('nan'), 'ratio': float('nan'),
                                         'text': f'{format_candidate(wd)} (the only candidate{why})'}
                 say.end(f'wd: {res.confidence["wd"]["text"]}; 0 steps')
-            elif search_wd and fits(len(wd_cands) - 1):
-                wd, res.wd_search = stage('wd', wd_cands, default_wd, lambda c: trial(lr, mom, c, f'wd={c:g}'))
+            elif search_wd and run.fits(len(wd_cands) - 1):
+                wd, res.wd_search = run.stage('wd', wd_cands, default_wd, lambda c: run.trial(lr, mom, c, f'wd={c:g}'))
             elif search_wd: res.skipped.append('weight decay'); say.end(skipped_line('weight decay'))
-            # 6. the pick, once more on the replicate's data order: it must beat the default there too
-            if (lr, mom, wd) != default_setting and fits(1):
-                say.begin('check', t)
-                before = res.steps
-                c = trial(lr, mom, wd, 'check (replicate order)', order=order)
-                kept = not c.score > b.score   # both diverged: the stages' evidence stands
-                gain = b.score - c.score
-                res.confidence['check'] = {'margin': gain, 'ratio': gain / noise if noise > 0 else float('inf'),
-                                           'kept': kept, 'text': (
-                    f'the pick scores {c.score:.4g} against the default setting\'s {b.score:.4g} on a second '
-                    f'data order: ' + ('kept' if kept else 'not reproduced, the default setting is kept'))}
-                if not kept: lr, mom, wd = default_setting
-                say.end(f'check: {res.confidence["check"]["text"]}; {res.steps - before} steps')
-            else:
-                say.end('check: ' + ('the default setting was kept, nothing to check' if
-                                     (lr, mom, wd) == default_setting else 'skipped (out of budget)') + '; 0 steps')
+            lr, mom, wd = run.check((lr, mom, wd), default_setting, b, order)
         res.max_lr = lr
         res.moms = mom if (search_moms and res.mom_search is not None) else None
         res.wd = wd if (search_wd and (res.wd_search is not None or len(wd_cands) == 1)) else None
