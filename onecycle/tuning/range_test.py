@@ -204,7 +204,8 @@ DEFAULT_NUM_IT, MIN_SWEEP_DROP, EXTEND_FACTOR = 100, 0.1, 3
 # 0.14 (median 0.18 -> 0.10), its worst seeds below their grid best summed -77.4 -> -72.4 points (8 -> 7 more than 3
 # points below); its mean gaps did not move beyond noise (-36.45 -> -36.23, -36.47 once the hold check's climb
 # also needed the second order, see check_held; met on 35 -> 36). The lower of the two instead: worst seeds -70.3,
-# gaps -37.7 (tune takes the lower where its trials can climb from it). tune sweeps twice itself, with this seed.
+# gaps -37.7 (tune takes the lower for SGD on a normalized model, whose trials climb from it). tune sweeps twice
+# itself, with this seed.
 # A loader that does not shuffle (and a model without dropout) repeats the first sweep.
 # Where both sweeps learnt too little to be read (learnt_too_little; lr_find warns), the first one's suggestions
 # stand, as before: two flat 300-step sweeps of a lookup encoder (AdamW) suggested 0.0041 and 0.0024, and its fits

@@ -368,7 +368,7 @@ class _Tuning:
                      f'{res.steps - before} steps')
         return a, b, order
 
-    def learnt_too_little(self, a, b, searched, n_rt, n_epoch) -> bool:
+    def trials_learnt_too_little(self, a, b, searched, n_rt, n_epoch) -> bool:
         """Trials that learnt too little to tell settings apart, where every candidate would win or lose by
         noise (a trial that ended well above its start was unstable, which the lr stage is there to find):
         the stages are skipped, and S is read from a sweep EXTEND_FACTOR times longer where both sweeps
@@ -605,7 +605,7 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
         elif searched:   # (nothing searched: no trial to run, S is the finding)
             default_setting = (lr, mom, wd)
             a, b, order = run.noise_trials(lr, mom, wd)
-            if run.learnt_too_little(a, b, searched, n_rt, n_epoch):
+            if run.trials_learnt_too_little(a, b, searched, n_rt, n_epoch):
                 lr = res.suggestion
                 default_setting = (lr, mom, wd)   # nothing for the check to test
                 search_lr = search_moms = search_wd = False
