@@ -793,7 +793,10 @@ def test_the_hold_checks_climb_must_hold_on_a_second_data_order_too():
     """The issue's own case, seed 2 (MNIST-1D CNN, SGD(momentum=0.9), batch 100, 50 epochs, the full training set):
     the default sweeps put S at 0.205, whose probe ends below its half's; the probe at 2S ended 1.05x above S's
     without a spike on the learner's data order, and lr_find took 2S, where the fit ended at chance (8.9% when
-    measured; at S 95%+). The pair probed again on another data order disagrees (2S spikes there): S stays."""
+    measured; at S 95%+). The pair probed again on another data order disagrees (2S spikes there): S stays.
+    The first order's verdict sits at the threshold (1.05x on one machine, 1.19x on another with other float
+    kernels): where it does not climb, no confirmation runs and S stays all the same; where it does, the second
+    order must overrule it."""
     from onecycle import Learner, accuracy
     from onecycle.data import mnist1d_arrays, tensor_dls
     from onecycle.tuning.range_test import HOLD_CLIMB
@@ -804,10 +807,15 @@ def test_the_hold_checks_climb_must_hold_on_a_second_data_order_too():
     res = learn.lr_find(n_epoch=50)
     held, s = res.held, res.held['unchecked']
     assert held['lrs'] == [s, s / 2, 2 * s] and held['ends'][0] < held['ends'][1]
-    assert not held['spiked'][2] and held['ends'][2] <= HOLD_CLIMB * held['ends'][0]   # one order alone: climb
-    again = held['confirm']
-    assert again['lrs'] == [s, 2 * s] and (again['spiked'][1] or again['ends'][1] > HOLD_CLIMB * again['ends'][0])
-    assert res.suggestion == s and held['steps'] == 5 * held['probe_steps']
+    first_climbs = held['ends'][2] < held['ends'][0] or (
+        not held['spiked'][2] and held['ends'][2] <= HOLD_CLIMB * held['ends'][0])
+    assert res.suggestion == s
+    if first_climbs:   # one order alone would take 2S: the second order must overrule it
+        again = held['confirm']
+        assert again['lrs'] == [s, 2 * s] and (again['spiked'][1] or again['ends'][1] > HOLD_CLIMB * again['ends'][0])
+        assert held['steps'] == 5 * held['probe_steps']
+    else:
+        assert 'confirm' not in held and held['steps'] == 3 * held['probe_steps']
 
 
 def test_the_hold_check_halves_twice_when_the_half_collapses_too():

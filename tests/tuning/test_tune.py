@@ -491,6 +491,25 @@ def test_sgd_weight_decay_stage_looks_only_up_from_the_one_liners_default(make_l
     assert res.wd == pytest.approx(expected[0] if wds is not None else DEFAULT_WD)
 
 
+@pytest.mark.parametrize('bn, expected', [(False, [0.1, 1.0]), (True, [0.01, 0.1, 1.0])])
+def test_adamw_weight_decay_stage_looks_below_the_default_only_on_a_normalized_model(make_learner, monkeypatch, bn,
+                                                                                     expected):
+    """AdamW: Smith's shallow candidates x100 (0.01, 0.1, 1), the middle one the default. On a plain MLP a lower
+    decay narrows the lrs its long fit survives, which short trials do not show: the stage runs the default and
+    those above, and keeps the default even though the smallest decay scores best here. With BatchNorm (scale-
+    invariant weights, which a larger decay steps harder) it runs all three and takes the smallest."""
+    _scripted_trials(monkeypatch, lambda rel, wd, replicate: 1.0 + wd)   # the smallest decay always scores best
+    learn = make_learner(opt_func=torch.optim.AdamW, lr=0.01, model_kw=dict(bn=bn), dls_kw={'n_train': 64, 'bs': 8})
+    res = tune(learn, budget=1000, search_moms=False, search_lr=False)
+    assert res.wd_search.candidates == pytest.approx(expected)
+    assert res.wd == pytest.approx(expected[0]) and res.fit_kwargs['wd'] == pytest.approx(expected[0])
+    # the user's own candidates are all tried, on either model
+    mine = tune(make_learner(opt_func=torch.optim.AdamW, lr=0.01, model_kw=dict(bn=bn),
+                             dls_kw={'n_train': 64, 'bs': 8}),
+                budget=1000, search_moms=False, search_lr=False, wds=[1e-3, 1e-2, 1e-1])
+    assert mine.wd_search.candidates == pytest.approx([1e-3, 1e-2, 1e-1]) and mine.wd == pytest.approx(1e-3)
+
+
 @pytest.mark.parametrize('wds', [None, [1e-3, 1e-2, 1e-1]])
 def test_sgd_on_a_normalized_model_keeps_the_default_weight_decay(make_learner, monkeypatch, wds):
     """SGD on a model with BatchNorm: its scale-invariant weights step by lr x wd together, so a larger decay
