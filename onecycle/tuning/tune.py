@@ -569,8 +569,9 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
     wd_cands = sorted(wds if wds is not None else default_wds(learn.model, learn.opt))
     default_wd = wd_cands[(len(wd_cands) - 1) // 2]
     # Nothing below the default, the decay the lr stage runs with: a lower one narrows the lrs a long fit survives,
-    # which short trials do not show. SGD: a GRU's pick of 0.92 at wd 0.01, then 0.001: 51.6%. AdamW on plain nets
-    # (default 0.1): a GRU on the digits at lr 0.056 took 0.01 by 4x the noise; its fit 95.8%, 98.4% without 0.01;
+    # which short trials do not show. SGD: a GRU's pick of 0.92 at wd 0.01, then 0.001: 51.6%. AdamW on plain
+    # shallow nets (default 0.1): a GRU on the digits at lr 0.056 took 0.01 by 4x the noise; its fit 95.8%, 98.4%
+    # without 0.01;
     # on bench/recommend.py's grids a step or two above the best lr, 0.01 against 0.1: the GRU at 0.064 92.8 /
     # 98.5%, an MNIST-1D MLP 62.2 / 71.7%, a noisy-label MLP at 0.128 25.6 / 78.6% (an MNIST-1D CNN there 83.1 /
     # 76.2%). Not for an Adam-like optimizer on a normalized model, whose scale-invariant weights take larger steps
