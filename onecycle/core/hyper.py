@@ -15,8 +15,8 @@ from .checks import check_choice, check_positive
 from .dist import collective_device, is_distributed, sum_over_ranks
 
 __all__ = ['get_hyper', 'set_hyper', 'hyper_getter', 'hyper_setter', 'has_hyper', 'DecoupledWeightDecay',
-           'is_no_decay_param', 'is_normalized', 'has_attention', 'is_adaptive', 'weight_scale', 'lr_range', 'scale_lr',
-           'has_weight_decay', 'fit_wd', 'DEFAULT_WD']
+           'is_no_decay_param', 'is_normalized', 'has_attention', 'is_adaptive', 'caps_own_step', 'weight_scale',
+           'lr_range', 'scale_lr', 'has_weight_decay', 'fit_wd', 'DEFAULT_WD']
 
 WD_KEY = 'wd'   # our key in each param group; torch ignores keys it does not know and saves them
 
@@ -91,6 +91,12 @@ def is_adaptive(opt) -> bool:
 # CNNs); with it, it lost 1.0 and 1.8 on two MNIST-1D nets and at most 0.5 on the twelve others. Decay keeps the
 # weights small, and with them the lr a long fit survives.
 DEFAULT_WD = 1e-2
+
+
+def caps_own_step(opt) -> bool:
+    """True for optimizers that cap their own step whatever the lr: torch's Adafactor (it keeps ``beta2_decay``)
+    takes min(lr, 1/sqrt(step)) as its relative step, so at step t an lr above 1/sqrt(t) acts as 1/sqrt(t)."""
+    return opt is not None and all('beta2_decay' in pg for pg in opt.param_groups)
 
 
 def has_weight_decay(opt) -> bool:

@@ -14,7 +14,8 @@ from ..core.callback import CancelFitException, CancelValidateException
 from ..core.checks import check_bool, check_choice, check_int, check_positive, check_range
 from ..core.data import batch_loss, batch_size_of, call_model, check_loader, split_batch, to_device
 from ..core.dist import any_rank, is_sharded, max_over_ranks, pad_forward_passes, sum_over_ranks, unwrap_model
-from ..core.hyper import get_hyper, has_attention, has_hyper, is_adaptive, is_normalized, weight_scale
+from ..core.hyper import (caps_own_step, get_hyper, has_attention, has_hyper, is_adaptive, is_normalized,
+                          weight_scale)
 from ..core.rng import reseed
 from ..core.snapshot import TrainingState, preserved
 from ..core.warn import user_stacklevel
@@ -23,6 +24,7 @@ from ..schedules.functions import Constant, Exponential, Linear, Warmup
 from ..schedules.scheduler import ONE_CYCLE_MOMS, ParamScheduler
 from .range_test_plot import plot_range_tests
 from .suggest import (
+    applied_lr_limit,
     exposure_exponent,
     geometric_mean,
     HOLD_RATIO,
@@ -72,7 +74,8 @@ class LRFinderResult:
     sweep's), and ``cost`` counts both.
     ``limit`` is the lr the 'fit' suggestion may not pass (None for SGD-like optimizers): for an Adam-like one the
     weights' typical size (:func:`~onecycle.core.hyper.weight_scale`), as each Adam step moves a weight by about
-    the lr (see :func:`~onecycle.tuning.suggest.step_limit`).
+    the lr (see :func:`~onecycle.tuning.suggest.step_limit`); for one that caps its own step at 1/sqrt(step)
+    (Adafactor), the largest lr the sweep applied (:func:`~onecycle.tuning.suggest.applied_lr_limit`).
     """
     lrs: list
     losses: list
@@ -386,6 +389,8 @@ class LRFinder(StepLoss, ParamScheduler):
                                'div_threshold' + (' or lower valid_every' if self.valid_every else ''))
         smooth, adaptive = smooth_sweep(losses), is_adaptive(self.learn.opt)
         limit = step_limit(adaptive, weight_scale(self.learn.model) if adaptive else None)
+        if caps_own_step(self.learn.opt):   # its lrs above 1/sqrt(step) were never applied (Adafactor)
+            limit = min(applied_lr_limit(self.lrs), limit or math.inf)
         sugg = {'fit': suggest_for_fit(lrs, smooth, fit_steps, sweep_lrs=self.lrs, raw_losses=losses,
                                        exponent=exposure_exponent(adaptive, is_normalized(self.learn.model),
                                                                    has_attention(self.learn.model)),

@@ -1017,3 +1017,54 @@ def test_lr_find_and_its_hold_check_work_on_a_loss_below_zero(make_learner):
     assert res.train_losses[:10] == pytest.approx([l - 5. for l in plain.train_losses[:10]], abs=1e-5)
     assert res.held and all(e < 0 for e in res.held['ends'] if math.isfinite(e))
     assert res.suggestion == max(l for l, e in zip(res.held['lrs'], res.held['ends']) if math.isfinite(e))
+
+
+
+def test_adafactor_whose_step_caps_itself_gets_a_suggestion_below_the_largest_lr_its_sweep_applied():
+    """torch's Adafactor takes min(lr, 1/sqrt(step)) as a relative step: a 100-step sweep's lrs above about 0.1
+    acted as that cap, its loss fell to the sweep's end at 10, and the edge read there is that end. A fit at 10
+    (the suggestion before the limit) stays at chance; the suggestion stops at the largest lr the sweep applied."""
+    from sklearn.datasets import load_digits
+
+    from onecycle import Learner, accuracy
+    from onecycle.core.hyper import caps_own_step
+    from onecycle.data import tensor_dls
+    from onecycle.tuning.suggest import applied_lr_limit
+    d = load_digits()
+    x, y = torch.tensor(d.data, dtype=torch.float32).view(-1, 1, 8, 8) / 16, torch.tensor(d.target)
+
+    def learner():
+        torch.manual_seed(0)
+        cnn = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+                            nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+                            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
+        return Learner(cnn, tensor_dls(x[500:], y[500:], x[:500], y[:500], bs=64, seed=0), nn.functional.cross_entropy,
+                       opt_func=torch.optim.Adafactor, metrics=[accuracy], progress=False, device='cpu')
+    learn = learner()
+    assert caps_own_step(learn.opt)
+    res = learn.lr_find(n_epoch=5)
+    assert res.suggestions['edge'] == pytest.approx(10.) and res.replicate is not None   # no edge seen at all
+    cap = applied_lr_limit(res.train_lrs)
+    assert res.limit == pytest.approx(cap) and 0.05 < cap < 0.3
+    assert res.suggestion <= cap * (1 + 1e-9) and res.suggestion > 0.05
+    accs = {}
+    for lr in (res.suggestion, res.suggestions['edge']):
+        fit = learner()
+        fit_one_cycle(fit, 5, lr, moms=None)   # Adafactor has no momentum to cycle
+        accs[lr] = fit.recorder.epochs[-1]['accuracy']
+    assert accs[res.suggestion] > 0.85 and accs[res.suggestions['edge']] < 0.3   # 10 classes: 0.1 is chance
+
+
+def test_the_applied_lr_limit_is_where_the_sweep_crossed_its_cap_and_only_adafactor_has_one(make_learner):
+    from onecycle.core.hyper import caps_own_step
+    from onecycle.tuning.suggest import applied_lr_limit
+    lrs = [1e-7 * 1e8 ** (i / 99) for i in range(100)]   # the default sweep
+    cap = applied_lr_limit(lrs)
+    cross = next(i for i, lr in enumerate(lrs) if lr > (i + 1) ** -0.5)
+    assert cap == pytest.approx(max(lrs[cross - 1], (cross + 1) ** -0.5))   # the lr, or the cap, where they cross
+    assert applied_lr_limit([1e-3, 2e-3]) == 2e-3                # below the cap throughout: the largest lr
+    assert applied_lr_limit([5., 5., 5., 5.]) == pytest.approx(1.)   # above it throughout: the first step's cap
+    with pytest.raises(ValueError, match='no lrs'): applied_lr_limit([])
+    for opt, caps in ((torch.optim.Adafactor, True), (torch.optim.Adam, False), (torch.optim.SGD, False),
+                      (torch.optim.RMSprop, False), (torch.optim.Adagrad, False)):
+        assert caps_own_step(make_learner(opt_func=opt).opt) is caps
