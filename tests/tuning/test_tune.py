@@ -359,9 +359,10 @@ def test_trial_score_on_end_reads_the_annealed_result():
     t.valid_losses[-1] = float('nan'); assert t.score == float('inf')
 
 
-@pytest.mark.parametrize('opt_func', [torch.optim.SGD, torch.optim.AdamW])
+@pytest.mark.parametrize('opt_func', [torch.optim.SGD, torch.optim.AdamW, torch.optim.RMSprop])
 def test_momentum_candidates_keep_the_default_peak_step(make_learner, monkeypatch, opt_func):
-    "SGD: (0.99, 0.9) runs at 2/3 the lr of (0.95, 0.85) (the same lr/(1-mom) at the peak), and the fit gets both."
+    """SGD: (0.99, 0.9) runs at 2/3 the lr of (0.95, 0.85) (the same lr/(1-mom) at the peak), and the fit gets both.
+    RMSprop's momentum is a heavy ball too; Adam's beta1 only averages."""
     from onecycle.tuning import tune as tune_module
     from onecycle.tuning.search import Trial
     seen = {}
@@ -373,7 +374,7 @@ def test_momentum_candidates_keep_the_default_peak_step(make_learner, monkeypatc
     learn = make_learner(opt_func=opt_func, lr=0.1, dls_kw={'n_train': 64, 'bs': 8})
     res = tune(learn, budget=400, search_lr=False, search_wd=False)
     s = res.suggestion
-    ratio = (1 - 0.9) / (1 - 0.85) if opt_func is torch.optim.SGD else 1.   # Adam's betas[0] does not amplify
+    ratio = (1 - 0.9) / (1 - 0.85) if opt_func is not torch.optim.AdamW else 1.   # Adam's betas[0] does not amplify
     assert seen[(0.95, 0.85)] == pytest.approx(s) and seen[(0.99, 0.9)] == pytest.approx(s * ratio)
     assert seen[(0.9, 0.8)] == pytest.approx(s * ((1 - 0.8) / (1 - 0.85) if ratio != 1 else 1.))
     assert res.moms == (0.99, 0.9) and res.max_lr == pytest.approx(s * ratio)
