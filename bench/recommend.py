@@ -63,6 +63,7 @@ _here = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or '.').resolve() != _here]   # bench/mnist1d.py is not the package
 sys.path.insert(0, str(_here.parent))
 from onecycle import DivergenceError, Learner, accuracy, fit_one_cycle, tune  # noqa: E402
+from onecycle.core.hyper import has_hyper  # noqa: E402
 from onecycle.data import mnist1d_arrays, teacher_arrays, tensor_dls  # noqa: E402
 from onecycle.models import ResMLP, mlp, mnist1d_cnn  # noqa: E402
 
@@ -183,16 +184,27 @@ def within(accs, rows, best_mean, gap) -> bool:
     return mean_gap <= gap + 1e-9 and worst_seed(accs, rows) >= -WORST_SEED
 
 
+# a problem's `opt`: 'sgd' (momentum 0.9), 'adamw', plain 'adam' (its own L2 decay, 0), 'nadam' (Adam with Nesterov
+# momentum, no decay of its own); and, for bench/suggest_unseen.py's check of optimizers no rule was read on,
+# 'nesterov' (SGD, momentum 0.9), 'sgd0' (bare SGD), 'rmsprop' (torch's defaults), 'rmsprop-m' (momentum 0.9),
+# 'rmsprop-c' (centered), 'adagrad' and 'adafactor' (torch's)
+OPTIMIZERS = {'sgd': partial(torch.optim.SGD, momentum=0.9), 'adamw': torch.optim.AdamW, 'adam': torch.optim.Adam,
+              'nadam': torch.optim.NAdam, 'nesterov': partial(torch.optim.SGD, momentum=0.9, nesterov=True),
+              'sgd0': torch.optim.SGD, 'rmsprop': torch.optim.RMSprop,
+              'rmsprop-m': partial(torch.optim.RMSprop, momentum=0.9),
+              'rmsprop-c': partial(torch.optim.RMSprop, centered=True), 'adagrad': torch.optim.Adagrad,
+              'adafactor': torch.optim.Adafactor}
+SGD_KINDS = ('sgd', 'nesterov', 'sgd0')   # fitted on the SGD grid; the others on Adam's
+
+
 def opt_func(kind):
-    """The optimizer of a problem's `opt`: 'sgd' (momentum 0.9), 'adamw', plain 'adam' (its own L2 decay, 0) or
-    'nadam' (Adam with Nesterov momentum, no decay of its own)."""
-    if kind == 'sgd': return partial(torch.optim.SGD, momentum=0.9)
-    return {'adam': torch.optim.Adam, 'nadam': torch.optim.NAdam}.get(kind, torch.optim.AdamW)
+    "The optimizer of a problem's `opt` (see OPTIMIZERS; AdamW for a kind it does not know)."
+    return OPTIMIZERS.get(kind, torch.optim.AdamW)
 
 
 def grid_of(kind, quick=False):
     "The grid's (lrs, wds) for optimizer `kind`; `quick`: the smallest and largest weight decay only."
-    lrs, wds = (SGD_LRS, SGD_WDS) if kind == 'sgd' else (ADAM_LRS, ADAM_WDS)
+    lrs, wds = (SGD_LRS, SGD_WDS) if kind in SGD_KINDS else (ADAM_LRS, ADAM_WDS)
     return (lrs, wds[:1] + wds[-1:]) if quick else (lrs, wds)
 
 
@@ -216,7 +228,9 @@ def learner(model, arrays, p, seed):
 
 
 def one_cycle(learn, n_epoch, *args, **kwargs) -> float:
-    "fit_one_cycle, then the test accuracy; a fit that diverged scores what its last finite weights score."
+    """fit_one_cycle, then the test accuracy; a fit that diverged scores what its last finite weights score. An
+    optimizer without momentum (Adagrad, Adafactor) is fitted with ``moms=None``, as fit_one_cycle asks."""
+    if not has_hyper(learn.opt.param_groups[0], 'mom'): kwargs.setdefault('moms', None)
     try: fit_one_cycle(learn, n_epoch, *args, **kwargs)
     except DivergenceError: return float(learn.validate()['accuracy'])
     return float(learn.recorder.epochs[-1]['accuracy'])

@@ -1,10 +1,12 @@
-"""Does the one-liner hold on problems the rules were never looked at on? Forty-six more small problems
+"""Does the one-liner hold on problems the rules were never looked at on? Sixty-one more small problems
 (recurrent nets, a deep plain MLP, tanh activations, a transformer on another task, plain Adam, norm
 layers under SGD...; four were added to check the rule for SGD on normalized models and run once with it,
 eight (GroupNorm and LayerNorm nets, residual MLPs, noisy moons, a 3-class make_classification) were made
 after SGD's spike lift was set, to check it, six transformer encoders under Adam(W) with the rule for models
-with attention, and the last nine, Adam-like nets (bidirectional RNNs, CNNs, a token GRU, NAdam...), with the
-limit of an Adam-like suggestion to the weights' typical size), none of them in bench/recommend.py. For each
+with attention, nine Adam-like nets (bidirectional RNNs, CNNs, a token GRU, NAdam...) with the limit of an
+Adam-like suggestion to the weights' typical size, and the last fifteen under optimizers no rule was read on:
+RMSprop (plain, with momentum, centered), Adagrad, torch's Adafactor, bare SGD and Nesterov's), none of them in
+bench/recommend.py. Optimizers without momentum are fitted with ``moms=None``. For each
 problem and seed: the default range test with the fit's length (``lr_find(n_epoch=n)``, its 'fit'
 suggestion S), then full 1cycle fits at S * (1/8, 1/4, 1/2, 1/sqrt2, 1, sqrt2, 2) with fit_one_cycle's
 weight decay (the optimizer's own, else 0.01), test accuracy.
@@ -350,6 +352,29 @@ PROBLEMS = {
                                  model=lambda: nn.Sequential(nn.Linear(24, 256), nn.ReLU(), nn.Dropout(0.2),
                                                              nn.Linear(256, 256), nn.ReLU(), nn.Dropout(0.2),
                                                              nn.Linear(256, 10))),
+    # optimizers no rule was read on (made in the twentieth session): RMSprop (the first five read to check whether
+    # Adam's rules suit it, the next five held out for that check), Adagrad, torch's Adafactor, bare SGD, Nesterov
+    'digits-mlp-rmsprop': P(data=digits, model=lambda: mlp((64, 128, 128, 10)), opt='rmsprop', bs=32, epochs=12),
+    'mnist1d-cnn-rmsprop': P(data=mnist1d, model=mnist1d_cnn, opt='rmsprop', bs=100, epochs=15),
+    'digits-gru-rmsprop': P(data=digits, model=recommend.RowGRU, opt='rmsprop', bs=32, epochs=12),
+    'digits-cnn-rmsprop': P(data=digit_images, model=recommend.digits_cnn, opt='rmsprop', bs=64, epochs=15),
+    'blobs-mlp-rmsprop': P(data=recommend.blobs_arrays, model=lambda: mlp((40, 256, 256, 4)), opt='rmsprop', bs=64,
+                           epochs=10),
+    'mnist1d-gru-rmsprop': P(data=mnist1d, model=partial(LastStateRNN, 'GRU', 4, 10), opt='rmsprop', bs=100,
+                             epochs=15),
+    'digits-tanh-rmsprop': P(data=digits, model=lambda: mlp((64, 128, 128, 10), act=nn.Tanh), opt='rmsprop', bs=32,
+                             epochs=12),
+    'lookup-encoder-rmsprop': P(data=lookup_arrays, model=partial(SeqEncoder, 17, 13, 6), opt='rmsprop', bs=64,
+                                epochs=12),
+    'rescnn-digits-rmsprop-m': P(data=digit_images, model=residual_cnn, opt='rmsprop-m', bs=64, epochs=10),
+    'classif3-mlp-rmsprop-c': P(data=classification3_arrays, model=lambda: mlp((20, 256, 3)), opt='rmsprop-c', bs=64,
+                                epochs=12),
+    'blobs-mlp-adagrad': P(data=recommend.blobs_arrays, model=lambda: mlp((40, 256, 256, 4)), opt='adagrad', bs=64,
+                           epochs=10),
+    'digits-mlp-adagrad': P(data=digits, model=lambda: mlp((64, 128, 128, 10)), opt='adagrad', bs=32, epochs=12),
+    'digits-cnn-adafactor': P(data=digit_images, model=recommend.digits_cnn, opt='adafactor', bs=64, epochs=15),
+    'moons-mlp-sgd0': P(data=moons_arrays, model=lambda: mlp((2, 64, 64, 2)), opt='sgd0', bs=64, epochs=10),
+    'mnist1d-mlp-nesterov': P(data=mnist1d, model=lambda: mlp((40, 256, 256, 10)), opt='nesterov', bs=128, epochs=20),
 }
 
 

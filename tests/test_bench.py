@@ -60,8 +60,14 @@ def test_every_unseen_problem_builds_offline_and_plain_adam_means_adam():
         assert out.shape[0] == 2 and out.shape[1] > int(max(y.max(), yt.max())), name
         learn = unseen.learner(model, (x, y, xt, yt), p, seed=0)
         kinds = {'adam': torch.optim.Adam, 'adamw': torch.optim.AdamW, 'sgd': torch.optim.SGD,
-                 'nadam': torch.optim.NAdam}
+                 'nadam': torch.optim.NAdam, 'nesterov': torch.optim.SGD, 'sgd0': torch.optim.SGD,
+                 'rmsprop': torch.optim.RMSprop, 'rmsprop-m': torch.optim.RMSprop, 'rmsprop-c': torch.optim.RMSprop,
+                 'adagrad': torch.optim.Adagrad, 'adafactor': torch.optim.Adafactor}
         assert type(learn.opt) is kinds[p['opt']], name
+        momentum = {'sgd': 0.9, 'nesterov': 0.9, 'rmsprop-m': 0.9, 'sgd0': 0., 'rmsprop': 0., 'rmsprop-c': 0.}
+        if p['opt'] in momentum: assert learn.opt.param_groups[0]['momentum'] == momentum[p['opt']], name
+        assert learn.opt.param_groups[0].get('nesterov', False) == (p['opt'] == 'nesterov'), name
+        assert learn.opt.param_groups[0].get('centered', False) == (p['opt'] == 'rmsprop-c'), name
     names = list(unseen.PROBLEMS)
     end = names.index('mode-encoder-adamw') + 1   # the groups made for each rule's check, in the order they were made
     held_out = names[end - 18:end - 14]   # the normalized-model rule's check: SGD on BatchNorm / LayerNorm nets
@@ -74,12 +80,19 @@ def test_every_unseen_problem_builds_offline_and_plain_adam_means_adam():
     # the attention rule's check: six transformers under Adam-like optimizers, post- and pre-norm
     attention = [unseen.PROBLEMS[n] for n in names[end - 6:end]]
     assert all(has_attention(p['model']()) and p['opt'] in ('adam', 'adamw') for p in attention)
-    assert not any(has_attention(unseen.PROBLEMS[n]['model']()) for n in names if unseen.PROBLEMS[n] not in attention
-                   and 'transformer' not in n)
+    assert not any(has_attention(unseen.PROBLEMS[n]['model']()) for n in names[:end + 9]
+                   if unseen.PROBLEMS[n] not in attention and 'transformer' not in n)
     assert {p['model']().encoder.layers[0].norm_first for p in attention} == {True, False}
     # the step limit's check: nine Adam-like nets without attention or normalization, recurrent and convolutional
-    limit = [unseen.PROBLEMS[n] for n in names[end:]]
+    limit = [unseen.PROBLEMS[n] for n in names[end:end + 9]]
     assert len(limit) == 9 and {p['opt'] for p in limit} == {'adam', 'adamw', 'nadam'}
+    # the optimizers no rule was read on: ten RMSprop problems (the last five held out), Adagrad, Adafactor, bare
+    # SGD, Nesterov; their one-liners fit without momentum where the optimizer has none
+    others = [unseen.PROBLEMS[n] for n in names[end + 9:]]
+    assert len(others) == 15 and [p['opt'] for p in others].count('rmsprop') == 8
+    assert {p['opt'] for p in others} == {'rmsprop', 'rmsprop-m', 'rmsprop-c', 'adagrad', 'adafactor', 'sgd0',
+                                          'nesterov'}
+    assert {unseen.recommend.grid_of(p['opt'])[0] == unseen.recommend.SGD_LRS for p in others} == {True, False}
     assert not any(is_normalized(p['model']()) for p in limit)
     assert {type(m) for p in limit for m in p['model']().modules()} >= {torch.nn.LSTM, torch.nn.GRU, torch.nn.Conv1d,
                                                                          torch.nn.Conv2d, torch.nn.Embedding}
