@@ -75,7 +75,8 @@ class LRFinderResult:
     ``limit`` is the lr the 'fit' suggestion may not pass (None for SGD-like optimizers): for an Adam-like one the
     weights' typical size (:func:`~onecycle.core.hyper.weight_scale`), as each Adam step moves a weight by about
     the lr (see :func:`~onecycle.tuning.suggest.step_limit`); for one that caps its own step at 1/sqrt(step)
-    (Adafactor), the largest lr the sweep applied (:func:`~onecycle.tuning.suggest.applied_lr_limit`).
+    (Adafactor), the largest lr the sweep applied (:func:`~onecycle.tuning.suggest.applied_lr_limit`);
+    ``limit_why`` says which, for the plot's legend.
     """
     lrs: list
     losses: list
@@ -94,6 +95,7 @@ class LRFinderResult:
     held: dict = field(default_factory=dict)
     limit: float | None = None
     replicate: LRFinderResult | None = None
+    limit_why: str = "the weights' typical size (Adam's steps are about the lr)"   # what `limit` is, for the plot
 
     @property
     def max_bound(self) -> float:
@@ -389,7 +391,8 @@ class LRFinder(StepLoss, ParamScheduler):
                                'div_threshold' + (' or lower valid_every' if self.valid_every else ''))
         smooth, adaptive = smooth_sweep(losses), is_adaptive(self.learn.opt)
         limit = step_limit(adaptive, weight_scale(self.learn.model) if adaptive else None)
-        if caps_own_step(self.learn.opt):   # its lrs above 1/sqrt(step) were never applied (Adafactor)
+        caps = caps_own_step(self.learn.opt)
+        if caps:   # its lrs above 1/sqrt(step) were never applied (Adafactor)
             limit = min(applied_lr_limit(self.lrs), limit or math.inf)
         sugg = {'fit': suggest_for_fit(lrs, smooth, fit_steps, sweep_lrs=self.lrs, raw_losses=losses,
                                        exponent=exposure_exponent(adaptive, is_normalized(self.learn.model),
@@ -400,7 +403,9 @@ class LRFinder(StepLoss, ParamScheduler):
         return LRFinderResult(list(lrs), list(losses), smooth, sugg, sugg[suggest], self.stopped_early,
                               bounds=lr_bounds(sugg['max_bound']), measured=self.measured,
                               train_lrs=list(self.lrs), train_losses=list(self.losses), cost=self.cost(),
-                              fit_steps=fit_steps, limit=limit)
+                              fit_steps=fit_steps, limit=limit,
+                              **({'limit_why': 'the largest lr the sweep applied (the optimizer caps its own step)'}
+                                 if caps else {}))
 
 
 def _sweep(learn, finder, suggest, n_epoch) -> LRFinderResult:

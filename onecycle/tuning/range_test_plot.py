@@ -65,6 +65,7 @@ def plot_range_tests(results, labels=None, skip_start=0, skip_end=0, ax=None, sh
                        ls='--', lw=1, zorder=2, label='another data order (smoothed)' if p == 'loss' else None)
             if not show_suggestions: continue
             used = _in_use(r)
+            named = set()   # the lrs whose receding line is drawn: rules that coincide share one line and one label
             for j, (name, lr) in enumerate(r.suggestions.items()):
                 if single and name == used:
                     held = r.held
@@ -72,9 +73,9 @@ def plot_range_tests(results, labels=None, skip_start=0, skip_end=0, ax=None, sh
                     limited = name == 'fit' and r.limit is not None and lr >= r.limit * (1 - 1e-9)
                     a.axvline(lr, color='C3', lw=2, zorder=3,
                               label=f'suggestion ({_NAMES.get(name, name)}): {lr:.1e}'
-                              + (f", {'lowered' if lr < held['unchecked'] else 'raised'} by the hold check from "
+                              + (f",\n{'lowered' if lr < held['unchecked'] else 'raised'} by the hold check from "
                                  f"{held['unchecked']:.1e}" if moved else '')
-                              + (", the weights' typical size (Adam's steps are about the lr)" if limited else '')
+                              + (f',\n{r.limit_why}' if limited else '')
                               if p == panels[0] else None)
                     if moved:   # where the sweep put it, before the probes at the held peak moved it
                         a.axvline(held['unchecked'], color='C3', lw=1, ls='--', zorder=3)
@@ -82,9 +83,12 @@ def plot_range_tests(results, labels=None, skip_start=0, skip_end=0, ax=None, sh
                         k = min(range(len(lrs)), key=lambda q: abs(math.log(lrs[q] / lr)))
                         a.plot(lrs[k], curves[p][k], 'o', color='C3', ms=7, zorder=4)
                 elif single:
+                    if lr in named: continue
+                    same = [n for n, v in r.suggestions.items() if n != used and v == lr]
+                    named.add(lr)
                     a.axvline(lr, color='0.55', ls=':', lw=1, zorder=1)
-                    a.text(lr, 0.98, f' {_NAMES.get(name, name)} ', transform=a.get_xaxis_transform(), rotation=90,
-                           va='top', ha='right', fontsize=7, color='0.4')
+                    a.text(lr, 0.98, f" {', '.join(_NAMES.get(n, n) for n in same)} ", rotation=90, va='top',
+                           ha='right', fontsize=7, color='0.4', transform=a.get_xaxis_transform())
                 elif lrs:
                     k = min(range(len(lrs)), key=lambda q: abs(math.log(lrs[q] / lr)))
                     a.plot(lrs[k], curves[p][k], _MARKERS.get(name, 'x'), color=color, ms=7, mec='k', mew=0.6)
