@@ -298,6 +298,9 @@ class LRFinder(StepLoss, ParamScheduler):
         self.scheds = {'lr': self.lr_sched, **self._mom_scheds()}
         super().before_fit()
         self.lrs, self.losses, self.stopped_early = [], [], False   # per training step
+        # the optimizer's own step count when the sweep starts (a capped step, Adafactor's, counts from it)
+        self._opt_steps = max((int(st['step']) for st in self.learn.opt.state.values()
+                               if isinstance(st, dict) and 'step' in st), default=0)
         self.valid_lrs, self.valid_losses = [], []                  # per validation measurement
         self._avg, self._n_avg, self._best = 0., 0, float('inf')
         self.valid_seconds, self.seconds = 0., 0.
@@ -393,7 +396,7 @@ class LRFinder(StepLoss, ParamScheduler):
         limit = step_limit(adaptive, weight_scale(self.learn.model) if adaptive else None)
         caps = caps_own_step(self.learn.opt)
         if caps:   # its lrs above 1/sqrt(step) were never applied (Adafactor)
-            limit = min(applied_lr_limit(self.lrs), limit or math.inf)
+            limit = min(applied_lr_limit(self.lrs, getattr(self, '_opt_steps', 0)), limit or math.inf)
         sugg = {'fit': suggest_for_fit(lrs, smooth, fit_steps, sweep_lrs=self.lrs, raw_losses=losses,
                                        exponent=exposure_exponent(adaptive, is_normalized(self.learn.model),
                                                                    has_attention(self.learn.model)),

@@ -318,14 +318,17 @@ def step_limit(adaptive: bool, scale: float | None) -> float | None:
     return ADAPTIVE_STEP_LIMIT * scale if adaptive and scale else None
 
 
-def applied_lr_limit(lrs) -> float:
-    """The largest lr a sweep of `lrs` (one per step, from a fresh optimizer) applied with an optimizer that caps
-    its own step at 1/sqrt(step) (``core.hyper.caps_own_step``: Adafactor): the max over steps i of
-    min(lrs[i], 1/sqrt(i + 1)). Past it the sweep's lrs acted as its cap, and its loss kept falling because it
-    trained longer, not because the lr helped: a 100-step sweep to 10 showed no edge at all, and a BatchNorm CNN
-    on the 8x8 digits fitted at its end (10) stayed at chance, at 0.1-1.2 it scored 96-98%."""
+def applied_lr_limit(lrs, start_step: int = 0) -> float:
+    """The largest lr a sweep of `lrs` (one per step, from an optimizer that had taken `start_step` steps: 0 when
+    fresh) applied with an optimizer that caps its own step at 1/sqrt(step) (``core.hyper.caps_own_step``:
+    Adafactor): the max over steps i of min(lrs[i], 1/sqrt(start_step + i + 1)). Past it the sweep's lrs acted as
+    its cap, and its loss kept falling because it trained longer, not because the lr helped: a 100-step sweep to
+    10 showed no edge at all, and a BatchNorm CNN on the 8x8 digits fitted at its end (10) stayed at chance, at
+    0.1-1.2 it scored 96-98%."""
     if not lrs: raise ValueError('no lrs: the sweep took no step')
-    return max(min(lr, (i + 1) ** -0.5) for i, lr in enumerate(lrs))
+    if not (isinstance(start_step, int) and start_step >= 0):
+        raise ValueError(f'start_step must be an int >= 0, got {start_step!r}')
+    return max(min(lr, (start_step + i + 1) ** -0.5) for i, lr in enumerate(lrs))
 
 
 def suggest_for_fit(lrs, losses, fit_steps, sweep_lrs=None, exponent=EXPOSURE_EXPONENT, min_factor=MIN_FIT_FACTOR,

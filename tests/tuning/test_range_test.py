@@ -1053,6 +1053,12 @@ def test_adafactor_whose_step_caps_itself_gets_a_suggestion_below_the_largest_lr
         fit_one_cycle(fit, 5, lr, moms=None)   # Adafactor has no momentum to cycle
         accs[lr] = fit.recorder.epochs[-1]['accuracy']
     assert accs[res.suggestion] > 0.85 and accs[res.suggestions['edge']] < 0.3   # 10 classes: 0.1 is chance
+    # a learner whose Adafactor has stepped 400 times: the cap, 1/sqrt(step), is 0.05 or below throughout the sweep
+    trained = learner()
+    trained.fit(1, lr=1e-3)
+    steps = int(next(iter(trained.opt.state.values()))['step'])
+    later = trained.lr_find(num_it=100, n_epoch=5)
+    assert later.limit == pytest.approx(applied_lr_limit(later.train_lrs, steps)) and later.limit <= steps ** -0.5
 
 
 def test_the_applied_lr_limit_is_where_the_sweep_crossed_its_cap_and_only_adafactor_has_one(make_learner):
@@ -1065,6 +1071,9 @@ def test_the_applied_lr_limit_is_where_the_sweep_crossed_its_cap_and_only_adafac
     assert applied_lr_limit([1e-3, 2e-3]) == 2e-3                # below the cap throughout: the largest lr
     assert applied_lr_limit([5., 5., 5., 5.]) == pytest.approx(1.)   # above it throughout: the first step's cap
     with pytest.raises(ValueError, match='no lrs'): applied_lr_limit([])
+    # an optimizer that has stepped before counts on: after 99 steps the cap is 1/sqrt(100) from the sweep's start
+    assert applied_lr_limit([5., 5.], start_step=99) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match='start_step'): applied_lr_limit([1e-3], start_step=-1)
     for opt, caps in ((torch.optim.Adafactor, True), (torch.optim.Adam, False), (torch.optim.SGD, False),
                       (torch.optim.RMSprop, False), (torch.optim.Adagrad, False)):
         assert caps_own_step(make_learner(opt_func=opt).opt) is caps
