@@ -1,10 +1,10 @@
-"""Does the one-liner hold on problems the rules were never looked at on? Sixty-one more small problems
+"""Does the one-liner hold on problems the rules were never looked at on? Sixty-three more small problems
 (recurrent nets, a deep plain MLP, tanh activations, a transformer on another task, plain Adam, norm
 layers under SGD...; four were added to check the rule for SGD on normalized models and run once with it,
 eight (GroupNorm and LayerNorm nets, residual MLPs, noisy moons, a 3-class make_classification) were made
 after SGD's spike lift was set, to check it, six transformer encoders under Adam(W) with the rule for models
 with attention, nine Adam-like nets (bidirectional RNNs, CNNs, a token GRU, NAdam...) with the limit of an
-Adam-like suggestion to the weights' typical size, and the last fifteen under optimizers no rule was read on:
+Adam-like suggestion to the weights' typical size, and the last seventeen under optimizers no rule was read on:
 RMSprop (plain, with momentum, centered), Adagrad, torch's Adafactor, bare SGD and Nesterov's), none of them in
 bench/recommend.py. Optimizers without momentum are fitted with ``moms=None``. For each
 problem and seed: the default range test with the fit's length (``lr_find(n_epoch=n)``, its 'fit'
@@ -373,6 +373,9 @@ PROBLEMS = {
                            epochs=10),
     'digits-mlp-adagrad': P(data=digits, model=lambda: mlp((64, 128, 128, 10)), opt='adagrad', bs=32, epochs=12),
     'digits-cnn-adafactor': P(data=digit_images, model=recommend.digits_cnn, opt='adafactor', bs=64, epochs=15),
+    # held out for Adafactor's limit (made after it was set)
+    'digits-mlp-adafactor': P(data=digits, model=lambda: mlp((64, 128, 128, 10)), opt='adafactor', bs=32, epochs=12),
+    'mnist1d-cnn-adafactor': P(data=mnist1d, model=mnist1d_cnn, opt='adafactor', bs=100, epochs=15),
     'moons-mlp-sgd0': P(data=moons_arrays, model=lambda: mlp((2, 64, 64, 2)), opt='sgd0', bs=64, epochs=10),
     'mnist1d-mlp-nesterov': P(data=mnist1d, model=lambda: mlp((40, 256, 256, 10)), opt='nesterov', bs=128, epochs=20),
 }
