@@ -88,12 +88,15 @@ def test_every_unseen_problem_builds_offline_and_plain_adam_means_adam():
     assert len(limit) == 9 and {p['opt'] for p in limit} == {'adam', 'adamw', 'nadam'}
     # the optimizers no rule was read on: ten RMSprop problems (the last five held out), Adagrad, Adafactor (two held
     # out for its limit), bare SGD, Nesterov; their one-liners fit without momentum where the optimizer has none
-    others = [unseen.PROBLEMS[n] for n in names[end + 9:]]
+    others = [unseen.PROBLEMS[n] for n in names[end + 9:end + 26]]
     assert len(others) == 17 and [p['opt'] for p in others].count('rmsprop') == 8
     assert [p['opt'] for p in others].count('adafactor') == 3
     assert {p['opt'] for p in others} == {'rmsprop', 'rmsprop-m', 'rmsprop-c', 'adagrad', 'adafactor', 'sgd0',
                                           'nesterov'}
     assert {unseen.recommend.grid_of(p['opt'])[0] == unseen.recommend.SGD_LRS for p in others} == {True, False}
+    # batches at the extremes: 8 and 512, SGD and AdamW, the last group
+    extremes = [unseen.PROBLEMS[n] for n in names[end + 26:]]
+    assert sorted(p['bs'] for p in extremes) == [8, 8, 512, 512] and {p['opt'] for p in extremes} == {'sgd', 'adamw'}
     assert not any(is_normalized(p['model']()) for p in limit)
     assert {type(m) for p in limit for m in p['model']().modules()} >= {torch.nn.LSTM, torch.nn.GRU, torch.nn.Conv1d,
                                                                          torch.nn.Conv2d, torch.nn.Embedding}
