@@ -290,6 +290,7 @@ class LRFinder(StepLoss, ParamScheduler):
         self.valid_every, self.valid_batches = valid_every, valid_batches
         self.state = None   # the TrainingState after_fit restores (lr_find takes it before fit() starts)
         self.fit_steps = None   # the planned fit's optimizer steps, for the 'fit' suggestion (lr_find sets it)
+        self._opt_steps = 0     # an optimizer that caps its step (Adafactor): its own step count at the sweep's start
 
     def before_fit(self):
         # first: whatever fails below, after_fit restores it
@@ -298,9 +299,9 @@ class LRFinder(StepLoss, ParamScheduler):
         self.scheds = {'lr': self.lr_sched, **self._mom_scheds()}
         super().before_fit()
         self.lrs, self.losses, self.stopped_early = [], [], False   # per training step
-        # the optimizer's own step count when the sweep starts (a capped step, Adafactor's, counts from it)
-        self._opt_steps = max((int(st['step']) for st in self.learn.opt.state.values()
-                               if isinstance(st, dict) and 'step' in st), default=0)
+        if caps_own_step(self.learn.opt):   # its cap, 1/sqrt(step), counts on from the steps it has taken
+            self._opt_steps = max((int(st['step']) for st in self.learn.opt.state.values()
+                                   if isinstance(st, dict) and 'step' in st), default=0)
         self.valid_lrs, self.valid_losses = [], []                  # per validation measurement
         self._avg, self._n_avg, self._best = 0., 0, float('inf')
         self.valid_seconds, self.seconds = 0., 0.
@@ -396,7 +397,7 @@ class LRFinder(StepLoss, ParamScheduler):
         limit = step_limit(adaptive, weight_scale(self.learn.model) if adaptive else None)
         caps = caps_own_step(self.learn.opt)
         if caps:   # its lrs above 1/sqrt(step) were never applied (Adafactor)
-            limit = min(applied_lr_limit(self.lrs, getattr(self, '_opt_steps', 0)), limit or math.inf)
+            limit = min(applied_lr_limit(self.lrs, self._opt_steps), limit or math.inf)
         sugg = {'fit': suggest_for_fit(lrs, smooth, fit_steps, sweep_lrs=self.lrs, raw_losses=losses,
                                        exponent=exposure_exponent(adaptive, is_normalized(self.learn.model),
                                                                    has_attention(self.learn.model)),
