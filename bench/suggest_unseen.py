@@ -385,6 +385,17 @@ PROBLEMS = {
     'mnist1d-cnn-sgd-bs512': P(data=mnist1d, model=mnist1d_cnn, opt='sgd', bs=512, epochs=30),
     'blobs-mlp-adamw-bs512': P(data=recommend.blobs_arrays, model=lambda: mlp((40, 256, 256, 4)), opt='adamw',
                                bs=512, epochs=20),
+    # held out for the hold probes counted in samples (made before that rule was set): SGD at batches of 8 and 16
+    'mnist1d-mlp-sgd-bs16': P(data=mnist1d, model=lambda: mlp((40, 256, 256, 10)), opt='sgd', bs=16, epochs=6),
+    'digits-cnn-sgd-bs8': P(data=digit_images, model=recommend.digits_cnn, opt='sgd', bs=8, epochs=4),
+    'moons-mlp-sgd-bs8': P(data=moons_arrays, model=lambda: mlp((2, 64, 64, 2)), opt='sgd', bs=8, epochs=3),
+    'classif10-mlp-sgd-bs16': P(data=classification10_arrays, model=lambda: mlp((24, 256, 256, 10)), opt='sgd', bs=16,
+                                epochs=4),
+    'digits-tanh-sgd-bs8': P(data=digits, model=lambda: mlp((64, 128, 128, 10), act=nn.Tanh), opt='sgd', bs=8,
+                             epochs=5),
+    'spiral-mlp-sgd-bs16': P(data=spiral_arrays, model=lambda: mlp((2, 128, 128, 3)), opt='sgd', bs=16, epochs=6),
+    'mnist1d-cnn-sgd-bs16': P(data=mnist1d, model=mnist1d_cnn, opt='sgd', bs=16, epochs=4),
+    'digits-gru-sgd-bs8': P(data=digits, model=recommend.RowGRU, opt='sgd', bs=8, epochs=4),
 }
 
 

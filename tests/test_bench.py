@@ -95,8 +95,12 @@ def test_every_unseen_problem_builds_offline_and_plain_adam_means_adam():
                                           'nesterov'}
     assert {unseen.recommend.grid_of(p['opt'])[0] == unseen.recommend.SGD_LRS for p in others} == {True, False}
     # batches at the extremes: 8 and 512, SGD and AdamW, the last group
-    extremes = [unseen.PROBLEMS[n] for n in names[end + 26:]]
+    extremes = [unseen.PROBLEMS[n] for n in names[end + 26:end + 30]]
     assert sorted(p['bs'] for p in extremes) == [8, 8, 512, 512] and {p['opt'] for p in extremes} == {'sgd', 'adamw'}
+    # the hold probes counted in samples, held out: SGD at batches of 8 and 16, one net with BatchNorm (no probes)
+    small = [unseen.PROBLEMS[n] for n in names[end + 30:]]
+    assert len(small) == 8 and {p['bs'] for p in small} == {8, 16} and {p['opt'] for p in small} == {'sgd'}
+    assert [is_normalized(p['model']()) for p in small].count(True) == 1
     assert not any(is_normalized(p['model']()) for p in limit)
     assert {type(m) for p in limit for m in p['model']().modules()} >= {torch.nn.LSTM, torch.nn.GRU, torch.nn.Conv1d,
                                                                          torch.nn.Conv2d, torch.nn.Embedding}

@@ -20,6 +20,7 @@ from ..core.rng import reseed
 from ..core.snapshot import TrainingState, preserved
 from ..core.warn import user_stacklevel
 from ..callbacks.training import GradAccumulation
+from ..distributed.ddp import effective_batch_size
 from ..schedules.functions import Constant, Exponential, Linear, Warmup
 from ..schedules.scheduler import ONE_CYCLE_MOMS, ParamScheduler
 from .range_test_plot import plot_range_tests
@@ -45,7 +46,8 @@ from .suggest import (
 
 __all__ = ['LRFinder', 'LRFinderResult', 'lr_find', 'SUGGESTERS', 'fixed_valid_batches', 'subset_loss',
            'epochs_for_steps', 'StepLoss', 'SUGGESTIONS', 'planned_fit_steps', 'sweep_drop', 'learnt_too_little',
-           'HoldProbe', 'hold_probe', 'check_held', 'checks_hold', 'hold_check_steps', 'held_line', 'divergence_limit']
+           'HoldProbe', 'hold_probe', 'check_held', 'checks_hold', 'hold_check_steps', 'steps_for_samples', 'held_line',
+           'divergence_limit']
 
 
 @dataclass
@@ -465,6 +467,11 @@ def learnt_too_little(*results: LRFinderResult) -> bool:
 # few steps after the net last was at a lower lr). On another split of the digits (the test's case) the same net's
 # probe at S ended 19x above the one at S/2, and its fit at S ended at chance.
 HOLD_WARMUP, HOLD_STEPS, HOLD_PROBES, HOLD_TAIL = 40, 100, 3, 15
+# ... steps of this many samples: a smaller batch's probes take proportionally more steps (the warm-up and the tail
+# scale with them). An MLP on the digits with SGD at batch 8 (810-step fits) got S = 0.12-0.20 from 100-step probes,
+# which ended 1.8x above S/2's; its fits there scored 94.8, 83.0 and 9.6%, at S/2 97.2-98.6%: in 100 steps of 8
+# samples the net had not yet sharpened to where it fails at S (probes of 300 steps ended 2.8-6x above S/2's).
+REFERENCE_BATCH = 32
 # How much higher a probe at twice a kept suggestion may end and still raise it there (see check_held). The 'fit'
 # rule's lowering for the fit's length is too much for some nets: SGD on the MNIST-1D MLP scored 67-73% at S where
 # the grid's best cell is 0.8 (77%), a wide 1-D CNN at batch 32 (1875 steps) 91-95% at S and 96% at 2S, a
@@ -534,15 +541,24 @@ def checks_hold(opt, model) -> bool:
     return not is_adaptive(opt) and exposure_exponent(False, is_normalized(model), has_attention(model)) > 0
 
 
-def _probe_steps(fit_steps: int) -> int:
-    "Each hold probe's steps for a fit of `fit_steps`: HOLD_STEPS, or the fit's own length when shorter; 0 under 10."
-    n = min(HOLD_STEPS, fit_steps)
+def steps_for_samples(steps: int, batch_size=None) -> int:
+    """`steps` optimizer steps of REFERENCE_BATCH samples, counted in steps of `batch_size` samples (None:
+    unknown), never fewer than `steps`: a smaller batch needs more steps to see as much data."""
+    if not batch_size or batch_size >= REFERENCE_BATCH: return steps
+    return math.ceil(steps * REFERENCE_BATCH / batch_size)
+
+
+def _probe_steps(fit_steps: int, batch_size=None) -> int:
+    """Each hold probe's steps for a fit of `fit_steps` at `batch_size` samples a step: HOLD_STEPS (more below a
+    batch of REFERENCE_BATCH, see steps_for_samples), or the fit's own length when shorter; 0 under 10."""
+    n = min(steps_for_samples(HOLD_STEPS, batch_size), fit_steps)
     return 0 if n < 10 else n
 
 
-def hold_check_steps(fit_steps: int, max_probes=HOLD_PROBES) -> int:
-    "The most optimizer steps :func:`check_held` takes for a fit of `fit_steps` steps (0: too short to probe)."
-    return max_probes * _probe_steps(fit_steps)
+def hold_check_steps(fit_steps: int, max_probes=HOLD_PROBES, batch_size=None) -> int:
+    """The most optimizer steps :func:`check_held` takes for a fit of `fit_steps` steps of `batch_size` samples
+    (0: too short to probe)."""
+    return max_probes * _probe_steps(fit_steps, batch_size)
 
 
 def check_held(learn, lr, fit_steps, ratio=HOLD_RATIO, max_probes=HOLD_PROBES, moms=ONE_CYCLE_MOMS, ceiling=None,
@@ -567,7 +583,7 @@ def check_held(learn, lr, fit_steps, ratio=HOLD_RATIO, max_probes=HOLD_PROBES, m
     check_int('max_probes', max_probes, min_value=2)
     check_positive('ceiling', ceiling, allow_none=True)
     check_range('climb', climb, 1, math.inf)
-    n = _probe_steps(fit_steps)
+    n = _probe_steps(fit_steps, effective_batch_size(learn))
     if not n: return lr, {}
     warmup, tail = n * HOLD_WARMUP // HOLD_STEPS, max(1, n * HOLD_TAIL // HOLD_STEPS)
     held = {'lrs': [], 'ends': [], 'spiked': [], 'steps': 0, 'probe_steps': n, 'unchecked': lr}
@@ -651,7 +667,8 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, sugges
 
     `hold_check`: for an SGD-like optimizer on a model without normalization layers or with attention
     (where the 'fit' rule lowers the edge for the fit's length), the 'fit' suggestion is then checked where
-    a fit meets its peak: 100-step probes from the same state, the fit's warm-up compressed and the lr held,
+    a fit meets its peak: 100-step probes (of 32 samples: more steps at a smaller batch, see
+    :func:`steps_for_samples`) from the same state, the fit's warm-up compressed and the lr held,
     at it and at half of it (a third, lower still, when the lower one spiked too), and it is halved while
     its probe ends more than 3x above the one below (:func:`check_held`; ``result.held`` says what they
     saw, ``result.cost`` counts their steps). A long fit at an lr that only undoes its training once the

@@ -12,10 +12,10 @@
    too; their gaps to the grid's best summed 4.8 points higher). For SGD on a normalized model, the lower
    one: a spike or an early edge in either sweep is evidence of instability there, the trials can still
    climb, and the geometric mean put a BatchNorm CNN's fit past its edge on one seed (90.4% against 96.4%).
-   For SGD on a plain model (or one with attention), S is then checked
-   at a held peak wherever lr_find's one-liner checks it (``range_test.checks_hold``) and as it does
-   (``range_test.check_held``: 100-step probes at S and S/2, halving S while its probe ends more than 3x
-   above the one below), when the probes leave the trials half the budget:
+   For SGD on a plain model (or one with attention), S is then checked at a held peak wherever lr_find's
+   one-liner checks it (``range_test.checks_hold``) and as it does (``range_test.check_held``: 100-step probes,
+   more steps below a batch of 32, at S and S/2, halving S while its probe ends more than 3x above the one
+   below), when the probes leave the trials half the budget:
    plain CNNs collapse at an S that tune's short trials, which leave their peak at once, cannot tell apart
    (a max-pooling CNN on the digits: fits at 91.3 / 98.0 / 90.2% before, 96.5 / 97.5 / 97.3% with it).
 2. (When asked) batch size: short runs at each candidate batch size, the lr rescaled with it.
@@ -67,10 +67,11 @@ from ..core.data import check_loader
 from ..core.hyper import fit_wd, has_hyper, is_adaptive, is_normalized, scale_lr
 from ..core.rng import reseed
 from ..core.snapshot import TrainingState, preserved
+from ..distributed.ddp import effective_batch_size
 from ..schedules.scheduler import ONE_CYCLE_MOMS
 from .batch_size import noise_scale, with_batch_size
 from .range_test import (EXTEND_FACTOR, REPLICATE_SEED, check_held, checks_hold, fixed_valid_batches, held_line,
-                         hold_check_steps, learnt_too_little, planned_fit_steps, sweep_drop)
+                         hold_check_steps, learnt_too_little, planned_fit_steps, steps_for_samples, sweep_drop)
 from .search import SearchResult, branch_trials, default_wds, format_candidate, pick_best, run_trial
 from .suggest import geometric_mean
 from .tune_report import plot_tune, range_test_line, search_line, skipped_line
@@ -103,7 +104,7 @@ HOLD_DOUBLINGS = 2
 HOLD_TOL = 0.15
 # ... and a doubling that held is backed off by sqrt2 when the one above it ended above HOLD_COLLAPSE x its score
 HOLD_COLLAPSE = 1.5
-MIN_BUDGET = 1000               # the default budget: the planned fit's steps, at least this many
+MIN_BUDGET = 1000               # the default budget: the planned fit's steps, at least this many (of 32 samples)
 RANGE_STEPS = 100               # the range test, as lr_find's default: its two sweeps are lr_find's two (the same
                                 # data orders), so that tune's S is the one-liner's (the lower one for SGD on a
                                 # normalized model)
@@ -307,7 +308,7 @@ class _Tuning:
     # it), where the probes leave at least half the budget to the trials
     def hold_check(self, moms):
         learn, res = self.learn, self.res
-        n_held = hold_check_steps(res.fit_steps)
+        n_held = hold_check_steps(res.fit_steps, batch_size=effective_batch_size(learn))
         if checks_hold(learn.opt, learn.model) and res.steps + n_held <= res.budget // 2 and not self.over_time():
             self.say.begin('hold check', n_held)
             self.start.restore()
@@ -511,7 +512,7 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
     Args:
         n_epoch: the planned fit's epochs (None: the longer of 10 epochs and 2000 steps, as lr_find).
         budget: optimizer steps all tuning runs together may take (default: the planned fit's steps,
-            at least 1000).
+            at least 1000 of 32 samples: more below a batch of 32, 4000 at 8, as the hold probes take).
         time_budget: seconds; stages that would start after it are skipped (defaults used instead).
         moms: cyclical (high, low) momentum candidates (constant values work too); the first is the
             default, which another must beat by more than the noise. An optimizer without momentum
@@ -561,7 +562,7 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
 
     t0 = time.perf_counter()
     fit_steps = planned_fit_steps(learn, n_epoch)
-    budget = budget if budget is not None else max(fit_steps, MIN_BUDGET)
+    if budget is None: budget = max(fit_steps, steps_for_samples(MIN_BUDGET, effective_batch_size(learn)))
     res = TuneResult(max_lr=float('nan'), moms=None, wd=None, batch_size=base_bs, noise_scale=None, budget=budget,
                      time_budget=time_budget, fit_steps=fit_steps, walks_up=walks_up, adaptive=adaptive,
                      has_momentum=has_mom)

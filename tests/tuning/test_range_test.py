@@ -312,7 +312,8 @@ def test_lr_find_under_gradient_accumulation_counts_optimizer_steps(make_learner
     assert len(res.train_lrs) == 20 and res.cost['train_steps'] == 20 + res.held['steps']
     # the planned fit: 10 epochs of 2 optimizer steps (8 batches of 8, 4 to a step) -> 2000 steps, probes of 100
     confirm = res.held.get('confirm', {}).get('lrs', [])   # the climb's pair on another data order, if it ran
-    assert res.held['steps'] == 100 * (len(res.held['lrs']) + len(confirm))
+    # probes count samples by optimizer step: 8 x 4 = 32 a step, so 100 steps each
+    assert res.held['probe_steps'] == 100 and res.held['steps'] == 100 * (len(res.held['lrs']) + len(confirm))
     assert learn.lr_find(num_it=20, n_epoch=10, hold_check=False).fit_steps == 20
     assert res.train_lrs[-1] == pytest.approx(1e-1) and res.train_lrs[0] == pytest.approx(1e-4)
     assert learn.accum_steps == 1
@@ -385,6 +386,10 @@ def test_the_hold_check_runs_for_sgd_where_the_fit_rule_lowers_the_edge_and_cost
     assert checks_hold(sgd(attn), attn) and not checks_hold(adam(attn), attn)
     assert hold_check_steps(9) == 0 and hold_check_steps(50) == HOLD_PROBES * 50
     assert hold_check_steps(10 ** 6) == HOLD_PROBES * HOLD_STEPS == 300
+    # probes see as many samples as 100 steps of 32: more steps at a smaller batch, never fewer at a larger one
+    assert hold_check_steps(10 ** 6, batch_size=8) == 1200 and hold_check_steps(10 ** 6, batch_size=12) == 801
+    assert hold_check_steps(10 ** 6, batch_size=32) == hold_check_steps(10 ** 6, batch_size=512) == 300
+    assert hold_check_steps(500, batch_size=8) == 1200 and hold_check_steps(300, batch_size=8) == 900
 
 
 def test_lr_find_keeps_the_edge_for_sgd_on_a_normalized_model(make_learner):
@@ -818,6 +823,23 @@ def test_the_hold_checks_climb_must_hold_on_a_second_data_order_too():
         assert 'confirm' not in held and held['steps'] == 3 * held['probe_steps']
 
 
+def test_at_batch_8_the_hold_probes_see_as_many_samples_as_at_32_and_catch_the_collapse_100_steps_miss():
+    """An MLP (64-128-128-10) on the 8x8 digits with SGD(momentum=0.9) at batch 8, 5 epochs (875 steps): its
+    probes take 400 steps (100 x 32 / 8). In 100 steps the probe at the unchecked suggestion ended about 2x above
+    its half's and the suggestion was kept; the fit there scored 47% (on six seeds 47-94%). In 400 it spikes and
+    ends 2.8x above, the half spikes too, and lr_find halves it once (94.7%; on the six seeds 94.5-95.5%)."""
+    net, x, y = _plain_cnn_digits()
+    from onecycle.models import mlp
+    make = _from_init(lambda: mlp((64, 128, 128, 10)), x.flatten(1), y, 400, bs=8, seed=4,
+                      opt_func=partial(torch.optim.SGD, momentum=0.9))
+    res = make().lr_find(n_epoch=5)
+    assert res.fit_steps == 875 and res.held['probe_steps'] == 400
+    unchecked = res.held['unchecked']
+    assert res.held['spiked'][0] and res.suggestion <= unchecked / 2
+    at_unchecked, at_suggestion = _final_accuracy(make, 5, unchecked), _final_accuracy(make, 5, res.suggestion)
+    assert at_suggestion > 0.92 and at_unchecked < at_suggestion - 0.04
+
+
 def test_the_hold_check_halves_twice_when_the_half_collapses_too():
     """A plain CNN with max-pooling (not the net the check was set on), batch 32, 10 epochs (440 steps): the
     probes at S and S/2 both spike, a third runs at S/4, and S/4 is the only one that held; the fit there reaches
@@ -843,7 +865,10 @@ def test_hold_probes_leave_every_tensor_bitwise_unchanged_and_are_counted(make_l
     before = _snapshot(learn)
     res = learn.lr_find(n_epoch=5)
     _assert_same(before, _snapshot(learn))
-    assert len(res.held['lrs']) >= 2 and res.held['steps'] == 100 * len(res.held['lrs'])
+    # batches of 8 samples: probes of 400 steps (see steps_for_samples), cut to the fit's 160
+    assert res.fit_steps == 160 and res.held['probe_steps'] == 160
+    n = len(res.held['lrs'])   # the first probe may stop early, at a loss that is not finite
+    assert n >= 2 and 160 * (n - 1) < res.held['steps'] <= 160 * n
     assert res.cost['train_steps'] == len(res.train_lrs) + len(res.replicate.train_lrs) + res.held['steps']
     assert res.held['lrs'][:2] == [res.held['unchecked'], res.held['unchecked'] / 2]
     assert res.suggestion in res.held['lrs']
@@ -921,7 +946,9 @@ def test_check_held_climbs_to_twice_a_kept_lr_only_on_the_probes_evidence(make_l
     again = [1, 2] if picked == 2 else []
     assert seen == probed + again and held['lrs'] == pytest.approx([0.1 * f for f in probed])
     assert lr == pytest.approx(0.1 * picked) and held['unchecked'] == 0.1
-    assert held['steps'] == 100 * (len(probed) + len(again)) and ('confirm' in held) == (picked == 2)
+    # batches of 16: each probe takes 200 steps, as many samples as 100 of 32
+    assert held['probe_steps'] == 200 and held['steps'] == 200 * (len(probed) + len(again))
+    assert ('confirm' in held) == (picked == 2)
 
 
 @pytest.mark.parametrize('again, picked', [({2: 1.2}, 1), ({2: 0.9}, 2), ({1: 0.8, 2: 1.0}, 1)])

@@ -101,7 +101,7 @@ def test_tune_uses_only_public_names_of_the_searches():
 
 def test_tune_budget_scales_with_the_planned_fit(make_learner):
     learn = make_learner(opt_func=torch.optim.SGD, lr=0.1,
-                         dls_kw={'n_train': 64, 'bs': 16, 'shuffle': True})   # 4 steps an epoch
+                         dls_kw={'n_train': 128, 'bs': 32, 'shuffle': True})   # 4 steps an epoch
     res = tune(learn, n_epoch=300, search_moms=False, search_wd=False)   # budget: None, from the fit
     assert res.fit_steps == 1200 and res.budget == 1200 and res.steps <= 1200
     assert res.lr_find.fit_steps == 1200
@@ -125,8 +125,9 @@ def test_tune_sweeps_as_the_one_liner_does_and_its_trials_are_never_longer_than_
     be, each trial is the fit's length."""
     learn = make_learner(opt_func=torch.optim.SGD, dls_kw={'n_train': 64, 'bs': 16, 'shuffle': True})
     one = learn.lr_find(n_epoch=5, hold_check=False)
-    res = tune(learn, n_epoch=5, search_moms=False, search_wd=False)   # a 20-step fit, a budget of 1000
-    assert res.fit_steps == 20 and res.budget == 1000 and res.lr_find_replicate is not None
+    # a 20-step fit; the default budget is 1000 steps of 32 samples, 2000 at batch 16
+    res = tune(learn, n_epoch=5, search_moms=False, search_wd=False)
+    assert res.fit_steps == 20 and res.budget == 2000 and res.lr_find_replicate is not None
     assert res.lr_find.train_losses == one.train_losses and res.lr_find_replicate.train_losses == \
         one.replicate.train_losses
     a, b = res.lr_find.suggestion, res.lr_find_replicate.suggestion   # S before tune's own hold check
