@@ -98,12 +98,32 @@ def test_every_unseen_problem_builds_offline_and_plain_adam_means_adam():
     extremes = [unseen.PROBLEMS[n] for n in names[end + 26:end + 30]]
     assert sorted(p['bs'] for p in extremes) == [8, 8, 512, 512] and {p['opt'] for p in extremes} == {'sgd', 'adamw'}
     # the hold probes counted in samples, held out: SGD at batches of 8 and 16, one net with BatchNorm (no probes)
-    small = [unseen.PROBLEMS[n] for n in names[end + 30:]]
+    small = [unseen.PROBLEMS[n] for n in names[end + 30:end + 38]]
     assert len(small) == 8 and {p['bs'] for p in small} == {8, 16} and {p['opt'] for p in small} == {'sgd'}
     assert [is_normalized(p['model']()) for p in small].count(True) == 1
+    # the probes' start rule, held out: SGD on plain nets for MNIST-1D and a 10-class problem
+    high = [unseen.PROBLEMS[n] for n in names[end + 38:]]
+    assert len(high) == 5 and {p['opt'] for p in high} == {'sgd'} and not any(is_normalized(p['model']()) for p in high)
     assert not any(is_normalized(p['model']()) for p in limit)
     assert {type(m) for p in limit for m in p['model']().modules()} >= {torch.nn.LSTM, torch.nn.GRU, torch.nn.Conv1d,
                                                                          torch.nn.Conv2d, torch.nn.Embedding}
+
+
+def test_unseen_tune_only_prints_each_seeds_tune_and_its_hold_check(monkeypatch, capsys, tmp_path):
+    unseen = _load('suggest_unseen')
+    calls = []
+    def fake_tune(model_fn, arrays, p, seed):
+        calls.append(seed)
+        return {'acc': 0.5 + seed / 10, 'kwargs': {'max_lr': 0.1}, 'tune_steps': 900, 'fit_steps': 100,
+                'summary': 'range test: ...\nhold check: 1.0e-01 kept (...)'}
+    monkeypatch.setattr(unseen.recommend, 'run_tune', fake_tune)
+    monkeypatch.setitem(unseen.PROBLEMS, 'tiny', dict(unseen.PROBLEMS['moons-mlp-sgd-bs8'], data=lambda: (
+        torch.randn(8, 2), torch.zeros(8).long(), torch.randn(4, 2), torch.zeros(4).long())))
+    out = tmp_path / 'r.json'
+    unseen.main(['--tune-only', '--problems', 'tiny', '--seeds', '2', '--out', str(out)])
+    text = capsys.readouterr().out
+    assert calls == [0, 1] and 'tiny seed 1: tune 60.0%' in text and 'tune mean 55.00%' in text
+    assert text.count('hold check: 1.0e-01 kept') == 2 and len(json.loads(out.read_text())['tiny']) == 2
 
 
 def test_unseen_against_grid_hands_its_problems_to_recommends_table(monkeypatch):

@@ -68,8 +68,8 @@ class LRFinderResult:
     default sweep learnt too little to read, see ``lr_find``'s `num_it`; the hold probes' steps too).
     ``held`` is empty unless lr_find checked the 'fit' suggestion at a held peak (see :func:`check_held`):
     then it holds the probes' 'lrs' (the unchecked suggestion, its half, then a quarter or twice it), their 'ends'
-    (end losses), whether each 'spiked', their 'steps' (all probes') and 'probe_steps' (each one's), and the
-    'unchecked' suggestion.
+    (end losses), whether each 'spiked', their 'starts' (losses over their first steps), their 'steps' (all
+    probes') and 'probe_steps' (each one's), and the 'unchecked' suggestion.
     ``replicate`` is lr_find's second sweep, on another data order, when it ran one (its default `num_it`):
     then each entry of ``suggestions`` is the geometric mean of the two sweeps' values for that rule (the first
     sweep's own where both learnt too little to be read; the curves, ``lrs`` and ``losses``, are the first
@@ -467,6 +467,7 @@ def learnt_too_little(*results: LRFinderResult) -> bool:
 # few steps after the net last was at a lower lr). On another split of the digits (the test's case) the same net's
 # probe at S ended 19x above the one at S/2, and its fit at S ended at chance.
 HOLD_WARMUP, HOLD_STEPS, HOLD_PROBES, HOLD_TAIL = 40, 100, 3, 15
+HOLD_HEAD = 2   # a probe's start loss: the mean of its first steps (of 100), taken before its warm-up learnt much
 # ... steps of this many samples: a smaller batch's probes take proportionally more steps (the warm-up and the tail
 # scale with them). An MLP on the digits with SGD at batch 8 (810-step fits) got S = 0.12-0.20 from 100-step probes,
 # which ended 1.8x above S/2's; its fits there scored 94.8, 83.0 and 9.6%, at S/2 97.2-98.6%: in 100 steps of 8
@@ -567,7 +568,9 @@ def check_held(learn, lr, fit_steps, ratio=HOLD_RATIO, max_probes=HOLD_PROBES, m
     halving while the lowest probe spiked (a step's loss above where it started, once it had come a third
     of the way down, see :func:`~onecycle.tuning.suggest.suggest_spike`) or diverged, at most `max_probes`;
     then the largest lr whose probe held (:func:`~onecycle.tuning.suggest.pick_held`). Returns (that lr,
-    the probes: 'lrs', 'ends', 'spiked', 'steps' (all probes'), 'probe_steps' (each one's), 'unchecked').
+    the probes: 'lrs', 'ends', 'spiked', 'starts' (each probe's loss over its first steps), 'steps' (all probes'),
+    'probe_steps' (each one's), 'unchecked'). A probe that ended no lower than it started, where one below it ended
+    lower, did not hold (see :func:`~onecycle.tuning.suggest.pick_held`).
     Given a `ceiling` (lr_find passes the 'fit' suggestion before the rule lowered it for the fit's length), a
     kept `lr` whose probe did not spike and ended below the one at half of it is probed at twice itself as well,
     when that is within the ceiling and a probe is left, and raised there when that probe ended below the one at
@@ -585,24 +588,30 @@ def check_held(learn, lr, fit_steps, ratio=HOLD_RATIO, max_probes=HOLD_PROBES, m
     check_range('climb', climb, 1, math.inf)
     n = _probe_steps(fit_steps, effective_batch_size(learn))
     if not n: return lr, {}
-    warmup, tail = n * HOLD_WARMUP // HOLD_STEPS, max(1, n * HOLD_TAIL // HOLD_STEPS)
-    held = {'lrs': [], 'ends': [], 'spiked': [], 'steps': 0, 'probe_steps': n, 'unchecked': lr}
+    warmup = n * HOLD_WARMUP // HOLD_STEPS
+    tail, head = max(1, n * HOLD_TAIL // HOLD_STEPS), max(1, n * HOLD_HEAD // HOLD_STEPS)
+    held = {'lrs': [], 'ends': [], 'spiked': [], 'starts': [], 'steps': 0, 'probe_steps': n, 'unchecked': lr}
 
-    def measure(c):   # (end loss, spiked) of a probe at c
+    def mean_over_ranks(v):
+        if any_rank(not math.isfinite(v)): return math.inf
+        total, count = sum_over_ranks(v, 1)
+        return float(total) / float(count)
+
+    def measure(c):   # (end loss, spiked, start loss) of a probe at c
         losses = hold_probe(learn, c, n, warmup, moms)
         held['steps'] += len(losses)
         done = len(losses) == n
-        end = sum(losses[-tail:]) / tail if done else math.inf
-        if any_rank(not math.isfinite(end)): end = math.inf
-        else: total, count = sum_over_ranks(end, 1); end = float(total) / float(count)
+        end = mean_over_ranks(sum(losses[-tail:]) / tail if done else math.inf)
+        first = losses[:head] if losses else [math.inf]   # its first steps, at a tiny lr: the starting state's loss
+        start = mean_over_ranks(sum(first) / len(first))
         smooth = smooth_sweep(losses) if losses else []
         steps = list(range(1, len(losses) + 1))
         spiked = not done or (len(losses) >= 3 and min(smooth) < smooth[0] and suggest_spike(steps, losses, smooth) < n)
-        return end, any_rank(spiked)
+        return end, any_rank(spiked), start
 
     def probe(c):
-        end, spiked = measure(c)
-        held['lrs'].append(c); held['ends'].append(end); held['spiked'].append(spiked)
+        end, spiked, start = measure(c)
+        held['lrs'].append(c); held['ends'].append(end); held['spiked'].append(spiked); held['starts'].append(start)
 
     def climbs(end, spiked, base):
         # a probe that spiked and still ended below lr's recovered: a transient burst (RNNs have them), not an edge
@@ -610,7 +619,7 @@ def check_held(learn, lr, fit_steps, ratio=HOLD_RATIO, max_probes=HOLD_PROBES, m
 
     probe(lr); probe(lr / 2)
     while held['spiked'][-1] and len(held['lrs']) < max_probes: probe(held['lrs'][-1] / 2)
-    picked = pick_held(held['lrs'], held['ends'], ratio)
+    picked = pick_held(held['lrs'], held['ends'], ratio, starts=held['starts'])
     # still learning faster at lr than at its half, with nothing unstable in sight: try twice it
     if (ceiling is not None and picked == lr and 2 * lr <= ceiling and len(held['lrs']) < max_probes
             and not held['spiked'][0] and held['ends'][0] < held['ends'][1]):
@@ -621,7 +630,7 @@ def check_held(learn, lr, fit_steps, ratio=HOLD_RATIO, max_probes=HOLD_PROBES, m
             # ended 1.05x above 0.205 and was taken; the fit there ended at chance)
             with preserved(learn):
                 reseed(REPLICATE_SEED, learn.dls.train)
-                (base, base_spiked), (end, spiked) = measure(lr), measure(2 * lr)
+                (base, base_spiked, _), (end, spiked, _) = measure(lr), measure(2 * lr)
             held['confirm'] = {'lrs': [lr, 2 * lr], 'ends': [base, end], 'spiked': [base_spiked, spiked]}
             if climbs(end, spiked, base): picked = 2 * lr
     return picked, held
@@ -629,8 +638,13 @@ def check_held(learn, lr, fit_steps, ratio=HOLD_RATIO, max_probes=HOLD_PROBES, m
 
 def held_line(held: dict, picked: float) -> str:
     "One line on what :func:`check_held` saw (its `held` dict) and the lr it `picked`."
-    def listed(d): return ', '.join(f'{fmt_lr(c)}: {e:.4g}' + (' (spiked)' if sp else '')
-                                    for c, e, sp in zip(d['lrs'], d['ends'], d['spiked']))
+    def tags(sp, e, st):
+        t = ['spiked'] * sp + ['no lower than it started'] * (math.isfinite(e) and e >= st)
+        return f" ({', '.join(t)})" if t else ''
+    def listed(d):
+        starts = d.get('starts') or [math.inf] * len(d['lrs'])
+        return ', '.join(f'{fmt_lr(c)}: {e:.4g}{tags(sp, e, st)}'
+                         for c, e, sp, st in zip(d['lrs'], d['ends'], d['spiked'], starts))
     probes = listed(held)
     verdict = ('kept' if picked == held['unchecked'] else
                f"{'lowered' if picked < held['unchecked'] else 'raised'} to {fmt_lr(picked)}")

@@ -406,6 +406,9 @@ def suggest_for_fit(lrs, losses, fit_steps, sweep_lrs=None, exponent=EXPOSURE_EX
 # S/2, and the one above 3 (an LSTM, 4.0x) did 2 points better at S/2 in full. Plain CNNs on 8x8 digits whose fits
 # at S collapsed (7-90% where S/2 or S/4 scored 96-98%) ended 3.9-19x above, or diverged. Of eight problems made
 # after the rule was set, one seed of an ELU MLP ended at 3.15x and lost 0.8 points to it; a tanh CNN's 15x gained 1.5.
+# A ratio misses a collapse on a task where no probe gets far: tune's probes on a CNN for MNIST-1D at batch 16 (with
+# the 'fit' suggestion 0.20-0.27) ended at 2.33 and 2.35, back at chance (ln 10 = 2.30) and 1.3x above S/2's 1.74,
+# and S was kept; its fits there scored 8.9 and 9.6% (see pick_held's `starts`).
 HOLD_RATIO = 3.
 
 
@@ -417,18 +420,28 @@ def geometric_mean(a: float, b: float | None = None) -> float:
     return math.sqrt(ok[0] * ok[1]) if len(ok) == 2 else ok[0] if ok else a
 
 
-def pick_held(lrs, ends, ratio=HOLD_RATIO) -> float:
+def pick_held(lrs, ends, ratio=HOLD_RATIO, starts=None) -> float:
     """The largest of `lrs` whose held probe held: its end loss (`ends`, one per lr; inf for a probe that
     diverged) at most `ratio` times the lowest end loss among the probes at smaller lrs. A held probe
     ends higher at a larger lr (the steps' noise grows with it), by up to about 3x a doubling on healthy
-    nets; far more means the held peak undid the training, as a long fit's plateau would. The
+    nets; far more means the held peak undid the training, as a long fit's plateau would. Given the
+    probes' `starts` (each one's loss before it learnt), a probe that ended no lower than it started did
+    not hold either, where one at a smaller lr ended lower: on a hard task the losses that learnt stay high
+    too, and a ratio does not tell a slow learner from one back at chance (see HOLD_RATIO). The
     smallest lr when none above it held. Ratios say nothing of losses that can reach 0 or below (a
     Gaussian NLL, a custom loss): where a finite end is <= 0, the largest lr whose probe did not diverge."""
     if len(lrs) != len(ends): raise ValueError(f'lrs and ends differ in length ({len(lrs)} and {len(ends)})')
+    if starts is not None and len(starts) != len(lrs):
+        raise ValueError(f'starts and lrs differ in length ({len(starts)} and {len(lrs)})')
     if not lrs: raise ValueError('no probes to pick from')
     if any(not l > 0 for l in lrs): raise ValueError('learning rates must be > 0')
     check_range('ratio', ratio, 1, math.inf, hi_open=True)
     order = sorted(range(len(lrs)), key=lambda i: lrs[i])
+    if starts is not None:   # learnt nothing, where a smaller lr learnt: as if it diverged
+        learnt = [math.isfinite(e) and e < s for e, s in zip(ends, starts)]
+        rank = {i: pos for pos, i in enumerate(order)}
+        ends = [math.inf if not learnt[i] and any(learnt[j] for j in order[:rank[i]]) else e
+                for i, e in enumerate(ends)]
     if any(math.isfinite(e) and e <= 0 for e in ends):
         return max((lrs[i] for i in order if math.isfinite(ends[i])), default=lrs[order[0]])
     for pos in range(len(order) - 1, 0, -1):

@@ -925,6 +925,21 @@ def _scripted_probes(monkeypatch, lr, ends, spiked=(), again=None):
     return seen
 
 
+def test_check_held_lowers_a_suggestion_whose_probe_ended_back_where_it_started(make_learner, monkeypatch):
+    """Probes from 2.3: at S the loss ends at 2.33 (above its start, a jump midway) while S/2's ends at 1.74,
+    1.3x below, within the ratio: S learnt nothing where S/2 learnt, and S/2 is taken; the probes' starts are kept."""
+    from onecycle.tuning.range_test import check_held, held_line
+    seen = _scripted_probes(monkeypatch, 0.1, {1: 2.33, .5: 1.74, .25: 1.65}, spiked=(1,))
+    learn = make_learner(opt_func=partial(torch.optim.SGD, momentum=0.9))
+    lr, held = check_held(learn, 0.1, fit_steps=1000, ceiling=1.)
+    assert seen == [1, .5] and lr == pytest.approx(0.05)
+    assert held['starts'] == pytest.approx([2.3, 2.3], abs=0.01) and held['ends'] == pytest.approx([2.33, 1.74])
+    assert '1.0e-01: 2.33 (no lower than it started), 5.0e-02: 1.74;' in held_line(held, lr)
+    # the same probes with S ending at 2.2, a little below its start: the ratio reads it, and S stands
+    seen = _scripted_probes(monkeypatch, 0.1, {1: 2.2, .5: 1.74, .25: 1.65}, spiked=(1,))
+    assert check_held(learn, 0.1, fit_steps=1000, ceiling=1.)[0] == pytest.approx(0.1)
+
+
 @pytest.mark.parametrize('ends, spiked, ceiling, probed, picked', [
     ({1: 1.0, .5: 1.2, 2: 1.1}, (), 1., [1, .5, 2], 2),         # 2x ended 1.1x higher (<= 1.15): raised
     ({1: 1.0, .5: 1.2, 2: 0.8}, (), 1., [1, .5, 2], 2),         # 2x ended lower: raised

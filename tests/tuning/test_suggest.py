@@ -394,12 +394,30 @@ def test_pick_held_reads_no_ratio_from_losses_that_reach_zero_or_below():
     assert pick_held([1.0, 0.5], [0.0, 0.3]) == 1.0
 
 
+def test_pick_held_rejects_a_probe_back_where_it_started_when_one_below_learnt():
+    # a 10-class task the probes barely get into: S ended at 2.33, above its start 2.30 (chance is ln 10), 1.3x
+    # above S/2's 1.74, which the ratio alone accepts; it learnt nothing, S/2 did: S/2
+    assert pick_held([0.2, 0.1, 0.05], [2.33, 1.737, 1.649]) == 0.2
+    assert pick_held([0.2, 0.1, 0.05], [2.33, 1.737, 1.649], starts=[2.30, 2.30, 2.30]) == 0.1
+    assert pick_held([0.05, 0.2, 0.1], [1.649, 2.33, 1.737], starts=[2.30, 2.30, 2.30]) == 0.1   # any order
+    # S/2 learnt nothing either: S/4
+    assert pick_held([0.2, 0.1, 0.05], [2.33, 2.31, 1.649], starts=[2.30, 2.30, 2.30]) == 0.05
+    # no probe learnt (a plateau every lr sits on): nothing to tell them apart by, the ratio decides
+    assert pick_held([0.2, 0.1], [2.33, 2.31], starts=[2.30, 2.30]) == 0.2
+    # a probe that learnt a little (2.29 < 2.30) is read by the ratio; one below that learnt nothing changes nothing
+    assert pick_held([0.2, 0.1], [2.29, 1.0], starts=[2.30, 2.30]) == 0.2
+    assert pick_held([0.2, 0.1], [1.0, 2.4], starts=[2.30, 2.30]) == 0.2
+    # a Gaussian NLL starting at 0.5: S ended at 0.6, above where it started, S/2 at -1.0: S/2
+    assert pick_held([1.0, 0.5], [0.6, -1.0], starts=[0.5, 0.5]) == 0.5
+
+
 @pytest.mark.parametrize('kwargs, exc, word', [
     (dict(lrs=[1.0, 0.5], ends=[1.0]), ValueError, 'differ in length'),
     (dict(lrs=[], ends=[]), ValueError, 'no probes'),
     (dict(lrs=[1.0, 0.0], ends=[1.0, 1.0]), ValueError, '> 0'),
     (dict(lrs=[1.0, 0.5], ends=[1.0, 1.0], ratio=0.5), ValueError, 'ratio'),
     (dict(lrs=[1.0, 0.5], ends=[1.0, 1.0], ratio='3'), TypeError, 'ratio'),
+    (dict(lrs=[1.0, 0.5], ends=[1.0, 1.0], starts=[2.0]), ValueError, 'starts'),
 ])
 def test_pick_held_refuses_bad_input(kwargs, exc, word):
     with pytest.raises(exc, match=word): pick_held(**kwargs)
