@@ -1,4 +1,4 @@
-"""Does the one-liner hold on problems the rules were never looked at on? Eighty more small problems
+"""Does the one-liner hold on problems the rules were never looked at on? Eighty-six more small problems
 (recurrent nets, a deep plain MLP, tanh activations, a transformer on another task, plain Adam, norm
 layers under SGD...; four were added to check the rule for SGD on normalized models and run once with it,
 eight (GroupNorm and LayerNorm nets, residual MLPs, noisy moons, a 3-class make_classification) were made
@@ -6,7 +6,8 @@ after SGD's spike lift was set, to check it, six transformer encoders under Adam
 with attention, nine Adam-like nets (bidirectional RNNs, CNNs, a token GRU, NAdam...) with the limit of an
 Adam-like suggestion to the weights' typical size, seventeen under optimizers no rule was read on:
 RMSprop (plain, with momentum, centered), Adagrad, torch's Adafactor, bare SGD and Nesterov's; then four with
-batches of 8 and 512, eight SGD ones at batches of 8 and 16 and five more where every loss stays high), none of them in
+batches of 8 and 512, eight SGD ones at batches of 8 and 16, five where every loss stays high and six more at
+batches of 8 and 16), none of them in
 bench/recommend.py. Optimizers without momentum are fitted with ``moms=None``. For each
 problem and seed: the default range test with the fit's length (``lr_find(n_epoch=n)``, its 'fit'
 suggestion S), then full 1cycle fits at S * (1/8, 1/4, 1/2, 1/sqrt2, 1, sqrt2, 2) with fit_one_cycle's
@@ -409,6 +410,15 @@ PROBLEMS = {
     'classif10-mlp-sgd-bs8': P(data=classification10_arrays, model=lambda: mlp((24, 256, 256, 10)), opt='sgd', bs=8,
                                epochs=3),
     'widecnn1d-mnist1d-sgd-bs16': P(data=mnist1d, model=wide_cnn1d, opt='sgd', bs=16, epochs=4),
+    # held out for the default sweep counted in samples (made after it was set): batches of 8 and 16, SGD and Adam(W)
+    'noisymoons-mlp-sgd-bs8': P(data=noisy_moons_arrays, model=lambda: mlp((10, 64, 64, 2)), opt='sgd', bs=8,
+                                epochs=3),
+    'classif5-mlp-adamw-bs8': P(data=classification_arrays, model=lambda: mlp((30, 256, 256, 5)), opt='adamw', bs=8,
+                                epochs=3),
+    'digits-mlp-adam-bs8': P(data=digits, model=lambda: mlp((64, 128, 128, 10)), opt='adam', bs=8, epochs=4),
+    'spiral-mlp-adamw-bs8': P(data=spiral_arrays, model=lambda: mlp((2, 128, 128, 3)), opt='adamw', bs=8, epochs=3),
+    'classif3-mlp-sgd-bs8': P(data=classification3_arrays, model=lambda: mlp((20, 256, 3)), opt='sgd', bs=8, epochs=3),
+    'mnist1d-gru-sgd-bs16': P(data=mnist1d, model=partial(LastStateRNN, 'GRU', 4, 10), opt='sgd', bs=16, epochs=3),
 }
 
 
