@@ -1,4 +1,4 @@
-"""Does the one-liner hold on problems the rules were never looked at on? Eighty-six more small problems
+"""Does the one-liner hold on problems the rules were never looked at on? Ninety-one more small problems
 (recurrent nets, a deep plain MLP, tanh activations, a transformer on another task, plain Adam, norm
 layers under SGD...; four were added to check the rule for SGD on normalized models and run once with it,
 eight (GroupNorm and LayerNorm nets, residual MLPs, noisy moons, a 3-class make_classification) were made
@@ -6,7 +6,7 @@ after SGD's spike lift was set, to check it, six transformer encoders under Adam
 with attention, nine Adam-like nets (bidirectional RNNs, CNNs, a token GRU, NAdam...) with the limit of an
 Adam-like suggestion to the weights' typical size, seventeen under optimizers no rule was read on:
 RMSprop (plain, with momentum, centered), Adagrad, torch's Adafactor, bare SGD and Nesterov's; then four with
-batches of 8 and 512, eight SGD ones at batches of 8 and 16, five where every loss stays high and six more at
+batches of 8 and 512, eight SGD ones at batches of 8 and 16, five where every loss stays high and eleven more at
 batches of 8 and 16), none of them in
 bench/recommend.py. Optimizers without momentum are fitted with ``moms=None``. For each
 problem and seed: the default range test with the fit's length (``lr_find(n_epoch=n)``, its 'fit'
@@ -419,6 +419,14 @@ PROBLEMS = {
     'spiral-mlp-adamw-bs8': P(data=spiral_arrays, model=lambda: mlp((2, 128, 128, 3)), opt='adamw', bs=8, epochs=3),
     'classif3-mlp-sgd-bs8': P(data=classification3_arrays, model=lambda: mlp((20, 256, 3)), opt='sgd', bs=8, epochs=3),
     'mnist1d-gru-sgd-bs16': P(data=mnist1d, model=partial(LastStateRNN, 'GRU', 4, 10), opt='sgd', bs=16, epochs=3),
+    # ... and five more, made after those six
+    'blobs-mlp-sgd-bs8': P(data=recommend.blobs_arrays, model=lambda: mlp((40, 256, 256, 4)), opt='sgd', bs=8,
+                           epochs=2),
+    'moons-mlp-adam-bs8': P(data=moons_arrays, model=lambda: mlp((2, 64, 64, 2)), opt='adam', bs=8, epochs=2),
+    'digits-cnn-adamw-bs8': P(data=digit_images, model=recommend.digits_cnn, opt='adamw', bs=8, epochs=3),
+    'classif10-mlp-adamw-bs16': P(data=classification10_arrays, model=lambda: mlp((24, 256, 256, 10)), opt='adamw',
+                                  bs=16, epochs=4),
+    'digits-rescnn-sgd-bs16': P(data=digit_images, model=residual_cnn, opt='sgd', bs=16, epochs=4),
 }
 
 

@@ -106,7 +106,7 @@ def test_every_unseen_problem_builds_offline_and_plain_adam_means_adam():
     assert len(high) == 5 and {p['opt'] for p in high} == {'sgd'} and not any(is_normalized(p['model']()) for p in high)
     # the default sweep counted in samples, held out: batches of 8 and 16, SGD and Adam(W)
     last = [unseen.PROBLEMS[n] for n in names[end + 43:]]
-    assert len(last) == 6 and {p['bs'] for p in last} == {8, 16}
+    assert len(last) == 11 and {p['bs'] for p in last} == {8, 16}
     assert {p['opt'] for p in last} == {'sgd', 'adam', 'adamw'}
     assert not any(is_normalized(p['model']()) for p in limit)
     assert {type(m) for p in limit for m in p['model']().modules()} >= {torch.nn.LSTM, torch.nn.GRU, torch.nn.Conv1d,

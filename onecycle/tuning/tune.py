@@ -105,9 +105,9 @@ HOLD_TOL = 0.15
 # ... and a doubling that held is backed off by sqrt2 when the one above it ended above HOLD_COLLAPSE x its score
 HOLD_COLLAPSE = 1.5
 MIN_BUDGET = 1000               # the default budget: the planned fit's steps, at least this many (of 32 samples)
-RANGE_STEPS = 100               # the range test, as lr_find's default: its two sweeps are lr_find's two (the same
-                                # data orders), so that tune's S is the one-liner's (the lower one for SGD on a
-                                # normalized model)
+RANGE_STEPS = 100               # the range test, as lr_find's default (steps of 32 samples, more at a smaller
+                                # batch): its two sweeps are lr_find's two (the same data orders), so that tune's S
+                                # is the one-liner's (the lower one for SGD on a normalized model)
 TWO_SWEEPS = 10                 # a budget of this many range tests or more runs a second one on another data order
 MIN_TRIAL_STEPS = 10
 # trials whose validation loss ended within this fraction of where it started learnt too little to tell
@@ -592,7 +592,7 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
     say = StageProgress('tune', enabled=getattr(learn, 'progress', False))
     with preserved(learn) as start, learn.added_cbs([say]):   # also puts back a loader swapped for another batch size
         run = _Tuning(learn, res, start, say, t0)
-        n_rt = min(RANGE_STEPS, budget // 4)
+        n_rt = min(steps_for_samples(RANGE_STEPS, effective_batch_size(learn)), budget // 4)
         run.range_tests(n_rt, n_epoch)
         run.hold_check(default_mom)
         lr = res.max_lr = res.suggestion

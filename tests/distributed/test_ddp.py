@@ -218,9 +218,10 @@ def test_lr_finder_stops_together_and_restores_the_weights(ranks):
     _assert_same_state(v0['after'], l0['before'])
     e0, e1 = ranks[0]['lr_find_extended'], ranks[1]['lr_find_extended']
     assert e0['extended'] and e1['extended'] and e0['lrs'] == e1['lrs']
-    # the 300-step sweep read again on another data order, the same one on every rank
-    assert e0['replicate_losses'] == e1['replicate_losses'] != e0['losses'] and len(e0['replicate_losses']) == 300
-    assert e0['steps'] == e1['steps'] == 700 + e0['held_steps'] and e0['held_steps'] == e1['held_steps']
+    # two ranks of 8: 16 samples a step, so the default sweep is 200 steps (100 of 32 samples) and the longer one
+    # 600; that one read again on another data order, the same one on every rank
+    assert e0['replicate_losses'] == e1['replicate_losses'] != e0['losses'] and len(e0['replicate_losses']) == 600
+    assert e0['steps'] == e1['steps'] == 1400 + e0['held_steps'] and e0['held_steps'] == e1['held_steps']
     _assert_same_state(e0['after'], e0['before'])
 
 

@@ -132,7 +132,14 @@ def test_tune_sweeps_as_the_one_liner_does_and_its_trials_are_never_longer_than_
         one.replicate.train_losses
     a, b = res.lr_find.suggestion, res.lr_find_replicate.suggestion   # S before tune's own hold check
     assert (a * b) ** 0.5 == pytest.approx(one.suggestion, rel=1e-12) and res.held_lr is not None
-    assert res.trial_steps == 20 and all(t.n_steps <= 20 for s in res.searches for t in s.trials)
+    # the 1cycle trials; the hold trials above a winning S ('lr held') warm up and then hold the peak for as many
+    # steps again, twice a trial by design
+    assert res.trial_steps == 20 and all(t.n_steps <= 20 for s in res.searches if s.name != 'lr held' for t in s.trials)
+    assert all(t.n_steps <= 40 for s in res.searches for t in s.trials)
+    # at batch 8 the default budget is 1000 steps of 32 samples (4000), and each sweep 100 of them (400 steps)
+    small = make_learner(opt_func=torch.optim.SGD, dls_kw={'n_train': 128, 'bs': 8, 'shuffle': True})
+    res = tune(small, n_epoch=1, search_lr=False, search_moms=False, search_wd=False)
+    assert res.budget == 4000 and len(res.lr_find.train_lrs) == len(res.lr_find_replicate.train_lrs) == 400
 
 
 @pytest.mark.parametrize('opt, bn, walks_up, lower', [(torch.optim.AdamW, False, True, False),
@@ -144,7 +151,7 @@ def test_tune_starts_from_the_lower_sweep_only_for_sgd_on_a_normalized_model(mak
     the lower of the two sweeps' suggestions; every other learner from their geometric mean, which for an
     Adam-like optimizer is the one-liner's lr: lr_find's default suggestion on the same learner."""
     learn = make_learner(opt_func=opt, model_kw=dict(bn=bn),   # noisy labels: sweeps that differ
-                         dls_kw={'n_train': 64, 'bs': 16, 'shuffle': True, 'label_noise': 0.1})
+                         dls_kw={'n_train': 64, 'bs': 16, 'shuffle': True, 'label_noise': 0.2})
     res = tune(learn, n_epoch=300, search_moms=False, search_wd=False)
     a, b = res.lr_find.suggestion, res.lr_find_replicate.suggestion
     assert res.walks_up is walks_up and res.takes_lower_sweep is lower and a != b
