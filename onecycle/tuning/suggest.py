@@ -438,10 +438,11 @@ def pick_held(lrs, ends, ratio=HOLD_RATIO, starts=None) -> float:
     check_range('ratio', ratio, 1, math.inf, hi_open=True)
     order = sorted(range(len(lrs)), key=lambda i: lrs[i])
     if starts is not None:   # learnt nothing, where a smaller lr learnt: as if it diverged
-        learnt = [math.isfinite(e) and e < s for e, s in zip(ends, starts)]
-        rank = {i: pos for pos, i in enumerate(order)}
-        ends = [math.inf if not learnt[i] and any(learnt[j] for j in order[:rank[i]]) else e
-                for i, e in enumerate(ends)]
+        ends, below_learnt = list(ends), False
+        for i in order:
+            learnt = math.isfinite(ends[i]) and ends[i] < starts[i]
+            if below_learnt and not learnt: ends[i] = math.inf
+            below_learnt = below_learnt or learnt
     if any(math.isfinite(e) and e <= 0 for e in ends):
         return max((lrs[i] for i in order if math.isfinite(ends[i])), default=lrs[order[0]])
     for pos in range(len(order) - 1, 0, -1):

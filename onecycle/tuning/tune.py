@@ -562,7 +562,8 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
 
     t0 = time.perf_counter()
     fit_steps = planned_fit_steps(learn, n_epoch)
-    if budget is None: budget = max(fit_steps, steps_for_samples(MIN_BUDGET, effective_batch_size(learn)))
+    step_samples = effective_batch_size(learn)   # budget and range tests count steps of 32 samples
+    if budget is None: budget = max(fit_steps, steps_for_samples(MIN_BUDGET, step_samples))
     res = TuneResult(max_lr=float('nan'), moms=None, wd=None, batch_size=base_bs, noise_scale=None, budget=budget,
                      time_budget=time_budget, fit_steps=fit_steps, walks_up=walks_up, adaptive=adaptive,
                      has_momentum=has_mom)
@@ -592,7 +593,7 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
     say = StageProgress('tune', enabled=getattr(learn, 'progress', False))
     with preserved(learn) as start, learn.added_cbs([say]):   # also puts back a loader swapped for another batch size
         run = _Tuning(learn, res, start, say, t0)
-        n_rt = min(steps_for_samples(RANGE_STEPS, effective_batch_size(learn)), budget // 4)
+        n_rt = min(steps_for_samples(RANGE_STEPS, step_samples), budget // 4)
         run.range_tests(n_rt, n_epoch)
         run.hold_check(default_mom)
         lr = res.max_lr = res.suggestion
