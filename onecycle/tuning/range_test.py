@@ -598,22 +598,20 @@ def check_held(learn, lr, fit_steps, ratio=HOLD_RATIO, max_probes=HOLD_PROBES, m
     tail, head = max(1, n * HOLD_TAIL // HOLD_STEPS), max(1, n * HOLD_HEAD // HOLD_STEPS)
     held = {'lrs': [], 'ends': [], 'spiked': [], 'starts': [], 'steps': 0, 'probe_steps': n, 'unchecked': lr}
 
-    def mean_over_ranks(v):
-        if any_rank(not math.isfinite(v)): return math.inf
-        total, count = sum_over_ranks(v, 1)
-        return float(total) / float(count)
-
-    def measure(c):   # (end loss, spiked, start loss) of a probe at c
+    def measure(c):   # (end loss, spiked, start loss) of a probe at c, the same on every rank
         losses = hold_probe(learn, c, n, warmup, moms)
         held['steps'] += len(losses)
         done = len(losses) == n
-        end = mean_over_ranks(sum(losses[-tail:]) / tail if done else math.inf)
+        end = sum(losses[-tail:]) / tail if done else math.inf
         first = losses[:head] if losses else [math.inf]   # its first steps, at a tiny lr: the starting state's loss
-        start = mean_over_ranks(sum(first) / len(first))
         smooth = smooth_sweep(losses) if losses else []
         steps = list(range(1, len(losses) + 1))
         spiked = not done or (len(losses) >= 3 and min(smooth) < smooth[0] and suggest_spike(steps, losses, smooth) < n)
-        return end, any_rank(spiked), start
+        # one all-reduce for all three: a loss that is not finite on any rank leaves its sum not finite either
+        figures = torch.tensor([end, sum(first) / len(first), float(spiked)], dtype=torch.float64)
+        totals, ranks = sum_over_ranks(figures, 1, learn.device)
+        end, start, spikes = (float(v) / float(ranks) for v in totals)
+        return (end if math.isfinite(end) else math.inf), spikes > 0, (start if math.isfinite(start) else math.inf)
 
     def probe(c):
         end, spiked, start = measure(c)
