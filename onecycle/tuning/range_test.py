@@ -569,7 +569,7 @@ def hold_check_steps(fit_steps: int, max_probes=HOLD_PROBES, batch_size=None) ->
 
 
 def check_held(learn, lr, fit_steps, ratio=HOLD_RATIO, max_probes=HOLD_PROBES, moms=ONE_CYCLE_MOMS, ceiling=None,
-               climb=HOLD_CLIMB) -> tuple:
+               climb=HOLD_CLIMB, probe_steps=None) -> tuple:
     """`lr` checked at a held peak: hold probes (:func:`hold_probe`) at `lr` and `lr`/2, and one more
     halving while the lowest probe spiked (a step's loss above where it started, once it had come a third
     of the way down, see :func:`~onecycle.tuning.suggest.suggest_spike`) or diverged, at most `max_probes`;
@@ -585,14 +585,17 @@ def check_held(learn, lr, fit_steps, ratio=HOLD_RATIO, max_probes=HOLD_PROBES, m
     fit's length is what some nets need (their probe at twice the lr spikes and ends higher) and more than others
     do, and near an edge one data order's verdict is a coin toss (``held['confirm']`` has the second pair).
     `moms`: the fit's (high, low) momentum, or None for a fit that keeps the optimizer's. A fit shorter
-    than 10 steps is not probed. Every rank reads the same figures (end losses averaged over ranks, a
+    than 10 steps is not probed. `probe_steps`: each probe's steps at most (tune shortens them to fit its
+    budget; under 10, nothing is probed). Every rank reads the same figures (end losses averaged over ranks, a
     spike anywhere counts)."""
     check_positive('lr', lr)
     check_int('fit_steps', fit_steps, min_value=1)
     check_int('max_probes', max_probes, min_value=2)
     check_positive('ceiling', ceiling, allow_none=True)
     check_range('climb', climb, 1, math.inf)
+    check_int('probe_steps', probe_steps, min_value=1, allow_none=True)
     n = _probe_steps(fit_steps, effective_batch_size(learn))
+    if probe_steps is not None: n = min(n, probe_steps) if probe_steps >= 10 else 0
     if not n: return lr, {}
     warmup = n * HOLD_WARMUP // HOLD_STEPS
     tail, head = max(1, n * HOLD_TAIL // HOLD_STEPS), max(1, n * HOLD_HEAD // HOLD_STEPS)
