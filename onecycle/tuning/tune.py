@@ -314,7 +314,7 @@ class _Tuning:
     # take as many samples as there, more steps, and the default budget does not grow with them: they may take
     # the rest of it, shortened to fit (never below HOLD_STEPS), and the trials what is left. An MLP on the digits
     # at batch 8, 1000 steps: without the probes 97.6 / 86.0 / 81.2%, with them 97.0 / 97.6 / 98.2%; on 24 problems
-    # at batches of 8 and 16 +4.0 points summed (bench/suggest_unseen.py --tune-only). Not where the sweep learnt
+    # at batches of 8 and 16 +4.2 points summed (bench/suggest_unseen.py --tune-only). Not where the sweep learnt
     # too little to read: its S is no better than noise, and the trials read it again from a longer sweep
     def hold_check(self, moms):
         learn, res = self.learn, self.res
@@ -628,7 +628,9 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
 
         mom, wd = default_mom, (default_wd if search_wd else fit_wd(learn))   # else the final fit's
         searched = [n for n, on in (('lr', search_lr), ('momentum', search_moms), ('weight decay', search_wd)) if on]
-        if searched and not run.fits(2): res.skipped += searched
+        if searched and not run.fits(2):   # (below a batch of 32 the hold probes may have taken it all)
+            why = 'out of time' if run.over_time() else 'out of budget'
+            res.skipped += [f'{n} ({why})' for n in searched]
         elif searched:   # (nothing searched: no trial to run, S is the finding)
             default_setting = (lr, mom, wd)
             a, b, order = run.noise_trials(lr, mom, wd)

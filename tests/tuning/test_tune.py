@@ -65,7 +65,7 @@ def test_tune_batch_sizes_and_switches(make_learner):
 def test_tune_time_budget_skips_late_stages(make_learner):
     learn = make_learner(opt_func=torch.optim.SGD, lr=0.1)
     res = tune(learn, budget=300, time_budget=1e-9)
-    assert 'momentum' in res.skipped and 'weight decay' in res.skipped
+    assert 'momentum (out of time)' in res.skipped and 'weight decay (out of time)' in res.skipped
     assert res.fit_kwargs == {'max_lr': res.max_lr}
 
 
@@ -182,6 +182,7 @@ def test_tune_at_batch_8_keeps_to_1000_steps_and_its_hold_probes_take_what_the_t
     assert res.lr_find_replicate is None and len(res.lr_find.train_lrs) <= 250
     assert 100 <= held['probe_steps'] < 400 and held['steps'] <= 1000 - len(res.lr_find.train_lrs)
     assert held['spiked'][0] and res.max_lr <= held['unchecked'] / 2
+    assert 'lr (out of budget)' in res.skipped and 'skipped: lr (out of budget)' in res.summary()
     at_pick, at_s = final_accuracy(**res.fit_kwargs), final_accuracy(max_lr=held['unchecked'])
     assert at_pick > 0.92 and at_s < at_pick - 0.1
 
