@@ -427,6 +427,17 @@ PROBLEMS = {
     'classif10-mlp-adamw-bs16': P(data=classification10_arrays, model=lambda: mlp((24, 256, 256, 10)), opt='adamw',
                                   bs=16, epochs=4),
     'digits-rescnn-sgd-bs16': P(data=digit_images, model=residual_cnn, opt='sgd', bs=16, epochs=4),
+    # held out for tune's budget in steps, its hold probes on the rest of it below a batch of 32 (made after it was
+    # set): SGD on plain models at batches of 8 and 16
+    'digits-deepmlp-sgd-bs8': P(data=digits, model=lambda: mlp((64, 256, 128, 64, 10)), opt='sgd', bs=8, epochs=4),
+    'blobs-tanh-sgd-bs16': P(data=recommend.blobs_arrays, model=lambda: mlp((40, 128, 128, 4), act=nn.Tanh),
+                             opt='sgd', bs=16, epochs=3),
+    'classif5-mlp-sgd-bs8': P(data=classification_arrays, model=lambda: mlp((30, 128, 128, 5)), opt='sgd', bs=8,
+                              epochs=3),
+    'spiral-mlp-sgd-bs8': P(data=spiral_arrays, model=lambda: mlp((2, 128, 128, 3)), opt='sgd', bs=8, epochs=3),
+    'digits-lstm-sgd-bs16': P(data=digits, model=partial(LastStateRNN, 'LSTM', 8, 8), opt='sgd', bs=16, epochs=4),
+    'moons-deepmlp-sgd-bs16': P(data=moons_arrays, model=lambda: mlp((2, 64, 64, 64, 64, 2)), opt='sgd', bs=16,
+                                epochs=2),
 }
 
 

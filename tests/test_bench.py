@@ -105,9 +105,13 @@ def test_every_unseen_problem_builds_offline_and_plain_adam_means_adam():
     high = [unseen.PROBLEMS[n] for n in names[end + 38:end + 43]]
     assert len(high) == 5 and {p['opt'] for p in high} == {'sgd'} and not any(is_normalized(p['model']()) for p in high)
     # the default sweep counted in samples, held out: batches of 8 and 16, SGD and Adam(W)
-    last = [unseen.PROBLEMS[n] for n in names[end + 43:]]
+    last = [unseen.PROBLEMS[n] for n in names[end + 43:end + 54]]
     assert len(last) == 11 and {p['bs'] for p in last} == {8, 16}
     assert {p['opt'] for p in last} == {'sgd', 'adam', 'adamw'}
+    # tune's budget in steps (hold probes on the rest of it below a batch of 32), held out: SGD on plain nets
+    budget = [unseen.PROBLEMS[n] for n in names[end + 54:]]
+    assert len(budget) == 6 and {p['bs'] for p in budget} == {8, 16} and {p['opt'] for p in budget} == {'sgd'}
+    assert not any(is_normalized(p['model']()) for p in budget)
     assert not any(is_normalized(p['model']()) for p in limit)
     assert {type(m) for p in limit for m in p['model']().modules()} >= {torch.nn.LSTM, torch.nn.GRU, torch.nn.Conv1d,
                                                                          torch.nn.Conv2d, torch.nn.Embedding}

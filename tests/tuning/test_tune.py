@@ -193,10 +193,25 @@ def test_tune_below_batch_32_leaves_the_budget_to_the_trials_where_the_sweep_lea
     which the trials take (and with it a longer sweep, should they learn too little as well)."""
     from helpers import no_signal_learner
     from onecycle.tuning.range_test import learnt_too_little
+    torch.manual_seed(0)
     learn = no_signal_learner(nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 2)))
     res = tune(learn, n_epoch=1)
     assert res.budget == 1000 and res.steps <= 1000 and learnt_too_little(res.lr_find)
     assert not res.held and res.held_lr is None and res.noise is not None
+
+
+def test_a_longer_sweep_where_everything_learnt_too_little_takes_what_is_left_of_the_budget():
+    """Random labels at batch 16, 800 steps: the 200-step sweep and the default's trials learn too little, and S is
+    read again from a longer sweep. Three times the first would not fit in what is left; the sweep takes that
+    instead (before, none ran, and S stayed the short sweep's: on spirals at batch 8 1.8e-8 and 0.003, fits at 35.6
+    and 64.9%; read from ~1000 steps, 0.03-0.05 and 99.5-99.7%)."""
+    from helpers import no_signal_learner
+    torch.manual_seed(0)
+    learn = no_signal_learner(nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 2)))
+    res = tune(learn, n_epoch=1, budget=800)
+    assert res.lr_find.extended and 'trials' in res.confidence and res.steps <= 800
+    n_long = int(res.confidence['trials']['text'].rsplit('one of ', 1)[1].split()[0])
+    assert 200 < n_long < 600 and res.steps + 1 > 800 - 200   # most of what was left went to it
 
 
 @pytest.mark.parametrize('opt, bn, walks_up, lower', [(torch.optim.AdamW, False, True, False),
