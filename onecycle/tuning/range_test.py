@@ -555,10 +555,10 @@ def steps_for_samples(steps: int, batch_size=None) -> int:
     return math.ceil(steps * REFERENCE_BATCH / batch_size)
 
 
-def _probe_steps(fit_steps: int, batch_size=None) -> int:
+def _probe_steps(fit_steps: int, batch_size=None, cap=None) -> int:
     """Each hold probe's steps for a fit of `fit_steps` at `batch_size` samples a step: HOLD_STEPS (more below a
-    batch of REFERENCE_BATCH, see steps_for_samples), or the fit's own length when shorter; 0 under 10."""
-    n = min(steps_for_samples(HOLD_STEPS, batch_size), fit_steps)
+    batch of REFERENCE_BATCH, see steps_for_samples), or the fit's own length, or `cap`, when shorter; 0 under 10."""
+    n = min(steps_for_samples(HOLD_STEPS, batch_size), fit_steps, math.inf if cap is None else cap)
     return 0 if n < 10 else n
 
 
@@ -594,8 +594,7 @@ def check_held(learn, lr, fit_steps, ratio=HOLD_RATIO, max_probes=HOLD_PROBES, m
     check_positive('ceiling', ceiling, allow_none=True)
     check_range('climb', climb, 1, math.inf)
     check_int('probe_steps', probe_steps, min_value=1, allow_none=True)
-    n = _probe_steps(fit_steps, effective_batch_size(learn))
-    if probe_steps is not None: n = min(n, probe_steps) if probe_steps >= 10 else 0
+    n = _probe_steps(fit_steps, effective_batch_size(learn), cap=probe_steps)
     if not n: return lr, {}
     warmup = n * HOLD_WARMUP // HOLD_STEPS
     tail, head = max(1, n * HOLD_TAIL // HOLD_STEPS), max(1, n * HOLD_HEAD // HOLD_STEPS)

@@ -316,22 +316,22 @@ class _Tuning:
     # at batch 8, 1000 steps: without the probes 97.6 / 86.0 / 81.2%, with them 97.0 / 97.6 / 98.2%; on 24 problems
     # at batches of 8 and 16 +4.2 points summed (bench/suggest_unseen.py --tune-only). Not where the sweep learnt
     # too little to read: its S is no better than noise, and the trials read it again from a longer sweep
-    def hold_check(self, moms):
+    def hold_check(self, moms, batch_size):
         learn, res = self.learn, self.res
-        def fits_half(n): return res.steps + n <= res.budget // 2
-        n_held, probe = hold_check_steps(res.fit_steps, batch_size=effective_batch_size(learn)), None
-        if (not fits_half(n_held) and n_held > hold_check_steps(res.fit_steps)   # a small batch's longer probes
-                and not learnt_too_little(res.lr_find)):
-            probe = (res.budget - res.steps) // HOLD_PROBES
-            if probe < HOLD_STEPS: probe = None
-        if checks_hold(learn.opt, learn.model) and (probe or fits_half(n_held)) and not self.over_time():
-            if probe: n_held = HOLD_PROBES * probe
-            self.say.begin('hold check', n_held)
-            self.start.restore()
-            held_lr, held = check_held(learn, res.suggestion, res.fit_steps, moms=moms, probe_steps=probe)
-            if held: res.held_lr, res.held = held_lr, held
-            res.steps += held.get('steps', 0)
-            self.say.end(held_line(held, held_lr) if held else 'hold check: the fit is too short to probe')
+        if not checks_hold(learn.opt, learn.model) or self.over_time(): return
+        n_held, probe = hold_check_steps(res.fit_steps, batch_size=batch_size), None
+        if res.steps + n_held > res.budget // 2:
+            left = (res.budget - res.steps) // HOLD_PROBES
+            # shortened to what is left only where a small batch made them longer than at 32 samples a step
+            if n_held == hold_check_steps(res.fit_steps) or learnt_too_little(res.lr_find) or left < HOLD_STEPS:
+                return
+            probe, n_held = left, HOLD_PROBES * left
+        self.say.begin('hold check', n_held)
+        self.start.restore()
+        held_lr, held = check_held(learn, res.suggestion, res.fit_steps, moms=moms, probe_steps=probe)
+        if held: res.held_lr, res.held = held_lr, held
+        res.steps += held.get('steps', 0)
+        self.say.end(held_line(held, held_lr) if held else 'hold check: the fit is too short to probe')
 
     # 2. batch size, compared at the suggestion rescaled for each (short 1cycle runs)
     def batch_size_stage(self, batch_sizes, lr, lr_rule, valid_batches) -> float:
@@ -614,7 +614,7 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
         run = _Tuning(learn, res, start, say, t0)
         n_rt = min(steps_for_samples(RANGE_STEPS, step_samples), budget // 4)
         run.range_tests(n_rt, n_epoch)
-        run.hold_check(default_mom)
+        run.hold_check(default_mom, step_samples)
         lr = res.max_lr = res.suggestion
         # the walk's trials are set aside from a budget of the default's size; a smaller one walks on what is left
         walk_steps = LR_WALK_STEPS if budget >= MIN_BUDGET else 0
