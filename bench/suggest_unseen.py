@@ -1,4 +1,4 @@
-"""Does the one-liner hold on problems the rules were never looked at on? Ninety-one more small problems
+"""Does the one-liner hold on problems the rules were never looked at on? A hundred and nine more small problems
 (recurrent nets, a deep plain MLP, tanh activations, a transformer on another task, plain Adam, norm
 layers under SGD...; four were added to check the rule for SGD on normalized models and run once with it,
 eight (GroupNorm and LayerNorm nets, residual MLPs, noisy moons, a 3-class make_classification) were made
@@ -6,8 +6,9 @@ after SGD's spike lift was set, to check it, six transformer encoders under Adam
 with attention, nine Adam-like nets (bidirectional RNNs, CNNs, a token GRU, NAdam...) with the limit of an
 Adam-like suggestion to the weights' typical size, seventeen under optimizers no rule was read on:
 RMSprop (plain, with momentum, centered), Adagrad, torch's Adafactor, bare SGD and Nesterov's; then four with
-batches of 8 and 512, eight SGD ones at batches of 8 and 16, five where every loss stays high and eleven more at
-batches of 8 and 16), none of them in
+batches of 8 and 512, eight SGD ones at batches of 8 and 16, five where every loss stays high, eleven more at
+batches of 8 and 16, six SGD ones for tune's budget in steps and twelve Adam-like nets without normalization
+for the one-liner's weight decay of 0.1 there), none of them in
 bench/recommend.py. Optimizers without momentum are fitted with ``moms=None``. For each
 problem and seed: the default range test with the fit's length (``lr_find(n_epoch=n)``, its 'fit'
 suggestion S), then full 1cycle fits at S * (1/8, 1/4, 1/2, 1/sqrt2, 1, sqrt2, 2) with fit_one_cycle's
@@ -269,6 +270,27 @@ def classification10_arrays():
                                   n_clusters_per_class=1, flip_y=0.02, random_state=31)
 
 
+class DilatedCNN1d(nn.Module):
+    "Three 1-D convolutions of 32 channels dilated 1, 2 and 4, global average pooling; no normalization."
+    def __init__(self, c=32, n_out=10):
+        super().__init__()
+        self.convs = nn.Sequential(nn.Conv1d(1, c, 3, padding=1), nn.ReLU(),
+                                   nn.Conv1d(c, c, 3, padding=2, dilation=2), nn.ReLU(),
+                                   nn.Conv1d(c, c, 3, padding=4, dilation=4), nn.ReLU())
+        self.head = nn.Linear(c, n_out)
+
+    def forward(self, x): return self.head(self.convs(x.unsqueeze(1)).mean(2))
+
+
+class EmbeddingBagMLP(nn.Module):
+    "Token embeddings averaged over the sequence, then an MLP: counts tokens without attention or normalization."
+    def __init__(self, vocab, n_out, dim=32, hidden=128):
+        super().__init__()
+        self.embed, self.mlp = nn.Embedding(vocab, dim), mlp((dim, hidden, hidden, n_out))
+
+    def forward(self, x): return self.mlp(self.embed(x).mean(1))
+
+
 def mnist1d(): return mnist1d_arrays()
 
 
@@ -438,6 +460,30 @@ PROBLEMS = {
     'digits-lstm-sgd-bs16': P(data=digits, model=partial(LastStateRNN, 'LSTM', 8, 8), opt='sgd', bs=16, epochs=4),
     'moons-deepmlp-sgd-bs16': P(data=moons_arrays, model=lambda: mlp((2, 64, 64, 64, 64, 2)), opt='sgd', bs=16,
                                 epochs=2),
+    # held out for the fallback weight decay of Adam-like optimizers on plain nets (0.1 where nothing was set), made
+    # after it and run once with it: plain nets only, under AdamW, Adam, RAdam and NAdam
+    'mnist1d-dilcnn-adamw': P(data=mnist1d, model=DilatedCNN1d, opt='adamw', bs=64, epochs=10),
+    'classif10-gelu-mlp-adamw': P(data=classification10_arrays, model=lambda: mlp((24, 256, 256, 10), act=nn.GELU),
+                                  opt='adamw', bs=64, epochs=6),
+    'mode16-embbag-adamw': P(data=mode16_arrays, model=partial(EmbeddingBagMLP, 16, 16), opt='adamw', bs=64,
+                             epochs=8),
+    'digits-mlp-radam': P(data=digits, model=lambda: mlp((64, 128, 128, 10)), opt='radam', bs=32, epochs=12),
+    'mnist1d-widemlp-adam-bs32': P(data=mnist1d, model=lambda: mlp((40, 256, 256, 10)), opt='adam', bs=32, epochs=6),
+    # and below a batch of 32, where the batch's noise regularizes and the fallback stays 0.01
+    'mnist1d-dilcnn-adamw-bs16': P(data=mnist1d, model=DilatedCNN1d, opt='adamw', bs=16, epochs=3),
+    'classif10-gelu-mlp-adamw-bs8': P(data=classification10_arrays, model=lambda: mlp((24, 256, 256, 10), act=nn.GELU),
+                                      opt='adamw', bs=8, epochs=2),
+    # made once convolutions were left out of it, to check it: recurrent nets and MLPs
+    'mnist1d-gru-nadam-bs50': P(data=mnist1d, model=partial(LastStateRNN, 'GRU', 4, 10, width=48), opt='nadam', bs=50,
+                                epochs=8),
+    'spiral-deepmlp-adamw-bs128': P(data=spiral_arrays, model=lambda: mlp((2, 128, 128, 128, 3)), opt='adamw',
+                                    bs=128, epochs=18),
+    'classif5-tanh-mlp-adam': P(data=classification_arrays, model=lambda: mlp((30, 128, 128, 5), act=nn.Tanh),
+                                opt='adam', bs=64, epochs=10),
+    'digits16-lstm-adamw': P(data=digit_images16, model=partial(LastStateRNN, 'LSTM', 16, 16), opt='adamw', bs=32,
+                             epochs=12),
+    'moons-tanh-mlp-adamw-bs16': P(data=moons_arrays, model=lambda: mlp((2, 64, 64, 2), act=nn.Tanh), opt='adamw',
+                                   bs=16, epochs=2),
 }
 
 

@@ -7,6 +7,7 @@ Any other name is read and written as the param-group key of that name.
 """
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
@@ -16,7 +17,8 @@ from .dist import collective_device, is_distributed, sum_over_ranks
 
 __all__ = ['get_hyper', 'set_hyper', 'hyper_getter', 'hyper_setter', 'has_hyper', 'DecoupledWeightDecay',
            'is_no_decay_param', 'is_normalized', 'has_attention', 'is_adaptive', 'caps_own_step', 'weight_scale',
-           'lr_range', 'scale_lr', 'has_weight_decay', 'fit_wd', 'DEFAULT_WD']
+           'lr_range', 'scale_lr', 'has_weight_decay', 'fit_wd', 'fallback_wd', 'untouched_weight_decay',
+           'DEFAULT_WD', 'ADAPTIVE_PLAIN_WD', 'has_convolution']
 
 WD_KEY = 'wd'   # our key in each param group; torch ignores keys it does not know and saves them
 
@@ -91,6 +93,16 @@ def is_adaptive(opt) -> bool:
 # CNNs); with it, it lost 1.0 and 1.8 on two MNIST-1D nets and at most 0.5 on the twelve others. Decay keeps the
 # weights small, and with them the lr a long fit survives.
 DEFAULT_WD = 1e-2
+# Adam-like optimizers on plain models (no normalization layer, no attention, no convolution) take ten times that:
+# Smith's shallow-net value in Adam's units, tune's default there too (``tuning.search.default_wds``). On the
+# max_lr x wd grids of bench/recommend.py and bench/suggest_unseen.py, 0.1 widened the lrs such a net's long fit
+# survives on 9 of 11 (by 2-61 points at the top rungs, where the one-liner's suggestion sits: MLPs collapsed there
+# at 0.01, GRUs and LSTMs lost 2-9 points); on normalized nets and transformers it narrowed them (a transformer at
+# 0.064: -5.2), and on plain CNNs it did not hold (the dilated 1-D CNN lost 1-2 points at every rung from S/4 up,
+# the MNIST-1D CNN 6.9 at the top one), so there 0.01 stays. One-liners with 0.1 in place of 0.01 at the same S:
+# +7.9 points summed over the 21 such problems of both benches at batches of 32 and more (the largest loss 0.32),
+# +2.1 over six below 32, where CNNs lost 4.4 and 6.7.
+ADAPTIVE_PLAIN_WD = 1e-1
 
 
 def caps_own_step(opt) -> bool:
@@ -104,12 +116,32 @@ def has_weight_decay(opt) -> bool:
     return any(pg.get('weight_decay', 0) or pg.get(WD_KEY, 0) for pg in opt.param_groups)
 
 
+def untouched_weight_decay(opt) -> bool:
+    """True when `opt`'s own ``weight_decay`` is, in every param group, the value its class defaults to (torch's
+    AdamW: 0.01): nobody chose it, so a one-liner may choose in its place."""
+    try: default = inspect.signature(type(opt).__init__).parameters['weight_decay'].default
+    except (KeyError, TypeError, ValueError): return False   # no such argument, or no signature to read
+    return default is not inspect.Parameter.empty and all(pg.get('weight_decay') == default for pg in opt.param_groups)
+
+
+def fallback_wd(model: torch.nn.Module, opt) -> float:
+    """The decoupled weight decay a one-liner fits with when nobody set one: ``ADAPTIVE_PLAIN_WD`` for an
+    Adam-like `opt` on a `model` without normalization layers, attention or convolutions (MLPs, recurrent
+    nets, embeddings); else ``DEFAULT_WD``."""
+    plain = not is_normalized(model) and not has_attention(model) and not has_convolution(model)
+    return ADAPTIVE_PLAIN_WD if is_adaptive(opt) and plain else DEFAULT_WD
+
+
 def fit_wd(learn, wd=None):
     """The weight decay a one-liner (fit_one_cycle, the other fit_*, tune's trials) fits `learn` with:
-    `wd` when given; None (keep what is set) when the learner or its optimizer already decays the
-    weights; else ``DEFAULT_WD``."""
-    if wd is not None or getattr(learn, 'wd', None) is not None or has_weight_decay(learn.opt): return wd
-    return DEFAULT_WD
+    `wd` when given; None (keep what is set) when the learner (``Learner(wd=...)``, ``set_wd``) or a
+    `weight_decay` someone gave the optimizer decays the weights; else ``fallback_wd`` (which replaces an
+    optimizer's untouched own decay, AdamW's 0.01, only where it differs from it)."""
+    if wd is not None or getattr(learn, 'wd', None) is not None: return wd
+    default = fallback_wd(learn.model, learn.opt)
+    if not has_weight_decay(learn.opt): return default
+    own = {pg.get('weight_decay') for pg in learn.opt.param_groups}
+    return default if untouched_weight_decay(learn.opt) and own != {default} else None
 
 
 def opt_params(opt, with_grad=False) -> list:
@@ -131,6 +163,11 @@ def is_normalized(model: torch.nn.Module) -> bool:
     weights = sum(isinstance(m, WEIGHT_LAYER_TYPES) for m in model.modules())
     norms = sum(isinstance(m, NORM_TYPES) for m in model.modules())
     return weights > 0 and 2 * norms >= weights
+
+
+def has_convolution(model: torch.nn.Module) -> bool:
+    "True when `model` has a convolution (1-, 2- or 3-D, transposed ones too)."
+    return any(isinstance(m, torch.nn.modules.conv._ConvNd) for m in model.modules())
 
 
 def has_attention(model: torch.nn.Module) -> bool:

@@ -8,10 +8,12 @@ decay `wd`, extra callbacks `cbs` (or `callbacks`), and `resume` to continue an 
 ``fit_one_cycle`` keeps its first parameter `cyc_len` (``n_epoch=`` names the same thing). The old
 keyword names ``lr_max``, ``lr``, ``div_final`` and ``epochs`` still work, with a DeprecationWarning.
 
-`wd=None` keeps the weight decay the learner (``Learner(wd=...)``) or the optimizer (its own
-``weight_decay``) already applies; where neither decays the weights (PyTorch's SGD and Adam by default)
-the one-liners use decoupled ``core.hyper.DEFAULT_WD`` = 0.01 (that of fastai's default optimizer and
-of torch's AdamW), as Smith's recipe regularizes every fit. ``wd=0`` trains without.
+`wd=None` keeps the weight decay the learner (``Learner(wd=...)``) or the optimizer (a ``weight_decay``
+someone gave it) already applies; where nobody set one (PyTorch's SGD and Adam decay nothing by default,
+torch's AdamW its untouched 0.01) the one-liners use Smith's shallow-net value as decoupled weight decay
+(``core.hyper.fallback_wd``): 0.01 (that of fastai's default optimizer), or 0.1 for an Adam-like optimizer
+on a model without normalization layers, attention or convolutions (MLPs, recurrent nets), whose long fits
+at the suggested lr it keeps stable. ``wd=0`` trains without.
 """
 from __future__ import annotations
 
@@ -157,8 +159,9 @@ def fit_one_cycle(learn, cyc_len, max_lr=3e-3, moms=ONE_CYCLE_MOMS, div_factor=2
                   three_phase=False, resume=None):
     """Fit `learn` for `cyc_len` epochs (or give them as ``n_epoch=``) following the 1cycle policy (lr
     up to `max_lr` then down to max_lr/div_factor/final_div_factor, momentum the other way).
-    `moms=None` leaves momentum alone. `wd=None` keeps the learner's or the optimizer's weight decay,
-    and uses decoupled 0.01 where neither has one (``wd=0`` for none; see the module doc).
+    `moms=None` leaves momentum alone. `wd=None` keeps the weight decay the learner or the optimizer
+    was given, else decoupled 0.01 (0.1 for Adam-like optimizers on plain MLPs and recurrent nets; ``wd=0``
+    for none; see the module doc).
     `callbacks` (or ``cbs=``) are extra callbacks for this fit.
     `start_epoch` (1-based) and `tot_epochs` continue a cycle that an earlier call began:
     ``fit_one_cycle(learn, 2, lr, tot_epochs=5, start_epoch=4)`` runs epochs 4 and 5 of a 5-epoch

@@ -204,10 +204,65 @@ def test_fit_wd_adds_the_default_only_where_nothing_decays(make_learner):
     bare = make_learner()                                                  # torch's SGD: weight_decay=0
     assert not has_weight_decay(bare.opt) and fit_wd(bare) == DEFAULT_WD == 0.01
     assert fit_wd(bare, 0.) == 0. and fit_wd(bare, 0.3) == 0.3            # the call's own, zero included
-    for learn in (make_learner(opt_func=torch.optim.AdamW),               # AdamW's own 0.01
+    for learn in (make_learner(opt_func=torch.optim.AdamW, model_kw=dict(bn=True)),   # AdamW's own 0.01 where
+                  make_learner(opt_func=partial(torch.optim.AdamW, weight_decay=0.05)),  # it is the default anyway
                   make_learner(opt_func=partial(torch.optim.SGD, weight_decay=5e-4)),
-                  make_learner(wd=0.), make_learner(wd=0.2)):
+                  make_learner(wd=0.), make_learner(wd=0.2), make_learner(opt_func=torch.optim.Adam, wd=0.)):
         assert fit_wd(learn) is None                                       # keep what is there
+
+
+class Plain(nn.Module):
+    "A two-layer MLP that is not an nn.Sequential (the checks read modules, not the container)."
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(8, 16), nn.Linear(16, 2)
+
+    def forward(self, x): return self.b(torch.relu(self.a(x)))
+
+
+@pytest.mark.parametrize('opt_func', [torch.optim.Adam, torch.optim.AdamW, torch.optim.NAdam, torch.optim.RAdam,
+                                      torch.optim.Adamax])
+def test_adam_like_optimizers_on_plain_models_fall_back_to_ten_times_the_decay(make_learner, opt_func):
+    from onecycle.core.hyper import ADAPTIVE_PLAIN_WD, DEFAULT_WD, fallback_wd, fit_wd
+    plain = make_learner(opt_func=opt_func, model=Plain())
+    assert ADAPTIVE_PLAIN_WD == 0.1 and fallback_wd(plain.model, plain.opt) == 0.1 and fit_wd(plain) == 0.1
+    gru = nn.GRU(8, 16)
+    assert fallback_wd(gru, plain.opt) == fallback_wd(nn.Embedding(10, 4), plain.opt) == 0.1   # recurrent, embeddings
+    normed = make_learner(opt_func=opt_func, model_kw=dict(bn=True))             # one norm layer for two weights
+    encoder = nn.TransformerEncoder(nn.TransformerEncoderLayer(16, 2, 32, batch_first=True), 1)
+    assert fallback_wd(normed.model, normed.opt) == DEFAULT_WD
+    assert fallback_wd(encoder, plain.opt) == DEFAULT_WD                           # attention (and LayerNorm)
+    for conv in (nn.Conv1d(1, 4, 3), nn.Conv2d(1, 4, 3), nn.ConvTranspose2d(4, 1, 3)):   # plain CNNs
+        assert fallback_wd(nn.Sequential(conv, nn.ReLU(), nn.Flatten(), nn.LazyLinear(2)), plain.opt) == DEFAULT_WD
+    # only where nobody chose: the learner's, the call's and a weight_decay given to the optimizer stand
+    assert fit_wd(make_learner(opt_func=opt_func, model=Plain(), wd=0.01)) is None
+    assert fit_wd(plain, 0.) == 0. and fit_wd(plain, 3e-3) == 3e-3
+    assert fit_wd(make_learner(opt_func=partial(opt_func, weight_decay=0.02), model=Plain())) is None
+
+
+@pytest.mark.parametrize('opt_func', [torch.optim.SGD, partial(torch.optim.SGD, momentum=0.9), torch.optim.RMSprop,
+                                      torch.optim.Adagrad, torch.optim.Adafactor])
+def test_other_optimizers_fall_back_to_the_default_decay_on_any_model(make_learner, opt_func):
+    from onecycle.core.hyper import DEFAULT_WD, fallback_wd, fit_wd
+    learn = make_learner(opt_func=opt_func, model=Plain())
+    assert fallback_wd(learn.model, learn.opt) == DEFAULT_WD
+    assert fit_wd(learn) == DEFAULT_WD   # none of them decays by default
+
+
+def test_untouched_weight_decay_reads_the_optimizers_own_default(make_learner):
+    from onecycle.core.hyper import untouched_weight_decay
+
+    class NoDecayArg(torch.optim.SGD):   # a signature without weight_decay: nothing to compare with
+        def __init__(self, params, lr=0.1): super().__init__(params, lr=lr)
+
+    params = list(Plain().parameters())
+    assert untouched_weight_decay(torch.optim.AdamW(params)) and untouched_weight_decay(torch.optim.SGD(params))
+    assert not untouched_weight_decay(torch.optim.AdamW(params, weight_decay=0.05))
+    assert not untouched_weight_decay(NoDecayArg(params))
+    two = torch.optim.AdamW([{'params': params[:2]}, {'params': params[2:], 'weight_decay': 0.}])
+    assert not untouched_weight_decay(two)   # one group set by hand
+    # the one case it cannot tell: an explicit value equal to the default reads as untouched
+    assert untouched_weight_decay(torch.optim.AdamW(params, weight_decay=0.01))
 
 
 def test_a_one_cycle_fit_on_bare_sgd_decays_by_the_lrs_it_ran(make_learner):

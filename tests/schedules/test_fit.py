@@ -296,7 +296,7 @@ def test_without_any_weight_decay_a_one_liner_uses_the_default(learner, name):
 
 
 @pytest.mark.parametrize('opt, learner_kw', [
-    (torch.optim.AdamW, {}),                                                   # its own weight_decay=0.01
+    (lambda ps, lr: torch.optim.AdamW(ps, lr=lr, weight_decay=0.05), {}),      # AdamW with the user's decay
     (lambda ps, lr: torch.optim.SGD(ps, lr=lr, momentum=0.9, weight_decay=5e-4), {}),   # the user's own L2
     (torch.optim.SGD, {'wd': 0.}),                                             # Learner(wd=0): no decay, said so
     (torch.optim.SGD, {'wd': 3e-3}),                                           # Learner(wd=...): that one
@@ -313,6 +313,38 @@ def test_a_weight_decay_the_user_set_is_kept(make_learner, opt, learner_kw):
     if 'wd' in learner_kw:   # and it trains as with that wd given to the call
         _, given = fitted(make, lambda l: fit_one_cycle(l, 1, 0.01, wd=learner_kw['wd']))
         assert all(torch.equal(a, b) for a, b in zip(default, given))
+
+
+@pytest.mark.parametrize('name', CALLS)
+def test_adamw_untouched_on_a_plain_model_fits_with_the_fallback_decay_in_place_of_its_own(make_learner, name):
+    """torch's AdamW left at its default 0.01 on an MLP without normalization: the one-liner trains exactly as with
+    wd=0.1 given to the call (decoupled, biases exempt), not with AdamW's own decay on top of it."""
+    from onecycle.core.hyper import ADAPTIVE_PLAIN_WD
+
+    def make():
+        torch.manual_seed(0)
+        return make_learner(opt_func=torch.optim.AdamW, splitter=split_head(), dls_kw=dict(n_train=128, bs=32))
+    call = CALLS[name]
+    learn, default = fitted(make, call)
+    _, explicit = fitted(make, lambda l: call(l, wd=ADAPTIVE_PLAIN_WD))
+    _, own = fitted(make, lambda l: call(l, wd=0.01))
+    assert learn.wd == 0.1 and all(g['weight_decay'] == 0. and g['wd'] == 0.1 for g in learn.opt.param_groups)
+    assert all(torch.equal(a, b) for a, b in zip(default, explicit))
+    assert not all(torch.equal(a, b) for a, b in zip(default, own))
+
+
+@pytest.mark.parametrize('model', ['batchnorm', 'conv'])
+def test_adamw_untouched_on_a_normalized_or_convolutional_model_keeps_its_own_decay(make_learner, make_model, model):
+    "With BatchNorm, or a convolution, the fallback is AdamW's own 0.01: nothing is replaced, the fit is AdamW's."
+    def make():
+        torch.manual_seed(0)
+        net = make_model(bn=True) if model == 'batchnorm' else \
+            nn.Sequential(nn.Unflatten(1, (1, 8)), nn.Conv1d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(24, 2))
+        return make_learner(opt_func=torch.optim.AdamW, model=net, dls_kw=dict(n_train=64, bs=16))
+    learn, default = fitted(make, lambda l: fit_one_cycle(l, 1, 0.01))
+    assert learn.wd is None and all(g['weight_decay'] == 0.01 and 'wd' not in g for g in learn.opt.param_groups)
+    _, none = fitted(make, lambda l: fit_one_cycle(l, 1, 0.01, wd=0.))
+    assert not all(torch.equal(a, b) for a, b in zip(default, none))   # and it decayed
 
 
 def test_a_fit_that_fails_before_any_step_keeps_the_learner_without_weight_decay(learner):
