@@ -413,10 +413,17 @@ def test_lr_find_refuses_a_bad_n_epoch_before_any_step(make_learner, n_epoch):
 
 
 # --- the 'fit' suggestion on whole problems it was not set on: full fits at it and at the rules it caps ----------
-def _final_accuracy(make, n_epoch, max_lr):
+def _final_accuracy(make, n_epoch, max_lr, **kw):
     learn = make()
-    fit_one_cycle(learn, n_epoch, max_lr)
+    fit_one_cycle(learn, n_epoch, max_lr, **kw)
     return learn.recorder.epochs[-1]['accuracy']
+
+
+# The three AdamW tests below fit at AdamW's usual 0.01, the decay their rules were read under (and the one anybody
+# who sets it gets). With the one-liners' fallback decay on plain Adam nets, 0.1, the fits past the rules' lr hold
+# better and the margins shrink: the GRU 98.8 against 97.6% at the edge, the bidirectional LSTM 89.9 against 87.7%,
+# the notebook's MLP 87.7 at E/4 against 89.4 at the edge and 85.0 at the spike.
+ADAMW_OWN_WD = 0.01
 
 
 def _from_init(model_fn, x, y, n_test, bs, seed, opt_func=torch.optim.AdamW):
@@ -455,7 +462,8 @@ def test_on_a_gru_the_spike_cap_keeps_a_long_adamw_fit_that_the_edge_loses():
         res = make().lr_find(n_epoch=12, num_it=DEFAULT_NUM_IT)   # one sweep: its own shape
         s = res.suggestions
         assert s['fit'] <= s['spike'] < s['edge'] / 2
-        assert _final_accuracy(make, 12, s['fit']) > _final_accuracy(make, 12, s['edge']) + 0.03
+        assert _final_accuracy(make, 12, s['fit'], wd=ADAMW_OWN_WD) > \
+            _final_accuracy(make, 12, s['edge'], wd=ADAMW_OWN_WD) + 0.03
 
 
 def test_a_spike_far_below_the_edge_pulls_the_suggestion_to_a_quarter_of_it_not_to_the_spike():
@@ -480,7 +488,7 @@ def test_a_spike_far_below_the_edge_pulls_the_suggestion_to_a_quarter_of_it_not_
     for seed in (0, 1, 2):
         for k in accs:
             torch.manual_seed(seed)   # the same weights for the three lrs of a seed
-            accs[k].append(_final_accuracy(maker(seed), 10, s[k]))
+            accs[k].append(_final_accuracy(maker(seed), 10, s[k], wd=ADAMW_OWN_WD))
     mean = {k: sum(v) / len(v) for k, v in accs.items()}
     assert mean['fit'] > mean['spike'] + 0.015 and mean['fit'] > mean['edge'] - 0.015
 
@@ -545,7 +553,8 @@ def test_an_adamw_sweep_past_the_weights_scale_is_held_to_it_and_its_fits_gain()
         unlimited = suggest_for_fit(res.lrs, res.smooth_losses, res.fit_steps, sweep_lrs=res.train_lrs,
                                     raw_losses=res.losses, exponent=0.)
         assert res.suggestion == pytest.approx(weight_scale(learn.model)) and unlimited > 2 * res.suggestion
-        assert _final_accuracy(make, 12, res.suggestion) > _final_accuracy(make, 12, unlimited) + 0.05
+        assert _final_accuracy(make, 12, res.suggestion, wd=ADAMW_OWN_WD) > \
+            _final_accuracy(make, 12, unlimited, wd=ADAMW_OWN_WD) + 0.05
 
 
 def test_sgd_on_a_layernorm_residual_mlp_keeps_the_edge_where_lowering_it_loses():
