@@ -385,7 +385,8 @@ def default_wds(model: nn.Module, opt=None) -> tuple:
     them (shallow: 0.1, 0.01, 0.001, whose middle is the one-liners' ``DEFAULT_WD``). An Adam-like
     `opt` (see :func:`is_adaptive`) moves each weight by about lr per step at lrs ~100x smaller than
     SGD's, so the decay needs ~100x Smith's values to shrink the weights as much against those steps
-    (as with AdamW, whose usual values are 1e-2 to 1): ``ADAPTIVE_WD_SCALE``."""
+    (as with AdamW, whose usual values are 1e-2 to 1): ``ADAPTIVE_WD_SCALE``; the shallow middle, 0.1, is the
+    one-liners' ``ADAPTIVE_PLAIN_WD`` on MLPs and recurrent nets (``core.hyper.fallback_wd``)."""
     wds = DEEP_WDS if is_deep(model) else SHALLOW_WDS
     return tuple(w * (ADAPTIVE_WD_SCALE if is_adaptive(opt) else SGD_WD_SCALE) for w in wds)
 
