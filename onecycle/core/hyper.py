@@ -139,10 +139,12 @@ def fit_wd(learn, wd=None):
     `weight_decay` someone gave the optimizer decays the weights; else ``fallback_wd`` (which replaces an
     optimizer's untouched own decay, AdamW's 0.01, only where it differs from it)."""
     if wd is not None or getattr(learn, 'wd', None) is not None: return wd
+    groups = learn.opt.param_groups
+    if any(pg.get(WD_KEY, 0) for pg in groups): return None   # ours, set by hand (``set_hyper('wd', ...)``)
     default = fallback_wd(learn.model, learn.opt)
-    if not has_weight_decay(learn.opt): return default
-    own = {pg.get('weight_decay') for pg in learn.opt.param_groups}
-    return default if untouched_weight_decay(learn.opt) and own != {default} else None
+    own = {pg.get('weight_decay', 0) for pg in groups}
+    if own == {0} or untouched_weight_decay(learn.opt) and own != {default}: return default
+    return None
 
 
 def opt_params(opt, with_grad=False) -> list:

@@ -10,10 +10,10 @@ keyword names ``lr_max``, ``lr``, ``div_final`` and ``epochs`` still work, with 
 
 `wd=None` keeps the weight decay the learner (``Learner(wd=...)``) or the optimizer (a ``weight_decay``
 someone gave it) already applies; where nobody set one (PyTorch's SGD and Adam decay nothing by default,
-torch's AdamW its untouched 0.01) the one-liners use Smith's shallow-net value as decoupled weight decay
-(``core.hyper.fallback_wd``): 0.01 (that of fastai's default optimizer), or 0.1 for an Adam-like optimizer
-on a model without normalization layers, attention or convolutions (MLPs, recurrent nets), whose long fits
-at the suggested lr it keeps stable. ``wd=0`` trains without.
+torch's AdamW its untouched 0.01) the one-liners use decoupled weight decay (``core.hyper.fallback_wd``):
+0.01 (that of fastai's default optimizer), or 0.1, Smith's shallow-net value in Adam's units, for an
+Adam-like optimizer on a model without normalization layers, attention or convolutions (MLPs, recurrent
+nets), whose long fits at the suggested lr it keeps stable. ``wd=0`` trains without.
 """
 from __future__ import annotations
 

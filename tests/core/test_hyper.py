@@ -238,6 +238,9 @@ def test_adam_like_optimizers_on_plain_models_fall_back_to_ten_times_the_decay(m
     assert fit_wd(make_learner(opt_func=opt_func, model=Plain(), wd=0.01)) is None
     assert fit_wd(plain, 0.) == 0. and fit_wd(plain, 3e-3) == 3e-3
     assert fit_wd(make_learner(opt_func=partial(opt_func, weight_decay=0.02), model=Plain())) is None
+    by_hand = make_learner(opt_func=opt_func, model=Plain())
+    by_hand.set_hyper('wd', 3e-3)                                                  # ours, not through set_wd
+    assert by_hand.wd is None and fit_wd(by_hand) is None
 
 
 @pytest.mark.parametrize('opt_func', [torch.optim.SGD, partial(torch.optim.SGD, momentum=0.9), torch.optim.RMSprop,
