@@ -21,6 +21,7 @@ points on the mean, no seed more than 3 below).
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/suggest_unseen.py                    # every problem, 3 seeds
     OMP_NUM_THREADS=1 .venv/bin/python bench/suggest_unseen.py --problems lstm-digits-sgd --seeds 1
+    OMP_NUM_THREADS=1 .venv/bin/python bench/suggest_unseen.py --ratios 1      # the one-liner's fit alone
 
 --out writes every sweep and fit (JSON), so that a rule can be read against them offline. With
 --against-grid it runs bench/recommend.py's table on these problems instead (one-liner, tune and a grid of
@@ -490,7 +491,7 @@ PROBLEMS = {
 learner = recommend.learner
 
 
-def run(name, arrays, seed) -> dict:
+def run(name, arrays, seed, ratios=RATIOS) -> dict:
     p = PROBLEMS[name]
     torch.manual_seed(seed)
     init = p['model']().state_dict()
@@ -498,7 +499,7 @@ def run(name, arrays, seed) -> dict:
         m = p['model'](); m.load_state_dict(init); return m
     res = learner(model_fn(), arrays, p, seed).lr_find(n_epoch=p['epochs'])
     s = res.suggestion
-    acc = {f'{r:.4g}': recommend.one_cycle(learner(model_fn(), arrays, p, seed), p['epochs'], s * r) for r in RATIOS}
+    acc = {f'{r:.4g}': recommend.one_cycle(learner(model_fn(), arrays, p, seed), p['epochs'], s * r) for r in ratios}
     return {'suggestion': s, 'suggestions': dict(res.suggestions), 'fit_steps': res.fit_steps, 'acc': acc,
             'sweep': [list(res.train_lrs), list(res.train_losses)]}
 
@@ -543,7 +544,11 @@ def main(argv=None):
     ap.add_argument('--jobs', type=int, default=1, help="with --against-grid: recommend.py's --jobs")
     ap.add_argument('--target-noise', action='store_true', help="with --against-grid: recommend.py's --target-noise")
     ap.add_argument('--tune-only', action='store_true', help="tune and its fit alone, each seed's accuracy")
+    ap.add_argument('--ratios', type=float, nargs='+', default=list(RATIOS),
+                    help='the ladder of full fits, as multiples of S; 1 is the one-liner and must be among them '
+                         '(--ratios 1: the one-liner alone)')
     a = ap.parse_args(argv)
+    if 1. not in a.ratios: ap.error(f'--ratios must include 1 (the one-liner), got {a.ratios}')
     if a.against_grid: return against_grid(a)
     torch.set_num_threads(1)
     if a.tune_only: return tune_only(a)
@@ -551,7 +556,7 @@ def main(argv=None):
     one = f'{1.:.4g}'
     for name in a.problems:
         arrays = PROBLEMS[name]['data']()
-        rows = [run(name, arrays, seed) for seed in range(a.seeds)]
+        rows = [run(name, arrays, seed, a.ratios) for seed in range(a.seeds)]
         results[name] = rows
         for seed, r in enumerate(rows):
             print(f'{name} seed {seed}: S={r["suggestion"]:.3g}  ' +

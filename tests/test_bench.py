@@ -140,6 +140,18 @@ def test_unseen_tune_only_prints_each_seeds_tune_and_its_hold_check(monkeypatch,
     assert text.count('hold check: 1.0e-01 kept') == 2 and len(json.loads(out.read_text())['tiny']) == 2
 
 
+def test_unseen_ratios_1_fits_the_one_liner_alone(monkeypatch, capsys):
+    unseen = _load('suggest_unseen')
+    fits = []
+    monkeypatch.setattr(unseen.recommend, 'one_cycle', lambda learn, n, lr, **kw: fits.append(lr) or 0.75)
+    monkeypatch.setitem(unseen.PROBLEMS, 'tiny', dict(unseen.PROBLEMS['moons-mlp-adam-bs8'], epochs=1, data=lambda: (
+        torch.randn(64, 2), torch.randint(0, 2, (64,)), torch.randn(16, 2), torch.randint(0, 2, (16,)))))
+    unseen.main(['--problems', 'tiny', '--seeds', '1', '--ratios', '1'])
+    assert len(fits) == 1 and 'one-liner 75.00%, best rung S*1 75.00%' in capsys.readouterr().out
+    with pytest.raises(SystemExit): unseen.main(['--problems', 'tiny', '--ratios', '0.5', '2'])
+    assert 'must include 1' in capsys.readouterr().err
+
+
 def test_unseen_against_grid_hands_its_problems_to_recommends_table(monkeypatch):
     unseen = _load('suggest_unseen')
     seen = {}
