@@ -595,6 +595,23 @@ def test_adamw_weight_decay_stage_looks_below_the_default_only_on_a_normalized_m
     assert mine.wd_search.candidates == pytest.approx([1e-3, 1e-2, 1e-1]) and mine.wd == pytest.approx(1e-3)
 
 
+@pytest.mark.parametrize('model, candidates, default', [('mlp', [0.1, 1.0], 0.1), ('bn', [0.01, 0.1, 1.0], 0.1),
+                                                       ('cnn', [0.01, 0.1, 1.0], 0.01)])
+def test_adamw_weight_decay_stage_starts_from_the_one_liners_decay_on_a_plain_cnn(make_learner, make_model, monkeypatch,
+                                                                                  model, candidates, default):
+    """AdamW on a plain CNN: the stage's default (what stands when no candidate beats it, and what the lr stage
+    runs at) is the one-liners' decay there, 0.01, and it looks up from it; a plain MLP keeps 0.1 and looks up,
+    a normalized model runs all three from 0.1."""
+    _scripted_trials(monkeypatch, lambda rel, wd, replicate: 1.0)   # no candidate beats another
+    net = {'mlp': lambda: make_model(), 'bn': lambda: make_model(bn=True),
+           'cnn': lambda: nn.Sequential(nn.Unflatten(1, (1, 8)), nn.Conv1d(1, 4, 3), nn.ReLU(), nn.Flatten(),
+                                        nn.Linear(24, 2))}[model]()
+    learn = make_learner(opt_func=torch.optim.AdamW, lr=0.01, model=net, dls_kw={'n_train': 64, 'bs': 8})
+    res = tune(learn, budget=1000, search_moms=False, search_lr=False)
+    assert res.wd_search.candidates == pytest.approx(candidates) and res.wd == pytest.approx(default)
+    assert res.fit_kwargs['wd'] == pytest.approx(default)
+
+
 @pytest.mark.parametrize('wds', [None, [1e-3, 1e-2, 1e-1]])
 def test_sgd_on_a_normalized_model_keeps_the_default_weight_decay(make_learner, monkeypatch, wds):
     """SGD on a model with BatchNorm: its scale-invariant weights step by lr x wd together, so a larger decay
