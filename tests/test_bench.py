@@ -144,8 +144,10 @@ def test_unseen_ratios_1_fits_the_one_liner_alone(monkeypatch, capsys):
     unseen = _load('suggest_unseen')
     fits = []
     monkeypatch.setattr(unseen.recommend, 'one_cycle', lambda learn, n, lr, **kw: fits.append(lr) or 0.75)
-    monkeypatch.setitem(unseen.PROBLEMS, 'tiny', dict(unseen.PROBLEMS['moons-mlp-adam-bs8'], epochs=1, data=lambda: (
-        torch.randn(64, 2), torch.randint(0, 2, (64,)), torch.randn(16, 2), torch.randint(0, 2, (16,)))))
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 2, generator=g); y = (x[:, 0] > 0).long()
+    monkeypatch.setitem(unseen.PROBLEMS, 'tiny', dict(unseen.PROBLEMS['moons-mlp-adamw'], epochs=1,
+                                                      data=lambda: (x[:192], y[:192], x[192:], y[192:])))
     unseen.main(['--problems', 'tiny', '--seeds', '1', '--ratios', '1'])
     assert len(fits) == 1 and 'one-liner 75.00%, best rung S*1 75.00%' in capsys.readouterr().out
     with pytest.raises(SystemExit): unseen.main(['--problems', 'tiny', '--ratios', '0.5', '2'])
