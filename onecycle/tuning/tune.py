@@ -44,7 +44,8 @@
    validation loss at the end of its cycle, annealed, as the fit will end. When the default's trials end within
    MIN_TRIAL_DROP of where they started, no trial can tell settings apart: the stages are skipped and
    the fit gets the one-liner's settings (S from a sweep three times longer where both sweeps learnt too little,
-   as lr_find's default reads it).
+   as lr_find's default reads it), except that where the rest of the budget holds two trials at least twice as
+   long, S and S/4 run that long and the better one is the max_lr.
 4. A check: a pick other than the default setting runs once more on the replicate's data order and
    must beat the default there too (a paired comparison); otherwise the default setting is kept. A
    stage picks the best of several noisy scores, which flatters the winner; a second draw does not.
@@ -122,6 +123,15 @@ MIN_TRIAL_STEPS = 10
 # fell 1%, and the lr stage followed their noise down; the fits scored 36-47%, where the one-liner's 300-step
 # sweep gave 100%
 MIN_TRIAL_DROP = 0.1
+# ... and then, where what is left of the budget holds two trials at least LONG_TRIAL_RATIO times as long (at most the
+# fit's length), S and S * LONG_TRIAL_FACTOR run that long and the lower score is taken. A net that sits on a
+# plateau before it learns (small transformers) gives a sweep that reads where the loss blows up, no more: a pre-norm
+# encoder on digit patches under Adam put S at 0.09-0.10, fits there 85.2 / 72.8%, at S/4 95.2 / 91.4%; with these
+# trials (200 steps of a 285-step fit) tune took S/4 on both seeds, 89.2 / 89.8%. On twelve other nets whose trials
+# learnt too little (14 runs of ten nets: two more encoders, SGD MLPs, CNNs and a GRU at batches of 8 and 16) S
+# won every time, each by 10% of its score or more (bench/suggest_unseen.py --tune-only)
+LONG_TRIAL_RATIO = 2
+LONG_TRIAL_FACTOR = 0.25
 # a momentum other than the default must win by twice the noise: a short trial misjudges what momentum
 # does to a long fit's stability near its peak (the effective step lr/(1-mom) acts for hundreds of steps)
 MOM_CLEAR = 2.
@@ -134,7 +144,8 @@ class TuneResult:
     batch size is in ``batch_size`` (``with_batch_size(learn.dls.train, result.batch_size)``).
     ``noise`` is the seed-to-seed spread of a trial's score (two runs of one setting, two data
     orders); ``confidence`` maps each searched name to its runner-up's score margin in units of it.
-    ``lr_hold`` holds the hold probes above S (SGD on a plain model, when S won its bracket); ``held`` the
+    ``lr_hold`` holds the hold probes above S (SGD on a plain model, when S won its bracket); ``lr_long`` the
+    longer trials at S and S/4 where the short ones learnt too little; ``held`` the
     hold check below it (where lr_find runs it, ``range_test.checks_hold``; see ``range_test.check_held``)
     and ``held_lr`` what it left of the sweeps' suggestion."""
     max_lr: float
@@ -146,6 +157,7 @@ class TuneResult:
     lr_find_replicate: object = None
     lr_search: SearchResult | None = None
     lr_hold: SearchResult | None = None
+    lr_long: SearchResult | None = None
     bs_search: SearchResult | None = None
     mom_search: SearchResult | None = None
     wd_search: SearchResult | None = None
@@ -192,7 +204,7 @@ class TuneResult:
 
     @property
     def searches(self) -> list:
-        found = (self.lr_search, self.lr_hold, self.bs_search, self.mom_search, self.wd_search)
+        found = (self.lr_search, self.lr_hold, self.lr_long, self.bs_search, self.mom_search, self.wd_search)
         return [s for s in found if s is not None]
 
     def summary(self) -> str:
@@ -413,6 +425,34 @@ class _Tuning:
                 f"; the sweeps' loss fell {max(drops):.0%} at most, so S is read from one of {n_long} steps")
         self.say.end(f'trials: {res.confidence["trials"]["text"]}; {res.steps - before} steps')
         return True
+
+    def long_trials(self, lr, mom, wd) -> float:
+        """Trials too short to learn: S and S * LONG_TRIAL_FACTOR once more, each as long as the rest of the budget
+        allows (at most the fit), the lower score taken."""
+        res = self.res
+        n = min(res.fit_steps, (res.budget - res.steps) // 2)
+        if n < LONG_TRIAL_RATIO * self.t or self.over_time(): return lr
+        ts, before = time.perf_counter(), res.steps
+        self.say.begin('long trials', 2 * n)
+        def long_trial(c):
+            self.start.restore()
+            x = run_trial(self.learn, n, c, mom=mom, wd=wd, schedule='one_cycle', label=f'lr={c:.3g} long',
+                          _batches=self.batches, score_on='end')
+            res.steps += x.n_steps
+            return x
+        cands = [lr, lr * LONG_TRIAL_FACTOR]   # a tie keeps S
+        trials = [long_trial(c) for c in cands]
+        res.skipped.remove('lr (trials learnt too little)')   # searched after all, in these trials
+        res.confidence['trials']['text'] += '; lr compared again in longer trials (below)'
+        try: picked = pick_best(cands, trials)
+        except RuntimeError: picked = lr
+        res.lr_long = SearchResult('lr long', cands, trials, picked, res.steps - before, time.perf_counter() - ts,
+                                   {'steps': n})
+        res.confidence['lr long'] = {'margin': float('nan'), 'ratio': float('nan'), 'text': (
+            f'{fmt_lr(picked)} (the trials learnt too little: S and S x {LONG_TRIAL_FACTOR:g} again in trials of '
+            f'{n} steps, scores ' + ', '.join(f'{fmt_lr(c)}: {x.score:.4g}' for c, x in zip(cands, trials)) + ')')}
+        self.say.end(search_line(res.lr_long))
+        return picked
 
     def stage(self, name, cands, default, make, clear=1., walk=None):
         """One coordinate's candidates, each a trial (`make`); the pick must beat `default` by `clear` x the
@@ -643,7 +683,7 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
             default_setting = (lr, mom, wd)
             a, b, order = run.noise_trials(lr, mom, wd)
             if run.trials_learnt_too_little(a, b, searched, n_rt, n_epoch):
-                lr = res.suggestion
+                lr = run.long_trials(res.suggestion, mom, fit_wd(learn)) if search_lr else res.suggestion
                 default_setting = (lr, mom, wd)   # nothing for the check to test
                 search_lr = search_moms = search_wd = False
             run.later = (len(moms) - 1 if search_moms else 0) + (len(wd_cands) - 1 if search_wd else 0) + 1

@@ -8,7 +8,8 @@ from .search import format_candidate
 
 __all__ = ['range_test_line', 'search_line', 'skipped_line', 'plot_tune']
 
-_NAMES = {'lr': 'lr', 'lr held': 'lr held at its peak', 'bs': 'batch size', 'mom': 'momentum', 'wd': 'weight decay'}
+_NAMES = {'lr': 'lr', 'lr held': 'lr held at its peak', 'lr long': 'lr in longer trials', 'bs': 'batch size',
+          'mom': 'momentum', 'wd': 'weight decay'}
 
 
 def range_test_line(r) -> str:
@@ -21,7 +22,7 @@ def range_test_line(r) -> str:
 
 
 def _cand(name, c):
-    return fmt_lr(c) if name in ('lr', 'lr held') and isinstance(c, float) else format_candidate(c)
+    return fmt_lr(c) if name in ('lr', 'lr held', 'lr long') and isinstance(c, float) else format_candidate(c)
 
 
 def search_line(s) -> str:

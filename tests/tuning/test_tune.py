@@ -351,24 +351,52 @@ def test_tune_keeps_a_pick_only_if_it_beats_the_default_on_a_second_data_order(m
 
 
 @pytest.mark.parametrize('opt_func', [torch.optim.SGD, torch.optim.AdamW])
-def test_trials_that_learn_too_little_leave_every_setting_to_the_one_liner(make_learner, monkeypatch, opt_func):
-    "The default's trials end 3% below where they started: the stages would pick noise, so none runs."
+@pytest.mark.parametrize('n_epoch', [1, None])
+def test_trials_that_learn_too_little_leave_every_setting_to_the_one_liner(make_learner, monkeypatch, opt_func,
+                                                                           n_epoch):
+    """The default's trials end 3% below where they started: the stages would pick noise, so none runs. Where the
+    rest of the budget holds two trials at least twice as long (not for a fit of one 8-step epoch, which a trial may
+    not outlast), S and S/4 run again that long, the better one taken (here S/4, which a long trial favours)."""
+    from onecycle.tuning import tune as tune_module
+    from onecycle.tuning.search import Trial
+    lrs, lengths = [], []
+    def fake(learn, n_steps, lr, mom=None, wd=None, label='', score_on='tail', schedule='one_cycle', **kw):
+        lrs.append(lr); lengths.append(n_steps)
+        v = 2.91 if lr == lrs[0] else 2.0   # any other setting would look far better
+        return Trial(label, steps=[0, n_steps], valid_losses=[3., v], n_steps=n_steps, score_on=score_on)
+    monkeypatch.setattr(tune_module, 'run_trial', fake)
+    learn = make_learner(opt_func=opt_func, lr=0.1, dls_kw={'n_train': 64, 'bs': 8})
+    res = tune(learn, budget=400, n_epoch=n_epoch)
+    s = res.suggestion
+    assert res.lr_search is res.mom_search is res.wd_search is res.lr_hold is None and 'check' not in res.confidence
+    assert not res.lr_find.extended and res.steps <= 400   # the sweeps learnt enough
+    assert '3.0% in a trial' in res.confidence['trials']['text'] and 'learnt too little' in res.summary()
+    assert res.skipped[-2:] == ['momentum (trials learnt too little)', 'weight decay (trials learnt too little)']
+    if n_epoch == 1:
+        assert lrs == [s] * 2 and res.lr_long is None   # the default, twice (the noise), and nothing else
+        assert res.fit_kwargs == {'max_lr': s} and res.skipped[0] == 'lr (trials learnt too little)'
+    else:
+        assert lrs == [s] * 3 + [s / 4] and res.lr_long.candidates == [s, s / 4]
+        assert lengths[2] == lengths[3] >= 2 * lengths[0] and lengths[2] <= res.fit_steps
+        assert res.steps > 400 - 2 * res.trial_steps   # they took what was left
+        from onecycle.tuning.tune_report import search_line
+        assert res.fit_kwargs == {'max_lr': s / 4} and search_line(res.lr_long).startswith('lr in longer trials: ')
+        assert len(res.skipped) == 2 and 'lr compared again in longer trials' in res.summary()
+
+
+def test_longer_trials_keep_s_unless_s_over_4_scores_lower(make_learner, monkeypatch):
+    "The other way: S/4 learns less in the longer trial, S is kept (as on 14 runs of ten bench nets)."
     from onecycle.tuning import tune as tune_module
     from onecycle.tuning.search import Trial
     lrs = []
     def fake(learn, n_steps, lr, mom=None, wd=None, label='', score_on='tail', schedule='one_cycle', **kw):
         lrs.append(lr)
-        v = 2.91 if lr == lrs[0] else 2.0   # any other setting would look far better
+        v = 2.91 if lr == lrs[0] else 2.95
         return Trial(label, steps=[0, n_steps], valid_losses=[3., v], n_steps=n_steps, score_on=score_on)
     monkeypatch.setattr(tune_module, 'run_trial', fake)
-    learn = make_learner(opt_func=opt_func, lr=0.1, dls_kw={'n_train': 64, 'bs': 8})
-    res = tune(learn, budget=400)
-    assert lrs == [res.suggestion] * 2                     # the default, twice (the noise), and nothing else
-    assert res.lr_search is res.mom_search is res.wd_search is res.lr_hold is None and 'check' not in res.confidence
-    assert res.fit_kwargs == {'max_lr': res.suggestion} and not res.lr_find.extended   # the sweeps learnt enough
-    assert '3.0% in a trial' in res.confidence['trials']['text'] and 'learnt too little' in res.summary()
-    assert res.skipped == ['lr (trials learnt too little)', 'momentum (trials learnt too little)',
-                           'weight decay (trials learnt too little)']
+    res = tune(make_learner(opt_func=torch.optim.AdamW, lr=0.1, dls_kw={'n_train': 64, 'bs': 8}), budget=400)
+    assert lrs[2:] == [res.suggestion, res.suggestion / 4] and res.lr_long.best == res.suggestion
+    assert res.fit_kwargs == {'max_lr': res.suggestion}
 
 
 def test_trials_that_end_far_above_their_start_still_run_the_stages(make_learner, monkeypatch):
