@@ -507,7 +507,8 @@ PROBLEMS = {
                                    bs=16, epochs=2),
     # made to check a change to tune on models with attention under Adam-like optimizers (its weight-decay stage from
     # the one-liners' 0.01 upwards, in place of 0.1; twenty-fourth session) after it had gained 2.5 points summed on
-    # the eight attention nets above and in bench/recommend.py: on these four it lost 1.2 (an MNIST-1D encoder, which
+    # six of the eight attention nets above and in bench/recommend.py (the two position lookups, learnt all at once or
+    # not at all, +17.6 and -2.3 by a seed flipping each way): on these four it lost 1.2 (an MNIST-1D encoder, which
     # 0.1 regularizes, -1.2), so it was left out. Encoders on MNIST-1D, digit rows, a token task, a transformer
     'mnist1d-encoder-adamw': P(data=mnist1d_tokens, model=partial(SeqEncoder, 4, 10, 10, continuous=True),
                                opt='adamw', bs=64, epochs=10),
