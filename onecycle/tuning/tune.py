@@ -129,7 +129,7 @@ MIN_TRIAL_DROP = 0.1
 # encoder on digit patches under Adam put S at 0.09-0.10, fits there 85.2 / 72.8%, at S/4 95.2 / 91.4%; with these
 # trials (200 steps of a 285-step fit) tune took S/4 on both seeds, 89.2 / 89.8%. On the 14 other runs whose trials
 # learnt too little (ten nets: two more encoders, SGD MLPs, CNNs and a GRU at batches of 8 and 16) S won every time:
-# by 10-280% of the loser's score, and by 0.2% on one seed of a position task where neither had left its plateau
+# S/4's loss ended 1.1-3.8x S's, and 1.002x on one seed of a position task where neither had left its plateau
 # (bench/suggest_unseen.py --tune-only)
 LONG_TRIAL_RATIO = 2
 LONG_TRIAL_FACTOR = 0.25
