@@ -119,9 +119,13 @@ def test_every_unseen_problem_builds_offline_and_plain_adam_means_adam():
     assert not any(is_normalized(p['model']()) or has_attention(p['model']()) for p in decay)
     assert [has_convolution(p['model']()) for p in decay] == [True] + [False] * 4 + [True] + [False] * 6
     # tune's decay stage on attention nets (a change they did not confirm): four under AdamW, NAdam and RAdam
-    attention_decay = [unseen.PROBLEMS[n] for n in names[end + 72:]]
+    attention_decay = [unseen.PROBLEMS[n] for n in names[end + 72:end + 76]]
     assert len(attention_decay) == 4 and {p['opt'] for p in attention_decay} == {'adamw', 'nadam', 'radam'}
     assert all(has_attention(p['model']()) for p in attention_decay)
+    # tune's longer trials, held out: four pre-norm encoders under plain Adam
+    plateau = [unseen.PROBLEMS[n] for n in names[end + 76:]]
+    assert len(plateau) == 4 and {p['opt'] for p in plateau} == {'adam'}
+    assert all(p['model']().encoder.layers[0].norm_first for p in plateau)
     assert not any(is_normalized(p['model']()) for p in limit)
     assert {type(m) for p in limit for m in p['model']().modules()} >= {torch.nn.LSTM, torch.nn.GRU, torch.nn.Conv1d,
                                                                          torch.nn.Conv2d, torch.nn.Embedding}

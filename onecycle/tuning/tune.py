@@ -130,7 +130,8 @@ MIN_TRIAL_DROP = 0.1
 # trials (200 steps of a 285-step fit) tune took S/4 on both seeds, 89.2 / 89.8%. On the 14 other runs whose trials
 # learnt too little (ten nets: two more encoders, SGD MLPs, CNNs and a GRU at batches of 8 and 16) S won every time:
 # S/4's loss ended 1.1-3.8x S's, and 1.002x on one seed of a position task where neither had left its plateau
-# (bench/suggest_unseen.py --tune-only)
+# (bench/suggest_unseen.py --tune-only). Four pre-norm encoders made after it: four runs of 12 took the longer
+# trials, one took S/4 (16x16 digit patches, 90.8 -> 96.2%), three kept S
 LONG_TRIAL_RATIO = 2
 LONG_TRIAL_FACTOR = 0.25
 # a momentum other than the default must win by twice the noise: a short trial misjudges what momentum
