@@ -295,6 +295,7 @@ class _Tuning:
         self.batches = None    # the fixed validation batches every trial is scored on
         self.noise = 0.        # the seed-to-seed noise of a score (the default setting, twice)
         self.later = 0         # trials the stages after lr plan on: momentum, weight decay, the check
+        self.longer = False    # the trials learnt too little, and the lr is compared again in longer ones
         self.done = {}         # (lr, mom, wd, data order) -> Trial
 
     def over_time(self) -> bool:
@@ -409,15 +410,20 @@ class _Tuning:
         learn, res = self.learn, self.res
         fell = [(x.start_loss - x.score) / x.start_loss for x in (a, b) if math.isfinite(x.score) and x.start_loss > 0]
         if not (fell and all(abs(f) < MIN_TRIAL_DROP for f in fell)): return False
-        res.skipped += [f'{n} (trials learnt too little)' for n in searched]
-        res.confidence['trials'] = {'margin': float('nan'), 'ratio': float('nan'), 'text': (
-            f"the default setting's validation loss fell {max(fell):.1%} in a trial of {self.t} steps, too "
-            f"little to tell settings apart: {', '.join(searched)} keep the one-liner's")}
-        before = res.steps
         sweeps = [r for r in (res.lr_find, res.lr_find_replicate) if r is not None]
         drops = [sweep_drop(r) for r in sweeps]
         n_long = min(n_rt * EXTEND_FACTOR, res.budget - res.steps)   # what is left, when less
-        if learnt_too_little(*sweeps) and n_long > n_rt and not self.over_time():
+        extend = learnt_too_little(*sweeps) and n_long > n_rt and not self.over_time()
+        # the lr once more in longer trials (see long_trials), where what the sweep leaves of the budget holds them
+        self.longer = 'lr' in searched and self.long_trial_steps(res.steps + (n_long if extend else 0)) > 0
+        kept = [n for n in searched if not (self.longer and n == 'lr')]
+        res.skipped += [f'{n} (trials learnt too little)' for n in kept]
+        res.confidence['trials'] = {'margin': float('nan'), 'ratio': float('nan'), 'text': (
+            f"the default setting's validation loss fell {max(fell):.1%} in a trial of {self.t} steps, too "
+            f"little to tell settings apart: {', '.join(kept)} keep the one-liner's"
+            + ("; the lr is compared again in longer trials (below)" if self.longer else ''))}
+        before = res.steps
+        if extend:
             self.start.restore()
             res.lr_find = learn.lr_find(num_it=n_long, n_epoch=n_epoch, hold_check=False)
             res.lr_find_replicate, res.held, res.held_lr = None, {}, None   # S: this sweep's
@@ -428,12 +434,17 @@ class _Tuning:
         self.say.end(f'trials: {res.confidence["trials"]["text"]}; {res.steps - before} steps')
         return True
 
+    def long_trial_steps(self, spent) -> int:
+        "Each longer trial's steps with `spent` steps of the budget gone: the rest halved, at most the fit; 0: too few."
+        n = min(self.res.fit_steps, (self.res.budget - spent) // 2)
+        return n if n >= LONG_TRIAL_RATIO * self.t and not self.over_time() else 0
+
     def long_trials(self, lr, mom, wd) -> float:
         """Trials too short to learn: S and S * LONG_TRIAL_FACTOR once more, each as long as the rest of the budget
         allows (at most the fit), the lower score taken."""
         res = self.res
-        n = min(res.fit_steps, (res.budget - res.steps) // 2)
-        if n < LONG_TRIAL_RATIO * self.t or self.over_time(): return lr
+        n = self.long_trial_steps(res.steps)
+        if not (self.longer and n): return lr
         ts, before = time.perf_counter(), res.steps
         self.say.begin('long trials', 2 * n)
         def long_trial(c):
@@ -444,8 +455,6 @@ class _Tuning:
             return x
         cands = [lr, lr * LONG_TRIAL_FACTOR]   # a tie keeps S
         trials = [long_trial(c) for c in cands]
-        res.skipped.remove('lr (trials learnt too little)')   # searched after all, in these trials
-        res.confidence['trials']['text'] += '; lr compared again in longer trials (below)'
         try: picked = pick_best(cands, trials)
         except RuntimeError: picked = lr
         res.lr_long = SearchResult('lr long', cands, trials, picked, res.steps - before, time.perf_counter() - ts,

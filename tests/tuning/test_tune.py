@@ -381,7 +381,8 @@ def test_trials_that_learn_too_little_leave_every_setting_to_the_one_liner(make_
         assert res.steps > 400 - 2 * res.trial_steps   # they took what was left
         from onecycle.tuning.tune_report import search_line
         assert res.fit_kwargs == {'max_lr': s / 4} and search_line(res.lr_long).startswith('lr in longer trials: ')
-        assert len(res.skipped) == 2 and 'lr compared again in longer trials' in res.summary()
+        assert len(res.skipped) == 2 and res.confidence['trials']['text'].endswith(
+            "momentum, weight decay keep the one-liner's; the lr is compared again in longer trials (below)")
 
 
 def test_longer_trials_keep_s_unless_s_over_4_scores_lower(make_learner, monkeypatch):
