@@ -444,7 +444,10 @@ class _Tuning:
         allows (at most the fit), the lower score taken."""
         res = self.res
         n = self.long_trial_steps(res.steps)
-        if not (self.longer and n): return lr
+        if not self.longer: return lr
+        if not n:   # planned, but the time budget ran out on the way
+            res.skipped.append('lr (longer trials: out of time)')
+            return lr
         ts, before = time.perf_counter(), res.steps
         self.say.begin('long trials', 2 * n)
         def long_trial(c):
