@@ -296,7 +296,7 @@ class _Tuning:
         self.noise = 0.        # the seed-to-seed noise of a score (the default setting, twice)
         self.later = 0         # trials the stages after lr plan on: momentum, weight decay, the check
         self.longer = False    # the trials learnt too little, and the lr is compared again in longer ones
-        self.done = {}         # (lr, mom, wd, data order) -> Trial
+        self.done = {}         # (lr, mom, wd, data order, steps) -> Trial
 
     def over_time(self) -> bool:
         tb = self.res.time_budget
@@ -373,13 +373,15 @@ class _Tuning:
         self.start = TrainingState(learn)   # the next stages start from the learner with this batch size
         return lr
 
-    def trial(self, lr, mom, wd, label, order=None):
-        "A short 1cycle from the start at this setting (on data order `order`, else the learner's), run once."
-        key = (lr, mom, wd, order)
+    def trial(self, lr, mom, wd, label, order=None, steps=None):
+        """A short 1cycle from the start at this setting (on data order `order`, else the learner's; `steps` long,
+        else a trial's), run once."""
+        n = steps or self.t
+        key = (lr, mom, wd, order, n)
         if key not in self.done:
             self.start.restore()
             if order is not None: reseed(order, self.learn.dls.train)   # the replicate that measures the noise
-            self.done[key] = run_trial(self.learn, self.t, lr, mom=mom, wd=wd, schedule='one_cycle',
+            self.done[key] = run_trial(self.learn, n, lr, mom=mom, wd=wd, schedule='one_cycle',
                                        label=label, _batches=self.batches, score_on='end')
             self.res.steps += self.done[key].n_steps
         return self.done[key]
@@ -443,21 +445,15 @@ class _Tuning:
         """Trials too short to learn: S and S * LONG_TRIAL_FACTOR once more, each as long as the rest of the budget
         allows (at most the fit), the lower score taken."""
         res = self.res
-        n = self.long_trial_steps(res.steps)
         if not self.longer: return lr
+        n = self.long_trial_steps(res.steps)
         if not n:   # planned, but the time budget ran out on the way
             res.skipped.append('lr (longer trials: out of time)')
             return lr
         ts, before = time.perf_counter(), res.steps
         self.say.begin('long trials', 2 * n)
-        def long_trial(c):
-            self.start.restore()
-            x = run_trial(self.learn, n, c, mom=mom, wd=wd, schedule='one_cycle', label=f'lr={c:.3g} long',
-                          _batches=self.batches, score_on='end')
-            res.steps += x.n_steps
-            return x
         cands = [lr, lr * LONG_TRIAL_FACTOR]   # a tie keeps S
-        trials = [long_trial(c) for c in cands]
+        trials = [self.trial(c, mom, wd, f'lr={c:.3g} long', steps=n) for c in cands]
         try: picked = pick_best(cands, trials)
         except RuntimeError: picked = lr
         res.lr_long = SearchResult('lr long', cands, trials, picked, res.steps - before, time.perf_counter() - ts,
@@ -697,7 +693,7 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
             default_setting = (lr, mom, wd)
             a, b, order = run.noise_trials(lr, mom, wd)
             if run.trials_learnt_too_little(a, b, searched, n_rt, n_epoch):
-                lr = run.long_trials(res.suggestion, mom, fit_wd(learn)) if search_lr else res.suggestion
+                lr = run.long_trials(res.suggestion, mom, fit_wd(learn))   # S, unless the lr is compared again
                 default_setting = (lr, mom, wd)   # nothing for the check to test
                 search_lr = search_moms = search_wd = False
             run.later = (len(moms) - 1 if search_moms else 0) + (len(wd_cands) - 1 if search_wd else 0) + 1
