@@ -537,6 +537,18 @@ PROBLEMS = {
                                     model=partial(SeqEncoder, 4, 10, 10, pre_norm=True, continuous=True)),
     'argmax-preln-encoder-adam': P(data=argmax_position_arrays, opt='adam', bs=64, epochs=12,
                                    model=partial(SeqEncoder, 16, 12, 12, pre_norm=True)),
+    # made to check tune's hold probes held to a lower ratio where the budget shortens them (batch 8, twenty-fifth
+    # session): SGD on plain nets at batch 8, deeper or wider than those above
+    'classif10-deepmlp-sgd-bs8': P(data=classification10_arrays, model=lambda: mlp((24, 256, 128, 64, 10)), opt='sgd',
+                                   bs=8, epochs=3),
+    'digits-elu-deepmlp-sgd-bs8': P(data=digits, model=lambda: mlp((64, 128, 128, 128, 10), act=nn.ELU), opt='sgd',
+                                    bs=8, epochs=4),
+    'mnist1d-cnn-sgd-bs8': P(data=mnist1d, model=mnist1d_cnn, opt='sgd', bs=8, epochs=2),
+    'blobs-deepmlp-sgd-bs8': P(data=recommend.blobs_arrays, model=lambda: mlp((40, 128, 128, 128, 4)), opt='sgd',
+                               bs=8, epochs=2),
+    'moons-deepmlp-sgd-bs8': P(data=moons_arrays, model=lambda: mlp((2, 64, 64, 64, 64, 2)), opt='sgd', bs=8,
+                               epochs=2),
+    'digits-widemlp-sgd-bs8': P(data=digits, model=lambda: mlp((64, 512, 10)), opt='sgd', bs=8, epochs=4),
 }
 
 

@@ -31,6 +31,7 @@ from .suggest import (
     HOLD_RATIO,
     lr_bounds,
     pick_held,
+    shortened_ratio,
     smooth_sweep,
     smoothed_slopes,
     spike_lift,
@@ -575,8 +576,8 @@ def check_held(learn, lr, fit_steps, ratio=HOLD_RATIO, max_probes=HOLD_PROBES, m
     of the way down, see :func:`~onecycle.tuning.suggest.suggest_spike`) or diverged, at most `max_probes`;
     then the largest lr whose probe held (:func:`~onecycle.tuning.suggest.pick_held`). Returns (that lr,
     the probes: 'lrs', 'ends', 'spiked', 'starts' (each probe's loss over its first steps), 'steps' (all probes'),
-    'probe_steps' (each one's), 'unchecked'). A probe that ended no lower than it started, where one below it ended
-    lower, did not hold (see :func:`~onecycle.tuning.suggest.pick_held`).
+    'probe_steps' (each one's), 'full_steps', 'ratio', 'unchecked'). A probe that ended no lower than it started,
+    where one below it ended lower, did not hold (see :func:`~onecycle.tuning.suggest.pick_held`).
     Given a `ceiling` (lr_find passes the 'fit' suggestion before the rule lowered it for the fit's length), a
     kept `lr` whose probe did not spike and ended below the one at half of it is probed at twice itself as well,
     when that is within the ceiling and a probe is left, and raised there when that probe ended below the one at
@@ -586,19 +587,23 @@ def check_held(learn, lr, fit_steps, ratio=HOLD_RATIO, max_probes=HOLD_PROBES, m
     do, and near an edge one data order's verdict is a coin toss (``held['confirm']`` has the second pair).
     `moms`: the fit's (high, low) momentum, or None for a fit that keeps the optimizer's. A fit shorter
     than 10 steps is not probed. `probe_steps`: each probe's steps at most (tune shortens them to fit its
-    budget; under 10, nothing is probed). Every rank reads the same figures (end losses averaged over ranks, a
-    spike anywhere counts)."""
+    budget; under 10, nothing is probed); probes cut short are held to a `ratio` cut in proportion
+    (:func:`~onecycle.tuning.suggest.shortened_ratio`; ``held['ratio']``, ``held['full_steps']``). Every rank
+    reads the same figures (end losses averaged over ranks, a spike anywhere counts)."""
     check_positive('lr', lr)
     check_int('fit_steps', fit_steps, min_value=1)
     check_int('max_probes', max_probes, min_value=2)
     check_positive('ceiling', ceiling, allow_none=True)
     check_range('climb', climb, 1, math.inf)
     check_int('probe_steps', probe_steps, min_value=1, allow_none=True)
+    full = _probe_steps(fit_steps, effective_batch_size(learn))
     n = _probe_steps(fit_steps, effective_batch_size(learn), cap=probe_steps)
     if not n: return lr, {}
+    if n < full: ratio = shortened_ratio(ratio, n / full)
     warmup = n * HOLD_WARMUP // HOLD_STEPS
     tail, head = max(1, n * HOLD_TAIL // HOLD_STEPS), max(1, n * HOLD_HEAD // HOLD_STEPS)
-    held = {'lrs': [], 'ends': [], 'spiked': [], 'starts': [], 'steps': 0, 'probe_steps': n, 'unchecked': lr}
+    held = {'lrs': [], 'ends': [], 'spiked': [], 'starts': [], 'steps': 0, 'probe_steps': n, 'full_steps': full,
+            'ratio': ratio, 'unchecked': lr}
 
     def measure(c):   # (end loss, spiked, start loss) of a probe at c, the same on every rank
         losses = hold_probe(learn, c, n, warmup, moms)
@@ -655,8 +660,10 @@ def held_line(held: dict, picked: float) -> str:
     verdict = ('kept' if picked == held['unchecked'] else
                f"{'lowered' if picked < held['unchecked'] else 'raised'} to {fmt_lr(picked)}")
     again = f"; on another data order {listed(held['confirm'])}" if held.get('confirm') else ''
+    cut = (f" (cut from {held['full_steps']}: held within {held['ratio']:.3g}x)"
+           if held.get('full_steps', 0) > held['probe_steps'] else '')
     return (f"hold check: {fmt_lr(held['unchecked'])} {verdict} (probes of {held['probe_steps']} "
-            f"steps, end loss by peak lr: {probes}{again}; {held['steps']} steps)")
+            f"steps{cut}, end loss by peak lr: {probes}{again}; {held['steps']} steps)")
 
 
 def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, suggest='fit', n_epoch=None,

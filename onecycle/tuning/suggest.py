@@ -412,6 +412,16 @@ def suggest_for_fit(lrs, losses, fit_steps, sweep_lrs=None, exponent=EXPOSURE_EX
 HOLD_RATIO = 3.
 
 
+def shortened_ratio(ratio: float, fraction: float) -> float:
+    """`ratio` (see HOLD_RATIO) for hold probes cut to `fraction` of their length (0 < fraction <= 1): its excess over
+    1 scaled by that fraction. Cut short, the probes at smaller lrs stop before they have learnt as far, while one
+    past the edge ends as high as ever, so every ratio shrinks. A deep MLP on the digits at batch 8 (SGD): lr_find's
+    probes of 400 steps ended at S 7.8x above S/4's; tune's, cut to 256 steps by its budget, 2.7x, and S was kept
+    (its fit scored 47.4%, at S/2 94.6%)."""
+    check_range('fraction', fraction, 0, 1, lo_open=True)
+    return 1 + (ratio - 1) * fraction
+
+
 def geometric_mean(a: float, b: float | None = None) -> float:
     """Of two suggested lrs (two sweeps on two data orders): lrs compare by ratios, so the middle of
     two is their geometric mean. Either one alone where the other is missing or not a finite positive

@@ -327,9 +327,11 @@ class _Tuning:
     # one-liner checks it (the trials, 1cycles of a few dozen steps, leave the peak before a net sharpens past
     # it), where the probes leave at least half the budget to the trials. Below a batch of 32 samples the probes
     # take as many samples as there, more steps, and the default budget does not grow with them: they may take
-    # the rest of it, shortened to fit (never below HOLD_STEPS), and the trials what is left. An MLP on the digits
-    # at batch 8, 1000 steps: without the probes 97.6 / 86.0 / 81.2%, with them 97.0 / 97.6 / 98.2%; on 24 problems
-    # at batches of 8 and 16 +4.2 points summed (bench/suggest_unseen.py --tune-only). Not where the sweep learnt
+    # the rest of it, shortened to fit (never below HOLD_STEPS; check_held then holds them to a ratio cut in
+    # proportion), and the trials what is left. An MLP on the digits at batch 8, 1000 steps: without the probes
+    # 97.6 / 86.0 / 81.2%, with them 97.0 / 97.6 / 98.2%; on 24 problems at batches of 8 and 16 +4.2 points summed
+    # (bench/suggest_unseen.py --tune-only); the cut ratio +28 more on 29 (two deep MLPs' seeds 47 -> 95% and
+    # 50 -> 87%, none lost more than 0.4). Not where the sweep learnt
     # too little to read: its S is no better than noise, and the trials read it again from a longer sweep
     def hold_check(self, moms, batch_size):
         learn, res = self.learn, self.res

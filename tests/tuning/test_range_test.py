@@ -954,6 +954,24 @@ def test_check_held_lowers_a_suggestion_whose_probe_ended_back_where_it_started(
     assert check_held(learn, 0.1, fit_steps=1000, ceiling=1.)[0] == pytest.approx(0.1)
 
 
+def test_check_held_holds_probes_cut_short_by_tune_to_a_ratio_cut_in_proportion(make_learner, monkeypatch):
+    """At batch 16 a probe takes 200 steps; tune, short of budget, cuts them. Probes ending at S 2.5x above S/4's
+    hold at full length (within 3x) and S is kept; cut to 100 steps the ratio is 1 + 2 x 100/200 = 2, S fails it
+    and S/2 (1.5x above S/4) is taken. A deep MLP on the digits at batch 8 ended 7.8x above S/4 in lr_find's
+    400-step probes and 2.7x in tune's 256-step ones, where S was kept and its fit scored 47.4%."""
+    from onecycle.tuning.range_test import check_held, held_line
+    from onecycle.tuning.suggest import HOLD_RATIO
+    ends = {1: 1.0, .5: 0.6, .25: 0.4}
+    learn = make_learner(opt_func=partial(torch.optim.SGD, momentum=0.9))
+    for cap, picked, ratio in [(None, 1, HOLD_RATIO), (200, 1, HOLD_RATIO), (100, .5, 2.)]:
+        seen = _scripted_probes(monkeypatch, 0.1, ends, spiked=(1, .5))
+        lr, held = check_held(learn, 0.1, fit_steps=1000, probe_steps=cap)
+        assert seen == [1, .5, .25] and lr == pytest.approx(0.1 * picked)
+        assert held['full_steps'] == 200 and held['probe_steps'] == (cap or 200)
+        assert held['ratio'] == pytest.approx(ratio)
+        assert ('(cut from 200: held within 2x)' in held_line(held, lr)) == (cap == 100)
+
+
 @pytest.mark.parametrize('ends, spiked, ceiling, probed, picked', [
     ({1: 1.0, .5: 1.2, 2: 1.1}, (), 1., [1, .5, 2], 2),         # 2x ended 1.1x higher (<= 1.15): raised
     ({1: 1.0, .5: 1.2, 2: 0.8}, (), 1., [1, .5, 2], 2),         # 2x ended lower: raised

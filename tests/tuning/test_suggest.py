@@ -371,6 +371,14 @@ def test_pick_held_takes_the_largest_lr_whose_probe_ended_within_the_ratio_of_th
     assert pick_held([1.0, 0.5], [2.0, 1.0], ratio=1.5) == 0.5
 
 
+def test_shortened_ratio_scales_the_excess_over_one_and_refuses_a_fraction_outside_0_1():
+    from onecycle.tuning.suggest import shortened_ratio
+    assert shortened_ratio(3., 1.) == 3. and shortened_ratio(3., 0.5) == pytest.approx(2.)
+    assert shortened_ratio(3., 0.64) == pytest.approx(2.28) and 1 < shortened_ratio(3., 1e-3) < 1.01
+    for bad in (0., -0.5, 1.5):
+        with pytest.raises(ValueError, match='fraction'): shortened_ratio(3., bad)
+
+
 def test_pick_held_compares_each_lr_with_the_best_probe_below_it_not_only_its_neighbour():
     # S and S/2 both collapsed (S/2 spiked, so a third probe ran): each is within 3x of its neighbour, but
     # S/2 ended 4.8x above S/4, and S far more: S/4
