@@ -123,9 +123,15 @@ def test_every_unseen_problem_builds_offline_and_plain_adam_means_adam():
     assert len(attention_decay) == 4 and {p['opt'] for p in attention_decay} == {'adamw', 'nadam', 'radam'}
     assert all(has_attention(p['model']()) for p in attention_decay)
     # tune's longer trials, held out: four pre-norm encoders under plain Adam
-    plateau = [unseen.PROBLEMS[n] for n in names[end + 76:]]
+    plateau = [unseen.PROBLEMS[n] for n in names[end + 76:end + 80]]
     assert len(plateau) == 4 and {p['opt'] for p in plateau} == {'adam'}
     assert all(p['model']().encoder.layers[0].norm_first for p in plateau)
+    # tune's hold probes cut short and held to a ratio cut in proportion (six at batch 8), then its hold trials
+    # above S only where the hold check leaves room (six more): SGD on plain nets, where both run
+    cut, room = ([unseen.PROBLEMS[n] for n in names[end + a:end + b]] for a, b in ((80, 86), (86, 92)))
+    assert len(cut) == len(room) == 6 and len(names) == end + 92
+    assert {p['bs'] for p in cut} == {8} and {p['opt'] for p in cut + room} == {'sgd'}
+    assert not any(is_normalized(p['model']()) or has_attention(p['model']()) for p in cut + room)
     assert not any(is_normalized(p['model']()) for p in limit)
     assert {type(m) for p in limit for m in p['model']().modules()} >= {torch.nn.LSTM, torch.nn.GRU, torch.nn.Conv1d,
                                                                          torch.nn.Conv2d, torch.nn.Embedding}

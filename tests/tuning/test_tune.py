@@ -688,6 +688,35 @@ def test_sgd_on_a_plain_model_goes_above_the_suggestion_only_where_the_peak_hold
         assert res.wd_search is not None   # SGD: the default and the decays above it, as before
 
 
+@pytest.mark.parametrize('ends, spiked, lifted', [
+    ((1.0, 1.2), (False, False), True),    # S's probe ended below S/2's: look above it
+    ((1.0, 1.2), (True, False), True),     # ... also where it spiked on the way (see the 5-class MLP below)
+    ((1.3, 1.2), (False, False), False),   # it ended above S/2's
+    ((1.2, 1.2), (True, True), False),     # no lower
+])
+def test_the_hold_trials_look_above_s_only_where_its_hold_probe_ended_below_its_halfs(make_learner, monkeypatch, ends,
+                                                                                      spiked, lifted):
+    """S wins its bracket and every doubling of the hold trials holds; they run only where the hold check's probe
+    at S ended below S/2's. A deep MLP at batch 8 whose probe at S ended 1.4x above S/2's was lifted to 2S by
+    trials this short, and its fit scored 52.5% (83.7% at S). Where nothing above S is tried, the summary says
+    why, and no step is spent on it."""
+    from onecycle.tuning import tune as tune_module
+    _scripted_trials(monkeypatch, lambda rel, wd, replicate: 1.0 if rel >= 1 else 1.2, held=lambda rel: 1.0)
+    def scripted_check(learn, lr, fit_steps, moms=None, probe_steps=None, **kw):
+        return lr, {'lrs': [lr, lr / 2], 'ends': list(ends), 'spiked': list(spiked), 'starts': [2.3, 2.3],
+                    'steps': 20, 'probe_steps': 10, 'full_steps': 10, 'ratio': 3., 'unchecked': lr}
+    monkeypatch.setattr(tune_module, 'check_held', scripted_check)
+    learn = make_learner(opt_func=torch.optim.SGD, lr=0.1, dls_kw={'n_train': 64, 'bs': 8})
+    res = tune(learn, budget=1000, search_moms=False, search_wd=False)
+    s = res.suggestion
+    assert res.held['ends'] == list(ends) and res.lr_search.best == pytest.approx(s)
+    assert (res.lr_hold is not None) is lifted
+    assert res.max_lr == pytest.approx(4 * s if lifted else s)
+    said, told = res.confidence['lr held']['text'], 'nothing above it tried'
+    assert (told in said) is not lifted and (told in res.summary()) is not lifted
+    if not lifted: assert 'ended no lower than the one at' in said
+
+
 @pytest.mark.parametrize('opt_func, bn', [(torch.optim.AdamW, False), (torch.optim.SGD, True)])
 def test_no_hold_probes_where_the_lr_stage_walks_up_itself(make_learner, monkeypatch, opt_func, bn):
     "Adam-like optimizers and normalized models try sqrt2 S in their lr stage and run no hold probe."
