@@ -515,10 +515,10 @@ class _Tuning:
     # near, and trials this short do not see it (a deep MLP at batch 8: its probe at S ended 1.4x above S/2's, the
     # trials lifted it to 2S and the fit scored 52.5%, 83.7% at S). Of 52 SGD problems of both benches that run
     # the check, this moved 8: +23.7 points summed (an MNIST-1D MLP at batch 16, made after it, 9.8 -> 48.2% on
-    # one seed; two lost 0.5). A probe at S that spiked but ended lower does not stop them, though lr_find's check
-    # climbs only from one that did not spike: a noisy 5-class MLP's seed whose probe did so scored 73.7% at 4S,
-    # 68.9% at S (tests/tuning/test_tune.py), while three seeds of a 10-class MLP at batch 8 would have gained 3
-    # points each
+    # one seed; two lost 0.5); of 15 under RMSprop, Adagrad, Adafactor, bare SGD and Nesterov, two by -0.2. A
+    # probe at S that spiked but ended lower does not stop them, though lr_find's check climbs only from one that
+    # did not spike: a noisy 5-class MLP's seed whose probe did so scored 73.7% at 4S, 68.9% at S
+    # (tests/tuning/test_tune.py), while three seeds of a 10-class MLP at batch 8 would have gained 3 points each
     def hold_probes(self, lr, mom, wd) -> float:
         learn, res = self.learn, self.res
         n = HOLD_TRIALS * self.t
