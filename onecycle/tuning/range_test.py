@@ -596,8 +596,8 @@ def check_held(learn, lr, fit_steps, ratio=HOLD_RATIO, max_probes=HOLD_PROBES, m
     check_positive('ceiling', ceiling, allow_none=True)
     check_range('climb', climb, 1, math.inf)
     check_int('probe_steps', probe_steps, min_value=1, allow_none=True)
-    full = _probe_steps(fit_steps, effective_batch_size(learn))
-    n = _probe_steps(fit_steps, effective_batch_size(learn), cap=probe_steps)
+    bs = effective_batch_size(learn)
+    full, n = _probe_steps(fit_steps, bs), _probe_steps(fit_steps, bs, cap=probe_steps)
     if not n: return lr, {}
     if n < full: ratio = shortened_ratio(ratio, n / full)
     warmup = n * HOLD_WARMUP // HOLD_STEPS
