@@ -12,7 +12,7 @@ from ..core.recorder import smooth_ema
 from ..schedules.functions import one_cycle
 
 __all__ = ['suggest_minimum', 'suggest_steep', 'suggest_valley', 'suggest_max_bound', 'suggest_edge', 'suggest_spike',
-           'suggest_for_fit', 'pick_held', 'HOLD_RATIO', 'step_limit', 'ADAPTIVE_STEP_LIMIT',
+           'suggest_for_fit', 'pick_held', 'HOLD_RATIO', 'HOLD_DROP', 'step_limit', 'ADAPTIVE_STEP_LIMIT',
            'exposure_exponent', 'spike_lift', 'sweep_exposure', 'one_cycle_exposure', 'lr_bounds',
            'loss_slopes', 'smoothed_slopes', 'moving_average', 'smooth_zero_lag', 'start_level', 'smooth_sweep',
            'default_window', 'geometric_mean', 'applied_lr_limit']
@@ -410,6 +410,14 @@ def suggest_for_fit(lrs, losses, fit_steps, sweep_lrs=None, exponent=EXPOSURE_EX
 # the 'fit' suggestion 0.20-0.27) ended at 2.33 and 2.35, back at chance (ln 10 = 2.30) and 1.3x above S/2's 1.74,
 # and S was kept; its fits there scored 8.9 and 9.6% (see pick_held's `starts`).
 HOLD_RATIO = 3.
+# ... and a probe whose loss fell less than this share of the largest fall (start - end) of a probe at a smaller lr did
+# not hold either (see pick_held's `starts`): it learnt next to nothing where a gentler one learnt. A plain CNN on 16x16
+# digits under SGD sits on a plateau before it learns: one-liner seed 2's probes at 0.71 and 0.36 fell 0.007 and 0.011
+# from 2.30, the one at 0.18 fell 0.28, and every end stood within the ratio of the lowest; its fit at 0.71 scored
+# 9.4%, at 0.178 59.6% (82.8-93.6% at 0.16-0.2: its fits swing between neighbouring lrs). Of the one-liner's 168 hold
+# checks on 57 SGD problems it moved three: that seed and one each of spirals at batches of 8 and 16 (0.24 of the fall
+# below; +0.6 and +0.2); no other probe at S fell less than half as far as the one at S/2
+HOLD_DROP = 1 / 3
 
 
 def shortened_ratio(ratio: float, fraction: float) -> float:
@@ -435,9 +443,10 @@ def pick_held(lrs, ends, ratio=HOLD_RATIO, starts=None) -> float:
     diverged) at most `ratio` times the lowest end loss among the probes at smaller lrs. A held probe
     ends higher at a larger lr (the steps' noise grows with it), by up to about 3x a doubling on healthy
     nets; far more means the held peak undid the training, as a long fit's plateau would. Given the
-    probes' `starts` (each one's loss before it learnt), a probe that ended no lower than it started did
-    not hold either, where one at a smaller lr ended lower: on a hard task the losses that learnt stay high
-    too, and a ratio does not tell a slow learner from one back at chance (see HOLD_RATIO). The
+    probes' `starts` (each one's loss before it learnt), a probe whose loss fell less than HOLD_DROP (a third)
+    of the largest fall of a probe at a smaller lr, or not at all, did not hold either: on a hard task the
+    losses that learnt stay high too, and a ratio does not tell a slow learner from one back at chance (see
+    HOLD_RATIO), or from one stuck on a plateau that the gentler probe left (see HOLD_DROP). The
     smallest lr when none above it held. Ratios say nothing of losses that can reach 0 or below (a
     Gaussian NLL, a custom loss): where a finite end is <= 0, the largest lr whose probe did not diverge."""
     if len(lrs) != len(ends): raise ValueError(f'lrs and ends differ in length ({len(lrs)} and {len(ends)})')
@@ -447,12 +456,12 @@ def pick_held(lrs, ends, ratio=HOLD_RATIO, starts=None) -> float:
     if any(not l > 0 for l in lrs): raise ValueError('learning rates must be > 0')
     check_range('ratio', ratio, 1, math.inf, hi_open=True)
     order = sorted(range(len(lrs)), key=lambda i: lrs[i])
-    if starts is not None:   # learnt nothing, where a smaller lr learnt: as if it diverged
-        ends, below_learnt = list(ends), False
+    if starts is not None:   # learnt (next to) nothing, where a smaller lr learnt: as if it diverged
+        ends, below = list(ends), 0.   # the largest drop of a probe at a smaller lr
         for i in order:
-            learnt = math.isfinite(ends[i]) and ends[i] < starts[i]
-            if below_learnt and not learnt: ends[i] = math.inf
-            below_learnt = below_learnt or learnt
+            drop = starts[i] - ends[i] if math.isfinite(ends[i]) else -math.inf
+            if below > 0 and drop < HOLD_DROP * below: ends[i] = math.inf
+            below = max(below, drop)
     if any(math.isfinite(e) and e <= 0 for e in ends):
         return max((lrs[i] for i in order if math.isfinite(ends[i])), default=lrs[order[0]])
     for pos in range(len(order) - 1, 0, -1):

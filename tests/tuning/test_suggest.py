@@ -412,11 +412,30 @@ def test_pick_held_rejects_a_probe_back_where_it_started_when_one_below_learnt()
     assert pick_held([0.2, 0.1, 0.05], [2.33, 2.31, 1.649], starts=[2.30, 2.30, 2.30]) == 0.05
     # no probe learnt (a plateau every lr sits on): nothing to tell them apart by, the ratio decides
     assert pick_held([0.2, 0.1], [2.33, 2.31], starts=[2.30, 2.30]) == 0.2
-    # a probe that learnt a little (2.29 < 2.30) is read by the ratio; one below that learnt nothing changes nothing
-    assert pick_held([0.2, 0.1], [2.29, 1.0], starts=[2.30, 2.30]) == 0.2
+    # one below that learnt nothing changes nothing
     assert pick_held([0.2, 0.1], [1.0, 2.4], starts=[2.30, 2.30]) == 0.2
     # a Gaussian NLL starting at 0.5: S ended at 0.6, above where it started, S/2 at -1.0: S/2
     assert pick_held([1.0, 0.5], [0.6, -1.0], starts=[0.5, 0.5]) == 0.5
+
+
+def test_pick_held_rejects_a_probe_that_learnt_next_to_nothing_where_one_below_learnt():
+    from onecycle.tuning.suggest import HOLD_DROP
+    # a plain CNN on 16x16 digits under SGD, on its plateau: the probes at 0.71 and 0.36 fell 0.007 and 0.011 from
+    # 2.30, the one at 0.18 fell 0.28; every end is within 3x of the lowest, and each learnt something, yet the two
+    # above barely left the plateau the gentler one left (its fit at 0.71 scored 9.4%, at 0.178 59.6%): 0.18
+    starts, ends = [2.3035, 2.3035, 2.3035], [2.2966, 2.2930, 2.0225]
+    assert pick_held([0.71, 0.36, 0.18], ends) == 0.71
+    assert pick_held([0.71, 0.36, 0.18], ends, starts=starts) == 0.18
+    # a third of the fall below it holds; a hair less does not
+    assert HOLD_DROP == pytest.approx(1 / 3)
+    assert pick_held([0.2, 0.1], [2.0, 1.0], starts=[2.5, 2.5]) == 0.2      # 0.5 of 1.5: exactly a third
+    assert pick_held([0.2, 0.1], [2.0001, 1.0], starts=[2.5, 2.5]) == 0.1
+    # compared with the largest fall below, not the neighbour's: S/2 barely fell, S/4 fell far
+    assert pick_held([0.4, 0.2, 0.1], [1.9, 2.25, 0.5], starts=[2.3, 2.3, 2.3]) == 0.1
+    # healthy nets: a larger lr's probe falls about as far (the ratio reads them as before)
+    assert pick_held([0.8, 0.4], [0.48, 0.17], starts=[2.3, 2.3]) == 0.8
+    # spirals at a batch of 16, where the drop rule costs nothing: 0.10 of 0.40 is under a third: S/2 (both fits 99.5%+)
+    assert pick_held([0.1475, 0.0737], [0.60, 0.30], starts=[0.697, 0.697]) == 0.0737
 
 
 @pytest.mark.parametrize('kwargs, exc, word', [
