@@ -1,4 +1,4 @@
-"""Does the one-liner hold on problems the rules were never looked at on? A hundred and thirty-five more small problems
+"""Does the one-liner hold on problems the rules were never looked at on? A hundred and forty-one more small problems
 (recurrent nets, a deep plain MLP, tanh activations, a transformer on another task, plain Adam, norm
 layers under SGD...; four were added to check the rule for SGD on normalized models and run once with it,
 eight (GroupNorm and LayerNorm nets, residual MLPs, noisy moons, a 3-class make_classification) were made
@@ -226,6 +226,23 @@ def cnn16():
     return nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(16, 32, 3, padding=1),
                          nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10))
+
+
+def gap_cnn(channels=(16, 32, 64), pool=True):
+    "3x3 convolutions (max pooling between them when `pool`) and global average pooling, no normalization: images."
+    layers, c_in = [], 1
+    for i, c in enumerate(channels):
+        layers += [nn.Conv2d(c_in, c, 3, padding=1), nn.ReLU()] + ([nn.MaxPool2d(2)] if pool and i < len(channels) - 1
+                                                                    else [])
+        c_in = c
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, 10))
+
+
+def gap_cnn1d():
+    "Three 1-D convolutions of 32 channels (kernel 5) and global average pooling, no normalization, for MNIST-1D."
+    return nn.Sequential(nn.Unflatten(1, (1, 40)), nn.Conv1d(1, 32, 5, padding=2), nn.ReLU(),
+                         nn.Conv1d(32, 32, 5, padding=2), nn.ReLU(), nn.Conv1d(32, 32, 5, padding=2), nn.ReLU(),
+                         nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(32, 10))
 
 
 def wide_cnn1d():
@@ -576,6 +593,20 @@ PROBLEMS = {
     'digits16-cnn-sgd': P(data=digit_images16, model=cnn16, opt='sgd', bs=64, epochs=12),
     'mnist1d-deepmlp-sgd-bs64': P(data=mnist1d, model=lambda: mlp((40, 256, 128, 64, 10)), opt='sgd', bs=64,
                                   epochs=12),
+    # made to check the hold check's HOLD_DROP (a probe that fell under a third as far as one below it did not hold;
+    # twenty-sixth session), set on the 16x16 CNN above: plain nets with global average pooling under SGD, which sit
+    # on a plateau before they learn, and a deep plain MLP. It moved the one-liner on one seed (the CNN at batch 32,
+    # 8.6 -> 94.8%) and tune on two (the MLP, 9.7 -> 89.6 and 86.6%), nothing else. The plateau CNNs stay poor: the
+    # sweeps learn nothing, and a ladder of probes at fixed lrs took the one that learnt most in 100 steps, past the
+    # edge of a long fit as often as not (left out)
+    'digits16-cnn-sgd-bs32': P(data=digit_images16, model=cnn16, opt='sgd', bs=32, epochs=8),
+    'digits16-cnn-sgd-bs128': P(data=digit_images16, model=cnn16, opt='sgd', bs=128, epochs=20),
+    'digits16-gapcnn2-sgd': P(data=digit_images16, model=partial(gap_cnn, (16, 32)), opt='sgd', bs=64, epochs=12),
+    'digits-gapcnn-sgd': P(data=digit_images, model=partial(gap_cnn, (16, 32, 64), pool=False), opt='sgd', bs=64,
+                           epochs=12),
+    'mnist1d-gapcnn-sgd': P(data=mnist1d, model=gap_cnn1d, opt='sgd', bs=64, epochs=12),
+    'classif10-deepmlp6-sgd': P(data=classification10_arrays, model=lambda: mlp((24, 64, 64, 64, 64, 64, 10)),
+                                opt='sgd', bs=64, epochs=8),
 }
 
 
