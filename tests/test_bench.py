@@ -134,10 +134,13 @@ def test_every_unseen_problem_builds_offline_and_plain_adam_means_adam():
     assert len(cut) == len(room) == len(longer) == 6
     # the hold check's HOLD_DROP, held out: SGD on plain nets, five CNNs with global average pooling and a deep MLP
     drop = [unseen.PROBLEMS[n] for n in names[end + 98:end + 104]]
-    assert len(drop) == 6 and len(names) == end + 104 and {p['opt'] for p in drop} == {'sgd'}
+    assert len(drop) == 6 and {p['opt'] for p in drop} == {'sgd'}
     assert sum(isinstance(m, (torch.nn.AdaptiveAvgPool2d, torch.nn.AdaptiveAvgPool1d))
                for p in drop for m in p['model']().modules()) == 5
-    assert not any(is_normalized(p['model']()) or has_attention(p['model']()) for p in drop)
+    # ... and its value, a half, held out: six more, on tasks whose losses stay high (MNIST-1D, noisy labels)
+    half = [unseen.PROBLEMS[n] for n in names[end + 104:end + 110]]
+    assert len(half) == 6 and len(names) == end + 110 and {p['opt'] for p in half} == {'sgd'}
+    assert not any(is_normalized(p['model']()) or has_attention(p['model']()) for p in drop + half)
     assert {p['bs'] for p in cut} == {8} and {p['opt'] for p in cut + room + longer} == {'sgd'}
     assert min(p['bs'] for p in longer) >= 64   # (tune's longer sweeps, left out, were for batches of 32 and more)
     assert not any(is_normalized(p['model']()) or has_attention(p['model']()) for p in cut + room + longer)

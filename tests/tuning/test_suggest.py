@@ -426,15 +426,18 @@ def test_pick_held_rejects_a_probe_that_learnt_next_to_nothing_where_one_below_l
     starts, ends = [2.3035, 2.3035, 2.3035], [2.2966, 2.2930, 2.0225]
     assert pick_held([0.71, 0.36, 0.18], ends) == 0.71
     assert pick_held([0.71, 0.36, 0.18], ends, starts=starts) == 0.18
-    # a third of the fall below it holds; a hair less does not
-    assert HOLD_DROP == pytest.approx(1 / 3)
-    assert pick_held([0.2, 0.1], [2.0, 1.0], starts=[2.5, 2.5]) == 0.2      # 0.5 of 1.5: exactly a third
-    assert pick_held([0.2, 0.1], [2.0001, 1.0], starts=[2.5, 2.5]) == 0.1
+    # half the fall below it holds; a hair less does not
+    assert HOLD_DROP == 0.5
+    assert pick_held([0.2, 0.1], [2.0, 1.5], starts=[2.5, 2.5]) == 0.2      # 0.5 of 1.0: exactly half
+    assert pick_held([0.2, 0.1], [2.0001, 1.5], starts=[2.5, 2.5]) == 0.1
+    # an MNIST-1D CNN at batch 32 (tune, seed 0): S ended 1.3x above S/2, within the ratio, but fell 0.32 where S/2
+    # fell 0.69; its fit at S 48.9%, at S/2 89.1%
+    assert pick_held([0.27, 0.134], [1.99, 1.62], starts=[2.31, 2.31]) == 0.134
     # compared with the largest fall below, not the neighbour's: S/2 barely fell, S/4 fell far
     assert pick_held([0.4, 0.2, 0.1], [1.9, 2.25, 0.5], starts=[2.3, 2.3, 2.3]) == 0.1
     # healthy nets: a larger lr's probe falls about as far (the ratio reads them as before)
     assert pick_held([0.8, 0.4], [0.48, 0.17], starts=[2.3, 2.3]) == 0.8
-    # spirals at a batch of 16, where the drop rule costs nothing: 0.10 of 0.40 is under a third: S/2 (both fits 99.5%+)
+    # spirals at a batch of 16, where the drop rule costs nothing: 0.10 of 0.40 is under half: S/2 (both fits 99.5%+)
     assert pick_held([0.1475, 0.0737], [0.60, 0.30], starts=[0.697, 0.697]) == 0.0737
 
 
