@@ -412,7 +412,7 @@ def suggest_for_fit(lrs, losses, fit_steps, sweep_lrs=None, exponent=EXPOSURE_EX
 HOLD_RATIO = 3.
 # ... and a probe whose loss fell less than this share of the largest fall (start - end) of a probe at a smaller lr did
 # not hold either (see pick_held's `starts`): where no probe gets far (a hard task, a plateau), end losses stay close
-# and their ratio says little, but a lr past the edge of a long fit falls much less far than the one below it. A
+# and their ratio says little, but an lr past the edge of a long fit falls much less far than the one below it. A
 # plain CNN on 16x16 digits under SGD: one-liner seed 2's probes at 0.71 and 0.36 fell 0.007 and 0.011 from 2.30, the
 # one at 0.18 fell 0.28, every end within the ratio of the lowest; its fit at 0.71 scored 9.4%, at 0.178 59.6%
 # (82.8-93.6% at 0.16-0.2: its fits swing between neighbouring lrs). Set at a third, then a half: of the one-liner's
