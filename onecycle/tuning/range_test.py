@@ -577,8 +577,8 @@ def check_held(learn, lr, fit_steps, ratio=HOLD_RATIO, max_probes=HOLD_PROBES, m
     of the way down, see :func:`~onecycle.tuning.suggest.suggest_spike`) or diverged, at most `max_probes`;
     then the largest lr whose probe held (:func:`~onecycle.tuning.suggest.pick_held`). Returns (that lr,
     the probes: 'lrs', 'ends', 'spiked', 'starts' (each probe's loss over its first steps), 'steps' (all probes'),
-    'probe_steps' (each one's), 'full_steps', 'ratio', 'unchecked'). A probe that ended no lower than it started,
-    where one below it ended lower, did not hold (see :func:`~onecycle.tuning.suggest.pick_held`).
+    'probe_steps' (each one's), 'full_steps', 'ratio', 'unchecked'). A probe whose loss fell less than half as far
+    as one's below it (HOLD_DROP), or not at all, did not hold (see :func:`~onecycle.tuning.suggest.pick_held`).
     Given a `ceiling` (lr_find passes the 'fit' suggestion before the rule lowered it for the fit's length), a
     kept `lr` whose probe did not spike and ended below the one at half of it is probed at twice itself as well,
     when that is within the ceiling and a probe is left, and raised there when that probe ended below the one at
@@ -705,8 +705,9 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, sugges
     a fit meets its peak: 100-step probes (of 32 samples: more steps at a smaller batch, see
     :func:`steps_for_samples`) from the same state, the fit's warm-up compressed and the lr held,
     at it and at half of it (a third, lower still, when the lower one spiked too), and it is halved while
-    its probe ends more than 3x above the one below (:func:`check_held`; ``result.held`` says what they
-    saw, ``result.cost`` counts their steps). A long fit at an lr that only undoes its training once the
+    its probe ends more than 3x above the one below, or falls less than half as far (:func:`check_held`;
+    ``result.held`` says what they saw, ``result.cost`` counts their steps). A long fit at an lr that only undoes
+    its training once the
     net has sharpened collapses to chance, and no range test, whose steps at that lr come right after lower
     ones, shows it. The other way, a kept suggestion whose probe ended below its half's is probed at twice
     itself, and doubled when that probe ended lower, or did not spike and ended at most 1.15x higher, never past

@@ -15,7 +15,7 @@
    For SGD on a plain model (or one with attention), S is then checked at a held peak wherever lr_find's
    one-liner checks it (``range_test.checks_hold``) and as it does (``range_test.check_held``: 100-step probes,
    more steps below a batch of 32, at S and S/2, halving S while its probe ends more than 3x above the one
-   below), when the probes leave the trials half the budget:
+   below or falls less than half as far), when the probes leave the trials half the budget:
    plain CNNs collapse at an S that tune's short trials, which leave their peak at once, cannot tell apart
    (a max-pooling CNN on the digits: fits at 91.3 / 98.0 / 90.2% before, 96.5 / 97.5 / 97.3% with it).
 2. (When asked) batch size: short runs at each candidate batch size, the lr rescaled with it.
