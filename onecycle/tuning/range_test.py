@@ -707,11 +707,10 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, sugges
     at it and at half of it (a third, lower still, when the lower one spiked too), and it is halved while
     its probe ends more than 3x above the one below, or falls less than half as far (:func:`check_held`;
     ``result.held`` says what they saw, ``result.cost`` counts their steps). A long fit at an lr that only undoes
-    its training once the
-    net has sharpened collapses to chance, and no range test, whose steps at that lr come right after lower
-    ones, shows it. The other way, a kept suggestion whose probe ended below its half's is probed at twice
-    itself, and doubled when that probe ended lower, or did not spike and ended at most 1.15x higher, never past
-    the value before the rule lowered it for the fit's length: the lowering some nets need costs others points.
+    its training once the net has sharpened collapses to chance, and no range test, whose steps at that lr come
+    right after lower ones, shows it. The other way, a kept suggestion whose probe ended below its half's is probed
+    at twice itself, and doubled when that probe ended lower, or did not spike and ended at most 1.15x higher, never
+    past the value before the rule lowered it for the fit's length: the lowering some nets need costs others points.
     Off, or for another `suggest`, nothing runs after the sweep."""
     check_choice('suggest', suggest, SUGGESTIONS)
     check_int('n_epoch', n_epoch, min_value=1, allow_none=True)
