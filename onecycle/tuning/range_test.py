@@ -30,6 +30,7 @@ from .suggest import (
     geometric_mean,
     HOLD_DROP,
     HOLD_RATIO,
+    held_falls,
     lr_bounds,
     pick_held,
     shortened_ratio,
@@ -650,19 +651,16 @@ def check_held(learn, lr, fit_steps, ratio=HOLD_RATIO, max_probes=HOLD_PROBES, m
 
 def held_line(held: dict, picked: float) -> str:
     "One line on what :func:`check_held` saw (its `held` dict) and the lr it `picked`."
-    def tags(sp, e, st, below):
-        fell = st - e if math.isfinite(e) else -math.inf
-        little = 0 < fell < HOLD_DROP * below
+    def tags(sp, e, st, fell, below):
+        little = 0 < fell < HOLD_DROP * below   # (one that fell no lower than it started says so instead)
         t = (['spiked'] * sp + ['no lower than it started'] * (math.isfinite(e) and e >= st)
              + [f'fell {fell:.3g}, under {HOLD_DROP:.2g}x the {below:.3g} of a smaller lr'] * little)
         return f" ({', '.join(t)})" if t else ''
     def listed(d):
         starts = d.get('starts') or [math.inf] * len(d['lrs'])
-        falls = [st - e if math.isfinite(e) else -math.inf for e, st in zip(d['ends'], starts)]
-        def below(c):   # the largest fall of a probe at a smaller lr (see pick_held)
-            return max([f for c2, f in zip(d['lrs'], falls) if c2 < c and math.isfinite(f)] + [0.])
-        return ', '.join(f'{fmt_lr(c)}: {e:.4g}{tags(sp, e, st, below(c))}'
-                         for c, e, sp, st in zip(d['lrs'], d['ends'], d['spiked'], starts))
+        falls = held_falls(d['lrs'], d['ends'], starts)
+        return ', '.join(f'{fmt_lr(c)}: {e:.4g}{tags(sp, e, st, *fb)}'
+                         for c, e, sp, st, fb in zip(d['lrs'], d['ends'], d['spiked'], starts, falls))
     probes = listed(held)
     verdict = ('kept' if picked == held['unchecked'] else
                f"{'lowered' if picked < held['unchecked'] else 'raised'} to {fmt_lr(picked)}")

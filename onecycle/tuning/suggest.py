@@ -12,7 +12,7 @@ from ..core.recorder import smooth_ema
 from ..schedules.functions import one_cycle
 
 __all__ = ['suggest_minimum', 'suggest_steep', 'suggest_valley', 'suggest_max_bound', 'suggest_edge', 'suggest_spike',
-           'suggest_for_fit', 'pick_held', 'HOLD_RATIO', 'HOLD_DROP', 'step_limit', 'ADAPTIVE_STEP_LIMIT',
+           'suggest_for_fit', 'pick_held', 'held_falls', 'HOLD_RATIO', 'HOLD_DROP', 'step_limit', 'ADAPTIVE_STEP_LIMIT',
            'exposure_exponent', 'spike_lift', 'sweep_exposure', 'one_cycle_exposure', 'lr_bounds',
            'loss_slopes', 'smoothed_slopes', 'moving_average', 'smooth_zero_lag', 'start_level', 'smooth_sweep',
            'default_window', 'geometric_mean', 'applied_lr_limit']
@@ -441,6 +441,17 @@ def geometric_mean(a: float, b: float | None = None) -> float:
     return math.sqrt(ok[0] * ok[1]) if len(ok) == 2 else ok[0] if ok else a
 
 
+def held_falls(lrs, ends, starts) -> list:
+    """For each hold probe (in the order given): (how far its loss fell, start - end, -inf where it diverged; the
+    largest fall of a probe at a smaller lr, 0 where none fell). :func:`pick_held` fails a probe whose fall is under
+    HOLD_DROP times the second; ``range_test.held_line`` says so."""
+    out, below = [None] * len(lrs), 0.
+    for i in sorted(range(len(lrs)), key=lambda i: lrs[i]):
+        fall = starts[i] - ends[i] if math.isfinite(ends[i]) else -math.inf
+        out[i], below = (fall, below), max(below, fall)
+    return out
+
+
 def pick_held(lrs, ends, ratio=HOLD_RATIO, starts=None) -> float:
     """The largest of `lrs` whose held probe held: its end loss (`ends`, one per lr; inf for a probe that
     diverged) at most `ratio` times the lowest end loss among the probes at smaller lrs. A held probe
@@ -460,11 +471,8 @@ def pick_held(lrs, ends, ratio=HOLD_RATIO, starts=None) -> float:
     check_range('ratio', ratio, 1, math.inf, hi_open=True)
     order = sorted(range(len(lrs)), key=lambda i: lrs[i])
     if starts is not None:   # learnt (next to) nothing, where a smaller lr learnt: as if it diverged
-        ends, below = list(ends), 0.   # the largest drop of a probe at a smaller lr
-        for i in order:
-            drop = starts[i] - ends[i] if math.isfinite(ends[i]) else -math.inf
-            if below > 0 and drop < HOLD_DROP * below: ends[i] = math.inf
-            below = max(below, drop)
+        ends = [math.inf if below > 0 and fall < HOLD_DROP * below else e
+                for e, (fall, below) in zip(ends, held_falls(lrs, ends, starts))]
     if any(math.isfinite(e) and e <= 0 for e in ends):
         return max((lrs[i] for i in order if math.isfinite(ends[i])), default=lrs[order[0]])
     for pos in range(len(order) - 1, 0, -1):

@@ -435,6 +435,12 @@ def test_pick_held_rejects_a_probe_that_learnt_next_to_nothing_where_one_below_l
     assert pick_held([0.27, 0.134], [1.99, 1.62], starts=[2.31, 2.31]) == 0.134
     # compared with the largest fall below, not the neighbour's: S/2 barely fell, S/4 fell far
     assert pick_held([0.4, 0.2, 0.1], [1.9, 2.25, 0.5], starts=[2.3, 2.3, 2.3]) == 0.1
+    # (each probe's fall and the largest fall below it, in the order given; what held_line reports)
+    from onecycle.tuning.suggest import held_falls
+    falls = held_falls([0.4, 0.2, 0.1], [1.9, 2.25, 0.5], [2.3, 2.3, 2.3])
+    assert [f for f, _ in falls] == pytest.approx([0.4, 0.05, 1.8]) and [b for _, b in falls] == pytest.approx(
+        [1.8, 1.8, 0.])
+    assert held_falls([1.0, 0.5], [math.inf, 1.0], [2.3, 2.3])[0] == (-math.inf, pytest.approx(1.3))
     # healthy nets: a larger lr's probe falls about as far (the ratio reads them as before)
     assert pick_held([0.8, 0.4], [0.48, 0.17], starts=[2.3, 2.3]) == 0.8
     # spirals at a batch of 16, where the drop rule costs nothing: 0.10 of 0.40 is under half: S/2 (both fits 99.5%+)
