@@ -72,7 +72,8 @@ class LRFinderResult:
     ``held`` is empty unless lr_find checked the 'fit' suggestion at a held peak (see :func:`check_held`):
     then it holds the probes' 'lrs' (the unchecked suggestion, its half, then a quarter or twice it), their 'ends'
     (end losses), whether each 'spiked', their 'starts' (losses over their first steps), their 'steps' (all
-    probes') and 'probe_steps' (each one's), and the 'unchecked' suggestion.
+    probes') and 'probe_steps' (each one's), the 'unchecked' suggestion, and where they ran the 'long' probes at it
+    and its half (their 'lrs', 'ends', 'spiked', 'starts' and 'probe_steps').
     ``replicate`` is lr_find's second sweep, on another data order, when it ran one (its default `num_it`):
     then each entry of ``suggestions`` is the geometric mean of the two sweeps' values for that rule (the first
     sweep's own where both learnt too little to be read; the curves, ``lrs`` and ``losses``, are the first
@@ -492,6 +493,18 @@ REFERENCE_BATCH = 32
 # that spiked and still ended below S's counts as held: a GRU and a bidirectional LSTM on MNIST-1D with SGD (made
 # after the threshold was set) had such probes, and their fits at 2S scored 3-9 points above S's.
 HOLD_CLIMB = 1.15
+# Where the kept lr's probe fell less than HOLD_BEHIND times as far as its half's, both are probed again HOLD_LONG
+# times as long, and the lr is halved when its long probe fell less than HOLD_LONG_DROP times as far as its half's: a
+# net past the edge of a long fit learns at first, then stalls as it sharpens, and 100 steps are too few to tell it
+# from one that is only noisier. A CNN on MNIST-1D at batch 32 (one-liner seed 2: 71.7% at S, 89.1% at S/2) fell
+# 0.87x as far as S/2 in 100 steps and 0.63x in 300; deep MLPs at batch 8 0.61-0.91x and 0.50-0.72x (S/2 2-5 points
+# better); nets fine at S mostly close the gap or overtake (a CNN on MNIST-1D at batch 8: 0.83x, then 1.05x; S 15
+# points better). Of the one-liner's 140 kept suggestions on 57 SGD problems, 65 fell less far than their half: with
+# long probes for all of them 0.65 moved ten by +26.6 points summed (three lost 1.0-1.4), 0.7 would have lost 11.5
+# on one more (a CNN at batch 8, 0.70x), 0.6 gained 5.7; run only below 0.9x (28 of them, less than half the steps:
+# 600 at batch 32, 2400 at batch 8), 0.65 moved nine, +25.7. Recurrent nets' long probes can stall at lrs their fits
+# ride out (a GRU at batch 8: 0.49x, S 1.4 points better): one reason the threshold stays well below 1.
+HOLD_BEHIND, HOLD_LONG, HOLD_LONG_DROP = 0.9, 3, 0.65
 
 
 class HoldProbe(StepLoss, ParamScheduler):
@@ -565,14 +578,21 @@ def _probe_steps(fit_steps: int, batch_size=None, cap=None) -> int:
     return 0 if n < 10 else n
 
 
-def hold_check_steps(fit_steps: int, max_probes=HOLD_PROBES, batch_size=None) -> int:
+def hold_check_steps(fit_steps: int, max_probes=HOLD_PROBES, batch_size=None, long_probes=False) -> int:
     """The most optimizer steps :func:`check_held` takes for a fit of `fit_steps` steps of `batch_size` samples
-    (0: too short to probe)."""
-    return max_probes * _probe_steps(fit_steps, batch_size)
+    (0: too short to probe), with its two long probes when `long_probes`."""
+    n = _probe_steps(fit_steps, batch_size)
+    return max_probes * n + (2 * _long_probe_steps(n, fit_steps) if long_probes else 0)
+
+
+def _long_probe_steps(n: int, fit_steps: int) -> int:
+    "A long probe's steps, where each short one took `n`: HOLD_LONG times as many, at most the fit's; 0 if no more."
+    m = min(HOLD_LONG * n, fit_steps)
+    return m if m > n else 0
 
 
 def check_held(learn, lr, fit_steps, ratio=HOLD_RATIO, max_probes=HOLD_PROBES, moms=ONE_CYCLE_MOMS, ceiling=None,
-               climb=HOLD_CLIMB, probe_steps=None) -> tuple:
+               climb=HOLD_CLIMB, probe_steps=None, long_probes=True) -> tuple:
     """`lr` checked at a held peak: hold probes (:func:`hold_probe`) at `lr` and `lr`/2, and one more
     halving while the lowest probe spiked (a step's loss above where it started, once it had come a third
     of the way down, see :func:`~onecycle.tuning.suggest.suggest_spike`) or diverged, at most `max_probes`;
@@ -587,6 +607,11 @@ def check_held(learn, lr, fit_steps, ratio=HOLD_RATIO, max_probes=HOLD_PROBES, m
     it run again on another data order (``REPLICATE_SEED``, as lr_find's second sweep) agree: the lowering for the
     fit's length is what some nets need (their probe at twice the lr spikes and ends higher) and more than others
     do, and near an edge one data order's verdict is a coin toss (``held['confirm']`` has the second pair).
+    With `long_probes`, a kept `lr` whose probe fell less than HOLD_BEHIND (0.9) times as far as the one at
+    half of it is probed again with its half, each HOLD_LONG (3) times as long (at most the fit's length), and
+    halved when its long probe fell less than HOLD_LONG_DROP (0.65) times as far (``held['long']``: 'lrs',
+    'ends', 'spiked', 'starts', 'probe_steps'): a net past the edge of a long fit stalls as it sharpens, which
+    100 steps may not show.
     `moms`: the fit's (high, low) momentum, or None for a fit that keeps the optimizer's. A fit shorter
     than 10 steps is not probed. `probe_steps`: each probe's steps at most (tune shortens them to fit its
     budget; under 10, nothing is probed); probes cut short are held to a `ratio` cut in proportion
@@ -602,12 +627,12 @@ def check_held(learn, lr, fit_steps, ratio=HOLD_RATIO, max_probes=HOLD_PROBES, m
     full, n = _probe_steps(fit_steps, bs), _probe_steps(fit_steps, bs, cap=probe_steps)
     if not n: return lr, {}
     if n < full: ratio = shortened_ratio(ratio, n / full)
-    warmup = n * HOLD_WARMUP // HOLD_STEPS
-    tail, head = max(1, n * HOLD_TAIL // HOLD_STEPS), max(1, n * HOLD_HEAD // HOLD_STEPS)
     held = {'lrs': [], 'ends': [], 'spiked': [], 'starts': [], 'steps': 0, 'probe_steps': n, 'full_steps': full,
             'ratio': ratio, 'unchecked': lr}
 
-    def measure(c):   # (end loss, spiked, start loss) of a probe at c, the same on every rank
+    def measure(c, n=n):   # (end loss, spiked, start loss) of an n-step probe at c, the same on every rank
+        warmup = n * HOLD_WARMUP // HOLD_STEPS
+        tail, head = max(1, n * HOLD_TAIL // HOLD_STEPS), max(1, n * HOLD_HEAD // HOLD_STEPS)
         losses = hold_probe(learn, c, n, warmup, moms)
         held['steps'] += len(losses)
         done = len(losses) == n
@@ -646,6 +671,15 @@ def check_held(learn, lr, fit_steps, ratio=HOLD_RATIO, max_probes=HOLD_PROBES, m
                 (base, base_spiked, _), (end, spiked, _) = measure(lr), measure(2 * lr)
             held['confirm'] = {'lrs': [lr, 2 * lr], 'ends': [base, end], 'spiked': [base_spiked, spiked]}
             if climbs(end, spiked, base): picked = 2 * lr
+    # learnt clearly less than its half: does the gap close over a longer hold, or widen as a net past its edge stalls?
+    m = _long_probe_steps(n, fit_steps) if long_probes and n == full else 0
+    if picked == lr and m and held['starts'][0] - held['ends'][0] < HOLD_BEHIND * (held['starts'][1] - held['ends'][1]):
+        long = held['long'] = {'lrs': [lr, lr / 2], 'ends': [], 'spiked': [], 'starts': [], 'probe_steps': m}
+        for c in long['lrs']:
+            end, spiked, start = measure(c, m)
+            long['ends'].append(end); long['spiked'].append(spiked); long['starts'].append(start)
+        fell, fell_half = (st - e for st, e in zip(long['starts'], long['ends']))
+        if not fell >= HOLD_LONG_DROP * fell_half: picked = lr / 2
     return picked, held
 
 
@@ -665,6 +699,12 @@ def held_line(held: dict, picked: float) -> str:
     verdict = ('kept' if picked == held['unchecked'] else
                f"{'lowered' if picked < held['unchecked'] else 'raised'} to {fmt_lr(picked)}")
     again = f"; on another data order {listed(held['confirm'])}" if held.get('confirm') else ''
+    if held.get('long'):
+        lg = held['long']
+        fell = [st - e for st, e in zip(lg['starts'], lg['ends'])]
+        again += (f"; {fmt_lr(held['unchecked'])} fell less than {HOLD_BEHIND:.2g}x as far as its half, so both ran "
+                  f"{lg['probe_steps']} steps: fell {fell[0]:.3g} and {fell[1]:.3g} "
+                  f"({'under' if not fell[0] >= HOLD_LONG_DROP * fell[1] else 'at least'} {HOLD_LONG_DROP:.2g}x)")
     cut = (f" (cut from {held['full_steps']}: held within {held['ratio']:.3g}x)"
            if held.get('full_steps', 0) > held['probe_steps'] else '')
     return (f"hold check: {fmt_lr(held['unchecked'])} {verdict} (probes of {held['probe_steps']} "
@@ -706,7 +746,9 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, sugges
     its probe ends more than 3x above the one below, or falls less than half as far (:func:`check_held`;
     ``result.held`` says what they saw, ``result.cost`` counts their steps). A long fit at an lr that only undoes
     its training once the net has sharpened collapses to chance, and no range test, whose steps at that lr come
-    right after lower ones, shows it. The other way, a kept suggestion whose probe ended below its half's is probed
+    right after lower ones, shows it; where a kept suggestion's probe fell less than 0.9x as far as its half's,
+    both run again three times as long, and it is halved when it fell less than 0.65x as far there (a net past
+    that edge learns, then stalls). The other way, a kept suggestion whose probe ended below its half's is probed
     at twice itself, and doubled when that probe ended lower, or did not spike and ended at most 1.15x higher, never
     past the value before the rule lowered it for the fit's length: the lowering some nets need costs others points.
     Off, or for another `suggest`, nothing runs after the sweep."""

@@ -343,9 +343,14 @@ class _Tuning:
             if n_held == hold_check_steps(res.fit_steps) or learnt_too_little(res.lr_find) or left < HOLD_STEPS:
                 return
             probe, n_held = left, HOLD_PROBES * left
-        self.say.begin('hold check', n_held)
+        # the long probes too (range_test.HOLD_LONG), where they leave half the budget as well: not in the default
+        # budget of a fit of a few hundred steps, whose trials need the rest
+        n_long = hold_check_steps(res.fit_steps, batch_size=batch_size, long_probes=True)
+        long_probes = probe is None and res.steps + n_long <= res.budget // 2
+        self.say.begin('hold check', n_long if long_probes else n_held)
         self.start.restore()
-        held_lr, held = check_held(learn, res.suggestion, res.fit_steps, moms=moms, probe_steps=probe)
+        held_lr, held = check_held(learn, res.suggestion, res.fit_steps, moms=moms, probe_steps=probe,
+                                   long_probes=long_probes)
         if held: res.held_lr, res.held = held_lr, held
         res.steps += held.get('steps', 0)
         self.say.end(held_line(held, held_lr) if held else 'hold check: the fit is too short to probe')

@@ -922,16 +922,19 @@ def test_check_held_walks_down_past_probes_that_diverge(make_learner):
     _assert_same(before, _snapshot(learn))
 
 
-def _scripted_probes(monkeypatch, lr, ends, spiked=(), again=None):
+def _scripted_probes(monkeypatch, lr, ends, spiked=(), again=None, long=None):
     """hold_probe replaced by loss curves whose end is `ends[f]` at f x `lr` (a steady fall from 2.3 there), with a
     jump above the start midway for the factors in `spiked`; on the data order REPLICATE_SEED gives (the climb's
-    confirmation) the ends in `again` where given; returns the factors probed, in order."""
+    confirmation) the ends in `again` where given, in probes longer than the first (check_held's long ones) those in
+    `long`; returns the factors probed, in order (and each probe's steps in ``seen.steps``)."""
     import onecycle.tuning.range_test as rt
-    seen = []
+    class Seen(list): steps = []
+    seen = Seen(); seen.steps = []
     def probe(learn, c, n_steps, warmup, moms):
         f = min(ends, key=lambda k: abs(math.log(k * lr / c)))
-        seen.append(f)
+        seen.append(f); seen.steps.append(n_steps)
         end = (again or {}).get(f, ends[f]) if torch.initial_seed() == rt.REPLICATE_SEED else ends[f]
+        if n_steps > seen.steps[0]: end = (long or ends)[f]
         losses = [2.3 + (end - 2.3) * min(1., i / (0.8 * n_steps)) for i in range(n_steps)]
         if f in spiked: losses[n_steps // 2] = 5.
         return losses
@@ -969,8 +972,8 @@ def test_check_held_holds_probes_cut_short_by_tune_to_a_ratio_cut_in_proportion(
     ends = {1: 1.0, .5: 0.6, .25: 0.4}
     learn = make_learner(opt_func=partial(torch.optim.SGD, momentum=0.9))
     for cap, picked, ratio in [(None, 1, HOLD_RATIO), (200, 1, HOLD_RATIO), (100, .5, 2.)]:
-        seen = _scripted_probes(monkeypatch, 0.1, ends, spiked=(1, .5))
-        lr, held = check_held(learn, 0.1, fit_steps=1000, probe_steps=cap)
+        seen = _scripted_probes(monkeypatch, 0.1, ends, spiked=(1, .5))   # (no long probes: they are tested below)
+        lr, held = check_held(learn, 0.1, fit_steps=1000, probe_steps=cap, long_probes=False)
         assert seen == [1, .5, .25] and lr == pytest.approx(0.1 * picked)
         assert held['full_steps'] == 200 and held['probe_steps'] == (cap or 200)
         assert held['ratio'] == pytest.approx(ratio)
@@ -993,7 +996,7 @@ def test_check_held_climbs_to_twice_a_kept_lr_only_on_the_probes_evidence(make_l
     from onecycle.tuning.range_test import check_held
     seen = _scripted_probes(monkeypatch, 0.1, ends, spiked)
     learn = make_learner(opt_func=partial(torch.optim.SGD, momentum=0.9))
-    lr, held = check_held(learn, 0.1, fit_steps=1000, ceiling=ceiling)
+    lr, held = check_held(learn, 0.1, fit_steps=1000, ceiling=ceiling, long_probes=False)
     # a climb the first data order allows is probed again (lr, then 2 lr) on another one, which agrees here
     again = [1, 2] if picked == 2 else []
     assert seen == probed + again and held['lrs'] == pytest.approx([0.1 * f for f in probed])
@@ -1001,6 +1004,60 @@ def test_check_held_climbs_to_twice_a_kept_lr_only_on_the_probes_evidence(make_l
     # batches of 16: each probe takes 200 steps, as many samples as 100 of 32
     assert held['probe_steps'] == 200 and held['steps'] == 200 * (len(probed) + len(again))
     assert ('confirm' in held) == (picked == 2)
+
+
+@pytest.mark.parametrize('short, long, picked', [
+    # a CNN on MNIST-1D at batch 32 (one-liner seed 2): S fell 0.87x as far as S/2 in 100 steps, 0.63x in 300; its
+    # fit at S scored 71.7%, at S/2 89.1%
+    ({1: 1.80, .5: 1.69}, {1: 1.64, .5: 1.13}, .5),
+    # one at batch 128 fine at S (90.7%, 82.3% at S/2): behind in 100 steps, ahead in 300
+    ({1: 1.84, .5: 1.67}, {1: 1.15, .5: 1.35}, 1),
+    ({1: 1.80, .5: 1.70}, {1: 1.20, .5: 0.70}, 1),     # 1.1 of 1.6: 0.69x, at least 0.65x: kept
+    ({1: 1.80, .5: 1.70}, {1: 1.30, .5: 0.70}, .5),    # 1.0 of 1.6: 0.63x: halved
+    ({1: 1.80, .5: 1.70}, {1: 2.40, .5: 0.70}, .5),    # the long probe at S ended above its start: halved
+])
+def test_check_held_probes_a_kept_lr_that_fell_less_than_its_half_again_three_times_as_long(
+        make_learner, monkeypatch, short, long, picked):
+    """A net past the edge of a long fit learns at first and stalls as it sharpens: where the kept lr's probe fell
+    less than HOLD_BEHIND (0.9) times as far as its half's, both run again HOLD_LONG (3) times as long, and the lr
+    is halved when it fell less than HOLD_LONG_DROP (0.65) times as far there. The long probes are counted,
+    recorded and told in the line."""
+    from onecycle.tuning.range_test import HOLD_BEHIND, HOLD_LONG, HOLD_LONG_DROP, check_held, held_line
+    assert (HOLD_BEHIND, HOLD_LONG, HOLD_LONG_DROP) == (0.9, 3, 0.65)
+    seen = _scripted_probes(monkeypatch, 0.1, {**short, .25: 1.75}, long={**long, .25: 1.0})
+    learn = make_learner(opt_func=partial(torch.optim.SGD, momentum=0.9))   # batches of 16: probes of 200 steps
+    lr, held = check_held(learn, 0.1, fit_steps=1000, ceiling=1.)
+    assert seen == [1, .5, 1, .5] and seen.steps == [200, 200, 600, 600]
+    assert lr == pytest.approx(0.1 * picked) and held['lrs'] == pytest.approx([0.1, 0.05])
+    assert held['long']['lrs'] == pytest.approx([0.1, 0.05]) and held['long']['probe_steps'] == 600
+    assert held['long']['ends'] == pytest.approx([long[1], long[.5]]) and held['steps'] == 2 * 200 + 2 * 600
+    line = held_line(held, lr)
+    assert 'fell less than 0.9x as far as its half, so both ran 600 steps' in line
+    assert ('(under 0.65x)' in line) == (picked == .5) and ('lowered to 5.0e-02' in line) == (picked == .5)
+
+
+def test_check_held_runs_no_long_probes_where_the_lr_fell_as_far_as_its_half_or_none_fit(make_learner, monkeypatch):
+    """S fell at least 0.9x as far as S/2 in the short probes (1.0x, 0.92x): no long ones, whatever they would
+    show. Nor with
+    ``long_probes=False`` (tune, short of budget), for probes cut short, or where the fit is no longer than a probe;
+    a fit shorter than three probes caps them at its length. hold_check_steps counts them when asked."""
+    from onecycle.tuning.range_test import check_held, hold_check_steps
+    learn = make_learner(opt_func=partial(torch.optim.SGD, momentum=0.9))
+    for short in ({1: 1.6, .5: 1.7}, {1: 1.75, .5: 1.7}):
+        seen = _scripted_probes(monkeypatch, 0.1, short, long={1: 2.3, .5: 0.5})
+        lr, held = check_held(learn, 0.1, fit_steps=1000)
+        assert seen == [1, .5] and lr == 0.1 and 'long' not in held
+    behind = {1: 1.8, .5: 1.7}, {1: 2.0, .5: 0.5}   # halved wherever the long probes run
+    for kwargs in (dict(long_probes=False), dict(probe_steps=150), dict(fit_steps=200)):
+        seen = _scripted_probes(monkeypatch, 0.1, behind[0], long=behind[1])
+        lr, held = check_held(learn, 0.1, **{'fit_steps': 1000, **kwargs})
+        assert len(seen) == 2 and lr == 0.1 and 'long' not in held
+    seen = _scripted_probes(monkeypatch, 0.1, behind[0], long=behind[1])
+    lr, held = check_held(learn, 0.1, fit_steps=450)
+    assert seen.steps == [200, 200, 450, 450] and lr == pytest.approx(0.05)
+    assert hold_check_steps(1000, batch_size=16, long_probes=True) == 3 * 200 + 2 * 600
+    assert hold_check_steps(450, batch_size=16, long_probes=True) == 3 * 200 + 2 * 450
+    assert hold_check_steps(200, batch_size=16, long_probes=True) == hold_check_steps(200, batch_size=16) == 600
 
 
 @pytest.mark.parametrize('again, picked', [({2: 1.2}, 1), ({2: 0.9}, 2), ({1: 0.8, 2: 1.0}, 1)])

@@ -717,6 +717,29 @@ def test_the_hold_trials_look_above_s_only_where_its_hold_probe_ended_below_its_
     if not lifted: assert 'ended no lower than the one at' in said
 
 
+@pytest.mark.parametrize('budget, long_probes, cap', [(1000, False, 250), (6000, False, None), (9000, True, None)])
+def test_tune_runs_the_hold_checks_long_probes_only_where_they_leave_half_its_budget(make_learner, monkeypatch,
+                                                                                    budget, long_probes, cap):
+    """check_held's long probes (three times as long, at S and S/2) are run where the whole check at its most
+    leaves half the budget: at batch 8 a probe takes 400 steps, the check 3 x 400 + 2 x 1200 = 3600 at most, after
+    the two range tests' 800; not with a budget of 1000 (one shorter range test, then probes cut to what is left, 250
+    steps each), nor with 6000."""
+    from onecycle.tuning import tune as tune_module
+    from onecycle.tuning.range_test import hold_check_steps
+    _scripted_trials(monkeypatch, lambda rel, wd, replicate: 1.0, held=lambda rel: 1.0)
+    seen = []
+    def scripted_check(learn, lr, fit_steps, moms=None, probe_steps=None, long_probes=True, **kw):
+        seen.append((long_probes, probe_steps))
+        return lr, {'lrs': [lr, lr / 2], 'ends': [1.3, 1.2], 'spiked': [False, False], 'starts': [2.3, 2.3],
+                    'steps': 20, 'probe_steps': 10, 'full_steps': 10, 'ratio': 3., 'unchecked': lr}
+    monkeypatch.setattr(tune_module, 'check_held', scripted_check)
+    learn = make_learner(opt_func=torch.optim.SGD, lr=0.1, dls_kw={'n_train': 64, 'bs': 8})
+    res = tune(learn, n_epoch=200, budget=budget, search_moms=False, search_wd=False)
+    assert hold_check_steps(res.fit_steps, batch_size=8, long_probes=True) == 3600
+    assert (res.lr_find_replicate is None) == (budget < 4000)
+    assert seen == [(long_probes, cap)] and res.steps <= budget
+
+
 @pytest.mark.parametrize('opt_func, bn', [(torch.optim.AdamW, False), (torch.optim.SGD, True)])
 def test_no_hold_probes_where_the_lr_stage_walks_up_itself(make_learner, monkeypatch, opt_func, bn):
     "Adam-like optimizers and normalized models try sqrt2 S in their lr stage and run no hold probe."
