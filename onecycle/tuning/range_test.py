@@ -500,7 +500,7 @@ HOLD_CLIMB = 1.15
 # 0.87x as far as S/2 in 100 steps and 0.63x in 300; deep MLPs at batch 8 0.61-0.91x and 0.50-0.72x (S/2 2-5 points
 # better); nets fine at S mostly close the gap or overtake (a CNN on MNIST-1D at batch 8: 0.83x, then 1.05x; S 15
 # points better). Of the one-liner's 140 kept suggestions on 57 SGD problems, 65 fell less far than their half and
-# 28 under 0.9x (less than half the long probes' steps, the same picks but one of +0.8). Set at 0.65 on them first
+# 28 under 0.9x (less than half the long probes' steps; two fewer picks at 0.8, +2.8). Set at 0.65 on them first
 # (nine moved, +25.7 points summed; three lost 1.0-1.4); on eighteen problems made after it (bench/suggest_unseen.py)
 # that moved one seed (a deep MLP 55.9 -> 89.6%) and left six whose S/2 scored 0.6-6.3 points more at long-probe
 # ratios 0.66-0.79. At 0.8 (kept) in-sample +18.8 (a CNN on MNIST-1D at batch 8, 0.70x, lost 11.5: its S is best on
