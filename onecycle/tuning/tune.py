@@ -343,8 +343,8 @@ class _Tuning:
             if n_held == hold_check_steps(res.fit_steps) or learnt_too_little(res.lr_find) or left < HOLD_STEPS:
                 return
             probe, n_held = left, HOLD_PROBES * left
-        # the long probes too (range_test.HOLD_LONG), where they leave half the budget as well: not in the default
-        # budget of a fit of a few hundred steps, whose trials need the rest
+        # the long probes too (range_test.HOLD_LONG), where they leave half the budget as well: with the default
+        # budget (one fit's steps) only for fits of about 2200 steps or more at batch 32; the trials need the rest
         n_long = hold_check_steps(res.fit_steps, batch_size=batch_size, long_probes=True)
         long_probes = probe is None and res.steps + n_long <= res.budget // 2
         self.say.begin('hold check', n_long if long_probes else n_held)
