@@ -595,6 +595,13 @@ def _long_probe_steps(n: int, fit_steps: int) -> int:
     return m if m > n else 0
 
 
+def _long_verdict(long: dict) -> tuple:
+    """(how far the long probe at the lr fell, how far its half's fell, whether that halves the lr: the half's loss
+    fell and the lr's less than HOLD_LONG_DROP times as far), from check_held's ``held['long']``."""
+    fell, fell_half = (st - e for st, e in zip(long['starts'], long['ends']))
+    return fell, fell_half, fell_half > 0 and not fell >= HOLD_LONG_DROP * fell_half
+
+
 def check_held(learn, lr, fit_steps, ratio=HOLD_RATIO, max_probes=HOLD_PROBES, moms=ONE_CYCLE_MOMS, ceiling=None,
                climb=HOLD_CLIMB, probe_steps=None, long_probes=True) -> tuple:
     """`lr` checked at a held peak: hold probes (:func:`hold_probe`) at `lr` and `lr`/2, and one more
@@ -682,8 +689,7 @@ def check_held(learn, lr, fit_steps, ratio=HOLD_RATIO, max_probes=HOLD_PROBES, m
         for c in long['lrs']:
             end, spiked, start = measure(c, m)
             long['ends'].append(end); long['spiked'].append(spiked); long['starts'].append(start)
-        fell, fell_half = (st - e for st, e in zip(long['starts'], long['ends']))
-        if fell_half > 0 and not fell >= HOLD_LONG_DROP * fell_half: picked = lr / 2   # (neither learnt: no verdict)
+        if _long_verdict(long)[2]: picked = lr / 2   # (where the half did not learn either, no verdict)
     return picked, held
 
 
@@ -704,12 +710,11 @@ def held_line(held: dict, picked: float) -> str:
                f"{'lowered' if picked < held['unchecked'] else 'raised'} to {fmt_lr(picked)}")
     again = f"; on another data order {listed(held['confirm'])}" if held.get('confirm') else ''
     if held.get('long'):
-        lg = held['long']
-        fell = [st - e for st, e in zip(lg['starts'], lg['ends'])]
-        read = ('the half did not learn either' if not fell[1] > 0 else
-                f"{'under' if not fell[0] >= HOLD_LONG_DROP * fell[1] else 'at least'} {HOLD_LONG_DROP:.2g}x")
+        fell, fell_half, halves = _long_verdict(held['long'])
+        read = ('the half did not learn either' if not fell_half > 0 else
+                f"{'under' if halves else 'at least'} {HOLD_LONG_DROP:.2g}x")
         again += (f"; {fmt_lr(held['unchecked'])} fell less than {HOLD_BEHIND:.2g}x as far as its half, so both ran "
-                  f"{lg['probe_steps']} steps: fell {fell[0]:.3g} and {fell[1]:.3g} ({read})")
+                  f"{held['long']['probe_steps']} steps: fell {fell:.3g} and {fell_half:.3g} ({read})")
     cut = (f" (cut from {held['full_steps']}: held within {held['ratio']:.3g}x)"
            if held.get('full_steps', 0) > held['probe_steps'] else '')
     return (f"hold check: {fmt_lr(held['unchecked'])} {verdict} (probes of {held['probe_steps']} "

@@ -928,7 +928,7 @@ def _scripted_probes(monkeypatch, lr, ends, spiked=(), again=None, long=None):
     confirmation) the ends in `again` where given, in probes longer than the first (check_held's long ones) those in
     `long`; returns the factors probed, in order (and each probe's steps in ``seen.steps``)."""
     import onecycle.tuning.range_test as rt
-    class Seen(list): steps = []
+    class Seen(list): pass
     seen = Seen(); seen.steps = []
     def probe(learn, c, n_steps, warmup, moms):
         f = min(ends, key=lambda k: abs(math.log(k * lr / c)))
@@ -1043,9 +1043,8 @@ def test_check_held_probes_a_kept_lr_that_fell_less_than_its_half_again_three_ti
 
 def test_check_held_runs_no_long_probes_where_the_lr_fell_as_far_as_its_half_or_none_fit(make_learner, monkeypatch):
     """S fell at least 0.9x as far as S/2 in the short probes (1.0x, 0.92x): no long ones, whatever they would
-    show. Nor with
-    ``long_probes=False`` (tune, short of budget), for probes cut short, or where the fit is no longer than a probe;
-    a fit shorter than three probes caps them at its length. hold_check_steps counts them when asked."""
+    show. Nor with ``long_probes=False`` (tune, short of budget), for probes cut short, or where the fit is no longer
+    than a probe; a fit shorter than three probes caps them at its length. hold_check_steps counts them when asked."""
     from onecycle.tuning.range_test import check_held, hold_check_steps
     learn = make_learner(opt_func=partial(torch.optim.SGD, momentum=0.9))
     for short in ({1: 1.6, .5: 1.7}, {1: 1.75, .5: 1.7}):
