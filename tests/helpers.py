@@ -1,9 +1,11 @@
 """Helpers several test modules and torchrun scripts share: bitwise comparison of nested states, a callback
-that stops a fit, a metric that reads a script, a small two-class problem, a learner with nothing to learn, and
-plain CNNs on the 8x8 digits."""
+that stops a fit, a metric that reads a script, a small two-class problem, a learner with nothing to learn,
+plain CNNs on the 8x8 digits, a learner's state before and after (bitwise), a spy on the momentum each step ran
+at, and learners that all start from the same weights, with their fits' accuracy."""
 import torch
+from torch import nn
 
-from onecycle import Callback, CancelFitException
+from onecycle import Callback, CancelFitException, fit_one_cycle
 
 
 def same(a, b) -> bool:
@@ -72,3 +74,64 @@ def no_signal_learner(model):
     dls = (DataLoader(TensorDataset(x[:4000], y[:4000]), batch_size=16),
            DataLoader(TensorDataset(x[4000:], y[4000:]), batch_size=32))
     return Learner(model, dls, nn.CrossEntropyLoss(), opt_func=torch.optim.SGD, progress=False, device='cpu')
+
+
+def learner_snapshot(learn):
+    "Clones of every tensor in the model and optimizer, the param groups' hyper-parameters, and the history."
+    clone = lambda o: o.detach().clone() if isinstance(o, torch.Tensor) else o
+    opt_sd = learn.opt.state_dict()
+    return dict(
+        model={k: v.clone() for k, v in learn.model.state_dict().items()},
+        opt_state={i: {k: clone(v) for k, v in s.items()} for i, s in opt_sd['state'].items()},
+        groups=[{k: v for k, v in pg.items() if k != 'params'} for pg in learn.opt.param_groups],
+        lrs=list(learn.recorder.lrs), moms=list(learn.recorder.moms), losses=list(learn.recorder.losses),
+        epochs=[dict(e) for e in learn.recorder.epochs], cbs=list(learn.cbs))
+
+
+def assert_learner_unchanged(before, after):
+    "Every tensor, hyper-parameter and history entry of two learner_snapshot()s the same, bitwise."
+    assert before['model'].keys() == after['model'].keys()
+    for k, v in before['model'].items():
+        assert v.dtype == after['model'][k].dtype and torch.equal(v, after['model'][k]), f'model tensor {k} changed'
+    assert before['opt_state'].keys() == after['opt_state'].keys()
+    for i, s in before['opt_state'].items():
+        assert s.keys() == after['opt_state'][i].keys()
+        for k, v in s.items():
+            w = after['opt_state'][i][k]
+            if isinstance(v, torch.Tensor): assert torch.equal(v, w), f'optimizer state {i}.{k} changed'
+            else: assert v == w
+    assert before['groups'] == after['groups']
+    for k in ('lrs', 'moms', 'losses', 'epochs', 'cbs'): assert before[k] == after[k], f'{k} changed'
+
+
+class SeeMoms:
+    "Records every param group's momentum at each optimizer step of the fits that run while attached."
+    def __init__(self, learn):
+        from onecycle.core.callback import Callback
+        from onecycle.core.hyper import get_hyper
+        self.steps = []
+        # before the step: a fit that a callback cancels in after_step (the sweep, a probe) still counts its last one
+        spy = type('Spy', (Callback,), {'order': 100, 'before_step': lambda cb: self.steps.append(
+            tuple(get_hyper(pg, 'mom') for pg in cb.learn.opt.param_groups))})()
+        learn.add_cb(spy)
+
+
+def final_accuracy(make, n_epoch, max_lr, **kw):
+    "The last epoch's accuracy of a 1cycle fit of a learner fresh from `make`."
+    learn = make()
+    fit_one_cycle(learn, n_epoch, max_lr, **kw)
+    return learn.recorder.epochs[-1]['accuracy']
+
+
+def learners_from_init(model_fn, x, y, n_test, bs, seed, opt_func=torch.optim.AdamW):
+    "A factory of Learners that all start from the same weights (drawn from `seed`) and the same data order."
+    from onecycle import Learner, accuracy
+    from onecycle.data import tensor_dls
+    torch.manual_seed(seed)
+    init = model_fn().state_dict()
+    def make():
+        model = model_fn()
+        model.load_state_dict(init)
+        return Learner(model, tensor_dls(x[n_test:], y[n_test:], x[:n_test], y[:n_test], bs=bs, seed=seed),
+                       nn.CrossEntropyLoss(), opt_func=opt_func, metrics=[accuracy], progress=False, device='cpu')
+    return make

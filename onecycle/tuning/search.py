@@ -21,9 +21,9 @@ from ..core.checks import (check_candidates, check_choice, check_int, check_lr, 
 from ..core.hyper import WEIGHT_LAYER_TYPES, has_hyper, is_adaptive, lr_range
 from ..core.data import check_loader
 from ..core.snapshot import TrainingState, preserved
-from .range_test import StepLoss, divergence_limit, epochs_for_steps, fixed_valid_batches, subset_loss
 from ..schedules.functions import Constant, Cosine, Warmup, one_cycle
 from ..schedules.scheduler import ParamScheduler
+from .short_runs import StepLoss, divergence_limit, epochs_for_steps, fixed_valid_batches, subset_loss
 
 __all__ = ['DivergedSearch', 'SearchResult', 'Trial', 'run_trial', 'branch_trials', 'pick_best', 'format_candidate',
            'lr_search', 'edge_search', 'log_parabola_vertex', 'momentum_search', 'wd_search', 'default_wds',

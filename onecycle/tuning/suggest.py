@@ -444,7 +444,7 @@ def geometric_mean(a: float, b: float | None = None) -> float:
 def held_falls(lrs, ends, starts) -> list:
     """For each hold probe (in the order given): (how far its loss fell, start - end, -inf where it diverged; the
     largest fall of a probe at a smaller lr, 0 where none fell). :func:`pick_held` fails a probe whose fall is under
-    HOLD_DROP times the second; ``range_test.held_line`` says so."""
+    HOLD_DROP times the second; ``hold_check.held_line`` says so."""
     out, below = [None] * len(lrs), 0.
     for i in sorted(range(len(lrs)), key=lambda i: lrs[i]):
         fall = starts[i] - ends[i] if math.isfinite(ends[i]) else -math.inf

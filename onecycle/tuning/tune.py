@@ -13,7 +13,7 @@
    one: a spike or an early edge in either sweep is evidence of instability there, the trials can still
    climb, and the geometric mean put a BatchNorm CNN's fit past its edge on one seed (90.4% against 96.4%).
    For SGD on a plain model (or one with attention), S is then checked at a held peak wherever lr_find's
-   one-liner checks it (``range_test.checks_hold``) and as it does (``range_test.check_held``: 100-step probes,
+   one-liner checks it (``hold_check.checks_hold``) and as it does (``hold_check.check_held``: 100-step probes,
    more steps below a batch of 32, at S and S/2, halving S while its probe ends more than 3x above the one
    below or falls less than half as far), when the probes leave the trials half the budget:
    plain CNNs collapse at an S that tune's short trials, which leave their peak at once, cannot tell apart
@@ -71,10 +71,10 @@ from ..core.snapshot import TrainingState, preserved
 from ..distributed.ddp import effective_batch_size
 from ..schedules.scheduler import ONE_CYCLE_MOMS
 from .batch_size import noise_scale, with_batch_size
-from .range_test import (EXTEND_FACTOR, HOLD_PROBES, HOLD_STEPS, REPLICATE_SEED, check_held, checks_hold,
-                         fixed_valid_batches, held_line, hold_check_steps, learnt_too_little, planned_fit_steps,
-                         steps_for_samples, sweep_drop)
+from .hold_check import HOLD_PROBES, HOLD_STEPS, check_held, checks_hold, held_line, hold_check_steps
+from .range_test import EXTEND_FACTOR, learnt_too_little, planned_fit_steps, sweep_drop
 from .search import SearchResult, branch_trials, default_wds, format_candidate, pick_best, run_trial
+from .short_runs import REPLICATE_SEED, fixed_valid_batches, steps_for_samples
 from .suggest import geometric_mean
 from .tune_report import plot_tune, range_test_line, search_line, skipped_line
 
@@ -148,7 +148,7 @@ class TuneResult:
     orders); ``confidence`` maps each searched name to its runner-up's score margin in units of it.
     ``lr_hold`` holds the hold probes above S (SGD on a plain model, when S won its bracket); ``lr_long`` the
     longer trials at S and S/4 where the short ones learnt too little; ``held`` the
-    hold check below it (where lr_find runs it, ``range_test.checks_hold``; see ``range_test.check_held``)
+    hold check below it (where lr_find runs it, ``hold_check.checks_hold``; see ``hold_check.check_held``)
     and ``held_lr`` what it left of the sweeps' suggestion."""
     max_lr: float
     moms: tuple | None
@@ -343,7 +343,7 @@ class _Tuning:
             if n_held == hold_check_steps(res.fit_steps) or learnt_too_little(res.lr_find) or left < HOLD_STEPS:
                 return
             probe, n_held = left, HOLD_PROBES * left
-        # the long probes too (range_test.HOLD_LONG), where they leave half the budget as well: with the default
+        # the long probes too (hold_check.HOLD_LONG), where they leave half the budget as well: with the default
         # budget (one fit's steps) only for fits of about 2200 steps or more at batch 32; the trials need the rest
         n_long = hold_check_steps(res.fit_steps, batch_size=batch_size, long_probes=True)
         long_probes = probe is None and res.steps + n_long <= res.budget // 2

@@ -7,35 +7,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from helpers import assert_learner_unchanged, final_accuracy, learner_snapshot, learners_from_init, SeeMoms
 from onecycle import LRFinder, LRFinderResult, fit_one_cycle, lr_find, models, smooth_ema
 from onecycle.tuning.range_test import DEFAULT_NUM_IT
-
-
-def _snapshot(learn):
-    "Clones of every tensor in the model and optimizer, the param groups' hyper-parameters, and the history."
-    clone = lambda o: o.detach().clone() if isinstance(o, torch.Tensor) else o
-    opt_sd = learn.opt.state_dict()
-    return dict(
-        model={k: v.clone() for k, v in learn.model.state_dict().items()},
-        opt_state={i: {k: clone(v) for k, v in s.items()} for i, s in opt_sd['state'].items()},
-        groups=[{k: v for k, v in pg.items() if k != 'params'} for pg in learn.opt.param_groups],
-        lrs=list(learn.recorder.lrs), moms=list(learn.recorder.moms), losses=list(learn.recorder.losses),
-        epochs=[dict(e) for e in learn.recorder.epochs], cbs=list(learn.cbs))
-
-
-def _assert_same(before, after):
-    assert before['model'].keys() == after['model'].keys()
-    for k, v in before['model'].items():
-        assert v.dtype == after['model'][k].dtype and torch.equal(v, after['model'][k]), f'model tensor {k} changed'
-    assert before['opt_state'].keys() == after['opt_state'].keys()
-    for i, s in before['opt_state'].items():
-        assert s.keys() == after['opt_state'][i].keys()
-        for k, v in s.items():
-            w = after['opt_state'][i][k]
-            if isinstance(v, torch.Tensor): assert torch.equal(v, w), f'optimizer state {i}.{k} changed'
-            else: assert v == w
-    assert before['groups'] == after['groups']
-    for k in ('lrs', 'moms', 'losses', 'epochs', 'cbs'): assert before[k] == after[k], f'{k} changed'
 
 
 @pytest.mark.parametrize('opt_func', [torch.optim.AdamW, partial(torch.optim.SGD, momentum=0.9)])
@@ -43,11 +17,11 @@ def test_lr_find_leaves_every_tensor_bitwise_unchanged(make_learner, opt_func):
     learn = make_learner(opt_func=opt_func, model_kw=dict(bn=True), wd=0.01)
     fit_one_cycle(learn, 2, 1e-2)
     assert learn.opt.state and learn.model[1].num_batches_tracked.item() == 8   # there is state to lose
-    before = _snapshot(learn)
+    before = learner_snapshot(learn)
     rng = torch.get_rng_state()
     res = learn.lr_find(num_it=30, end_lr=1.)
     assert len(res.lrs) == 30 and len(set(res.losses)) > 1     # it did train (8 epochs of 4 steps)
-    _assert_same(before, _snapshot(learn))
+    assert_learner_unchanged(before, learner_snapshot(learn))
     assert torch.equal(rng, torch.get_rng_state())
     # and the learner trains on from where it was: same as a twin that never ran the range test
     twin = make_learner(opt_func=opt_func, model_kw=dict(bn=True), wd=0.01)
@@ -66,9 +40,9 @@ def test_lr_find_restores_the_weights_when_another_after_fit_raises(make_learner
     learn = make_learner(opt_func=partial(torch.optim.SGD, momentum=0.9), model_kw=dict(bn=True), wd=0.01)
     fit_one_cycle(learn, 1, 1e-2)
     learn.add_cb(Broken())
-    before = _snapshot(learn)
+    before = learner_snapshot(learn)
     with pytest.raises(RuntimeError, match='broken cleanup'): learn.lr_find(num_it=20, end_lr=1.)
-    _assert_same(before, _snapshot(learn))
+    assert_learner_unchanged(before, learner_snapshot(learn))
     assert learn.step_count == 4 and all(p.grad is None for p in learn.model.parameters())
 
 
@@ -98,10 +72,10 @@ def test_lr_find_leaves_the_counters_gradients_and_optimizer_object(make_learner
 
 def test_lr_find_on_a_fresh_learner_leaves_optimizer_state_empty(make_learner):
     learn = make_learner(opt_func=torch.optim.Adam)
-    before = _snapshot(learn)
+    before = learner_snapshot(learn)
     learn.lr_find(num_it=10)
     assert not learn.opt.state
-    _assert_same(before, _snapshot(learn))
+    assert_learner_unchanged(before, learner_snapshot(learn))
 
 
 def _regression_learner(make_learner, n=64):
@@ -145,10 +119,10 @@ def test_lr_find_stops_on_nan_loss(make_learner):
 def test_lr_find_says_when_the_loss_is_not_finite_from_the_first_step(make_learner):
     "No lr advice (lower start_lr...) when nothing the sweep does could help: the loss is NaN before any step."
     learn = make_learner(loss_func=lambda pred, y: nn.functional.cross_entropy(pred, y) * float('nan'))
-    before = _snapshot(learn)
+    before = learner_snapshot(learn)
     with pytest.raises(RuntimeError, match='nan at the first step.*whatever the lr'):
         learn.lr_find()
-    _assert_same(before, _snapshot(learn))
+    assert_learner_unchanged(before, learner_snapshot(learn))
 
 
 def test_lr_find_result(make_learner, tmp_path):
@@ -188,7 +162,7 @@ def test_lr_find_skips_validation(make_learner):
 def test_an_error_during_lr_find_still_restores_the_learner(make_learner):
     learn = make_learner(opt_func=torch.optim.Adam)
     fit_one_cycle(learn, 1, 1e-2)
-    before = _snapshot(learn)
+    before = learner_snapshot(learn)
     calls = []
     def bad_loss(pred, y):
         calls.append(1)
@@ -197,7 +171,7 @@ def test_an_error_during_lr_find_still_restores_the_learner(make_learner):
     learn.loss_func = bad_loss
     with pytest.raises(RuntimeError, match='loss exploded'):
         learn.lr_find(num_it=20)
-    _assert_same(before, _snapshot(learn))
+    assert_learner_unchanged(before, learner_snapshot(learn))
 
 
 @pytest.mark.parametrize('kwargs,exc,word', [
@@ -209,25 +183,13 @@ def test_an_error_during_lr_find_still_restores_the_learner(make_learner):
 ])
 def test_bad_lr_find_arguments(make_learner, kwargs, exc, word):
     learn = make_learner()
-    before = _snapshot(learn)
+    before = learner_snapshot(learn)
     with pytest.raises(exc, match=word):
         learn.lr_find(**kwargs)
-    _assert_same(before, _snapshot(learn))
+    assert_learner_unchanged(before, learner_snapshot(learn))
 
 
 # --- the momentum of the sweep ---------------------------------------------------------------------------
-class _SeeMoms:
-    "Records every param group's momentum at each optimizer step of the fits that run while attached."
-    def __init__(self, learn):
-        from onecycle.core.callback import Callback
-        from onecycle.core.hyper import get_hyper
-        self.steps = []
-        # before the step: a fit that a callback cancels in after_step (the sweep, a probe) still counts its last one
-        spy = type('Spy', (Callback,), {'order': 100, 'before_step': lambda cb: self.steps.append(
-            tuple(get_hyper(pg, 'mom') for pg in cb.learn.opt.param_groups))})()
-        learn.add_cb(spy)
-
-
 @pytest.mark.parametrize('opt_func,mom,seen', [
     (torch.optim.SGD, 'auto', (0.9,)),                                  # bare SGD: the cycle's middle
     (partial(torch.optim.SGD, momentum=0.8), 'auto', (0.8,)),           # a momentum of its own: kept
@@ -242,7 +204,7 @@ def test_lr_find_sweeps_at_the_momentum_the_fit_will_use(make_learner, opt_func,
     learn.create_opt()
     from onecycle.core.hyper import get_hyper
     own = get_hyper(learn.opt.param_groups[0], 'mom')
-    spy = _SeeMoms(learn)
+    spy = SeeMoms(learn)
     learn.lr_find(num_it=20, mom=mom, hold_check=False)   # the sweep alone (the probes: below)
     assert len(spy.steps) >= 10 and set(spy.steps) == {seen}
     assert get_hyper(learn.opt.param_groups[0], 'mom') == own   # put back afterwards
@@ -253,7 +215,7 @@ def test_lr_find_sweeps_each_param_group_at_its_own_momentum_or_the_cycles_middl
     opt = lambda params, lr: torch.optim.SGD([{'params': model[0].parameters(), 'momentum': 0.},
                                               {'params': model[2].parameters(), 'momentum': 0.7}], lr=lr)
     learn = make_learner(model=model, opt_func=opt)
-    spy = _SeeMoms(learn)
+    spy = SeeMoms(learn)
     learn.lr_find(num_it=20, hold_check=False)
     assert set(spy.steps) == {(0.9, 0.7)}
     assert [pg['momentum'] for pg in learn.opt.param_groups] == [0., 0.7]
@@ -262,19 +224,19 @@ def test_lr_find_sweeps_each_param_group_at_its_own_momentum_or_the_cycles_middl
 def test_lr_find_without_momentum_sweeps_as_it_is_and_refuses_a_number(make_learner):
     learn = make_learner(opt_func=torch.optim.Adagrad)
     assert len(learn.lr_find(num_it=20).lrs) >= 10              # 'auto': nothing to set
-    before = _snapshot(learn)
+    before = learner_snapshot(learn)
     with pytest.raises(ValueError, match="no hyper-parameter 'mom'"):
         learn.lr_find(num_it=20, mom=0.9)
-    _assert_same(before, _snapshot(learn))
+    assert_learner_unchanged(before, learner_snapshot(learn))
 
 
 @pytest.mark.parametrize('mom,exc', [('high', ValueError), (1., ValueError), (-0.1, ValueError), ([0.9], TypeError)])
 def test_lr_find_refuses_a_bad_mom_before_any_step(make_learner, mom, exc):
     learn = make_learner()
-    before = _snapshot(learn)
+    before = learner_snapshot(learn)
     with pytest.raises(exc, match='mom'):
         learn.lr_find(num_it=20, mom=mom)
-    _assert_same(before, _snapshot(learn))
+    assert_learner_unchanged(before, learner_snapshot(learn))
 
 
 def test_bare_sgds_one_liner_holds_where_a_sweep_without_momentum_ruins_the_fit():
@@ -289,9 +251,9 @@ def test_bare_sgds_one_liner_holds_where_a_sweep_without_momentum_ruins_the_fit(
     mlp = lambda: nn.Sequential(nn.Linear(30, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 4))
     accs = {'auto': [], None: []}
     for seed in (0, 1, 2):
-        make = _from_init(mlp, x, y, 1000, bs=64, seed=seed, opt_func=torch.optim.SGD)
+        make = learners_from_init(mlp, x, y, 1000, bs=64, seed=seed, opt_func=torch.optim.SGD)
         for mom in accs:
-            accs[mom].append(_final_accuracy(make, 10, make().lr_find(n_epoch=10, mom=mom).suggestion))
+            accs[mom].append(final_accuracy(make, 10, make().lr_find(n_epoch=10, mom=mom).suggestion))
     assert min(accs['auto']) > 0.82
     assert sum(accs[None]) / 3 < sum(accs['auto']) / 3 - 0.05
 
@@ -374,7 +336,7 @@ def test_lr_find_lowers_the_edge_for_sgd_and_keeps_it_for_adam(make_learner):
 
 def test_the_hold_check_runs_for_sgd_where_the_fit_rule_lowers_the_edge_and_costs_at_most_three_probes():
     from onecycle.core.hyper import is_normalized
-    from onecycle.tuning.range_test import HOLD_PROBES, HOLD_STEPS, checks_hold, hold_check_steps
+    from onecycle.tuning.hold_check import HOLD_PROBES, HOLD_STEPS, checks_hold, hold_check_steps
     plain = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2))
     bn = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 2))
     attn = nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, 16, batch_first=True, norm_first=True), 2,
@@ -413,31 +375,11 @@ def test_lr_find_refuses_a_bad_n_epoch_before_any_step(make_learner, n_epoch):
 
 
 # --- the 'fit' suggestion on whole problems it was not set on: full fits at it and at the rules it caps ----------
-def _final_accuracy(make, n_epoch, max_lr, **kw):
-    learn = make()
-    fit_one_cycle(learn, n_epoch, max_lr, **kw)
-    return learn.recorder.epochs[-1]['accuracy']
-
-
 # The three AdamW tests below fit at AdamW's usual 0.01, the decay their rules were read under (and the one anybody
 # who sets it gets). With the one-liners' fallback decay on plain Adam nets, 0.1, the fits past the rules' lr hold
 # better and the margins shrink: the GRU 98.8 against 97.6% at the edge, the bidirectional LSTM 89.9 against 87.7%,
 # the notebook's MLP 87.7 at E/4 against 89.4 at the edge and 85.0 at the spike.
 ADAMW_OWN_WD = 0.01
-
-
-def _from_init(model_fn, x, y, n_test, bs, seed, opt_func=torch.optim.AdamW):
-    "A factory of Learners that all start from the same weights (drawn from `seed`) and the same data order."
-    from onecycle import Learner, accuracy
-    from onecycle.data import tensor_dls
-    torch.manual_seed(seed)
-    init = model_fn().state_dict()
-    def make():
-        model = model_fn()
-        model.load_state_dict(init)
-        return Learner(model, tensor_dls(x[n_test:], y[n_test:], x[:n_test], y[:n_test], bs=bs, seed=seed),
-                       nn.CrossEntropyLoss(), opt_func=opt_func, metrics=[accuracy], progress=False, device='cpu')
-    return make
 
 
 def test_on_a_gru_the_spike_cap_keeps_a_long_adamw_fit_that_the_edge_loses():
@@ -458,12 +400,12 @@ def test_on_a_gru_the_spike_cap_keeps_a_long_adamw_fit_that_the_edge_loses():
     perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
     x, y = x[perm], y[perm]
     for seed in (0, 1):
-        make = _from_init(RowGRU, x, y, 500, bs=32, seed=seed)
+        make = learners_from_init(RowGRU, x, y, 500, bs=32, seed=seed)
         res = make().lr_find(n_epoch=12, num_it=DEFAULT_NUM_IT)   # one sweep: its own shape
         s = res.suggestions
         assert s['fit'] <= s['spike'] < s['edge'] / 2
-        assert _final_accuracy(make, 12, s['fit'], wd=ADAMW_OWN_WD) > \
-            _final_accuracy(make, 12, s['edge'], wd=ADAMW_OWN_WD) + 0.03
+        assert final_accuracy(make, 12, s['fit'], wd=ADAMW_OWN_WD) > \
+            final_accuracy(make, 12, s['edge'], wd=ADAMW_OWN_WD) + 0.03
 
 
 def test_a_spike_far_below_the_edge_pulls_the_suggestion_to_a_quarter_of_it_not_to_the_spike():
@@ -488,7 +430,7 @@ def test_a_spike_far_below_the_edge_pulls_the_suggestion_to_a_quarter_of_it_not_
     for seed in (0, 1, 2):
         for k in accs:
             torch.manual_seed(seed)   # the same weights for the three lrs of a seed
-            accs[k].append(_final_accuracy(maker(seed), 10, s[k], wd=ADAMW_OWN_WD))
+            accs[k].append(final_accuracy(maker(seed), 10, s[k], wd=ADAMW_OWN_WD))
     mean = {k: sum(v) / len(v) for k, v in accs.items()}
     assert mean['fit'] > mean['spike'] + 0.015 and mean['fit'] > mean['edge'] - 0.015
 
@@ -519,12 +461,12 @@ def test_a_post_norm_vision_transformer_under_adamw_is_lowered_and_its_fits_hold
     x, y = x[perm], y[perm]
     assert has_attention(PatchEncoder())
     for seed in (0, 1):
-        make = _from_init(PatchEncoder, x, y, 400, bs=64, seed=seed)
+        make = learners_from_init(PatchEncoder, x, y, 400, bs=64, seed=seed)
         res = make().lr_find(n_epoch=15)
         unlowered = suggest_for_fit(res.lrs, res.smooth_losses, res.fit_steps, sweep_lrs=res.train_lrs,
                                     raw_losses=res.losses, exponent=0.)
         assert res.held == {} and res.suggestion < 0.6 * unlowered
-        assert _final_accuracy(make, 15, res.suggestion) > _final_accuracy(make, 15, unlowered) + 0.1
+        assert final_accuracy(make, 15, res.suggestion) > final_accuracy(make, 15, unlowered) + 0.1
 
 
 def test_an_adamw_sweep_past_the_weights_scale_is_held_to_it_and_its_fits_gain():
@@ -547,14 +489,14 @@ def test_an_adamw_sweep_past_the_weights_scale_is_held_to_it_and_its_fits_gain()
     x, y, xt, yt = mnist1d_arrays()
     x, y = torch.cat([xt, x]), torch.cat([yt, y])
     for seed in (0, 1):
-        make = _from_init(BiLSTM, x, y, len(xt), bs=100, seed=seed)
+        make = learners_from_init(BiLSTM, x, y, len(xt), bs=100, seed=seed)
         learn = make()
         res = learn.lr_find(n_epoch=12, num_it=DEFAULT_NUM_IT)   # one sweep, whose curve gives the unlimited value
         unlimited = suggest_for_fit(res.lrs, res.smooth_losses, res.fit_steps, sweep_lrs=res.train_lrs,
                                     raw_losses=res.losses, exponent=0.)
         assert res.suggestion == pytest.approx(weight_scale(learn.model)) and unlimited > 2 * res.suggestion
-        assert _final_accuracy(make, 12, res.suggestion, wd=ADAMW_OWN_WD) > \
-            _final_accuracy(make, 12, unlimited, wd=ADAMW_OWN_WD) + 0.05
+        assert final_accuracy(make, 12, res.suggestion, wd=ADAMW_OWN_WD) > \
+            final_accuracy(make, 12, unlimited, wd=ADAMW_OWN_WD) + 0.05
 
 
 def test_sgd_on_a_layernorm_residual_mlp_keeps_the_edge_where_lowering_it_loses():
@@ -573,12 +515,13 @@ def test_sgd_on_a_layernorm_residual_mlp_keeps_the_edge_where_lowering_it_loses(
     x, y = torch.tensor(xs, dtype=torch.float32), torch.tensor(ys)
     assert is_normalized(ResMLP())
     for seed in (0, 2):
-        make = _from_init(ResMLP, x, y, 2000, bs=64, seed=seed, opt_func=partial(torch.optim.SGD, momentum=0.9))
+        make = learners_from_init(ResMLP, x, y, 2000, bs=64, seed=seed,
+                                  opt_func=partial(torch.optim.SGD, momentum=0.9))
         res = make().lr_find(n_epoch=10)
         lowered = suggest_for_fit(res.lrs, res.smooth_losses, res.fit_steps, sweep_lrs=res.train_lrs,
                                   exponent=EXPOSURE_EXPONENT, raw_losses=res.losses)
         assert lowered < 0.6 * res.suggestion
-        assert _final_accuracy(make, 10, res.suggestion) > _final_accuracy(make, 10, lowered) + 0.03
+        assert final_accuracy(make, 10, res.suggestion) > final_accuracy(make, 10, lowered) + 0.03
 
 
 def test_sgd_lifts_the_edge_towards_a_far_spike_and_full_fits_gain():
@@ -598,13 +541,14 @@ def test_sgd_lifts_the_edge_towards_a_far_spike_and_full_fits_gain():
     x, y = torch.tensor(xs, dtype=torch.float32), torch.tensor(ys)
     gains = []
     for seed in (0, 1, 2):
-        make = _from_init(ResMLP, x, y, 1500, bs=128, seed=seed, opt_func=partial(torch.optim.SGD, momentum=0.9))
+        make = learners_from_init(ResMLP, x, y, 1500, bs=128, seed=seed,
+                                  opt_func=partial(torch.optim.SGD, momentum=0.9))
         res = make().lr_find(n_epoch=15, num_it=DEFAULT_NUM_IT)   # one sweep, whose curve gives the unlifted value
         unlifted = suggest_for_fit(res.lrs, res.smooth_losses, res.fit_steps, sweep_lrs=res.train_lrs,
                                    raw_losses=res.losses, exponent=exposure_exponent(False, is_normalized(ResMLP())))
         assert 1.5 < res.suggestion / unlifted <= 4. + 1e-9
         assert res.suggestion < res.suggestions['spike']
-        gains.append(_final_accuracy(make, 15, res.suggestion) - _final_accuracy(make, 15, unlifted))
+        gains.append(final_accuracy(make, 15, res.suggestion) - final_accuracy(make, 15, unlifted))
     assert sum(gains) / len(gains) > 0.005
 
 
@@ -657,12 +601,12 @@ def test_lr_find_reads_its_default_sweep_on_two_data_orders_and_suggests_their_g
     batch 8) and the same sweep on the order REPLICATE_SEED draws, each rule suggesting the geometric mean of the
     two; the learner, its RNG and its loader come back as they were. A set ``num_it`` sweeps once."""
     from onecycle.core.rng import loader_generators
-    from onecycle.tuning.range_test import REPLICATE_SEED
+    from onecycle.tuning.short_runs import REPLICATE_SEED
     learn = make_learner(opt_func=torch.optim.AdamW, dls_kw=dict(n_train=256, bs=8, label_noise=0.2, shuffle=True))
     learn.fit(1, 1e-3)   # optimizer state to put back too
-    before = _snapshot(learn)
+    before = learner_snapshot(learn)
     res = learn.lr_find(n_epoch=5)
-    _assert_same(before, _snapshot(learn))
+    assert_learner_unchanged(before, learner_snapshot(learn))
     n_it = 4 * DEFAULT_NUM_IT   # batches of 8: the default sweeps as many samples as 100 steps of 32
     one = learn.lr_find(n_epoch=5, num_it=n_it)
     assert one.replicate is None and one.cost['train_steps'] == len(one.train_lrs)
@@ -680,7 +624,7 @@ def test_lr_find_reads_its_default_sweep_on_two_data_orders_and_suggests_their_g
     assert res.cost['train_steps'] == len(one.train_lrs) + len(other.train_lrs)
     lo, hi = sorted((one.suggestion, other.suggestion))
     assert lo <= res.suggestion <= hi
-    _assert_same(before, _snapshot(learn))
+    assert_learner_unchanged(before, learner_snapshot(learn))
 
 
 def test_the_default_lr_find_leaves_the_rng_and_the_data_order_as_they_were(make_learner):
@@ -717,446 +661,18 @@ def test_a_slow_starting_groupnorm_cnn_gets_a_longer_sweep_and_a_fit_that_holds(
     x, y = torch.tensor(d.data, dtype=torch.float32) / 16., torch.tensor(d.target)
     perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
     x, y = x[perm], y[perm]
-    make = _from_init(GNCNN, x, y, 500, bs=64, seed=0, opt_func=partial(torch.optim.SGD, momentum=0.9))
+    make = learners_from_init(GNCNN, x, y, 500, bs=64, seed=0, opt_func=partial(torch.optim.SGD, momentum=0.9))
     short = make().lr_find(n_epoch=10, num_it=100)
     res = make().lr_find(n_epoch=10)
     assert res.extended and not short.extended and res.suggestion < short.suggestion / 2
-    assert _final_accuracy(make, 10, res.suggestion) > 0.88
-
-
-# --- the hold check: the 'fit' suggestion probed where a fit meets its peak ------------------------------------
-def _plain_cnn_digits(pool=False):
-    pytest.importorskip('sklearn')
-    from helpers import plain_cnn_digits
-    return plain_cnn_digits(pool)
-
-
-def test_a_plain_cnns_one_liner_holds_where_its_unchecked_suggestion_collapses():
-    """Two 3x3 convolutions without normalization on the 8x8 digits, SGD(momentum=0.9), batch 64, 8 epochs
-    (176 steps): the sweep puts the 'fit' suggestion at 0.86, and a fit there ends at chance here (the net sharpens
-    during the fit past what that lr allows, which a 100-step sweep cannot see). Its hold probe at 0.86 ends
-    about 20x above the one at half of it, and lr_find suggests the half, where the fit holds."""
-    net, x, y = _plain_cnn_digits()
-    make = _from_init(net, x, y, 400, bs=64, seed=1, opt_func=partial(torch.optim.SGD, momentum=0.9))
-    res = make().lr_find(n_epoch=8, num_it=DEFAULT_NUM_IT)   # the check on one sweep's suggestion
-    unchecked = res.held['unchecked']
-    assert res.suggestion == res.suggestions['fit'] == unchecked / 2 == res.held['lrs'][1]
-    assert res.held['ends'][0] > 3 * res.held['ends'][1]
-    at_unchecked, at_suggestion = _final_accuracy(make, 8, unchecked), _final_accuracy(make, 8, res.suggestion)
-    # At the unchecked lr the fit ends at chance on the CI machine (2 cores, torch 2.13); on a 16-core machine with
-    # torch 2.11 it survived the edge at 87%: either way well below the suggestion's
-    assert at_suggestion > 0.93 and at_unchecked < at_suggestion - 0.04
-    # the default lr_find (two sweeps, then the check) holds too
-    assert _final_accuracy(make, 8, make().lr_find(n_epoch=8).suggestion) > 0.93
-
-
-def test_the_hold_check_raises_an_mlps_suggestion_that_the_fit_length_rule_lowered_too_far():
-    """bench/suggest_unseen.py's MNIST-1D MLP under SGD(momentum=0.9), batch 128, 25 epochs (800 steps), seed 0: the
-    'fit' rule lowers the edge for the fit's length to 0.30, where the fit scores 73%; the grid of full fits has its
-    best cell at 0.8. The probe at S ends below the one at S/2, the probe at 2S neither spikes nor ends more than
-    1.15x higher: lr_find doubles it, and the fit there scores more (measured 77.7%)."""
-    from onecycle.data import mnist1d_arrays
-    x, y, xt, yt = mnist1d_arrays()
-    make = _from_init(lambda: models.mlp((40, 256, 256, 10)), torch.cat([xt, x]), torch.cat([yt, y]), len(xt),
-                      bs=128, seed=0, opt_func=partial(torch.optim.SGD, momentum=0.9))
-    res = make().lr_find(n_epoch=25)
-    held, unchecked = res.held, res.held['unchecked']
-    assert held['lrs'] == [unchecked, unchecked / 2, 2 * unchecked] and not any(held['spiked'])
-    assert held['ends'][0] < held['ends'][1] and held['ends'][2] <= 1.15 * held['ends'][0]
-    assert res.suggestion == res.suggestions['fit'] == 2 * unchecked
-    assert _final_accuracy(make, 25, res.suggestion) > _final_accuracy(make, 25, unchecked) + 0.02
-
-
-def test_the_hold_check_climbs_past_a_transient_spike_that_a_gru_recovers_from():
-    """A GRU reading MNIST-1D as 10 steps of 4 values, SGD(momentum=0.9), batch 100, 15 epochs (600 steps), seed 0
-    (made after the climb's threshold was set): the probe at 2S spikes, as an RNN's gradients burst, and still ends
-    below the probe at S; 2S is taken, and the fit there scores more (measured 83.8 -> 90.0%)."""
-    from onecycle.data import mnist1d_arrays
-
-    class GRUNet(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.rnn, self.head = nn.GRU(4, 64, batch_first=True), nn.Linear(64, 10)
-        def forward(self, x): return self.head(self.rnn(x.reshape(-1, 10, 4))[0][:, -1])
-
-    x, y, xt, yt = mnist1d_arrays()
-    make = _from_init(GRUNet, torch.cat([xt, x]), torch.cat([yt, y]), len(xt), bs=100, seed=0,
-                      opt_func=partial(torch.optim.SGD, momentum=0.9))
-    res = make().lr_find(n_epoch=15, num_it=DEFAULT_NUM_IT)   # the check on one sweep's suggestion
-    held, unchecked = res.held, res.held['unchecked']
-    assert held['lrs'] == [unchecked, unchecked / 2, 2 * unchecked] and held['spiked'] == [False, False, True]
-    assert held['ends'][2] < held['ends'][0] < held['ends'][1] and res.suggestion == 2 * unchecked
-    assert _final_accuracy(make, 15, res.suggestion) > _final_accuracy(make, 15, unchecked) + 0.03
-
-
-def test_the_hold_check_keeps_the_issues_cnn_where_twice_its_suggestion_spikes():
-    """The issue's own problem, the MNIST-1D CNN under SGD(momentum=0.9) at batch 100, for 50 epochs (2000 steps),
-    seed 0: the lowered suggestion's probe ends below its half's, so twice it is probed too, and that probe spikes
-    (it ended 1.8x higher): the suggestion stays. Full fits (bench, three seeds): 95.6-95.8% at S, and at 2S one
-    seed of three at 8.9%."""
-    from onecycle.data import mnist1d_arrays
-    x, y, xt, yt = mnist1d_arrays()
-    make = _from_init(models.mnist1d_cnn, torch.cat([xt, x]), torch.cat([yt, y]), len(xt), bs=100, seed=0,
-                      opt_func=partial(torch.optim.SGD, momentum=0.9))
-    res = make().lr_find(n_epoch=50)
-    held, unchecked = res.held, res.held['unchecked']
-    assert held['lrs'] == [unchecked, unchecked / 2, 2 * unchecked] and held['spiked'] == [False, False, True]
-    assert held['ends'][0] < held['ends'][1] < held['ends'][2]
-    assert res.suggestion == unchecked
-
-
-def test_the_hold_checks_climb_must_hold_on_a_second_data_order_too():
-    """The issue's own case, seed 2 (MNIST-1D CNN, SGD(momentum=0.9), batch 100, 50 epochs, the full training set):
-    the default sweeps put S at 0.205, whose probe ends below its half's; the probe at 2S ended 1.05x above S's
-    without a spike on the learner's data order, and lr_find took 2S, where the fit ended at chance (8.9% when
-    measured; at S 95%+). The pair probed again on another data order disagrees (2S spikes there): S stays.
-    The first order's verdict sits at the threshold (1.05x on one machine, 1.19x on another with other float
-    kernels): where it does not climb, no confirmation runs and S stays all the same; where it does, the second
-    order must overrule it."""
-    from onecycle import Learner, accuracy
-    from onecycle.data import mnist1d_arrays, tensor_dls
-    from onecycle.tuning.range_test import HOLD_CLIMB
-    x, y, xt, yt = mnist1d_arrays()
-    torch.manual_seed(2)
-    learn = Learner(models.mnist1d_cnn(), tensor_dls(x, y, xt, yt, bs=100, seed=2), nn.CrossEntropyLoss(),
-                    opt_func=partial(torch.optim.SGD, momentum=0.9), metrics=[accuracy], progress=False, device='cpu')
-    res = learn.lr_find(n_epoch=50)
-    held, s = res.held, res.held['unchecked']
-    assert held['lrs'] == [s, s / 2, 2 * s] and held['ends'][0] < held['ends'][1]
-    first_climbs = held['ends'][2] < held['ends'][0] or (
-        not held['spiked'][2] and held['ends'][2] <= HOLD_CLIMB * held['ends'][0])
-    assert res.suggestion == s
-    if first_climbs:   # one order alone would take 2S: the second order must overrule it
-        again = held['confirm']
-        assert again['lrs'] == [s, 2 * s] and (again['spiked'][1] or again['ends'][1] > HOLD_CLIMB * again['ends'][0])
-        assert held['steps'] == 5 * held['probe_steps']
-    else:
-        assert 'confirm' not in held and held['steps'] == 3 * held['probe_steps']
-
-
-def test_at_batch_8_the_hold_probes_see_as_many_samples_as_at_32_and_catch_the_collapse_100_steps_miss():
-    """An MLP (64-128-128-10) on the 8x8 digits with SGD(momentum=0.9) at batch 8, 5 epochs (875 steps): its
-    probes take 400 steps (100 x 32 / 8). In 100 steps the probe at the unchecked suggestion ended about 2x above
-    its half's and the suggestion was kept; the fit there scored 47% (on six seeds 47-94%). In 400 it spikes and
-    ends 2.8x above, the half spikes too, and lr_find halves it once (94.7%; on the six seeds 94.5-95.5%)."""
-    net, x, y = _plain_cnn_digits()
-    from onecycle.models import mlp
-    make = _from_init(lambda: mlp((64, 128, 128, 10)), x.flatten(1), y, 400, bs=8, seed=4,
-                      opt_func=partial(torch.optim.SGD, momentum=0.9))
-    # one 100-step sweep, as lr_find swept at batch 8 before its sweeps counted samples too: its suggestion is past
-    # where the fit holds (the default 400-step sweeps suggest 0.10-0.13, where fits score 92-95%)
-    res = make().lr_find(n_epoch=5, num_it=DEFAULT_NUM_IT)
-    assert res.fit_steps == 875 and res.held['probe_steps'] == 400
-    unchecked = res.held['unchecked']
-    assert res.held['spiked'][0] and res.suggestion <= unchecked / 2
-    at_unchecked, at_suggestion = _final_accuracy(make, 5, unchecked), _final_accuracy(make, 5, res.suggestion)
-    assert at_suggestion > 0.92 and at_unchecked < at_suggestion - 0.04
-
-
-def test_the_hold_check_halves_twice_when_the_half_collapses_too():
-    """A plain CNN with max-pooling (not the net the check was set on), batch 32, 10 epochs (440 steps): the
-    probes at S and S/2 both spike, a third runs at S/4, and S/4 is the only one that held; the fit there reaches
-    96%, the unchecked suggestion's ended at chance when measured."""
-    net, x, y = _plain_cnn_digits(pool=True)
-    from onecycle import Learner, accuracy
-    from onecycle.data import tensor_dls
-    torch.manual_seed(0)
-    learn = Learner(net(), tensor_dls(x[400:], y[400:], x[:400], y[:400], bs=32, seed=0), nn.CrossEntropyLoss(),
-                    opt_func=partial(torch.optim.SGD, momentum=0.9), metrics=[accuracy], progress=False,
-                    device='cpu')
-    res = learn.lr_find(n_epoch=10, num_it=DEFAULT_NUM_IT)   # the check on one sweep's suggestion
-    held = res.held
-    assert held['spiked'][:2] == [True, True] and len(held['lrs']) == 3
-    assert res.suggestion == held['lrs'][2] == held['unchecked'] / 4
-    fit_one_cycle(learn, 10, res.suggestion)
-    assert learn.recorder.epochs[-1]['accuracy'] > 0.93
-
-
-def test_hold_probes_leave_every_tensor_bitwise_unchanged_and_are_counted(make_learner):
-    learn = make_learner(opt_func=partial(torch.optim.SGD, momentum=0.9), dls_kw=dict(n_train=256, bs=8))
-    learn.fit(1, 0.05)   # optimizer state to put back too
-    before = _snapshot(learn)
-    res = learn.lr_find(n_epoch=5)
-    _assert_same(before, _snapshot(learn))
-    # batches of 8 samples: probes of 400 steps (see steps_for_samples), cut to the fit's 160
-    assert res.fit_steps == 160 and res.held['probe_steps'] == 160
-    n = len(res.held['lrs'])   # the first probe may stop early, at a loss that is not finite
-    assert n >= 2 and 160 * (n - 1) < res.held['steps'] <= 160 * n
-    assert res.cost['train_steps'] == len(res.train_lrs) + len(res.replicate.train_lrs) + res.held['steps']
-    assert res.held['lrs'][:2] == [res.held['unchecked'], res.held['unchecked'] / 2]
-    assert res.suggestion in res.held['lrs']
-
-
-def test_the_hold_check_runs_only_for_sgd_like_optimizers_on_plain_models_and_the_fit_suggestion(make_learner):
-    sgd = partial(torch.optim.SGD, momentum=0.9)
-    runs = {
-        'adamw': make_learner(opt_func=torch.optim.AdamW).lr_find(n_epoch=5),
-        'batchnorm': make_learner(opt_func=sgd, model_kw=dict(bn=True)).lr_find(n_epoch=5),
-        'off': make_learner(opt_func=sgd).lr_find(n_epoch=5, hold_check=False),
-        'valley': make_learner(opt_func=sgd).lr_find(n_epoch=5, suggest='valley'),
-    }
-    for name, res in runs.items():
-        assert res.held == {}, name
-        assert res.cost['train_steps'] == len(res.train_lrs) + len(res.replicate.train_lrs), name
-    off, on = runs['off'], make_learner(opt_func=sgd).lr_find(n_epoch=5)
-    assert on.held and on.held['unchecked'] == off.suggestion   # the same sweep: the check starts from its value
-    assert on.suggestions['edge'] == off.suggestions['edge']
-
-
-def test_a_fit_too_short_to_hold_anything_is_not_probed(make_learner):
-    learn = make_learner(opt_func=partial(torch.optim.SGD, momentum=0.9), dls_kw=dict(n_train=64, bs=8))  # 8 steps
-    res = learn.lr_find(n_epoch=1)
-    assert res.fit_steps == 8 and res.held == {}
-    res = learn.lr_find(n_epoch=5)   # 40 steps: probes as long as the fit (the first may stop at a non-finite loss)
-    n = len(res.held['lrs'])
-    assert res.held['probe_steps'] == 40 and 40 * (n - 1) < res.held['steps'] <= 40 * n
-
-
-def test_check_held_walks_down_past_probes_that_diverge(make_learner):
-    from onecycle.tuning.range_test import check_held
-    learn = make_learner(opt_func=partial(torch.optim.SGD, momentum=0.9), dls_kw=dict(n_train=256, bs=8))
-    before = _snapshot(learn)
-    lr, held = check_held(learn, 1e4, fit_steps=500)
-    assert held['lrs'] == [1e4, 5e3, 2.5e3] and held['ends'] == [math.inf] * 3 and all(held['spiked'])
-    assert lr == 2.5e3 and held['steps'] < 300   # each stopped at its first non-finite loss
-    _assert_same(before, _snapshot(learn))
-
-
-def _scripted_probes(monkeypatch, lr, ends, spiked=(), again=None, long=None):
-    """hold_probe replaced by loss curves whose end is `ends[f]` at f x `lr` (a steady fall from 2.3 there), with a
-    jump above the start midway for the factors in `spiked`; on the data order REPLICATE_SEED gives (the climb's
-    confirmation) the ends in `again` where given, in probes longer than the first (check_held's long ones) those in
-    `long`; returns the factors probed, in order (and each probe's steps in ``seen.steps``)."""
-    import onecycle.tuning.range_test as rt
-    class Seen(list): pass
-    seen = Seen(); seen.steps = []
-    def probe(learn, c, n_steps, warmup, moms):
-        f = min(ends, key=lambda k: abs(math.log(k * lr / c)))
-        seen.append(f); seen.steps.append(n_steps)
-        end = (again or {}).get(f, ends[f]) if torch.initial_seed() == rt.REPLICATE_SEED else ends[f]
-        if n_steps > seen.steps[0]: end = (long or ends)[f]
-        losses = [2.3 + (end - 2.3) * min(1., i / (0.8 * n_steps)) for i in range(n_steps)]
-        if f in spiked: losses[n_steps // 2] = 5.
-        return losses
-    monkeypatch.setattr(rt, 'hold_probe', probe)
-    return seen
-
-
-def test_check_held_lowers_a_suggestion_whose_probe_ended_back_where_it_started(make_learner, monkeypatch):
-    """Probes from 2.3: at S the loss ends at 2.33 (above its start, a jump midway) while S/2's ends at 1.74,
-    1.3x below, within the ratio: S learnt nothing where S/2 learnt, and S/2 is taken; the probes' starts are kept."""
-    from onecycle.tuning.range_test import check_held, held_line
-    seen = _scripted_probes(monkeypatch, 0.1, {1: 2.33, .5: 1.74, .25: 1.65}, spiked=(1,))
-    learn = make_learner(opt_func=partial(torch.optim.SGD, momentum=0.9))
-    lr, held = check_held(learn, 0.1, fit_steps=1000, ceiling=1.)
-    assert seen == [1, .5] and lr == pytest.approx(0.05)
-    assert held['starts'] == pytest.approx([2.3, 2.3], abs=0.01) and held['ends'] == pytest.approx([2.33, 1.74])
-    assert '1.0e-01: 2.33 (no lower than it started), 5.0e-02: 1.74;' in held_line(held, lr)
-    # S ending at 2.1 fell 0.2, under half of S/2's 0.56 (HOLD_DROP): S/2 again; ending at 1.9 (0.4 of 0.56) it
-    # learnt about as far, and the ratio reads it: S stands
-    seen = _scripted_probes(monkeypatch, 0.1, {1: 2.1, .5: 1.74, .25: 1.65}, spiked=(1,))
-    lr, held = check_held(learn, 0.1, fit_steps=1000, ceiling=1.)
-    assert lr == pytest.approx(0.05)
-    assert '1.0e-01: 2.1 (spiked, fell 0.1' in held_line(held, lr) and 'under 0.5x the 0.5' in held_line(held, lr)
-    # (the short probes' verdict: at 0.71x as far as S/2, three times longer ones would run, tested below)
-    seen = _scripted_probes(monkeypatch, 0.1, {1: 1.9, .5: 1.74, .25: 1.65}, spiked=(1,))
-    assert check_held(learn, 0.1, fit_steps=1000, ceiling=1., long_probes=False)[0] == pytest.approx(0.1)
-
-
-def test_check_held_holds_probes_cut_short_by_tune_to_a_ratio_cut_in_proportion(make_learner, monkeypatch):
-    """At batch 16 a probe takes 200 steps; tune, short of budget, cuts them. Probes ending at S 2.5x above S/4's
-    hold at full length (within 3x) and S is kept; cut to 100 steps the ratio is 1 + 2 x 100/200 = 2, S fails it
-    and S/2 (1.5x above S/4) is taken. A deep MLP on the digits at batch 8 ended 7.8x above S/4 in lr_find's
-    400-step probes and 2.7x in tune's 256-step ones, where S was kept and its fit scored 47.4%."""
-    from onecycle.tuning.range_test import check_held, held_line
-    from onecycle.tuning.suggest import HOLD_RATIO
-    ends = {1: 1.0, .5: 0.6, .25: 0.4}
-    learn = make_learner(opt_func=partial(torch.optim.SGD, momentum=0.9))
-    for cap, picked, ratio in [(None, 1, HOLD_RATIO), (200, 1, HOLD_RATIO), (100, .5, 2.)]:
-        seen = _scripted_probes(monkeypatch, 0.1, ends, spiked=(1, .5))   # (no long probes: they are tested below)
-        lr, held = check_held(learn, 0.1, fit_steps=1000, probe_steps=cap, long_probes=False)
-        assert seen == [1, .5, .25] and lr == pytest.approx(0.1 * picked)
-        assert held['full_steps'] == 200 and held['probe_steps'] == (cap or 200)
-        assert held['ratio'] == pytest.approx(ratio)
-        assert ('(cut from 200: held within 2x)' in held_line(held, lr)) == (cap == 100)
-
-
-@pytest.mark.parametrize('ends, spiked, ceiling, probed, picked', [
-    ({1: 1.0, .5: 1.2, 2: 1.1}, (), 1., [1, .5, 2], 2),         # 2x ended 1.1x higher (<= 1.15): raised
-    ({1: 1.0, .5: 1.2, 2: 0.8}, (), 1., [1, .5, 2], 2),         # 2x ended lower: raised
-    ({1: 1.0, .5: 1.2, 2: 1.2}, (), 1., [1, .5, 2], 1),         # 2x ended 1.2x higher: kept
-    ({1: 1.0, .5: 1.2, 2: 0.8}, (2,), 1., [1, .5, 2], 2),       # 2x spiked but ended lower (recovered): raised
-    ({1: 1.0, .5: 1.2, 2: 1.1}, (2,), 1., [1, .5, 2], 1),       # 2x spiked and ended higher: kept
-    ({1: 1.0, .5: 1.2, 2: 0.8}, (), 0.15, [1, .5], 1),          # 2x above the ceiling: not probed
-    ({1: 1.0, .5: 1.2, 2: 0.8}, (), None, [1, .5], 1),          # no ceiling (tune's check): never climbs
-    ({1: 1.0, .5: 0.9, 2: 0.8}, (), 1., [1, .5], 1),            # lr ended above its half: no reason to climb
-    ({1: 1.0, .5: 1.2, 2: 0.8}, (1,), 1., [1, .5], 1),          # lr spiked (kept for its end loss): no climb
-])
-def test_check_held_climbs_to_twice_a_kept_lr_only_on_the_probes_evidence(make_learner, monkeypatch, ends, spiked,
-                                                                       ceiling, probed, picked):
-    from onecycle.tuning.range_test import check_held
-    seen = _scripted_probes(monkeypatch, 0.1, ends, spiked)
-    learn = make_learner(opt_func=partial(torch.optim.SGD, momentum=0.9))
-    lr, held = check_held(learn, 0.1, fit_steps=1000, ceiling=ceiling, long_probes=False)
-    # a climb the first data order allows is probed again (lr, then 2 lr) on another one, which agrees here
-    again = [1, 2] if picked == 2 else []
-    assert seen == probed + again and held['lrs'] == pytest.approx([0.1 * f for f in probed])
-    assert lr == pytest.approx(0.1 * picked) and held['unchecked'] == 0.1
-    # batches of 16: each probe takes 200 steps, as many samples as 100 of 32
-    assert held['probe_steps'] == 200 and held['steps'] == 200 * (len(probed) + len(again))
-    assert ('confirm' in held) == (picked == 2)
-
-
-@pytest.mark.parametrize('short, long, picked', [
-    # a CNN on MNIST-1D at batch 32 (one-liner seed 2): S fell 0.87x as far as S/2 in 100 steps, 0.63x in 300; its
-    # fit at S scored 71.7%, at S/2 89.1%
-    ({1: 1.80, .5: 1.69}, {1: 1.64, .5: 1.13}, .5),
-    # one at batch 128 fine at S (90.7%, 82.3% at S/2): behind in 100 steps, ahead in 300
-    ({1: 1.84, .5: 1.67}, {1: 1.15, .5: 1.35}, 1),
-    ({1: 1.80, .5: 1.70}, {1: 0.95, .5: 0.70}, 1),     # 1.35 of 1.6: 0.84x, at least 0.8x: kept
-    ({1: 1.80, .5: 1.70}, {1: 1.05, .5: 0.70}, .5),    # 1.25 of 1.6: 0.78x: halved
-    # a deep MLP made afterwards (classif10-deepmlp6-sgd seed 1): 0.79x, then 0.77x; 86.4% at S, 89.6% at S/2
-    ({1: 1.80, .5: 1.66}, {1: 1.31, .5: 1.01}, .5),
-    ({1: 1.80, .5: 1.70}, {1: 2.40, .5: 0.70}, .5),    # the long probe at S ended above its start: halved
-    ({1: 1.80, .5: 1.70}, {1: 2.32, .5: 2.31}, 1),     # neither learnt over the long hold: no verdict, kept
-])
-def test_check_held_probes_a_kept_lr_that_fell_less_than_its_half_again_three_times_as_long(
-        make_learner, monkeypatch, short, long, picked):
-    """A net past the edge of a long fit learns at first and stalls as it sharpens: where the kept lr's probe fell
-    less than HOLD_BEHIND (0.9) times as far as its half's, both run again HOLD_LONG (3) times as long, and the lr
-    is halved when it fell less than HOLD_LONG_DROP (0.8) times as far there. The long probes are counted,
-    recorded and told in the line."""
-    from onecycle.tuning.range_test import HOLD_BEHIND, HOLD_LONG, HOLD_LONG_DROP, check_held, held_line
-    assert (HOLD_BEHIND, HOLD_LONG, HOLD_LONG_DROP) == (0.9, 3, 0.8)
-    seen = _scripted_probes(monkeypatch, 0.1, {**short, .25: 1.75}, long={**long, .25: 1.0})
-    learn = make_learner(opt_func=partial(torch.optim.SGD, momentum=0.9))   # batches of 16: probes of 200 steps
-    lr, held = check_held(learn, 0.1, fit_steps=1000, ceiling=1.)
-    assert seen == [1, .5, 1, .5] and seen.steps == [200, 200, 600, 600]
-    assert lr == pytest.approx(0.1 * picked) and held['lrs'] == pytest.approx([0.1, 0.05])
-    assert held['long']['lrs'] == pytest.approx([0.1, 0.05]) and held['long']['probe_steps'] == 600
-    assert held['long']['ends'] == pytest.approx([long[1], long[.5]]) and held['steps'] == 2 * 200 + 2 * 600
-    line = held_line(held, lr)
-    assert 'fell less than 0.9x as far as its half, so both ran 600 steps' in line
-    assert ('(under 0.8x)' in line) == (picked == .5) and ('lowered to 5.0e-02' in line) == (picked == .5)
-    assert ('(the half did not learn either)' in line) == (long[.5] > 2.3)
-
-
-def test_check_held_runs_no_long_probes_where_the_lr_fell_as_far_as_its_half_or_none_fit(make_learner, monkeypatch):
-    """S fell at least 0.9x as far as S/2 in the short probes (1.0x, 0.92x): no long ones, whatever they would
-    show. Nor with ``long_probes=False`` (tune, short of budget), for probes cut short, or where the fit is no longer
-    than a probe; a fit shorter than three probes caps them at its length. hold_check_steps counts them when asked."""
-    from onecycle.tuning.range_test import check_held, hold_check_steps
-    learn = make_learner(opt_func=partial(torch.optim.SGD, momentum=0.9))
-    for short in ({1: 1.6, .5: 1.7}, {1: 1.75, .5: 1.7}):
-        seen = _scripted_probes(monkeypatch, 0.1, short, long={1: 2.3, .5: 0.5})
-        lr, held = check_held(learn, 0.1, fit_steps=1000)
-        assert seen == [1, .5] and lr == 0.1 and 'long' not in held
-    behind = {1: 1.8, .5: 1.7}, {1: 2.0, .5: 0.5}   # halved wherever the long probes run
-    for kwargs in (dict(long_probes=False), dict(probe_steps=150), dict(fit_steps=200)):
-        seen = _scripted_probes(monkeypatch, 0.1, behind[0], long=behind[1])
-        lr, held = check_held(learn, 0.1, **{'fit_steps': 1000, **kwargs})
-        assert len(seen) == 2 and lr == 0.1 and 'long' not in held
-    seen = _scripted_probes(monkeypatch, 0.1, behind[0], long=behind[1])
-    lr, held = check_held(learn, 0.1, fit_steps=450)
-    assert seen.steps == [200, 200, 450, 450] and lr == pytest.approx(0.05)
-    assert hold_check_steps(1000, batch_size=16, long_probes=True) == 3 * 200 + 2 * 600
-    assert hold_check_steps(450, batch_size=16, long_probes=True) == 3 * 200 + 2 * 450
-    assert hold_check_steps(200, batch_size=16, long_probes=True) == hold_check_steps(200, batch_size=16) == 600
-
-
-@pytest.mark.parametrize('again, picked', [({2: 1.2}, 1), ({2: 0.9}, 2), ({1: 0.8, 2: 1.0}, 1)])
-def test_check_held_climbs_only_when_another_data_order_agrees(make_learner, monkeypatch, again, picked):
-    "2x ended 1.1x above lr on the learner's order; on the second order it ends 1.2x (kept), lower (raised), 1.25x."
-    from onecycle.tuning.range_test import check_held
-    seen = _scripted_probes(monkeypatch, 0.1, {1: 1.0, .5: 1.2, 2: 1.1}, again=again)
-    learn = make_learner(opt_func=partial(torch.optim.SGD, momentum=0.9))
-    state = torch.get_rng_state()
-    lr, held = check_held(learn, 0.1, fit_steps=1000, ceiling=1.)
-    assert seen == [1, .5, 2, 1, 2] and lr == pytest.approx(0.1 * picked)
-    assert held['confirm']['lrs'] == pytest.approx([0.1, 0.2]) and held['lrs'] == pytest.approx([0.1, 0.05, 0.2])
-    assert held['confirm']['ends'] == pytest.approx([again.get(1, 1.0), again[2]])
-    assert torch.equal(torch.get_rng_state(), state)   # the second order's seed does not leak out
-
-
-def test_check_held_climbs_only_within_its_probes_and_refuses_a_bad_ceiling_or_climb(make_learner, monkeypatch):
-    from onecycle.tuning.range_test import check_held
-    seen = _scripted_probes(monkeypatch, 0.1, {1: 1.0, .5: 1.2, .25: 1.3, 2: 0.8}, spiked=(.5,))
-    learn = make_learner(opt_func=partial(torch.optim.SGD, momentum=0.9))
-    lr, held = check_held(learn, 0.1, fit_steps=1000, ceiling=1.)   # a third probe went below: none left to climb
-    assert seen == [1, .5, .25] and lr == 0.1
-    bad = [(dict(ceiling=0.), 'ceiling'), (dict(ceiling=-1.), 'ceiling'), (dict(ceiling='high'), 'ceiling'),
-           (dict(climb=0.9), 'climb'), (dict(climb=float('nan')), 'climb')]
-    for kwargs, word in bad:
-        seen.clear()
-        with pytest.raises((TypeError, ValueError), match=word): check_held(learn, 0.1, fit_steps=1000, **kwargs)
-        assert seen == []
-
-
-def test_a_hold_probe_ramps_to_its_lr_as_the_fit_warms_up_and_then_holds_it(make_learner):
-    from onecycle.core.callback import Callback
-    from onecycle.tuning.range_test import HoldProbe
-
-    class Seen(Callback):
-        order = 50
-        def before_fit(self): self.lrs, self.moms = [], []
-        def before_step(self):   # what the step is taken with
-            pg = self.learn.opt.param_groups[0]
-            self.lrs.append(pg['lr']); self.moms.append(pg['momentum'])
-
-    learn = make_learner(opt_func=partial(torch.optim.SGD, momentum=0.9), dls_kw=dict(n_train=256, bs=8))
-    seen = Seen()
-    probe = HoldProbe(0.5, n_steps=50, warmup=20)
-    learn.fit(2, cbs=[probe, seen])
-    assert len(probe.losses) == len(seen.lrs) == 50
-    assert seen.lrs[0] == pytest.approx(0.5 / 25) and seen.moms[0] == pytest.approx(0.95)
-    assert all(b > a for a, b in zip(seen.lrs[:20], seen.lrs[1:21]))
-    assert seen.lrs[20:] == [pytest.approx(0.5)] * 30 and seen.moms[20:] == [pytest.approx(0.85)] * 30
-
-
-@pytest.mark.parametrize('kwargs, exc, word', [
-    (dict(lr=0.), ValueError, 'lr'), (dict(lr=0.1, n_steps=10, warmup=9), ValueError, 'warmup'),
-    (dict(lr=0.1, n_steps=2), ValueError, 'n_steps'), (dict(lr='0.1'), TypeError, 'lr'),
-])
-def test_hold_probe_refuses_bad_arguments(kwargs, exc, word):
-    from onecycle.tuning.range_test import HoldProbe
-    with pytest.raises(exc, match=word): HoldProbe(**kwargs)
+    assert final_accuracy(make, 10, res.suggestion) > 0.88
 
 
 def test_lr_find_refuses_a_bad_hold_check_before_any_step(make_learner):
     learn = make_learner()
-    before = _snapshot(learn)
+    before = learner_snapshot(learn)
     with pytest.raises(TypeError, match='hold_check'): learn.lr_find(hold_check='yes')
-    _assert_same(before, _snapshot(learn))
-
-
-@pytest.mark.parametrize('mom, seen', [('auto', (0.85, 0.95)), (None, (0.8, 0.8)), (0.5, (0.5, 0.5))])
-def test_the_hold_probes_run_at_the_momentum_the_sweep_assumed_of_the_fit(make_learner, mom, seen):
-    "'auto': fit_one_cycle's (0.95, 0.85) cycle; None: the optimizer's own, as a fit with moms=None; a number: held."
-    learn = make_learner(opt_func=partial(torch.optim.SGD, momentum=0.8), dls_kw=dict(n_train=256, bs=8))
-    swept = learn.lr_find(n_epoch=5, mom=mom, hold_check=False)
-    n_sweep = len(swept.train_lrs) + len(swept.replicate.train_lrs)
-    spy = _SeeMoms(learn)
-    res = learn.lr_find(n_epoch=5, mom=mom)
-    probes = [m for (m,) in spy.steps[n_sweep:]]
-    assert len(probes) == res.held['steps'] >= 200
-    assert (min(probes), max(probes)) == (pytest.approx(seen[0]), pytest.approx(seen[1]))
-    assert probes[-1] == pytest.approx(seen[0])   # held at the cycle's low point, as the fit's peak
-    assert learn.opt.param_groups[0]['momentum'] == 0.8
-
-
-def test_lr_find_and_its_hold_check_work_on_a_loss_below_zero(make_learner):
-    """A loss shifted 5 below cross-entropy (as a Gaussian NLL can sit below 0): the sweep's divergence test
-    (4x the best loss) would stop it at its first step; it now reads 'that far above the best in units of its
-    size', and sweeps as far as the unshifted loss. The hold probes cannot be compared by ratio: S stands."""
-    sgd = partial(torch.optim.SGD, momentum=0.9)
-    plain = make_learner(opt_func=sgd, dls_kw=dict(n_train=256, bs=8, label_noise=0.2)).lr_find(n_epoch=5)
-    shifted = lambda out, y: nn.functional.cross_entropy(out, y) - 5.
-    learn = make_learner(opt_func=sgd, loss_func=shifted, dls_kw=dict(n_train=256, bs=8, label_noise=0.2))
-    res = learn.lr_find(n_epoch=5)
-    assert len(res.train_lrs) >= len(plain.train_lrs) - 5 and not res.extended
-    assert res.train_losses[:10] == pytest.approx([l - 5. for l in plain.train_losses[:10]], abs=1e-5)
-    assert res.held and all(e < 0 for e in res.held['ends'] if math.isfinite(e))
-    assert res.suggestion == max(l for l, e in zip(res.held['lrs'], res.held['ends']) if math.isfinite(e))
+    assert_learner_unchanged(before, learner_snapshot(learn))
 
 
 def test_adafactor_whose_step_caps_itself_gets_a_suggestion_below_the_largest_lr_its_sweep_applied():

@@ -725,7 +725,7 @@ def test_tune_runs_the_hold_checks_long_probes_only_where_they_leave_half_its_bu
     the two range tests' 800; not with a budget of 1000 (one shorter range test, then probes cut to what is left, 250
     steps each), nor with 6000."""
     from onecycle.tuning import tune as tune_module
-    from onecycle.tuning.range_test import hold_check_steps
+    from onecycle.tuning.hold_check import hold_check_steps
     _scripted_trials(monkeypatch, lambda rel, wd, replicate: 1.0, held=lambda rel: 1.0)
     seen = []
     def scripted_check(learn, lr, fit_steps, moms=None, probe_steps=None, long_probes=True, **kw):
@@ -861,7 +861,7 @@ class _NormedAttention(nn.Module):
 ])
 def test_tune_runs_the_hold_check_where_lr_find_does_within_half_the_budget(make_learner, opt_func, budget, model,
                                                                             checked):
-    from onecycle.tuning.range_test import checks_hold
+    from onecycle.tuning.hold_check import checks_hold
     kw = dict(model_kw=dict(bn=True)) if model == 'bn' else dict(model=_NormedAttention()) if model else {}
     learn = make_learner(opt_func=opt_func, dls_kw=dict(n_train=256, bs=8), **kw)
     assert checks_hold(learn.opt, learn.model) == (checked or budget is not None)   # the rule, before the budget
