@@ -22,7 +22,7 @@ from .short_runs import REPLICATE_SEED, StepLoss, epochs_for_steps, steps_for_sa
 from .suggest import (HOLD_DROP, HOLD_RATIO, exposure_exponent, held_falls, pick_held, shortened_ratio, smooth_sweep,
                       suggest_spike)
 
-__all__ = ['HoldProbe', 'hold_probe', 'check_held', 'checks_hold', 'hold_check_steps', 'held_line']
+__all__ = ['HoldProbe', 'hold_probe', 'check_held', 'checks_hold', 'hold_check_steps', 'held_line', 'falls_behind']
 
 
 # The hold probes: the fit's warm-up compressed into HOLD_WARMUP steps, then the lr held for the rest of HOLD_STEPS
@@ -140,6 +140,14 @@ def _long_probe_steps(n: int, fit_steps: int) -> int:
     return m if m > n else 0
 
 
+def falls_behind(held: dict, picked: float) -> bool:
+    """Whether :func:`check_held` kept its lr (`picked` is the unchecked one) and that lr's probe fell less than
+    HOLD_BEHIND times as far as its half's: where the long probes look again (when they run)."""
+    if picked != held.get('unchecked') or len(held.get('lrs', ())) < 2: return False
+    fell, fell_half = (held['starts'][i] - held['ends'][i] for i in (0, 1))
+    return fell < HOLD_BEHIND * fell_half
+
+
 def _long_verdict(long: dict) -> tuple:
     """(how far the long probe at the lr fell, how far its half's fell, whether that halves the lr: the half's loss
     fell and the lr's less than HOLD_LONG_DROP times as far), from check_held's ``held['long']``."""
@@ -229,7 +237,7 @@ def check_held(learn, lr, fit_steps, ratio=HOLD_RATIO, max_probes=HOLD_PROBES, m
             if climbs(end, spiked, base): picked = 2 * lr
     # learnt clearly less than its half: does the gap close over a longer hold, or widen as a net past its edge stalls?
     m = _long_probe_steps(n, fit_steps) if long_probes and n == full else 0
-    if picked == lr and m and held['starts'][0] - held['ends'][0] < HOLD_BEHIND * (held['starts'][1] - held['ends'][1]):
+    if m and falls_behind(held, picked):
         long = held['long'] = {'lrs': [lr, lr / 2], 'ends': [], 'spiked': [], 'starts': [], 'probe_steps': m}
         for c in long['lrs']:
             end, spiked, start = measure(c, m)

@@ -71,7 +71,8 @@ from ..core.snapshot import TrainingState, preserved
 from ..distributed.ddp import effective_batch_size
 from ..schedules.scheduler import ONE_CYCLE_MOMS
 from .batch_size import noise_scale, with_batch_size
-from .hold_check import HOLD_PROBES, HOLD_STEPS, check_held, checks_hold, held_line, hold_check_steps
+from .hold_check import (HOLD_BEHIND, HOLD_PROBES, HOLD_STEPS, check_held, checks_hold, falls_behind, held_line,
+                         hold_check_steps)
 from .range_test import EXTEND_FACTOR, learnt_too_little, planned_fit_steps, sweep_drop
 from .search import SearchResult, branch_trials, default_wds, format_candidate, pick_best, run_trial
 from .short_runs import REPLICATE_SEED, fixed_valid_batches, steps_for_samples
@@ -337,6 +338,7 @@ class _Tuning:
         learn, res = self.learn, self.res
         if not checks_hold(learn.opt, learn.model) or self.over_time(): return
         n_held, probe = hold_check_steps(res.fit_steps, batch_size=batch_size), None
+        n_short = n_held
         if res.steps + n_held > res.budget // 2:
             left = (res.budget - res.steps) // HOLD_PROBES
             # shortened to what is left only where a small batch made them longer than at 32 samples a step
@@ -353,7 +355,15 @@ class _Tuning:
                                    long_probes=long_probes)
         if held: res.held_lr, res.held = held_lr, held
         res.steps += held.get('steps', 0)
-        self.say.end(held_line(held, held_lr) if held else 'hold check: the fit is too short to probe')
+        line = held_line(held, held_lr) if held else 'hold check: the fit is too short to probe'
+        if held and not long_probes and n_long > n_short and falls_behind(held, held_lr):
+            # the long probes would have looked again, but this budget does not hold them: say which would (with
+            # both range tests at full length before them)
+            need = 2 * (2 * steps_for_samples(RANGE_STEPS, batch_size) + n_long)
+            res.skipped.append(f"the hold check's long probes (S fell less than {HOLD_BEHIND:.2g}x as far as S/2, "
+                               f'where a long fit may stall past its edge; a budget of {need} runs them)')
+            line += f'; long probes: skipped (a budget of {need} runs them)'
+        self.say.end(line)
 
     # 2. batch size, compared at the suggestion rescaled for each (short 1cycle runs)
     def batch_size_stage(self, batch_sizes, lr, lr_rule, valid_batches) -> float:
@@ -603,6 +613,8 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
         budget: optimizer steps all tuning runs together may take (default: the planned fit's steps, at
             least 1000). Below a batch of 32 the range test and the hold probes take as many samples as at 32,
             more steps, so fewer trials fit: at batch 8 one 250-step sweep and 250-step probes may take it all.
+            For SGD on a plain model, where S's hold probe fell behind S/2's and the budget does not hold the
+            hold check's long probes, ``skipped`` (and ``summary()``) names the budget that runs them.
         time_budget: seconds; stages that would start after it are skipped (defaults used instead).
         moms: cyclical (high, low) momentum candidates (constant values work too); the first is the
             default, which another must beat by more than the noise. An optimizer without momentum

@@ -740,6 +740,33 @@ def test_tune_runs_the_hold_checks_long_probes_only_where_they_leave_half_its_bu
     assert seen == [(long_probes, cap)] and res.steps <= budget
 
 
+@pytest.mark.parametrize('bs, n_epoch, need', [(8, 200, 8800), (32, 1000, 2200)])
+@pytest.mark.parametrize('ends, behind', [((1.5, 1.2), True), ((1.2, 1.3), False), ((1.3, 1.2), False)])
+def test_tune_names_the_budget_that_runs_the_long_probes_it_left_out(make_learner, monkeypatch, bs, n_epoch, need,
+                                                                    ends, behind):
+    """Where S's probe fell less than 0.9x as far as S/2's (0.8 against 1.1 from 2.3; not 1.1 against 1.0, nor 1.0
+    against 1.1, 0.91x) and the budget left the long probes out, the summary names the budget that runs them, and
+    that budget does: at batch 8 two 400-step range tests and 3 x 400 + 2 x 1200 probe steps, twice over; at batch
+    32, 2 x (200 + 900)."""
+    from onecycle.tuning import tune as tune_module
+    _scripted_trials(monkeypatch, lambda rel, wd, replicate: 1.0, held=lambda rel: 1.0)
+    seen = []
+    def scripted_check(learn, lr, fit_steps, moms=None, probe_steps=None, long_probes=True, **kw):
+        seen.append(long_probes)
+        return lr, {'lrs': [lr, lr / 2], 'ends': list(ends), 'spiked': [False, False], 'starts': [2.3, 2.3],
+                    'steps': 20, 'probe_steps': 10, 'full_steps': 10, 'ratio': 3., 'unchecked': lr}
+    monkeypatch.setattr(tune_module, 'check_held', scripted_check)
+    learn = make_learner(opt_func=torch.optim.SGD, lr=0.1, dls_kw={'n_train': 64, 'bs': bs})
+    res = tune(learn, n_epoch=n_epoch, budget=1000, search_moms=False, search_wd=False)
+    told = f'a budget of {need} runs them'
+    assert seen == [False] and (told in res.summary()) is behind
+    assert any("the hold check's long probes" in s for s in res.skipped) is behind
+    res = tune(learn, n_epoch=n_epoch, budget=need, search_moms=False, search_wd=False)
+    assert seen[-1] is True and 'long probes' not in res.summary()
+    if bs == 32: assert tune(learn, n_epoch=n_epoch, budget=need - 2, search_moms=False, search_wd=False) and \
+        seen[-1] is False   # not one step less
+
+
 @pytest.mark.parametrize('opt_func, bn', [(torch.optim.AdamW, False), (torch.optim.SGD, True)])
 def test_no_hold_probes_where_the_lr_stage_walks_up_itself(make_learner, monkeypatch, opt_func, bn):
     "Adam-like optimizers and normalized models try sqrt2 S in their lr stage and run no hold probe."
