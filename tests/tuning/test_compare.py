@@ -7,26 +7,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from helpers import assert_learner_unchanged, learner_snapshot
 from onecycle import LRComparison, compare_lr_finds, fit_one_cycle, lr_find
-
-
-def _state(learn):
-    "Clones of every model and optimizer tensor, the param groups' settings and the history."
-    clone = lambda o: o.detach().clone() if isinstance(o, torch.Tensor) else o
-    return dict(model={k: v.clone() for k, v in learn.model.state_dict().items()},
-                opt={i: {k: clone(v) for k, v in s.items()} for i, s in learn.opt.state_dict()['state'].items()},
-                groups=[{k: v for k, v in pg.items() if k != 'params'} for pg in learn.opt.param_groups],
-                losses=list(learn.recorder.losses), epochs=[dict(e) for e in learn.recorder.epochs])
-
-
-def _assert_same(a, b):
-    assert a['model'].keys() == b['model'].keys()
-    for k in a['model']: assert torch.equal(a['model'][k], b['model'][k]), f'model tensor {k} changed'
-    assert a['opt'].keys() == b['opt'].keys()
-    for i in a['opt']:
-        for k, v in a['opt'][i].items():
-            assert torch.equal(v, b['opt'][i][k]) if isinstance(v, torch.Tensor) else v == b['opt'][i][k]
-    for k in ('groups', 'losses', 'epochs'): assert a[k] == b[k], f'{k} changed'
 
 
 def _regression(make_learner, valid_offset=0., n_valid_batches=2, bn=False):
@@ -113,15 +95,15 @@ def test_validation_runs_in_eval_mode_without_gradients(make_learner):
 def test_validation_mode_leaves_weights_bitwise_unchanged_and_training_undisturbed(make_learner):
     learn = _regression(make_learner, valid_offset=1., bn=True)
     fit_one_cycle(learn, 1, 1e-3)                        # optimizer state and BN statistics to lose
-    before, rng = _state(learn), torch.get_rng_state()
+    before, rng = learner_snapshot(learn), torch.get_rng_state()
     loader_rng = learn.dls.train.generator.get_state()
     res_v = learn.lr_find(start_lr=1e-5, end_lr=1., num_it=24, valid_every=4, stop_div=False)
-    _assert_same(before, _state(learn))
+    assert_learner_unchanged(before, learner_snapshot(learn))
     assert torch.equal(rng, torch.get_rng_state()) and torch.equal(loader_rng, learn.dls.train.generator.get_state())
     # evaluating in between changed nothing in the training: the same batches, dropout masks and losses
     res_t = learn.lr_find(start_lr=1e-5, end_lr=1., num_it=24, stop_div=False)
     assert res_v.train_losses == res_t.losses
-    _assert_same(before, _state(learn))
+    assert_learner_unchanged(before, learner_snapshot(learn))
 
 
 def test_validation_mode_stops_when_the_validation_loss_diverges(make_learner):
@@ -140,9 +122,9 @@ def test_validation_mode_stops_when_the_validation_loss_diverges(make_learner):
 ])
 def test_bad_range_test_settings(make_learner, kwargs, exc, word):
     learn = make_learner()
-    before = _state(learn)
+    before = learner_snapshot(learn)
     with pytest.raises(exc, match=word): learn.lr_find(**kwargs)
-    _assert_same(before, _state(learn))
+    assert_learner_unchanged(before, learner_snapshot(learn))
 
 
 def test_validation_mode_without_a_validation_set_is_a_clear_error(make_learner, make_dls):
@@ -154,7 +136,7 @@ def test_validation_mode_without_a_validation_set_is_a_clear_error(make_learner,
 def test_compare_runs_start_from_the_same_weights_and_leave_the_learner_as_it_was(make_learner):
     learn = make_learner(dls_kw=dict(n_train=128, bs=8, shuffle=True), opt_func=torch.optim.AdamW, wd=1e-2)
     fit_one_cycle(learn, 1, 1e-2)
-    opt, opt_func, wd, before = learn.opt, learn.opt_func, learn.wd, _state(learn)
+    opt, opt_func, wd, before = learn.opt, learn.opt_func, learn.wd, learner_snapshot(learn)
     starts = []
     def weights_at_first_forward(model, inputs):   # of each run: its first training batch
         if learn.training and learn.epoch == 0 and learn.iter == 0:
@@ -170,7 +152,7 @@ def test_compare_runs_start_from_the_same_weights_and_leave_the_learner_as_it_wa
     assert cmp[2].losses == cmp[3].losses   # identical settings, identical curves
     assert cmp[0].losses != cmp[1].losses and cmp[1].losses != cmp[2].losses
     assert learn.opt is opt and learn.opt_func is opt_func and learn.wd == wd
-    _assert_same(before, _state(learn))
+    assert_learner_unchanged(before, learner_snapshot(learn))
     text = cmp.summary()
     assert all(label in text for label in cmp.labels) and 'max_bound' in text
 
@@ -214,8 +196,8 @@ def test_compare_plot_puts_every_run_on_one_figure(make_learner):
 ])
 def test_bad_compare_settings_fail_before_any_run(make_learner, settings, kwargs, exc, word):
     learn = make_learner(opt_func=torch.optim.Adam)
-    before, forwards = _state(learn), []
+    before, forwards = learner_snapshot(learn), []
     learn.model.register_forward_hook(lambda *a: forwards.append(1))
     with pytest.raises(exc, match=word): compare_lr_finds(learn, settings, **kwargs)
     assert forwards == []
-    _assert_same(before, _state(learn))
+    assert_learner_unchanged(before, learner_snapshot(learn))
