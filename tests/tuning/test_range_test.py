@@ -569,6 +569,7 @@ def test_lr_find_sweeps_again_longer_when_the_default_sweep_learnt_too_little(ma
     with pytest.warns(UserWarning, match='too little to show clearly where it turns up') as caught:
         res = learn.lr_find(hold_check=False)   # the longer sweep learnt no more
     assert caught[0].filename == __file__       # it names the user's line, not onecycle's wrappers
+    assert 'normalization layer (BatchNorm) after each hidden layer' in str(caught[0].message)   # a plain net
     assert res.extended and len(res.train_lrs) > DEFAULT_NUM_IT and sweep_drop(res) < MIN_SWEEP_DROP
     # ... and the replicate on another data order is as long as the sweep it read; it learnt too little as well, so
     # the suggestions are the first sweep's own (two flat sweeps averaged would suggest lower still)
@@ -593,6 +594,17 @@ def test_lr_find_sweeps_again_longer_when_the_default_sweep_learnt_too_little(ma
     cmp = compare_lr_finds(learn, [dict(label='a'), dict(label='b', wd=0.1)])
     assert all(not r.extended and len(r.train_lrs) <= DEFAULT_NUM_IT for r in cmp.results)
     with pytest.raises(ValueError, match='num_it'): learn.lr_find(num_it=1)
+
+
+def test_the_warning_on_sweeps_that_learnt_too_little_says_what_helps_that_kind_of_net(make_model):
+    """A plain net is pointed at a normalization layer; one that has them (or attention) at tune() and short fits."""
+    from helpers import no_signal_learner
+    normed = nn.Sequential(nn.Linear(8, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 2))
+    for model, said, not_said in ((make_model(), 'BatchNorm', 'tune()'), (normed, 'tune()', 'BatchNorm')):
+        with pytest.warns(UserWarning, match='too little to show clearly') as caught:
+            no_signal_learner(model).lr_find(hold_check=False)
+        text = ' '.join(str(w.message) for w in caught)
+        assert said in text and not_said not in text
 
 
 # --- the default sweep, read on two data orders ------------------------------------------------------------
