@@ -18,7 +18,7 @@ from .dist import collective_device, is_distributed, sum_over_ranks
 __all__ = ['get_hyper', 'set_hyper', 'hyper_getter', 'hyper_setter', 'has_hyper', 'DecoupledWeightDecay',
            'is_no_decay_param', 'is_normalized', 'has_attention', 'is_adaptive', 'caps_own_step', 'weight_scale',
            'lr_range', 'scale_lr', 'has_weight_decay', 'fit_wd', 'fallback_wd', 'untouched_weight_decay',
-           'DEFAULT_WD', 'ADAPTIVE_PLAIN_WD', 'has_convolution']
+           'DEFAULT_WD', 'ADAPTIVE_PLAIN_WD', 'has_convolution', 'has_recurrence']
 
 WD_KEY = 'wd'   # our key in each param group; torch ignores keys it does not know and saves them
 
@@ -180,6 +180,12 @@ def has_attention(model: torch.nn.Module) -> bool:
     the optimizer: Adam's per-parameter scaling does not hold a transformer's fit at the range test's edge."""
     return any(isinstance(m, torch.nn.MultiheadAttention) or 'Attention' in type(m).__name__
                for m in model.modules())
+
+
+def has_recurrence(model: torch.nn.Module) -> bool:
+    """True when `model` has a recurrent layer (``nn.RNN``, ``nn.LSTM``, ``nn.GRU`` or one of their cells), which
+    BatchNorm does not suit."""
+    return any(isinstance(m, (torch.nn.RNNBase, torch.nn.RNNCellBase)) for m in model.modules())
 
 
 def weight_scale(model: torch.nn.Module) -> float | None:

@@ -11,7 +11,8 @@ from ..core.callback import CancelFitException, CancelValidateException
 from ..core.checks import check_bool, check_choice, check_int, check_positive, check_range
 from ..core.data import batch_size_of, check_loader, split_batch
 from ..core.dist import max_over_ranks
-from ..core.hyper import caps_own_step, get_hyper, has_attention, has_hyper, is_adaptive, is_normalized, weight_scale
+from ..core.hyper import (caps_own_step, get_hyper, has_attention, has_hyper, has_recurrence, is_adaptive,
+                          is_normalized, weight_scale)
 from ..core.rng import reseed
 from ..core.snapshot import TrainingState, preserved
 from ..core.warn import user_stacklevel
@@ -372,10 +373,11 @@ def sweep_drop(result: LRFinderResult) -> float:
 # over twelve such seeds, twenty-eighth session); with a BatchNorm layer after each hidden layer the same nets swept
 # readably and the one-liner fitted a 6-layer MLP on the digits at batch 16 at 97.6-98.2% (57.8-91.2% plain), the
 # 16x16 CNN at 98.8-99.4% (59.6-87.4%), a CNN with global average pooling at 98.4-99.0% (9.6-15.2%), 3 seeds each.
-# Small transformers, normalized already, have plateaus too: tune's longer trials compare S with S/4 there.
+# Small transformers, normalized already, have plateaus too: tune's longer trials compare S with S/4 there. Recurrent
+# nets (GRUs under SGD at batches 16-32 had such sweeps) are not pointed at BatchNorm, which does not suit them.
 def _plateau_advice(model) -> str:
     "What to do about a model whose range test learnt too little to read."
-    if not is_normalized(model) and not has_attention(model):
+    if not (is_normalized(model) or has_attention(model) or has_recurrence(model)):
         return ('A plain net like this one (no normalization layers) often sits on a plateau that its fits leave at '
                 'one lr and not at the next; with a normalization layer (BatchNorm) after each hidden layer it '
                 'usually learns at once, and its range test reads clearly')

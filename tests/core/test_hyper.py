@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from onecycle import get_hyper, lr_range, set_hyper
-from onecycle.core.hyper import has_attention, has_hyper, is_no_decay_param, is_normalized, weight_scale
+from onecycle.core.hyper import has_attention, has_hyper, has_recurrence, is_no_decay_param, is_normalized, weight_scale
 
 
 def zero_grad_loss(pred, target):
@@ -298,3 +298,11 @@ def test_which_optimizers_the_range_test_reads_as_adaptive_and_which_cap_their_o
     opt = opt_func(nn.Linear(3, 2).parameters(), lr=0.01)
     assert (is_adaptive(opt), caps_own_step(opt)) == (adaptive, caps)
     assert not is_adaptive(None) and not caps_own_step(None)
+
+
+def test_has_recurrence_finds_torchs_recurrent_layers_wherever_they_sit_and_nothing_else():
+    assert has_recurrence(nn.GRU(4, 8)) and has_recurrence(nn.Sequential(nn.Linear(2, 4), nn.LSTM(4, 8)))
+    assert has_recurrence(nn.ModuleDict({'enc': nn.Sequential(nn.RNN(4, 8))}))
+    assert not has_recurrence(nn.Sequential(nn.Conv1d(1, 4, 3), nn.Flatten(), nn.Linear(8, 2)))
+    assert has_recurrence(nn.Sequential(nn.GRUCell(4, 8))) and has_recurrence(nn.LSTMCell(4, 8))
+    assert not has_recurrence(nn.TransformerEncoderLayer(8, 2, 16)) and not has_recurrence(nn.Embedding(4, 8))

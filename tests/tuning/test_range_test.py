@@ -597,10 +597,16 @@ def test_lr_find_sweeps_again_longer_when_the_default_sweep_learnt_too_little(ma
 
 
 def test_the_warning_on_sweeps_that_learnt_too_little_says_what_helps_that_kind_of_net(make_model):
-    """A plain net is pointed at a normalization layer; one that has them (or attention) at tune() and short fits."""
+    """A plain net is pointed at a normalization layer; one that has them, attention or a recurrent layer (which
+    BatchNorm does not suit) at tune() and short fits."""
     from helpers import no_signal_learner
+    class RowGRU(nn.Module):   # the 8 features read one at a time
+        def __init__(self):
+            super().__init__(); self.gru, self.head = nn.GRU(1, 16, batch_first=True), nn.Linear(16, 2)
+        def forward(self, x): return self.head(self.gru(x[..., None])[0][:, -1])
     normed = nn.Sequential(nn.Linear(8, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 2))
-    for model, said, not_said in ((make_model(), 'BatchNorm', 'tune()'), (normed, 'tune()', 'BatchNorm')):
+    for model, said, not_said in ((make_model(), 'BatchNorm', 'tune()'), (normed, 'tune()', 'BatchNorm'),
+                                  (RowGRU(), 'tune()', 'BatchNorm')):
         with pytest.warns(UserWarning, match='too little to show clearly') as caught:
             no_signal_learner(model).lr_find(hold_check=False)
         text = ' '.join(str(w.message) for w in caught)
