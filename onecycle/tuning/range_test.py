@@ -416,7 +416,8 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, sugges
     (``result.extended``); then it sweeps the one it read again from the same state on another data order
     (``result.replicate``) and suggests, for each rule, the geometric mean of the two sweeps' values (one
     sweep's edge moves by 20-40% with the data order, up to 3x on noisy problems); where both fell too little,
-    the first one's, with a warning (``UserWarning``). A number sweeps exactly that many steps, once.
+    the first one's, with a warning (``UserWarning``) that says what helps that kind of net (for a plain one, a
+    normalization layer after each hidden layer). A number sweeps exactly that many steps, once.
 
     `hold_check`: for an SGD-like optimizer on a model without normalization layers or with attention (where the
     'fit' rule lowers the edge for the fit's length), the 'fit' suggestion is then checked where a fit meets its
