@@ -285,6 +285,22 @@ def _pick(cands, trials, default, margin):
     return best
 
 
+def range_test_plan(budget: int, step_samples: int) -> tuple[int, int]:
+    "tune's range tests for `budget`: (steps per sweep, sweeps): RANGE_STEPS of 32 samples, at most a quarter of it."
+    n_rt = min(steps_for_samples(RANGE_STEPS, step_samples), budget // 4)
+    return n_rt, (2 if budget >= TWO_SWEEPS * n_rt else 1)
+
+
+def long_probe_budget(n_long: int, step_samples: int) -> int:
+    """The smallest budget whose range tests leave the hold check's `n_long` steps of long probes within its first
+    half (where `_Tuning.hold_check` runs them), read from `range_test_plan` so that the two cannot disagree."""
+    budget = 2 * n_long                     # the probes alone fill the first half
+    while True:                             # at most 4 x a full sweep's steps on (two sweeps at full length)
+        n_rt, n_sweeps = range_test_plan(budget, step_samples)
+        if n_rt * n_sweeps + n_long <= budget // 2: return budget
+        budget += 1
+
+
 class _Tuning:
     """What one tune() call's stages share: the learner and the result they fill, the state every trial
     starts from, the budget, and the trials run so far (each setting once). Each stage is a method; tune()
@@ -308,10 +324,11 @@ class _Tuning:
         return self.res.steps + n * self.t <= self.res.budget and not self.over_time()
 
     # 1. range test, then the suggestion for the planned fit
-    def range_tests(self, n_rt, n_epoch):
+    def range_tests(self, n_epoch, step_samples):
         learn, res = self.learn, self.res
-        two = res.budget >= TWO_SWEEPS * n_rt
-        self.say.begin('range test', n_rt * (2 if two else 1))
+        n_rt, n_sweeps = range_test_plan(res.budget, step_samples)
+        two = n_sweeps == 2
+        self.say.begin('range test', n_rt * n_sweeps)
         res.lr_find = learn.lr_find(num_it=n_rt, n_epoch=n_epoch, hold_check=False)
         res.steps += res.lr_find.cost.get('train_steps', n_rt)
         line = range_test_line(res.lr_find)
@@ -359,7 +376,7 @@ class _Tuning:
         if held and not long_probes and n_long > n_short and falls_behind(held, held_lr):
             # the long probes would have looked again, but this budget does not hold them: say which would (with
             # both range tests at full length before them)
-            need = 2 * (2 * steps_for_samples(RANGE_STEPS, batch_size) + n_long)
+            need = long_probe_budget(n_long, batch_size)
             res.skipped.append(f"the hold check's long probes (S fell less than {HOLD_BEHIND:.2g}x as far as S/2, "
                                f'where a long fit may stall past its edge; a budget of {need} runs them)')
             line += f'; long probes: skipped (a budget of {need} runs them)'
@@ -701,8 +718,8 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
     say = StageProgress('tune', enabled=getattr(learn, 'progress', False))
     with preserved(learn) as start, learn.added_cbs([say]):   # also puts back a loader swapped for another batch size
         run = _Tuning(learn, res, start, say, t0)
-        n_rt = min(steps_for_samples(RANGE_STEPS, step_samples), budget // 4)
-        run.range_tests(n_rt, n_epoch)
+        run.range_tests(n_epoch, step_samples)
+        n_rt = range_test_plan(budget, step_samples)[0]
         run.hold_check(default_mom, step_samples)
         lr = res.max_lr = res.suggestion
         # the walk's trials are set aside from a budget of the default's size; a smaller one walks on what is left
