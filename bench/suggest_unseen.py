@@ -1,4 +1,4 @@
-"""Does the one-liner hold on problems the rules were never looked at on? A hundred and fifty-nine more small problems
+"""Does the one-liner hold on problems the rules were never looked at on? A hundred and seventy-one more small problems
 (recurrent nets, a deep plain MLP, tanh activations, a transformer on another task, plain Adam, norm
 layers under SGD...; four were added to check the rule for SGD on normalized models and run once with it,
 eight (GroupNorm and LayerNorm nets, residual MLPs, noisy moons, a 3-class make_classification) were made
@@ -9,7 +9,8 @@ RMSprop (plain, with momentum, centered), Adagrad, torch's Adafactor, bare SGD a
 batches of 8 and 512, eight SGD ones at batches of 8 and 16, five where every loss stays high, eleven more at
 batches of 8 and 16, six SGD ones for tune's budget in steps, twelve Adam-like nets without normalization
 for the one-liner's weight decay of 0.1 there, four with attention under Adam-like optimizers and four pre-norm
-encoders under Adam for tune's longer trials), none of them in
+encoders under Adam for tune's longer trials; then eight on scikit-learn's bundled tables, two of them raw, and
+four on the digits at larger scales, for the warning on inputs far above unit scale), none of them in
 bench/recommend.py. Optimizers without momentum are fitted with ``moms=None``. For each
 problem and seed: the default range test with the fit's length (``lr_find(n_epoch=n)``, its 'fit'
 suggestion S), then full 1cycle fits at S * (1/8, 1/4, 1/2, 1/sqrt2, 1, sqrt2, 2) with fit_one_cycle's
@@ -316,6 +317,21 @@ def classification10_arrays():
                                   n_clusters_per_class=1, flip_y=0.02, random_state=31)
 
 
+def sklearn_table(name, standardize=True, test_frac=0.2):
+    """One of scikit-learn's bundled tables (``load_<name>``: wine, breast_cancer, iris): a fixed stratified split,
+    each feature standardized with the training split's mean and spread (raw, as a user who forgets it, with
+    ``standardize=False``)."""
+    import sklearn.datasets
+    from sklearn.model_selection import train_test_split
+    d = getattr(sklearn.datasets, f'load_{name}')()
+    x, xt, y, yt = train_test_split(d.data, d.target, test_size=test_frac, stratify=d.target, random_state=0)
+    x, xt = torch.tensor(x, dtype=torch.float32), torch.tensor(xt, dtype=torch.float32)
+    if standardize:
+        mean, std = x.mean(0), x.std(0)
+        x, xt = (x - mean) / std, (xt - mean) / std
+    return x, torch.tensor(y).long(), xt, torch.tensor(yt).long()
+
+
 class DilatedCNN1d(nn.Module):
     "Three 1-D convolutions of 32 channels dilated 1, 2 and 4, global average pooling; no normalization."
     def __init__(self, c=32, n_out=10):
@@ -338,6 +354,12 @@ class EmbeddingBagMLP(nn.Module):
 
 
 def mnist1d(): return mnist1d_arrays()
+
+
+def scaled_digits(scale, image=False):
+    "The digits (in [0, 1]) times `scale`: inputs left at 0-16 as scikit-learn gives them, or at 0-255 as pixels."
+    x, y, xt, yt = recommend.digits_arrays(image=image)
+    return x * scale, y, xt * scale, yt
 
 
 def digits(): return recommend.digits_arrays()
@@ -647,6 +669,36 @@ PROBLEMS = {
     'moons-deepmlp6-sgd': P(data=moons_arrays, model=lambda: mlp((2, 64, 64, 64, 64, 64, 2)), opt='sgd', bs=32,
                             epochs=8),
     'digits16-cnn-sgd-bs48': P(data=digit_images16, model=cnn16, opt='sgd', bs=48, epochs=10),
+    # made in the twenty-ninth session, after every rule was set: scikit-learn's bundled real tables (178, 569 and 150
+    # samples; 36, 114 and 30 test samples, so one sample is 2.8, 0.9 and 3.3 points), many epochs of few steps, and
+    # one table left unstandardized (features from 0.001 to 4000), as a user who forgets to scale it
+    'wine-mlp-sgd': P(data=partial(sklearn_table, 'wine'), model=lambda: mlp((13, 64, 64, 3)), opt='sgd', bs=16,
+                      epochs=30),
+    'wine-mlp-adamw': P(data=partial(sklearn_table, 'wine'), model=lambda: mlp((13, 64, 64, 3)), opt='adamw', bs=16,
+                        epochs=30),
+    'cancer-mlp-sgd': P(data=partial(sklearn_table, 'breast_cancer'), model=lambda: mlp((30, 128, 64, 2)), opt='sgd',
+                        bs=32, epochs=20),
+    'cancer-mlp-adamw': P(data=partial(sklearn_table, 'breast_cancer'), model=lambda: mlp((30, 128, 64, 2)),
+                          opt='adamw', bs=32, epochs=20),
+    'iris-mlp-sgd': P(data=partial(sklearn_table, 'iris'), model=lambda: mlp((4, 32, 32, 3)), opt='sgd', bs=16,
+                      epochs=50),
+    'iris-mlp-adam': P(data=partial(sklearn_table, 'iris'), model=lambda: mlp((4, 32, 32, 3)), opt='adam', bs=16,
+                       epochs=50),
+    'cancer-raw-mlp-adamw': P(data=partial(sklearn_table, 'breast_cancer', standardize=False),
+                              model=lambda: mlp((30, 128, 64, 2)), opt='adamw', bs=32, epochs=20),
+    'cancer-raw-mlp-sgd': P(data=partial(sklearn_table, 'breast_cancer', standardize=False),
+                            model=lambda: mlp((30, 128, 64, 2)), opt='sgd', bs=32, epochs=20),
+    # ... and the digits at four scales, for lr_find's warning on inputs far above unit scale (INPUT_RMS_LIMIT): an
+    # MLP under AdamW on 0-16 (scikit-learn's own scale; root mean square 7.7), 0-64 (31) and 0-255 (123), and a
+    # BatchNorm CNN on 0-255, which fits as on [0, 1]
+    'digits16x-mlp-adamw': P(data=partial(scaled_digits, 16), model=lambda: mlp((64, 128, 64, 10)), opt='adamw',
+                             bs=32, epochs=12),
+    'digits64x-mlp-adamw': P(data=partial(scaled_digits, 64), model=lambda: mlp((64, 128, 64, 10)), opt='adamw',
+                             bs=32, epochs=12),
+    'digits255x-mlp-adamw': P(data=partial(scaled_digits, 255), model=lambda: mlp((64, 128, 64, 10)), opt='adamw',
+                              bs=32, epochs=12),
+    'digits255x-cnn-adam': P(data=partial(scaled_digits, 255, image=True), model=recommend.digits_cnn, opt='adam',
+                             bs=64, epochs=15),
 }
 
 

@@ -142,7 +142,18 @@ def test_every_unseen_problem_builds_offline_and_plain_adam_means_adam():
     assert len(half) == 6 and {p['opt'] for p in half} == {'sgd'}
     # the hold check's long probes, held out twice: six made for them (set at 0.65), six once HOLD_LONG_DROP was 0.8
     long, long_check = ([unseen.PROBLEMS[n] for n in names[end + a:end + b]] for a, b in ((110, 116), (116, 122)))
-    assert len(long) == len(long_check) == 6 and len(names) == end + 122
+    assert len(long) == len(long_check) == 6
+    # then scikit-learn's bundled tables (two raw, as a user who forgets to standardize them) and the digits at larger
+    # scales, for lr_find's warning on inputs far above unit scale: the raw ones and the 0-64 / 0-255 MLPs are above its
+    # limit, the rest below, and the one above it with a normalization layer is the BatchNorm CNN
+    from onecycle.core.data import input_rms
+    from onecycle.tuning.range_test import INPUT_RMS_LIMIT
+    scale = names[end + 122:]
+    assert len(scale) == 12 and len(names) == end + 134
+    above = {n for n in scale if input_rms((unseen.PROBLEMS[n]['data']()[0][:64],)) > INPUT_RMS_LIMIT}
+    assert above == {'cancer-raw-mlp-adamw', 'cancer-raw-mlp-sgd', 'digits64x-mlp-adamw', 'digits255x-mlp-adamw',
+                     'digits255x-cnn-adam'}
+    assert [n for n in above if is_normalized(unseen.PROBLEMS[n]['model']())] == ['digits255x-cnn-adam']
     assert {p['opt'] for p in long + long_check} == {'sgd'}
     assert not any(is_normalized(p['model']()) or has_attention(p['model']()) for p in drop + half + long + long_check)
     assert {p['bs'] for p in cut} == {8} and {p['opt'] for p in cut + room + longer} == {'sgd'}

@@ -3,6 +3,7 @@ calling the model on them (dict batches the Hugging Face way), the (train, valid
 rebuild arguments every loader-handling module shares."""
 from __future__ import annotations
 
+import math
 import os
 
 import torch
@@ -11,7 +12,7 @@ from torch.utils.data import DataLoader
 from .dist import local_rank
 
 __all__ = ['DataLoaders', 'to_device', 'default_device', 'batch_size_of', 'check_loader', 'loader_kwargs',
-           'split_batch', 'call_model', 'output_pred', 'output_loss', 'batch_loss']
+           'split_batch', 'call_model', 'output_pred', 'output_loss', 'batch_loss', 'input_rms']
 
 
 def loader_kwargs(dl: DataLoader) -> dict:
@@ -72,6 +73,18 @@ def split_batch(b, n_inp: int = 1) -> tuple[tuple, tuple]:
     if isinstance(b, dict): return (b,), ((b['labels'],) if 'labels' in b else ())
     if isinstance(b, (list, tuple)): return tuple(b[:n_inp]), tuple(b[n_inp:])
     return (b,), ()
+
+
+def input_rms(xb: tuple) -> float | None:
+    """The root mean square of every value in the floating-point tensors among inputs `xb` (a tuple, as
+    :func:`split_batch` gives; a dict input's values count), or None where there are none (token ids). Layers are
+    initialized for inputs of about unit scale; far above it, a net's outputs start far too large."""
+    parts = [v for x in xb for v in (x.values() if isinstance(x, dict) else (x,))
+             if isinstance(v, torch.Tensor) and v.is_floating_point() and v.numel()]
+    if not parts: return None
+    with torch.no_grad():
+        total = sum(float(v.detach().double().pow(2).sum()) for v in parts)
+    return math.sqrt(total / sum(v.numel() for v in parts))
 
 
 def call_model(model, xb: tuple):

@@ -7,7 +7,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from onecycle import Callback, Learner, accuracy, split_by_modules
-from onecycle.core.data import batch_loss, batch_size_of, call_model, output_loss, output_pred, split_batch
+from onecycle.core.data import batch_loss, batch_size_of, call_model, input_rms, output_loss, output_pred, split_batch
 
 
 def test_split_batch():
@@ -26,6 +26,19 @@ def test_batch_size_of_dict_batches_is_the_first_tensors_length():
     assert batch_size_of(({'ids': torch.zeros(5, 3), 'labels': torch.zeros(5)},)) == 5
     assert batch_size_of({'text': ['a', 'b'], 'scale': torch.tensor(2.), 'ids': torch.zeros(7, 2)}) == 7
     assert batch_size_of(()) == 1 and batch_size_of((torch.zeros(4, 2),)) == 4
+
+
+def test_input_rms_is_the_root_mean_square_of_the_float_inputs():
+    """Every floating-point value of every input counts alike (two tensors: sqrt((4 x 9 + 2 x 36) / 6) = sqrt(18)),
+    a dict input's values too; token ids and empty tensors do not, and with nothing else there is no scale (None).
+    Half-precision inputs are summed in double: 255s in float16 overflow a float16 sum of squares."""
+    three, six = torch.full((2, 2), 3.), torch.full((2,), -6.)
+    assert input_rms((three, six)) == pytest.approx(18 ** 0.5)
+    assert input_rms(({'pixels': three, 'ids': torch.ones(2, 5, dtype=torch.long), 'mask': torch.ones(2, 5).bool()},)) \
+        == pytest.approx(3.)
+    assert input_rms((torch.arange(6).view(2, 3),)) is None and input_rms(()) is None
+    assert input_rms((torch.zeros(0, 4), six)) == pytest.approx(6.)
+    assert input_rms((torch.full((64, 64), 255., dtype=torch.float16, requires_grad=True),)) == pytest.approx(255.)
 
 
 class Out:

@@ -613,6 +613,48 @@ def test_the_warning_on_sweeps_that_learnt_too_little_says_what_helps_that_kind_
         assert said in text and not_said not in text
 
 
+# --- inputs far above unit scale --------------------------------------------------------------------------------
+def _cancer_learner(model, standardize):
+    "An MLP-sized learner on scikit-learn's breast-cancer table (30 features up to ~4000), AdamW, batches of 32."
+    from sklearn.datasets import load_breast_cancer
+    from onecycle import Learner
+    from onecycle.data import tensor_dls
+    d = load_breast_cancer()
+    x, y = torch.tensor(d.data, dtype=torch.float32), torch.tensor(d.target)
+    if standardize: x = (x - x[:455].mean(0)) / x[:455].std(0)
+    return Learner(model, tensor_dls(x[:455], y[:455], x[455:], y[455:], bs=32, seed=0), nn.CrossEntropyLoss(),
+                   opt_func=torch.optim.AdamW, progress=False, device='cpu')
+
+
+def test_lr_find_warns_of_inputs_far_above_unit_scale():
+    """A raw table (breast cancer: its inputs' root mean square about 200) under a plain MLP draws a warning that
+    names the scale and says to standardize, at the user's line; the same table standardized does not, nor the raw
+    one under a net with a normalization layer after each hidden layer. The sweep is the same with or without it."""
+    pytest.importorskip('sklearn')
+    import warnings
+    from onecycle.tuning.range_test import INPUT_RMS_LIMIT
+    def plain(): torch.manual_seed(0); return nn.Sequential(nn.Linear(30, 64), nn.ReLU(), nn.Linear(64, 2))
+    with pytest.warns(UserWarning, match="inputs' root mean square is") as caught:
+        raw = _cancer_learner(plain(), standardize=False).lr_find(num_it=60, hold_check=False)
+    msg = [w for w in caught if 'root mean square' in str(w.message)]
+    assert len(msg) == 1 and msg[0].filename == __file__ and 'standardize' in str(msg[0].message)
+    assert 100 < raw.input_rms < 1000 and f'{raw.input_rms:.3g}' in str(msg[0].message)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        std = _cancer_learner(plain(), standardize=True).lr_find(num_it=60, hold_check=False)
+        torch.manual_seed(0)
+        normed = nn.Sequential(nn.Linear(30, 64), nn.BatchNorm1d(64), nn.ReLU(), nn.Linear(64, 2))
+        bn = _cancer_learner(normed, standardize=False).lr_find(num_it=60, hold_check=False)
+    assert std.input_rms < 2 < INPUT_RMS_LIMIT < bn.input_rms == pytest.approx(raw.input_rms)
+    # recording the scale changed nothing the sweep saw: a finder without it sweeps bitwise the same
+    from onecycle.tuning.range_test import LRFinder
+    learn = _cancer_learner(plain(), standardize=False)
+    finder = LRFinder(num_it=60)
+    finder.after_pred = lambda: None
+    learn.fit(4, cbs=[finder])   # 60 steps of 15 an epoch
+    assert finder.losses == raw.train_losses and finder.input_rms is None
+
+
 # --- the default sweep, read on two data orders ------------------------------------------------------------
 def test_lr_find_reads_its_default_sweep_on_two_data_orders_and_suggests_their_geometric_mean(make_learner):
     """The default lr_find is the sweep on the learner's own data order (bitwise what ``num_it=400`` sweeps at
