@@ -147,7 +147,7 @@ def test_every_unseen_problem_builds_offline_and_plain_adam_means_adam():
     # scales, for lr_find's warning on inputs far above unit scale: the raw ones and the 0-64 / 0-255 MLPs are above its
     # limit, the rest below, and the one above it with a normalization layer is the BatchNorm CNN
     from onecycle.core.data import input_rms
-    from onecycle.tuning.range_test import INPUT_RMS_LIMIT
+    from onecycle.tuning.suggest import INPUT_RMS_LIMIT
     scale = names[end + 122:]
     assert len(scale) == 12 and len(names) == end + 134
     above = {n for n in scale if input_rms((unseen.PROBLEMS[n]['data']()[0][:64],)) > INPUT_RMS_LIMIT}

@@ -11,8 +11,8 @@ from ..core.callback import CancelFitException, CancelValidateException
 from ..core.checks import check_bool, check_choice, check_int, check_positive, check_range
 from ..core.data import batch_size_of, check_loader, input_rms, split_batch
 from ..core.dist import max_over_ranks
-from ..core.hyper import (caps_own_step, get_hyper, has_attention, has_hyper, has_recurrence, is_adaptive,
-                          is_normalized, weight_scale)
+from ..core.hyper import (caps_own_step, get_hyper, has_attention, has_convolution, has_hyper, has_recurrence,
+                          is_adaptive, is_normalized, weight_scale)
 from ..core.rng import reseed
 from ..core.snapshot import TrainingState, preserved
 from ..core.warn import user_stacklevel
@@ -23,9 +23,9 @@ from .hold_check import check_held, checks_hold, held_line
 from .range_test_plot import plot_range_tests
 from .short_runs import (REPLICATE_SEED, StepLoss, divergence_limit, epochs_for_steps, fixed_valid_batches,
                          optimizer_steps_per_epoch, steps_for_samples, subset_loss)
-from .suggest import (applied_lr_limit, exposure_exponent, geometric_mean, lr_bounds, smooth_sweep, smoothed_slopes,
-                      spike_lift, step_limit, suggest_edge, suggest_for_fit, suggest_max_bound, suggest_minimum,
-                      suggest_spike, suggest_steep, suggest_valley)
+from .suggest import (INPUT_RMS_LIMIT, applied_lr_limit, exposure_exponent, geometric_mean, input_scale_factor,
+                      lr_bounds, smooth_sweep, smoothed_slopes, spike_lift, step_limit, suggest_edge, suggest_for_fit,
+                      suggest_max_bound, suggest_minimum, suggest_spike, suggest_steep, suggest_valley)
 
 __all__ = ['LRFinder', 'LRFinderResult', 'lr_find', 'SUGGESTERS', 'SUGGESTIONS', 'planned_fit_steps', 'sweep_drop',
            'learnt_too_little']
@@ -323,10 +323,13 @@ class LRFinder(StepLoss, ParamScheduler):
         caps = caps_own_step(self.learn.opt)
         if caps:   # its lrs above 1/sqrt(step) were never applied (Adafactor)
             limit = min(applied_lr_limit(self.lrs, self._opt_steps), limit or math.inf)
+        model = self.learn.model
         sugg = {'fit': suggest_for_fit(lrs, smooth, fit_steps, sweep_lrs=self.lrs, raw_losses=losses,
-                                       exponent=exposure_exponent(adaptive, is_normalized(self.learn.model),
-                                                                   has_attention(self.learn.model)),
+                                       exponent=exposure_exponent(adaptive, is_normalized(model), has_attention(model)),
                                        lift=spike_lift(adaptive), limit=limit)}
+        # inputs far above unit scale: an Adam-like step moves a plain MLP's outputs as much further
+        plain_mlp = not any(f(model) for f in (is_normalized, has_convolution, has_attention, has_recurrence))
+        sugg['fit'] *= input_scale_factor(self.input_rms, adaptive, plain_mlp)
         sugg.update({name: f(lrs, smooth) for name, f in SUGGESTERS.items()})
         sugg['spike'] = suggest_spike(lrs, losses, smooth)
         return LRFinderResult(list(lrs), list(losses), smooth, sugg, sugg[suggest], self.stopped_early,
@@ -391,17 +394,6 @@ def _plateau_advice(model) -> str:
                 'usually learns at once, and its range test reads clearly')
     return ('A net with a long plateau before it learns (small transformers often have one) is safer with tune() or '
             'a few short fits at lrs you choose')
-
-
-# Inputs far above unit scale (a table left unstandardized, pixels in 0-255) start a plain net's outputs far too large:
-# its sweep falls from a loss of 10-40 to about the constant prediction's, and its long fits collapse at lrs the sweep
-# says are safe. Measured with the one-liner, 3 seeds (twenty-ninth session): an MLP on the 8x8 digits under AdamW
-# scored 98.4% on [0, 1] inputs (their root mean square 0.5), 98.5% on 0-16 (7.7), 66.7% on 0-64 (31: one seed at
-# chance) and 8.6% on 0-255 (123), where fits at S/8 scored 98.4%; under SGD it held up to 0-64 (98.6%). An MLP on
-# scikit-learn's breast-cancer table, raw (213): AdamW 71.9%, SGD 72.5% (two seeds at the majority class, 63.2%),
-# 96.2% under either standardized. A BatchNorm CNN on 0-255 digits fitted as on [0, 1] (98.7 / 98.3%): normalized
-# models are left alone.
-INPUT_RMS_LIMIT = 16.
 
 
 def learnt_too_little(*results: LRFinderResult) -> bool:
@@ -480,12 +472,13 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, sugges
                           f'sweeps of {len(result.train_lrs)} steps, too little to show clearly where it turns up: its '
                           f'suggestions may be far off. {_plateau_advice(learn.model)}', UserWarning,
                           stacklevel=user_stacklevel())
-    if (result.input_rms or 0.) > INPUT_RMS_LIMIT and not is_normalized(learn.model):
+    if (result.input_rms or 0.) > INPUT_RMS_LIMIT and not is_normalized(learn.model):   # see suggest.INPUT_RMS_LIMIT
         warnings.warn(f"lr_find: the inputs' root mean square is {result.input_rms:.3g} (the first batch), far above "
                       'the unit scale layers are initialized for: standardize them (each feature minus its training '
                       'mean, over its standard deviation; pixels scaled to [0, 1]). On inputs this large a net without '
-                      'normalization layers starts with outputs far too large, and a long fit can collapse at the '
-                      'suggested lr', UserWarning, stacklevel=user_stacklevel())
+                      'normalization layers starts with outputs far too large, and a long fit can collapse at lrs its '
+                      'range test reads as safe (for an Adam-like optimizer on an MLP the suggestion is lowered in '
+                      'proportion; elsewhere it is not)', UserWarning, stacklevel=user_stacklevel())
     if hold_check and suggest == 'fit' and checks_hold(learn.opt, learn.model):
         t0 = time.perf_counter()
         mom = finder.mom   # the probes run at the momentum the sweep assumed of the fit

@@ -467,3 +467,14 @@ def test_geometric_mean_is_the_middle_of_two_lrs_by_ratio_and_skips_a_missing_on
     for missing in (None, float('nan'), float('inf'), 0., -0.1):
         assert geometric_mean(0.03, missing) == 0.03 and geometric_mean(missing, 0.03) == 0.03
     assert math.isnan(geometric_mean(float('nan'), float('nan')))
+
+
+def test_input_scale_factor_lowers_only_an_adam_like_plain_mlp_on_inputs_far_above_unit_scale():
+    """Above INPUT_RMS_LIMIT the factor is the limit over the inputs' root mean square (0-255 pixels, rms 128: 1/8),
+    for an Adam-like optimizer on a plain MLP; at or below it, for SGD, any other net, or without float inputs, 1."""
+    from onecycle.tuning.suggest import INPUT_RMS_LIMIT, input_scale_factor
+    assert input_scale_factor(128., True, True) == pytest.approx(INPUT_RMS_LIMIT / 128) == pytest.approx(1 / 8)
+    assert input_scale_factor(2 * INPUT_RMS_LIMIT, True, True) == pytest.approx(0.5)
+    for rms, adaptive, plain in ((INPUT_RMS_LIMIT, True, True), (0.5, True, True), (128., False, True),
+                                 (128., True, False), (None, True, True), (math.nan, True, True)):
+        assert input_scale_factor(rms, adaptive, plain) == 1.
