@@ -430,8 +430,9 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, sugges
     the first one's, with a warning (``UserWarning``) that says what helps that kind of net (for a plain one, a
     normalization layer after each hidden layer). A number sweeps exactly that many steps, once. Inputs far above
     unit scale on a net without normalization layers (the first batch's root mean square above INPUT_RMS_LIMIT,
-    ``result.input_rms``) draw a warning to standardize them: such a net's long fits can collapse at the
-    suggestion.
+    ``result.input_rms``) draw a warning to standardize them: such a net's long fits can collapse at lrs its sweep
+    reads as safe; for an Adam-like optimizer on a plain MLP the 'fit' suggestion is lowered in proportion
+    (:func:`~onecycle.tuning.suggest.input_scale_factor`).
 
     `hold_check`: for an SGD-like optimizer on a model without normalization layers or with attention (where the
     'fit' rule lowers the edge for the fit's length), the 'fit' suggestion is then checked where a fit meets its
