@@ -9,6 +9,7 @@ import contextlib
 import io
 import os
 import sys
+import warnings
 
 import torch
 from torch import nn
@@ -119,6 +120,26 @@ def main(out_dir):
                                    'held_steps': r.held['steps'], 'replicate_losses': r.replicate.train_losses,
                                    'losses': r.train_losses,
                                    'before': before_fresh, 'after': _state(fresh.model)}
+        # ... and inputs far above unit scale (x 100) under AdamW lower the suggestion by their root mean square over
+        # the global batch, not each rank's share: one suggestion on every rank
+        from onecycle.core.data import input_squares
+
+        class FirstInputs(Callback):
+            "Each rank's own first training batch: its inputs' (sum of squares, count)."
+            def __init__(self): self.seen = None
+
+            def after_pred(self):
+                if self.learn.training and self.seen is None: self.seen = input_squares(self.learn.xb)
+        train, valid = make_data()
+        x, y = train.tensors
+        scaled = (DataLoader(TensorDataset(x * 100, y), batch_size=BS, shuffle=True,
+                             generator=torch.Generator().manual_seed(SHUFFLE_SEED)), DataLoader(valid, batch_size=6))
+        big = Learner(make_model(MODEL_SEED), scaled, nn.CrossEntropyLoss(), opt_func=torch.optim.AdamW, device='cpu',
+                      progress=False)
+        first = FirstInputs()
+        with big.added_cbs([first]), warnings.catch_warnings(record=True):
+            r = big.lr_find(num_it=20)
+        res['lr_find_scaled'] = {'input_rms': r.input_rms, 'own': first.seen, 'suggestion': r.suggestion}
         # ... and so does a search trial: its validation losses too are over both shares, the same on every rank.
         with preserved(learn):
             t = run_trial(learn, 4, 0.1, eval_every=2)

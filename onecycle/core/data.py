@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 from .dist import local_rank
 
 __all__ = ['DataLoaders', 'to_device', 'default_device', 'batch_size_of', 'check_loader', 'loader_kwargs',
-           'split_batch', 'call_model', 'output_pred', 'output_loss', 'batch_loss', 'input_rms']
+           'split_batch', 'call_model', 'output_pred', 'output_loss', 'batch_loss', 'input_squares', 'input_rms']
 
 
 def loader_kwargs(dl: DataLoader) -> dict:
@@ -75,16 +75,22 @@ def split_batch(b, n_inp: int = 1) -> tuple[tuple, tuple]:
     return (b,), ()
 
 
-def input_rms(xb: tuple) -> float | None:
-    """The root mean square of every value in the floating-point tensors among inputs `xb` (a tuple, as
-    :func:`split_batch` gives; a dict input's values count), or None where there are none (token ids). Layers are
-    initialized for inputs of about unit scale; far above it, a net's outputs start far too large."""
+def input_squares(xb: tuple) -> tuple[float, int]:
+    """(the sum of squares, the count) of every value in the floating-point tensors among inputs `xb` (a tuple, as
+    :func:`split_batch` gives; a dict input's values count; token ids do not), summed in double: what
+    :func:`input_rms` reads, in a form ranks can add up."""
     parts = [v for x in xb for v in (x.values() if isinstance(x, dict) else (x,))
              if isinstance(v, torch.Tensor) and v.is_floating_point() and v.numel()]
-    if not parts: return None
     with torch.no_grad():
-        total = sum(float(v.detach().double().pow(2).sum()) for v in parts)
-    return math.sqrt(total / sum(v.numel() for v in parts))
+        return sum(float(v.detach().double().pow(2).sum()) for v in parts), sum(v.numel() for v in parts)
+
+
+def input_rms(xb: tuple) -> float | None:
+    """The root mean square of every value in the floating-point tensors among inputs `xb` (see
+    :func:`input_squares`), or None where there are none (token ids). Layers are initialized for inputs of about
+    unit scale; far above it, a net's outputs start far too large."""
+    total, n = input_squares(xb)
+    return math.sqrt(total / n) if n else None
 
 
 def call_model(model, xb: tuple):

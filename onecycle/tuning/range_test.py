@@ -6,11 +6,13 @@ import time
 import warnings
 from dataclasses import dataclass, field
 
+import torch
+
 from ..callbacks.progress import RangeTestProgress
 from ..core.callback import CancelFitException, CancelValidateException
 from ..core.checks import check_bool, check_choice, check_int, check_positive, check_range
-from ..core.data import batch_size_of, check_loader, input_rms, split_batch
-from ..core.dist import max_over_ranks
+from ..core.data import batch_size_of, check_loader, input_squares, split_batch
+from ..core.dist import collective_device, is_distributed, max_over_ranks, sum_over_ranks
 from ..core.hyper import (caps_own_step, get_hyper, has_attention, has_convolution, has_hyper, has_recurrence,
                           is_adaptive, is_normalized, weight_scale)
 from ..core.rng import reseed
@@ -265,7 +267,11 @@ class LRFinder(StepLoss, ParamScheduler):
 
     def after_pred(self):
         if self.learn.training and not self._inputs_seen:   # the first batch's inputs: how large they are
-            self.input_rms, self._inputs_seen = input_rms(self.learn.xb), True
+            self._inputs_seen = True
+            total, n = input_squares(self.learn.xb)   # over the global batch: every rank suggests alike
+            if is_distributed():
+                total, n = sum_over_ranks(torch.tensor(total, dtype=torch.float64, device=collective_device()), n)
+            self.input_rms = math.sqrt(float(total) / float(n)) if n else None
 
     def after_step(self):
         loss = self.step_loss()

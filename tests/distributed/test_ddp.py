@@ -170,10 +170,11 @@ def test_the_learner_joins_the_group_shards_the_data_and_shows_progress_on_rank_
     assert r0['loaders']['valid_indices'] == list(range(0, 21, 2))
     assert r1['loaders']['valid_indices'] == list(range(1, 21, 2))
     # the effective batch size is printed by rank 0 at the start of the fits whose batch composition changed
-    # (the learners' first fits, the second learner's in its range test, and the change to accumulation)
+    # (the learners' first fits, the second and third learners' in their range tests, and the change to accumulation)
     assert r1['stdout'] == ''
     lines = [l for l in r0['stdout'].splitlines() if 'effective batch size' in l]
     assert lines == ['DistributedDataParallel: 2 processes x batch 8 x 1 accumulation steps = effective batch size 16',
+                     'DistributedDataParallel: 2 processes x batch 8 x 1 accumulation steps = effective batch size 16',
                      'DistributedDataParallel: 2 processes x batch 8 x 1 accumulation steps = effective batch size 16',
                      'DistributedDataParallel: 2 processes x batch 4 x 2 accumulation steps = effective batch size 16',
                      'DistributedDataParallel: 2 processes x batch 8 x 1 accumulation steps = effective batch size 16']
@@ -223,6 +224,16 @@ def test_lr_finder_stops_together_and_restores_the_weights(ranks):
     assert e0['replicate_losses'] == e1['replicate_losses'] != e0['losses'] and len(e0['replicate_losses']) == 600
     assert e0['steps'] == e1['steps'] == 1400 + e0['held_steps'] and e0['held_steps'] == e1['held_steps']
     _assert_same_state(e0['after'], e0['before'])
+
+
+def test_lr_find_reads_the_inputs_scale_over_the_global_batch(ranks):
+    """Inputs x 100 under AdamW: the scale that lowers the suggestion is the root mean square over both ranks'
+    first batches (not either share's), so both ranks suggest the same lr."""
+    s0, s1 = ranks[0]['lr_find_scaled'], ranks[1]['lr_find_scaled']
+    (sq0, n0), (sq1, n1) = s0['own'], s1['own']
+    assert sq0 != sq1 and n0 == n1 > 0   # the shares differ
+    assert s0['input_rms'] == s1['input_rms'] == pytest.approx(((sq0 + sq1) / (n0 + n1)) ** 0.5, rel=1e-12)
+    assert s0['input_rms'] > 16 and s0['suggestion'] == s1['suggestion']
 
 
 def test_search_trials_measure_the_validation_subset_over_all_ranks(ranks):
