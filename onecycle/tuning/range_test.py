@@ -60,7 +60,8 @@ class LRFinderResult:
     sweep's), and ``cost`` counts both.
     ``limit`` is the lr the 'fit' suggestion may not pass (None for SGD-like optimizers): for an Adam-like one the
     weights' typical size (:func:`~onecycle.core.hyper.weight_scale`), as each Adam step moves a weight by about
-    the lr (see :func:`~onecycle.tuning.suggest.step_limit`); for one that caps its own step at 1/sqrt(step)
+    the lr (see :func:`~onecycle.tuning.suggest.step_limit`; on a plain MLP with inputs far above unit scale, times
+    :func:`~onecycle.tuning.suggest.input_scale_factor`); for one that caps its own step at 1/sqrt(step)
     (Adafactor), the largest lr the sweep applied (:func:`~onecycle.tuning.suggest.applied_lr_limit`);
     ``limit_why`` says which, for the plot's legend.
     ``input_rms`` is the root mean square of the first training batch's floating-point inputs
@@ -324,18 +325,18 @@ class LRFinder(StepLoss, ParamScheduler):
             raise RuntimeError(f'the range test stopped after {len(self.lrs)} steps ({len(lrs)} {self.measured} loss '
                                'measurements), too few to suggest a learning rate: lower start_lr, raise '
                                'div_threshold' + (' or lower valid_every' if self.valid_every else ''))
-        smooth, adaptive = smooth_sweep(losses), is_adaptive(self.learn.opt)
-        limit = step_limit(adaptive, weight_scale(self.learn.model) if adaptive else None)
+        smooth, adaptive, model = smooth_sweep(losses), is_adaptive(self.learn.opt), self.learn.model
+        limit = step_limit(adaptive, weight_scale(model) if adaptive else None)
+        # inputs far above unit scale: each Adam-like step moves a plain MLP's outputs as much further
+        plain_mlp = not any(f(model) for f in (is_normalized, has_convolution, has_attention, has_recurrence))
+        input_scale = input_scale_factor(self.input_rms, adaptive, plain_mlp)
+        if limit is not None: limit *= input_scale
         caps = caps_own_step(self.learn.opt)
         if caps:   # its lrs above 1/sqrt(step) were never applied (Adafactor)
             limit = min(applied_lr_limit(self.lrs, self._opt_steps), limit or math.inf)
-        model = self.learn.model
         sugg = {'fit': suggest_for_fit(lrs, smooth, fit_steps, sweep_lrs=self.lrs, raw_losses=losses,
                                        exponent=exposure_exponent(adaptive, is_normalized(model), has_attention(model)),
                                        lift=spike_lift(adaptive), limit=limit)}
-        # inputs far above unit scale: an Adam-like step moves a plain MLP's outputs as much further
-        plain_mlp = not any(f(model) for f in (is_normalized, has_convolution, has_attention, has_recurrence))
-        sugg['fit'] *= input_scale_factor(self.input_rms, adaptive, plain_mlp)
         sugg.update({name: f(lrs, smooth) for name, f in SUGGESTERS.items()})
         sugg['spike'] = suggest_spike(lrs, losses, smooth)
         return LRFinderResult(list(lrs), list(losses), smooth, sugg, sugg[suggest], self.stopped_early,
@@ -343,7 +344,8 @@ class LRFinder(StepLoss, ParamScheduler):
                               train_lrs=list(self.lrs), train_losses=list(self.losses), cost=self.cost(),
                               fit_steps=fit_steps, limit=limit, input_rms=self.input_rms,
                               **({'limit_why': 'the largest lr the sweep applied (the optimizer caps its own step)'}
-                                 if caps else {}))
+                                 if caps else {'limit_why': f"the weights' typical size x {input_scale:.2g} (inputs "
+                                                            'far above unit scale)'} if input_scale < 1 else {}))
 
 
 def _sweep(learn, finder, suggest, n_epoch) -> LRFinderResult:
@@ -372,6 +374,8 @@ def _add_replicate(result: LRFinderResult, other: LRFinderResult, suggest: str) 
     if len(read) == 2:
         result.suggestions = {k: geometric_mean(*(r.suggestions.get(k) for r in read)) for k in result.suggestions}
         result.suggestion = result.suggestions[suggest]
+        if result.limit is not None and other.limit is not None:   # (their inputs' scales may differ a little)
+            result.limit = geometric_mean(result.limit, other.limit)
         result.bounds = lr_bounds(result.suggestions['max_bound'])
     return read
 
@@ -437,8 +441,8 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, sugges
     normalization layer after each hidden layer). A number sweeps exactly that many steps, once. Inputs far above
     unit scale on a net without normalization layers (the first batch's root mean square above INPUT_RMS_LIMIT,
     ``result.input_rms``) draw a warning to standardize them: such a net's long fits can collapse at lrs its sweep
-    reads as safe; for an Adam-like optimizer on a plain MLP the 'fit' suggestion is lowered in proportion
-    (:func:`~onecycle.tuning.suggest.input_scale_factor`).
+    reads as safe; for an Adam-like optimizer on a plain MLP the limit on the 'fit' suggestion (``result.limit``)
+    comes down in proportion (:func:`~onecycle.tuning.suggest.input_scale_factor`).
 
     `hold_check`: for an SGD-like optimizer on a model without normalization layers or with attention (where the
     'fit' rule lowers the edge for the fit's length), the 'fit' suggestion is then checked where a fit meets its
@@ -484,8 +488,8 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, sugges
                       'the unit scale layers are initialized for: standardize them (each feature minus its training '
                       'mean, over its standard deviation; pixels scaled to [0, 1]). On inputs this large a net without '
                       'normalization layers starts with outputs far too large, and a long fit can collapse at lrs its '
-                      'range test reads as safe (for an Adam-like optimizer on an MLP the suggestion is lowered in '
-                      'proportion; elsewhere it is not)', UserWarning, stacklevel=user_stacklevel())
+                      'range test reads as safe (for an Adam-like optimizer on an MLP the suggestion is held below a '
+                      'limit lowered in proportion; elsewhere it is not)', UserWarning, stacklevel=user_stacklevel())
     if hold_check and suggest == 'fit' and checks_hold(learn.opt, learn.model):
         t0 = time.perf_counter()
         mom = finder.mom   # the probes run at the momentum the sweep assumed of the fit

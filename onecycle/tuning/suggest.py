@@ -322,25 +322,29 @@ def step_limit(adaptive: bool, scale: float | None) -> float | None:
 # its sweep falls from a loss of 10-40 to about the constant prediction's, and its long fits collapse at lrs the sweep
 # reads as safe. One-liner, 3 seeds (twenty-ninth session): an MLP on the 8x8 digits under AdamW scored 98.4% on [0, 1]
 # inputs (their root mean square 0.5), 98.5% on 0-16 (7.7), 66.7% on 0-64 (31: one seed at chance) and 8.6% on 0-255
-# (123), where fits at S/2 (0-64) and S/8 (0-255) scored 97.8% and 98.4%; scikit-learn's breast-cancer table raw (206)
-# 71.9%, 96.2% standardized. Under SGD, whose step scales with the gradient, the MLP held up to 0-64 (98.6%); a
-# BatchNorm CNN on 0-255 fitted as on [0, 1] (98.7 / 98.1% under SGD / Adam). lr_find warns above INPUT_RMS_LIMIT on a
-# net without normalization layers, and for an Adam-like optimizer on a plain MLP lowers the 'fit' suggestion by
-# INPUT_RMS_LIMIT / rms (`input_scale_factor`). Checked on six problems made after it, 3 seeds each: the raw wine table
-# 46.3 -> 83.3%, MNIST-1D x 50 8.9 -> 64.0%, a GELU MLP on a 10-class table x 20 13.1 -> 88.6%, a deep MLP on spirals x
-# 30 45.9 -> 80.8%, the moons x 100 (whose sweeps already read S 10x lower) 85.1 -> 84.2%; a plain CNN with global
-# average pooling on 0-255 digits lost 1.5 (98.9 -> 97.5%), so convolutions (and recurrent nets, not measured) are left
-# out
+# (123); scikit-learn's breast-cancer table raw (206) 71.9%, 96.2% standardized. Under SGD, whose step scales with the
+# gradient, the MLP held up to 0-64 (98.6%); a BatchNorm CNN on 0-255 fitted as on [0, 1] (98.7 / 98.1% under SGD /
+# Adam). lr_find warns above INPUT_RMS_LIMIT on a net without normalization layers, and for an Adam-like optimizer on a
+# plain MLP multiplies its step limit (the weights' typical size, see step_limit) by INPUT_RMS_LIMIT / rms
+# (`input_scale_factor`): an Adam step moves each weight by about the lr, and through a plain MLP inputs c times larger
+# move its outputs about c times as far. The digits MLP then scored 96.1% (0-64) and 97.8% (0-255), the raw cancer table
+# 89.8%. Scaling the suggestion itself by the factor, tried first, gained 202 points summed on five MLPs made after it
+# (raw wine 46.3 -> 83.3%, a GELU MLP on a 10-class table x 20 13.1 -> 88.6%) but lost where a sweep had read a low S
+# already (-9.0 on a tanh MLP, -6.5 on an ELU one, of ten more); as a limit, which binds only above, the same fifteen
+# gained 357 summed (a sigmoid MLP on 0-255 digits 29.9 -> 91.1%; -2.2 and -1.2 on a quantile and a tanh MLP). Five made
+# after the limit (iris x 10, MNIST-1D x 20, a 3-class table x 50, 0-100 digits, spirals x 100): three unchanged, -0.5
+# and -0.9 (none had collapsed). A plain CNN with global average pooling on 0-255 digits lost 1.5 with the factor, so
+# convolutions (and recurrent nets, not measured) are left out
 INPUT_RMS_LIMIT = 16.
 
 
 def input_scale_factor(input_rms: float | None, adaptive: bool, plain_mlp: bool) -> float:
-    """What the 'fit' suggestion is multiplied by for inputs whose root mean square is `input_rms`
-    (:func:`~onecycle.core.data.input_rms`; None: no float inputs): INPUT_RMS_LIMIT / input_rms above that limit
-    for an Adam-like optimizer (`adaptive`) on a plain MLP (`plain_mlp`: no normalization layers, convolutions,
-    attention or recurrent layers), else 1. An Adam step moves each weight by about the lr whatever its gradient, so
-    inputs c times larger move a plain net's outputs c times as far each step; its sweep, falling from outputs far
-    too large, does not show it."""
+    """What an Adam-like optimizer's step limit (:func:`step_limit`) is multiplied by for inputs whose root mean
+    square is `input_rms` (:func:`~onecycle.core.data.input_rms`; None: no float inputs): INPUT_RMS_LIMIT / input_rms
+    above that limit on a plain MLP (`plain_mlp`: no normalization layers, convolutions, attention or recurrent
+    layers), else 1. An Adam step moves each weight by about the lr whatever its gradient, and inputs c times larger
+    move a plain MLP's outputs about c times as far; its sweep, falling from outputs far too large, does not show
+    it."""
     if input_rms is None or not (adaptive and plain_mlp) or not input_rms > INPUT_RMS_LIMIT: return 1.
     return INPUT_RMS_LIMIT / input_rms
 

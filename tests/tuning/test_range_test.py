@@ -656,9 +656,10 @@ def test_lr_find_warns_of_inputs_far_above_unit_scale():
     assert finder.losses == raw.train_losses and finder.input_rms is None
 
 
-def test_lr_find_lowers_an_adam_mlps_suggestion_on_inputs_far_above_unit_scale(monkeypatch):
-    """On the raw breast-cancer table (inputs' rms ~200) an AdamW MLP's 'fit' suggestion is the sweep's own times
-    INPUT_RMS_LIMIT / rms, and no other rule moves; under SGD, or with a BatchNorm layer, it is the sweep's own."""
+def test_lr_find_lowers_an_adam_mlps_limit_on_inputs_far_above_unit_scale(monkeypatch):
+    """On the raw breast-cancer table (inputs' rms ~200) an AdamW MLP's step limit (the weights' typical size) is
+    multiplied by INPUT_RMS_LIMIT / rms, and its 'fit' suggestion, above that, comes down to it; no other rule moves.
+    Under SGD (no limit), or with a BatchNorm layer, the suggestion is the sweep's own."""
     pytest.importorskip('sklearn')
     from onecycle.tuning import range_test
     from onecycle.tuning.suggest import INPUT_RMS_LIMIT
@@ -676,12 +677,14 @@ def test_lr_find_lowers_an_adam_mlps_suggestion_on_inputs_far_above_unit_scale(m
         return out
     lowered, own = sweeps(plain, torch.optim.AdamW)
     assert lowered.input_rms > 100 and lowered.train_losses == own.train_losses
-    assert lowered.suggestion == pytest.approx(own.suggestion * INPUT_RMS_LIMIT / lowered.input_rms)
+    assert lowered.limit == pytest.approx(own.limit * INPUT_RMS_LIMIT / lowered.input_rms)
+    assert lowered.suggestion == pytest.approx(lowered.limit) and lowered.limit < own.suggestion <= own.limit
+    assert 'inputs far above unit scale' in lowered.limit_why and 'inputs' not in own.limit_why
     assert {k: v for k, v in lowered.suggestions.items() if k != 'fit'} == \
         {k: v for k, v in own.suggestions.items() if k != 'fit'}
     for model_fn, opt_func in ((plain, partial(torch.optim.SGD, momentum=0.9)), (normed, torch.optim.AdamW)):
         a, b = sweeps(model_fn, opt_func)
-        assert a.suggestion == b.suggestion
+        assert a.suggestion == b.suggestion and a.limit == b.limit
 
 
 def test_the_one_liner_fits_an_adam_mlp_on_0_255_pixels():
