@@ -374,8 +374,7 @@ class _Tuning:
         res.steps += held.get('steps', 0)
         line = held_line(held, held_lr) if held else 'hold check: the fit is too short to probe'
         if held and not long_probes and n_long > n_short and falls_behind(held, held_lr):
-            # the long probes would have looked again, but this budget does not hold them: say which would (with
-            # both range tests at full length before them)
+            # the long probes would have looked again, but this budget does not hold them: say the smallest that would
             need = long_probe_budget(n_long, batch_size)
             res.skipped.append(f"the hold check's long probes (S fell less than {HOLD_BEHIND:.2g}x as far as S/2, "
                                f'where a long fit may stall past its edge; a budget of {need} runs them)')
