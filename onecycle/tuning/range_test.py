@@ -406,6 +406,10 @@ def _plateau_advice(model) -> str:
             'a few short fits at lrs you choose')
 
 
+# how lr_find's warning on inputs far above unit scale begins (tune says it once for its two sweeps)
+INPUT_SCALE_WARNING = "lr_find: the inputs' root mean square"
+
+
 def learnt_too_little(*results: LRFinderResult) -> bool:
     """Whether every one of these sweeps fell by less than MIN_SWEEP_DROP (:func:`sweep_drop`), too little for
     their curves to be read; every rank decides alike (the widest drop wins)."""
@@ -484,7 +488,7 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, sugges
                           f'suggestions may be far off. {_plateau_advice(learn.model)}', UserWarning,
                           stacklevel=user_stacklevel())
     if (result.input_rms or 0.) > INPUT_RMS_LIMIT and not is_normalized(learn.model):   # see suggest.INPUT_RMS_LIMIT
-        warnings.warn(f"lr_find: the inputs' root mean square is {result.input_rms:.3g} (the first batch), far above "
+        warnings.warn(f"{INPUT_SCALE_WARNING} is {result.input_rms:.3g} (the first batch), far above "
                       'the unit scale layers are initialized for: standardize them (each feature minus its training '
                       'mean, over its standard deviation; pixels scaled to [0, 1]). On inputs this large a net without '
                       'normalization layers starts with outputs far too large, and a long fit can collapse at lrs its '

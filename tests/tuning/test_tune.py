@@ -910,3 +910,30 @@ def test_tune_on_a_loss_below_zero_runs_its_trials(make_learner):
     assert trials and not any(t.diverged for t in trials)
     assert all(t.valid_losses[-1] < t.valid_losses[0] < 0 for t in trials)
     assert math.isfinite(res.max_lr) and res.max_lr > 0
+
+
+def test_tune_warns_once_of_inputs_far_above_unit_scale():
+    """Its two range tests each read the inputs' scale; the warning to standardize them comes once, at the user's
+    line, and the limit it lowers holds tune's max_lr below the weights' typical size x 16 / rms."""
+    import warnings
+    from torch.utils.data import DataLoader, TensorDataset
+    from onecycle import Learner
+    from onecycle.tuning.suggest import INPUT_RMS_LIMIT
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1024, 8, generator=g) * 100
+    y = (x[:, 0] + x[:, 1] > 0).long()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 2))
+    dls = (DataLoader(TensorDataset(x[:896], y[:896]), batch_size=32, shuffle=True, generator=g),
+           DataLoader(TensorDataset(x[896:], y[896:]), batch_size=64))
+    learn = Learner(model, dls, nn.CrossEntropyLoss(), opt_func=torch.optim.AdamW, progress=False, device='cpu')
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        res = tune(learn, n_epoch=2, search_moms=False, search_wd=False)
+    scale = [w for w in caught if 'root mean square' in str(w.message)]
+    assert res.lr_find_replicate is not None and len(scale) == 1 and scale[0].filename == __file__
+    assert res.lr_find.input_rms > 90 and res.lr_find_replicate.input_rms > 90
+    assert 'inputs far above unit scale' in res.lr_find.limit_why
+    assert res.lr_find.limit < 0.25 * INPUT_RMS_LIMIT / res.lr_find.input_rms   # kaiming-uniform weights: below 0.25
+    # S, the two sweeps' geometric mean, is no higher than their two limits' (each read its own batch's scale)
+    assert res.suggestion <= (res.lr_find.limit * res.lr_find_replicate.limit) ** 0.5 * (1 + 1e-9)
