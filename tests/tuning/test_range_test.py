@@ -615,8 +615,8 @@ def test_the_warning_on_sweeps_that_learnt_too_little_says_what_helps_that_kind_
 
 
 # --- inputs far above unit scale --------------------------------------------------------------------------------
-def _cancer_learner(model, standardize):
-    "An MLP-sized learner on scikit-learn's breast-cancer table (30 features up to ~4000), AdamW, batches of 32."
+def _cancer_learner(model, standardize, opt_func=torch.optim.AdamW):
+    "A learner on scikit-learn's breast-cancer table (30 features up to ~4000), AdamW by default, batches of 32."
     from sklearn.datasets import load_breast_cancer
     from onecycle import Learner
     from onecycle.data import tensor_dls
@@ -624,7 +624,7 @@ def _cancer_learner(model, standardize):
     x, y = torch.tensor(d.data, dtype=torch.float32), torch.tensor(d.target)
     if standardize: x = (x - x[:455].mean(0)) / x[:455].std(0)
     return Learner(model, tensor_dls(x[:455], y[:455], x[455:], y[455:], bs=32, seed=0), nn.CrossEntropyLoss(),
-                   opt_func=torch.optim.AdamW, progress=False, device='cpu')
+                   opt_func=opt_func, progress=False, device='cpu')
 
 
 def test_lr_find_warns_of_inputs_far_above_unit_scale():
@@ -666,12 +666,13 @@ def test_lr_find_lowers_an_adam_mlps_limit_on_inputs_far_above_unit_scale(monkey
     def plain(): torch.manual_seed(0); return nn.Sequential(nn.Linear(30, 64), nn.ReLU(), nn.Linear(64, 2))
     def normed():
         torch.manual_seed(0); return nn.Sequential(nn.Linear(30, 64), nn.BatchNorm1d(64), nn.ReLU(), nn.Linear(64, 2))
+    real = range_test.input_scale_factor
     def sweeps(model_fn, opt_func):
         out = []
-        for factor in (range_test.input_scale_factor, lambda *a: 1.):
+        for factor in (real, lambda *a: 1.):
             monkeypatch.setattr(range_test, 'input_scale_factor', factor)
-            learn = _cancer_learner(model_fn(), standardize=False)
-            learn.opt_func = opt_func
+            learn = _cancer_learner(model_fn(), standardize=False, opt_func=opt_func)
+            assert isinstance(learn.opt, torch.optim.SGD if opt_func is not torch.optim.AdamW else torch.optim.AdamW)
             with pytest.warns(UserWarning) if model_fn is plain else contextlib.nullcontext():
                 out.append(learn.lr_find(num_it=60, hold_check=False))
         return out
@@ -684,7 +685,7 @@ def test_lr_find_lowers_an_adam_mlps_limit_on_inputs_far_above_unit_scale(monkey
         {k: v for k, v in own.suggestions.items() if k != 'fit'}
     for model_fn, opt_func in ((plain, partial(torch.optim.SGD, momentum=0.9)), (normed, torch.optim.AdamW)):
         a, b = sweeps(model_fn, opt_func)
-        assert a.suggestion == b.suggestion and a.limit == b.limit
+        assert a.input_rms > 100 and a.suggestion == b.suggestion and a.limit == b.limit
 
 
 def test_the_one_liner_fits_an_adam_mlp_on_0_255_pixels():
