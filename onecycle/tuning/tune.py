@@ -326,7 +326,8 @@ class _Tuning:
         return self.res.steps + n * self.t <= self.res.budget and not self.over_time()
 
     # 1. range test, then the suggestion for the planned fit
-    def range_tests(self, n_epoch, step_samples):
+    def range_tests(self, n_epoch, step_samples) -> int:
+        "Sweeps as `range_test_plan` sizes them; returns a sweep's steps."
         learn, res = self.learn, self.res
         n_rt, n_sweeps = range_test_plan(res.budget, step_samples)
         two = n_sweeps == 2
@@ -344,6 +345,7 @@ class _Tuning:
             line = (line.rsplit('; ', 1)[0] + f'; another data order: suggestion '
                     f'{fmt_lr(res.lr_find_replicate.suggestion)}, S = {fmt_lr(res.suggestion)}; {res.steps} steps')
         self.say.end(line)
+        return n_rt
 
     # SGD on a plain model (or one with attention): S checked where the fit meets its peak, as lr_find's
     # one-liner checks it (the trials, 1cycles of a few dozen steps, leave the peak before a net sharpens past
@@ -721,8 +723,7 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
     say = StageProgress('tune', enabled=getattr(learn, 'progress', False))
     with preserved(learn) as start, learn.added_cbs([say]):   # also puts back a loader swapped for another batch size
         run = _Tuning(learn, res, start, say, t0)
-        run.range_tests(n_epoch, step_samples)
-        n_rt = range_test_plan(budget, step_samples)[0]
+        n_rt = run.range_tests(n_epoch, step_samples)
         run.hold_check(default_mom, step_samples)
         lr = res.max_lr = res.suggestion
         # the walk's trials are set aside from a budget of the default's size; a smaller one walks on what is left
