@@ -326,16 +326,17 @@ class LRFinder(StepLoss, ParamScheduler):
                                'measurements), too few to suggest a learning rate: lower start_lr, raise '
                                'div_threshold' + (' or lower valid_every' if self.valid_every else ''))
         smooth, adaptive, model = smooth_sweep(losses), is_adaptive(self.learn.opt), self.learn.model
+        normalized, attention = is_normalized(model), has_attention(model)
         limit = step_limit(adaptive, weight_scale(model) if adaptive else None)
         # inputs far above unit scale: each Adam-like step moves a plain MLP's outputs as much further
-        plain_mlp = not any(f(model) for f in (is_normalized, has_convolution, has_attention, has_recurrence))
+        plain_mlp = not (normalized or attention or has_convolution(model) or has_recurrence(model))
         input_scale = input_scale_factor(self.input_rms, adaptive, plain_mlp)
         if limit is not None: limit *= input_scale
         caps = caps_own_step(self.learn.opt)
         if caps:   # its lrs above 1/sqrt(step) were never applied (Adafactor)
             limit = min(applied_lr_limit(self.lrs, self._opt_steps), limit or math.inf)
         sugg = {'fit': suggest_for_fit(lrs, smooth, fit_steps, sweep_lrs=self.lrs, raw_losses=losses,
-                                       exponent=exposure_exponent(adaptive, is_normalized(model), has_attention(model)),
+                                       exponent=exposure_exponent(adaptive, normalized, attention),
                                        lift=spike_lift(adaptive), limit=limit)}
         sugg.update({name: f(lrs, smooth) for name, f in SUGGESTERS.items()})
         sugg['spike'] = suggest_spike(lrs, losses, smooth)
