@@ -1,6 +1,7 @@
 """Batches and loaders: moving batches to a device, their size, splitting them into inputs and targets,
-calling the model on them (dict batches the Hugging Face way), the (train, valid) pair, and the checks and
-rebuild arguments every loader-handling module shares."""
+calling the model on them (dict batches the Hugging Face way), how large the inputs are (in the batch and where
+the model's first weights meet them), the (train, valid) pair, and the checks and rebuild arguments every
+loader-handling module shares."""
 from __future__ import annotations
 
 import math
@@ -10,9 +11,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from .dist import local_rank
+from .hyper import NORM_TYPES
 
 __all__ = ['DataLoaders', 'to_device', 'default_device', 'batch_size_of', 'check_loader', 'loader_kwargs',
-           'split_batch', 'call_model', 'output_pred', 'output_loss', 'batch_loss', 'input_squares', 'input_rms']
+           'split_batch', 'call_model', 'output_pred', 'output_loss', 'batch_loss', 'input_squares', 'input_rms',
+           'FirstLayerInput']
 
 
 def loader_kwargs(dl: DataLoader) -> dict:
@@ -91,6 +94,30 @@ def input_rms(xb: tuple) -> float | None:
     unit scale; far above it, a net's outputs start far too large."""
     total, n = input_squares(xb)
     return math.sqrt(total / n) if n else None
+
+
+class FirstLayerInput:
+    """Watches `model`'s next forward pass for the floating-point input its first layer with weights receives
+    (normalization layers aside: their input is what they rescale; an embedding's token ids are not floats, so the
+    layer after it counts): ``squares`` is then :func:`input_squares` of it. That, not the batch, is the scale a
+    net's first weights meet: a net that divides its pixels by 255 or puts a BatchNorm on its raw features sees unit
+    scale whatever the batch holds. Nothing is recorded inside a ``torch.compile``d forward (``squares`` stays
+    None; read the batch there); call :meth:`remove` once the pass is over."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.squares: tuple[float, int] | None = None
+        self._handles = [m.register_forward_pre_hook(self._record) for m in model.modules()
+                         if not isinstance(m, NORM_TYPES) and next(m.parameters(recurse=False), None) is not None]
+
+    def _record(self, module, args):
+        if torch.compiler.is_compiling() or self.squares is not None: return
+        if any(isinstance(a, torch.Tensor) and a.is_floating_point() and a.numel() for a in args):
+            self.squares = input_squares(args)
+
+    def remove(self):
+        "Takes the hooks off the model (again: nothing happens)."
+        for h in self._handles: h.remove()
+        self._handles = []
 
 
 def call_model(model, xb: tuple):

@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..callbacks.gpu import Compile
 from ..callbacks.progress import RangeTestProgress
 from ..core.callback import CancelFitException, CancelValidateException
 from ..core.checks import check_bool, check_choice, check_int, check_positive, check_range
-from ..core.data import batch_size_of, check_loader, input_squares, split_batch
+from ..core.data import FirstLayerInput, batch_size_of, check_loader, input_squares, split_batch
 from ..core.dist import collective_device, is_distributed, max_over_ranks, sum_over_ranks
 from ..core.hyper import (caps_own_step, get_hyper, has_attention, has_convolution, has_hyper, has_recurrence,
                           is_adaptive, is_normalized, weight_scale)
@@ -64,8 +65,10 @@ class LRFinderResult:
     :func:`~onecycle.tuning.suggest.input_scale_factor`); for one that caps its own step at 1/sqrt(step)
     (Adafactor), the largest lr the sweep applied (:func:`~onecycle.tuning.suggest.applied_lr_limit`);
     ``limit_why`` says which, for the plot's legend.
-    ``input_rms`` is the root mean square of the first training batch's floating-point inputs
-    (:func:`~onecycle.core.data.input_rms`; None for token ids): lr_find warns where it lies far above 1.
+    ``input_rms`` is the root mean square of the floating-point input the first layer with weights received on the
+    first training batch (:class:`~onecycle.core.data.FirstLayerInput`: past an input BatchNorm, or a forward that
+    divides pixels by 255; what a token embedding gives; the batch's own inputs inside a compiled forward, None
+    where none is a float): lr_find warns where it lies far above 1.
     """
     lrs: list
     losses: list
@@ -214,6 +217,7 @@ class LRFinder(StepLoss, ParamScheduler):
         self.state = None   # the TrainingState after_fit restores (lr_find takes it before fit() starts)
         self.fit_steps = None   # the planned fit's optimizer steps, for the 'fit' suggestion (lr_find sets it)
         self._opt_steps = 0     # an optimizer that caps its step (Adafactor): its own step count at the sweep's start
+        self._first_layer = None   # watches the first batch for the input scale the first weights meet
 
     def before_fit(self):
         # first: whatever fails below, after_fit restores it
@@ -223,6 +227,9 @@ class LRFinder(StepLoss, ParamScheduler):
         super().before_fit()
         self.lrs, self.losses, self.stopped_early = [], [], False   # per training step
         self.input_rms, self._inputs_seen = None, False
+        # a compiled forward would compile once more when the hooks come off: the batch's scale there
+        compiled = any(isinstance(cb, Compile) for cb in self.learn.cbs) or hasattr(self.learn.model, '_orig_mod')
+        self._first_layer = None if compiled else FirstLayerInput(self.learn.model)
         if caps_own_step(self.learn.opt):   # its cap, 1/sqrt(step), counts on from the steps it has taken
             self._opt_steps = max((int(st['step']) for st in self.learn.opt.state.values()
                                    if isinstance(st, dict) and 'step' in st), default=0)
@@ -269,8 +276,10 @@ class LRFinder(StepLoss, ParamScheduler):
     def after_pred(self):
         if self.learn.training and not self._inputs_seen:   # the first batch's inputs: how large they are
             self._inputs_seen = True
-            total, n = input_squares(self.learn.xb)   # over the global batch: every rank suggests alike
-            if is_distributed():
+            met = self._first_layer   # as the first layer with weights met them; the batch's where none was seen
+            if met is not None: met.remove()
+            total, n = (met and met.squares) or input_squares(self.learn.xb)
+            if is_distributed():   # over the global batch: every rank suggests alike
                 total, n = sum_over_ranks(torch.tensor(total, dtype=torch.float64, device=collective_device()), n)
             self.input_rms = math.sqrt(float(total) / float(n)) if n else None
 
@@ -295,6 +304,7 @@ class LRFinder(StepLoss, ParamScheduler):
         if n >= self.num_it: raise CancelFitException()
 
     def after_fit(self):
+        if self._first_layer is not None: self._first_layer.remove()   # a fit cut short too
         if self.state is not None: self.state.restore(); self.state = None
         self.seconds = time.perf_counter() - getattr(self, '_t0', time.perf_counter())
 
@@ -444,10 +454,11 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, sugges
     sweep's edge moves by 20-40% with the data order, up to 3x on noisy problems); where both fell too little,
     the first one's, with a warning (``UserWarning``) that says what helps that kind of net (for a plain one, a
     normalization layer after each hidden layer). A number sweeps exactly that many steps, once. Inputs far above
-    unit scale on a net without normalization layers (the first batch's root mean square above INPUT_RMS_LIMIT,
-    ``result.input_rms``) draw a warning to standardize them: such a net's long fits can collapse at lrs its sweep
-    reads as safe; for an Adam-like optimizer on a plain MLP the limit on the 'fit' suggestion (``result.limit``)
-    comes down in proportion (:func:`~onecycle.tuning.suggest.input_scale_factor`).
+    unit scale on a net without normalization layers (the root mean square of what its first layer with weights
+    receives on the first batch above INPUT_RMS_LIMIT, ``result.input_rms``) draw a warning to standardize them:
+    such a net's long fits can collapse at lrs its sweep reads as safe; for an Adam-like optimizer on a plain MLP
+    the limit on the 'fit' suggestion (``result.limit``) comes down in proportion
+    (:func:`~onecycle.tuning.suggest.input_scale_factor`).
 
     `hold_check`: for an SGD-like optimizer on a model without normalization layers or with attention (where the
     'fit' rule lowers the edge for the fit's length), the 'fit' suggestion is then checked where a fit meets its
@@ -489,12 +500,13 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, sugges
                           f'suggestions may be far off. {_plateau_advice(learn.model)}', UserWarning,
                           stacklevel=user_stacklevel())
     if (result.input_rms or 0.) > INPUT_RMS_LIMIT and not is_normalized(learn.model):   # see suggest.INPUT_RMS_LIMIT
-        warnings.warn(f"{INPUT_SCALE_WARNING} is {result.input_rms:.3g} (the first batch), far above "
-                      'the unit scale layers are initialized for: standardize them (each feature minus its training '
-                      'mean, over its standard deviation; pixels scaled to [0, 1]). On inputs this large a net without '
-                      'normalization layers starts with outputs far too large, and a long fit can collapse at lrs its '
-                      'range test reads as safe (for an Adam-like optimizer on an MLP the suggestion is held below a '
-                      'limit lowered in proportion; elsewhere it is not)', UserWarning, stacklevel=user_stacklevel())
+        warnings.warn(f"{INPUT_SCALE_WARNING} is {result.input_rms:.3g} (as the first layer with weights met the first "
+                      'batch), far above the unit scale layers are initialized for: standardize them (each feature '
+                      'minus its training mean, over its standard deviation; pixels scaled to [0, 1]). On inputs this '
+                      'large a net without normalization layers starts with outputs far too large, and a long fit can '
+                      'collapse at lrs its range test reads as safe (for an Adam-like optimizer on an MLP the '
+                      'suggestion is held below a limit lowered in proportion; elsewhere it is not)', UserWarning,
+                      stacklevel=user_stacklevel())
     if hold_check and suggest == 'fit' and checks_hold(learn.opt, learn.model):
         t0 = time.perf_counter()
         mom = finder.mom   # the probes run at the momentum the sweep assumed of the fit

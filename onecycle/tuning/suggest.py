@@ -340,7 +340,8 @@ INPUT_RMS_LIMIT = 16.
 
 def input_scale_factor(input_rms: float | None, adaptive: bool, plain_mlp: bool) -> float:
     """What an Adam-like optimizer's step limit (:func:`step_limit`) is multiplied by for inputs whose root mean
-    square is `input_rms` (:func:`~onecycle.core.data.input_rms`; None: no float inputs): INPUT_RMS_LIMIT / input_rms
+    square is `input_rms` (as the first layer with weights meets them, ``LRFinderResult.input_rms``; None: no
+    float inputs): INPUT_RMS_LIMIT / input_rms
     above that limit on a plain MLP (`plain_mlp`: no normalization layers, convolutions, attention or recurrent
     layers), else 1. An Adam step moves each weight by about the lr whatever its gradient, and inputs c times larger
     move a plain MLP's outputs about c times as far; its sweep, falling from outputs far too large, does not show

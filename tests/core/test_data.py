@@ -7,7 +7,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from onecycle import Callback, Learner, accuracy, split_by_modules
-from onecycle.core.data import batch_loss, batch_size_of, call_model, input_rms, output_loss, output_pred, split_batch
+from onecycle.core.data import (FirstLayerInput, batch_loss, batch_size_of, call_model, input_rms, input_squares,
+                                output_loss, output_pred, split_batch)
 
 
 def test_split_batch():
@@ -39,6 +40,55 @@ def test_input_rms_is_the_root_mean_square_of_the_float_inputs():
     assert input_rms((torch.arange(6).view(2, 3),)) is None and input_rms(()) is None
     assert input_rms((torch.zeros(0, 4), six)) == pytest.approx(6.)
     assert input_rms((torch.full((64, 64), 255., dtype=torch.float16, requires_grad=True),)) == pytest.approx(255.)
+
+
+class Scale(nn.Module):
+    "Multiplies its input by `k`: a forward that rescales pixels itself (no weights)."
+    def __init__(self, k): super().__init__(); self.k = k
+
+    def forward(self, x): return x * self.k
+
+
+class TwoInputs(nn.Module):
+    "Token ids through an embedding, then raw features beside them, then a linear layer: called as model(ids, x)."
+    def __init__(self):
+        super().__init__()
+        self.embed, self.head = nn.Embedding(5, 3), nn.Linear(3 + 2, 2)
+
+    def forward(self, ids, x): return self.head(torch.cat([self.embed(ids).mean(1), x], 1))
+
+
+def test_first_layer_input_reads_what_the_first_weights_receive():
+    """The scale the first layer with weights meets, not the batch's: past a forward that divides by 255 and past an
+    input BatchNorm (whose own input is not counted); past an embedding of token ids, the layer after it; only on
+    the first call, whichever layers run later. remove() takes every hook off; without float inputs nothing is
+    recorded."""
+    torch.manual_seed(0)
+    x = torch.rand(16, 8) * 255
+    mlp = lambda *first: nn.Sequential(*first, nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 2))
+    for model, seen in ((mlp(Scale(1 / 255)), x / 255), (mlp(), x)):
+        watch = FirstLayerInput(model)
+        model(x)
+        assert watch.squares[1] == x.numel() and watch.squares[0] == pytest.approx(input_squares((seen,))[0])
+        model(x * 100)   # a later pass changes nothing
+        assert watch.squares[0] == pytest.approx(input_squares((seen,))[0])
+    bn = mlp(nn.BatchNorm1d(8))
+    watch = FirstLayerInput(bn)
+    bn(x)
+    assert input_squares((x,))[0] / x.numel() > 1e4
+    assert watch.squares[0] / watch.squares[1] == pytest.approx(1., rel=1e-3)
+    watch.remove()
+    assert all(not m._forward_pre_hooks for m in bn.modules())
+    ids, feats = torch.randint(0, 5, (4, 6)), torch.full((4, 2), 40.)
+    two = TwoInputs()
+    watch = FirstLayerInput(two)
+    two(ids, feats)
+    head_in = torch.cat([two.embed(ids).mean(1), feats], 1)
+    assert watch.squares == (pytest.approx(input_squares((head_in,))[0]), head_in.numel())
+    bag = nn.Embedding(5, 3)
+    watch = FirstLayerInput(bag)
+    bag(ids)
+    assert watch.squares is None
 
 
 class Out:

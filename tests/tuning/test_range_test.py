@@ -688,6 +688,37 @@ def test_lr_find_lowers_an_adam_mlps_limit_on_inputs_far_above_unit_scale(monkey
         assert a.input_rms > 100 and a.suggestion == b.suggestion and a.limit == b.limit
 
 
+def test_a_net_that_standardizes_its_own_raw_inputs_is_neither_warned_nor_held_lower(monkeypatch):
+    """The raw breast-cancer table (rms ~200) into a BatchNorm on the raw features before a plain MLP, as fastai's
+    tabular model puts one on its continuous inputs: its first linear layer meets unit scale, so lr_find reads that
+    (input_rms ~1), says nothing, and an AdamW suggestion and limit are those with no input rule at all. Inside a
+    compiled forward (Compile), where no hook is put on the model, the batch's scale is read instead."""
+    pytest.importorskip('sklearn')
+    import warnings
+    from onecycle.callbacks.gpu import Compile
+    from onecycle.tuning import range_test
+    def bn_first():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.BatchNorm1d(30), nn.Linear(30, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(),
+                             nn.Linear(32, 2))   # one norm for three weight layers: a plain net (is_normalized)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        res = _cancer_learner(bn_first(), standardize=False, opt_func=torch.optim.AdamW).lr_find(num_it=60,
+                                                                                               hold_check=False)
+        monkeypatch.setattr(range_test, 'input_scale_factor', lambda *a: 1.)
+        own = _cancer_learner(bn_first(), standardize=False, opt_func=torch.optim.AdamW).lr_find(num_it=60,
+                                                                                               hold_check=False)
+    monkeypatch.undo()
+    assert 0.5 < res.input_rms < 2 and res.limit == own.limit and res.suggestion == own.suggestion
+    assert 'inputs' not in res.limit_why
+    learn = _cancer_learner(bn_first(), standardize=False, opt_func=torch.optim.AdamW)
+    learn.add_cb(Compile(backend='eager'))
+    with pytest.warns(UserWarning, match="inputs' root mean square"):
+        compiled = learn.lr_find(num_it=30, hold_check=False)
+    assert compiled.input_rms > 100
+    assert all(not m._forward_pre_hooks for m in learn.model.modules())
+
+
 def test_the_one_liner_fits_an_adam_mlp_on_0_255_pixels():
     """scikit-learn's 8x8 digits scaled to 0-255, an MLP under AdamW, the one-liner: its sweep reads an edge the long
     fit does not keep (the unlowered suggestion's fits ended at chance, 8.6%, on three seeds of
