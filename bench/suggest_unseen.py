@@ -365,6 +365,22 @@ def scaled_digits(scale, image=False):
 def digits(): return recommend.digits_arrays()
 
 
+def scaled(data, k):
+    "The arrays `data()` gives with both splits' inputs times `k`: a table or a signal far above unit scale."
+    def arrays():
+        x, y, xt, yt = data()
+        return x * k, y, xt * k, yt
+    return arrays
+
+
+def circles_arrays(n=5000, n_test=1000, seed=3):
+    "scikit-learn's two concentric circles (noise 0.1, inner radius half the outer)."
+    from sklearn.datasets import make_circles
+    x, y = make_circles(n_samples=n, noise=0.1, factor=0.5, random_state=seed)
+    x, y = torch.tensor(x, dtype=torch.float32), torch.tensor(y).long()
+    return x[n_test:], y[n_test:], x[:n_test], y[:n_test]
+
+
 def digit_images(): return recommend.digits_arrays(image=True)
 
 
@@ -699,6 +715,43 @@ PROBLEMS = {
                               bs=32, epochs=12),
     'digits255x-cnn-adam': P(data=partial(scaled_digits, 255, image=True), model=recommend.digits_cnn, opt='adam',
                              bs=64, epochs=15),
+    # made in the thirtieth session: plain MLPs under SGD on inputs far above unit scale, for sgd_input_limit (its
+    # value was read on these nine and cancer-raw-mlp-sgd above; iris x 10 lies below INPUT_RMS_LIMIT) ...
+    'digits64x-mlp-sgd': P(data=partial(scaled_digits, 64), model=lambda: mlp((64, 128, 64, 10)), opt='sgd', bs=32,
+                           epochs=12),
+    'digits255x-mlp-sgd': P(data=partial(scaled_digits, 255), model=lambda: mlp((64, 128, 64, 10)), opt='sgd', bs=32,
+                            epochs=12),
+    'wine-raw-mlp-sgd': P(data=partial(sklearn_table, 'wine', standardize=False), model=lambda: mlp((13, 64, 64, 3)),
+                          opt='sgd', bs=16, epochs=30),
+    'mnist1d50x-mlp-sgd': P(data=scaled(mnist1d, 50), model=lambda: mlp((40, 256, 256, 10)), opt='sgd', bs=128,
+                            epochs=25),
+    'classif10x20-mlp-sgd': P(data=scaled(classification10_arrays, 20), model=lambda: mlp((24, 128, 64, 10)),
+                              opt='sgd', bs=32, epochs=6),
+    'spiral30x-mlp-sgd': P(data=scaled(spiral_arrays, 30), model=lambda: mlp((2, 128, 128, 3)), opt='sgd', bs=32,
+                           epochs=6),
+    'moons100x-mlp-sgd': P(data=scaled(moons_arrays, 100), model=lambda: mlp((2, 64, 64, 2)), opt='sgd', bs=64,
+                           epochs=10),
+    'blobs10x-mlp-sgd': P(data=scaled(recommend.blobs_arrays, 10), model=lambda: mlp((40, 256, 256, 4)), opt='sgd',
+                          bs=32, epochs=4),
+    'iris10x-mlp-sgd': P(data=scaled(partial(sklearn_table, 'iris'), 10), model=lambda: mlp((4, 32, 32, 3)),
+                         opt='sgd', bs=16, epochs=50),
+    # ... and seven made after it was set, run once
+    'classif5x30-deepmlp-sgd': P(data=scaled(partial(sklearn_classification, 1000, n_samples=5000, n_features=20,
+                                                     n_informative=10, n_classes=5, random_state=11), 30),
+                                 model=lambda: mlp((20, 128, 128, 128, 5)), opt='sgd', bs=64, epochs=8),
+    'circles50x-mlp-sgd': P(data=scaled(circles_arrays, 50), model=lambda: mlp((2, 64, 64, 2)), opt='sgd', bs=32,
+                            epochs=8),
+    'digits100x-gelu-mlp-sgd': P(data=partial(scaled_digits, 100), model=lambda: mlp((64, 256, 10), act=nn.GELU),
+                                 opt='sgd', bs=64, epochs=15),
+    'mnist1d20x-widemlp-sgd-bs32': P(data=scaled(mnist1d, 20), model=lambda: mlp((40, 512, 10)), opt='sgd', bs=32,
+                                     epochs=10),
+    'wine-raw-deepmlp-nesterov-bs8': P(data=partial(sklearn_table, 'wine', standardize=False),
+                                       model=lambda: mlp((13, 64, 64, 64, 3)), opt='nesterov', bs=8, epochs=20),
+    'quantiles40x-mlp-sgd': P(data=scaled(recommend.quantiles_arrays, 40), model=lambda: mlp((10, 128, 128, 4)),
+                              opt='sgd', bs=128, epochs=12),
+    'blobs30x-tanh-mlp-sgd': P(data=scaled(recommend.blobs_arrays, 30), model=lambda: mlp((40, 256, 256, 4),
+                                                                                         act=nn.Tanh),
+                               opt='sgd', bs=32, epochs=4),
 }
 
 

@@ -148,12 +148,18 @@ def test_every_unseen_problem_builds_offline_and_plain_adam_means_adam():
     # limit, the rest below, and the one above it with a normalization layer is the BatchNorm CNN
     from onecycle.core.data import input_rms
     from onecycle.tuning.suggest import INPUT_RMS_LIMIT
-    scale = names[end + 122:]
-    assert len(scale) == 12 and len(names) == end + 134
+    scale, sgd_scale = names[end + 122:end + 134], names[end + 134:]
+    assert len(scale) == 12 and len(sgd_scale) == 16 and len(names) == end + 150
     above = {n for n in scale if input_rms((unseen.PROBLEMS[n]['data']()[0][:64],)) > INPUT_RMS_LIMIT}
     assert above == {'cancer-raw-mlp-adamw', 'cancer-raw-mlp-sgd', 'digits64x-mlp-adamw', 'digits255x-mlp-adamw',
                      'digits255x-cnn-adam'}
     assert [n for n in above if is_normalized(unseen.PROBLEMS[n]['model']())] == ['digits255x-cnn-adam']
+    # ... and plain MLPs under SGD on such inputs, for sgd_input_limit: all above the limit but iris x 10
+    sgd_above = {n for n in sgd_scale if input_rms((unseen.PROBLEMS[n]['data']()[0][:256],)) > INPUT_RMS_LIMIT}
+    assert set(sgd_scale) - sgd_above == {'iris10x-mlp-sgd'}
+    assert {unseen.PROBLEMS[n]['opt'] for n in sgd_scale} == {'sgd', 'nesterov'}
+    assert not any(is_normalized(m := unseen.PROBLEMS[n]['model']()) or has_attention(m)
+                   or any(isinstance(x, (torch.nn.Conv1d, torch.nn.Conv2d)) for x in m.modules()) for n in sgd_scale)
     assert {p['opt'] for p in long + long_check} == {'sgd'}
     assert not any(is_normalized(p['model']()) or has_attention(p['model']()) for p in drop + half + long + long_check)
     assert {p['bs'] for p in cut} == {8} and {p['opt'] for p in cut + room + longer} == {'sgd'}

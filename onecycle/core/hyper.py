@@ -18,7 +18,7 @@ from .dist import collective_device, is_distributed, sum_over_ranks
 __all__ = ['get_hyper', 'set_hyper', 'hyper_getter', 'hyper_setter', 'has_hyper', 'DecoupledWeightDecay',
            'is_no_decay_param', 'is_normalized', 'has_attention', 'is_adaptive', 'caps_own_step', 'weight_scale',
            'lr_range', 'scale_lr', 'has_weight_decay', 'fit_wd', 'fallback_wd', 'untouched_weight_decay',
-           'DEFAULT_WD', 'ADAPTIVE_PLAIN_WD', 'has_convolution', 'has_recurrence']
+           'DEFAULT_WD', 'ADAPTIVE_PLAIN_WD', 'has_convolution', 'has_recurrence', 'steps_with_gradient']
 
 WD_KEY = 'wd'   # our key in each param group; torch ignores keys it does not know and saves them
 
@@ -104,6 +104,15 @@ DEFAULT_WD = 1e-2
 # loss 0.32), +2.1 over six below 32, +2.6 over five made after the rule (a GRU under NAdam -1.3); CNNs lost up to 1.1
 # at 32 and more, 4.4 and 6.7 below.
 ADAPTIVE_PLAIN_WD = 1e-1
+
+
+def steps_with_gradient(opt) -> bool:
+    """True for optimizers whose step is the lr times the (momentum-averaged) gradient, not divided by a running
+    measure of its size: torch's SGD, with or without momentum or Nesterov, and its kin. Their param groups keep
+    neither ``betas`` nor ``eps``, which every optimizer that divides by such a measure keeps against a division by
+    zero (Adam's kin, RMSprop, Adagrad, Adadelta, Adafactor). Their step grows with the gradient, and so with the
+    inputs' scale."""
+    return opt is not None and not any('betas' in pg or 'eps' in pg for pg in opt.param_groups)
 
 
 def caps_own_step(opt) -> bool:

@@ -15,7 +15,7 @@ from ..core.checks import check_bool, check_choice, check_int, check_positive, c
 from ..core.data import FirstLayerInput, batch_size_of, check_loader, input_squares, split_batch
 from ..core.dist import collective_device, is_distributed, max_over_ranks, sum_over_ranks
 from ..core.hyper import (caps_own_step, get_hyper, has_attention, has_convolution, has_hyper, has_recurrence,
-                          is_adaptive, is_normalized, weight_scale)
+                          is_adaptive, is_normalized, steps_with_gradient, weight_scale)
 from ..core.rng import reseed
 from ..core.snapshot import TrainingState, preserved
 from ..core.warn import user_stacklevel
@@ -26,9 +26,10 @@ from .hold_check import check_held, checks_hold, held_line
 from .range_test_plot import plot_range_tests
 from .short_runs import (REPLICATE_SEED, StepLoss, divergence_limit, epochs_for_steps, fixed_valid_batches,
                          optimizer_steps_per_epoch, steps_for_samples, subset_loss)
-from .suggest import (INPUT_RMS_LIMIT, applied_lr_limit, exposure_exponent, geometric_mean, input_scale_factor,
-                      lr_bounds, smooth_sweep, smoothed_slopes, spike_lift, step_limit, suggest_edge, suggest_for_fit,
-                      suggest_max_bound, suggest_minimum, suggest_spike, suggest_steep, suggest_valley)
+from .suggest import (INPUT_RMS_LIMIT, SGD_INPUT_LIMIT, applied_lr_limit, exposure_exponent, geometric_mean,
+                      input_scale_factor, lr_bounds, sgd_input_limit, smooth_sweep, smoothed_slopes, spike_lift,
+                      step_limit, suggest_edge, suggest_for_fit, suggest_max_bound, suggest_minimum, suggest_spike,
+                      suggest_steep, suggest_valley)
 
 __all__ = ['LRFinder', 'LRFinderResult', 'lr_find', 'SUGGESTERS', 'SUGGESTIONS', 'planned_fit_steps', 'sweep_drop',
            'learnt_too_little']
@@ -59,12 +60,13 @@ class LRFinderResult:
     then each entry of ``suggestions`` is the geometric mean of the two sweeps' values for that rule (the first
     sweep's own where both learnt too little to be read; the curves, ``lrs`` and ``losses``, are the first
     sweep's), and ``cost`` counts both.
-    ``limit`` is the lr the 'fit' suggestion may not pass (None for SGD-like optimizers): for an Adam-like one the
-    weights' typical size (:func:`~onecycle.core.hyper.weight_scale`), as each Adam step moves a weight by about
-    the lr (see :func:`~onecycle.tuning.suggest.step_limit`; on a plain MLP with inputs far above unit scale, times
-    :func:`~onecycle.tuning.suggest.input_scale_factor`); for one that caps its own step at 1/sqrt(step)
-    (Adafactor), the largest lr the sweep applied (:func:`~onecycle.tuning.suggest.applied_lr_limit`);
-    ``limit_why`` says which, for the plot's legend.
+    ``limit`` is the lr the 'fit' suggestion may not pass: for an Adam-like optimizer the weights' typical size
+    (:func:`~onecycle.core.hyper.weight_scale`), as each Adam step moves a weight by about the lr (see
+    :func:`~onecycle.tuning.suggest.step_limit`; on a plain MLP with inputs far above unit scale, times
+    :func:`~onecycle.tuning.suggest.input_scale_factor`); for others, none, but for SGD on a plain MLP with inputs
+    far above unit scale :func:`~onecycle.tuning.suggest.sgd_input_limit`; for one that caps its own step at
+    1/sqrt(step) (Adafactor), the largest lr the sweep applied (:func:`~onecycle.tuning.suggest.applied_lr_limit`)
+    at most; ``limit_why`` says which, for the plot's legend.
     ``input_rms`` is the root mean square of the floating-point input the first layer with weights received on the
     first training batch (:class:`~onecycle.core.data.FirstLayerInput`: past an input BatchNorm, or a forward that
     divides pixels by 255; what a token embedding gives; the batch's own inputs inside a compiled forward, None
@@ -338,10 +340,12 @@ class LRFinder(StepLoss, ParamScheduler):
         smooth, adaptive, model = smooth_sweep(losses), is_adaptive(self.learn.opt), self.learn.model
         normalized, attention = is_normalized(model), has_attention(model)
         limit = step_limit(adaptive, weight_scale(model) if adaptive else None)
-        # inputs far above unit scale: each Adam-like step moves a plain MLP's outputs as much further
+        # inputs far above unit scale move a plain MLP's outputs further at each step: an Adam-like optimizer's limit
+        # comes down in proportion, SGD (whose step grows with the inputs too) gets one for lr x rms^2
         plain_mlp = not (normalized or attention or has_convolution(model) or has_recurrence(model))
         input_scale = input_scale_factor(self.input_rms, adaptive, plain_mlp)
-        if limit is not None: limit *= input_scale
+        sgd_limit = sgd_input_limit(self.input_rms, steps_with_gradient(self.learn.opt), plain_mlp)
+        limit = limit * input_scale if limit is not None else sgd_limit
         caps = caps_own_step(self.learn.opt)
         if caps:   # its lrs above 1/sqrt(step) were never applied (Adafactor)
             limit = min(applied_lr_limit(self.lrs, self._opt_steps), limit or math.inf)
@@ -356,7 +360,10 @@ class LRFinder(StepLoss, ParamScheduler):
                               fit_steps=fit_steps, limit=limit, input_rms=self.input_rms,
                               **({'limit_why': 'the largest lr the sweep applied (the optimizer caps its own step)'}
                                  if caps else {'limit_why': f"the weights' typical size x {input_scale:.2g} (inputs "
-                                                            'far above unit scale)'} if input_scale < 1 else {}))
+                                                            'far above unit scale)'} if input_scale < 1 else
+                                 {'limit_why': f"{SGD_INPUT_LIMIT:g} / the inputs' mean square "
+                                               f'({self.input_rms:.3g}^2: far above unit scale)'}
+                                 if sgd_limit is not None else {}))
 
 
 def _sweep(learn, finder, suggest, n_epoch) -> LRFinderResult:
@@ -369,9 +376,10 @@ def _sweep(learn, finder, suggest, n_epoch) -> LRFinderResult:
 
 
 def _unlowered_fit(result: LRFinderResult) -> float:
-    "A sweep's 'fit' suggestion for SGD before the rule lowers it for the fit's length: the hold check's ceiling."
+    """A sweep's 'fit' suggestion for SGD before the rule lowers it for the fit's length, below the same limit: the
+    hold check's ceiling."""
     return suggest_for_fit(result.lrs, result.smooth_losses, result.fit_steps, sweep_lrs=result.train_lrs,
-                           raw_losses=result.losses, exponent=0., lift=spike_lift(False))
+                           raw_losses=result.losses, exponent=0., lift=spike_lift(False), limit=result.limit)
 
 
 def _add_replicate(result: LRFinderResult, other: LRFinderResult, suggest: str) -> list:
@@ -456,9 +464,10 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, sugges
     normalization layer after each hidden layer). A number sweeps exactly that many steps, once. Inputs far above
     unit scale on a net without normalization layers (the root mean square of what its first layer with weights
     receives on the first batch above INPUT_RMS_LIMIT, ``result.input_rms``) draw a warning to standardize them:
-    such a net's long fits can collapse at lrs its sweep reads as safe; for an Adam-like optimizer on a plain MLP
-    the limit on the 'fit' suggestion (``result.limit``) comes down in proportion
-    (:func:`~onecycle.tuning.suggest.input_scale_factor`).
+    such a net's long fits can collapse at lrs its sweep reads as safe; on a plain MLP the limit on the 'fit'
+    suggestion (``result.limit``) comes down in proportion for an Adam-like optimizer
+    (:func:`~onecycle.tuning.suggest.input_scale_factor`), and is set to 16 / rms^2 for SGD
+    (:func:`~onecycle.tuning.suggest.sgd_input_limit`).
 
     `hold_check`: for an SGD-like optimizer on a model without normalization layers or with attention (where the
     'fit' rule lowers the edge for the fit's length), the 'fit' suggestion is then checked where a fit meets its
@@ -504,8 +513,8 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, sugges
                       'batch), far above the unit scale layers are initialized for: standardize them (each feature '
                       'minus its training mean, over its standard deviation; pixels scaled to [0, 1]). On inputs this '
                       'large a net without normalization layers starts with outputs far too large, and a long fit can '
-                      'collapse at lrs its range test reads as safe (for an Adam-like optimizer on an MLP the '
-                      'suggestion is held below a limit lowered in proportion; elsewhere it is not)', UserWarning,
+                      'collapse at lrs its range test reads as safe (on an MLP the suggestion is held below a limit '
+                      'set by their scale; on other nets it is not)', UserWarning,
                       stacklevel=user_stacklevel())
     if hold_check and suggest == 'fit' and checks_hold(learn.opt, learn.model):
         t0 = time.perf_counter()

@@ -15,7 +15,8 @@ __all__ = ['suggest_minimum', 'suggest_steep', 'suggest_valley', 'suggest_max_bo
            'suggest_for_fit', 'pick_held', 'held_falls', 'HOLD_RATIO', 'HOLD_DROP', 'step_limit', 'ADAPTIVE_STEP_LIMIT',
            'exposure_exponent', 'spike_lift', 'sweep_exposure', 'one_cycle_exposure', 'lr_bounds',
            'loss_slopes', 'smoothed_slopes', 'moving_average', 'smooth_zero_lag', 'start_level', 'smooth_sweep',
-           'default_window', 'geometric_mean', 'applied_lr_limit']
+           'default_window', 'geometric_mean', 'applied_lr_limit', 'INPUT_RMS_LIMIT', 'input_scale_factor',
+           'SGD_INPUT_LIMIT', 'sgd_input_limit']
 
 
 def _check(lrs, losses, min_points=3):
@@ -341,13 +342,41 @@ INPUT_RMS_LIMIT = 16.
 def input_scale_factor(input_rms: float | None, adaptive: bool, plain_mlp: bool) -> float:
     """What an Adam-like optimizer's step limit (:func:`step_limit`) is multiplied by for inputs whose root mean
     square is `input_rms` (as the first layer with weights meets them, ``LRFinderResult.input_rms``; None: no
-    float inputs): INPUT_RMS_LIMIT / input_rms
-    above that limit on a plain MLP (`plain_mlp`: no normalization layers, convolutions, attention or recurrent
-    layers), else 1. An Adam step moves each weight by about the lr whatever its gradient, and inputs c times larger
-    move a plain MLP's outputs about c times as far; its sweep, falling from outputs far too large, does not show
-    it."""
+    float inputs): INPUT_RMS_LIMIT / input_rms above that limit on a plain MLP (`plain_mlp`: no normalization
+    layers, convolutions, attention or recurrent layers), else 1. An Adam step moves each weight by about the lr
+    whatever its gradient, and inputs c times larger move a plain MLP's outputs about c times as far; its sweep,
+    falling from outputs far too large, does not show it."""
     if input_rms is None or not (adaptive and plain_mlp) or not input_rms > INPUT_RMS_LIMIT: return 1.
     return INPUT_RMS_LIMIT / input_rms
+
+
+# The same inputs under an SGD-like optimizer (thirtieth session; plain MLPs, 3 seeds, made for it: the 8x8 digits at
+# 0-64 and 0-255, scikit-learn's wine and breast-cancer tables raw, MNIST-1D x 50, a 10-class table x 20, spirals x 30,
+# moons x 100, blobs x 10, iris x 10 (rms 10: below INPUT_RMS_LIMIT)). Such a sweep falls from outputs far too large to
+# about the constant prediction's loss and runs flat there up to lrs of 0.1-3, where a first large step has silenced
+# the net, and the edge rule reads that as its floor: the one-liner scored 9.6 / 43.5 / 8.9% on MNIST-1D x 50, 16.9 /
+# 85.5 / 14.0% on the table x 20, the majority class on two cancer seeds and on every wine seed. An SGD step on the
+# first layer is the lr times a gradient that grows with the inputs, and it moves the outputs as much again: about
+# lr x rms^2. Held to lr x rms^2 <= SGD_INPUT_LIMIT (16): MNIST-1D x 50 58.8 / 58.8 / 61.4%, the table x 20 86.8 / 86.8
+# / 87.3%, cancer 92.1 / 90.4%, wine 66.7 / 69.4 / 63.9%, a blobs seed 24.8 -> 87.8%, a moons seed 50.2 -> 84.1%; the
+# 0-255 digits, whose sweeps read a low lr themselves, 97.5 -> 96.5% (0-64: unchanged). 64 lifted MNIST-1D further (69
+# / 71 / 68%) but kept the table x 20 and blobs at chance on two seeds each; 256 bound almost nowhere. Spirals x 30 stay
+# at chance whatever the lr (33-36%; standardized, 99%). +569 points summed over the ten's seeds; seven made after it
+# (bench/suggest_unseen.py, one-liner): +104 (circles x 50 80.0 -> 96.6% mean, raw wine under Nesterov at batch 8
+# 55.6 -> 65.7%, quantiles x 40 24.3 -> 36.5%), but a tanh MLP on blobs x 30 63.8 -> 59.9% (a bounded activation
+# caps how far the outputs move) and a deep MLP on a 5-class table x 30 85.9 -> 85.1%; one unchanged
+SGD_INPUT_LIMIT = 16.
+
+
+def sgd_input_limit(input_rms: float | None, with_gradient: bool, plain_mlp: bool) -> float | None:
+    """The lr the 'fit' suggestion of an optimizer that steps with the gradient (`with_gradient`, SGD:
+    :func:`~onecycle.core.hyper.steps_with_gradient`) may not pass on a plain MLP (`plain_mlp`, as for
+    :func:`input_scale_factor`) whose inputs' root mean square `input_rms` lies above INPUT_RMS_LIMIT:
+    SGD_INPUT_LIMIT / input_rms ** 2, since such a step moves the first layer's weights in proportion to its inputs
+    and its outputs as much again. None otherwise (Adam-like optimizers: :func:`input_scale_factor`; RMSprop,
+    Adagrad and others that divide by the gradient's size: neither)."""
+    if input_rms is None or not with_gradient or not plain_mlp or not input_rms > INPUT_RMS_LIMIT: return None
+    return SGD_INPUT_LIMIT / input_rms ** 2
 
 
 def applied_lr_limit(lrs, start_step: int = 0) -> float:

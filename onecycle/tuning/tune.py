@@ -534,10 +534,11 @@ class _Tuning:
     # An Adam-like optimizer's candidates stop at the weights' typical size, as its suggestion does (see
     # suggest.step_limit): a short trial, like the sweep, leaves the peak before the steps, each about the
     # lr in size, have undone the weights (a bidirectional LSTM's trials walked to 2.7x it: the fit 57.6%,
-    # 90-91% at it)
+    # 90-91% at it); any optimizer's, hold probes too, stop at lr_find's limit for inputs far above unit scale
     def below_limit(self, lr) -> float:
-        limit = self.res.lr_find.limit
-        return lr if limit is None else min(lr, limit)
+        "`lr`, at most the limit of the sweeps S was read from (two: their geometric mean, as lr_find's is)."
+        limits = [r.limit for r in (self.res.lr_find, self.res.lr_find_replicate) if r is not None and r.limit]
+        return min(lr, geometric_mean(*limits)) if limits else lr
 
     def lr_walk(self, cands, picked, default):
         if picked == default: return None           # nothing beat the suggestion clearly
@@ -581,7 +582,9 @@ class _Tuning:
         cands, trials = [lr], [probe(lr)]
         for k in range(HOLD_DOUBLINGS):
             if k and not self.fits(HOLD_TRIALS + self.later): break
-            cands.append(2 * cands[-1]); trials.append(probe(cands[-1]))
+            nxt = self.below_limit(2 * cands[-1])
+            if nxt <= cands[-1]: break   # at lr_find's limit already (inputs far above unit scale)
+            cands.append(nxt); trials.append(probe(nxt))
             if not within(len(trials) - 1, HOLD_TOL): break
         i = len(cands) - 1 if within(len(cands) - 1, HOLD_TOL) else len(cands) - 2   # the highest held
         picked, held_steps = cands[i], n - n // 2

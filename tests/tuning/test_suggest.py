@@ -478,3 +478,17 @@ def test_input_scale_factor_lowers_only_an_adam_like_plain_mlp_on_inputs_far_abo
     for rms, adaptive, plain in ((INPUT_RMS_LIMIT, True, True), (0.5, True, True), (128., False, True),
                                  (128., True, False), (None, True, True), (math.nan, True, True)):
         assert input_scale_factor(rms, adaptive, plain) == 1.
+
+
+def test_sgd_input_limit_holds_lr_times_the_inputs_mean_square():
+    """For an optimizer that steps with the gradient (SGD) on a plain MLP with inputs above INPUT_RMS_LIMIT the limit
+    is SGD_INPUT_LIMIT over their mean square (0-255 pixels, rms 128: 16 / 128^2 ~ 0.001; a table at rms 32: 1/64);
+    inputs four times as large, a limit sixteen times as low. None at or below INPUT_RMS_LIMIT, for optimizers that
+    divide by the gradient's size, other nets, or without float inputs."""
+    from onecycle.tuning.suggest import INPUT_RMS_LIMIT, SGD_INPUT_LIMIT, sgd_input_limit
+    assert sgd_input_limit(128., True, True) == pytest.approx(SGD_INPUT_LIMIT / 128 ** 2) == pytest.approx(1 / 1024)
+    assert sgd_input_limit(32., True, True) == pytest.approx(1 / 64)
+    assert sgd_input_limit(32., True, True) / sgd_input_limit(128., True, True) == pytest.approx(16.)
+    for rms, with_gradient, plain in ((INPUT_RMS_LIMIT, True, True), (0.5, True, True), (128., False, True),
+                                      (128., True, False), (None, True, True), (math.nan, True, True)):
+        assert sgd_input_limit(rms, with_gradient, plain) is None

@@ -688,6 +688,28 @@ def test_sgd_on_a_plain_model_goes_above_the_suggestion_only_where_the_peak_hold
         assert res.wd_search is not None   # SGD: the default and the decays above it, as before
 
 
+@pytest.mark.parametrize('above', [0.5, 1.5])
+def test_sgds_lr_stage_and_hold_probes_stop_at_lr_finds_limit(make_learner, monkeypatch, above):
+    """Every doubling of the hold probes holds (the script), so S is lifted to 4S; with a limit from lr_find (as
+    for inputs far above unit scale, sgd_input_limit) at 1.5 S they stop at it, and at S / 2, S is the limit and
+    nothing above it runs: no trial or probe of the lr stage passes the limit."""
+    from onecycle.tuning import range_test
+    _scripted_trials(monkeypatch, lambda rel, wd, replicate: 1.0 if rel >= 1 else 1.2, held=lambda rel: 1.0)
+    def run(): return tune(make_learner(opt_func=torch.optim.SGD, lr=0.1, dls_kw={'n_train': 64, 'bs': 8}),
+                           budget=1000, search_moms=False, search_wd=False)
+    free = run()
+    s = free.suggestion
+    assert free.lr_find.limit is None and free.lr_hold.candidates == pytest.approx([s, 2 * s, 4 * s])
+    assert free.max_lr == pytest.approx(4 * s)
+    monkeypatch.setattr(range_test, 'sgd_input_limit', lambda *a: above * s)
+    res = run()
+    limit = above * s
+    assert res.lr_find.limit == pytest.approx(limit)
+    tried = res.lr_search.candidates + (res.lr_hold.candidates if res.lr_hold else [])
+    assert max(tried) <= limit * (1 + 1e-9) and res.max_lr == pytest.approx(limit)
+    assert res.suggestion == pytest.approx(min(s, limit))
+
+
 @pytest.mark.parametrize('ends, spiked, lifted', [
     ((1.0, 1.2), (False, False), True),    # S's probe ended below S/2's: look above it
     ((1.0, 1.2), (True, False), True),     # ... also where it spiked on the way (see the 5-class MLP below)
