@@ -229,7 +229,8 @@ class LRFinder(StepLoss, ParamScheduler):
         super().before_fit()
         self.lrs, self.losses, self.stopped_early = [], [], False   # per training step
         self.input_rms, self._inputs_seen = None, False
-        # a compiled forward would compile once more when the hooks come off: the batch's scale there
+        # a compiled forward (Compile, or torch.compile's wrapper module) would compile once more when the hooks come
+        # off: the batch's scale there
         compiled = any(isinstance(cb, Compile) for cb in self.learn.cbs) or hasattr(self.learn.model, '_orig_mod')
         self._first_layer = None if compiled else FirstLayerInput(self.learn.model)
         if caps_own_step(self.learn.opt):   # its cap, 1/sqrt(step), counts on from the steps it has taken
@@ -509,13 +510,12 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, sugges
                           f'suggestions may be far off. {_plateau_advice(learn.model)}', UserWarning,
                           stacklevel=user_stacklevel())
     if (result.input_rms or 0.) > INPUT_RMS_LIMIT and not is_normalized(learn.model):   # see suggest.INPUT_RMS_LIMIT
-        warnings.warn(f"{INPUT_SCALE_WARNING} is {result.input_rms:.3g} (as the first layer with weights met the first "
-                      'batch), far above the unit scale layers are initialized for: standardize them (each feature '
-                      'minus its training mean, over its standard deviation; pixels scaled to [0, 1]). On inputs this '
-                      'large a net without normalization layers starts with outputs far too large, and a long fit can '
-                      'collapse at lrs its range test reads as safe (on an MLP the suggestion is held below a limit '
-                      'set by their scale; on other nets it is not)', UserWarning,
-                      stacklevel=user_stacklevel())
+        warnings.warn(f"{INPUT_SCALE_WARNING} is {result.input_rms:.3g} (the first batch), far above the unit scale "
+                      'layers are initialized for: standardize them (each feature minus its training mean, over its '
+                      'standard deviation; pixels scaled to [0, 1]). On inputs this large a net without normalization '
+                      'layers starts with outputs far too large, and a long fit can collapse at lrs its range test '
+                      'reads as safe (on an MLP the suggestion is held below a limit set by their scale; on other nets '
+                      'it is not)', UserWarning, stacklevel=user_stacklevel())
     if hold_check and suggest == 'fit' and checks_hold(learn.opt, learn.model):
         t0 = time.perf_counter()
         mom = finder.mom   # the probes run at the momentum the sweep assumed of the fit

@@ -350,21 +350,22 @@ def input_scale_factor(input_rms: float | None, adaptive: bool, plain_mlp: bool)
     return INPUT_RMS_LIMIT / input_rms
 
 
-# The same inputs under an SGD-like optimizer (thirtieth session; plain MLPs, 3 seeds, made for it: the 8x8 digits at
-# 0-64 and 0-255, scikit-learn's wine and breast-cancer tables raw, MNIST-1D x 50, a 10-class table x 20, spirals x 30,
-# moons x 100, blobs x 10, iris x 10 (rms 10: below INPUT_RMS_LIMIT)). Such a sweep falls from outputs far too large to
-# about the constant prediction's loss and runs flat there up to lrs of 0.1-3, where a first large step has silenced
-# the net, and the edge rule reads that as its floor: the one-liner scored 9.6 / 43.5 / 8.9% on MNIST-1D x 50, 16.9 /
-# 85.5 / 14.0% on the table x 20, the majority class on two cancer seeds and on every wine seed. An SGD step on the
-# first layer is the lr times a gradient that grows with the inputs, and it moves the outputs as much again: about
-# lr x rms^2. Held to lr x rms^2 <= SGD_INPUT_LIMIT (16): MNIST-1D x 50 58.8 / 58.8 / 61.4%, the table x 20 86.8 / 86.8
-# / 87.3%, cancer 92.1 / 90.4%, wine 66.7 / 69.4 / 63.9%, a blobs seed 24.8 -> 87.8%, a moons seed 50.2 -> 84.1%; the
-# 0-255 digits, whose sweeps read a low lr themselves, 97.5 -> 96.5% (0-64: unchanged). 64 lifted MNIST-1D further (69
-# / 71 / 68%) but kept the table x 20 and blobs at chance on two seeds each; 256 bound almost nowhere. Spirals x 30 stay
-# at chance whatever the lr (33-36%; standardized, 99%). +569 points summed over the ten's seeds; seven made after it
-# (bench/suggest_unseen.py, one-liner): +104 (circles x 50 80.0 -> 96.6% mean, raw wine under Nesterov at batch 8
-# 55.6 -> 65.7%, quantiles x 40 24.3 -> 36.5%), but a tanh MLP on blobs x 30 63.8 -> 59.9% (a bounded activation
-# caps how far the outputs move) and a deep MLP on a 5-class table x 30 85.9 -> 85.1%; one unchanged
+# The same inputs under SGD (thirtieth session; plain MLPs, 3 seeds, made for it: the 8x8 digits at 0-64 and 0-255,
+# scikit-learn's wine and breast-cancer tables raw, MNIST-1D x 50, a 10-class table x 20, spirals x 30, moons x 100,
+# blobs x 10, iris x 10 (rms 10: below INPUT_RMS_LIMIT)). Such a sweep falls from outputs far too large to about the
+# constant prediction's loss and runs flat there up to lrs of 0.1-3, where a first large step has silenced the net, and
+# the edge rule reads that as its floor: the one-liner scored 9.6 / 43.5 / 8.9% on MNIST-1D x 50, 16.9 / 85.5 / 14.0%
+# on the table x 20, the majority class on two cancer seeds and on every wine seed. An SGD step on the first layer is
+# the lr times a gradient that grows with the inputs, and it moves the outputs as much again: about lr x rms^2. Fits
+# at lr = L / rms^2 for L = 16, 64 and 256: 64 lifted MNIST-1D most (69-71%) but left the table x 20 and blobs x 10 at
+# chance on two seeds each; 256 bound almost nowhere. With the one-liner held to L = SGD_INPUT_LIMIT = 16: MNIST-1D
+# x 50 58.5 / 59.9 / 62.7%, the table x 20 87.1-87.3%, cancer 91.2% on every seed, wine 66.7 / 69.4 / 66.7%, two blobs
+# seeds 24.8 -> 88.5 / 87.8%, a moons seed 50.2 -> 84.0%; the 0-255 digits, whose sweeps read a low lr themselves,
+# 97.5 -> 96.5% mean (0-64, iris: unchanged); spirals x 30 stay at chance whatever the lr (33-37%; standardized 99%):
+# +569 points summed over the ten's seeds. Seven made after it (bench/suggest_unseen.py): +104 (circles x 50 80.0 ->
+# 96.6% mean, raw wine under Nesterov at batch 8 55.6 -> 65.7%, quantiles x 40 24.3 -> 36.5%), but a tanh MLP on blobs
+# x 30 63.8 -> 59.9% (a bounded activation caps how far the outputs move) and a deep MLP on a 5-class table x 30
+# 85.9 -> 85.1%; one unchanged. Optimizers that divide by the gradient's size (RMSprop, Adagrad) get no limit here
 SGD_INPUT_LIMIT = 16.
 
 
