@@ -70,7 +70,8 @@ class LRFinderResult:
     ``input_rms`` is the root mean square of the floating-point input the first layer with weights received on the
     first training batch (:class:`~onecycle.core.data.FirstLayerInput`: past an input BatchNorm, or a forward that
     divides pixels by 255; what a token embedding gives; the batch's own inputs inside a compiled forward, None
-    where none is a float): lr_find warns where it lies far above 1.
+    where none is a float): lr_find warns where it lies far above 1. ``target_rms`` is that of the first training
+    batch's floating-point targets (a regression's; None for class labels): lr_find warns where it lies far above 1.
     """
     lrs: list
     losses: list
@@ -91,6 +92,7 @@ class LRFinderResult:
     replicate: LRFinderResult | None = None
     limit_why: str = "the weights' typical size (Adam's steps are about the lr)"   # what `limit` is, for the plot
     input_rms: float | None = None
+    target_rms: float | None = None
 
     @property
     def max_bound(self) -> float:
@@ -228,7 +230,7 @@ class LRFinder(StepLoss, ParamScheduler):
         self.scheds = {'lr': self.lr_sched, **self._mom_scheds()}
         super().before_fit()
         self.lrs, self.losses, self.stopped_early = [], [], False   # per training step
-        self.input_rms, self._inputs_seen = None, False
+        self.input_rms, self.target_rms, self._inputs_seen = None, None, False
         # a compiled forward (Compile, or torch.compile's wrapper module) would compile once more when the hooks come
         # off: the batch's scale there
         compiled = any(isinstance(cb, Compile) for cb in self.learn.cbs) or hasattr(self.learn.model, '_orig_mod')
@@ -282,9 +284,13 @@ class LRFinder(StepLoss, ParamScheduler):
             met = self._first_layer   # as the first layer with weights met them; the batch's where none was seen
             if met is not None: met.remove()
             total, n = (met and met.squares) or input_squares(self.learn.xb)
+            y_total, y_n = input_squares(self.learn.yb)   # float targets: a regression's scale
             if is_distributed():   # over the global batch: every rank suggests alike
-                total, n = sum_over_ranks(torch.tensor(total, dtype=torch.float64, device=collective_device()), n)
+                sums, _ = sum_over_ranks(torch.tensor([total, n, y_total, y_n], dtype=torch.float64,
+                                                      device=collective_device()), 0)
+                total, n, y_total, y_n = sums.tolist()
             self.input_rms = math.sqrt(float(total) / float(n)) if n else None
+            self.target_rms = math.sqrt(float(y_total) / float(y_n)) if y_n else None
 
     def after_step(self):
         loss = self.step_loss()
@@ -358,7 +364,7 @@ class LRFinder(StepLoss, ParamScheduler):
         return LRFinderResult(list(lrs), list(losses), smooth, sugg, sugg[suggest], self.stopped_early,
                               bounds=lr_bounds(sugg['max_bound']), measured=self.measured,
                               train_lrs=list(self.lrs), train_losses=list(self.losses), cost=self.cost(),
-                              fit_steps=fit_steps, limit=limit, input_rms=self.input_rms,
+                              fit_steps=fit_steps, limit=limit, input_rms=self.input_rms, target_rms=self.target_rms,
                               **({'limit_why': 'the largest lr the sweep applied (the optimizer caps its own step)'}
                                  if caps else {'limit_why': f"the weights' typical size x {input_scale:.2g} (inputs "
                                                             'far above unit scale)'} if input_scale < 1 else
@@ -426,8 +432,9 @@ def _plateau_advice(model) -> str:
             'a few short fits at lrs you choose')
 
 
-# how lr_find's warning on inputs far above unit scale begins (tune says it once for its two sweeps)
+# how lr_find's warnings on inputs and targets far above unit scale begin (tune says them once for its two sweeps)
 INPUT_SCALE_WARNING = "lr_find: the inputs' root mean square"
+TARGET_SCALE_WARNING = "lr_find: the targets' root mean square"
 
 
 def learnt_too_little(*results: LRFinderResult) -> bool:
@@ -468,7 +475,8 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, sugges
     such a net's long fits can collapse at lrs its sweep reads as safe; on a plain MLP the limit on the 'fit'
     suggestion (``result.limit``) comes down in proportion for an Adam-like optimizer
     (:func:`~onecycle.tuning.suggest.input_scale_factor`), and is set to 16 / rms^2 for SGD
-    (:func:`~onecycle.tuning.suggest.sgd_input_limit`).
+    (:func:`~onecycle.tuning.suggest.sgd_input_limit`). Floating-point targets far above unit scale (a regression's,
+    ``result.target_rms``) draw a warning to standardize them.
 
     `hold_check`: for an SGD-like optimizer on a model without normalization layers or with attention (where the
     'fit' rule lowers the edge for the fit's length), the 'fit' suggestion is then checked where a fit meets its
@@ -516,6 +524,13 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, sugges
                       'layers starts with outputs far too large, and a long fit can collapse at lrs its range test '
                       'reads as safe (on an MLP the suggestion is held below a limit set by their scale; on other nets '
                       'it is not)', UserWarning, stacklevel=user_stacklevel())
+    if (result.target_rms or 0.) > INPUT_RMS_LIMIT:   # a regression's targets: the loss, and each step, start large
+        warnings.warn(f'{TARGET_SCALE_WARNING} is {result.target_rms:.3g} (the first batch), far above unit scale: '
+                      'for a regression, standardize them (minus their training mean, over their standard '
+                      'deviation) and map the predictions back. A loss that starts this large makes steps far too '
+                      "large for the sweep's lrs to carry over (an MLP under SGD on scikit-learn's diabetes table, "
+                      'targets 25-346: R^2 about 0 at the suggestion; standardized, 0.42-0.51)', UserWarning,
+                      stacklevel=user_stacklevel())
     if hold_check and suggest == 'fit' and checks_hold(learn.opt, learn.model):
         t0 = time.perf_counter()
         mom = finder.mom   # the probes run at the momentum the sweep assumed of the fit

@@ -767,6 +767,37 @@ def test_the_one_liner_fits_an_sgd_mlp_on_a_raw_table():
     assert learn.recorder.epochs[-1]['accuracy'] > 0.85
 
 
+def test_lr_find_warns_of_regression_targets_far_above_unit_scale():
+    """scikit-learn's diabetes table (targets 25-346) under an MLP with MSE: one warning, at the user's line, naming
+    the targets' scale and saying to standardize them; standardized targets draw none, and class labels have no
+    target scale. The inputs (rms ~0.05) draw no warning either way."""
+    pytest.importorskip('sklearn')
+    import warnings
+    from sklearn.datasets import load_diabetes
+    from onecycle import Learner
+    from onecycle.data import tensor_dls
+    d = load_diabetes()
+    x, y = torch.tensor(d.data, dtype=torch.float32), torch.tensor(d.target, dtype=torch.float32)[:, None]
+    def learner(targets):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 1))
+        return Learner(model, tensor_dls(x[:350], targets[:350], x[350:], targets[350:], bs=32, seed=0),
+                       nn.MSELoss(), opt_func=partial(torch.optim.SGD, momentum=0.9), progress=False, device='cpu')
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        raw = learner(y).lr_find(num_it=40, hold_check=False)
+    said = [w for w in caught if 'root mean square' in str(w.message)]
+    assert len(said) == 1 and said[0].filename == __file__
+    assert "targets' root mean square" in str(said[0].message) and 'standardize' in str(said[0].message)
+    assert 100 < raw.target_rms < 300 and f'{raw.target_rms:.3g}' in str(said[0].message) and raw.input_rms < 1
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        std = learner((y - y[:350].mean()) / y[:350].std()).lr_find(num_it=40, hold_check=False)
+    assert 0.5 < std.target_rms < 2
+    labels = _cancer_learner(nn.Linear(30, 2), standardize=True).lr_find(num_it=40, hold_check=False)
+    assert labels.target_rms is None
+
+
 def test_the_one_liner_fits_an_adam_mlp_on_0_255_pixels():
     """scikit-learn's 8x8 digits scaled to 0-255, an MLP under AdamW, the one-liner: its sweep reads an edge the long
     fit does not keep (the unlowered suggestion's fits ended at chance, 8.6%, on three seeds of
