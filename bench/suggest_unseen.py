@@ -752,6 +752,18 @@ PROBLEMS = {
     'blobs30x-tanh-mlp-sgd': P(data=scaled(recommend.blobs_arrays, 30), model=lambda: mlp((40, 256, 256, 4),
                                                                                          act=nn.Tanh),
                                opt='sgd', bs=32, epochs=4),
+    # ... then plain CNNs under SGD on such inputs, which the limit was extended to: three it was read on ...
+    'digits255x-dropcnn-sgd': P(data=partial(scaled_digits, 255, image=True), model=dropout_cnn, opt='sgd', bs=32,
+                                epochs=12),
+    'digits255x-gapcnn-sgd': P(data=partial(scaled_digits, 255, image=True), model=lambda: gap_cnn((32, 64)),
+                               opt='sgd', bs=32, epochs=12),
+    'mnist1d50x-widecnn-sgd': P(data=scaled(mnist1d, 50), model=wide_cnn1d, opt='sgd', bs=64, epochs=15),
+    # ... and four made after it, run once
+    'digits255x-rescnn-sgd': P(data=partial(scaled_digits, 255, image=True), model=residual_cnn, opt='sgd', bs=32,
+                               epochs=12),
+    'digits16-255x-cnn16-sgd': P(data=scaled(digit_images16, 255), model=cnn16, opt='sgd', bs=64, epochs=10),
+    'mnist1d30x-gapcnn1d-sgd': P(data=scaled(mnist1d, 30), model=gap_cnn1d, opt='sgd', bs=64, epochs=15),
+    'mnist1d20x-dilcnn-sgd-bs32': P(data=scaled(mnist1d, 20), model=DilatedCNN1d, opt='sgd', bs=32, epochs=8),
 }
 
 

@@ -148,8 +148,8 @@ def test_every_unseen_problem_builds_offline_and_plain_adam_means_adam():
     # limit, the rest below, and the one above it with a normalization layer is the BatchNorm CNN
     from onecycle.core.data import input_rms
     from onecycle.tuning.suggest import INPUT_RMS_LIMIT
-    scale, sgd_scale = names[end + 122:end + 134], names[end + 134:]
-    assert len(scale) == 12 and len(sgd_scale) == 16 and len(names) == end + 150
+    scale, sgd_scale, sgd_conv = names[end + 122:end + 134], names[end + 134:end + 150], names[end + 150:]
+    assert len(scale) == 12 and len(sgd_scale) == 16 and len(sgd_conv) == 7 and len(names) == end + 157
     above = {n for n in scale if input_rms((unseen.PROBLEMS[n]['data']()[0][:64],)) > INPUT_RMS_LIMIT}
     assert above == {'cancer-raw-mlp-adamw', 'cancer-raw-mlp-sgd', 'digits64x-mlp-adamw', 'digits255x-mlp-adamw',
                      'digits255x-cnn-adam'}
@@ -160,6 +160,11 @@ def test_every_unseen_problem_builds_offline_and_plain_adam_means_adam():
     assert {unseen.PROBLEMS[n]['opt'] for n in sgd_scale} == {'sgd', 'nesterov'}
     assert not any(is_normalized(m := unseen.PROBLEMS[n]['model']()) or has_attention(m)
                    or any(isinstance(x, (torch.nn.Conv1d, torch.nn.Conv2d)) for x in m.modules()) for n in sgd_scale)
+    # ... and plain CNNs under SGD, every one above it
+    assert all(input_rms((unseen.PROBLEMS[n]['data']()[0][:256],)) > INPUT_RMS_LIMIT for n in sgd_conv)
+    assert {unseen.PROBLEMS[n]['opt'] for n in sgd_conv} == {'sgd'}
+    assert all(not is_normalized(m := unseen.PROBLEMS[n]['model']()) and not has_attention(m)
+               and any(isinstance(x, (torch.nn.Conv1d, torch.nn.Conv2d)) for x in m.modules()) for n in sgd_conv)
     assert {p['opt'] for p in long + long_check} == {'sgd'}
     assert not any(is_normalized(p['model']()) or has_attention(p['model']()) for p in drop + half + long + long_check)
     assert {p['bs'] for p in cut} == {8} and {p['opt'] for p in cut + room + longer} == {'sgd'}

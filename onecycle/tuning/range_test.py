@@ -63,8 +63,8 @@ class LRFinderResult:
     ``limit`` is the lr the 'fit' suggestion may not pass: for an Adam-like optimizer the weights' typical size
     (:func:`~onecycle.core.hyper.weight_scale`), as each Adam step moves a weight by about the lr (see
     :func:`~onecycle.tuning.suggest.step_limit`; on a plain MLP with inputs far above unit scale, times
-    :func:`~onecycle.tuning.suggest.input_scale_factor`); for others, none, but for SGD on a plain MLP with inputs
-    far above unit scale :func:`~onecycle.tuning.suggest.sgd_input_limit`; for one that caps its own step at
+    :func:`~onecycle.tuning.suggest.input_scale_factor`); for others, none, but for SGD on a plain MLP or CNN with
+    inputs far above unit scale :func:`~onecycle.tuning.suggest.sgd_input_limit`; for one that caps its own step at
     1/sqrt(step) (Adafactor), the largest lr the sweep applied (:func:`~onecycle.tuning.suggest.applied_lr_limit`)
     at most; ``limit_why`` says which, for the plot's legend.
     ``input_rms`` is the root mean square of the floating-point input the first layer with weights received on the
@@ -347,11 +347,12 @@ class LRFinder(StepLoss, ParamScheduler):
         smooth, adaptive, model = smooth_sweep(losses), is_adaptive(self.learn.opt), self.learn.model
         normalized, attention = is_normalized(model), has_attention(model)
         limit = step_limit(adaptive, weight_scale(model) if adaptive else None)
-        # inputs far above unit scale move a plain MLP's outputs further at each step: an Adam-like optimizer's limit
-        # comes down in proportion, SGD (whose step grows with the inputs too) gets one for lr x rms^2
+        # inputs far above unit scale move a plain net's outputs further at each step: an Adam-like optimizer's limit
+        # comes down in proportion on an MLP, SGD (whose step grows with the inputs too) gets one for lr x rms^2
         plain_mlp = not (normalized or attention or has_convolution(model) or has_recurrence(model))
         input_scale = input_scale_factor(self.input_rms, adaptive, plain_mlp)
-        sgd_limit = sgd_input_limit(self.input_rms, steps_with_gradient(self.learn.opt), plain_mlp)
+        sgd_limit = sgd_input_limit(self.input_rms, steps_with_gradient(self.learn.opt),
+                                    not (normalized or attention or has_recurrence(model)))   # convolutions too
         limit = limit * input_scale if limit is not None else sgd_limit
         caps = caps_own_step(self.learn.opt)
         if caps:   # its lrs above 1/sqrt(step) were never applied (Adafactor)
@@ -474,7 +475,7 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, sugges
     receives on the first batch above INPUT_RMS_LIMIT, ``result.input_rms``) draw a warning to standardize them:
     such a net's long fits can collapse at lrs its sweep reads as safe; on a plain MLP the limit on the 'fit'
     suggestion (``result.limit``) comes down in proportion for an Adam-like optimizer
-    (:func:`~onecycle.tuning.suggest.input_scale_factor`), and is set to 16 / rms^2 for SGD
+    (:func:`~onecycle.tuning.suggest.input_scale_factor`), and on a plain MLP or CNN it is set to 16 / rms^2 for SGD
     (:func:`~onecycle.tuning.suggest.sgd_input_limit`). Floating-point targets far above unit scale (a regression's,
     ``result.target_rms``) draw a warning to standardize them.
 
@@ -522,8 +523,8 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, sugges
                       'layers are initialized for: standardize them (each feature minus its training mean, over its '
                       'standard deviation; pixels scaled to [0, 1]). On inputs this large a net without normalization '
                       'layers starts with outputs far too large, and a long fit can collapse at lrs its range test '
-                      'reads as safe (on an MLP the suggestion is held below a limit set by their scale; on other nets '
-                      'it is not)', UserWarning, stacklevel=user_stacklevel())
+                      'reads as safe (on an MLP, and under SGD on a CNN, the suggestion is held below a limit set by '
+                      'their scale; on other nets it is not)', UserWarning, stacklevel=user_stacklevel())
     if (result.target_rms or 0.) > INPUT_RMS_LIMIT:   # a regression's targets: the loss, and each step, start large
         warnings.warn(f'{TARGET_SCALE_WARNING} is {result.target_rms:.3g} (the first batch), far above unit scale: '
                       'for a regression, standardize them (minus their training mean, over their standard '
