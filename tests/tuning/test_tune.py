@@ -934,23 +934,28 @@ def test_tune_on_a_loss_below_zero_runs_its_trials(make_learner):
     assert math.isfinite(res.max_lr) and res.max_lr > 0
 
 
-def test_tune_warns_once_of_regression_targets_far_above_unit_scale():
-    """A regression whose targets lie far above unit scale: its two range tests each read them; one warning, at the
-    user's line."""
+def _tune_with_warnings(x, y, loss_func, n_out):
+    """tune (AdamW, a two-layer MLP, two epochs planned, lr stage only) on inputs `x` and targets `y`, 896 of them
+    for training: its result and every warning it raised."""
     import warnings
     from torch.utils.data import DataLoader, TensorDataset
     from onecycle import Learner
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(1024, 8, generator=g)
-    y = (x[:, :1] * 50 + 200)
     torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(x.shape[1], 32), nn.ReLU(), nn.Linear(32, n_out))
     dls = (DataLoader(TensorDataset(x[:896], y[:896]), batch_size=32, shuffle=True, generator=g),
            DataLoader(TensorDataset(x[896:], y[896:]), batch_size=64))
-    learn = Learner(nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 1)), dls, nn.MSELoss(),
-                    opt_func=torch.optim.AdamW, progress=False, device='cpu')
+    learn = Learner(model, dls, loss_func, opt_func=torch.optim.AdamW, progress=False, device='cpu')
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
-        res = tune(learn, n_epoch=2, search_moms=False, search_wd=False)
+        return tune(learn, n_epoch=2, search_moms=False, search_wd=False), caught
+
+
+def test_tune_warns_once_of_regression_targets_far_above_unit_scale():
+    """A regression whose targets lie far above unit scale: its two range tests each read them; one warning, at the
+    user's line."""
+    x = torch.randn(1024, 8, generator=torch.Generator().manual_seed(0))
+    res, caught = _tune_with_warnings(x, x[:, :1] * 50 + 200, nn.MSELoss(), 1)
     said = [w for w in caught if "targets' root mean square" in str(w.message)]
     assert res.lr_find_replicate is not None and len(said) == 1 and said[0].filename == __file__
     assert res.lr_find.target_rms > 150 and res.lr_find_replicate.target_rms > 150
@@ -959,21 +964,9 @@ def test_tune_warns_once_of_regression_targets_far_above_unit_scale():
 def test_tune_warns_once_of_inputs_far_above_unit_scale():
     """Its two range tests each read the inputs' scale; the warning to standardize them comes once, at the user's
     line, and the limit it lowers holds tune's max_lr below the weights' typical size x 16 / rms."""
-    import warnings
-    from torch.utils.data import DataLoader, TensorDataset
-    from onecycle import Learner
     from onecycle.tuning.suggest import INPUT_RMS_LIMIT
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(1024, 8, generator=g) * 100
-    y = (x[:, 0] + x[:, 1] > 0).long()
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 2))
-    dls = (DataLoader(TensorDataset(x[:896], y[:896]), batch_size=32, shuffle=True, generator=g),
-           DataLoader(TensorDataset(x[896:], y[896:]), batch_size=64))
-    learn = Learner(model, dls, nn.CrossEntropyLoss(), opt_func=torch.optim.AdamW, progress=False, device='cpu')
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter('always')
-        res = tune(learn, n_epoch=2, search_moms=False, search_wd=False)
+    x = torch.randn(1024, 8, generator=torch.Generator().manual_seed(0)) * 100
+    res, caught = _tune_with_warnings(x, (x[:, 0] + x[:, 1] > 0).long(), nn.CrossEntropyLoss(), 2)
     scale = [w for w in caught if 'root mean square' in str(w.message)]
     assert res.lr_find_replicate is not None and len(scale) == 1 and scale[0].filename == __file__
     assert res.lr_find.input_rms > 90 and res.lr_find_replicate.input_rms > 90
