@@ -764,6 +764,28 @@ PROBLEMS = {
     'digits16-255x-cnn16-sgd': P(data=scaled(digit_images16, 255), model=cnn16, opt='sgd', bs=64, epochs=10),
     'mnist1d30x-gapcnn1d-sgd': P(data=scaled(mnist1d, 30), model=gap_cnn1d, opt='sgd', bs=64, epochs=15),
     'mnist1d20x-dilcnn-sgd-bs32': P(data=scaled(mnist1d, 20), model=DilatedCNN1d, opt='sgd', bs=32, epochs=8),
+    # ... then RMSprop and Adagrad on such inputs, for rmsprop_input_limit: five it was read on ...
+    'mnist1d50x-mlp-rmsprop': P(data=scaled(mnist1d, 50), model=lambda: mlp((40, 256, 256, 10)), opt='rmsprop',
+                                bs=128, epochs=25),
+    'classif10x20-mlp-rmsprop': P(data=scaled(classification10_arrays, 20), model=lambda: mlp((24, 128, 64, 10)),
+                                  opt='rmsprop', bs=32, epochs=6),
+    'cancer-raw-mlp-rmsprop': P(data=partial(sklearn_table, 'breast_cancer', standardize=False),
+                                model=lambda: mlp((30, 128, 64, 2)), opt='rmsprop', bs=32, epochs=20),
+    'cancer-raw-mlp-adagrad': P(data=partial(sklearn_table, 'breast_cancer', standardize=False),
+                                model=lambda: mlp((30, 128, 64, 2)), opt='adagrad', bs=32, epochs=20),
+    'digits255x-mlp-rmsprop': P(data=partial(scaled_digits, 255), model=lambda: mlp((64, 128, 64, 10)),
+                                opt='rmsprop', bs=32, epochs=12),
+    # ... and five made after it, run once
+    'wine-raw-mlp-rmsprop': P(data=partial(sklearn_table, 'wine', standardize=False),
+                              model=lambda: mlp((13, 64, 64, 3)), opt='rmsprop', bs=16, epochs=30),
+    'blobs10x-mlp-adagrad': P(data=scaled(recommend.blobs_arrays, 10), model=lambda: mlp((40, 256, 256, 4)),
+                              opt='adagrad', bs=32, epochs=4),
+    'moons100x-mlp-rmsprop-m': P(data=scaled(moons_arrays, 100), model=lambda: mlp((2, 64, 64, 2)), opt='rmsprop-m',
+                                 bs=64, epochs=10),
+    'circles50x-mlp-rmsprop': P(data=scaled(circles_arrays, 50), model=lambda: mlp((2, 64, 64, 2)), opt='rmsprop',
+                                bs=32, epochs=8),
+    'digits255x-dropcnn-rmsprop': P(data=partial(scaled_digits, 255, image=True), model=dropout_cnn, opt='rmsprop',
+                                    bs=32, epochs=12),
 }
 
 

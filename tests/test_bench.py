@@ -148,8 +148,10 @@ def test_every_unseen_problem_builds_offline_and_plain_adam_means_adam():
     # limit, the rest below, and the one above it with a normalization layer is the BatchNorm CNN
     from onecycle.core.data import input_rms
     from onecycle.tuning.suggest import INPUT_RMS_LIMIT
-    scale, sgd_scale, sgd_conv = names[end + 122:end + 134], names[end + 134:end + 150], names[end + 150:]
-    assert len(scale) == 12 and len(sgd_scale) == 16 and len(sgd_conv) == 7 and len(names) == end + 157
+    scale, sgd_scale, sgd_conv = names[end + 122:end + 134], names[end + 134:end + 150], names[end + 150:end + 157]
+    rms_scale = names[end + 157:]
+    assert len(scale) == 12 and len(sgd_scale) == 16 and len(sgd_conv) == 7 and len(rms_scale) == 10
+    assert len(names) == end + 167
     above = {n for n in scale if input_rms((unseen.PROBLEMS[n]['data']()[0][:64],)) > INPUT_RMS_LIMIT}
     assert above == {'cancer-raw-mlp-adamw', 'cancer-raw-mlp-sgd', 'digits64x-mlp-adamw', 'digits255x-mlp-adamw',
                      'digits255x-cnn-adam'}
@@ -165,6 +167,10 @@ def test_every_unseen_problem_builds_offline_and_plain_adam_means_adam():
     assert {unseen.PROBLEMS[n]['opt'] for n in sgd_conv} == {'sgd'}
     assert all(not is_normalized(m := unseen.PROBLEMS[n]['model']()) and not has_attention(m)
                and any(isinstance(x, (torch.nn.Conv1d, torch.nn.Conv2d)) for x in m.modules()) for n in sgd_conv)
+    # ... and RMSprop and Adagrad on plain nets, every one above it
+    assert all(input_rms((unseen.PROBLEMS[n]['data']()[0][:256],)) > INPUT_RMS_LIMIT for n in rms_scale)
+    assert {unseen.PROBLEMS[n]['opt'] for n in rms_scale} == {'rmsprop', 'rmsprop-m', 'adagrad'}
+    assert not any(is_normalized(unseen.PROBLEMS[n]['model']()) for n in rms_scale)
     assert {p['opt'] for p in long + long_check} == {'sgd'}
     assert not any(is_normalized(p['model']()) or has_attention(p['model']()) for p in drop + half + long + long_check)
     assert {p['bs'] for p in cut} == {8} and {p['opt'] for p in cut + room + longer} == {'sgd'}

@@ -18,7 +18,8 @@ from .dist import collective_device, is_distributed, sum_over_ranks
 __all__ = ['get_hyper', 'set_hyper', 'hyper_getter', 'hyper_setter', 'has_hyper', 'DecoupledWeightDecay',
            'is_no_decay_param', 'is_normalized', 'has_attention', 'is_adaptive', 'caps_own_step', 'weight_scale',
            'lr_range', 'scale_lr', 'has_weight_decay', 'fit_wd', 'fallback_wd', 'untouched_weight_decay',
-           'DEFAULT_WD', 'ADAPTIVE_PLAIN_WD', 'has_convolution', 'has_recurrence', 'steps_with_gradient']
+           'DEFAULT_WD', 'ADAPTIVE_PLAIN_WD', 'has_convolution', 'has_recurrence', 'steps_with_gradient',
+           'keeps_running_rms']
 
 WD_KEY = 'wd'   # our key in each param group; torch ignores keys it does not know and saves them
 
@@ -113,6 +114,13 @@ def steps_with_gradient(opt) -> bool:
     zero (Adam's kin, RMSprop, Adagrad, Adadelta, Adafactor). Their step grows with the gradient, and so with the
     inputs' scale."""
     return opt is not None and not any('betas' in pg or 'eps' in pg for pg in opt.param_groups)
+
+
+def keeps_running_rms(opt) -> bool:
+    """True for RMSprop and its kin: each step is the gradient over the root of a running average of its square
+    (decay ``alpha``, no bias correction), without Adam's momentum average of the gradient (no ``betas``). Every
+    step then moves each weight by about the lr, noise and all."""
+    return opt is not None and all('alpha' in pg and 'eps' in pg and 'betas' not in pg for pg in opt.param_groups)
 
 
 def caps_own_step(opt) -> bool:

@@ -15,7 +15,7 @@ from ..core.checks import check_bool, check_choice, check_int, check_positive, c
 from ..core.data import FirstLayerInput, batch_size_of, check_loader, input_squares, split_batch
 from ..core.dist import collective_device, is_distributed, max_over_ranks, sum_over_ranks
 from ..core.hyper import (caps_own_step, get_hyper, has_attention, has_convolution, has_hyper, has_recurrence,
-                          is_adaptive, is_normalized, steps_with_gradient, weight_scale)
+                          is_adaptive, is_normalized, keeps_running_rms, steps_with_gradient, weight_scale)
 from ..core.rng import reseed
 from ..core.snapshot import TrainingState, preserved
 from ..core.warn import user_stacklevel
@@ -26,10 +26,10 @@ from .hold_check import check_held, checks_hold, held_line
 from .range_test_plot import plot_range_tests
 from .short_runs import (REPLICATE_SEED, StepLoss, divergence_limit, epochs_for_steps, fixed_valid_batches,
                          optimizer_steps_per_epoch, steps_for_samples, subset_loss)
-from .suggest import (INPUT_RMS_LIMIT, SGD_INPUT_LIMIT, applied_lr_limit, exposure_exponent, geometric_mean,
-                      input_scale_factor, lr_bounds, sgd_input_limit, smooth_sweep, smoothed_slopes, spike_lift,
-                      step_limit, suggest_edge, suggest_for_fit, suggest_max_bound, suggest_minimum, suggest_spike,
-                      suggest_steep, suggest_valley)
+from .suggest import (INPUT_RMS_LIMIT, RMSPROP_STEP_FRACTION, SGD_INPUT_LIMIT, applied_lr_limit, exposure_exponent,
+                      geometric_mean, input_scale_factor, lr_bounds, rmsprop_input_limit, sgd_input_limit, smooth_sweep,
+                      smoothed_slopes, spike_lift, step_limit, suggest_edge, suggest_for_fit, suggest_max_bound,
+                      suggest_minimum, suggest_spike, suggest_steep, suggest_valley)
 
 __all__ = ['LRFinder', 'LRFinderResult', 'lr_find', 'SUGGESTERS', 'SUGGESTIONS', 'planned_fit_steps', 'sweep_drop',
            'learnt_too_little']
@@ -63,8 +63,9 @@ class LRFinderResult:
     ``limit`` is the lr the 'fit' suggestion may not pass: for an Adam-like optimizer the weights' typical size
     (:func:`~onecycle.core.hyper.weight_scale`), as each Adam step moves a weight by about the lr (see
     :func:`~onecycle.tuning.suggest.step_limit`; on a plain MLP with inputs far above unit scale, times
-    :func:`~onecycle.tuning.suggest.input_scale_factor`); for others, none, but for SGD on a plain MLP or CNN with
-    inputs far above unit scale :func:`~onecycle.tuning.suggest.sgd_input_limit`; for one that caps its own step at
+    :func:`~onecycle.tuning.suggest.input_scale_factor`); for others, none, but on a plain MLP or CNN with inputs
+    far above unit scale :func:`~onecycle.tuning.suggest.sgd_input_limit` for SGD and
+    :func:`~onecycle.tuning.suggest.rmsprop_input_limit` for RMSprop; for one that caps its own step at
     1/sqrt(step) (Adafactor), the largest lr the sweep applied (:func:`~onecycle.tuning.suggest.applied_lr_limit`)
     at most; ``limit_why`` says which, for the plot's legend.
     ``input_rms`` is the root mean square of the floating-point input the first layer with weights received on the
@@ -351,9 +352,12 @@ class LRFinder(StepLoss, ParamScheduler):
         # comes down in proportion on an MLP, SGD (whose step grows with the inputs too) gets one for lr x rms^2
         plain_mlp = not (normalized or attention or has_convolution(model) or has_recurrence(model))
         input_scale = input_scale_factor(self.input_rms, adaptive, plain_mlp)
-        sgd_limit = sgd_input_limit(self.input_rms, steps_with_gradient(self.learn.opt),
-                                    not (normalized or attention or has_recurrence(model)))   # convolutions too
-        limit = limit * input_scale if limit is not None else sgd_limit
+        plain = not (normalized or attention or has_recurrence(model))   # convolutions too
+        sgd_limit = sgd_input_limit(self.input_rms, steps_with_gradient(self.learn.opt), plain)
+        running_rms = keeps_running_rms(self.learn.opt)
+        rms_limit = rmsprop_input_limit(self.input_rms, running_rms, plain, weight_scale(model) if running_rms and
+                                        (self.input_rms or 0.) > INPUT_RMS_LIMIT else None)
+        limit = limit * input_scale if limit is not None else sgd_limit if sgd_limit is not None else rms_limit
         caps = caps_own_step(self.learn.opt)
         if caps:   # its lrs above 1/sqrt(step) were never applied (Adafactor)
             limit = min(applied_lr_limit(self.lrs, self._opt_steps), limit or math.inf)
@@ -371,7 +375,11 @@ class LRFinder(StepLoss, ParamScheduler):
                                                             'far above unit scale)'} if input_scale < 1 else
                                  {'limit_why': f"{SGD_INPUT_LIMIT:g} / the inputs' mean square "
                                                f'({self.input_rms:.3g}^2: far above unit scale)'}
-                                 if sgd_limit is not None else {}))
+                                 if sgd_limit is not None else
+                                 {'limit_why': f"the weights' typical size x {RMSPROP_STEP_FRACTION:g} x "
+                                               f'{INPUT_RMS_LIMIT / self.input_rms:.2g} (RMSprop; inputs far above '
+                                               'unit scale)'}
+                                 if rms_limit is not None else {}))
 
 
 def _sweep(learn, finder, suggest, n_epoch) -> LRFinderResult:
@@ -476,7 +484,8 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, sugges
     such a net's long fits can collapse at lrs its sweep reads as safe; on a plain MLP the limit on the 'fit'
     suggestion (``result.limit``) comes down in proportion for an Adam-like optimizer
     (:func:`~onecycle.tuning.suggest.input_scale_factor`), and on a plain MLP or CNN it is set to 16 / rms^2 for SGD
-    (:func:`~onecycle.tuning.suggest.sgd_input_limit`). Floating-point targets far above unit scale (a regression's,
+    (:func:`~onecycle.tuning.suggest.sgd_input_limit`) and to a tenth of Adam's for RMSprop
+    (:func:`~onecycle.tuning.suggest.rmsprop_input_limit`). Floating-point targets far above unit scale (a regression's,
     ``result.target_rms``) draw a warning to standardize them.
 
     `hold_check`: for an SGD-like optimizer on a model without normalization layers or with attention (where the
@@ -523,8 +532,8 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, sugges
                       'layers are initialized for: standardize them (each feature minus its training mean, over its '
                       'standard deviation; pixels scaled to [0, 1]). On inputs this large a net without normalization '
                       'layers starts with outputs far too large, and a long fit can collapse at lrs its range test '
-                      'reads as safe (on an MLP, and under SGD on a CNN, the suggestion is held below a limit set by '
-                      'their scale; on other nets it is not)', UserWarning, stacklevel=user_stacklevel())
+                      'reads as safe (on an MLP, and under SGD or RMSprop on a CNN, the suggestion is held below a '
+                      'limit set by their scale; on other nets it is not)', UserWarning, stacklevel=user_stacklevel())
     if (result.target_rms or 0.) > INPUT_RMS_LIMIT:   # a regression's targets: the loss, and each step, start large
         warnings.warn(f'{TARGET_SCALE_WARNING} is {result.target_rms:.3g} (the first batch), far above unit scale: '
                       'for a regression, standardize them (minus their training mean, over their standard '

@@ -16,7 +16,7 @@ __all__ = ['suggest_minimum', 'suggest_steep', 'suggest_valley', 'suggest_max_bo
            'exposure_exponent', 'spike_lift', 'sweep_exposure', 'one_cycle_exposure', 'lr_bounds',
            'loss_slopes', 'smoothed_slopes', 'moving_average', 'smooth_zero_lag', 'start_level', 'smooth_sweep',
            'default_window', 'geometric_mean', 'applied_lr_limit', 'INPUT_RMS_LIMIT', 'input_scale_factor',
-           'SGD_INPUT_LIMIT', 'sgd_input_limit']
+           'SGD_INPUT_LIMIT', 'sgd_input_limit', 'RMSPROP_STEP_FRACTION', 'rmsprop_input_limit']
 
 
 def _check(lrs, losses, min_points=3):
@@ -371,7 +371,7 @@ def input_scale_factor(input_rms: float | None, adaptive: bool, plain_mlp: bool)
 # place of 16 for them lost 35 points on the 1-D CNN. Four CNNs made after it: a 16x16 CNN on 0-255 pixels 40.1 ->
 # 92.9% (two seeds had collapsed), a residual CNN -1.0, a dilated 1-D CNN -2.1, a pooled 1-D one -2.0 (none had).
 # Recurrent nets are left out (an LSTM on 0-255 digit rows: 63 / 67 / 66% at S, 73-77% at S/4, the limit near S/100).
-# Optimizers that divide by the gradient's size (RMSprop, Adagrad) get no limit here
+# Optimizers that divide by the gradient's size get none here (RMSprop: rmsprop_input_limit)
 SGD_INPUT_LIMIT = 16.
 
 
@@ -384,6 +384,27 @@ def sgd_input_limit(input_rms: float | None, with_gradient: bool, plain: bool) -
     :func:`input_scale_factor`; RMSprop, Adagrad and others that divide by the gradient's size: neither)."""
     if input_rms is None or not with_gradient or not plain or not input_rms > INPUT_RMS_LIMIT: return None
     return SGD_INPUT_LIMIT / input_rms ** 2
+
+
+# RMSprop on the same inputs (thirtieth session, one-liner, 3 seeds): its fits collapsed as SGD's did (MNIST-1D x 50:
+# 9.6 / 8.9 / 8.9% at S, 67-69% at S/16; a 10-class table x 20 at chance on two seeds; raw breast cancer at the
+# majority class on one), and Adam's limit (the weights' size x 16 / rms) lies above those S: an RMSprop step moves
+# every weight by about the lr at every step, where Adam's momentum average of noisy gradients moves it less. A tenth of
+# Adam's limit: MNIST-1D x 50 9.1 -> 67.5% mean, the table x 20 34.1 -> 75.9%, cancer 81.3 -> 89.8%, 0-255 digits
+# unchanged (97.5%); half of Adam's left MNIST-1D at 29.0% and the table at 34.1%. Five made after it: raw wine 64.8
+# -> 80.6%, a dropout CNN on 0-255 digits 9.1 -> 97.8%, circles x 50 and moons x 100 (momentum 0.9) unchanged. The same
+# tenth under Adagrad, whose steps shrink as its sums grow, cost a blobs MLP 11.2 points: it gets no limit
+RMSPROP_STEP_FRACTION = 0.1
+
+
+def rmsprop_input_limit(input_rms: float | None, running_rms: bool, plain: bool,
+                        scale: float | None) -> float | None:
+    """The lr the 'fit' suggestion of RMSprop (`running_rms`: :func:`~onecycle.core.hyper.keeps_running_rms`) may
+    not pass on a plain net (`plain`, as for :func:`sgd_input_limit`) whose inputs' root mean square `input_rms`
+    lies above INPUT_RMS_LIMIT: RMSPROP_STEP_FRACTION of Adam's limit there, the weights' typical size `scale` x
+    INPUT_RMS_LIMIT / input_rms. None otherwise."""
+    if input_rms is None or not (running_rms and plain and scale) or not input_rms > INPUT_RMS_LIMIT: return None
+    return RMSPROP_STEP_FRACTION * scale * INPUT_RMS_LIMIT / input_rms
 
 
 def applied_lr_limit(lrs, start_step: int = 0) -> float:

@@ -282,27 +282,29 @@ def test_a_one_cycle_fit_on_bare_sgd_decays_by_the_lrs_it_ran(make_learner):
 
 
 
-@pytest.mark.parametrize('opt_func, adaptive, caps, with_gradient', [
-    (torch.optim.SGD, False, False, True), (partial(torch.optim.SGD, momentum=0.9, nesterov=True), False, False, True),
-    (torch.optim.ASGD, False, False, True),
-    (torch.optim.Adam, True, False, False), (torch.optim.AdamW, True, False, False),
-    (torch.optim.NAdam, True, False, False), (torch.optim.RAdam, True, False, False),
-    (torch.optim.Adamax, True, False, False),
+@pytest.mark.parametrize('opt_func, adaptive, caps, with_gradient, running_rms', [
+    (torch.optim.SGD, False, False, True, False),
+    (partial(torch.optim.SGD, momentum=0.9, nesterov=True), False, False, True, False),
+    (torch.optim.ASGD, False, False, True, False),
+    (torch.optim.Adam, True, False, False, False), (torch.optim.AdamW, True, False, False, False),
+    (torch.optim.NAdam, True, False, False, False), (torch.optim.RAdam, True, False, False, False),
+    (torch.optim.Adamax, True, False, False, False),
     # RMSprop divides by its running gradient scale too, but read by Adam's rules its one-liner lost 57.6 points
     # summed on five problems made to check that (an attention encoder stayed on its plateau, 47% against 100%), and
     # 4.7 with its heavy-ball momentum's step ratio on top, against SGD's reading (the twentieth session's note)
-    (torch.optim.RMSprop, False, False, False),
-    (partial(torch.optim.RMSprop, centered=True, momentum=0.9), False, False, False),
-    (torch.optim.Adagrad, False, False, False), (torch.optim.Adadelta, False, False, False),
-    (torch.optim.Adafactor, False, True, False)])   # its step is min(lr, 1/sqrt(step)) of the weight's size
+    (torch.optim.RMSprop, False, False, False, True),
+    (partial(torch.optim.RMSprop, centered=True, momentum=0.9), False, False, False, True),
+    (torch.optim.Adagrad, False, False, False, False), (torch.optim.Adadelta, False, False, False, False),
+    (torch.optim.Adafactor, False, True, False, False)])   # its step is min(lr, 1/sqrt(step)) of the weight's size
 def test_which_optimizers_the_range_test_reads_as_adaptive_and_which_cap_their_own_step(opt_func, adaptive, caps,
-                                                                                       with_gradient):
+                                                                                       with_gradient, running_rms):
     """Adam's kin keep `betas`, Adafactor `beta2_decay`; those that step with the gradient itself (SGD, whose step
-    grows with the inputs' scale) keep neither `betas` nor `eps`."""
-    from onecycle.core.hyper import caps_own_step, is_adaptive, steps_with_gradient
+    grows with the inputs' scale) keep neither `betas` nor `eps`; RMSprop keeps `alpha` and `eps`."""
+    from onecycle.core.hyper import caps_own_step, is_adaptive, keeps_running_rms, steps_with_gradient
     opt = opt_func(nn.Linear(3, 2).parameters(), lr=0.01)
-    assert (is_adaptive(opt), caps_own_step(opt), steps_with_gradient(opt)) == (adaptive, caps, with_gradient)
-    assert not is_adaptive(None) and not caps_own_step(None) and not steps_with_gradient(None)
+    assert (is_adaptive(opt), caps_own_step(opt), steps_with_gradient(opt), keeps_running_rms(opt)) == \
+        (adaptive, caps, with_gradient, running_rms)
+    assert not any(f(None) for f in (is_adaptive, caps_own_step, steps_with_gradient, keeps_running_rms))
     if with_gradient:   # the step is the lr times the gradient: twice the loss, twice the step
         w = nn.Parameter(torch.ones(3))
         steps = []

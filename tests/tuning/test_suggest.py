@@ -492,3 +492,15 @@ def test_sgd_input_limit_holds_lr_times_the_inputs_mean_square():
     for rms, with_gradient, plain in ((INPUT_RMS_LIMIT, True, True), (0.5, True, True), (128., False, True),
                                       (128., True, False), (None, True, True), (math.nan, True, True)):
         assert sgd_input_limit(rms, with_gradient, plain) is None
+
+
+def test_rmsprop_input_limit_is_a_tenth_of_adams_on_inputs_far_above_unit_scale():
+    """For RMSprop on a plain net with inputs above INPUT_RMS_LIMIT: RMSPROP_STEP_FRACTION of the weights' typical size
+    x INPUT_RMS_LIMIT / rms (weights of 0.05 at rms 160: 0.1 x 0.05 x 0.1 = 5e-4); None at or below the limit, for
+    other optimizers or nets, without a weight scale or float inputs."""
+    from onecycle.tuning.suggest import INPUT_RMS_LIMIT, RMSPROP_STEP_FRACTION, rmsprop_input_limit
+    assert rmsprop_input_limit(160., True, True, 0.05) == pytest.approx(RMSPROP_STEP_FRACTION * 0.05 * 0.1)
+    assert rmsprop_input_limit(160., True, True, 0.05) == pytest.approx(5e-4)
+    for rms, running, plain, scale in ((INPUT_RMS_LIMIT, True, True, 0.05), (160., False, True, 0.05),
+                                       (160., True, False, 0.05), (160., True, True, None), (None, True, True, 0.05)):
+        assert rmsprop_input_limit(rms, running, plain, scale) is None
