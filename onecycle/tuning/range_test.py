@@ -348,16 +348,7 @@ class LRFinder(StepLoss, ParamScheduler):
         smooth, adaptive, model = smooth_sweep(losses), is_adaptive(self.learn.opt), self.learn.model
         normalized, attention = is_normalized(model), has_attention(model)
         limit = step_limit(adaptive, weight_scale(model) if adaptive else None)
-        # inputs far above unit scale move a plain net's outputs further at each step: an Adam-like optimizer's limit
-        # comes down in proportion on an MLP, SGD (whose step grows with the inputs too) gets one for lr x rms^2
-        plain_mlp = not (normalized or attention or has_convolution(model) or has_recurrence(model))
-        input_scale = input_scale_factor(self.input_rms, adaptive, plain_mlp)
-        plain = not (normalized or attention or has_recurrence(model))   # convolutions too
-        sgd_limit = sgd_input_limit(self.input_rms, steps_with_gradient(self.learn.opt), plain)
-        running_rms = keeps_running_rms(self.learn.opt)
-        rms_limit = rmsprop_input_limit(self.input_rms, running_rms, plain, weight_scale(model) if running_rms and
-                                        (self.input_rms or 0.) > INPUT_RMS_LIMIT else None)
-        limit = limit * input_scale if limit is not None else sgd_limit if sgd_limit is not None else rms_limit
+        limit, why = self._input_scale_limit(limit, adaptive, not (normalized or attention or has_recurrence(model)))
         caps = caps_own_step(self.learn.opt)
         if caps:   # its lrs above 1/sqrt(step) were never applied (Adafactor)
             limit = min(applied_lr_limit(self.lrs, self._opt_steps), limit or math.inf)
@@ -371,15 +362,28 @@ class LRFinder(StepLoss, ParamScheduler):
                               train_lrs=list(self.lrs), train_losses=list(self.losses), cost=self.cost(),
                               fit_steps=fit_steps, limit=limit, input_rms=self.input_rms, target_rms=self.target_rms,
                               **({'limit_why': 'the largest lr the sweep applied (the optimizer caps its own step)'}
-                                 if caps else {'limit_why': f"the weights' typical size x {input_scale:.2g} (inputs "
-                                                            'far above unit scale)'} if input_scale < 1 else
-                                 {'limit_why': f"{SGD_INPUT_LIMIT:g} / the inputs' mean square "
-                                               f'({self.input_rms:.3g}^2: far above unit scale)'}
-                                 if sgd_limit is not None else
-                                 {'limit_why': f"the weights' typical size x {RMSPROP_STEP_FRACTION:g} x "
-                                               f'{INPUT_RMS_LIMIT / self.input_rms:.2g} (RMSprop; inputs far above '
-                                               'unit scale)'}
-                                 if rms_limit is not None else {}))
+                                 if caps else {'limit_why': why} if why else {}))
+
+    def _input_scale_limit(self, limit, adaptive: bool, plain: bool) -> tuple:
+        """(`limit`, Adam's step limit or None, as inputs far above unit scale leave it; what sets it, for
+        ``limit_why``, or None where they change nothing). Such inputs move a plain net's (`plain`: no normalization,
+        attention or recurrent layers) outputs further at each step: an Adam-like optimizer's limit comes down in
+        proportion on an MLP (:func:`~onecycle.tuning.suggest.input_scale_factor`); SGD, whose step grows with the
+        inputs too, and RMSprop get one on an MLP or a CNN (:func:`~onecycle.tuning.suggest.sgd_input_limit`,
+        :func:`~onecycle.tuning.suggest.rmsprop_input_limit`)."""
+        rms, opt, model = self.input_rms, self.learn.opt, self.learn.model
+        if limit is not None:
+            factor = input_scale_factor(rms, adaptive, plain and not has_convolution(model))
+            if factor == 1: return limit, None
+            return limit * factor, f"the weights' typical size x {factor:.2g} (inputs far above unit scale)"
+        sgd = sgd_input_limit(rms, steps_with_gradient(opt), plain)
+        if sgd is not None:
+            return sgd, f"{SGD_INPUT_LIMIT:g} / the inputs' mean square ({rms:.3g}^2: far above unit scale)"
+        if not (keeps_running_rms(opt) and plain and (rms or 0.) > INPUT_RMS_LIMIT): return None, None
+        limit = rmsprop_input_limit(rms, True, plain, weight_scale(model))   # (weight_scale: a collective under DDP)
+        why = (f"the weights' typical size x {RMSPROP_STEP_FRACTION:g} x {INPUT_RMS_LIMIT / rms:.2g} (RMSprop; inputs "
+               'far above unit scale)')
+        return limit, why if limit is not None else None
 
 
 def _sweep(learn, finder, suggest, n_epoch) -> LRFinderResult:
