@@ -27,9 +27,9 @@ from .range_test_plot import plot_range_tests
 from .short_runs import (REPLICATE_SEED, StepLoss, divergence_limit, epochs_for_steps, fixed_valid_batches,
                          optimizer_steps_per_epoch, steps_for_samples, subset_loss)
 from .suggest import (INPUT_RMS_LIMIT, RMSPROP_STEP_FRACTION, SGD_INPUT_LIMIT, applied_lr_limit, exposure_exponent,
-                      geometric_mean, input_scale_factor, lr_bounds, rmsprop_input_limit, sgd_input_limit, smooth_sweep,
-                      smoothed_slopes, spike_lift, step_limit, suggest_edge, suggest_for_fit, suggest_max_bound,
-                      suggest_minimum, suggest_spike, suggest_steep, suggest_valley)
+                      far_above_unit_scale, geometric_mean, input_scale_factor, lr_bounds, rmsprop_input_limit,
+                      sgd_input_limit, smooth_sweep, smoothed_slopes, spike_lift, step_limit, suggest_edge,
+                      suggest_for_fit, suggest_max_bound, suggest_minimum, suggest_spike, suggest_steep, suggest_valley)
 
 __all__ = ['LRFinder', 'LRFinderResult', 'lr_find', 'SUGGESTERS', 'SUGGESTIONS', 'planned_fit_steps', 'sweep_drop',
            'learnt_too_little']
@@ -379,7 +379,7 @@ class LRFinder(StepLoss, ParamScheduler):
         sgd = sgd_input_limit(rms, steps_with_gradient(opt), plain)
         if sgd is not None:
             return sgd, f"{SGD_INPUT_LIMIT:g} / the inputs' mean square ({rms:.3g}^2: far above unit scale)"
-        if not (keeps_running_rms(opt) and plain and (rms or 0.) > INPUT_RMS_LIMIT): return None, None
+        if not (keeps_running_rms(opt) and plain and far_above_unit_scale(rms)): return None, None
         limit = rmsprop_input_limit(rms, True, plain, weight_scale(model))   # (weight_scale: a collective under DDP)
         why = (f"the weights' typical size x {RMSPROP_STEP_FRACTION:g} x {INPUT_RMS_LIMIT / rms:.2g} (RMSprop; inputs "
                'far above unit scale)')
@@ -531,14 +531,14 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, sugges
                           f'sweeps of {len(result.train_lrs)} steps, too little to show clearly where it turns up: its '
                           f'suggestions may be far off. {_plateau_advice(learn.model)}', UserWarning,
                           stacklevel=user_stacklevel())
-    if (result.input_rms or 0.) > INPUT_RMS_LIMIT and not is_normalized(learn.model):   # see suggest.INPUT_RMS_LIMIT
+    if far_above_unit_scale(result.input_rms) and not is_normalized(learn.model):   # see suggest.INPUT_RMS_LIMIT
         warnings.warn(f"{INPUT_SCALE_WARNING} is {result.input_rms:.3g} (the first batch), far above the unit scale "
                       'layers are initialized for: standardize them (each feature minus its training mean, over its '
                       'standard deviation; pixels scaled to [0, 1]). On inputs this large a net without normalization '
                       'layers starts with outputs far too large, and a long fit can collapse at lrs its range test '
                       'reads as safe (on an MLP, and under SGD or RMSprop on a CNN, the suggestion is held below a '
                       'limit set by their scale; on other nets it is not)', UserWarning, stacklevel=user_stacklevel())
-    if (result.target_rms or 0.) > INPUT_RMS_LIMIT:   # a regression's targets: the loss, and each step, start large
+    if far_above_unit_scale(result.target_rms):   # a regression's targets: the loss, and each step, start large
         warnings.warn(f'{TARGET_SCALE_WARNING} is {result.target_rms:.3g} (the first batch), far above unit scale: '
                       'for a regression, standardize them (minus their training mean, over their standard '
                       'deviation) and map the predictions back. A loss that starts this large makes steps far too '

@@ -15,7 +15,8 @@ __all__ = ['suggest_minimum', 'suggest_steep', 'suggest_valley', 'suggest_max_bo
            'suggest_for_fit', 'pick_held', 'held_falls', 'HOLD_RATIO', 'HOLD_DROP', 'step_limit', 'ADAPTIVE_STEP_LIMIT',
            'exposure_exponent', 'spike_lift', 'sweep_exposure', 'one_cycle_exposure', 'lr_bounds',
            'loss_slopes', 'smoothed_slopes', 'moving_average', 'smooth_zero_lag', 'start_level', 'smooth_sweep',
-           'default_window', 'geometric_mean', 'applied_lr_limit', 'INPUT_RMS_LIMIT', 'input_scale_factor',
+           'default_window', 'geometric_mean', 'applied_lr_limit', 'INPUT_RMS_LIMIT', 'far_above_unit_scale',
+           'input_scale_factor',
            'SGD_INPUT_LIMIT', 'sgd_input_limit', 'RMSPROP_STEP_FRACTION', 'rmsprop_input_limit']
 
 
@@ -339,6 +340,11 @@ def step_limit(adaptive: bool, scale: float | None) -> float | None:
 INPUT_RMS_LIMIT = 16.
 
 
+def far_above_unit_scale(rms: float | None) -> bool:
+    "Whether a root mean square of inputs or targets (None: none measured) lies above INPUT_RMS_LIMIT."
+    return rms is not None and rms > INPUT_RMS_LIMIT
+
+
 def input_scale_factor(input_rms: float | None, adaptive: bool, plain_mlp: bool) -> float:
     """What an Adam-like optimizer's step limit (:func:`step_limit`) is multiplied by for inputs whose root mean
     square is `input_rms` (as the first layer with weights meets them, ``LRFinderResult.input_rms``; None: no
@@ -346,7 +352,7 @@ def input_scale_factor(input_rms: float | None, adaptive: bool, plain_mlp: bool)
     layers, convolutions, attention or recurrent layers), else 1. An Adam step moves each weight by about the lr
     whatever its gradient, and inputs c times larger move a plain MLP's outputs about c times as far; its sweep,
     falling from outputs far too large, does not show it."""
-    if input_rms is None or not (adaptive and plain_mlp) or not input_rms > INPUT_RMS_LIMIT: return 1.
+    if not (adaptive and plain_mlp and far_above_unit_scale(input_rms)): return 1.
     return INPUT_RMS_LIMIT / input_rms
 
 
@@ -382,7 +388,7 @@ def sgd_input_limit(input_rms: float | None, with_gradient: bool, plain: bool) -
     INPUT_RMS_LIMIT: SGD_INPUT_LIMIT / input_rms ** 2, since such a step moves the first layer's weights in
     proportion to its inputs and its outputs as much again. None otherwise (Adam-like optimizers:
     :func:`input_scale_factor`; RMSprop, Adagrad and others that divide by the gradient's size: neither)."""
-    if input_rms is None or not with_gradient or not plain or not input_rms > INPUT_RMS_LIMIT: return None
+    if not (with_gradient and plain and far_above_unit_scale(input_rms)): return None
     return SGD_INPUT_LIMIT / input_rms ** 2
 
 
@@ -403,7 +409,7 @@ def rmsprop_input_limit(input_rms: float | None, running_rms: bool, plain: bool,
     not pass on a plain net (`plain`, as for :func:`sgd_input_limit`) whose inputs' root mean square `input_rms`
     lies above INPUT_RMS_LIMIT: RMSPROP_STEP_FRACTION of Adam's limit there, the weights' typical size `scale` x
     INPUT_RMS_LIMIT / input_rms. None otherwise."""
-    if input_rms is None or not (running_rms and plain and scale) or not input_rms > INPUT_RMS_LIMIT: return None
+    if not (running_rms and plain and scale and far_above_unit_scale(input_rms)): return None
     return RMSPROP_STEP_FRACTION * scale * INPUT_RMS_LIMIT / input_rms
 
 
