@@ -111,8 +111,8 @@ class FirstLayerInput:
 
     def _record(self, module, args):
         if torch.compiler.is_compiling() or self.squares is not None: return
-        if any(isinstance(a, torch.Tensor) and a.is_floating_point() and a.numel() for a in args):
-            self.squares = input_squares(args)
+        total, n = input_squares(args)
+        if n: self.squares = total, n   # no float values (token ids): the next layer's
 
     def remove(self):
         "Takes the hooks off the model (again: nothing happens)."
