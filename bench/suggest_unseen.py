@@ -356,12 +356,6 @@ class EmbeddingBagMLP(nn.Module):
 def mnist1d(): return mnist1d_arrays()
 
 
-def scaled_digits(scale, image=False):
-    "The digits (in [0, 1]) times `scale`: inputs left at 0-16 as scikit-learn gives them, or at 0-255 as pixels."
-    x, y, xt, yt = recommend.digits_arrays(image=image)
-    return x * scale, y, xt * scale, yt
-
-
 def digits(): return recommend.digits_arrays()
 
 
@@ -371,6 +365,11 @@ def scaled(data, k):
         x, y, xt, yt = data()
         return x * k, y, xt * k, yt
     return arrays
+
+
+def scaled_digits(scale, image=False):
+    "The digits (in [0, 1]) times `scale`: inputs left at 0-16 as scikit-learn gives them, or at 0-255 as pixels."
+    return scaled(partial(recommend.digits_arrays, image=image), scale)()
 
 
 def circles_arrays(n=5000, n_test=1000, seed=3):
