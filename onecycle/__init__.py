@@ -3,7 +3,7 @@ from .core.callback import *
 from .core.data import DataLoaders, to_device, default_device
 from .core.recorder import Recorder, smooth_ema
 from .core.hyper import get_hyper, set_hyper, lr_range
-from .core.metrics import accuracy, error_rate
+from .core.metrics import accuracy, accuracy_multi, error_rate
 from .core.dist import is_main_process, main_print, rank, world_size, unwrap_model, any_rank, full_state_dict
 from .core.hyper import scale_lr
 from .core.rng import set_seed

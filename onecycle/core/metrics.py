@@ -19,20 +19,53 @@ import torch
 
 from .checks import short_repr
 
-__all__ = ['accuracy', 'error_rate', 'better_mode', 'is_accumulated', 'metric_name', 'check_metrics', 'NamedMetric',
-           'metric_value', 'RESERVED_COLUMNS']
+__all__ = ['accuracy', 'error_rate', 'accuracy_multi', 'better_mode', 'is_accumulated', 'metric_name', 'check_metrics',
+           'NamedMetric', 'metric_value', 'RESERVED_COLUMNS']
 
 RESERVED_COLUMNS = ('epoch', 'train_loss', 'valid_loss', 'time')
 
 
 def accuracy(pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
-    "Fraction of samples whose highest-scoring class is the target."
+    """Fraction of samples whose highest-scoring class is the target: `pred` holds a score per class in its last
+    dimension (two or more), `targ` a class index per sample (``pred.shape[:-1]``). Other shapes would give a
+    number that looks like an accuracy and is not one (a single logit's argmax is always 0; targets of shape (N, 1)
+    broadcast into a comparison of every sample with every other), so they are refused: a single logit or
+    multi-label targets take `accuracy_multi`."""
+    if not isinstance(pred, torch.Tensor) or not isinstance(targ, torch.Tensor) or pred.dim() == 0 \
+            or pred.shape[-1] < 2 or tuple(targ.shape) != tuple(pred.shape[:-1]):
+        raise ValueError(f'accuracy: takes class scores pred (..., n_classes >= 2) and class-index targets of '
+                         f'pred.shape[:-1], got pred {_shape(pred)} and targ {_shape(targ)}; for one logit per sample '
+                         'or multi-label targets (targ shaped as pred) use accuracy_multi')
     return (pred.argmax(dim=-1) == targ).float().mean()
 
 
 def error_rate(pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
     "1 - accuracy."
     return 1 - accuracy(pred, targ)
+
+
+def accuracy_multi(pred: torch.Tensor, targ: torch.Tensor, thresh: float = 0.5, sigmoid: bool = True) -> torch.Tensor:
+    """Fraction of (sample, label) pairs predicted right when each label is a yes/no of its own: binary
+    classification with one logit (``BCEWithLogitsLoss``) and multi-label targets. A label counts as predicted
+    when ``sigmoid(pred)`` (`pred` itself with ``sigmoid=False``) exceeds `thresh`; `targ` is shaped as `pred`
+    (0/1 or booleans; a binary target vector of shape (N,) also goes with logits of shape (N, 1)). Choose another
+    threshold with ``functools.partial(accuracy_multi, thresh=0.3)``."""
+    if not isinstance(pred, torch.Tensor) or not isinstance(targ, torch.Tensor):
+        raise TypeError(f'accuracy_multi: pred and targ must be tensors, got {type(pred).__name__} and '
+                        f'{type(targ).__name__}')
+    if targ.shape != pred.shape and pred.shape[-1:] == (1,) and tuple(targ.shape) == tuple(pred.shape[:-1]):
+        targ = targ.unsqueeze(-1)
+    if targ.shape != pred.shape:
+        raise ValueError(f'accuracy_multi: takes one score per label and targets of the same shape, got pred '
+                         f'{_shape(pred)} and targ {_shape(targ)}; for class scores with class-index targets use '
+                         'accuracy')
+    if sigmoid: pred = pred.sigmoid()
+    return ((pred > thresh) == targ.bool()).float().mean()
+
+
+def _shape(t) -> str:
+    "A tensor's shape as a tuple for an error message, else the type of what was passed."
+    return str(tuple(t.shape)) if isinstance(t, torch.Tensor) else type(t).__name__
 
 
 def better_mode(monitor: str) -> str:

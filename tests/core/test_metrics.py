@@ -6,12 +6,15 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from onecycle import Callback, CancelTrainException, Learner, accuracy
+import functools
+
+from onecycle import Callback, CancelTrainException, Learner, accuracy, accuracy_multi, error_rate
 from onecycle.core.metrics import check_metrics, metric_name, metric_value
 
 tm = pytest.importorskip('torchmetrics')
 from torchmetrics.classification import MulticlassAUROC, MulticlassF1Score  # noqa: E402
-from torchmetrics.functional.classification import multiclass_auroc, multiclass_f1_score  # noqa: E402
+from torchmetrics.functional.classification import (binary_accuracy, multiclass_auroc, multiclass_f1_score,  # noqa: E402
+                                                    multilabel_accuracy)
 
 N_VALID = 76
 UNEVEN = [3, 17, 5, 40, 11]   # batch sizes of the validation pass
@@ -175,3 +178,82 @@ def test_a_cancelled_validation_gives_nan_without_compute():
     learn.fit(1, cbs=[Skip()])
     v = learn.recorder.epochs[0]['multiclass_auroc']
     assert v != v
+
+
+# --- accuracy's shapes, accuracy_multi ----------------------------------------------------------------------------
+def test_accuracy_agrees_with_scikit_learn_on_class_scores():
+    from sklearn.metrics import accuracy_score
+    g = torch.Generator().manual_seed(3)
+    pred, targ = torch.randn(200, 5, generator=g), torch.randint(0, 5, (200,), generator=g)
+    assert accuracy(pred, targ).item() == pytest.approx(accuracy_score(targ.numpy(), pred.argmax(1).numpy()))
+    assert error_rate(pred, targ).item() == pytest.approx(1 - accuracy_score(targ.numpy(), pred.argmax(1).numpy()))
+    # a sequence of class scores (batch, time, classes) with targets (batch, time)
+    seq, seq_targ = torch.randn(4, 7, 3, generator=g), torch.randint(0, 3, (4, 7), generator=g)
+    assert accuracy(seq, seq_targ).item() == pytest.approx((seq.argmax(-1) == seq_targ).float().mean().item())
+
+
+@pytest.mark.parametrize('pred_shape, targ_shape, dtype', [
+    ((64, 1), (64, 1), torch.float),   # one logit with BCE's float targets: argmax is always 0
+    ((64, 1), (64,), torch.float),
+    ((64, 4), (64, 1), torch.long),    # class indices in a column: broadcasts to a 64 x 64 comparison
+    ((64,), (64,), torch.long),        # one score per sample
+    ((64, 4), (64, 4), torch.float),   # multi-label targets
+])
+def test_accuracy_refuses_shapes_that_would_give_a_number_that_is_not_an_accuracy(pred_shape, targ_shape, dtype):
+    pred = torch.randn(pred_shape)
+    targ = torch.randint(0, 2, targ_shape).to(dtype)
+    with pytest.raises(ValueError, match=r'accuracy: .*pred \(64.*accuracy_multi'):
+        accuracy(pred, targ)
+    with pytest.raises(ValueError, match='accuracy_multi'):
+        error_rate(pred, targ)
+
+
+def test_accuracy_multi_agrees_with_torchmetrics_on_one_logit_and_on_multi_label_targets():
+    g = torch.Generator().manual_seed(5)
+    logit = torch.randn(300, 1, generator=g)
+    targ = (logit + torch.randn(300, 1, generator=g) > 0.3).float()
+    want = binary_accuracy(logit.sigmoid().squeeze(1), targ.squeeze(1).long()).item()
+    assert 0.55 < want < 0.95   # room to be wrong both ways
+    assert accuracy_multi(logit, targ).item() == pytest.approx(want)
+    assert accuracy_multi(logit, targ.squeeze(1)).item() == pytest.approx(want)   # targets (N,) with logits (N, 1)
+    assert accuracy_multi(logit.sigmoid(), targ.bool(), sigmoid=False).item() == pytest.approx(want)
+    logits = torch.randn(300, 6, generator=g)
+    labels = (logits + torch.randn(300, 6, generator=g) > 0).long()
+    for thresh in (0.5, 0.3, 0.8):
+        want = multilabel_accuracy(logits.sigmoid(), labels, num_labels=6, threshold=thresh, average='micro').item()
+        assert accuracy_multi(logits, labels, thresh=thresh).item() == pytest.approx(want)
+    assert accuracy_multi(logits, labels, thresh=0.3).item() != pytest.approx(accuracy_multi(logits, labels).item())
+
+
+@pytest.mark.parametrize('pred, targ, err, match', [
+    (torch.randn(8, 3), torch.randint(0, 3, (8,)), ValueError, r'accuracy_multi: .*\(8, 3\).*\(8,\).*use accuracy'),
+    (torch.randn(8, 1), torch.ones(8, 2), ValueError, r'same shape'),
+    ([0.5, 0.2], torch.ones(2), TypeError, 'pred and targ must be tensors, got list'),
+])
+def test_accuracy_multi_refuses_class_index_targets_and_other_shapes(pred, targ, err, match):
+    with pytest.raises(err, match=match):
+        accuracy_multi(pred, targ)
+
+
+def test_a_binary_fit_with_one_logit_reports_its_accuracy():
+    "BCEWithLogitsLoss on one logit: the column is named accuracy_multi (a partial keeps the name) and is right."
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(400, 5, generator=g)
+    y = ((x[:, 0] - x[:, 1] + 0.5 * torch.randn(400, generator=g)) > 0).float()[:, None]
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Linear(16, 1))
+    train = DataLoader(TensorDataset(x[:300], y[:300]), batch_size=32, shuffle=True)
+    valid = DataLoader(TensorDataset(x[300:], y[300:]), batch_size=33)
+    learn = Learner(model, (train, valid), nn.BCEWithLogitsLoss(), progress=False, device='cpu',
+                    metrics=[accuracy_multi])
+    learn.fit(3, lr=0.05)
+    with torch.no_grad(): logit = learn.model.eval()(x[300:])
+    row = learn.recorder.epochs[-1]
+    assert row['accuracy_multi'] == pytest.approx(((logit > 0).float() == y[300:]).float().mean().item(), abs=1e-6)
+    assert row['accuracy_multi'] > 0.8   # the fit learned: a column stuck at the share of one class would not be
+    # another threshold through functools.partial, under a name of its own
+    learn2 = Learner(model, (train, valid), nn.BCEWithLogitsLoss(), progress=False, device='cpu',
+                     metrics={'acc_at_0.7': functools.partial(accuracy_multi, thresh=0.7)})
+    learn2.fit(1, cbs=[NoTraining()])
+    assert learn2.recorder.epochs[-1]['acc_at_0.7'] == pytest.approx(
+        ((logit.sigmoid() > 0.7).float() == y[300:]).float().mean().item(), abs=1e-6)
