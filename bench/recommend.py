@@ -187,14 +187,14 @@ def within(accs, rows, best_mean, gap) -> bool:
 # a problem's `opt`: 'sgd' (momentum 0.9), 'adamw', plain 'adam' (its own L2 decay, 0), 'nadam' (Adam with Nesterov
 # momentum, no decay of its own); and, for bench/suggest_unseen.py's check of optimizers no rule was read on,
 # 'nesterov' (SGD, momentum 0.9), 'sgd0' (bare SGD), 'rmsprop' (torch's defaults), 'rmsprop-m' (momentum 0.9),
-# 'rmsprop-c' (centered), 'adagrad' and 'adafactor' (torch's), 'radam' (torch's RAdam)
+# 'rmsprop-c' (centered), 'adagrad' and 'adafactor' (torch's), 'radam' (torch's RAdam), 'adamax' (torch's Adamax)
 OPTIMIZERS = {'sgd': partial(torch.optim.SGD, momentum=0.9), 'adamw': torch.optim.AdamW, 'adam': torch.optim.Adam,
               'nadam': torch.optim.NAdam, 'radam': torch.optim.RAdam,
               'nesterov': partial(torch.optim.SGD, momentum=0.9, nesterov=True),
               'sgd0': torch.optim.SGD, 'rmsprop': torch.optim.RMSprop,
               'rmsprop-m': partial(torch.optim.RMSprop, momentum=0.9),
               'rmsprop-c': partial(torch.optim.RMSprop, centered=True), 'adagrad': torch.optim.Adagrad,
-              'adafactor': torch.optim.Adafactor}
+              'adafactor': torch.optim.Adafactor, 'adamax': torch.optim.Adamax}
 SGD_KINDS = ('sgd', 'nesterov', 'sgd0')   # fitted on the SGD grid; the others on Adam's
 
 

@@ -1,4 +1,4 @@
-"""Does the one-liner hold on problems the rules were never looked at on? A hundred and seventy-one more small problems
+"""Does the one-liner hold on problems the rules were never looked at on? Two hundred and fourteen more small problems
 (recurrent nets, a deep plain MLP, tanh activations, a transformer on another task, plain Adam, norm
 layers under SGD...; four were added to check the rule for SGD on normalized models and run once with it,
 eight (GroupNorm and LayerNorm nets, residual MLPs, noisy moons, a 3-class make_classification) were made
@@ -10,8 +10,9 @@ batches of 8 and 512, eight SGD ones at batches of 8 and 16, five where every lo
 batches of 8 and 16, six SGD ones for tune's budget in steps, twelve Adam-like nets without normalization
 for the one-liner's weight decay of 0.1 there, four with attention under Adam-like optimizers and four pre-norm
 encoders under Adam for tune's longer trials; then eight on scikit-learn's bundled tables, two of them raw, and
-four on the digits at larger scales, for the warning on inputs far above unit scale), none of them in
-bench/recommend.py. Optimizers without momentum are fitted with ``moms=None``. For each
+four on the digits at larger scales, for the warning on inputs far above unit scale; thirty-three plain nets
+under SGD, RMSprop and Adagrad on such inputs, for their limits there; ten under Adamax, for its step limit), none
+of them in bench/recommend.py. Optimizers without momentum are fitted with ``moms=None``. For each
 problem and seed: the default range test with the fit's length (``lr_find(n_epoch=n)``, its 'fit'
 suggestion S), then full 1cycle fits at S * (1/8, 1/4, 1/2, 1/sqrt2, 1, sqrt2, 2) with fit_one_cycle's
 weight decay (the optimizer's own, else 0.01), test accuracy.
@@ -785,6 +786,23 @@ PROBLEMS = {
                                 bs=32, epochs=8),
     'digits255x-dropcnn-rmsprop': P(data=partial(scaled_digits, 255, image=True), model=dropout_cnn, opt='rmsprop',
                                     bs=32, epochs=12),
+    # torch's Adamax, for its step limit (suggest.RUNNING_MAX_STEP_LIMIT, thirty-first session): four it was read on ...
+    'mnist1d-mlp-adamax': P(data=mnist1d, model=lambda: mlp((40, 256, 256, 10)), opt='adamax', bs=128, epochs=25),
+    'digits-mlp-adamax': P(data=digits, model=lambda: mlp((64, 128, 128, 10)), opt='adamax', bs=32, epochs=12),
+    'digits-cnn-adamax': P(data=digit_images, model=recommend.digits_cnn, opt='adamax', bs=32, epochs=20),
+    'mnist1d-cnn-adamax': P(data=mnist1d, model=mnist1d_cnn, opt='adamax', bs=50, epochs=25),
+    # ... and six made after it, run once
+    'blobs-mlp-adamax': P(data=recommend.blobs_arrays, model=lambda: mlp((40, 256, 256, 4)), opt='adamax', bs=64,
+                          epochs=10),
+    'quantiles-mlp-adamax': P(data=recommend.quantiles_arrays, model=lambda: mlp((10, 128, 128, 4)), opt='adamax',
+                              bs=256, epochs=12),
+    'teacher-mlp-adamax': P(data=lambda: recommend.teacher_arrays(seed=99, n_test=2000, flip=0.0),
+                            model=lambda: mlp((20, 128, 128, 5)), opt='adamax', bs=50, epochs=10),
+    'wine-mlp-adamax': P(data=partial(sklearn_table, 'wine'), model=lambda: mlp((13, 32, 32, 3)), opt='adamax', bs=16,
+                         epochs=50),
+    'digits-gru-adamax': P(data=digits, model=recommend.RowGRU, opt='adamax', bs=32, epochs=12),
+    'mode-transformer-adamax': P(data=recommend.mode_arrays, model=recommend.TinyTransformer, opt='adamax', bs=64,
+                                 epochs=10),
 }
 
 

@@ -62,7 +62,8 @@ def test_every_unseen_problem_builds_offline_and_plain_adam_means_adam():
         kinds = {'adam': torch.optim.Adam, 'adamw': torch.optim.AdamW, 'sgd': torch.optim.SGD,
                  'nadam': torch.optim.NAdam, 'nesterov': torch.optim.SGD, 'sgd0': torch.optim.SGD,
                  'rmsprop': torch.optim.RMSprop, 'rmsprop-m': torch.optim.RMSprop, 'rmsprop-c': torch.optim.RMSprop,
-                 'adagrad': torch.optim.Adagrad, 'adafactor': torch.optim.Adafactor, 'radam': torch.optim.RAdam}
+                 'adagrad': torch.optim.Adagrad, 'adafactor': torch.optim.Adafactor, 'radam': torch.optim.RAdam,
+                 'adamax': torch.optim.Adamax}
         assert type(learn.opt) is kinds[p['opt']], name
         momentum = {'sgd': 0.9, 'nesterov': 0.9, 'rmsprop-m': 0.9, 'sgd0': 0., 'rmsprop': 0., 'rmsprop-c': 0.}
         if p['opt'] in momentum: assert learn.opt.param_groups[0]['momentum'] == momentum[p['opt']], name
@@ -149,9 +150,12 @@ def test_every_unseen_problem_builds_offline_and_plain_adam_means_adam():
     from onecycle.core.data import input_rms
     from onecycle.tuning.suggest import INPUT_RMS_LIMIT
     scale, sgd_scale, sgd_conv = names[end + 122:end + 134], names[end + 134:end + 150], names[end + 150:end + 157]
-    rms_scale = names[end + 157:]
+    rms_scale, adamax = names[end + 157:end + 167], names[end + 167:]
     assert len(scale) == 12 and len(sgd_scale) == 16 and len(sgd_conv) == 7 and len(rms_scale) == 10
-    assert len(names) == end + 167
+    assert len(names) == end + 177
+    # ... then Adamax's step limit: four it was read on, six held out (MLPs, CNNs, a GRU, a transformer)
+    assert len(adamax) == 10 and {unseen.PROBLEMS[n]['opt'] for n in adamax} == {'adamax'}
+    assert any(has_attention(unseen.PROBLEMS[n]['model']()) for n in adamax[4:])
     above = {n for n in scale if input_rms((unseen.PROBLEMS[n]['data']()[0][:64],)) > INPUT_RMS_LIMIT}
     assert above == {'cancer-raw-mlp-adamw', 'cancer-raw-mlp-sgd', 'digits64x-mlp-adamw', 'digits255x-mlp-adamw',
                      'digits255x-cnn-adam'}

@@ -19,7 +19,7 @@ __all__ = ['get_hyper', 'set_hyper', 'hyper_getter', 'hyper_setter', 'has_hyper'
            'is_no_decay_param', 'is_normalized', 'has_attention', 'is_adaptive', 'caps_own_step', 'weight_scale',
            'lr_range', 'scale_lr', 'has_weight_decay', 'fit_wd', 'fallback_wd', 'untouched_weight_decay',
            'DEFAULT_WD', 'ADAPTIVE_PLAIN_WD', 'has_convolution', 'has_recurrence', 'steps_with_gradient',
-           'keeps_running_rms']
+           'keeps_running_rms', 'divides_by_running_max']
 
 WD_KEY = 'wd'   # our key in each param group; torch ignores keys it does not know and saves them
 
@@ -121,6 +121,14 @@ def keeps_running_rms(opt) -> bool:
     (decay ``alpha``, no bias correction), without Adam's momentum average of the gradient (no ``betas``). Every
     step then moves each weight by about the lr, noise and all."""
     return opt is not None and all('alpha' in pg and 'eps' in pg and 'betas' not in pg for pg in opt.param_groups)
+
+
+def divides_by_running_max(opt) -> bool:
+    """True for torch's Adamax: Adam's kin (it keeps ``betas``) that divides each step by a running maximum of the
+    gradient's size (its infinity norm, decayed by beta2 per step) instead of the root of a running mean square. The
+    largest of a few hundred noisy gradients lies well above their root mean square, so a step moves a weight by a
+    fraction of the lr. Its param groups keep the same keys as Adam's, so the class tells it apart."""
+    return isinstance(opt, torch.optim.Adamax)
 
 
 def caps_own_step(opt) -> bool:

@@ -14,8 +14,9 @@ from ..core.callback import CancelFitException, CancelValidateException
 from ..core.checks import check_bool, check_choice, check_int, check_positive, check_range
 from ..core.data import FirstLayerInput, batch_size_of, check_loader, input_squares, split_batch
 from ..core.dist import collective_device, is_distributed, max_over_ranks, sum_over_ranks
-from ..core.hyper import (caps_own_step, get_hyper, has_attention, has_convolution, has_hyper, has_recurrence,
-                          is_adaptive, is_normalized, keeps_running_rms, steps_with_gradient, weight_scale)
+from ..core.hyper import (caps_own_step, divides_by_running_max, get_hyper, has_attention, has_convolution, has_hyper,
+                          has_recurrence, is_adaptive, is_normalized, keeps_running_rms, steps_with_gradient,
+                          weight_scale)
 from ..core.rng import reseed
 from ..core.snapshot import TrainingState, preserved
 from ..core.warn import user_stacklevel
@@ -61,10 +62,10 @@ class LRFinderResult:
     sweep's own where both learnt too little to be read; the curves, ``lrs`` and ``losses``, are the first
     sweep's), and ``cost`` counts both.
     ``limit`` is the lr the 'fit' suggestion may not pass: for an Adam-like optimizer the weights' typical size
-    (:func:`~onecycle.core.hyper.weight_scale`), as each Adam step moves a weight by about the lr (see
-    :func:`~onecycle.tuning.suggest.step_limit`; on a plain MLP with inputs far above unit scale, times
-    :func:`~onecycle.tuning.suggest.input_scale_factor`); for others, none, but on a plain MLP or CNN with inputs
-    far above unit scale :func:`~onecycle.tuning.suggest.sgd_input_limit` for SGD and
+    (:func:`~onecycle.core.hyper.weight_scale`), as each Adam step moves a weight by about the lr (twice it for
+    Adamax, whose steps are smaller; see :func:`~onecycle.tuning.suggest.step_limit`; on a plain MLP with inputs
+    far above unit scale, times :func:`~onecycle.tuning.suggest.input_scale_factor`); for others, none, but on a
+    plain MLP or CNN with inputs far above unit scale :func:`~onecycle.tuning.suggest.sgd_input_limit` for SGD and
     :func:`~onecycle.tuning.suggest.rmsprop_input_limit` for RMSprop; for one that caps its own step at
     1/sqrt(step) (Adafactor), the largest lr the sweep applied (:func:`~onecycle.tuning.suggest.applied_lr_limit`)
     at most; ``limit_why`` says which, for the plot's legend.
@@ -347,7 +348,7 @@ class LRFinder(StepLoss, ParamScheduler):
                                'div_threshold' + (' or lower valid_every' if self.valid_every else ''))
         smooth, adaptive, model = smooth_sweep(losses), is_adaptive(self.learn.opt), self.learn.model
         normalized, attention = is_normalized(model), has_attention(model)
-        limit = step_limit(adaptive, weight_scale(model) if adaptive else None)
+        limit = step_limit(adaptive, weight_scale(model) if adaptive else None, divides_by_running_max(self.learn.opt))
         limit, why = self._input_scale_limit(limit, adaptive, not (normalized or attention or has_recurrence(model)))
         caps = caps_own_step(self.learn.opt)
         if caps:   # its lrs above 1/sqrt(step) were never applied (Adafactor)

@@ -13,6 +13,7 @@ from ..schedules.functions import one_cycle
 
 __all__ = ['suggest_minimum', 'suggest_steep', 'suggest_valley', 'suggest_max_bound', 'suggest_edge', 'suggest_spike',
            'suggest_for_fit', 'pick_held', 'held_falls', 'HOLD_RATIO', 'HOLD_DROP', 'step_limit', 'ADAPTIVE_STEP_LIMIT',
+           'RUNNING_MAX_STEP_LIMIT',
            'exposure_exponent', 'spike_lift', 'sweep_exposure', 'one_cycle_exposure', 'lr_bounds',
            'loss_slopes', 'smoothed_slopes', 'moving_average', 'smooth_zero_lag', 'start_level', 'smooth_sweep',
            'default_window', 'geometric_mean', 'applied_lr_limit', 'INPUT_RMS_LIMIT', 'far_above_unit_scale',
@@ -311,13 +312,24 @@ def spike_lift(adaptive: bool) -> float:
 # three missed without (the LSTM 76.0 -> 89.3%, a bidirectional GRU 96.1 -> 97.9%, a 16x16 CNN under Adam 97.8 ->
 # 98.5%), and bench/recommend.py's problems changed by noise (the 8x8 CNN +0.27 points, 34 of 43 met as before).
 ADAPTIVE_STEP_LIMIT = 1.
+# torch's Adamax divides by a running maximum of each gradient's size (core.hyper.divides_by_running_max), which sits
+# above the root mean square Adam divides by, so its steps are a fraction of the lr (2.4x smaller than Adam's on the
+# noisy gradients of tests/core/test_hyper.py) and a weight-sized step needs a larger lr. Four nets under Adamax
+# (thirty-first session: MLPs on MNIST-1D and the digits, CNNs on both) had their suggestion at Adam's limit on every
+# seed and their best rung at 2x it on all four (the MNIST-1D MLP 70.5% at the limit, 74.0% at 2x, 74.8% at 4x; the
+# others 0.1-0.5 points up at 2x). With 2 they gained 1.4, 0.1, 0.5 and 0.6 points; six made afterwards (MLPs on
+# three tables and a teacher net, a GRU, a transformer) moved by -0.1 to +0.5 (bench/suggest_unseen.py's adamax ones).
+RUNNING_MAX_STEP_LIMIT = 2.
 
 
-def step_limit(adaptive: bool, scale: float | None) -> float | None:
+def step_limit(adaptive: bool, scale: float | None, running_max: bool = False) -> float | None:
     """The `limit` of :func:`suggest_for_fit`: ``ADAPTIVE_STEP_LIMIT`` (1) times the weights' typical size `scale`
-    (:func:`~onecycle.core.hyper.weight_scale`) for an Adam-like optimizer (`adaptive`); none for an SGD-like
-    one, whose step scales with the gradient, or without a scale."""
-    return ADAPTIVE_STEP_LIMIT * scale if adaptive and scale else None
+    (:func:`~onecycle.core.hyper.weight_scale`) for an Adam-like optimizer (`adaptive`), ``RUNNING_MAX_STEP_LIMIT``
+    (2) times it for one that divides by a running maximum of the gradient's size (`running_max`: Adamax), whose
+    steps are smaller than the lr; none for an SGD-like one, whose step scales with the gradient, or without a
+    scale."""
+    if not (adaptive and scale): return None
+    return (RUNNING_MAX_STEP_LIMIT if running_max else ADAPTIVE_STEP_LIMIT) * scale
 
 
 # Inputs far above unit scale (a table left unstandardized, pixels in 0-255) start a plain net's outputs far too large:

@@ -282,6 +282,31 @@ def test_a_one_cycle_fit_on_bare_sgd_decays_by_the_lrs_it_ran(make_learner):
 
 
 
+def test_only_adamax_divides_by_a_running_maximum_and_its_steps_are_a_fraction_of_adams():
+    """Adamax keeps the same param-group keys as Adam; the class tells it apart. Its premise, measured: on noisy
+    gradients (a small mean under unit noise, as a minibatch gives) its steps over 300 iterations are well under
+    Adam's at the same lr, since the running maximum of |g| sits above the root mean square Adam divides by."""
+    from onecycle.core.hyper import divides_by_running_max
+    others = (torch.optim.Adam, torch.optim.AdamW, torch.optim.NAdam, torch.optim.RAdam, torch.optim.SGD,
+              torch.optim.RMSprop, torch.optim.Adagrad, torch.optim.Adadelta)
+    assert divides_by_running_max(torch.optim.Adamax(nn.Linear(3, 2).parameters()))
+    assert not any(divides_by_running_max(o(nn.Linear(3, 2).parameters(), lr=0.01)) for o in others)
+    assert not divides_by_running_max(None)
+    moved = {}
+    for opt_cls in (torch.optim.Adam, torch.optim.Adamax):
+        g = torch.Generator().manual_seed(0)
+        w = nn.Parameter(torch.zeros(1000))
+        opt = opt_cls([w], lr=1e-3)
+        total = 0.
+        for _ in range(300):
+            before = w.detach().clone()
+            w.grad = 0.1 + torch.randn(1000, generator=g)
+            opt.step()
+            total += (w.detach() - before).abs().mean().item()
+        moved[opt_cls.__name__] = total / 300
+    assert moved['Adamax'] < 0.5 * moved['Adam']
+
+
 @pytest.mark.parametrize('opt_func, adaptive, caps, with_gradient, running_rms', [
     (torch.optim.SGD, False, False, True, False),
     (partial(torch.optim.SGD, momentum=0.9, nesterov=True), False, False, True, False),

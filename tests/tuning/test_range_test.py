@@ -500,6 +500,24 @@ def test_an_adamw_sweep_past_the_weights_scale_is_held_to_it_and_its_fits_gain()
             final_accuracy(make, 12, unlimited, wd=ADAMW_OWN_WD) + 0.05
 
 
+def test_adamax_is_held_to_twice_the_weights_scale_where_adam_is_held_to_it():
+    """Adamax divides by a running maximum of the gradient's size, so its steps are smaller than Adam's at the same
+    lr (tests/core/test_hyper.py measures that) and its limit is twice the weights' typical size: on the same net
+    and data, lr_find reports Adam's limit at the scale and Adamax's at twice it, and says why."""
+    from onecycle.core.hyper import weight_scale
+    from onecycle.tuning.suggest import RUNNING_MAX_STEP_LIMIT
+    limits = {}
+    for opt in (torch.optim.Adam, torch.optim.Adamax, torch.optim.SGD):
+        torch.manual_seed(0)
+        learn = _cancer_learner(nn.Sequential(nn.Linear(30, 64), nn.ReLU(), nn.Linear(64, 2)), True, opt_func=opt)
+        scale = weight_scale(learn.model)
+        res = learn.lr_find(num_it=60)
+        limits[opt.__name__] = res.limit
+        if res.limit is not None: assert res.suggestion <= res.limit * (1 + 1e-12)
+    assert RUNNING_MAX_STEP_LIMIT == 2
+    assert limits == {'Adam': pytest.approx(scale), 'Adamax': pytest.approx(2 * scale), 'SGD': None}
+
+
 def test_sgd_on_a_layernorm_residual_mlp_keeps_the_edge_where_lowering_it_loses():
     """A pre-norm residual MLP (LayerNorm, GELU) under SGD(momentum=0.9) on scikit-learn's make_classification,
     10 epochs (630 steps): the suggestion is not lowered for the fit's length (the model is normalized), and full

@@ -215,6 +215,8 @@ def test_an_adam_like_fit_is_never_suggested_above_the_weights_typical_size():
     from onecycle.tuning.suggest import ADAPTIVE_STEP_LIMIT, exposure_exponent, step_limit, suggest_for_fit
     assert step_limit(True, 0.05) == pytest.approx(ADAPTIVE_STEP_LIMIT * 0.05) and ADAPTIVE_STEP_LIMIT == 1
     assert step_limit(False, 0.05) is None and step_limit(True, None) is None
+    assert step_limit(True, 0.05, running_max=True) == pytest.approx(0.1)          # Adamax: twice the scale
+    assert step_limit(False, 0.05, running_max=True) is None
     lrs, losses = _sweep(100, 1e-7, 10.)
     free = suggest_for_fit(lrs, losses, 500, exponent=exposure_exponent(True), raw_losses=losses)
     assert suggest_for_fit(lrs, losses, 500, exponent=exposure_exponent(True), raw_losses=losses,
