@@ -1,5 +1,5 @@
-"""Does the one-liner hold on problems the rules were never looked at on? Two hundred and fourteen more small problems
-(recurrent nets, a deep plain MLP, tanh activations, a transformer on another task, plain Adam, norm
+"""Does the one-liner hold on problems the rules were never looked at on? Two hundred and twenty-three more small
+problems (recurrent nets, a deep plain MLP, tanh activations, a transformer on another task, plain Adam, norm
 layers under SGD...; four were added to check the rule for SGD on normalized models and run once with it,
 eight (GroupNorm and LayerNorm nets, residual MLPs, noisy moons, a 3-class make_classification) were made
 after SGD's spike lift was set, to check it, six transformer encoders under Adam(W) with the rule for models
@@ -11,8 +11,9 @@ batches of 8 and 16, six SGD ones for tune's budget in steps, twelve Adam-like n
 for the one-liner's weight decay of 0.1 there, four with attention under Adam-like optimizers and four pre-norm
 encoders under Adam for tune's longer trials; then eight on scikit-learn's bundled tables, two of them raw, and
 four on the digits at larger scales, for the warning on inputs far above unit scale; thirty-three plain nets
-under SGD, RMSprop and Adagrad on such inputs, for their limits there; ten under Adamax, for its step limit), none
-of them in bench/recommend.py. Optimizers without momentum are fitted with ``moms=None``. For each
+under SGD, RMSprop and Adagrad on such inputs, for their limits there; ten under Adamax, for its step limit; nine
+more under Adagrad on such inputs, for its limit there), none of them in bench/recommend.py. Optimizers without
+momentum are fitted with ``moms=None``. For each
 problem and seed: the default range test with the fit's length (``lr_find(n_epoch=n)``, its 'fit'
 suggestion S), then full 1cycle fits at S * (1/8, 1/4, 1/2, 1/sqrt2, 1, sqrt2, 2) with fit_one_cycle's
 weight decay (the optimizer's own, else 0.01), test accuracy.
@@ -764,7 +765,7 @@ PROBLEMS = {
     'digits16-255x-cnn16-sgd': P(data=scaled(digit_images16, 255), model=cnn16, opt='sgd', bs=64, epochs=10),
     'mnist1d30x-gapcnn1d-sgd': P(data=scaled(mnist1d, 30), model=gap_cnn1d, opt='sgd', bs=64, epochs=15),
     'mnist1d20x-dilcnn-sgd-bs32': P(data=scaled(mnist1d, 20), model=DilatedCNN1d, opt='sgd', bs=32, epochs=8),
-    # ... then RMSprop and Adagrad on such inputs, for rmsprop_input_limit: five it was read on ...
+    # ... then RMSprop and Adagrad on such inputs, for RMSprop's limit (divided_step_input_limit): five read on ...
     'mnist1d50x-mlp-rmsprop': P(data=scaled(mnist1d, 50), model=lambda: mlp((40, 256, 256, 10)), opt='rmsprop',
                                 bs=128, epochs=25),
     'classif10x20-mlp-rmsprop': P(data=scaled(classification10_arrays, 20), model=lambda: mlp((24, 128, 64, 10)),
@@ -803,6 +804,27 @@ PROBLEMS = {
     'digits-gru-adamax': P(data=digits, model=recommend.RowGRU, opt='adamax', bs=32, epochs=12),
     'mode-transformer-adamax': P(data=recommend.mode_arrays, model=recommend.TinyTransformer, opt='adamax', bs=64,
                                  epochs=10),
+    # Adagrad on inputs far above unit scale, for ADAGRAD_STEP_MULTIPLE (thirty-first session): four it was read on
+    # (with cancer-raw-mlp-adagrad and blobs10x-mlp-adagrad above) ...
+    'digits255x-mlp-adagrad': P(data=partial(scaled_digits, 255), model=lambda: mlp((64, 128, 64, 10)), opt='adagrad',
+                                bs=32, epochs=12),
+    'wine-raw-mlp-adagrad': P(data=partial(sklearn_table, 'wine', standardize=False),
+                              model=lambda: mlp((13, 64, 64, 3)), opt='adagrad', bs=16, epochs=30),
+    'mnist1d50x-mlp-adagrad': P(data=scaled(mnist1d, 50), model=lambda: mlp((40, 256, 256, 10)), opt='adagrad',
+                                bs=128, epochs=25),
+    'classif10x20-mlp-adagrad': P(data=scaled(classification10_arrays, 20), model=lambda: mlp((24, 128, 64, 10)),
+                                  opt='adagrad', bs=32, epochs=6),
+    # ... and five made after it, run once
+    'moons100x-mlp-adagrad': P(data=scaled(moons_arrays, 100), model=lambda: mlp((2, 64, 64, 2)), opt='adagrad',
+                               bs=64, epochs=10),
+    'circles50x-mlp-adagrad': P(data=scaled(circles_arrays, 50), model=lambda: mlp((2, 64, 64, 2)), opt='adagrad',
+                                bs=32, epochs=8),
+    'quantiles40x-mlp-adagrad': P(data=scaled(recommend.quantiles_arrays, 40), model=lambda: mlp((10, 128, 128, 4)),
+                                  opt='adagrad', bs=128, epochs=12),
+    'digits255x-dropcnn-adagrad': P(data=partial(scaled_digits, 255, image=True), model=dropout_cnn, opt='adagrad',
+                                    bs=32, epochs=12),
+    'digits64x-mlp-adagrad': P(data=partial(scaled_digits, 64), model=lambda: mlp((64, 128, 64, 10)), opt='adagrad',
+                               bs=32, epochs=12),
 }
 
 

@@ -150,12 +150,16 @@ def test_every_unseen_problem_builds_offline_and_plain_adam_means_adam():
     from onecycle.core.data import input_rms
     from onecycle.tuning.suggest import INPUT_RMS_LIMIT
     scale, sgd_scale, sgd_conv = names[end + 122:end + 134], names[end + 134:end + 150], names[end + 150:end + 157]
-    rms_scale, adamax = names[end + 157:end + 167], names[end + 167:]
+    rms_scale, adamax, adagrad = names[end + 157:end + 167], names[end + 167:end + 177], names[end + 177:]
     assert len(scale) == 12 and len(sgd_scale) == 16 and len(sgd_conv) == 7 and len(rms_scale) == 10
-    assert len(names) == end + 177
+    assert len(names) == end + 186
     # ... then Adamax's step limit: four it was read on, six held out (MLPs, CNNs, a GRU, a transformer)
     assert len(adamax) == 10 and {unseen.PROBLEMS[n]['opt'] for n in adamax} == {'adamax'}
     assert any(has_attention(unseen.PROBLEMS[n]['model']()) for n in adamax[4:])
+    # ... then Adagrad on inputs far above unit scale: four read on, five held out, plain nets all above the limit
+    assert len(adagrad) == 9 and {unseen.PROBLEMS[n]['opt'] for n in adagrad} == {'adagrad'}
+    assert all(input_rms((unseen.PROBLEMS[n]['data']()[0][:256],)) > INPUT_RMS_LIMIT for n in adagrad)
+    assert not any(is_normalized(unseen.PROBLEMS[n]['model']()) for n in adagrad)
     above = {n for n in scale if input_rms((unseen.PROBLEMS[n]['data']()[0][:64],)) > INPUT_RMS_LIMIT}
     assert above == {'cancer-raw-mlp-adamw', 'cancer-raw-mlp-sgd', 'digits64x-mlp-adamw', 'digits255x-mlp-adamw',
                      'digits255x-cnn-adam'}

@@ -19,7 +19,7 @@ __all__ = ['get_hyper', 'set_hyper', 'hyper_getter', 'hyper_setter', 'has_hyper'
            'is_no_decay_param', 'is_normalized', 'has_attention', 'is_adaptive', 'caps_own_step', 'weight_scale',
            'lr_range', 'scale_lr', 'has_weight_decay', 'fit_wd', 'fallback_wd', 'untouched_weight_decay',
            'DEFAULT_WD', 'ADAPTIVE_PLAIN_WD', 'has_convolution', 'has_recurrence', 'steps_with_gradient',
-           'keeps_running_rms', 'divides_by_running_max']
+           'keeps_running_rms', 'sums_squared_gradients', 'divides_by_running_max']
 
 WD_KEY = 'wd'   # our key in each param group; torch ignores keys it does not know and saves them
 
@@ -121,6 +121,13 @@ def keeps_running_rms(opt) -> bool:
     (decay ``alpha``, no bias correction), without Adam's momentum average of the gradient (no ``betas``). Every
     step then moves each weight by about the lr, noise and all."""
     return opt is not None and all('alpha' in pg and 'eps' in pg and 'betas' not in pg for pg in opt.param_groups)
+
+
+def sums_squared_gradients(opt) -> bool:
+    """True for Adagrad and its kin: each step is the gradient over the root of the sum of all its squares so far
+    (param groups with ``initial_accumulator_value``), so the first step moves every weight by about the lr and later
+    ones by less and less, about the lr over the root of the steps taken."""
+    return opt is not None and all('initial_accumulator_value' in pg for pg in opt.param_groups)
 
 
 def divides_by_running_max(opt) -> bool:

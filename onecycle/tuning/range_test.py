@@ -16,7 +16,7 @@ from ..core.data import FirstLayerInput, batch_size_of, check_loader, input_squa
 from ..core.dist import collective_device, is_distributed, max_over_ranks, sum_over_ranks
 from ..core.hyper import (caps_own_step, divides_by_running_max, get_hyper, has_attention, has_convolution, has_hyper,
                           has_recurrence, is_adaptive, is_normalized, keeps_running_rms, steps_with_gradient,
-                          weight_scale)
+                          sums_squared_gradients, weight_scale)
 from ..core.rng import reseed
 from ..core.snapshot import TrainingState, preserved
 from ..core.warn import user_stacklevel
@@ -27,10 +27,11 @@ from .hold_check import check_held, checks_hold, held_line
 from .range_test_plot import plot_range_tests
 from .short_runs import (REPLICATE_SEED, StepLoss, divergence_limit, epochs_for_steps, fixed_valid_batches,
                          optimizer_steps_per_epoch, steps_for_samples, subset_loss)
-from .suggest import (INPUT_RMS_LIMIT, RMSPROP_STEP_FRACTION, SGD_INPUT_LIMIT, applied_lr_limit, exposure_exponent,
-                      far_above_unit_scale, geometric_mean, input_scale_factor, lr_bounds, rmsprop_input_limit,
-                      sgd_input_limit, smooth_sweep, smoothed_slopes, spike_lift, step_limit, suggest_edge,
-                      suggest_for_fit, suggest_max_bound, suggest_minimum, suggest_spike, suggest_steep, suggest_valley)
+from .suggest import (INPUT_RMS_LIMIT, SGD_INPUT_LIMIT, applied_lr_limit, divided_step_input_limit,
+                      divided_step_multiple, exposure_exponent, far_above_unit_scale, geometric_mean,
+                      input_scale_factor, lr_bounds, sgd_input_limit, smooth_sweep, smoothed_slopes, spike_lift,
+                      step_limit, suggest_edge, suggest_for_fit, suggest_max_bound, suggest_minimum, suggest_spike,
+                      suggest_steep, suggest_valley)
 
 __all__ = ['LRFinder', 'LRFinderResult', 'lr_find', 'SUGGESTERS', 'SUGGESTIONS', 'planned_fit_steps', 'sweep_drop',
            'learnt_too_little']
@@ -66,7 +67,7 @@ class LRFinderResult:
     Adamax, whose steps are smaller; see :func:`~onecycle.tuning.suggest.step_limit`; on a plain MLP with inputs
     far above unit scale, times :func:`~onecycle.tuning.suggest.input_scale_factor`); for others, none, but on a
     plain MLP or CNN with inputs far above unit scale :func:`~onecycle.tuning.suggest.sgd_input_limit` for SGD and
-    :func:`~onecycle.tuning.suggest.rmsprop_input_limit` for RMSprop; for one that caps its own step at
+    :func:`~onecycle.tuning.suggest.divided_step_input_limit` for RMSprop and Adagrad; for one that caps its own step at
     1/sqrt(step) (Adafactor), the largest lr the sweep applied (:func:`~onecycle.tuning.suggest.applied_lr_limit`)
     at most; ``limit_why`` says which, for the plot's legend.
     ``input_rms`` is the root mean square of the floating-point input the first layer with weights received on the
@@ -370,8 +371,8 @@ class LRFinder(StepLoss, ParamScheduler):
         ``limit_why``, or None where they change nothing). Such inputs move a plain net's (`plain`: no normalization,
         attention or recurrent layers) outputs further at each step: an Adam-like optimizer's limit comes down in
         proportion on an MLP (:func:`~onecycle.tuning.suggest.input_scale_factor`); SGD, whose step grows with the
-        inputs too, and RMSprop get one on an MLP or a CNN (:func:`~onecycle.tuning.suggest.sgd_input_limit`,
-        :func:`~onecycle.tuning.suggest.rmsprop_input_limit`)."""
+        inputs too, RMSprop and Adagrad get one on an MLP or a CNN (:func:`~onecycle.tuning.suggest.sgd_input_limit`,
+        :func:`~onecycle.tuning.suggest.divided_step_input_limit`)."""
         rms, opt, model = self.input_rms, self.learn.opt, self.learn.model
         if limit is not None:
             factor = input_scale_factor(rms, adaptive, plain and not has_convolution(model))
@@ -380,10 +381,12 @@ class LRFinder(StepLoss, ParamScheduler):
         sgd = sgd_input_limit(rms, steps_with_gradient(opt), plain)
         if sgd is not None:
             return sgd, f"{SGD_INPUT_LIMIT:g} / the inputs' mean square ({rms:.3g}^2: far above unit scale)"
-        if not (keeps_running_rms(opt) and plain and far_above_unit_scale(rms)): return None, None
-        limit = rmsprop_input_limit(rms, True, plain, weight_scale(model))   # (weight_scale: a collective under DDP)
-        why = (f"the weights' typical size x {RMSPROP_STEP_FRACTION:g} x {INPUT_RMS_LIMIT / rms:.2g} (RMSprop; inputs "
-               'far above unit scale)')
+        running = keeps_running_rms(opt)
+        multiple = divided_step_multiple(running, sums_squared_gradients(opt))
+        if not (multiple and plain and far_above_unit_scale(rms)): return None, None
+        limit = divided_step_input_limit(rms, multiple, plain, weight_scale(model))   # (a collective under DDP)
+        why = (f"the weights' typical size x {multiple:g} x {INPUT_RMS_LIMIT / rms:.2g} "
+               f"({'RMSprop' if running else 'Adagrad'}; inputs far above unit scale)")
         return limit, why if limit is not None else None
 
 
@@ -489,9 +492,9 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, sugges
     such a net's long fits can collapse at lrs its sweep reads as safe; on a plain MLP the limit on the 'fit'
     suggestion (``result.limit``) comes down in proportion for an Adam-like optimizer
     (:func:`~onecycle.tuning.suggest.input_scale_factor`), and on a plain MLP or CNN it is set to 16 / rms^2 for SGD
-    (:func:`~onecycle.tuning.suggest.sgd_input_limit`) and to a tenth of Adam's for RMSprop
-    (:func:`~onecycle.tuning.suggest.rmsprop_input_limit`). Floating-point targets far above unit scale (a regression's,
-    ``result.target_rms``) draw a warning to standardize them.
+    (:func:`~onecycle.tuning.suggest.sgd_input_limit`), to a tenth of Adam's for RMSprop and to 8 times it for
+    Adagrad (:func:`~onecycle.tuning.suggest.divided_step_input_limit`). Floating-point targets far above unit
+    scale (a regression's, ``result.target_rms``) draw a warning to standardize them.
 
     `hold_check`: for an SGD-like optimizer on a model without normalization layers or with attention (where the
     'fit' rule lowers the edge for the fit's length), the 'fit' suggestion is then checked where a fit meets its

@@ -18,7 +18,8 @@ __all__ = ['suggest_minimum', 'suggest_steep', 'suggest_valley', 'suggest_max_bo
            'loss_slopes', 'smoothed_slopes', 'moving_average', 'smooth_zero_lag', 'start_level', 'smooth_sweep',
            'default_window', 'geometric_mean', 'applied_lr_limit', 'INPUT_RMS_LIMIT', 'far_above_unit_scale',
            'input_scale_factor',
-           'SGD_INPUT_LIMIT', 'sgd_input_limit', 'RMSPROP_STEP_FRACTION', 'rmsprop_input_limit']
+           'SGD_INPUT_LIMIT', 'sgd_input_limit', 'RMSPROP_STEP_FRACTION', 'ADAGRAD_STEP_MULTIPLE',
+           'divided_step_multiple', 'divided_step_input_limit']
 
 
 def _check(lrs, losses, min_points=3):
@@ -389,7 +390,7 @@ def input_scale_factor(input_rms: float | None, adaptive: bool, plain_mlp: bool)
 # place of 16 for them lost 35 points on the 1-D CNN. Four CNNs made after it: a 16x16 CNN on 0-255 pixels 40.1 ->
 # 92.9% (two seeds had collapsed), a residual CNN -1.0, a dilated 1-D CNN -2.1, a pooled 1-D one -2.0 (none had).
 # Recurrent nets are left out (an LSTM on 0-255 digit rows: 63 / 67 / 66% at S, 73-77% at S/4, the limit near S/100).
-# Optimizers that divide by the gradient's size get none here (RMSprop: rmsprop_input_limit)
+# Optimizers that divide by the gradient's size get none here (RMSprop, Adagrad: divided_step_input_limit)
 SGD_INPUT_LIMIT = 16.
 
 
@@ -399,7 +400,7 @@ def sgd_input_limit(input_rms: float | None, with_gradient: bool, plain: bool) -
     attention or recurrent layers; an MLP or a CNN) whose inputs' root mean square `input_rms` lies above
     INPUT_RMS_LIMIT: SGD_INPUT_LIMIT / input_rms ** 2, since such a step moves the first layer's weights in
     proportion to its inputs and its outputs as much again. None otherwise (Adam-like optimizers:
-    :func:`input_scale_factor`; RMSprop, Adagrad and others that divide by the gradient's size: neither)."""
+    :func:`input_scale_factor`; RMSprop and Adagrad: :func:`divided_step_input_limit`)."""
     if not (with_gradient and plain and far_above_unit_scale(input_rms)): return None
     return SGD_INPUT_LIMIT / input_rms ** 2
 
@@ -410,19 +411,35 @@ def sgd_input_limit(input_rms: float | None, with_gradient: bool, plain: bool) -
 # every weight by about the lr at every step, where Adam's momentum average of noisy gradients moves it less. A tenth of
 # Adam's limit: MNIST-1D x 50 9.1 -> 67.5% mean, the table x 20 34.1 -> 75.9%, cancer 81.3 -> 89.8%, 0-255 digits
 # unchanged (97.5%); half of Adam's left MNIST-1D at 29.0% and the table at 34.1%. Five made after it: raw wine 64.8
-# -> 80.6%, a dropout CNN on 0-255 digits 9.1 -> 97.8%, circles x 50 and moons x 100 (momentum 0.9) unchanged. The same
-# tenth under Adagrad, whose steps shrink as its sums grow, cost a blobs MLP 11.2 points: it gets no limit
+# -> 80.6%, a dropout CNN on 0-255 digits 9.1 -> 97.8%, circles x 50 and moons x 100 (momentum 0.9) unchanged.
 RMSPROP_STEP_FRACTION = 0.1
+# Adagrad's first step moves every weight by about the lr too, but later ones by about the lr over the root of the steps
+# taken (its sum of squares grows), so it needs more than Adam, not less: a tenth of Adam's limit cost a blobs MLP 11.2
+# points, and Adam's own (thirty-first session, one-liner, 3 seeds, six plain MLPs it was read on: raw cancer and
+# wine, blobs x 10, 0-255 digits, MNIST-1D x 50, a 10-class table x 20) rescued the raw tables (cancer 80.4 -> 90.4%
+# mean, one seed had sat at the majority class; wine 48.1 -> 64.8%, two seeds had) but cost four others 1.2-9.7 points.
+# 4, 8, 16 and 32 times Adam's limit all rescued the tables and cost nothing elsewhere; 8, the middle of that: cancer
+# 89.8%, wine 71.3%, the other four within 0.3 points of before. Five made after it: a dropout CNN on 0-255 digits 97.0
+# -> 98.3%, quantiles x 40 50.4 -> 46.9% (a seed whose sweep read 0.43 held at 0.17: 58.9 -> 49.3%), three unchanged
+ADAGRAD_STEP_MULTIPLE = 8.
 
 
-def rmsprop_input_limit(input_rms: float | None, running_rms: bool, plain: bool,
-                        scale: float | None) -> float | None:
-    """The lr the 'fit' suggestion of RMSprop (`running_rms`: :func:`~onecycle.core.hyper.keeps_running_rms`) may
-    not pass on a plain net (`plain`, as for :func:`sgd_input_limit`) whose inputs' root mean square `input_rms`
-    lies above INPUT_RMS_LIMIT: RMSPROP_STEP_FRACTION of Adam's limit there, the weights' typical size `scale` x
-    INPUT_RMS_LIMIT / input_rms. None otherwise."""
-    if not (running_rms and plain and scale and far_above_unit_scale(input_rms)): return None
-    return RMSPROP_STEP_FRACTION * scale * INPUT_RMS_LIMIT / input_rms
+def divided_step_multiple(running_rms: bool, summed_squares: bool) -> float | None:
+    """How many times Adam's limit on inputs far above unit scale an optimizer that divides its step by the gradient's
+    size without Adam's momentum average may take: RMSPROP_STEP_FRACTION for RMSprop (`running_rms`:
+    :func:`~onecycle.core.hyper.keeps_running_rms`), ADAGRAD_STEP_MULTIPLE for Adagrad (`summed_squares`:
+    :func:`~onecycle.core.hyper.sums_squared_gradients`); None for others."""
+    return RMSPROP_STEP_FRACTION if running_rms else ADAGRAD_STEP_MULTIPLE if summed_squares else None
+
+
+def divided_step_input_limit(input_rms: float | None, multiple: float | None, plain: bool,
+                             scale: float | None) -> float | None:
+    """The lr the 'fit' suggestion of RMSprop or Adagrad may not pass on a plain net (`plain`, as for
+    :func:`sgd_input_limit`) whose inputs' root mean square `input_rms` lies above INPUT_RMS_LIMIT: `multiple`
+    (:func:`divided_step_multiple`) times Adam's limit there, the weights' typical size `scale` x INPUT_RMS_LIMIT /
+    input_rms. None otherwise (no multiple: another optimizer)."""
+    if not (multiple and plain and scale and far_above_unit_scale(input_rms)): return None
+    return multiple * scale * INPUT_RMS_LIMIT / input_rms
 
 
 def applied_lr_limit(lrs, start_step: int = 0) -> float:

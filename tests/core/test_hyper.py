@@ -282,6 +282,26 @@ def test_a_one_cycle_fit_on_bare_sgd_decays_by_the_lrs_it_ran(make_learner):
 
 
 
+def test_only_adagrad_sums_squared_gradients_and_its_steps_shrink_as_one_over_the_root_of_the_steps():
+    """Adagrad keeps ``initial_accumulator_value``; no other torch optimizer does. Its premise, measured: under a
+    steady gradient its first step moves a weight by the lr and its 64th by an eighth of it."""
+    from onecycle.core.hyper import sums_squared_gradients
+    others = (torch.optim.Adam, torch.optim.AdamW, torch.optim.Adamax, torch.optim.SGD, torch.optim.RMSprop,
+              torch.optim.Adadelta, torch.optim.Adafactor)
+    assert sums_squared_gradients(torch.optim.Adagrad(nn.Linear(3, 2).parameters()))
+    assert not any(sums_squared_gradients(o(nn.Linear(3, 2).parameters(), lr=0.01)) for o in others)
+    assert not sums_squared_gradients(None)
+    w = nn.Parameter(torch.zeros(4))
+    opt, steps = torch.optim.Adagrad([w], lr=0.1), []
+    for _ in range(64):
+        before = w.detach().clone()
+        w.grad = torch.tensor([0.5, -2., 30., 1e-3])
+        opt.step()
+        steps.append((w.detach() - before).abs())
+    assert torch.allclose(steps[0], torch.full((4,), 0.1), rtol=1e-4)
+    assert torch.allclose(steps[-1], torch.full((4,), 0.1 / 8), rtol=1e-4)
+
+
 def test_only_adamax_divides_by_a_running_maximum_and_its_steps_are_a_fraction_of_adams():
     """Adamax keeps the same param-group keys as Adam; the class tells it apart. Its premise, measured: on noisy
     gradients (a small mean under unit noise, as a minibatch gives) its steps over 300 iterations are well under

@@ -496,13 +496,18 @@ def test_sgd_input_limit_holds_lr_times_the_inputs_mean_square():
         assert sgd_input_limit(rms, with_gradient, plain) is None
 
 
-def test_rmsprop_input_limit_is_a_tenth_of_adams_on_inputs_far_above_unit_scale():
-    """For RMSprop on a plain net with inputs above INPUT_RMS_LIMIT: RMSPROP_STEP_FRACTION of the weights' typical size
-    x INPUT_RMS_LIMIT / rms (weights of 0.05 at rms 160: 0.1 x 0.05 x 0.1 = 5e-4); None at or below the limit, for
-    other optimizers or nets, without a weight scale or float inputs."""
-    from onecycle.tuning.suggest import INPUT_RMS_LIMIT, RMSPROP_STEP_FRACTION, rmsprop_input_limit
-    assert rmsprop_input_limit(160., True, True, 0.05) == pytest.approx(RMSPROP_STEP_FRACTION * 0.05 * 0.1)
-    assert rmsprop_input_limit(160., True, True, 0.05) == pytest.approx(5e-4)
-    for rms, running, plain, scale in ((INPUT_RMS_LIMIT, True, True, 0.05), (160., False, True, 0.05),
-                                       (160., True, False, 0.05), (160., True, True, None), (None, True, True, 0.05)):
-        assert rmsprop_input_limit(rms, running, plain, scale) is None
+def test_rmsprop_and_adagrad_input_limits_are_a_tenth_and_8x_adams_on_inputs_far_above_unit_scale():
+    """On a plain net with inputs above INPUT_RMS_LIMIT: RMSPROP_STEP_FRACTION (RMSprop) or ADAGRAD_STEP_MULTIPLE
+    (Adagrad) times the weights' typical size x INPUT_RMS_LIMIT / rms (weights of 0.05 at rms 160: 0.1 x 0.05 x 0.1 =
+    5e-4, 8 x 0.05 x 0.1 = 0.04); None at or below the limit, for other optimizers or nets, without a weight scale or
+    float inputs."""
+    from onecycle.tuning.suggest import (ADAGRAD_STEP_MULTIPLE, INPUT_RMS_LIMIT, RMSPROP_STEP_FRACTION,
+                                         divided_step_input_limit, divided_step_multiple)
+    assert divided_step_multiple(True, False) == RMSPROP_STEP_FRACTION == 0.1
+    assert divided_step_multiple(False, True) == ADAGRAD_STEP_MULTIPLE == 8
+    assert divided_step_multiple(False, False) is None
+    assert divided_step_input_limit(160., RMSPROP_STEP_FRACTION, True, 0.05) == pytest.approx(5e-4)
+    assert divided_step_input_limit(160., ADAGRAD_STEP_MULTIPLE, True, 0.05) == pytest.approx(0.04)
+    for rms, multiple, plain, scale in ((INPUT_RMS_LIMIT, 0.1, True, 0.05), (160., None, True, 0.05),
+                                        (160., 0.1, False, 0.05), (160., 8., True, None), (None, 8., True, 0.05)):
+        assert divided_step_input_limit(rms, multiple, plain, scale) is None
