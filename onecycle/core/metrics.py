@@ -30,12 +30,14 @@ def accuracy(pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
     dimension (two or more), `targ` a class index per sample (``pred.shape[:-1]``). Other shapes would give a
     number that looks like an accuracy and is not one (a single logit's argmax is always 0; targets of shape (N, 1)
     broadcast into a comparison of every sample with every other), so they are refused: a single logit or
-    multi-label targets take `accuracy_multi`."""
+    multi-label targets take `accuracy_multi`, class probabilities as targets their ``argmax(-1)``. The check reads
+    shapes only: no device sync."""
     if not isinstance(pred, torch.Tensor) or not isinstance(targ, torch.Tensor) or pred.dim() == 0 \
             or pred.shape[-1] < 2 or tuple(targ.shape) != tuple(pred.shape[:-1]):
         raise ValueError(f'accuracy: takes class scores pred (..., n_classes >= 2) and class-index targets of '
                          f'pred.shape[:-1], got pred {_shape(pred)} and targ {_shape(targ)}; for one logit per sample '
-                         'or multi-label targets (targ shaped as pred) use accuracy_multi')
+                         'or multi-label targets (targ shaped as pred) use accuracy_multi; class probabilities as '
+                         'targets (one-hot or smoothed) are compared by their argmax(-1)')
     return (pred.argmax(dim=-1) == targ).float().mean()
 
 
