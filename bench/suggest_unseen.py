@@ -13,10 +13,9 @@ encoders under Adam for tune's longer trials; then eight on scikit-learn's bundl
 four on the digits at larger scales, for the warning on inputs far above unit scale; thirty-three plain nets
 under SGD, RMSprop and Adagrad on such inputs, for their limits there; ten under Adamax, for its step limit; nine
 more under Adagrad on such inputs, for its limit there), none of them in bench/recommend.py. Optimizers without
-momentum are fitted with ``moms=None``. For each
-problem and seed: the default range test with the fit's length (``lr_find(n_epoch=n)``, its 'fit'
-suggestion S), then full 1cycle fits at S * (1/8, 1/4, 1/2, 1/sqrt2, 1, sqrt2, 2) with fit_one_cycle's
-weight decay (the optimizer's own, else 0.01), test accuracy.
+momentum are fitted with ``moms=None``. For each problem and seed: the default range test with the fit's length
+(``lr_find(n_epoch=n)``, its 'fit' suggestion S), then full 1cycle fits at S * (1/8, 1/4, 1/2, 1/sqrt2, 1,
+sqrt2, 2) with fit_one_cycle's weight decay (the optimizer's own, else 0.01), test accuracy.
 
 The fit at S is the one-liner (``fit_one_cycle(learn, n, learn.lr_find(n_epoch=n).suggestion)``); the
 best rung is where S should have been. It prints each problem's one-liner mean, its gap to the best

@@ -540,8 +540,9 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, sugges
                       'layers are initialized for: standardize them (each feature minus its training mean, over its '
                       'standard deviation; pixels scaled to [0, 1]). On inputs this large a net without normalization '
                       'layers starts with outputs far too large, and a long fit can collapse at lrs its range test '
-                      'reads as safe (on an MLP, and under SGD or RMSprop on a CNN, the suggestion is held below a '
-                      'limit set by their scale; on other nets it is not)', UserWarning, stacklevel=user_stacklevel())
+                      'reads as safe (on an MLP, and under SGD, RMSprop or Adagrad on a CNN, the suggestion is held '
+                      'below a limit set by their scale; on other nets it is not)', UserWarning,
+                      stacklevel=user_stacklevel())
     if far_above_unit_scale(result.target_rms):   # a regression's targets: the loss, and each step, start large
         warnings.warn(f'{TARGET_SCALE_WARNING} is {result.target_rms:.3g} (the first batch), far above unit scale: '
                       'for a regression, standardize them (minus their training mean, over their standard '
