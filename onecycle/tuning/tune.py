@@ -12,10 +12,11 @@
    too; their gaps to the grid's best summed 4.8 points higher). For SGD on a normalized model, the lower
    one: a spike or an early edge in either sweep is evidence of instability there, the trials can still
    climb, and the geometric mean put a BatchNorm CNN's fit past its edge on one seed (90.4% against 96.4%).
-   For SGD on a plain model (or one with attention), S is then checked at a held peak wherever lr_find's
-   one-liner checks it (``hold_check.checks_hold``) and as it does (``hold_check.check_held``: 100-step probes,
-   more steps below a batch of 32, at S and S/2, halving S while its probe ends more than 3x above the one
-   below or falls less than half as far), when the probes leave the trials half the budget:
+   On a plain model (or one with attention), whatever the optimizer, S is then checked at a held peak
+   wherever lr_find's one-liner checks it (``hold_check.checks_hold``) and as it does
+   (``hold_check.check_held``: 100-step probes, more steps below a batch of 32, at S and S/2, halving S while
+   its probe ends more than 3x above the one below or falls less than half as far), when the probes leave the
+   trials half the budget:
    plain CNNs collapse at an S that tune's short trials, which leave their peak at once, cannot tell apart
    (a max-pooling CNN on the digits: fits at 91.3 / 98.0 / 90.2% before, 96.5 / 97.5 / 97.3% with it).
 2. (When asked) batch size: short runs at each candidate batch size, the lr rescaled with it.
@@ -361,7 +362,7 @@ class _Tuning:
     # too little to read: its S is no better than noise, and the trials read it again from a longer sweep
     def hold_check(self, moms, batch_size):
         learn, res = self.learn, self.res
-        if not checks_hold(learn.opt, learn.model) or self.over_time(): return
+        if not checks_hold(learn.model) or self.over_time(): return
         n_held, probe = hold_check_steps(res.fit_steps, batch_size=batch_size), None
         n_short = n_held
         if res.steps + n_held > res.budget // 2:

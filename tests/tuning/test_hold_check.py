@@ -38,6 +38,52 @@ def test_a_plain_cnns_one_liner_holds_where_its_unchecked_suggestion_collapses()
     assert final_accuracy(make, 8, make().lr_find(n_epoch=8).suggestion) > 0.93
 
 
+def _finetuned_mnist1d_cnn(seed):
+    """The MNIST-1D CNN trained on classes 0-4 (1cycle under AdamW, 20 epochs at 3e-3), then given a new 5-class head
+    drawn from `seed` for classes 5-9: a factory of AdamW learners on 1000 of their samples (the rest the test set)."""
+    from onecycle import Learner
+    from onecycle.data import mnist1d_arrays, tensor_dls
+    x, y, xt, yt = mnist1d_arrays()
+    x, y = torch.cat([x, xt]), torch.cat([y, yt])
+    xp, yp = x[y < 5], y[y < 5]
+    cut = len(xp) // 10
+    torch.manual_seed(100)
+    body = models.mnist1d_cnn()
+    fit_one_cycle(Learner(body, tensor_dls(xp[cut:], yp[cut:], xp[:cut], yp[:cut], bs=32, seed=100),
+                          nn.CrossEntropyLoss(), opt_func=torch.optim.AdamW, progress=False, device='cpu'), 20, 3e-3)
+    xf, yf = x[y >= 5], y[y >= 5] - 5
+    perm = torch.randperm(len(xf), generator=torch.Generator().manual_seed(0))
+    xf, yf = xf[perm], yf[perm]
+    pretrained = body.state_dict()
+    def model_fn():
+        m = models.mnist1d_cnn()
+        m.load_state_dict(pretrained)
+        m.linear = nn.Linear(m.linear.in_features, 5)
+        return m
+    n_test = len(xf) - 1000
+    return learners_from_init(model_fn, torch.cat([xf[1000:], xf[:1000]]), torch.cat([yf[1000:], yf[:1000]]), n_test,
+                              bs=32, seed=seed, opt_func=torch.optim.AdamW)
+
+
+def test_a_fine_tuned_cnns_one_liner_under_adamw_holds_where_its_unchecked_suggestion_collapses():
+    """Fine-tuning, as a fastai user does it: the MNIST-1D CNN trained on classes 0-4, a new head for classes 5-9, the
+    whole net fitted on 1000 of their samples under AdamW (20 epochs at batch 32, 640 steps; seed 2; made after the
+    rules were set). The trained body keeps the sweep's loss low up to 0.16 (an untrained one's turns up near
+    0.03), and a fit there ended at chance (18.9%): the body's features are undone step by step, which a sweep that
+    leaves each lr at once does not show. Its probe at that lr fell a sixth as far as the one at half of it, and
+    lr_find halves it (twice here, measured 96.8%); never above the sweep's suggestion, as Adam's is not lowered
+    for the fit's length."""
+    make = _finetuned_mnist1d_cnn(seed=2)
+    res = make().lr_find(n_epoch=20)
+    held, unchecked = res.held, res.held['unchecked']
+    assert res.suggestion == res.suggestions['fit'] <= unchecked / 2 and res.suggestion in held['lrs']
+    assert max(held['lrs']) == unchecked   # no climb above an Adam-like optimizer's suggestion
+    fell = [st - e for st, e in zip(held['starts'], held['ends'])]
+    assert fell[0] < 0.5 * max(fell[1:])
+    at_unchecked, at_suggestion = final_accuracy(make, 20, unchecked), final_accuracy(make, 20, res.suggestion)
+    assert at_suggestion > 0.93 and at_unchecked < at_suggestion - 0.1
+
+
 def test_the_hold_check_raises_an_mlps_suggestion_that_the_fit_length_rule_lowered_too_far():
     """bench/suggest_unseen.py's MNIST-1D MLP under SGD(momentum=0.9), batch 128, 25 epochs (800 steps), seed 0: the
     'fit' rule lowers the edge for the fit's length to 0.30, where the fit scores 73%; the grid of full fits has its
@@ -175,11 +221,14 @@ def test_hold_probes_leave_every_tensor_bitwise_unchanged_and_are_counted(make_l
     assert res.suggestion in res.held['lrs']
 
 
-def test_the_hold_check_runs_only_for_sgd_like_optimizers_on_plain_models_and_the_fit_suggestion(make_learner):
+def test_the_hold_check_runs_on_plain_models_whatever_the_optimizer_and_only_for_the_fit_suggestion(make_learner):
     sgd = partial(torch.optim.SGD, momentum=0.9)
+    for opt_func in (sgd, torch.optim.AdamW, torch.optim.Adagrad):
+        res = make_learner(opt_func=opt_func).lr_find(n_epoch=5)
+        assert res.held and res.held['lrs'][0] == res.held['unchecked'], opt_func
     runs = {
-        'adamw': make_learner(opt_func=torch.optim.AdamW).lr_find(n_epoch=5),
         'batchnorm': make_learner(opt_func=sgd, model_kw=dict(bn=True)).lr_find(n_epoch=5),
+        'batchnorm-adamw': make_learner(opt_func=torch.optim.AdamW, model_kw=dict(bn=True)).lr_find(n_epoch=5),
         'off': make_learner(opt_func=sgd).lr_find(n_epoch=5, hold_check=False),
         'valley': make_learner(opt_func=sgd).lr_find(n_epoch=5, suggest='valley'),
     }
@@ -365,6 +414,22 @@ def test_check_held_climbs_only_when_another_data_order_agrees(make_learner, mon
     assert held['confirm']['lrs'] == pytest.approx([0.1, 0.2]) and held['lrs'] == pytest.approx([0.1, 0.05, 0.2])
     assert held['confirm']['ends'] == pytest.approx([again.get(1, 1.0), again[2]])
     assert torch.equal(torch.get_rng_state(), state)   # the second order's seed does not leak out
+
+
+@pytest.mark.parametrize('opt_func, climbs', [(partial(torch.optim.SGD, momentum=0.9), True),
+                                              (torch.optim.AdamW, False)])
+def test_lr_find_climbs_from_sgds_lowered_suggestion_but_never_from_an_adam_like_ones(make_learner, monkeypatch,
+                                                                                     opt_func, climbs):
+    """Probes that would take twice the suggestion (its own ended below its half's, twice it lower still, on both
+    data orders): SGD's suggestion, lowered for a fit 200 times longer than the sweep, is doubled; an Adam-like
+    optimizer's is the sweep's edge, not lowered, and nothing is probed above it."""
+    learn = make_learner(opt_func=opt_func, dls_kw=dict(n_train=256, bs=8))
+    s = learn.lr_find(n_epoch=200, hold_check=False).suggestion
+    seen = _scripted_probes(monkeypatch, s, {1: 1.0, .5: 1.2, 2: 0.9})
+    res = learn.lr_find(n_epoch=200)
+    assert res.held['unchecked'] == pytest.approx(s)
+    if climbs: assert 2 in seen and res.suggestion == pytest.approx(2 * s)
+    else: assert seen == [1, .5] and res.suggestion == pytest.approx(s)
 
 
 def test_check_held_climbs_only_within_its_probes_and_refuses_a_bad_ceiling_or_climb(make_learner, monkeypatch):

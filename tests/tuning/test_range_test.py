@@ -335,18 +335,15 @@ def test_lr_find_lowers_the_edge_for_sgd_and_keeps_it_for_adam(make_learner):
     assert adam_long.suggestion > 0.8 * min(adam_long.suggestions['edge'], adam_long.limit)
 
 
-def test_the_hold_check_runs_for_sgd_where_the_fit_rule_lowers_the_edge_and_costs_at_most_three_probes():
+def test_the_hold_check_runs_where_the_fit_rule_lowers_sgds_edge_and_costs_at_most_three_probes():
     from onecycle.core.hyper import is_normalized
     from onecycle.tuning.hold_check import HOLD_PROBES, HOLD_STEPS, checks_hold, hold_check_steps
     plain = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2))
     bn = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 2))
     attn = nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, 16, batch_first=True, norm_first=True), 2,
                                  enable_nested_tensor=False)
-    sgd, adam = (lambda m: torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)), \
-        (lambda m: torch.optim.AdamW(m.parameters()))
-    assert checks_hold(sgd(plain), plain) and not checks_hold(adam(plain), plain)
-    assert is_normalized(bn) and not checks_hold(sgd(bn), bn)
-    assert checks_hold(sgd(attn), attn) and not checks_hold(adam(attn), attn)
+    assert checks_hold(plain) and checks_hold(attn)   # whatever the optimizer (the model decides)
+    assert is_normalized(bn) and not checks_hold(bn)
     assert hold_check_steps(9) == 0 and hold_check_steps(50) == HOLD_PROBES * 50
     assert hold_check_steps(10 ** 6) == HOLD_PROBES * HOLD_STEPS == 300
     # probes see as many samples as 100 steps of 32: more steps at a smaller batch, never fewer at a larger one
@@ -440,8 +437,8 @@ def test_a_post_norm_vision_transformer_under_adamw_is_lowered_and_its_fits_hold
     """A problem no rule was set on: the 8x8 digits as 16 patches of 2x2 pixels through two post-norm
     ``nn.TransformerEncoderLayer``s (PyTorch's default), AdamW, batch 64, 15 epochs (330 steps). Adam keeps the
     sweep's edge on other models, but attention logits grow over a long peak: the suggestion is lowered for the
-    fit's length as SGD's is, no hold check runs (Adam), and full fits there beat fits at the unlowered value
-    by far (measured: 96.0 / 95.5% against 73.0 / 56.2%)."""
+    fit's length as SGD's is, the hold check never raises it back (Adam), and full fits there beat fits at the
+    unlowered value by far (measured: 96.0 / 95.5% against 73.0 / 56.2%)."""
     pytest.importorskip('sklearn')
     from sklearn.datasets import load_digits
     from onecycle.core.hyper import has_attention
@@ -466,7 +463,8 @@ def test_a_post_norm_vision_transformer_under_adamw_is_lowered_and_its_fits_hold
         res = make().lr_find(n_epoch=15)
         unlowered = suggest_for_fit(res.lrs, res.smooth_losses, res.fit_steps, sweep_lrs=res.train_lrs,
                                     raw_losses=res.losses, exponent=0.)
-        assert res.held == {} and res.suggestion < 0.6 * unlowered
+        unchecked = res.held['unchecked']
+        assert res.suggestion <= unchecked < 0.6 * unlowered and max(res.held['lrs']) == unchecked
         assert final_accuracy(make, 15, res.suggestion) > final_accuracy(make, 15, unlowered) + 0.1
 
 
@@ -924,22 +922,23 @@ def test_the_one_liner_fits_an_adam_mlp_on_0_255_pixels():
 def test_lr_find_reads_its_default_sweep_on_two_data_orders_and_suggests_their_geometric_mean(make_learner):
     """The default lr_find is the sweep on the learner's own data order (bitwise what ``num_it=400`` sweeps at
     batch 8) and the same sweep on the order REPLICATE_SEED draws, each rule suggesting the geometric mean of the
-    two; the learner, its RNG and its loader come back as they were. A set ``num_it`` sweeps once."""
+    two; the learner, its RNG and its loader come back as they were. A set ``num_it`` sweeps once. (The hold check
+    that follows on this plain net is tested in test_hold_check.py: off here, the sweeps alone are compared.)"""
     from onecycle.core.rng import loader_generators
     from onecycle.tuning.short_runs import REPLICATE_SEED
     learn = make_learner(opt_func=torch.optim.AdamW, dls_kw=dict(n_train=256, bs=8, label_noise=0.2, shuffle=True))
     learn.fit(1, 1e-3)   # optimizer state to put back too
     before = learner_snapshot(learn)
-    res = learn.lr_find(n_epoch=5)
+    res = learn.lr_find(n_epoch=5, hold_check=False)
     assert_learner_unchanged(before, learner_snapshot(learn))
     n_it = 4 * DEFAULT_NUM_IT   # batches of 8: the default sweeps as many samples as 100 steps of 32
-    one = learn.lr_find(n_epoch=5, num_it=n_it)
+    one = learn.lr_find(n_epoch=5, num_it=n_it, hold_check=False)
     assert one.replicate is None and one.cost['train_steps'] == len(one.train_lrs)
     assert one.losses == res.losses and one.lrs == res.lrs   # the first sweep is the user's own order
     state = torch.get_rng_state(), [g.get_state() for g in loader_generators(learn.dls.train)]
     torch.manual_seed(REPLICATE_SEED)
     for g in loader_generators(learn.dls.train): g.manual_seed(REPLICATE_SEED)
-    other = learn.lr_find(n_epoch=5, num_it=n_it)
+    other = learn.lr_find(n_epoch=5, num_it=n_it, hold_check=False)
     torch.set_rng_state(state[0])
     for g, st in zip(loader_generators(learn.dls.train), state[1]): g.set_state(st)
     assert res.replicate.losses == other.losses != one.losses   # another order: another curve
