@@ -1,4 +1,4 @@
-"""Does the one-liner hold on problems the rules were never looked at on? Two hundred and twenty-three more small
+"""Does the one-liner hold on problems the rules were never looked at on? Two hundred and forty more small
 problems (recurrent nets, a deep plain MLP, tanh activations, a transformer on another task, plain Adam, norm
 layers under SGD...; four were added to check the rule for SGD on normalized models and run once with it,
 eight (GroupNorm and LayerNorm nets, residual MLPs, noisy moons, a 3-class make_classification) were made
@@ -12,7 +12,9 @@ for the one-liner's weight decay of 0.1 there, four with attention under Adam-li
 encoders under Adam for tune's longer trials; then eight on scikit-learn's bundled tables, two of them raw, and
 four on the digits at larger scales, for the warning on inputs far above unit scale; thirty-three plain nets
 under SGD, RMSprop and Adagrad on such inputs, for their limits there; ten under Adamax, for its step limit; nine
-more under Adagrad on such inputs, for its limit there), none of them in bench/recommend.py. Optimizers without
+more under Adagrad on such inputs, for its limit there; fourteen fine-tuned from a body trained on other classes
+under Adam-like optimizers, for the hold check on them, and three transformers that no rule holds yet), none of
+them in bench/recommend.py. Optimizers without
 momentum are fitted with ``moms=None``. For each problem and seed: the default range test with the fit's length
 (``lr_find(n_epoch=n)``, its 'fit' suggestion S), then full 1cycle fits at S * (1/8, 1/4, 1/2, 1/sqrt2, 1,
 sqrt2, 2) with fit_one_cycle's weight decay (the optimizer's own, else 0.01), test accuracy.
@@ -25,6 +27,7 @@ points on the mean, no seed more than 3 below).
     OMP_NUM_THREADS=1 .venv/bin/python bench/suggest_unseen.py                    # every problem, 3 seeds
     OMP_NUM_THREADS=1 .venv/bin/python bench/suggest_unseen.py --problems lstm-digits-sgd --seeds 1
     OMP_NUM_THREADS=1 .venv/bin/python bench/suggest_unseen.py --ratios 1      # the one-liner's fit alone
+    OMP_NUM_THREADS=1 .venv/bin/python bench/suggest_unseen.py --ratios 1 --no-hold-check   # ... before the check
 
 --out writes every sweep and fit (JSON), so that a rule can be read against them offline. With
 --against-grid it runs bench/recommend.py's table on these problems instead (one-liner, tune and a grid of
@@ -385,6 +388,94 @@ def digit_images(): return recommend.digits_arrays(image=True)
 
 
 def mode16_arrays(): return recommend.mode_arrays(seed=5, n=6000, n_test=1000, length=24, vocab=16)
+
+
+def transfer_split(data, n_train, seed=0):
+    """A transfer task from a 10-class problem `data`: (classes 0-4 for a body to learn first, the fine-tuning
+    task: `n_train` samples of classes 5-9 relabelled 0-4 and the rest of them as its test set)."""
+    x, y, xt, yt = data()
+    x, y = torch.cat([x, xt]), torch.cat([y, yt])
+    xf, yf = x[y >= 5], y[y >= 5] - 5
+    perm = torch.randperm(len(xf), generator=torch.Generator().manual_seed(seed))
+    xf, yf = xf[perm], yf[perm]
+    return (x[y < 5], y[y < 5]), (xf[:n_train], yf[:n_train], xf[n_train:], yf[n_train:])
+
+
+_BODIES = {}
+
+
+def trained_body(key, make, arrays, epochs=20, lr=3e-3, bs=32):
+    """`make()`'s weights after a 1cycle fit under AdamW on `arrays` (x, y; a tenth held out), drawn from seed 100
+    once per process: a stand-in for the downloaded weights a fine-tuning user starts from. The caller's RNG is
+    left as it was, so that a problem's fine-tuning seeds draw the same heads whether or not a body was trained."""
+    if key not in _BODIES:
+        from onecycle import fit_one_cycle
+        with torch.random.fork_rng():
+            torch.manual_seed(100)
+            model, (x, y) = make(), arrays()
+            cut = len(x) // 10
+            learn = recommend.Learner(model, recommend.tensor_dls(x[cut:], y[cut:], x[:cut], y[:cut], bs=bs, seed=100),
+                                      recommend.F.cross_entropy, opt_func=torch.optim.AdamW, progress=False,
+                                      device='cpu')
+            fit_one_cycle(learn, epochs, lr)
+        _BODIES[key] = model.state_dict()
+    return _BODIES[key]
+
+
+def fine_tuned(key, make, arrays, head='linear', n_out=5, frozen=False, **train_kw):
+    """A model factory for fine-tuning, as a fastai user does it: `make()` with the body trained first
+    (``trained_body``) and a new `n_out`-way linear head (attribute `head`, or the last module of an
+    ``nn.Sequential``, or that attribute's last module where it is one); `frozen`: the body's weights do not
+    train (normalization layers do, as fastai's freeze)."""
+    def model():
+        m = make()
+        m.load_state_dict(trained_body(key, make, arrays, **train_kw))
+        seq = m if isinstance(m, nn.Sequential) else getattr(m, head)
+        new = nn.Linear((seq[-1] if isinstance(seq, nn.Sequential) else seq).in_features, n_out)
+        if isinstance(seq, nn.Sequential): seq[-1] = new
+        else: setattr(m, head, new)
+        if frozen:
+            norms = (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm, nn.GroupNorm)
+            for mod in m.modules():
+                if mod is new or isinstance(mod, norms): continue
+                for q in mod.parameters(recurse=False): q.requires_grad_(False)
+        return m
+    return model
+
+
+def two_conv_cnn():
+    "Two 3x3 convolutions (16, 32 channels, the second strided) and a 64-unit hidden layer, for the 8x8 digits."
+    return nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 3, stride=2, padding=1),
+                         nn.ReLU(), nn.Flatten(), nn.Linear(32 * 16, 64), nn.ReLU(), nn.Linear(64, 10))
+
+
+def least_token_arrays(n_train, n=6000, length=32, vocab=24, seed=12):
+    "Token sequences as mode_arrays'; the label is the least frequent token (the smallest on a tie)."
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, vocab, (n, length), generator=g)
+    counts = torch.nn.functional.one_hot(x, vocab).sum(1)
+    y = (counts * vocab + torch.arange(vocab)).argmin(1)
+    return x[:n_train], y[:n_train], x[n_train:], y[n_train:]
+
+
+def _mode_task():
+    x, y, _, _ = recommend.mode_arrays()
+    return x, y
+
+
+def _transfer(data, n_train):
+    "(the body's arrays, the fine-tuning arrays) of transfer_split, as two functions of nothing."
+    return (lambda: transfer_split(data, n_train)[0]), (lambda: transfer_split(data, n_train)[1])
+
+
+def _digit_images_all():
+    x, y, xt, yt = digit_images()
+    return x, y, xt, yt
+
+
+def _digits_all():
+    x, y, xt, yt = digits()
+    return x, y, xt, yt
 
 
 P = dict
@@ -824,19 +915,50 @@ PROBLEMS = {
                                     bs=32, epochs=12),
     'digits64x-mlp-adagrad': P(data=partial(scaled_digits, 64), model=lambda: mlp((64, 128, 64, 10)), opt='adagrad',
                                bs=32, epochs=12),
+    # fine-tuning (thirty-second session): a body trained on classes 0-4 (trained_body), a new head for classes 5-9,
+    # the whole net fitted on a few hundred samples under an Adam-like optimizer (two with the body frozen), for
+    # the hold check on Adam-like optimizers; the first nine were read on, the last five (Adam, NAdam, RAdam, a wide
+    # and a dilated 1-D CNN, a dropout CNN) run once with the check ...
+    **{f'ft-{name}': P(data=_transfer(data, n)[1], model=fine_tuned(body, make, _transfer(data, n)[0], **kw), opt=opt,
+                       bs=bs, epochs=epochs)
+       for name, data, make, body, n, kw, opt, bs, epochs in [
+           ('mnist1d-cnn-adamw', mnist1d, mnist1d_cnn, 'mnist1d-cnn', 400, {}, 'adamw', 32, 20),
+           ('mnist1d-cnn1k-adamw', mnist1d, mnist1d_cnn, 'mnist1d-cnn', 1000, {}, 'adamw', 32, 20),
+           ('mnist1d-mlp-adamw', mnist1d, lambda: mlp((40, 256, 256, 10)), 'mnist1d-mlp', 400, {}, 'adamw', 32, 20),
+           ('mnist1d-mlp100-adamw', mnist1d, lambda: mlp((40, 100, 100, 10)), 'mnist1d-mlp100', 400, {}, 'adamw', 32,
+            20),
+           ('mnist1d-mlp1k-adamw', mnist1d, lambda: mlp((40, 256, 256, 10)), 'mnist1d-mlp', 1000, {}, 'adamw', 32, 20),
+           ('digits-cnn-adamw', _digit_images_all, two_conv_cnn, 'digits-cnn', 250, {}, 'adamw', 32, 20),
+           ('digits-mlp-adamw', _digits_all, lambda: mlp((64, 256, 256, 10)), 'digits-mlp', 250, {}, 'adamw', 32, 20),
+           ('mnist1d-cnn-frozen-adamw', mnist1d, mnist1d_cnn, 'mnist1d-cnn', 400, dict(frozen=True), 'adamw', 32, 20),
+           ('digits-cnn-frozen-adamw', _digit_images_all, two_conv_cnn, 'digits-cnn', 250, dict(frozen=True), 'adamw',
+            32, 20),
+           ('mnist1d-cnn1500-adam', mnist1d, mnist1d_cnn, 'mnist1d-cnn', 1500, {}, 'adam', 64, 15),
+           ('digits-cnn400-nadam', _digit_images_all, two_conv_cnn, 'digits-cnn', 400, {}, 'nadam', 32, 20),
+           ('mnist1d-widecnn-adamw', mnist1d, wide_cnn1d, 'mnist1d-widecnn', 1000, {}, 'adamw', 32, 20),
+           ('mnist1d-dilcnn-radam', mnist1d, DilatedCNN1d, 'mnist1d-dilcnn', 800, dict(head='head'), 'radam', 32, 12),
+           ('digits-dropcnn-adamw', _digit_images_all, dropout_cnn, 'digits-dropcnn', 300, {}, 'adamw', 32, 20)]},
+    # ... and a pre-norm transformer on the least frequent token, from scratch and fine-tuned from one trained on the
+    # most frequent (mode_arrays), made after it: no rule holds it yet (its best rungs sit at S/8 to S/4)
+    'least800-transformer-adamw': P(data=partial(least_token_arrays, 800), model=recommend.TinyTransformer,
+                                    opt='adamw', bs=32, epochs=15),
+    **{f'ft-least{n}-transformer-adamw': P(data=partial(least_token_arrays, n),
+                                           model=fine_tuned('mode-transformer', recommend.TinyTransformer, _mode_task,
+                                                            head='head', n_out=24, epochs=10, lr=0.02, bs=64),
+                                           opt='adamw', bs=32, epochs=15) for n in (800, 2000)},
 }
 
 
 learner = recommend.learner
 
 
-def run(name, arrays, seed, ratios=RATIOS) -> dict:
+def run(name, arrays, seed, ratios=RATIOS, hold_check=True) -> dict:
     p = PROBLEMS[name]
     torch.manual_seed(seed)
     init = p['model']().state_dict()
     def model_fn():
         m = p['model'](); m.load_state_dict(init); return m
-    res = learner(model_fn(), arrays, p, seed).lr_find(n_epoch=p['epochs'])
+    res = learner(model_fn(), arrays, p, seed).lr_find(n_epoch=p['epochs'], hold_check=hold_check)
     s = res.suggestion
     acc = {f'{r:.4g}': recommend.one_cycle(learner(model_fn(), arrays, p, seed), p['epochs'], s * r) for r in ratios}
     return {'suggestion': s, 'suggestions': dict(res.suggestions), 'fit_steps': res.fit_steps, 'acc': acc,
@@ -886,6 +1008,8 @@ def main(argv=None):
     ap.add_argument('--ratios', type=float, nargs='+', default=list(RATIOS),
                     help='the ladder of full fits, as multiples of S; 1 is the one-liner and must be among them '
                          '(--ratios 1: the one-liner alone)')
+    ap.add_argument('--no-hold-check', action='store_true',
+                    help="S from lr_find(hold_check=False): the sweep's suggestion before the hold check moves it")
     a = ap.parse_args(argv)
     if 1. not in a.ratios: ap.error(f'--ratios must include 1 (the one-liner), got {a.ratios}')
     if a.against_grid: return against_grid(a)
@@ -895,7 +1019,7 @@ def main(argv=None):
     one = f'{1.:.4g}'
     for name in a.problems:
         arrays = PROBLEMS[name]['data']()
-        rows = [run(name, arrays, seed, a.ratios) for seed in range(a.seeds)]
+        rows = [run(name, arrays, seed, a.ratios, not a.no_hold_check) for seed in range(a.seeds)]
         results[name] = rows
         for seed, r in enumerate(rows):
             print(f'{name} seed {seed}: S={r["suggestion"]:.3g}  ' +

@@ -53,7 +53,7 @@ def test_every_unseen_problem_builds_offline_and_plain_adam_means_adam():
     from onecycle.core.hyper import has_attention, has_convolution, is_normalized
     for name, p in unseen.PROBLEMS.items():
         x, y, xt, yt = p['data']()
-        assert len(x) == len(y) > len(xt) == len(yt) > 0, name
+        assert len(x) == len(y) > 0 and len(xt) == len(yt) > 0, name   # (fine-tuning sets are the smaller)
         torch.manual_seed(0)
         model = p['model']()
         out = model.eval()(x[:2])
@@ -150,9 +150,25 @@ def test_every_unseen_problem_builds_offline_and_plain_adam_means_adam():
     from onecycle.core.data import input_rms
     from onecycle.tuning.suggest import INPUT_RMS_LIMIT
     scale, sgd_scale, sgd_conv = names[end + 122:end + 134], names[end + 134:end + 150], names[end + 150:end + 157]
-    rms_scale, adamax, adagrad = names[end + 157:end + 167], names[end + 167:end + 177], names[end + 177:]
+    rms_scale, adamax, adagrad = names[end + 157:end + 167], names[end + 167:end + 177], names[end + 177:end + 186]
+    fine_tuned, least = names[end + 186:end + 200], names[end + 200:]
     assert len(scale) == 12 and len(sgd_scale) == 16 and len(sgd_conv) == 7 and len(rms_scale) == 10
-    assert len(names) == end + 186
+    assert len(names) == end + 203
+    # ... then fine-tuning under Adam-like optimizers (a body trained on classes 0-4, a new 5-way head), and three
+    # transformers on the least frequent token, two of them fine-tuned from one trained on the most frequent
+    assert all(n.startswith('ft-') for n in fine_tuned) and len(least) == 3
+    assert {unseen.PROBLEMS[n]['opt'] for n in fine_tuned + least} == {'adam', 'adamw', 'nadam', 'radam'}
+    assert all(int(unseen.PROBLEMS[n]['data']()[1].max()) == 4 for n in fine_tuned)
+    frozen = unseen.PROBLEMS['ft-digits-cnn-frozen-adamw']['model']
+    unseen._BODIES.clear()
+    torch.manual_seed(0)
+    first = frozen()    # trains the body ...
+    torch.manual_seed(0)
+    again = frozen()    # ... and reads it: the same head either way, as training a body leaves the RNG alone
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values()))
+    assert [n for n, q in first.named_parameters() if q.requires_grad] == ['7.weight', '7.bias']
+    torch.manual_seed(0)
+    assert not torch.equal(unseen.two_conv_cnn()[0].weight, first[0].weight)   # trained, not fresh
     # ... then Adamax's step limit: four it was read on, six held out (MLPs, CNNs, a GRU, a transformer)
     assert len(adamax) == 10 and {unseen.PROBLEMS[n]['opt'] for n in adamax} == {'adamax'}
     assert any(has_attention(unseen.PROBLEMS[n]['model']()) for n in adamax[4:])
@@ -218,6 +234,18 @@ def test_unseen_ratios_1_fits_the_one_liner_alone(monkeypatch, capsys):
     assert len(fits) == 1 and 'one-liner 75.00%, best rung S*1 75.00%' in capsys.readouterr().out
     with pytest.raises(SystemExit): unseen.main(['--problems', 'tiny', '--ratios', '0.5', '2'])
     assert 'must include 1' in capsys.readouterr().err
+    # --no-hold-check: the sweep's suggestion as it was before the hold check (held on this plain net otherwise)
+    checked = []
+    real = unseen.recommend.Learner.lr_find
+    def lr_find(learn, **kw):
+        res = real(learn, **kw)
+        checked.append((kw.get('hold_check', True), bool(res.held)))
+        return res
+    monkeypatch.setattr(unseen.recommend.Learner, 'lr_find', lr_find)
+    unseen.PROBLEMS['tiny']['epochs'] = 10   # long enough to probe
+    unseen.main(['--problems', 'tiny', '--seeds', '1', '--ratios', '1'])
+    unseen.main(['--problems', 'tiny', '--seeds', '1', '--ratios', '1', '--no-hold-check'])
+    assert checked == [(True, True), (False, False)]
 
 
 def test_unseen_against_grid_hands_its_problems_to_recommends_table(monkeypatch):

@@ -117,11 +117,11 @@ def checks_hold(model) -> bool:
     optimizer: on models where the 'fit' rule lowers an SGD-like optimizer's edge for the fit's length (without
     normalization layers, or with attention; see :func:`~onecycle.tuning.suggest.exposure_exponent`). Adam-like
     optimizers keep their edge, and on most nets its probe holds; where a sweep read an edge the net does not
-    keep, it does not: a CNN on MNIST-1D fine-tuned from a body trained on other classes swept to 0.13-0.16 under
-    AdamW, fits there ended at 81% and 19%, at half of it 96% (their probes at S fell 0.6 and 0.1 of a nat,
-    S/2's 1.2 and 0.6). On 73 plain Adam-like nets of bench/suggest_unseen.py and bench/recommend.py, checked
-    once the rule for SGD was set, it lowered 15 of 219 one-liner seeds (+10.3 points summed, one lost 1.8 on a
-    114-sample test set) and none of bench/recommend.py's; on 14 fine-tuned nets 10 seeds, +126.1 (one lost 5.8)."""
+    keep, it does not: a CNN on MNIST-1D fine-tuned from a body trained on other classes swept to 0.16 under AdamW
+    on one seed, a fit there ended at 19%, at a quarter of it 97% (its probe at S fell 0.1 of a nat, S/2's 0.6).
+    On 73 plain Adam-like nets of bench/suggest_unseen.py and bench/recommend.py, checked once the rule for SGD
+    was set, it lowered 15 of 219 one-liner seeds (+10.3 points summed, one lost 1.8 on a 114-sample test set)
+    and none of bench/recommend.py's; on its 14 fine-tuned nets 9 seeds, +77.1 (one -5.7)."""
     return exposure_exponent(False, is_normalized(model), has_attention(model)) > 0
 
 
