@@ -468,15 +468,6 @@ def _transfer(data, n_train):
     return (lambda: transfer_split(data, n_train)[0]), (lambda: transfer_split(data, n_train)[1])
 
 
-def _digit_images_all():
-    x, y, xt, yt = digit_images()
-    return x, y, xt, yt
-
-
-def _digits_all():
-    x, y, xt, yt = digits()
-    return x, y, xt, yt
-
 
 P = dict
 PROBLEMS = {
@@ -928,16 +919,16 @@ PROBLEMS = {
            ('mnist1d-mlp100-adamw', mnist1d, lambda: mlp((40, 100, 100, 10)), 'mnist1d-mlp100', 400, {}, 'adamw', 32,
             20),
            ('mnist1d-mlp1k-adamw', mnist1d, lambda: mlp((40, 256, 256, 10)), 'mnist1d-mlp', 1000, {}, 'adamw', 32, 20),
-           ('digits-cnn-adamw', _digit_images_all, two_conv_cnn, 'digits-cnn', 250, {}, 'adamw', 32, 20),
-           ('digits-mlp-adamw', _digits_all, lambda: mlp((64, 256, 256, 10)), 'digits-mlp', 250, {}, 'adamw', 32, 20),
+           ('digits-cnn-adamw', digit_images, two_conv_cnn, 'digits-cnn', 250, {}, 'adamw', 32, 20),
+           ('digits-mlp-adamw', digits, lambda: mlp((64, 256, 256, 10)), 'digits-mlp', 250, {}, 'adamw', 32, 20),
            ('mnist1d-cnn-frozen-adamw', mnist1d, mnist1d_cnn, 'mnist1d-cnn', 400, dict(frozen=True), 'adamw', 32, 20),
-           ('digits-cnn-frozen-adamw', _digit_images_all, two_conv_cnn, 'digits-cnn', 250, dict(frozen=True), 'adamw',
+           ('digits-cnn-frozen-adamw', digit_images, two_conv_cnn, 'digits-cnn', 250, dict(frozen=True), 'adamw',
             32, 20),
            ('mnist1d-cnn1500-adam', mnist1d, mnist1d_cnn, 'mnist1d-cnn', 1500, {}, 'adam', 64, 15),
-           ('digits-cnn400-nadam', _digit_images_all, two_conv_cnn, 'digits-cnn', 400, {}, 'nadam', 32, 20),
+           ('digits-cnn400-nadam', digit_images, two_conv_cnn, 'digits-cnn', 400, {}, 'nadam', 32, 20),
            ('mnist1d-widecnn-adamw', mnist1d, wide_cnn1d, 'mnist1d-widecnn', 1000, {}, 'adamw', 32, 20),
            ('mnist1d-dilcnn-radam', mnist1d, DilatedCNN1d, 'mnist1d-dilcnn', 800, dict(head='head'), 'radam', 32, 12),
-           ('digits-dropcnn-adamw', _digit_images_all, dropout_cnn, 'digits-dropcnn', 300, {}, 'adamw', 32, 20)]},
+           ('digits-dropcnn-adamw', digit_images, dropout_cnn, 'digits-dropcnn', 300, {}, 'adamw', 32, 20)]},
     # ... and a pre-norm transformer on the least frequent token, from scratch and fine-tuned from one trained on the
     # most frequent (mode_arrays), made after it: no rule holds it yet (its best rungs sit at S/8 to S/4)
     'least800-transformer-adamw': P(data=partial(least_token_arrays, 800), model=recommend.TinyTransformer,

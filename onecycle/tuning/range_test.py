@@ -496,12 +496,11 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, sugges
     Adagrad (:func:`~onecycle.tuning.suggest.divided_step_input_limit`). Floating-point targets far above unit
     scale (a regression's, ``result.target_rms``) draw a warning to standardize them.
 
-    `hold_check`: on a model without normalization layers or with attention (where the 'fit' rule lowers an
-    SGD-like optimizer's edge for the fit's length), whatever the optimizer, the 'fit' suggestion is then checked
-    where a fit meets its
-    peak: 100-step probes (of 32 samples: more steps at a smaller batch) from the same state, the fit's warm-up
-    compressed and the lr held, at it and at half of it (a third, lower still, when the lower one spiked too), and
-    it is halved while its probe ends more than 3x above the one below, or falls less than half as far
+    `hold_check`: on a model without normalization layers or with attention (where the 'fit' rule lowers an SGD-like
+    optimizer's edge for the fit's length), whatever the optimizer, the 'fit' suggestion is then checked where a fit
+    meets its peak: 100-step probes (of 32 samples: more steps at a smaller batch) from the same state, the fit's
+    warm-up compressed and the lr held, at it and at half of it (a third, lower still, when the lower one spiked
+    too), and it is halved while its probe ends more than 3x above the one below, or falls less than half as far
     (:func:`~onecycle.tuning.hold_check.check_held`; ``result.held`` says what they saw, ``result.cost`` counts
     their steps). A long fit at an lr that only undoes its training once the net has sharpened collapses to chance,
     and no range test, whose steps at that lr come right after lower ones, shows it; where a kept suggestion's probe
@@ -509,8 +508,8 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, sugges
     than 0.8x as far there (a net past that edge learns, then stalls). The other way, a kept suggestion whose probe
     ended below its half's is probed at twice itself, and doubled when that probe ended lower, or did not spike and
     ended at most 1.15x higher, never past the value before the rule lowered it for the fit's length (an Adam-like
-    optimizer's is the sweep's edge, and is never raised): the lowering some nets need costs others points. Off,
-    or for another `suggest`, nothing runs after the sweep."""
+    optimizer's is the sweep's edge, and is never raised): the lowering some nets need costs others points. Off, or
+    for another `suggest`, nothing runs after the sweep."""
     check_choice('suggest', suggest, SUGGESTIONS)
     check_int('n_epoch', n_epoch, min_value=1, allow_none=True)
     check_int('num_it', num_it, min_value=2, allow_none=True)
