@@ -12,7 +12,7 @@ from ..callbacks.progress import fmt_lr
 from ..core.callback import CancelFitException, CancelValidateException
 from ..core.checks import check_int, check_positive, check_range
 from ..core.dist import any_rank, sum_over_ranks
-from ..core.hyper import has_attention, has_hyper, is_normalized
+from ..core.hyper import has_attention, has_hyper, is_adaptive, is_normalized
 from ..core.rng import reseed
 from ..core.snapshot import preserved
 from ..distributed.ddp import effective_batch_size
@@ -22,7 +22,8 @@ from .short_runs import REPLICATE_SEED, StepLoss, epochs_for_steps, steps_for_sa
 from .suggest import (HOLD_DROP, HOLD_RATIO, exposure_exponent, held_falls, pick_held, shortened_ratio, smooth_sweep,
                       suggest_spike)
 
-__all__ = ['HoldProbe', 'hold_probe', 'check_held', 'checks_hold', 'hold_check_steps', 'held_line', 'falls_behind']
+__all__ = ['HoldProbe', 'hold_probe', 'check_held', 'checks_hold', 'long_end_ratio', 'hold_check_steps', 'held_line',
+           'falls_behind']
 
 
 # The hold probes: the fit's warm-up compressed into HOLD_WARMUP steps, then the lr held for the rest of HOLD_STEPS
@@ -61,6 +62,16 @@ HOLD_CLIMB = 1.15
 # 0.49x, S 1.4 points better): the signal is noisy, and the threshold stays well below 1. Where the half's loss did
 # not fall over the long hold either, they say nothing, and the lr is kept.
 HOLD_BEHIND, HOLD_LONG, HOLD_LONG_DROP = 0.9, 3, 0.8
+# An Adam-like optimizer on a net with attention: the long probes run at every kept lr, and it is halved too where
+# its long probe ended more than HOLD_LONG_END times above its half's. Such nets can learn as fast at S as at S/2
+# for 100 steps and then stall at S: a pre-norm transformer on the least frequent of 24 tokens (made for the
+# thirty-second session's fine-tuning) fell 0.98x as far as S/2 in 100 steps, ended 2.5x above it in 300, and its
+# fit scored 94.5% at S, 98.8% at S/4 (on another, training loss 0.44 at S against 0.05 at S/8). On the 21
+# attention nets under Adam-like optimizers of bench/suggest_unseen.py and bench/recommend.py (63 seeds) it halved
+# 18 seeds of eight nets: the one-liner +50.4 points summed (the three least-token nets +12.2, +15.3, +6.3, a
+# pre-norm encoder on digit rows +8.8), none lost more than 0.6; the mode task's nets, best at S, ended 1.0-1.2x
+# apart and kept it. The threshold was read on these same nets: none was held out.
+HOLD_LONG_END = 1.3
 
 
 class HoldProbe(StepLoss, ParamScheduler):
@@ -125,6 +136,12 @@ def checks_hold(model) -> bool:
     return exposure_exponent(False, is_normalized(model), has_attention(model)) > 0
 
 
+def long_end_ratio(opt, model):
+    """check_held's `long_end` for this optimizer and model: HOLD_LONG_END for an Adam-like optimizer on a net with
+    attention, else None (the long probes run only where the kept lr fell behind its half)."""
+    return HOLD_LONG_END if is_adaptive(opt) and has_attention(model) else None
+
+
 def _probe_steps(fit_steps: int, batch_size=None, cap=None) -> int:
     """Each hold probe's steps for a fit of `fit_steps` at `batch_size` samples a step: HOLD_STEPS (more below a
     batch of REFERENCE_BATCH, see steps_for_samples), or the fit's own length, or `cap`, when shorter; 0 under 10."""
@@ -161,7 +178,7 @@ def _long_verdict(long: dict) -> tuple:
 
 
 def check_held(learn, lr, fit_steps, ratio=HOLD_RATIO, max_probes=HOLD_PROBES, moms=ONE_CYCLE_MOMS, ceiling=None,
-               climb=HOLD_CLIMB, probe_steps=None, long_probes=True) -> tuple:
+               climb=HOLD_CLIMB, probe_steps=None, long_probes=True, long_end=None) -> tuple:
     """`lr` checked at a held peak: hold probes (:func:`hold_probe`) at `lr` and `lr`/2, and one more
     halving while the lowest probe spiked (a step's loss above where it started, once it had come a third
     of the way down, see :func:`~onecycle.tuning.suggest.suggest_spike`) or diverged, at most `max_probes`;
@@ -180,7 +197,9 @@ def check_held(learn, lr, fit_steps, ratio=HOLD_RATIO, max_probes=HOLD_PROBES, m
     half of it is probed again with its half, each HOLD_LONG (3) times as long (at most the fit's length), and
     halved when the half's loss fell there and its own less than HOLD_LONG_DROP (0.8) times as far
     (``held['long']``: 'lrs', 'ends', 'spiked', 'starts', 'probe_steps'): a net past the edge of a long fit stalls
-    as it sharpens, which 100 steps may not show.
+    as it sharpens, which 100 steps may not show. Given `long_end` (lr_find passes HOLD_LONG_END for an Adam-like
+    optimizer on a net with attention), the long probes run whenever `lr` was kept, and it is halved too where its
+    long probe ended more than `long_end` times above its half's (``held['long']['why']`` says which ran them).
     `moms`: the fit's (high, low) momentum, or None for a fit that keeps the optimizer's. A fit shorter
     than 10 steps is not probed. `probe_steps`: each probe's steps at most (tune shortens them to fit its
     budget; under 10, nothing is probed); probes cut short are held to a `ratio` cut in proportion
@@ -192,6 +211,7 @@ def check_held(learn, lr, fit_steps, ratio=HOLD_RATIO, max_probes=HOLD_PROBES, m
     check_positive('ceiling', ceiling, allow_none=True)
     check_range('climb', climb, 1, math.inf)
     check_int('probe_steps', probe_steps, min_value=1, allow_none=True)
+    if long_end is not None: check_range('long_end', long_end, 1, math.inf)
     bs = effective_batch_size(learn)
     full, n = _probe_steps(fit_steps, bs), _probe_steps(fit_steps, bs, cap=probe_steps)
     if not n: return lr, {}
@@ -242,13 +262,22 @@ def check_held(learn, lr, fit_steps, ratio=HOLD_RATIO, max_probes=HOLD_PROBES, m
             if climbs(end, spiked, base): picked = 2 * lr
     # learnt clearly less than its half: does the gap close over a longer hold, or widen as a net past its edge stalls?
     m = _long_probe_steps(n, fit_steps) if long_probes and n == full else 0
-    if m and falls_behind(held, picked):
-        long = held['long'] = {'lrs': [lr, lr / 2], 'ends': [], 'spiked': [], 'starts': [], 'probe_steps': m}
+    behind = falls_behind(held, picked)
+    if m and (behind or (long_end is not None and picked == lr)):
+        long = held['long'] = {'lrs': [lr, lr / 2], 'ends': [], 'spiked': [], 'starts': [], 'probe_steps': m,
+                               'why': 'behind' if behind else 'attention', 'end_ratio': long_end}
         for c in long['lrs']:
             end, spiked, start = measure(c, m)
             long['ends'].append(end); long['spiked'].append(spiked); long['starts'].append(start)
-        if _long_verdict(long)[2]: picked = lr / 2   # (where the half did not learn either, no verdict)
+        # (where the half did not learn either, or did not end finite, no verdict)
+        if _long_verdict(long)[2] or _ended_above(long): picked = lr / 2
     return picked, held
+
+
+def _ended_above(long: dict) -> bool:
+    "Whether check_held's long probe at the lr ended more than its 'end_ratio' (when set) times above its half's."
+    r, (end, end_half) = long.get('end_ratio'), long['ends']
+    return r is not None and math.isfinite(end_half) and end > r * end_half
 
 
 def held_line(held: dict, picked: float) -> str:
@@ -268,11 +297,17 @@ def held_line(held: dict, picked: float) -> str:
                f"{'lowered' if picked < held['unchecked'] else 'raised'} to {fmt_lr(picked)}")
     again = f"; on another data order {listed(held['confirm'])}" if held.get('confirm') else ''
     if held.get('long'):
-        fell, fell_half, halves = _long_verdict(held['long'])
+        long = held['long']
+        fell, fell_half, halves = _long_verdict(long)
         read = ('the half did not learn either' if not fell_half > 0 else
                 f"{'under' if halves else 'at least'} {HOLD_LONG_DROP:.2g}x")
-        again += (f"; {fmt_lr(held['unchecked'])} fell less than {HOLD_BEHIND:.2g}x as far as its half, so both ran "
-                  f"{held['long']['probe_steps']} steps: fell {fell:.3g} and {fell_half:.3g} ({read})")
+        why = (f'fell less than {HOLD_BEHIND:.2g}x as far as its half' if long.get('why', 'behind') == 'behind'
+               else 'was kept on a net with attention under an Adam-like optimizer')
+        again += (f"; {fmt_lr(held['unchecked'])} {why}, so both ran {long['probe_steps']} steps: fell {fell:.3g} "
+                  f"and {fell_half:.3g} ({read})")
+        if long.get('end_ratio') is not None:
+            again += (f", ended {long['ends'][0]:.4g} and {long['ends'][1]:.4g} "
+                      f"({'over' if _ended_above(long) else 'within'} {long['end_ratio']:.2g}x)")
     cut = (f" (cut from {held['full_steps']}: held within {held['ratio']:.3g}x)"
            if held.get('full_steps', 0) > held['probe_steps'] else '')
     return (f"hold check: {fmt_lr(held['unchecked'])} {verdict} (probes of {held['probe_steps']} "

@@ -23,7 +23,7 @@ from ..core.warn import user_stacklevel
 from ..distributed.ddp import effective_batch_size
 from ..schedules.functions import Constant, Exponential, Linear
 from ..schedules.scheduler import ONE_CYCLE_MOMS, ParamScheduler
-from .hold_check import check_held, checks_hold, held_line
+from .hold_check import check_held, checks_hold, held_line, long_end_ratio
 from .range_test_plot import plot_range_tests
 from .short_runs import (REPLICATE_SEED, StepLoss, divergence_limit, epochs_for_steps, fixed_valid_batches,
                          optimizer_steps_per_epoch, steps_for_samples, subset_loss)
@@ -505,11 +505,13 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, sugges
     their steps). A long fit at an lr that only undoes its training once the net has sharpened collapses to chance,
     and no range test, whose steps at that lr come right after lower ones, shows it; where a kept suggestion's probe
     fell less than 0.9x as far as its half's, both run again three times as long, and it is halved when it fell less
-    than 0.8x as far there (a net past that edge learns, then stalls). The other way, a kept suggestion whose probe
-    ended below its half's is probed at twice itself, and doubled when that probe ended lower, or did not spike and
-    ended at most 1.15x higher, never past the value before the rule lowered it for the fit's length (an Adam-like
-    optimizer's is the sweep's edge, and is never raised): the lowering some nets need costs others points. Off, or
-    for another `suggest`, nothing runs after the sweep."""
+    than 0.8x as far there (a net past that edge learns, then stalls); for an Adam-like optimizer on a net with
+    attention they run whenever the suggestion is kept, and halve it too where its long probe ended more than 1.3x
+    above its half's. The other way, a kept suggestion whose probe ended below its half's is probed at twice itself,
+    and doubled when that probe ended lower, or did not spike and ended at most 1.15x higher, never past the value
+    before the rule lowered it for the fit's length (an Adam-like optimizer's is the sweep's edge, and is never
+    raised): the lowering some nets need costs others points. Off, or for another `suggest`, nothing runs after the
+    sweep."""
     check_choice('suggest', suggest, SUGGESTIONS)
     check_int('n_epoch', n_epoch, min_value=1, allow_none=True)
     check_int('num_it', num_it, min_value=2, allow_none=True)
@@ -559,7 +561,8 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, sugges
         # suggestion is not climbed from (its edge is the sweep's own, and on attention nets, whose edge the rule
         # lowers, climbs cost two encoders' seeds 15.0 and 5.3 points against 2.0 and 1.8 won on two others)
         unlowered = None if is_adaptive(learn.opt) else geometric_mean(*(_unlowered_fit(r) for r in read))
-        lr, held = check_held(learn, result.suggestion, result.fit_steps, moms=moms, ceiling=unlowered)
+        lr, held = check_held(learn, result.suggestion, result.fit_steps, moms=moms, ceiling=unlowered,
+                              long_end=long_end_ratio(learn.opt, learn.model))
         if held:
             result.held, result.suggestion = held, lr
             result.suggestions['fit'] = lr

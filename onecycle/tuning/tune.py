@@ -75,7 +75,7 @@ from ..distributed.ddp import effective_batch_size
 from ..schedules.scheduler import ONE_CYCLE_MOMS
 from .batch_size import noise_scale, with_batch_size
 from .hold_check import (HOLD_BEHIND, HOLD_PROBES, HOLD_STEPS, check_held, checks_hold, falls_behind, held_line,
-                         hold_check_steps)
+                         hold_check_steps, long_end_ratio)
 from .range_test import (EXTEND_FACTOR, INPUT_SCALE_WARNING, TARGET_SCALE_WARNING, learnt_too_little,
                          planned_fit_steps, sweep_drop)
 from .search import SearchResult, branch_trials, default_wds, format_candidate, pick_best, run_trial
@@ -378,7 +378,7 @@ class _Tuning:
         self.say.begin('hold check', n_long if long_probes else n_held)
         self.start.restore()
         held_lr, held = check_held(learn, res.suggestion, res.fit_steps, moms=moms, probe_steps=probe,
-                                   long_probes=long_probes)
+                                   long_probes=long_probes, long_end=long_end_ratio(learn.opt, learn.model))
         if held: res.held_lr, res.held = held_lr, held
         res.steps += held.get('steps', 0)
         line = held_line(held, held_lr) if held else 'hold check: the fit is too short to probe'

@@ -432,6 +432,68 @@ def test_lr_find_climbs_from_sgds_lowered_suggestion_but_never_from_an_adam_like
     else: assert seen == [1, .5] and res.suggestion == pytest.approx(s)
 
 
+def test_check_held_with_long_end_probes_a_kept_lr_for_longer_and_halves_it_where_it_ends_far_above_its_half(
+        make_learner, monkeypatch):
+    """The 100-step probes fall alike (not behind: no long probes without `long_end`); with it both run three times
+    as long, and the lr is halved where its long probe ended more than `long_end` times above its half's, though it
+    fell 0.9x as far (over the 0.8 that halves on its own)."""
+    from onecycle.tuning.hold_check import HOLD_LONG_END, check_held, held_line
+    learn = make_learner(opt_func=torch.optim.AdamW)
+    for long, end_kw, picked, n_long in [({1: 0.5, .5: 0.3}, {}, 0.1, 0),
+                                         ({1: 0.5, .5: 0.3}, dict(long_end=HOLD_LONG_END), 0.05, 2),
+                                         ({1: 0.35, .5: 0.3}, dict(long_end=HOLD_LONG_END), 0.1, 2)]:
+        seen = _scripted_probes(monkeypatch, 0.1, {1: 1.0, .5: 1.0}, long=long)
+        lr, held = check_held(learn, 0.1, fit_steps=1000, **end_kw)
+        assert lr == pytest.approx(picked) and len(seen) == 2 + n_long
+        if n_long:
+            assert held['long']['why'] == 'attention' and held['long']['ends'] == pytest.approx([long[1], long[.5]])
+            assert 'net with attention' in held_line(held, lr)
+            assert ('over' if picked < 0.1 else 'within') + ' 1.3x' in held_line(held, lr)
+    with pytest.raises(ValueError, match='long_end'): check_held(learn, 0.1, fit_steps=1000, long_end=0.5)
+
+
+def test_long_end_ratio_is_set_for_adam_like_optimizers_on_nets_with_attention_alone():
+    from onecycle.tuning.hold_check import HOLD_LONG_END, long_end_ratio
+    attn = nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, 16, batch_first=True, norm_first=True), 1,
+                                 enable_nested_tensor=False)
+    plain = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2))
+    adamw, sgd = (lambda m: torch.optim.AdamW(m.parameters())), (lambda m: torch.optim.SGD(m.parameters(), lr=0.1))
+    assert long_end_ratio(adamw(attn), attn) == HOLD_LONG_END
+    assert long_end_ratio(sgd(attn), attn) is None and long_end_ratio(adamw(plain), plain) is None
+
+
+def test_a_transformer_that_stalls_at_its_suggestion_under_adamw_is_halved_by_its_long_probes():
+    """A pre-norm transformer (two layers, width 32) on the least frequent of 24 tokens in 32, 800 training
+    samples, AdamW, batch 32, 15 epochs (375 steps), seed 1 (bench/suggest_unseen.py's least800-transformer-adamw):
+    its 300-step probes at S and S/2 end 2.3x apart, though S's fell 0.8x as far or more (which alone keeps it),
+    and the fit at S ended at 85.6% (89.4% at S/2, 96.1% at S/8: the net stalls at S; on seed 0 its training loss
+    ended at 0.44, against 0.05 at S/8)."""
+    def least_token(n=6000, length=32, vocab=24, seed=12):
+        g = torch.Generator().manual_seed(seed)
+        x = torch.randint(0, vocab, (n, length), generator=g)
+        y = (nn.functional.one_hot(x, vocab).sum(1) * vocab + torch.arange(vocab)).argmin(1)
+        return x, y
+
+    class Encoder(nn.Module):
+        def __init__(self, vocab=24, length=32, width=32):
+            super().__init__()
+            self.tok, self.pos = nn.Embedding(vocab, width), nn.Parameter(torch.zeros(length, width))
+            layer = nn.TransformerEncoderLayer(width, 4, 2 * width, dropout=0., batch_first=True, norm_first=True)
+            self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+            self.head = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, vocab))
+        def forward(self, x): return self.head(self.encoder(self.tok(x) + self.pos).mean(1))
+
+    x, y = least_token()
+    make = learners_from_init(Encoder, torch.cat([x[800:], x[:800]]), torch.cat([y[800:], y[:800]]), 5200, bs=32,
+                              seed=1, opt_func=torch.optim.AdamW)
+    res = make().lr_find(n_epoch=15)
+    long, unchecked = res.held['long'], res.held['unchecked']
+    # run because the net has attention (its 100-step probes fell alike), halved because the long ones ended apart
+    assert long['why'] == 'attention' and long['ends'][0] > 2 * long['ends'][1]
+    assert res.suggestion == pytest.approx(unchecked / 2)
+    assert final_accuracy(make, 15, res.suggestion) > final_accuracy(make, 15, unchecked) + 0.02
+
+
 def test_check_held_climbs_only_within_its_probes_and_refuses_a_bad_ceiling_or_climb(make_learner, monkeypatch):
     from onecycle.tuning.hold_check import check_held
     seen = _scripted_probes(monkeypatch, 0.1, {1: 1.0, .5: 1.2, .25: 1.3, 2: 0.8}, spiked=(.5,))
