@@ -1,4 +1,4 @@
-"""Does the one-liner hold on problems the rules were never looked at on? Two hundred and forty more small
+"""Does the one-liner hold on problems the rules were never looked at on? Two hundred and forty-four more small
 problems (recurrent nets, a deep plain MLP, tanh activations, a transformer on another task, plain Adam, norm
 layers under SGD...; four were added to check the rule for SGD on normalized models and run once with it,
 eight (GroupNorm and LayerNorm nets, residual MLPs, noisy moons, a 3-class make_classification) were made
@@ -13,8 +13,8 @@ encoders under Adam for tune's longer trials; then eight on scikit-learn's bundl
 four on the digits at larger scales, for the warning on inputs far above unit scale; thirty-three plain nets
 under SGD, RMSprop and Adagrad on such inputs, for their limits there; ten under Adamax, for its step limit; nine
 more under Adagrad on such inputs, for its limit there; fourteen fine-tuned from a body trained on other classes
-under Adam-like optimizers, for the hold check on them, and three transformers that no rule holds yet), none of
-them in bench/recommend.py. Optimizers without
+under Adam-like optimizers, for the hold check on them, three transformers that stall at S, for its long probes
+on nets with attention, and four made after those), none of them in bench/recommend.py. Optimizers without
 momentum are fitted with ``moms=None``. For each problem and seed: the default range test with the fit's length
 (``lr_find(n_epoch=n)``, its 'fit' suggestion S), then full 1cycle fits at S * (1/8, 1/4, 1/2, 1/sqrt2, 1,
 sqrt2, 2) with fit_one_cycle's weight decay (the optimizer's own, else 0.01), test accuracy.
@@ -455,6 +455,13 @@ def least_token_arrays(n_train, n=6000, length=32, vocab=24, seed=12):
     x = torch.randint(0, vocab, (n, length), generator=g)
     counts = torch.nn.functional.one_hot(x, vocab).sum(1)
     y = (counts * vocab + torch.arange(vocab)).argmin(1)
+    return x[:n_train], y[:n_train], x[n_train:], y[n_train:]
+
+
+def _first(n_train, arrays):
+    "`arrays()`'s samples, train and test together, split again: the first `n_train` to train on, the rest to test."
+    x, y, xt, yt = arrays()
+    x, y = torch.cat([x, xt]), torch.cat([y, yt])
     return x[:n_train], y[:n_train], x[n_train:], y[n_train:]
 
 
@@ -930,13 +937,25 @@ PROBLEMS = {
            ('mnist1d-dilcnn-radam', mnist1d, DilatedCNN1d, 'mnist1d-dilcnn', 800, dict(head='head'), 'radam', 32, 12),
            ('digits-dropcnn-adamw', digit_images, dropout_cnn, 'digits-dropcnn', 300, {}, 'adamw', 32, 20)]},
     # ... and a pre-norm transformer on the least frequent token, from scratch and fine-tuned from one trained on the
-    # most frequent (mode_arrays), made after it: no rule holds it yet (its best rungs sit at S/8 to S/4)
+    # most frequent (mode_arrays), made after it: for HOLD_LONG_END (it stalls at S; best rungs at S/8 to S/4)
     'least800-transformer-adamw': P(data=partial(least_token_arrays, 800), model=recommend.TinyTransformer,
                                     opt='adamw', bs=32, epochs=15),
     **{f'ft-least{n}-transformer-adamw': P(data=partial(least_token_arrays, n),
                                            model=fine_tuned('mode-transformer', recommend.TinyTransformer, _mode_task,
                                                             head='head', n_out=24, epochs=10, lr=0.02, bs=64),
                                            opt='adamw', bs=32, epochs=15) for n in (800, 2000)},
+    # ... and four transformers made after HOLD_LONG_END was set on the nets with attention above, run once
+    'least16-transformer-adamw': P(data=partial(least_token_arrays, 1200, length=24, vocab=16, seed=21),
+                                   model=partial(recommend.TinyTransformer, vocab=16, length=24, n_out=16),
+                                   opt='adamw', bs=32, epochs=15),
+    'maxtoken-tiny-transformer-adamw': P(data=partial(_first, 1500, max_token_arrays),
+                                         model=partial(recommend.TinyTransformer, vocab=20, length=12, n_out=5),
+                                         opt='adamw', bs=32, epochs=12),
+    'countcmp-tiny-transformer-adam': P(data=partial(_first, 2000, count_compare_arrays),
+                                        model=partial(recommend.TinyTransformer, vocab=8, length=16, n_out=2),
+                                        opt='adam', bs=32, epochs=12),
+    'mode-wide-transformer-adamw': P(data=partial(_first, 1500, recommend.mode_arrays),
+                                     model=partial(recommend.TinyTransformer, width=64), opt='adamw', bs=32, epochs=12),
 }
 
 

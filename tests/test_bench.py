@@ -151,9 +151,11 @@ def test_every_unseen_problem_builds_offline_and_plain_adam_means_adam():
     from onecycle.tuning.suggest import INPUT_RMS_LIMIT
     scale, sgd_scale, sgd_conv = names[end + 122:end + 134], names[end + 134:end + 150], names[end + 150:end + 157]
     rms_scale, adamax, adagrad = names[end + 157:end + 167], names[end + 167:end + 177], names[end + 177:end + 186]
-    fine_tuned, least = names[end + 186:end + 200], names[end + 200:]
+    fine_tuned, least, after_least = names[end + 186:end + 200], names[end + 200:end + 203], names[end + 203:]
     assert len(scale) == 12 and len(sgd_scale) == 16 and len(sgd_conv) == 7 and len(rms_scale) == 10
-    assert len(names) == end + 203
+    assert len(names) == end + 207
+    # ... the last seven (the least-token ones and four made after HOLD_LONG_END) are nets with attention
+    assert all(has_attention(unseen.PROBLEMS[n]['model']()) for n in least + after_least)
     # ... then fine-tuning under Adam-like optimizers (a body trained on classes 0-4, a new 5-way head), and three
     # transformers on the least frequent token, two of them fine-tuned from one trained on the most frequent
     assert all(n.startswith('ft-') for n in fine_tuned) and len(least) == 3
