@@ -390,15 +390,22 @@ def digit_images(): return recommend.digits_arrays(image=True)
 def mode16_arrays(): return recommend.mode_arrays(seed=5, n=6000, n_test=1000, length=24, vocab=16)
 
 
-def transfer_split(data, n_train, seed=0):
-    """A transfer task from a 10-class problem `data`: (classes 0-4 for a body to learn first, the fine-tuning
-    task: `n_train` samples of classes 5-9 relabelled 0-4 and the rest of them as its test set)."""
+def body_task(data):
+    "The first half of a transfer task from a 10-class problem `data`: all its samples of classes 0-4, (x, y)."
+    x, y, xt, yt = data()
+    x, y = torch.cat([x, xt]), torch.cat([y, yt])
+    return x[y < 5], y[y < 5]
+
+
+def fine_tuning_task(data, n_train, seed=0):
+    """The second half: `n_train` samples of `data`'s classes 5-9 (relabelled 0-4) to fine-tune on, the rest of
+    them its test set."""
     x, y, xt, yt = data()
     x, y = torch.cat([x, xt]), torch.cat([y, yt])
     xf, yf = x[y >= 5], y[y >= 5] - 5
     perm = torch.randperm(len(xf), generator=torch.Generator().manual_seed(seed))
     xf, yf = xf[perm], yf[perm]
-    return (x[y < 5], y[y < 5]), (xf[:n_train], yf[:n_train], xf[n_train:], yf[n_train:])
+    return xf[:n_train], yf[:n_train], xf[n_train:], yf[n_train:]
 
 
 _BODIES = {}
@@ -468,11 +475,6 @@ def _first(n_train, arrays):
 def _mode_task():
     x, y, _, _ = recommend.mode_arrays()
     return x, y
-
-
-def _transfer(data, n_train):
-    "(the body's arrays, the fine-tuning arrays) of transfer_split, as two functions of nothing."
-    return (lambda: transfer_split(data, n_train)[0]), (lambda: transfer_split(data, n_train)[1])
 
 
 
@@ -917,8 +919,8 @@ PROBLEMS = {
     # the whole net fitted on a few hundred samples under an Adam-like optimizer (two with the body frozen), for
     # the hold check on Adam-like optimizers; the first nine were read on, the last five (Adam, NAdam, RAdam, a wide
     # and a dilated 1-D CNN, a dropout CNN) run once with the check ...
-    **{f'ft-{name}': P(data=_transfer(data, n)[1], model=fine_tuned(body, make, _transfer(data, n)[0], **kw), opt=opt,
-                       bs=bs, epochs=epochs)
+    **{f'ft-{name}': P(data=partial(fine_tuning_task, data, n), model=fine_tuned(body, make, partial(body_task, data),
+                                                                                **kw), opt=opt, bs=bs, epochs=epochs)
        for name, data, make, body, n, kw, opt, bs, epochs in [
            ('mnist1d-cnn-adamw', mnist1d, mnist1d_cnn, 'mnist1d-cnn', 400, {}, 'adamw', 32, 20),
            ('mnist1d-cnn1k-adamw', mnist1d, mnist1d_cnn, 'mnist1d-cnn', 1000, {}, 'adamw', 32, 20),
