@@ -370,3 +370,26 @@ def test_the_gpu_bench_checks_itself_on_the_cpu_and_the_session_script_parses():
     assert 'target >= 0.98' in ratio and 'DivergenceGuard' not in ratio    # the guard's row is a cost, not a target
     assert any(l.startswith("DivergenceGuard's cost:") for l in lines)
     assert subprocess.run(['bash', '-n', str(BENCH / 'gpu_session.sh')]).returncode == 0
+
+
+def test_every_regression_problem_builds_standardized_targets_and_the_baseline_is_read_as_a_classifier(
+        monkeypatch):
+    """bench/suggest_regression.py: each problem's split has standardized training targets and a model whose output
+    matches them; its baseline learner's loss is not read as a regression's, its own is; one seed runs end to end."""
+    from onecycle.core.hyper import is_regression_loss
+    reg = _load('suggest_regression')
+    assert len(reg.PROBLEMS) == 28
+    for name, p in reg.PROBLEMS.items():
+        x, y, xt, yt = p['data']()
+        assert len(x) == len(y) > len(xt) == len(yt) > 0 and y.dtype == torch.float32, name
+        assert torch.allclose(y.mean(0), torch.zeros(y.shape[1]), atol=1e-4), name
+        assert torch.allclose(y.std(0), torch.ones(y.shape[1]), atol=1e-3), name
+        torch.manual_seed(0)
+        assert p['model']()(x[:2]).shape == y[:2].shape, name
+        learn = reg.learner(p['model'](), (x, y, xt, yt), p, 0)
+        base = reg.learner(p['model'](), (x, y, xt, yt), p, 0, classifier_rules=True)
+        assert is_regression_loss(learn.loss_func) and not is_regression_loss(base.loss_func)
+    monkeypatch.setattr(reg, 'RATIOS', (1.,))
+    monkeypatch.setitem(reg.PROBLEMS, 'sparse-mlp-sgd-bs32', {**reg.PROBLEMS['sparse-mlp-sgd-bs32'], 'epochs': 1})
+    row = reg.run('sparse-mlp-sgd-bs32', reg.PROBLEMS['sparse-mlp-sgd-bs32']['data'](), 0, ratios=(1.,))
+    assert set(row['mse']) == {'1'} and 0 < row['mse']['1'] < 1.5 and 0 < row['classifier_rules']['mse'] < 1.5

@@ -7,6 +7,7 @@ Any other name is read and written as the param-group key of that name.
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 
@@ -19,7 +20,7 @@ __all__ = ['get_hyper', 'set_hyper', 'hyper_getter', 'hyper_setter', 'has_hyper'
            'is_no_decay_param', 'is_normalized', 'has_attention', 'is_adaptive', 'caps_own_step', 'weight_scale',
            'lr_range', 'scale_lr', 'has_weight_decay', 'fit_wd', 'fallback_wd', 'untouched_weight_decay',
            'DEFAULT_WD', 'ADAPTIVE_PLAIN_WD', 'has_convolution', 'has_recurrence', 'steps_with_gradient',
-           'keeps_running_rms', 'sums_squared_gradients', 'divides_by_running_max']
+           'keeps_running_rms', 'sums_squared_gradients', 'divides_by_running_max', 'is_regression_loss']
 
 WD_KEY = 'wd'   # our key in each param group; torch ignores keys it does not know and saves them
 
@@ -218,6 +219,21 @@ def has_recurrence(model: torch.nn.Module) -> bool:
     """True when `model` has a recurrent layer (``nn.RNN``, ``nn.LSTM``, ``nn.GRU`` or one of their cells), which
     BatchNorm does not suit."""
     return any(isinstance(m, (torch.nn.RNNBase, torch.nn.RNNCellBase)) for m in model.modules())
+
+
+# the losses of a regression, as functions (torch.nn.functional's, or functools.partial of one) or modules
+REGRESSION_LOSS_FUNCTIONS = (torch.nn.functional.mse_loss, torch.nn.functional.l1_loss,
+                             torch.nn.functional.smooth_l1_loss, torch.nn.functional.huber_loss)
+REGRESSION_LOSS_TYPES = (torch.nn.MSELoss, torch.nn.L1Loss, torch.nn.SmoothL1Loss, torch.nn.HuberLoss)
+
+
+def is_regression_loss(loss_func) -> bool:
+    """True when `loss_func` is PyTorch's mean squared, absolute, smooth L1 or Huber loss (the function, a
+    ``functools.partial`` of it, or the module): a regression's. Its loss under SGD falls and rises with the noise
+    of the steps more than a classifier's does, which the range test's rules read differently (see
+    :func:`~onecycle.tuning.suggest.exposure_exponent`). A loss written by hand is not recognized."""
+    while isinstance(loss_func, functools.partial): loss_func = loss_func.func
+    return isinstance(loss_func, REGRESSION_LOSS_TYPES) or any(loss_func is f for f in REGRESSION_LOSS_FUNCTIONS)
 
 
 def weight_scale(model: torch.nn.Module) -> float | None:

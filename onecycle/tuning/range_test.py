@@ -15,8 +15,8 @@ from ..core.checks import check_bool, check_choice, check_int, check_positive, c
 from ..core.data import FirstLayerInput, batch_size_of, check_loader, input_squares, split_batch
 from ..core.dist import collective_device, is_distributed, max_over_ranks, sum_over_ranks
 from ..core.hyper import (caps_own_step, divides_by_running_max, get_hyper, has_attention, has_convolution, has_hyper,
-                          has_recurrence, is_adaptive, is_normalized, keeps_running_rms, steps_with_gradient,
-                          sums_squared_gradients, weight_scale)
+                          has_recurrence, is_adaptive, is_normalized, is_regression_loss, keeps_running_rms,
+                          steps_with_gradient, sums_squared_gradients, weight_scale)
 from ..core.rng import reseed
 from ..core.snapshot import TrainingState, preserved
 from ..core.warn import user_stacklevel
@@ -349,14 +349,16 @@ class LRFinder(StepLoss, ParamScheduler):
                                'div_threshold' + (' or lower valid_every' if self.valid_every else ''))
         smooth, adaptive, model = smooth_sweep(losses), is_adaptive(self.learn.opt), self.learn.model
         normalized, attention = is_normalized(model), has_attention(model)
+        # an SGD-like optimizer fitting a regression keeps its edge, uncapped by earlier spikes (see exposure_exponent)
+        regression = not adaptive and not attention and is_regression_loss(self.learn.loss_func)
         limit = step_limit(adaptive, weight_scale(model) if adaptive else None, divides_by_running_max(self.learn.opt))
         limit, why = self._input_scale_limit(limit, adaptive, not (normalized or attention or has_recurrence(model)))
         caps = caps_own_step(self.learn.opt)
         if caps:   # its lrs above 1/sqrt(step) were never applied (Adafactor)
             limit = min(applied_lr_limit(self.lrs, self._opt_steps), limit or math.inf)
         sugg = {'fit': suggest_for_fit(lrs, smooth, fit_steps, sweep_lrs=self.lrs, raw_losses=losses,
-                                       exponent=exposure_exponent(adaptive, normalized, attention),
-                                       lift=spike_lift(adaptive), limit=limit)}
+                                       exponent=exposure_exponent(adaptive, normalized, attention, regression),
+                                       lift=spike_lift(adaptive), limit=limit, spike_cap=not regression)}
         sugg.update({name: f(lrs, smooth) for name, f in SUGGESTERS.items()})
         sugg['spike'] = suggest_spike(lrs, losses, smooth)
         return LRFinderResult(list(lrs), list(losses), smooth, sugg, sugg[suggest], self.stopped_early,
@@ -494,7 +496,11 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, sugges
     (:func:`~onecycle.tuning.suggest.input_scale_factor`), and on a plain MLP or CNN it is set to 16 / rms^2 for SGD
     (:func:`~onecycle.tuning.suggest.sgd_input_limit`), to a tenth of Adam's for RMSprop and to 8 times it for
     Adagrad (:func:`~onecycle.tuning.suggest.divided_step_input_limit`). Floating-point targets far above unit
-    scale (a regression's, ``result.target_rms``) draw a warning to standardize them.
+    scale (a regression's, ``result.target_rms``) draw a warning to standardize them. An SGD-like optimizer
+    fitting a regression's loss (mean squared, absolute, smooth L1 or Huber: ``core.hyper.is_regression_loss``) on a
+    net without attention keeps the edge: no lowering for the fit's length, no cap at an earlier spike (its loss
+    past the edge is the noise of its steps, which the fit anneals away; see
+    :func:`~onecycle.tuning.suggest.exposure_exponent`); the hold check below still runs.
 
     `hold_check`: on a model without normalization layers or with attention (where the 'fit' rule lowers an SGD-like
     optimizer's edge for the fit's length), whatever the optimizer, the 'fit' suggestion is then checked where a fit

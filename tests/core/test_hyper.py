@@ -366,3 +366,15 @@ def test_has_recurrence_finds_torchs_recurrent_layers_wherever_they_sit_and_noth
     assert not has_recurrence(nn.Sequential(nn.Conv1d(1, 4, 3), nn.Flatten(), nn.Linear(8, 2)))
     assert has_recurrence(nn.Sequential(nn.GRUCell(4, 8))) and has_recurrence(nn.LSTMCell(4, 8))
     assert not has_recurrence(nn.TransformerEncoderLayer(8, 2, 16)) and not has_recurrence(nn.Embedding(4, 8))
+
+
+def test_regression_losses_are_recognized_as_functions_partials_and_modules_and_nothing_else():
+    import torch.nn.functional as F
+    from onecycle.core.hyper import is_regression_loss
+    for loss in (F.mse_loss, F.l1_loss, F.smooth_l1_loss, F.huber_loss, partial(F.huber_loss, delta=2.),
+                 partial(partial(F.mse_loss), reduction='mean'), nn.MSELoss(), nn.L1Loss(), nn.SmoothL1Loss(),
+                 nn.HuberLoss(delta=0.5)):
+        assert is_regression_loss(loss), loss
+    for loss in (F.cross_entropy, nn.CrossEntropyLoss(), F.binary_cross_entropy_with_logits, nn.BCEWithLogitsLoss(),
+                 F.nll_loss, lambda p, y: F.mse_loss(p, y), None, 'mse'):
+        assert not is_regression_loss(loss), loss

@@ -511,3 +511,23 @@ def test_rmsprop_and_adagrad_input_limits_are_a_tenth_and_8x_adams_on_inputs_far
     for rms, multiple, plain, scale in ((INPUT_RMS_LIMIT, 0.1, True, 0.05), (160., None, True, 0.05),
                                         (160., 0.1, False, 0.05), (160., 8., True, None), (None, 8., True, 0.05)):
         assert divided_step_input_limit(rms, multiple, plain, scale) is None
+
+
+def test_without_the_spike_cap_a_spike_below_the_edge_caps_nothing_and_one_above_still_lifts():
+    from onecycle.tuning.suggest import suggest_edge, suggest_for_fit
+    calm = _spiky_sweep(9, 0., noise=0)         # never tops its start
+    early = _spiky_sweep(-2.5, 0.3, noise=0)     # one step above the start, far below the edge (near 1e-1)
+    smooth = smooth_sweep(early)
+    edge = suggest_edge(LRS, smooth)
+    capped = suggest_for_fit(LRS, smooth, 500, raw_losses=early, exponent=0)
+    uncapped = suggest_for_fit(LRS, smooth, 500, raw_losses=early, exponent=0, spike_cap=False)
+    unread = suggest_for_fit(LRS, smooth, 500, exponent=0)   # the edge (on the default sweep's scale), no spike read
+    assert unread >= edge and capped == pytest.approx(unread / 4) and uncapped == unread
+    assert suggest_for_fit(LRS, smooth_sweep(calm), 500, raw_losses=calm, exponent=0, lift=0.5, spike_cap=False) \
+        == suggest_for_fit(LRS, smooth_sweep(calm), 500, raw_losses=calm, exponent=0, lift=0.5)
+
+
+def test_an_sgd_regression_keeps_its_edge_but_attention_keeps_sgds_exponent():
+    from onecycle.tuning.suggest import EXPOSURE_EXPONENT, exposure_exponent
+    assert exposure_exponent(False, regression=True) == 0 < exposure_exponent(False)
+    assert exposure_exponent(False, attention=True, regression=True) == EXPOSURE_EXPONENT
