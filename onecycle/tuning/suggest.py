@@ -283,8 +283,8 @@ def one_cycle_exposure(fit_steps: int, pct_start=0.3, div_factor=25., anneal_str
 # table, 1.01 -> 1.09), three stayed, and no fit at it diverged; the team's targets (1.25x, no seed above 2x) were met
 # on 11 against 7. The lift towards a first spike beyond the edge stays, and so does the hold check: without it a
 # small sine MLP's suggestion reached an lr its fit did not survive (MSE 0.23 against 0.015). Adam-like optimizers
-# keep their rules: on its eleven AdamW regressions (run before the rule) the one-liner sat within 1.06x of the best
-# rung but for a teacher MLP (1.27, its best lrs 4-8x S) and the 342-row table (1.06-1.11).
+# keep their rules: on the bench's eleven AdamW regressions the one-liner met those targets on all, within 1.08x of
+# the best rung but for a teacher MLP (1.24x; its best lrs 4-8x S).
 def exposure_exponent(adaptive: bool, normalized: bool = False, attention: bool = False,
                       regression: bool = False) -> float:
     """The `exponent` of :func:`suggest_for_fit` for an Adam-like optimizer (`adaptive`) or an SGD-like
