@@ -25,6 +25,7 @@ two; the Adam-like ones are controls (the rule does not touch them).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import statistics
@@ -41,6 +42,9 @@ from torch import nn
 _here = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or '.').resolve() != _here]   # bench/mnist1d.py is not the package
 sys.path.insert(0, str(_here.parent))
+# the BatchNorm MLP of bench/suggest_unseen.py (norm_mlp)
+_spec = importlib.util.spec_from_file_location('suggest_unseen', _here / 'suggest_unseen.py')
+unseen = importlib.util.module_from_spec(_spec); _spec.loader.exec_module(unseen)
 from onecycle import DivergenceError, Learner, fit_one_cycle, get_preds  # noqa: E402
 from onecycle.data import tensor_dls  # noqa: E402
 from onecycle.models import ResMLP, mlp  # noqa: E402
@@ -168,15 +172,6 @@ class TokenRNN(nn.Module):
     def forward(self, x): return self.head(self.rnn(self.embed(x))[0][:, -1])
 
 
-def bn_mlp(sizes):
-    "An MLP with a BatchNorm layer after each hidden linear layer."
-    layers = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(a, b))
-        if i < len(sizes) - 2: layers += [nn.BatchNorm1d(b), nn.ReLU()]
-    return nn.Sequential(*layers)
-
-
 P = dict
 PROBLEMS = {
     # SGD, read before the rule was chosen
@@ -185,7 +180,8 @@ PROBLEMS = {
     'linear-mlp-sgd': P(data=linear, model=lambda: mlp((30, 128, 1)), opt='sgd', bs=64, epochs=8),
     'sine-mlp-sgd': P(data=sine, model=lambda: mlp((1, 128, 128, 128, 1)), opt='sgd', bs=64, epochs=20),
     'teacher-mlp-sgd': P(data=teacher, model=lambda: mlp((20, 256, 256, 1)), opt='sgd', bs=100, epochs=15),
-    'teacher-bnmlp-sgd': P(data=teacher, model=lambda: bn_mlp((20, 256, 256, 1)), opt='sgd', bs=100, epochs=15),
+    'teacher-bnmlp-sgd': P(data=teacher, model=lambda: unseen.norm_mlp((20, 256, 256, 1)), opt='sgd', bs=100,
+                           epochs=15),
     'digitvalue-mlp-sgd': P(data=digit_values, model=lambda: mlp((64, 128, 64, 1)), opt='sgd', bs=32, epochs=12),
     'diabetes-mlp-sgd': P(data=diabetes, model=lambda: mlp((10, 64, 64, 1)), opt='sgd', bs=32, epochs=40),
     'tokensum-gru-sgd': P(data=tokens, model=TokenRNN, opt='sgd', bs=64, epochs=10),

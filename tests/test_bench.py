@@ -389,7 +389,6 @@ def test_every_regression_problem_builds_standardized_targets_and_the_baseline_i
         learn = reg.learner(p['model'](), (x, y, xt, yt), p, 0)
         base = reg.learner(p['model'](), (x, y, xt, yt), p, 0, classifier_rules=True)
         assert is_regression_loss(learn.loss_func) and not is_regression_loss(base.loss_func)
-    monkeypatch.setattr(reg, 'RATIOS', (1.,))
     monkeypatch.setitem(reg.PROBLEMS, 'sparse-mlp-sgd-bs32', {**reg.PROBLEMS['sparse-mlp-sgd-bs32'], 'epochs': 1})
     row = reg.run('sparse-mlp-sgd-bs32', reg.PROBLEMS['sparse-mlp-sgd-bs32']['data'](), 0, ratios=(1.,))
     assert set(row['mse']) == {'1'} and 0 < row['mse']['1'] < 1.5 and 0 < row['classifier_rules']['mse'] < 1.5
