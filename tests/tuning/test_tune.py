@@ -616,9 +616,9 @@ def test_sgd_weight_decay_stage_looks_only_up_from_the_one_liners_default(make_l
 @pytest.mark.parametrize('bn, expected', [(False, [0.1, 1.0]), (True, [0.01, 0.1, 1.0])])
 def test_adamw_weight_decay_stage_looks_below_the_default_only_on_a_normalized_model(make_learner, monkeypatch, bn,
                                                                                      expected):
-    """AdamW: Smith's shallow candidates x100 (0.01, 0.1, 1), the middle one the default. On a plain MLP a lower
-    decay narrows the lrs its long fit survives, which short trials do not show: the stage runs the default and
-    those above, and keeps the default even though the smallest decay scores best here. With BatchNorm (scale-
+    """AdamW: Smith's shallow candidates x100 (0.01, 0.1, 1). On a plain MLP the middle one is the default, and a
+    lower decay narrows the lrs its long fit survives, which short trials do not show: the stage runs the default
+    and those above, and keeps the default even though the smallest decay scores best here. With BatchNorm (scale-
     invariant weights, which a larger decay steps harder) it runs all three and takes the smallest."""
     _scripted_trials(monkeypatch, lambda rel, wd, replicate: 1.0 + wd)   # the smallest decay always scores best
     learn = make_learner(opt_func=torch.optim.AdamW, lr=0.01, model_kw=dict(bn=bn), dls_kw={'n_train': 64, 'bs': 8})
@@ -632,20 +632,25 @@ def test_adamw_weight_decay_stage_looks_below_the_default_only_on_a_normalized_m
     assert mine.wd_search.candidates == pytest.approx([1e-3, 1e-2, 1e-1]) and mine.wd == pytest.approx(1e-3)
 
 
-@pytest.mark.parametrize('model, candidates, default', [('mlp', [0.1, 1.0], 0.1), ('bn', [0.01, 0.1, 1.0], 0.1),
-                                                       ('cnn', [0.01, 0.1, 1.0], 0.01)])
-def test_adamw_weight_decay_stage_starts_from_the_one_liners_decay_on_a_plain_cnn(make_learner, make_model, monkeypatch,
-                                                                                  model, candidates, default):
-    """AdamW on a plain CNN: the stage's default (what stands when no candidate beats it, and what the lr stage
-    runs at) is the one-liners' decay there, 0.01, and it looks up from it; a plain MLP keeps 0.1 and looks up,
-    a normalized model runs all three from 0.1."""
-    _scripted_trials(monkeypatch, lambda rel, wd, replicate: 1.0)   # no candidate beats another
+@pytest.mark.parametrize('model, candidates, default', [('mlp', [0.1, 1.0], 0.1), ('bn', [0.01, 0.1, 1.0], 0.01),
+                                                       ('cnn', [0.01, 0.1, 1.0], 0.01),
+                                                       ('attention', [0.01, 0.1, 1.0], 0.01)])
+def test_adamw_weight_decay_stage_starts_from_the_one_liners_decay(make_learner, make_model, monkeypatch, model,
+                                                                   candidates, default):
+    """AdamW: the stage's default (what stands when no candidate beats it, and what the lr stage runs at) is the
+    decay fit_one_cycle would use (``core.hyper.fallback_wd``): 0.01 on a plain CNN, a normalized model and one with
+    attention, 0.1 on a plain MLP. A plain net looks up from it; a normalized one runs all three."""
+    seen = []
+    _scripted_trials(monkeypatch, lambda rel, wd, replicate: seen.append(wd) or 1.0)   # no candidate beats another
     net = {'mlp': lambda: make_model(), 'bn': lambda: make_model(bn=True),
            'cnn': lambda: nn.Sequential(nn.Unflatten(1, (1, 8)), nn.Conv1d(1, 4, 3), nn.ReLU(), nn.Flatten(),
-                                        nn.Linear(24, 2))}[model]()
+                                        nn.Linear(24, 2)),
+           'attention': lambda: _NormedAttention()}[model]()
     learn = make_learner(opt_func=torch.optim.AdamW, lr=0.01, model=net, dls_kw={'n_train': 64, 'bs': 8})
     res = tune(learn, budget=1000, search_moms=False, search_lr=False)
     assert res.wd_search.candidates == pytest.approx(candidates) and res.wd == pytest.approx(default)
+    assert res.fit_kwargs['wd'] == pytest.approx(default)
+    assert seen[:2] == pytest.approx([default, default])   # the noise trials (the other stages' runs) at the default
     assert res.fit_kwargs['wd'] == pytest.approx(default)
 
 
