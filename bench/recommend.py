@@ -223,9 +223,12 @@ def save_cache(cache, path):
 
 # --- the recipes ----------------------------------------------------------------------------------
 def learner(model, arrays, p, seed):
+    """Problem `p`'s learner: cross-entropy and accuracy unless it names its own `loss` and `metric` (one logit
+    per label under binary cross-entropy: ``accuracy_multi``), the metric's column called 'accuracy' either way."""
     x, y, xt, yt = arrays
-    return Learner(model, tensor_dls(x, y, xt, yt, bs=p['bs'], seed=seed), F.cross_entropy,
-                   opt_func=opt_func(p['opt']), metrics=[accuracy], progress=False, device='cpu')
+    return Learner(model, tensor_dls(x, y, xt, yt, bs=p['bs'], seed=seed), p.get('loss', F.cross_entropy),
+                   opt_func=opt_func(p['opt']), metrics={'accuracy': p.get('metric', accuracy)}, progress=False,
+                   device='cpu')
 
 
 def one_cycle(learn, n_epoch, *args, **kwargs) -> float:

@@ -1,4 +1,4 @@
-"""Does the one-liner hold on problems the rules were never looked at on? Two hundred and forty-four more small
+"""Does the one-liner hold on problems the rules were never looked at on? Two hundred and fifty-three more small
 problems (recurrent nets, a deep plain MLP, tanh activations, a transformer on another task, plain Adam, norm
 layers under SGD...; four were added to check the rule for SGD on normalized models and run once with it,
 eight (GroupNorm and LayerNorm nets, residual MLPs, noisy moons, a 3-class make_classification) were made
@@ -14,8 +14,9 @@ four on the digits at larger scales, for the warning on inputs far above unit sc
 under SGD, RMSprop and Adagrad on such inputs, for their limits there; ten under Adamax, for its step limit; nine
 more under Adagrad on such inputs, for its limit there; fourteen fine-tuned from a body trained on other classes
 under Adam-like optimizers, for the hold check on them, three transformers that stall at S, for its long probes
-on nets with attention, and four made after those), none of them in bench/recommend.py. Optimizers without
-momentum are fitted with ``moms=None``. For each problem and seed: the default range test with the fit's length
+on nets with attention, and four made after those; nine with losses no rule was read on: binary cross-entropy on
+one logit and on eight labels, scored per label, and cross-entropy with label smoothing), none of them in
+bench/recommend.py. Optimizers without momentum are fitted with ``moms=None``. For each problem and seed: the default range test with the fit's length
 (``lr_find(n_epoch=n)``, its 'fit' suggestion S), then full 1cycle fits at S * (1/8, 1/4, 1/2, 1/sqrt2, 1,
 sqrt2, 2) with fit_one_cycle's weight decay (the optimizer's own, else 0.01), test accuracy.
 
@@ -59,9 +60,12 @@ from torch import nn
 _spec = importlib.util.spec_from_file_location('recommend', Path(__file__).resolve().parent / 'recommend.py')
 recommend = importlib.util.module_from_spec(_spec); _spec.loader.exec_module(recommend)
 
+from onecycle import accuracy_multi  # noqa: E402
 from onecycle.data import mnist1d_arrays  # noqa: E402
 from onecycle.models import ResMLP, mlp, mnist1d_cnn  # noqa: E402
 
+BCE = torch.nn.functional.binary_cross_entropy_with_logits
+SMOOTHED_CE = partial(torch.nn.functional.cross_entropy, label_smoothing=0.1)
 RATIOS = (1 / 8, 1 / 4, 1 / 2, 2 ** -0.5, 1., 2 ** 0.5, 2.)
 
 
@@ -388,6 +392,31 @@ def digit_images(): return recommend.digits_arrays(image=True)
 
 
 def mode16_arrays(): return recommend.mode_arrays(seed=5, n=6000, n_test=1000, length=24, vocab=16)
+
+
+def binary(data):
+    "The arrays of a two-class `data()` with float targets of shape (N, 1): one logit under binary cross-entropy."
+    def arrays():
+        x, y, xt, yt = data()
+        return x, y.float()[:, None], xt, yt.float()[:, None]
+    return arrays
+
+
+def hastie_arrays(n=6000, n_test=2000, seed=3):
+    "scikit-learn's make_hastie_10_2: ten Gaussian features, the class whether their squared norm tops a chi2 median."
+    from sklearn.datasets import make_hastie_10_2
+    x, y = make_hastie_10_2(n_samples=n, random_state=seed)
+    x, y = torch.tensor(x, dtype=torch.float32), torch.tensor(y > 0).long()
+    return x[n_test:], y[n_test:], x[:n_test], y[:n_test]
+
+
+def multilabel_arrays(n=6000, n_test=2000, seed=13):
+    "scikit-learn's make_multilabel_classification: 8 labels (about 3 a sample) from 40 count features, standardized."
+    from sklearn.datasets import make_multilabel_classification
+    x, y = make_multilabel_classification(n_samples=n, n_features=40, n_classes=8, n_labels=3, random_state=seed)
+    x, y = torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.float32)
+    x = (x - x[n_test:].mean(0)) / x[n_test:].std(0)
+    return x[n_test:], y[n_test:], x[:n_test], y[:n_test]
 
 
 def body_task(data):
@@ -958,6 +987,20 @@ PROBLEMS = {
                                         opt='adam', bs=32, epochs=12),
     'mode-wide-transformer-adamw': P(data=partial(_first, 1500, recommend.mode_arrays),
                                      model=partial(recommend.TinyTransformer, width=64), opt='adamw', bs=32, epochs=12),
+    # losses no rule was read on, run once: binary cross-entropy on one logit (two tables) and on eight labels
+    # (scored by accuracy_multi, per label), cross-entropy with label smoothing 0.1; SGD and AdamW
+    **{f'{name}-bce-{opt}': P(data=data, model=partial(mlp, sizes), opt=opt, bs=bs, epochs=epochs, loss=BCE,
+                              metric=accuracy_multi)
+       for name, data, sizes, bs, epochs in (
+           ('cancer', binary(partial(sklearn_table, 'breast_cancer')), (30, 64, 64, 1), 32, 20),
+           ('hastie', binary(hastie_arrays), (10, 128, 128, 1), 64, 10),
+           ('multilabel', multilabel_arrays, (40, 256, 256, 8), 64, 10))
+       for opt in ('sgd', 'adamw')},
+    'digits-cnn-smooth-sgd': P(data=digit_images, model=recommend.digits_cnn, opt='sgd', bs=32, epochs=12,
+                               loss=SMOOTHED_CE),
+    'mnist1d-mlp-smooth-adamw': P(data=mnist1d, model=partial(mlp, (40, 256, 256, 10)), opt='adamw', bs=100,
+                                  epochs=12, loss=SMOOTHED_CE),
+    'mnist1d-cnn-smooth-sgd': P(data=mnist1d, model=mnist1d_cnn, opt='sgd', bs=100, epochs=15, loss=SMOOTHED_CE),
 }
 
 

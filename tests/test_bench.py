@@ -57,8 +57,11 @@ def test_every_unseen_problem_builds_offline_and_plain_adam_means_adam():
         torch.manual_seed(0)
         model = p['model']()
         out = model.eval()(x[:2])
-        assert out.shape[0] == 2 and out.shape[1] > int(max(y.max(), yt.max())), name
+        if p.get('loss') is unseen.BCE:   # one logit per label, float 0/1 targets of the same shape
+            assert out.shape == y[:2].shape and set(torch.cat([y, yt]).unique().tolist()) == {0., 1.}, name
+        else: assert out.shape[0] == 2 and out.shape[1] > int(max(y.max(), yt.max())), name
         learn = unseen.learner(model, (x, y, xt, yt), p, seed=0)
+        assert learn.loss_func is p.get('loss', torch.nn.functional.cross_entropy), name
         kinds = {'adam': torch.optim.Adam, 'adamw': torch.optim.AdamW, 'sgd': torch.optim.SGD,
                  'nadam': torch.optim.NAdam, 'nesterov': torch.optim.SGD, 'sgd0': torch.optim.SGD,
                  'rmsprop': torch.optim.RMSprop, 'rmsprop-m': torch.optim.RMSprop, 'rmsprop-c': torch.optim.RMSprop,
@@ -151,9 +154,14 @@ def test_every_unseen_problem_builds_offline_and_plain_adam_means_adam():
     from onecycle.tuning.suggest import INPUT_RMS_LIMIT
     scale, sgd_scale, sgd_conv = names[end + 122:end + 134], names[end + 134:end + 150], names[end + 150:end + 157]
     rms_scale, adamax, adagrad = names[end + 157:end + 167], names[end + 167:end + 177], names[end + 177:end + 186]
-    fine_tuned, least, after_least = names[end + 186:end + 200], names[end + 200:end + 203], names[end + 203:]
+    fine_tuned, least, after_least = names[end + 186:end + 200], names[end + 200:end + 203], names[end + 203:end + 207]
+    losses = names[end + 207:]
     assert len(scale) == 12 and len(sgd_scale) == 16 and len(sgd_conv) == 7 and len(rms_scale) == 10
-    assert len(names) == end + 207
+    assert len(names) == end + 216
+    # ... and the last nine, losses no rule was read on: binary cross-entropy scored per label, label smoothing
+    assert [unseen.PROBLEMS[n].get('loss') for n in losses] == [unseen.BCE] * 6 + [unseen.SMOOTHED_CE] * 3
+    assert {unseen.PROBLEMS[n].get('metric') for n in losses} == {unseen.accuracy_multi, None}
+    assert {unseen.PROBLEMS[n]['opt'] for n in losses} == {'sgd', 'adamw'}
     # ... the last seven (the least-token ones and four made after HOLD_LONG_END) are nets with attention
     assert all(has_attention(unseen.PROBLEMS[n]['model']()) for n in least + after_least)
     # ... then fine-tuning under Adam-like optimizers (a body trained on classes 0-4, a new 5-way head), and three
@@ -248,6 +256,16 @@ def test_unseen_ratios_1_fits_the_one_liner_alone(monkeypatch, capsys):
     unseen.main(['--problems', 'tiny', '--seeds', '1', '--ratios', '1'])
     unseen.main(['--problems', 'tiny', '--seeds', '1', '--ratios', '1', '--no-hold-check'])
     assert checked == [(True, True), (False, False)]
+
+
+def test_unseen_binary_cross_entropy_problem_scores_per_label_accuracy(monkeypatch):
+    """A problem with its own loss runs the one-liner under it and reads its metric in the 'accuracy' column: the
+    breast-cancer table under binary cross-entropy on one logit, scored by accuracy_multi, learns (chance ~63%)."""
+    unseen = _load('suggest_unseen')
+    name = 'cancer-bce-adamw'
+    monkeypatch.setitem(unseen.PROBLEMS, name, {**unseen.PROBLEMS[name], 'epochs': 3})
+    row = unseen.run(name, unseen.PROBLEMS[name]['data'](), 0, ratios=(1.,))
+    assert 0.9 < row['acc']['1'] <= 1.0
 
 
 def test_unseen_against_grid_hands_its_problems_to_recommends_table(monkeypatch):
