@@ -720,10 +720,11 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
     # transformer sat 0.8 points below its best cell, 0.7 below the one-liner. On the 32 such problems of both benches
     # (Adam, AdamW, NAdam, RAdam, Adamax; 95 seeds, tune and its fit as `bench/suggest_unseen.py --tune-only` runs
     # them): +24 points summed, 36 seeds up, 27 down, by problem 13 up, 14 down, 5 the same. The largest moves are
-    # encoders on lookup and counting tasks that land up to 52 points apart at the same lr; five of the six pre-norm
-    # encoders fell (0.2-4.4 on the mean; the sixth the same), an Adamax transformer rose 2.6 and
-    # bench/recommend.py's transformer 94.67 -> 95.00% (its target met). The twenty-fourth session had left this
-    # out on ten attention nets (+2.5 on six, -1.2 on the four made after it; those four -0.6 here)
+    # encoders on lookup and counting tasks that land up to 52 points apart at the same lr; bench/suggest_unseen.py's
+    # six pre-norm SeqEncoders fell on five (0.2-4.4 on the mean; the sixth the same), the TinyTransformers of both
+    # benches (pre-norm too) rose on five and fell on three (an Adamax one +2.6; bench/recommend.py's 94.67 -> 95.00%,
+    # its target met). The twenty-fourth session had left this out on ten attention nets (+2.5 on six, -1.2 on the
+    # four made after it; those four -0.6 here)
     one_liners_wd = fallback_wd(learn.model, learn.opt)
     if wds is None and adaptive and any(math.isclose(w, one_liners_wd) for w in wd_cands):
         default_wd = next(w for w in wd_cands if math.isclose(w, one_liners_wd))
