@@ -16,9 +16,10 @@ more under Adagrad on such inputs, for its limit there; fourteen fine-tuned from
 under Adam-like optimizers, for the hold check on them, three transformers that stall at S, for its long probes
 on nets with attention, and four made after those; nine with losses no rule was read on: binary cross-entropy on
 one logit and on eight labels, scored per label, and cross-entropy with label smoothing), none of them in
-bench/recommend.py. Optimizers without momentum are fitted with ``moms=None``. For each problem and seed: the default range test with the fit's length
-(``lr_find(n_epoch=n)``, its 'fit' suggestion S), then full 1cycle fits at S * (1/8, 1/4, 1/2, 1/sqrt2, 1,
-sqrt2, 2) with fit_one_cycle's weight decay (the optimizer's own, else 0.01), test accuracy.
+bench/recommend.py. Optimizers without momentum are fitted with ``moms=None``. For each problem and seed: the
+default range test with the fit's length (``lr_find(n_epoch=n)``, its 'fit' suggestion S), then full 1cycle fits at
+S * (1/8, 1/4, 1/2, 1/sqrt2, 1, sqrt2, 2) with fit_one_cycle's weight decay (the optimizer's own, else 0.01), test
+accuracy.
 
 The fit at S is the one-liner (``fit_one_cycle(learn, n, learn.lr_find(n_epoch=n).suggestion)``); the
 best rung is where S should have been. It prints each problem's one-liner mean, its gap to the best
