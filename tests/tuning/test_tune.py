@@ -651,7 +651,6 @@ def test_adamw_weight_decay_stage_starts_from_the_one_liners_decay(make_learner,
     assert res.wd_search.candidates == pytest.approx(candidates) and res.wd == pytest.approx(default)
     assert res.fit_kwargs['wd'] == pytest.approx(default)
     assert seen[:2] == pytest.approx([default, default])   # the noise trials (the other stages' runs) at the default
-    assert res.fit_kwargs['wd'] == pytest.approx(default)
 
 
 @pytest.mark.parametrize('wds', [None, [1e-3, 1e-2, 1e-1]])
