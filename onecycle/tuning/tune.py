@@ -723,8 +723,11 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
     # encoders on lookup and counting tasks that land up to 52 points apart at the same lr; bench/suggest_unseen.py's
     # six pre-norm SeqEncoders fell on five (0.2-4.4 on the mean; the sixth the same), the TinyTransformers of both
     # benches (pre-norm too) rose on five and fell on three (an Adamax one +2.6; bench/recommend.py's 94.67 -> 95.00%,
-    # its target met). The twenty-fourth session had left this out on ten attention nets (+2.5 on six, -1.2 on the
-    # four made after it; those four -0.6 here)
+    # its target met). On four made after it (BatchNorm and LayerNorm MLPs under binary cross-entropy, a BatchNorm CNN
+    # under label smoothing, a post-norm row encoder): -2.1 summed, 2 seeds up, 7 down (the largest -1.7, a seed that
+    # then took wd 1 at a higher lr). The twenty-fourth session had left this out on ten attention nets (+2.5 on six,
+    # -1.2 on the four made after it; those four -0.6 here). A wash by problem: taken for consistency with the
+    # one-liner, not for a measured gain
     one_liners_wd = fallback_wd(learn.model, learn.opt)
     if wds is None and adaptive and any(math.isclose(w, one_liners_wd) for w in wd_cands):
         default_wd = next(w for w in wd_cands if math.isclose(w, one_liners_wd))
