@@ -408,5 +408,22 @@ def test_every_regression_problem_builds_standardized_targets_and_the_baseline_i
         base = reg.learner(p['model'](), (x, y, xt, yt), p, 0, classifier_rules=True)
         assert is_regression_loss(learn.loss_func) and not is_regression_loss(base.loss_func)
     monkeypatch.setitem(reg.PROBLEMS, 'sparse-mlp-sgd-bs32', {**reg.PROBLEMS['sparse-mlp-sgd-bs32'], 'epochs': 1})
-    row = reg.run('sparse-mlp-sgd-bs32', reg.PROBLEMS['sparse-mlp-sgd-bs32']['data'](), 0, ratios=(1.,))
+    row = reg.run('sparse-mlp-sgd-bs32', reg.PROBLEMS['sparse-mlp-sgd-bs32']['data'](), 0, ratios=(1.,),
+                  with_tune=True)
     assert set(row['mse']) == {'1'} and 0 < row['mse']['1'] < 1.5 and 0 < row['classifier_rules']['mse'] < 1.5
+    # tune, as bench/recommend.py runs it: its settings, its cost (the default budget: at least 1000 steps), its fit
+    assert 0 < row['tune']['mse'] < 1.5 and row['tune']['kwargs']['max_lr'] > 0 and row['tune']['steps'] <= 1000
+
+
+def test_the_regression_bench_judges_tune_against_the_same_rungs(monkeypatch, capsys):
+    "--tune: tune's mean and worst seed against the one-liner's best rung, with the same targets (1.25x, 2x)."
+    reg = _load('suggest_regression')
+    rows = iter([{'suggestion': 0.1, 'mse': {'1': 0.2, '2': 0.1}, 'held': False, 'tune': {'kwargs': {}, 'steps': 9,
+                                                                                          'mse': m}}
+                 for m in (0.11, 0.13, 0.5)])
+    monkeypatch.setattr(reg, 'run', lambda name, arrays, seed, with_tune: next(rows))
+    monkeypatch.setitem(reg.PROBLEMS, 'tiny', {**reg.PROBLEMS['friedman-mlp-adamw'], 'data': lambda: None})
+    reg.main(['--problems', 'tiny', '--seeds', '3', '--tune'])
+    out = capsys.readouterr().out
+    assert 'tiny: tune 2.47x the best rung, worst seed 5.00x its own -> MISSED' in out   # (0.11 + 0.13 + 0.5) / 3 / 0.1
+    assert 'tune on 0 of 1' in out
