@@ -986,3 +986,36 @@ def test_tune_warns_once_of_inputs_far_above_unit_scale():
     assert res.lr_find.limit < 0.25 * INPUT_RMS_LIMIT / res.lr_find.input_rms   # kaiming-uniform weights: below 0.25
     # S, the two sweeps' geometric mean, is no higher than their two limits' (each read its own batch's scale)
     assert res.suggestion <= (res.lr_find.limit * res.lr_find_replicate.limit) ** 0.5 * (1 + 1e-9)
+
+
+@pytest.mark.parametrize('flat, spread, unread', [((True, False), 4.5, 'first'), ((False, True), 4.5, 'replicate'),
+                                                  ((True, False), 3.5, None), ((False, False), 4.5, None),
+                                                  ((True, True), 4.5, None)])
+def test_a_flat_sweep_far_from_one_that_learnt_is_not_averaged_with_it(make_learner, monkeypatch, flat, spread,
+                                                                       unread):
+    """Of tune's two sweeps, one whose loss fell too little to read (a regression's sweep, whose single batches top its
+    starting loss by noise, can read an edge 10^4x too low) is left out where the other learnt and their suggestions
+    lie more than FLAT_SWEEP_SPREAD (4x) apart: S is the readable sweep's alone, and the summary says so. Closer
+    (within a data order's usual spread), or where both or neither learnt, S is their geometric mean, as before."""
+    from onecycle.tuning import range_test, tune as tune_module
+    from onecycle.tuning.suggest import geometric_mean
+    seen, real_sweep = [], range_test._sweep
+    def sweep(*args, **kw):   # the replicate's suggestion `spread` times the first's
+        r = real_sweep(*args, **kw)
+        if seen: r.suggestion = r.suggestions['fit'] = seen[0].suggestion * spread
+        seen.append(r)
+        return r
+    monkeypatch.setattr(range_test, '_sweep', sweep)
+    def learnt_too_little(*results):
+        return flat[seen.index(results[0])] if len(results) == 1 else all(flat)
+    monkeypatch.setattr(tune_module, 'learnt_too_little', learnt_too_little)
+    # (BatchNorm: no hold check after the sweeps, whose halving would blur what is read)
+    learn = make_learner(opt_func=torch.optim.AdamW, model_kw=dict(bn=True), dls_kw={'n_train': 256, 'bs': 32})
+    res = tune(learn, budget=1000, search_lr=False, search_moms=False, search_wd=False)
+    a, b = res.lr_find.suggestion, res.lr_find_replicate.suggestion
+    assert not res.held and seen[:2] == [res.lr_find, res.lr_find_replicate] and b == pytest.approx(spread * a)
+    assert res.unread == unread
+    expected = {'first': b, 'replicate': a}.get(unread, geometric_mean(a, b))
+    assert res.suggestion == pytest.approx(expected) and res.max_lr == pytest.approx(expected)
+    if unread: assert 'learnt too little to read' in res.summary()
+    else: assert 'geometric mean of the two fit suggestions' in res.summary()
