@@ -164,7 +164,8 @@ class TuneResult:
     longer trials at S and S/4 where the short ones learnt too little; ``held`` the
     hold check below it (where lr_find runs it, ``hold_check.checks_hold``; see ``hold_check.check_held``)
     and ``held_lr`` what it left of the sweeps' suggestion. ``unread`` names the sweep ('first' or 'replicate')
-    that learnt too little to read where the other did not: S is then the other's."""
+    that learnt too little to read where the other did not, reading more than FLAT_SWEEP_SPREAD from it: S is then
+    the other's."""
     max_lr: float
     moms: tuple | None
     wd: float | None
@@ -206,8 +207,8 @@ class TuneResult:
     def suggestion(self) -> float:
         """S, what the lr stage starts from: the range test's 'fit' suggestion. Of two sweeps', the
         geometric mean, as lr_find's default; the lower one for SGD on a normalized model
-        (``takes_lower_sweep``); the one that learnt enough to read where the other did not (``unread``). After a
-        hold check (``held``), what it kept of that."""
+        (``takes_lower_sweep``); the one that learnt enough to read where the other did not and reads far from it
+        (``unread``). After a hold check (``held``), what it kept of that."""
         if self.lr_find is None: return float('nan')
         if self.held_lr is not None: return self.held_lr
         if self.lr_find_replicate is None or self.unread == 'replicate': return self.lr_find.suggestion
