@@ -349,8 +349,7 @@ class LRFinder(StepLoss, ParamScheduler):
                                'div_threshold' + (' or lower valid_every' if self.valid_every else ''))
         smooth, adaptive, model = smooth_sweep(losses), is_adaptive(self.learn.opt), self.learn.model
         normalized, attention = is_normalized(model), has_attention(model)
-        # an SGD-like optimizer fitting a regression keeps its edge, uncapped by earlier spikes (see exposure_exponent)
-        regression = not adaptive and not attention and is_regression_loss(self.learn.loss_func)
+        regression = _keeps_regression_edge(self.learn)
         limit = step_limit(adaptive, weight_scale(model) if adaptive else None, divides_by_running_max(self.learn.opt))
         limit, why = self._input_scale_limit(limit, adaptive, not (normalized or attention or has_recurrence(model)))
         caps = caps_own_step(self.learn.opt)
@@ -399,6 +398,15 @@ def _sweep(learn, finder, suggest, n_epoch) -> LRFinderResult:
     bar = [RangeTestProgress(finder.num_it, finder.beta)] if getattr(learn, 'progress', False) else []   # its own
     learn.fit(epochs_for_steps(learn, finder.num_it), cbs=[finder, *bar])
     return finder.result(suggest)
+
+
+def _keeps_regression_edge(learn) -> bool:
+    """An SGD-like optimizer fitting a regression's loss (``core.hyper.is_regression_loss``) on a net without
+    attention: its 'fit' suggestion keeps the sweep's edge, neither lowered for the fit's length nor capped by an
+    earlier spike (see :func:`~onecycle.tuning.suggest.exposure_exponent`), so the hold check has nothing to climb
+    back to."""
+    return (not is_adaptive(learn.opt) and not has_attention(learn.model)
+            and is_regression_loss(learn.loss_func))
 
 
 def _unlowered_fit(result: LRFinderResult) -> float:
@@ -565,8 +573,10 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, sugges
         moms = ONE_CYCLE_MOMS if mom == 'auto' else None if mom is None else (mom, mom)
         # a climb may undo the 'fit' rule's lowering for the fit's length, no more; an Adam-like optimizer's
         # suggestion is not climbed from (its edge is the sweep's own, and on attention nets, whose edge the rule
-        # lowers, climbs cost two encoders' seeds 15.0 and 5.3 points against 2.0 and 1.8 won on two others)
-        unlowered = None if is_adaptive(learn.opt) else geometric_mean(*(_unlowered_fit(r) for r in read))
+        # lowers, climbs cost two encoders' seeds 15.0 and 5.3 points against 2.0 and 1.8 won on two others); nor is
+        # a regression's under SGD, which the rule did not lower (the ceiling, capped at a spike, sat at or below it)
+        unlowered = None if is_adaptive(learn.opt) or _keeps_regression_edge(learn) else \
+            geometric_mean(*(_unlowered_fit(r) for r in read))
         lr, held = check_held(learn, result.suggestion, result.fit_steps, moms=moms, ceiling=unlowered,
                               long_end=long_end_ratio(learn.opt, learn.model))
         if held:
