@@ -756,8 +756,8 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
     # -1.2 on the four made after it; those four -0.6 here). A wash by problem: taken for consistency with the
     # one-liner, not for a measured gain
     one_liners_wd = fallback_wd(learn.model, learn.opt)
-    if wds is None and adaptive and any(math.isclose(w, one_liners_wd) for w in wd_cands):
-        default_wd = next(w for w in wd_cands if math.isclose(w, one_liners_wd))
+    one_liners = next((w for w in wd_cands if math.isclose(w, one_liners_wd)), None)
+    if wds is None and adaptive and one_liners is not None: default_wd = one_liners
     if wds is None and not (adaptive and normalized): wd_cands = [w for w in wd_cands if w >= default_wd]
     # SGD on a normalized model: the default only. Its scale-invariant weights take steps that grow with lr x wd,
     # so a larger decay is a larger lr in disguise, which short trials reward and the lr stage tried already
