@@ -271,15 +271,23 @@ def run_oneliner(model, arrays, p, seed):
             'fit_steps': learn.step_count, 'sweep': [res.train_lrs, res.train_losses]}
 
 
-def run_tune(model_fn, arrays, p, seed):
-    x, y, xt, yt = arrays
+def tuning_split(arrays):
+    "What tune sees of a problem's (x, y, x_test, y_test): the first 90% of the training split, the last 10% to score."
+    x, y, _, _ = arrays
     n_hold = len(x) // 10
-    hold = (x[:-n_hold], y[:-n_hold], x[-n_hold:], y[-n_hold:])
-    res = tune(learner(model_fn(), hold, p, seed), n_epoch=p['epochs'])
+    return x[:-n_hold], y[:-n_hold], x[-n_hold:], y[-n_hold:]
+
+
+def json_kwargs(kwargs) -> dict:
+    "fit_kwargs as JSON keeps them (tuples as lists)."
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()}
+
+
+def run_tune(model_fn, arrays, p, seed):
+    res = tune(learner(model_fn(), tuning_split(arrays), p, seed), n_epoch=p['epochs'])
     final = learner(model_fn(), arrays, p, seed)
     acc = one_cycle(final, p['epochs'], **res.fit_kwargs)
-    return {'acc': acc, 'tune_steps': res.steps, 'fit_steps': final.step_count,
-            'kwargs': {k: list(v) if isinstance(v, tuple) else v for k, v in res.fit_kwargs.items()},
+    return {'acc': acc, 'tune_steps': res.steps, 'fit_steps': final.step_count, 'kwargs': json_kwargs(res.fit_kwargs),
             'summary': res.summary()}
 
 

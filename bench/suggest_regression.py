@@ -255,13 +255,9 @@ def run(name, arrays, seed, ratios=RATIOS, with_tune=False) -> dict:
         row['classifier_rules'] = {'suggestion': base,
                                    'mse': test_mse(learner(fresh(), arrays, p, seed), p['epochs'], base)}
     if with_tune:
-        x, y, _, _ = arrays
-        n_hold = len(x) // 10
-        found = tune(learner(fresh(), (x[:-n_hold], y[:-n_hold], x[-n_hold:], y[-n_hold:]), p, seed),
-                     n_epoch=p['epochs'])
+        found = tune(learner(fresh(), unseen.recommend.tuning_split(arrays), p, seed), n_epoch=p['epochs'])
         kw = dict(found.fit_kwargs)
-        row['tune'] = {'kwargs': {k: list(v) if isinstance(v, tuple) else v for k, v in kw.items()},
-                       'steps': found.steps,
+        row['tune'] = {'kwargs': unseen.recommend.json_kwargs(kw), 'steps': found.steps,
                        'mse': test_mse(learner(fresh(), arrays, p, seed), p['epochs'], kw.pop('max_lr'), **kw)}
     return row
 

@@ -436,10 +436,9 @@ def test_tune_on_a_token_gru_regression_reads_the_sweep_that_learnt():
     reg = _load('suggest_regression')
     name, seed = 'tokensum-gru-sgd', 1
     p = reg.PROBLEMS[name]
-    x, y, _, _ = p['data']()
+    split = reg.unseen.recommend.tuning_split(p['data']())
     torch.manual_seed(seed)
-    n = len(x) // 10
-    learn = reg.learner(p['model'](), (x[:-n], y[:-n], x[-n:], y[-n:]), p, seed)
+    learn = reg.learner(p['model'](), split, p, seed)
     res = reg.tune(learn, n_epoch=p['epochs'], search_moms=False, search_wd=False)
     assert res.unread == 'first' and res.lr_find.suggestion < 1e-4 < 0.05 < res.lr_find_replicate.suggestion
     assert res.suggestion == res.lr_find_replicate.suggestion and res.max_lr > 0.05
