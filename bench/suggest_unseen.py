@@ -1,4 +1,4 @@
-"""Does the one-liner hold on problems the rules were never looked at on? Two hundred and fifty-three more small
+"""Does the one-liner hold on problems the rules were never looked at on? Two hundred and seventy-four more small
 problems (recurrent nets, a deep plain MLP, tanh activations, a transformer on another task, plain Adam, norm
 layers under SGD...; four were added to check the rule for SGD on normalized models and run once with it,
 eight (GroupNorm and LayerNorm nets, residual MLPs, noisy moons, a 3-class make_classification) were made
@@ -15,11 +15,12 @@ under SGD, RMSprop and Adagrad on such inputs, for their limits there; ten under
 more under Adagrad on such inputs, for its limit there; fourteen fine-tuned from a body trained on other classes
 under Adam-like optimizers, for the hold check on them, three transformers that stall at S, for its long probes
 on nets with attention, and four made after those; nine with losses no rule was read on: binary cross-entropy on
-one logit and on eight labels, scored per label, and cross-entropy with label smoothing), none of them in
-bench/recommend.py. Optimizers without momentum are fitted with ``moms=None``. For each problem and seed: the
-default range test with the fit's length (``lr_find(n_epoch=n)``, its 'fit' suggestion S), then full 1cycle fits at
-S * (1/8, 1/4, 1/2, 1/sqrt2, 1, sqrt2, 2) with fit_one_cycle's weight decay (the optimizer's own, else 0.01), test
-accuracy.
+one logit and on eight labels, scored per label, and cross-entropy with label smoothing; nine with an output at
+every position (character language models, sequence taggers with padding) and twelve nets with attention under
+SGD, for the hold check's climb there), none of them in bench/recommend.py. Optimizers without momentum are
+fitted with ``moms=None``. For each problem and seed: the default range test with the fit's length
+(``lr_find(n_epoch=n)``, its 'fit' suggestion S), then full 1cycle fits at S * (1/8, 1/4, 1/2, 1/sqrt2, 1, sqrt2, 2)
+with fit_one_cycle's weight decay (the optimizer's own, else 0.01), test accuracy.
 
 The fit at S is the one-liner (``fit_one_cycle(learn, n, learn.lr_find(n_epoch=n).suggestion)``); the
 best rung is where S should have been. It prints each problem's one-liner mean, its gap to the best
@@ -67,6 +68,18 @@ from onecycle.models import ResMLP, mlp, mnist1d_cnn  # noqa: E402
 
 BCE = torch.nn.functional.binary_cross_entropy_with_logits
 SMOOTHED_CE = partial(torch.nn.functional.cross_entropy, label_smoothing=0.1)
+
+
+def token_ce(out, y):
+    "Cross-entropy over every position of a (batch, length, classes) output; targets of -100 (padding) left out."
+    return torch.nn.functional.cross_entropy(out.flatten(0, -2), y.flatten())
+
+
+def token_accuracy(out, y):
+    "The share of positions whose argmax is the target, padding (-100) left out."
+    y = y.flatten()
+    keep = y != -100
+    return (out.flatten(0, -2).argmax(-1)[keep] == y[keep]).float().mean()
 RATIOS = (1 / 8, 1 / 4, 1 / 2, 2 ** -0.5, 1., 2 ** 0.5, 2.)
 
 
@@ -418,6 +431,99 @@ def multilabel_arrays(n=6000, n_test=2000, seed=13):
     x, y = torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.float32)
     x = (x - x[n_test:].mean(0)) / x[n_test:].std(0)
     return x[n_test:], y[n_test:], x[:n_test], y[:n_test]
+
+
+CHAR_VOCAB = 103
+
+
+def char_arrays(length=64, n_train=3000, n_test=500):
+    """Next-character prediction on the prose of Python's own help topics (``pydoc_data.topics``, shipped with every
+    CPython, so offline; its text, about 465,000 characters and CHAR_VOCAB distinct ones under 3.11, follows the
+    Python version, and any character past the first CHAR_VOCAB in sorted order shares the last id): windows of
+    `length` characters, each target the input shifted by one; the first 90% of the text trains, the last 10% tests."""
+    import pydoc_data.topics
+    text = ''.join(pydoc_data.topics.topics[k] for k in sorted(pydoc_data.topics.topics))
+    index = {c: min(i, CHAR_VOCAB - 1) for i, c in enumerate(sorted(set(text)))}
+    ids = torch.tensor([index[c] for c in text])
+    cut = len(ids) * 9 // 10
+    def windows(a, n):
+        m = (len(a) - 1) // length * length
+        return a[:m].view(-1, length)[:n], a[1:m + 1].view(-1, length)[:n]
+    return (*windows(ids[:cut], n_train), *windows(ids[cut:], n_test))
+
+
+def _padded(x, lens, y):
+    pad = torch.arange(x.shape[1])[None] >= lens[:, None]
+    x, y = x.masked_fill(pad, 0), y.masked_fill(pad, -100)
+    return x, y
+
+
+def running_max_tags(n=6000, n_test=1500, lo=8, hi=24, vocab=20, seed=14):
+    """Sequence tagging: for each token of a sequence of 8-24 (tokens 1-19, padded with 0 to 24), whether it tops
+    every token before it; padded positions are labelled -100 (left out of the loss and the accuracy)."""
+    g = torch.Generator().manual_seed(seed)
+    x, lens = torch.randint(1, vocab, (n, hi), generator=g), torch.randint(lo, hi + 1, (n,), generator=g)
+    before = torch.cat([torch.zeros(n, 1, dtype=x.dtype), torch.cummax(x, 1).values[:, :-1]], 1)
+    x, y = _padded(x, lens, (x > before).long())
+    return x[n_test:], y[n_test:], x[:n_test], y[:n_test]
+
+
+def count_tags(n=6000, n_test=1500, lo=8, hi=24, vocab=6, seed=15):
+    "Sequence tagging: for each token (1-5, padded as running_max_tags), how often it has appeared so far, mod 3."
+    g = torch.Generator().manual_seed(seed)
+    x, lens = torch.randint(1, vocab, (n, hi), generator=g), torch.randint(lo, hi + 1, (n,), generator=g)
+    one_hot = torch.nn.functional.one_hot(x, vocab)
+    x, y = _padded(x, lens, ((one_hot.cumsum(1) * one_hot).sum(-1) - 1) % 3)
+    return x[n_test:], y[n_test:], x[:n_test], y[:n_test]
+
+
+class CharRNN(nn.Module):
+    "A character language model: embeddings, an LSTM or GRU, a linear head at every position."
+    def __init__(self, kind='GRU', vocab=CHAR_VOCAB, width=32, hidden=128):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, width)
+        self.rnn = getattr(nn, kind)(width, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, vocab)
+
+    def forward(self, x): return self.head(self.rnn(self.embed(x))[0])
+
+
+class CausalLM(nn.Module):
+    "A character language model: token and learnt position embeddings, two causal pre-norm encoder layers, a head."
+    def __init__(self, vocab=CHAR_VOCAB, length=64, width=64):
+        super().__init__()
+        self.tok, self.pos = nn.Embedding(vocab, width), nn.Parameter(torch.zeros(length, width))
+        layer = nn.TransformerEncoderLayer(width, 4, 4 * width, dropout=0., batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.head = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, vocab))
+        self.register_buffer('mask', nn.Transformer.generate_square_subsequent_mask(length), persistent=False)
+
+    def forward(self, x):
+        t = x.shape[1]
+        return self.head(self.encoder(self.tok(x) + self.pos[:t], mask=self.mask[:t, :t], is_causal=True))
+
+
+class RNNTagger(nn.Module):
+    "Embeddings, a bidirectional LSTM or GRU, a linear head at every position."
+    def __init__(self, kind='GRU', vocab=20, width=32, hidden=64, n_out=2):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, width)
+        self.rnn = getattr(nn, kind)(width, hidden, batch_first=True, bidirectional=True)
+        self.head = nn.Linear(2 * hidden, n_out)
+
+    def forward(self, x): return self.head(self.rnn(self.embed(x))[0])
+
+
+class TransformerTagger(nn.Module):
+    "Token and learnt position embeddings, two pre-norm encoder layers that skip the padding (token 0), a head."
+    def __init__(self, vocab=20, length=24, width=32, n_out=2):
+        super().__init__()
+        self.tok, self.pos = nn.Embedding(vocab, width), nn.Parameter(torch.zeros(length, width))
+        layer = nn.TransformerEncoderLayer(width, 4, 2 * width, dropout=0., batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.head = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, n_out))
+
+    def forward(self, x): return self.head(self.encoder(self.tok(x) + self.pos, src_key_padding_mask=x == 0))
 
 
 def body_task(data):
@@ -1002,6 +1108,43 @@ PROBLEMS = {
     'mnist1d-mlp-smooth-adamw': P(data=mnist1d, model=partial(mlp, (40, 256, 256, 10)), opt='adamw', bs=100,
                                   epochs=12, loss=SMOOTHED_CE),
     'mnist1d-cnn-smooth-sgd': P(data=mnist1d, model=mnist1d_cnn, opt='sgd', bs=100, epochs=15, loss=SMOOTHED_CE),
+    # an output at every position (thirty-fifth session), run once: character language models on Python's help text
+    # and sequence taggers on padded sequences (padding labelled -100), SGD and AdamW, recurrent and attention nets
+    **{name: P(data=data, model=model, opt=opt, bs=32, epochs=epochs, loss=token_ce, metric=token_accuracy)
+       for name, data, model, opt, epochs in (
+           ('chars-gru-adamw', char_arrays, CharRNN, 'adamw', 5),
+           ('chars-lstm-sgd', char_arrays, partial(CharRNN, 'LSTM'), 'sgd', 5),
+           ('chars-transformer-adamw', char_arrays, CausalLM, 'adamw', 5),
+           ('chars-gru-sgd', char_arrays, CharRNN, 'sgd', 5),
+           ('runmax-bigru-sgd', running_max_tags, RNNTagger, 'sgd', 8),
+           ('runmax-tagger-adamw', running_max_tags, TransformerTagger, 'adamw', 8),
+           ('counttag-bilstm-adamw', count_tags, partial(RNNTagger, 'LSTM', vocab=6, n_out=3), 'adamw', 8),
+           ('counttag-tagger-sgd', count_tags, partial(TransformerTagger, vocab=6, n_out=3), 'sgd', 8),
+           ('counttag-tagger-adamw', count_tags, partial(TransformerTagger, vocab=6, n_out=3), 'adamw', 8))},
+    # nets with attention under SGD (thirty-fifth session): the benches had none; the climb of the hold check was
+    # read on the first seven (and counttag-tagger-sgd above), the last five were made before it was set, to check it
+    'lookup-encoder-sgd': P(data=lookup_arrays, model=partial(SeqEncoder, 17, 13, 6), opt='sgd', bs=64, epochs=12),
+    'patches-encoder-sgd': P(data=digit_patch_arrays, model=partial(SeqEncoder, 4, 16, 10, continuous=True), opt='sgd',
+                             bs=64, epochs=15),
+    'mode-encoder-sgd': P(data=recommend.mode_arrays, model=partial(SeqEncoder, 24, 32, 24), opt='sgd', bs=64,
+                          epochs=10),
+    'mnist1d-encoder-sgd': P(data=mnist1d_tokens, model=partial(SeqEncoder, 4, 10, 10, continuous=True), opt='sgd',
+                             bs=64, epochs=10),
+    'rows-preln-encoder-sgd': P(data=digit_rows, model=partial(SeqEncoder, 8, 8, 10, pre_norm=True, continuous=True),
+                                opt='sgd', bs=32, epochs=10),
+    'mode-transformer-sgd': P(data=recommend.mode_arrays, model=recommend.TinyTransformer, opt='sgd', bs=32, epochs=10),
+    'runmax-tagger-sgd': P(data=running_max_tags, model=TransformerTagger, opt='sgd', bs=32, epochs=8, loss=token_ce,
+                           metric=token_accuracy),
+    'argmax-encoder-sgd': P(data=argmax_position_arrays, model=partial(SeqEncoder, 16, 12, 12), opt='sgd', bs=64,
+                            epochs=12),
+    'maxtoken-transformer-sgd': P(data=max_token_arrays, opt='sgd', bs=64, epochs=8,
+                                  model=lambda: recommend.TinyTransformer(vocab=20, length=12, width=32, n_out=5)),
+    'patches16-preln-encoder-sgd': P(data=digit_patches16, opt='sgd', bs=64, epochs=12,
+                                     model=partial(SeqEncoder, 16, 16, 10, pre_norm=True, continuous=True)),
+    'countcmp-tiny-transformer-sgd': P(data=partial(_first, 2000, count_compare_arrays), opt='sgd', bs=32, epochs=12,
+                                       model=partial(recommend.TinyTransformer, vocab=8, length=16, n_out=2)),
+    'chars-transformer-sgd': P(data=char_arrays, model=CausalLM, opt='sgd', bs=32, epochs=5, loss=token_ce,
+                               metric=token_accuracy),
 }
 
 

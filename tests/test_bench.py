@@ -59,6 +59,9 @@ def test_every_unseen_problem_builds_offline_and_plain_adam_means_adam():
         out = model.eval()(x[:2])
         if p.get('loss') is unseen.BCE:   # one logit per label, float 0/1 targets of the same shape
             assert out.shape == y[:2].shape and set(torch.cat([y, yt]).unique().tolist()) == {0., 1.}, name
+        elif p.get('loss') is unseen.token_ce:   # an output at every position, padding labelled -100
+            assert out.shape[:2] == y[:2].shape and out.shape[2] > int(max(y.max(), yt.max())), name
+            assert p['metric'] is unseen.token_accuracy and int(torch.cat([y, yt]).min()) >= -100, name
         else: assert out.shape[0] == 2 and out.shape[1] > int(max(y.max(), yt.max())), name
         learn = unseen.learner(model, (x, y, xt, yt), p, seed=0)
         assert learn.loss_func is p.get('loss', torch.nn.functional.cross_entropy), name
@@ -155,9 +158,15 @@ def test_every_unseen_problem_builds_offline_and_plain_adam_means_adam():
     scale, sgd_scale, sgd_conv = names[end + 122:end + 134], names[end + 134:end + 150], names[end + 150:end + 157]
     rms_scale, adamax, adagrad = names[end + 157:end + 167], names[end + 167:end + 177], names[end + 177:end + 186]
     fine_tuned, least, after_least = names[end + 186:end + 200], names[end + 200:end + 203], names[end + 203:end + 207]
-    losses = names[end + 207:]
+    losses, per_position, sgd_attention = names[end + 207:end + 216], names[end + 216:end + 225], names[end + 225:]
     assert len(scale) == 12 and len(sgd_scale) == 16 and len(sgd_conv) == 7 and len(rms_scale) == 10
-    assert len(names) == end + 216
+    assert len(names) == end + 237
+    # ... and the last twenty-one: nine with an output at every position (character language models, taggers), then
+    # twelve nets with attention under SGD, the last five made to check the rule read on the first seven
+    assert {unseen.PROBLEMS[n].get('loss') for n in per_position} == {unseen.token_ce}
+    assert {unseen.PROBLEMS[n]['opt'] for n in per_position} == {'sgd', 'adamw'}
+    assert len(sgd_attention) == 12 and {unseen.PROBLEMS[n]['opt'] for n in sgd_attention} == {'sgd'}
+    assert all(has_attention(unseen.PROBLEMS[n]['model']()) for n in sgd_attention)
     # ... and the last nine, losses no rule was read on: binary cross-entropy scored per label, label smoothing
     assert [unseen.PROBLEMS[n].get('loss') for n in losses] == [unseen.BCE] * 6 + [unseen.SMOOTHED_CE] * 3
     assert {unseen.PROBLEMS[n].get('metric') for n in losses} == {unseen.accuracy_multi, None}
@@ -266,6 +275,23 @@ def test_unseen_binary_cross_entropy_problem_scores_per_label_accuracy(monkeypat
     monkeypatch.setitem(unseen.PROBLEMS, name, {**unseen.PROBLEMS[name], 'epochs': 3})
     row = unseen.run(name, unseen.PROBLEMS[name]['data'](), 0, ratios=(1.,))
     assert 0.9 < row['acc']['1'] <= 1.0
+
+
+def test_unseen_tagging_problem_scores_every_position_but_the_padding(monkeypatch):
+    """A per-position problem runs the one-liner under cross-entropy at every position and scores the share of
+    positions tagged right, the padding left out: a bidirectional GRU tags each new running maximum (a fifth of
+    the positions; tagging none scores about 81%, and the padding counted would move that)."""
+    unseen = _load('suggest_unseen')
+    name = 'runmax-bigru-sgd'
+    x, y, xt, yt = unseen.PROBLEMS[name]['data']()
+    out = torch.zeros(*yt.shape, 2); out[..., 0] = 1.   # tags no position
+    none = float(unseen.token_accuracy(out, yt))
+    assert 0.75 < none < 0.85 and math.isclose(none, float((yt == 0).sum() / (yt != -100).sum()), rel_tol=1e-6)
+    assert math.isclose(float(unseen.token_ce(out, yt)), float(torch.nn.functional.cross_entropy(
+        out[yt != -100], yt[yt != -100])), rel_tol=1e-6)
+    monkeypatch.setitem(unseen.PROBLEMS, name, {**unseen.PROBLEMS[name], 'epochs': 2})
+    row = unseen.run(name, (x, y, xt, yt), 0, ratios=(1.,))
+    assert 0.95 < row['acc']['1'] <= 1.0
 
 
 def test_unseen_against_grid_hands_its_problems_to_recommends_table(monkeypatch):
