@@ -1,4 +1,4 @@
-"""Does the one-liner hold on problems the rules were never looked at on? Two hundred and seventy-four more small
+"""Does the one-liner hold on problems the rules were never looked at on? Two hundred and seventy-seven more small
 problems (recurrent nets, a deep plain MLP, tanh activations, a transformer on another task, plain Adam, norm
 layers under SGD...; four were added to check the rule for SGD on normalized models and run once with it,
 eight (GroupNorm and LayerNorm nets, residual MLPs, noisy moons, a 3-class make_classification) were made
@@ -16,8 +16,8 @@ more under Adagrad on such inputs, for its limit there; fourteen fine-tuned from
 under Adam-like optimizers, for the hold check on them, three transformers that stall at S, for its long probes
 on nets with attention, and four made after those; nine with losses no rule was read on: binary cross-entropy on
 one logit and on eight labels, scored per label, and cross-entropy with label smoothing; nine with an output at
-every position (character language models, sequence taggers with padding) and twelve nets with attention under
-SGD, for the hold check's climb there), none of them in bench/recommend.py. Optimizers without momentum are
+every position (character language models, sequence taggers with padding) and fifteen nets with attention
+under SGD, for the hold check there), none of them in bench/recommend.py. Optimizers without momentum are
 fitted with ``moms=None``. For each problem and seed: the default range test with the fit's length
 (``lr_find(n_epoch=n)``, its 'fit' suggestion S), then full 1cycle fits at S * (1/8, 1/4, 1/2, 1/sqrt2, 1, sqrt2, 2)
 with fit_one_cycle's weight decay (the optimizer's own, else 0.01), test accuracy.
@@ -1121,8 +1121,9 @@ PROBLEMS = {
            ('counttag-bilstm-adamw', count_tags, partial(RNNTagger, 'LSTM', vocab=6, n_out=3), 'adamw', 8),
            ('counttag-tagger-sgd', count_tags, partial(TransformerTagger, vocab=6, n_out=3), 'sgd', 8),
            ('counttag-tagger-adamw', count_tags, partial(TransformerTagger, vocab=6, n_out=3), 'adamw', 8))},
-    # nets with attention under SGD (thirty-fifth session): the benches had none; the climb of the hold check was
-    # read on the first seven (and counttag-tagger-sgd above), the last five were made before it was set, to check it
+    # nets with attention under SGD (thirty-fifth session): the benches had none; the hold check's long probes there
+    # (and whether it climbs) were read on the first seven (and counttag-tagger-sgd above), the last eight were made
+    # before they were set, to check them
     'lookup-encoder-sgd': P(data=lookup_arrays, model=partial(SeqEncoder, 17, 13, 6), opt='sgd', bs=64, epochs=12),
     'patches-encoder-sgd': P(data=digit_patch_arrays, model=partial(SeqEncoder, 4, 16, 10, continuous=True), opt='sgd',
                              bs=64, epochs=15),
@@ -1145,6 +1146,12 @@ PROBLEMS = {
                                        model=partial(recommend.TinyTransformer, vocab=8, length=16, n_out=2)),
     'chars-transformer-sgd': P(data=char_arrays, model=CausalLM, opt='sgd', bs=32, epochs=5, loss=token_ce,
                                metric=token_accuracy),
+    'mode16-transformer-sgd': P(data=mode16_arrays, opt='sgd', bs=32, epochs=6,
+                                model=lambda: recommend.TinyTransformer(vocab=16, length=24, width=48, n_out=16)),
+    'least800-transformer-sgd': P(data=partial(least_token_arrays, 800), model=recommend.TinyTransformer, opt='sgd',
+                                  bs=32, epochs=15),
+    'mode-wide-transformer-sgd': P(data=partial(_first, 1500, recommend.mode_arrays),
+                                   model=partial(recommend.TinyTransformer, width=64), opt='sgd', bs=32, epochs=12),
 }
 
 

@@ -160,12 +160,12 @@ def test_every_unseen_problem_builds_offline_and_plain_adam_means_adam():
     fine_tuned, least, after_least = names[end + 186:end + 200], names[end + 200:end + 203], names[end + 203:end + 207]
     losses, per_position, sgd_attention = names[end + 207:end + 216], names[end + 216:end + 225], names[end + 225:]
     assert len(scale) == 12 and len(sgd_scale) == 16 and len(sgd_conv) == 7 and len(rms_scale) == 10
-    assert len(names) == end + 237
-    # ... and the last twenty-one: nine with an output at every position (character language models, taggers), then
-    # twelve nets with attention under SGD, the last five made to check the rule read on the first seven
+    assert len(names) == end + 240
+    # ... and the last twenty-four: nine with an output at every position (character language models, taggers), then
+    # fifteen nets with attention under SGD, the last eight made to check the rule read on the first seven
     assert {unseen.PROBLEMS[n].get('loss') for n in per_position} == {unseen.token_ce}
     assert {unseen.PROBLEMS[n]['opt'] for n in per_position} == {'sgd', 'adamw'}
-    assert len(sgd_attention) == 12 and {unseen.PROBLEMS[n]['opt'] for n in sgd_attention} == {'sgd'}
+    assert len(sgd_attention) == 15 and {unseen.PROBLEMS[n]['opt'] for n in sgd_attention} == {'sgd'}
     assert all(has_attention(unseen.PROBLEMS[n]['model']()) for n in sgd_attention)
     # ... and the last nine, losses no rule was read on: binary cross-entropy scored per label, label smoothing
     assert [unseen.PROBLEMS[n].get('loss') for n in losses] == [unseen.BCE] * 6 + [unseen.SMOOTHED_CE] * 3

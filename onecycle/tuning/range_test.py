@@ -519,8 +519,8 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, sugges
     their steps). A long fit at an lr that only undoes its training once the net has sharpened collapses to chance,
     and no range test, whose steps at that lr come right after lower ones, shows it; where a kept suggestion's probe
     fell less than 0.9x as far as its half's, both run again three times as long, and it is halved when it fell less
-    than 0.8x as far there (a net past that edge learns, then stalls); for an Adam-like optimizer on a net with
-    attention they run whenever the suggestion is kept, and halve it too where its long probe ended more than 1.3x
+    than 0.8x as far there (a net past that edge learns, then stalls); on a net with attention, whatever the
+    optimizer, they run whenever the suggestion is kept, and halve it too where its long probe ended more than 1.3x
     above its half's. The other way, a kept suggestion whose probe ended below its half's is probed at twice itself,
     and doubled when that probe ended lower, or did not spike and ended at most 1.15x higher, never past the value
     before the rule lowered it for the fit's length (an Adam-like optimizer's is the sweep's edge, and is never
@@ -574,11 +574,16 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, sugges
         # a climb may undo the 'fit' rule's lowering for the fit's length, no more; an Adam-like optimizer's
         # suggestion is not climbed from (its edge is the sweep's own, and on attention nets, whose edge the rule
         # lowers, climbs cost two encoders' seeds 15.0 and 5.3 points against 2.0 and 1.8 won on two others); nor is
-        # a regression's under SGD, which the rule did not lower (the ceiling, capped at a spike, sat at or below it)
+        # a regression's under SGD, which the rule did not lower (the ceiling, capped at a spike, sat at or below it).
+        # SGD on attention nets climbs (thirty-fifth session, on the fifteen such nets of bench/suggest_unseen.py:
+        # on the eight the question was read on, climbs cost four seeds 3.6, 4.9, 6.2 and 1.7 points and won 2.1 and
+        # 5.5 on two; on the nine made before it was decided, they won 3.3, 5.6 and 3.3 on a slow-learning
+        # character transformer's three seeds and cost a least-token transformer 2.4 on one, five more within 0.1:
+        # +1.1 summed, no case for a rule either way)
         unlowered = None if is_adaptive(learn.opt) or _keeps_regression_edge(learn) else \
             geometric_mean(*(_unlowered_fit(r) for r in read))
         lr, held = check_held(learn, result.suggestion, result.fit_steps, moms=moms, ceiling=unlowered,
-                              long_end=long_end_ratio(learn.opt, learn.model))
+                              long_end=long_end_ratio(learn.model))
         if held:
             result.held, result.suggestion = held, lr
             result.suggestions['fit'] = lr

@@ -406,7 +406,7 @@ class _Tuning:
         self.say.begin('hold check', n_long if long_probes else n_held)
         self.start.restore()
         held_lr, held = check_held(learn, res.suggestion, res.fit_steps, moms=moms, probe_steps=probe,
-                                   long_probes=long_probes, long_end=long_end_ratio(learn.opt, learn.model))
+                                   long_probes=long_probes, long_end=long_end_ratio(learn.model))
         if held: res.held_lr, res.held = held_lr, held
         res.steps += held.get('steps', 0)
         line = held_line(held, held_lr) if held else 'hold check: the fit is too short to probe'
