@@ -514,14 +514,10 @@ class RNNTagger(nn.Module):
     def forward(self, x): return self.head(self.rnn(self.embed(x))[0])
 
 
-class TransformerTagger(nn.Module):
-    "Token and learnt position embeddings, two pre-norm encoder layers that skip the padding (token 0), a head."
+class TransformerTagger(recommend.TinyTransformer):
+    "bench/recommend.py's TinyTransformer as a tagger: the encoder skips the padding (token 0), a head per position."
     def __init__(self, vocab=20, length=24, width=32, n_out=2):
-        super().__init__()
-        self.tok, self.pos = nn.Embedding(vocab, width), nn.Parameter(torch.zeros(length, width))
-        layer = nn.TransformerEncoderLayer(width, 4, 2 * width, dropout=0., batch_first=True, norm_first=True)
-        self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
-        self.head = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, n_out))
+        super().__init__(vocab, length, width, n_out)
 
     def forward(self, x): return self.head(self.encoder(self.tok(x) + self.pos, src_key_padding_mask=x == 0))
 
