@@ -62,21 +62,20 @@ HOLD_CLIMB = 1.15
 # 0.49x, S 1.4 points better): the signal is noisy, and the threshold stays well below 1. Where the half's loss did
 # not fall over the long hold either, they say nothing, and the lr is kept.
 HOLD_BEHIND, HOLD_LONG, HOLD_LONG_DROP = 0.9, 3, 0.8
-# A net with attention: the long probes run at every kept lr, and it is halved too where
-# its long probe ended more than HOLD_LONG_END times above its half's. Such nets can learn as fast at S as at S/2
-# for 100 steps and then stall at S: a pre-norm transformer on the least frequent of 24 tokens (made for the
-# thirty-second session's fine-tuning) fell 0.98x as far as S/2 in 100 steps, ended 2.5x above it in 300, and its
-# fit scored 94.5% at S, 98.8% at S/4 (on another, training loss 0.44 at S against 0.05 at S/8). On the 21
-# attention nets under Adam-like optimizers of bench/suggest_unseen.py and bench/recommend.py (63 seeds) it halved
-# 18 seeds of eight nets: the one-liner +50.4 points summed (the three least-token nets +12.2, +15.3, +6.3, a
-# pre-norm encoder on digit rows +8.8), none lost more than 0.6; the mode task's nets, best at S, ended 1.0-1.2x
-# apart and kept it. The threshold was read on these same nets; on four made after it (least-token, max-token,
-# count-compare and a wider mode transformer, 12 seeds) it halved three: +7.1, +0.9, -0.1. Under SGD-like optimizers
-# too (thirty-fifth session; until then the benches had no attention net under SGD): of eight such nets (24 seeds,
-# bench/suggest_unseen.py's counttag-tagger-sgd and the seven from lookup-encoder-sgd) it halved two seeds, a
-# post-norm encoder of the digits' 2x2 patches 21.6 -> 90.2% (its long probe at S ended 6x above S/2's) and a
-# pre-norm one of their rows 88.4 -> 92.8%; on the nine made before it was set (the last eight of that group and an
-# RMSprop encoder, 27 seeds) none.
+# A net with attention: the long probes run at every kept lr, and it is halved too where its long probe ended more than
+# HOLD_LONG_END times above its half's. Such nets can learn as fast at S as at S/2 for 100 steps and then stall at S: a
+# pre-norm transformer on the least frequent of 24 tokens (made for the thirty-second session's fine-tuning) fell 0.98x
+# as far as S/2 in 100 steps, ended 2.5x above it in 300, and its fit scored 94.5% at S, 98.8% at S/4 (on another,
+# training loss 0.44 at S against 0.05 at S/8). On the 21 attention nets under Adam-like optimizers of
+# bench/suggest_unseen.py and bench/recommend.py (63 seeds) it halved 18 seeds of eight nets: the one-liner +50.4 points
+# summed (the three least-token nets +12.2, +15.3, +6.3, a pre-norm encoder on digit rows +8.8), none lost more than
+# 0.6; the mode task's nets, best at S, ended 1.0-1.2x apart and kept it. The threshold was read on these same nets; on
+# four made after it (least-token, max-token, count-compare and a wider mode transformer, 12 seeds) it halved three:
+# +7.1, +0.9, -0.1. Under SGD-like optimizers too (thirty-fifth session; until then the benches had no attention net
+# under SGD): of eight such nets (24 seeds, bench/suggest_unseen.py's counttag-tagger-sgd and the seven from
+# lookup-encoder-sgd) it halved two seeds, a post-norm encoder of the digits' 2x2 patches 21.6 -> 90.2% (its long probe
+# at S ended 6x above S/2's) and a pre-norm one of their rows 88.4 -> 92.8%; on the nine made before it was set (the
+# last eight of that group and an RMSprop encoder, 27 seeds) none.
 HOLD_LONG_END = 1.3
 
 
