@@ -452,29 +452,31 @@ def char_arrays(length=64, n_train=3000, n_test=500):
     return (*windows(ids[:cut], n_train), *windows(ids[cut:], n_test))
 
 
-def _padded(x, lens, y):
-    pad = torch.arange(x.shape[1])[None] >= lens[:, None]
-    x, y = x.masked_fill(pad, 0), y.masked_fill(pad, -100)
-    return x, y
+def _tagged(tag, n, n_test, lo, hi, vocab, seed):
+    """(x, y, x_test, y_test) of a tagging task: `n` sequences of `lo`-`hi` tokens (1 to `vocab` - 1), padded with 0
+    to `hi`; y is `tag(x)` (a label per position, read before the padding), -100 at padded positions (left out of
+    the loss and the accuracy)."""
+    g = torch.Generator().manual_seed(seed)
+    x, lens = torch.randint(1, vocab, (n, hi), generator=g), torch.randint(lo, hi + 1, (n,), generator=g)
+    pad = torch.arange(hi)[None] >= lens[:, None]
+    x, y = x.masked_fill(pad, 0), tag(x).masked_fill(pad, -100)
+    return x[n_test:], y[n_test:], x[:n_test], y[:n_test]
 
 
 def running_max_tags(n=6000, n_test=1500, lo=8, hi=24, vocab=20, seed=14):
-    """Sequence tagging: for each token of a sequence of 8-24 (tokens 1-19, padded with 0 to 24), whether it tops
-    every token before it; padded positions are labelled -100 (left out of the loss and the accuracy)."""
-    g = torch.Generator().manual_seed(seed)
-    x, lens = torch.randint(1, vocab, (n, hi), generator=g), torch.randint(lo, hi + 1, (n,), generator=g)
-    before = torch.cat([torch.zeros(n, 1, dtype=x.dtype), torch.cummax(x, 1).values[:, :-1]], 1)
-    x, y = _padded(x, lens, (x > before).long())
-    return x[n_test:], y[n_test:], x[:n_test], y[:n_test]
+    "Sequence tagging (see _tagged): whether each token tops every token before it."
+    def tag(x):
+        before = torch.cat([torch.zeros(len(x), 1, dtype=x.dtype), torch.cummax(x, 1).values[:, :-1]], 1)
+        return (x > before).long()
+    return _tagged(tag, n, n_test, lo, hi, vocab, seed)
 
 
 def count_tags(n=6000, n_test=1500, lo=8, hi=24, vocab=6, seed=15):
-    "Sequence tagging: for each token (1-5, padded as running_max_tags), how often it has appeared so far, mod 3."
-    g = torch.Generator().manual_seed(seed)
-    x, lens = torch.randint(1, vocab, (n, hi), generator=g), torch.randint(lo, hi + 1, (n,), generator=g)
-    one_hot = torch.nn.functional.one_hot(x, vocab)
-    x, y = _padded(x, lens, ((one_hot.cumsum(1) * one_hot).sum(-1) - 1) % 3)
-    return x[n_test:], y[n_test:], x[:n_test], y[:n_test]
+    "Sequence tagging (see _tagged): how often each token has appeared so far, mod 3."
+    def tag(x):
+        one_hot = torch.nn.functional.one_hot(x, vocab)
+        return ((one_hot.cumsum(1) * one_hot).sum(-1) - 1) % 3
+    return _tagged(tag, n, n_test, lo, hi, vocab, seed)
 
 
 class CharRNN(nn.Module):
