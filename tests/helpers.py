@@ -135,3 +135,15 @@ def learners_from_init(model_fn, x, y, n_test, bs, seed, opt_func=torch.optim.Ad
         return Learner(model, tensor_dls(x[n_test:], y[n_test:], x[:n_test], y[:n_test], bs=bs, seed=seed),
                        nn.CrossEntropyLoss(), opt_func=opt_func, metrics=[accuracy], progress=False, device='cpu')
     return make
+
+
+class TokenEncoder(nn.Module):
+    """The tiny task's 8 inputs (conftest's make_dls) mapped to 4 tokens of width 8, a TransformerEncoderLayer, a
+    LayerNorm, a head: a net with attention that is also normalized (core.hyper.is_normalized)."""
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed, self.head = nn.Linear(8, 32), nn.Sequential(nn.LayerNorm(8), nn.Linear(8, 2))
+        self.layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0., batch_first=True)
+
+    def forward(self, x): return self.head(self.layer(self.embed(x).view(-1, 4, 8)).mean(1))

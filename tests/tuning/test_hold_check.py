@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from helpers import assert_learner_unchanged, final_accuracy, learner_snapshot, learners_from_init, SeeMoms
+from helpers import (assert_learner_unchanged, final_accuracy, learner_snapshot, learners_from_init, SeeMoms,
+                     TokenEncoder)
 from onecycle import fit_one_cycle, models
 from onecycle.tuning.range_test import DEFAULT_NUM_IT
 
@@ -439,7 +440,7 @@ def test_lr_find_on_an_attention_net_under_sgd_climbs_as_on_a_plain_one_or_else_
     kept (its probe ended above its half's, though it fell no less far), the long probes run all the same, as
     they do for an Adam-like optimizer there, and keep S (they end alike); on the plain MLP they would not run."""
     learn = make_learner(opt_func=partial(torch.optim.SGD, momentum=0.9), dls_kw=dict(n_train=256, bs=8),
-                         model=TinyAttention())
+                         model=TokenEncoder())
     res = learn.lr_find(n_epoch=2000, hold_check=False)
     s = res.suggestion
     assert s < res.suggestions['edge'] / 2   # lowered for a fit this long: twice S is within the ceiling
@@ -475,21 +476,8 @@ def test_long_end_ratio_is_set_on_nets_with_attention_alone():
     attn = nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, 16, batch_first=True, norm_first=True), 1,
                                  enable_nested_tensor=False)
     plain = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2))
-    assert long_end_ratio(attn) == HOLD_LONG_END and long_end_ratio(TinyAttention()) == HOLD_LONG_END
+    assert long_end_ratio(attn) == HOLD_LONG_END and long_end_ratio(TokenEncoder()) == HOLD_LONG_END
     assert long_end_ratio(plain) is None
-
-
-class TinyAttention(nn.Module):
-    "The tiny task's 8 inputs mapped to 4 tokens of width 8, one residual self-attention layer, mean pooling, a head."
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.embed, self.head = nn.Linear(8, 32), nn.Linear(8, 2)
-        self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
-
-    def forward(self, x):
-        h = self.embed(x).view(-1, 4, 8)
-        return self.head((h + self.attn(h, h, h, need_weights=False)[0]).mean(1))
 
 
 def test_a_transformer_that_stalls_at_its_suggestion_under_adamw_is_halved_by_its_long_probes():

@@ -12,6 +12,7 @@ from onecycle.tuning.batch_size import with_batch_size
 from onecycle.core.callback import Callback
 from onecycle.core.hyper import DEFAULT_WD
 from onecycle.tuning.range_test import LRFinder
+from helpers import TokenEncoder
 
 
 def _state(learn):
@@ -212,17 +213,6 @@ def test_a_longer_sweep_where_everything_learnt_too_little_takes_what_is_left_of
     assert res.lr_find.extended and 'trials' in res.confidence and res.steps <= 800
     n_long = int(res.confidence['trials']['text'].rsplit('one of ', 1)[1].split()[0])
     assert 200 < n_long < 600 and res.steps + 1 > 800 - 200   # most of what was left went to it
-
-
-class TokenEncoder(nn.Module):
-    "The tiny task's 8 inputs mapped to 4 tokens of width 8, a TransformerEncoderLayer, a LayerNorm, a head."
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.embed, self.head = nn.Linear(8, 32), nn.Sequential(nn.LayerNorm(8), nn.Linear(8, 2))
-        self.layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0., batch_first=True)
-
-    def forward(self, x): return self.head(self.layer(self.embed(x).view(-1, 4, 8)).mean(1))
 
 
 @pytest.mark.parametrize('opt, bn, walks_up, lower', [(torch.optim.AdamW, False, True, False),
