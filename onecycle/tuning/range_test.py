@@ -34,7 +34,7 @@ from .suggest import (INPUT_RMS_LIMIT, SGD_INPUT_LIMIT, applied_lr_limit, divide
                       suggest_steep, suggest_valley)
 
 __all__ = ['LRFinder', 'LRFinderResult', 'lr_find', 'SUGGESTERS', 'SUGGESTIONS', 'planned_fit_steps', 'sweep_drop',
-           'learnt_too_little']
+           'learnt_too_little', 'never_turned_up']
 
 
 @dataclass
@@ -459,15 +459,41 @@ def _plateau_advice(model) -> str:
             'a few short fits at lrs you choose')
 
 
-# how lr_find's warnings on inputs and targets far above unit scale begin (tune says them once for its two sweeps)
+# how lr_find's warnings on inputs and targets far above unit scale, and on sweeps that never turned up, begin (tune
+# says them once for its two sweeps)
 INPUT_SCALE_WARNING = "lr_find: the inputs' root mean square"
 TARGET_SCALE_WARNING = "lr_find: the targets' root mean square"
+TURN_UP_WARNING = 'lr_find: the loss had not turned up'
 
 
 def learnt_too_little(*results: LRFinderResult) -> bool:
     """Whether every one of these sweeps fell by less than MIN_SWEEP_DROP (:func:`sweep_drop`), too little for
     their curves to be read; every rank decides alike (the widest drop wins)."""
     return not max_over_ranks(max(sweep_drop(r) for r in results) >= MIN_SWEEP_DROP)
+
+
+# a sweep whose smoothed loss came below this fraction of where it started fit its batches: with no gradient left, no
+# lr is unstable, and a longer sweep would not show an edge either (a linearly separable toy task under SGD to lr 10)
+FIT_LOSS_FRACTION = 1e-3
+# an edge within this fraction of a sweep's steps from its end is the end: a still-falling curve's last steps wobble
+# by more than the edge's band (a sweep to 0.03 on noisy labels put its edge two steps of 400 before the end)
+END_FRACTION = 0.05
+
+
+def never_turned_up(*results: LRFinderResult) -> bool:
+    """Whether every one of these sweeps ran to its last lr without its loss turning up: none stopped at a
+    divergence, each one's smoothed loss stayed on its floor until the end (its edge, :func:`~onecycle.tuning.
+    suggest.suggest_edge`, within its last END_FRACTION of steps), above FIT_LOSS_FRACTION of where it started.
+    Their 'edge' and 'max_bound' are then where the sweep stopped, not where the loss turns up, and the 'fit'
+    suggestion read from them may lie below a fit's best max_lr. Every rank decides alike (one that saw the loss
+    turn up decides for all)."""
+    def ran_out(r):
+        if r.stopped_early or len(r.lrs) < 2: return False
+        at = r.lrs.index(suggest_edge(r.lrs, r.smooth_losses))
+        return at >= (1 - END_FRACTION) * (len(r.lrs) - 1) and \
+            min(r.smooth_losses) > FIT_LOSS_FRACTION * abs(r.smooth_losses[0])
+    ended = all(ran_out(r) for r in results)
+    return not max_over_ranks(not ended)
 
 
 def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, suggest='fit', n_epoch=None,
@@ -504,7 +530,8 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, sugges
     (:func:`~onecycle.tuning.suggest.input_scale_factor`), and on a plain MLP or CNN it is set to 16 / rms^2 for SGD
     (:func:`~onecycle.tuning.suggest.sgd_input_limit`), to a tenth of Adam's for RMSprop and to 8 times it for
     Adagrad (:func:`~onecycle.tuning.suggest.divided_step_input_limit`). Floating-point targets far above unit
-    scale (a regression's, ``result.target_rms``) draw a warning to standardize them. An SGD-like optimizer
+    scale (a regression's, ``result.target_rms``) draw a warning to standardize them. Sweeps that ran to `end_lr`
+    with the loss still on its floor (:func:`never_turned_up`) draw a warning to sweep further. An SGD-like optimizer
     fitting a regression's loss (mean squared, absolute, smooth L1 or Huber: ``core.hyper.is_regression_loss``) on a
     net without attention keeps the edge: no lowering for the fit's length, no cap at an earlier spike (its loss
     past the edge is the noise of its steps, which the fit anneals away; see
@@ -552,6 +579,12 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, sugges
                           f'sweeps of {len(result.train_lrs)} steps, too little to show clearly where it turns up: its '
                           f'suggestions may be far off. {_plateau_advice(learn.model)}', UserWarning,
                           stacklevel=user_stacklevel())
+    if not learnt_too_little(*read) and never_turned_up(*read):   # a flat sweep's floor runs to its end too
+        warnings.warn(f'{TURN_UP_WARNING} by the last lr of the sweep (end_lr={end_lr:g}) in '
+                      f'{"either sweep" if len(read) > 1 else "the sweep"}: its edge and max bound are where the sweep '
+                      "stopped, not where the loss turns up, and the 'fit' suggestion read from them may lie below "
+                      f'the best max_lr. To see the edge, sweep further: lr_find(end_lr={10 * end_lr:g})',
+                      UserWarning, stacklevel=user_stacklevel())
     if far_above_unit_scale(result.input_rms) and not is_normalized(learn.model):   # see suggest.INPUT_RMS_LIMIT
         warnings.warn(f"{INPUT_SCALE_WARNING} is {result.input_rms:.3g} (the first batch), far above the unit scale "
                       'layers are initialized for: standardize them (each feature minus its training mean, over its '

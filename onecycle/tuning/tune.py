@@ -80,8 +80,8 @@ from ..schedules.scheduler import ONE_CYCLE_MOMS
 from .batch_size import noise_scale, with_batch_size
 from .hold_check import (HOLD_BEHIND, HOLD_PROBES, HOLD_STEPS, check_held, checks_hold, falls_behind, held_line,
                          hold_check_steps, long_end_ratio)
-from .range_test import (EXTEND_FACTOR, INPUT_SCALE_WARNING, TARGET_SCALE_WARNING, learnt_too_little,
-                         planned_fit_steps, sweep_drop)
+from .range_test import (EXTEND_FACTOR, INPUT_SCALE_WARNING, TARGET_SCALE_WARNING, TURN_UP_WARNING,
+                         learnt_too_little, planned_fit_steps, sweep_drop)
 from .search import SearchResult, branch_trials, default_wds, format_candidate, pick_best, run_trial
 from .short_runs import REPLICATE_SEED, fixed_valid_batches, steps_for_samples
 from .suggest import geometric_mean
@@ -361,7 +361,7 @@ class _Tuning:
         if two:   # the same sweep on another data order (lr_find puts the learner back as it was)
             reseed(REPLICATE_SEED, learn.dls.train)
             with warnings.catch_warnings():   # the first sweep said it already
-                for said in (INPUT_SCALE_WARNING, TARGET_SCALE_WARNING):
+                for said in (INPUT_SCALE_WARNING, TARGET_SCALE_WARNING, TURN_UP_WARNING):
                     warnings.filterwarnings('ignore', message=re.escape(said))
                 res.lr_find_replicate = learn.lr_find(num_it=n_rt, n_epoch=n_epoch, hold_check=False)
             self.start.restore()   # the data order and RNG the trials start from

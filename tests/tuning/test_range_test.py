@@ -1082,3 +1082,35 @@ def test_an_sgd_regression_keeps_its_edge_and_fits_far_better_than_at_a_classifi
     (reg, reg_mse), (cls, cls_mse) = out['regression'], out['classifier rules']
     assert reg.suggestion >= 3 * cls.suggestion and reg.suggestion <= reg.suggestions['edge'] * 1.01
     assert reg_mse < 0.5 * cls_mse
+
+
+# --- a sweep whose loss never turns up -------------------------------------------------------------------------
+def test_lr_find_warns_when_the_loss_never_turned_up_before_end_lr(make_learner):
+    """A sweep stopped at an lr too low to trouble the net (end_lr=0.03 under SGD, a fifth of the labels flipped)
+    ends on its loss floor: lr_find says so at the user's line, naming end_lr and a sweep ten times further, for the
+    default pair of sweeps and for one of a set length; its edge is then at the sweep's end. Swept to the default
+    end_lr the loss turns up, and nothing is said; nor where the loss fell to zero (no gradient, no edge to find: the
+    task with no label flipped, see test_lr_find_sweeps_again_longer_when_the_default_sweep_learnt_too_little)."""
+    import warnings
+    from onecycle.tuning.range_test import never_turned_up
+    learn = make_learner(dls_kw=dict(n_train=256, bs=8, shuffle=True, label_noise=0.2))
+    with pytest.warns(UserWarning, match='had not turned up') as caught:
+        low = learn.lr_find(end_lr=0.03, hold_check=False)
+    said = [w for w in caught if 'had not turned up' in str(w.message)]
+    assert len(said) == 1 and said[0].filename == __file__
+    assert 'end_lr=0.03' in str(said[0].message) and 'lr_find(end_lr=0.3)' in str(said[0].message)
+    assert 'either sweep' in str(said[0].message)
+    assert never_turned_up(low, low.replicate) and low.replicate.suggestions['edge'] > 0.03 * 0.8   # at its end
+    assert low.suggestion <= 0.03
+    with pytest.warns(UserWarning, match=r'had not turned up by the last lr of the sweep \(end_lr=0.03\) in the sweep'):
+        learn.lr_find(end_lr=0.03, num_it=400, hold_check=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        full = learn.lr_find(hold_check=False)
+    assert not any('turned up' in str(w.message) for w in caught)
+    assert not never_turned_up(full) and full.suggestions['edge'] < 10
+    # a sweep that stopped at a divergence turned up, wherever its smoothed floor ends
+    lrs, falling = [1e-3, 1e-2, 1e-1], [1., .5, .4]
+    assert never_turned_up(LRFinderResult(lrs, falling, falling))
+    assert not never_turned_up(LRFinderResult(lrs, falling, falling, stopped_early=True))
+    assert not never_turned_up(LRFinderResult(lrs, [1., .5, 0.], [1., .5, 0.]))   # it fit its batches
