@@ -158,9 +158,21 @@ def test_every_unseen_problem_builds_offline_and_plain_adam_means_adam():
     scale, sgd_scale, sgd_conv = names[end + 122:end + 134], names[end + 134:end + 150], names[end + 150:end + 157]
     rms_scale, adamax, adagrad = names[end + 157:end + 167], names[end + 167:end + 177], names[end + 177:end + 186]
     fine_tuned, least, after_least = names[end + 186:end + 200], names[end + 200:end + 203], names[end + 203:end + 207]
-    losses, per_position, sgd_attention = names[end + 207:end + 216], names[end + 216:end + 225], names[end + 225:]
+    losses, per_position = names[end + 207:end + 216], names[end + 216:end + 225]
+    sgd_attention, tutorials = names[end + 225:end + 240], names[end + 240:]
     assert len(scale) == 12 and len(sgd_scale) == 16 and len(sgd_conv) == 7 and len(rms_scale) == 10
-    assert len(names) == end + 240
+    assert len(names) == end + 252
+    # ... and the last twelve, the models of PyTorch's tutorials under SGD and AdamW: softmax regression (one linear
+    # layer), the Elman RNN, LeNet and the text tutorial's EmbeddingBag
+    kinds = {type(m) for n in tutorials for m in unseen.PROBLEMS[n]['model']().modules()}
+    assert {torch.nn.RNN, torch.nn.EmbeddingBag, torch.nn.MaxPool2d} <= kinds
+    assert isinstance(unseen.PROBLEMS['softmax-digits-sgd']['model'](), torch.nn.Linear)
+    assert {unseen.PROBLEMS[n]['opt'] for n in tutorials} == {'sgd', 'adamw'} and len(tutorials) == 12
+    x, y, xt, yt = unseen.topic_arrays()
+    assert x.shape == (6000, 24) and int(x.max()) < 200 and set(y.tolist()) == {0, 1, 2, 3}
+    state = torch.random.get_rng_state()
+    again = unseen.topic_arrays()
+    assert torch.equal(again[0], x) and torch.equal(torch.random.get_rng_state(), state)   # the global RNG untouched
     # ... and the last twenty-four: nine with an output at every position (character language models, taggers), then
     # fifteen nets with attention under SGD, the last eight made to check the rule read on the first seven
     assert {unseen.PROBLEMS[n].get('loss') for n in per_position} == {unseen.token_ce}
