@@ -64,7 +64,7 @@ from torch import nn
 _spec = importlib.util.spec_from_file_location('recommend', Path(__file__).resolve().parent / 'recommend.py')
 recommend = importlib.util.module_from_spec(_spec); _spec.loader.exec_module(recommend)
 
-from onecycle import accuracy_multi  # noqa: E402
+from onecycle import accuracy, accuracy_multi  # noqa: E402
 from onecycle.data import mnist1d_arrays  # noqa: E402
 from onecycle.models import ResMLP, mlp, mnist1d_cnn  # noqa: E402
 
@@ -77,11 +77,8 @@ def token_ce(out, y):
     return torch.nn.functional.cross_entropy(out.flatten(0, -2), y.flatten())
 
 
-def token_accuracy(out, y):
-    "The share of positions whose argmax is the target, padding (-100) left out."
-    y = y.flatten()
-    keep = y != -100
-    return (out.flatten(0, -2).argmax(-1)[keep] == y[keep]).float().mean()
+# the share of positions whose argmax is the target, padding (-100) left out
+token_accuracy = partial(accuracy, ignore_index=-100)
 RATIOS = (1 / 8, 1 / 4, 1 / 2, 2 ** -0.5, 1., 2 ** 0.5, 2.)
 
 

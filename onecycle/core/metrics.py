@@ -25,25 +25,37 @@ __all__ = ['accuracy', 'error_rate', 'accuracy_multi', 'better_mode', 'is_accumu
 RESERVED_COLUMNS = ('epoch', 'train_loss', 'valid_loss', 'time')
 
 
-def accuracy(pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
+def accuracy(pred: torch.Tensor, targ: torch.Tensor, ignore_index: int | None = None) -> torch.Tensor:
     """Fraction of samples whose highest-scoring class is the target: `pred` holds a score per class in its last
     dimension (two or more), `targ` a class index per sample (``pred.shape[:-1]``). Other shapes would give a
     number that looks like an accuracy and is not one (a single logit's argmax is always 0; targets of shape (N, 1)
     broadcast into a comparison of every sample with every other), so they are refused: a single logit or
     multi-label targets take `accuracy_multi`, class probabilities as targets their ``argmax(-1)``. The check reads
-    shapes only: no device sync."""
+    shapes only: no device sync.
+
+    `ignore_index`: targets equal to it are left out, as ``F.cross_entropy`` leaves them out of the loss (padding
+    labelled -100 in a tagger's or language model's (batch, time) targets: ``partial(accuracy, ignore_index=-100)``);
+    a batch with nothing else gives NaN. Like every metric function it is averaged over the validation set weighted by
+    batch size, so a batch with more padding weighs as much as one with less; torchmetrics' ``MulticlassAccuracy(...,
+    ignore_index=-100)`` counts every position alike (it takes the classes in dimension 1: ``pred.transpose(1, 2)``)."""
     if not isinstance(pred, torch.Tensor) or not isinstance(targ, torch.Tensor) or pred.dim() == 0 \
             or pred.shape[-1] < 2 or tuple(targ.shape) != tuple(pred.shape[:-1]):
         raise ValueError(f'accuracy: takes class scores pred (..., n_classes >= 2) and class-index targets of '
                          f'pred.shape[:-1], got pred {_shape(pred)} and targ {_shape(targ)}; for one logit per sample '
                          'or multi-label targets (targ shaped as pred) use accuracy_multi; class probabilities as '
                          'targets (one-hot or smoothed) are compared by their argmax(-1)')
-    return (pred.argmax(dim=-1) == targ).float().mean()
+    if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, int)):
+        raise TypeError(f'accuracy: ignore_index must be an int (a target value to leave out, e.g. -100) or None, got '
+                        f'{type(ignore_index).__name__} {ignore_index!r}')
+    hit = pred.argmax(dim=-1) == targ
+    if ignore_index is None: return hit.float().mean()
+    kept = targ != ignore_index
+    return (hit & kept).sum() / kept.sum()   # 0 / 0 = NaN where nothing is kept; no sync, unlike hit[kept]
 
 
-def error_rate(pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
-    "1 - accuracy."
-    return 1 - accuracy(pred, targ)
+def error_rate(pred: torch.Tensor, targ: torch.Tensor, ignore_index: int | None = None) -> torch.Tensor:
+    "1 - accuracy (`ignore_index` as there)."
+    return 1 - accuracy(pred, targ, ignore_index)
 
 
 def accuracy_multi(pred: torch.Tensor, targ: torch.Tensor, thresh: float = 0.5, sigmoid: bool = True) -> torch.Tensor:

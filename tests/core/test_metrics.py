@@ -13,8 +13,8 @@ from onecycle.core.metrics import check_metrics, metric_name, metric_value
 
 tm = pytest.importorskip('torchmetrics')
 from torchmetrics.classification import MulticlassAUROC, MulticlassF1Score  # noqa: E402
-from torchmetrics.functional.classification import (binary_accuracy, multiclass_auroc, multiclass_f1_score,  # noqa: E402
-                                                    multilabel_accuracy)
+from torchmetrics.functional.classification import (binary_accuracy, multiclass_accuracy,  # noqa: E402
+                                                    multiclass_auroc, multiclass_f1_score, multilabel_accuracy)
 
 N_VALID = 76
 UNEVEN = [3, 17, 5, 40, 11]   # batch sizes of the validation pass
@@ -257,3 +257,26 @@ def test_a_binary_fit_with_one_logit_reports_its_accuracy():
     learn2.fit(1, cbs=[NoTraining()])
     assert learn2.recorder.epochs[-1]['acc_at_0.7'] == pytest.approx(
         ((logit.sigmoid() > 0.7).float() == y[300:]).float().mean().item(), abs=1e-6)
+
+
+def test_accuracy_leaves_out_targets_equal_to_ignore_index_as_cross_entropy_does():
+    """Padding labelled -100 in (batch, time) targets: left out of accuracy as F.cross_entropy leaves it out of the
+    loss, the figure torchmetrics gives with the same ignore_index; counted, it would score as a miss. A batch of
+    padding alone gives NaN (as the loss does), and ignore_index must be an int."""
+    g = torch.Generator().manual_seed(7)
+    pred, targ = torch.randn(6, 9, 4, generator=g), torch.randint(0, 4, (6, 9), generator=g)
+    targ[:, 6:] = -100
+    targ[0, 2:] = -100
+    want = multiclass_accuracy(pred.transpose(1, 2), targ, num_classes=4, average='micro', ignore_index=-100).item()
+    kept = targ != -100
+    assert accuracy(pred, targ, ignore_index=-100).item() == pytest.approx(want)
+    assert want == pytest.approx((pred.argmax(-1) == targ)[kept].float().mean().item())
+    assert accuracy(pred, targ).item() < want   # padding counted as misses
+    assert error_rate(pred, targ, ignore_index=-100).item() == pytest.approx(1 - want)
+    assert functools.partial(accuracy, ignore_index=-100)(pred, targ).item() == pytest.approx(want)
+    assert metric_name(functools.partial(accuracy, ignore_index=-100)) == 'accuracy'
+    assert torch.isnan(accuracy(pred[:1], torch.full((1, 9), -100), ignore_index=-100))
+    with pytest.raises(TypeError, match=r'ignore_index must be an int .* got float 0.5'):
+        accuracy(pred, targ, ignore_index=0.5)
+    with pytest.raises(TypeError, match='ignore_index'):
+        accuracy(pred, targ, ignore_index=True)
