@@ -1,4 +1,4 @@
-"""Does the one-liner hold on problems the rules were never looked at on? Two hundred and eighty-nine more small
+"""Does the one-liner hold on problems the rules were never looked at on? Two hundred and ninety-five more small
 problems (recurrent nets, a deep plain MLP, tanh activations, a transformer on another task, plain Adam, norm
 layers under SGD...; four were added to check the rule for SGD on normalized models and run once with it,
 eight (GroupNorm and LayerNorm nets, residual MLPs, noisy moons, a 3-class make_classification) were made
@@ -18,11 +18,11 @@ on nets with attention, and four made after those; nine with losses no rule was 
 one logit and on eight labels, scored per label, and cross-entropy with label smoothing; nine with an output at
 every position (character language models, sequence taggers with padding) and fifteen nets with attention
 under SGD, for the hold check there; then twelve models of PyTorch's own tutorials, softmax regression,
-the Elman RNN, LeNet and an EmbeddingBag, run once with the rules as they stood), none of them in
-bench/recommend.py. Optimizers without momentum are
-fitted with ``moms=None``. For each problem and seed: the default range test with the fit's length
-(``lr_find(n_epoch=n)``, its 'fit' suggestion S), then full 1cycle fits at S * (1/8, 1/4, 1/2, 1/sqrt2, 1, sqrt2, 2)
-with fit_one_cycle's weight decay (the optimizer's own, else 0.01), test accuracy.
+the Elman RNN, LeNet and an EmbeddingBag, and six of torchvision's nets built from their configs, ResNet-18,
+MobileNetV2 and a VisionTransformer, run once with the rules as they stood), none of them in bench/recommend.py.
+Optimizers without momentum are fitted with ``moms=None``. For each problem and seed: the default range test with
+the fit's length (``lr_find(n_epoch=n)``, its 'fit' suggestion S), then full 1cycle fits at S * (1/8, 1/4, 1/2,
+1/sqrt2, 1, sqrt2, 2) with fit_one_cycle's weight decay (the optimizer's own, else 0.01), test accuracy.
 
 The fit at S is the one-liner (``fit_one_cycle(learn, n, learn.lr_find(n_epoch=n).suggestion)``); the
 best rung is where S should have been. It prints each problem's one-liner mean, its gap to the best
@@ -554,6 +554,22 @@ def lenet16():
     return nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(),
                          nn.MaxPool2d(2), nn.Flatten(), nn.Linear(16 * 2 * 2, 120), nn.ReLU(), nn.Linear(120, 84),
                          nn.ReLU(), nn.Linear(84, 10))
+
+
+def torchvision_net(name):
+    """torchvision's `name` ('resnet18', 'mobilenet_v2', or 'vit': a VisionTransformer of two layers on 2x2 patches),
+    built from its config (no weights), 10 classes, on the 8x8 digits with their one channel repeated to three."""
+    from torchvision.models import mobilenet_v2, resnet18
+    from torchvision.models.vision_transformer import VisionTransformer
+    net = {'resnet18': lambda: resnet18(num_classes=10), 'mobilenet_v2': lambda: mobilenet_v2(num_classes=10),
+           'vit': lambda: VisionTransformer(image_size=8, patch_size=2, num_layers=2, num_heads=2, hidden_dim=32,
+                                            mlp_dim=64, num_classes=10)}[name]()
+    return nn.Sequential(Rgb(), net)
+
+
+class Rgb(nn.Module):
+    "One channel repeated to three, for a torchvision net's RGB stem."
+    def forward(self, x): return x.expand(-1, 3, -1, -1)
 
 
 def body_task(data):
@@ -1197,6 +1213,9 @@ PROBLEMS = {
        for opt in ('sgd', 'adamw')},
     **{f'topics-embbag-{opt}': P(data=topic_arrays, model=BagClassifier, opt=opt, bs=64, epochs=6)
        for opt in ('sgd', 'adamw')},
+    # torchvision's own nets, built from their configs (thirty-sixth session), run once with the rules as they stood
+    **{f'tv-{name}-digits-{opt}': P(data=digit_images, model=partial(torchvision_net, name), opt=opt, bs=32, epochs=10)
+       for name in ('resnet18', 'mobilenet_v2', 'vit') for opt in ('sgd', 'adamw')},
 }
 
 
