@@ -79,11 +79,13 @@ def token_ce(out, y):
 
 # the share of positions whose argmax is the target, padding (-100) left out
 token_accuracy = partial(accuracy, ignore_index=-100)
+
+
 RATIOS = (1 / 8, 1 / 4, 1 / 2, 2 ** -0.5, 1., 2 ** 0.5, 2.)
 
 
 class LastStateRNN(nn.Module):
-    "Reads a flat input as `steps` steps of `n_in` values with an LSTM or GRU; a linear head on the last state."
+    "Reads a flat input as `steps` steps of `n_in` values with an LSTM, GRU or RNN; a linear head on the last state."
     def __init__(self, kind, n_in, steps, width=64, n_out=10):
         super().__init__()
         self.n_in, self.steps = n_in, steps
@@ -1206,8 +1208,8 @@ PROBLEMS = {
        for opt in ('sgd', 'adamw')},
     **{f'rnn-{name}-{opt}': P(data=data, model=partial(LastStateRNN, 'RNN', n_in, steps), opt=opt, bs=bs,
                               epochs=epochs)
-       for name, data, n_in, steps, bs, epochs in (('digits', digits, 8, 8, 32, 12), ('mnist1d', mnist1d, 4, 10, 100,
-                                                                                      15))
+       for name, data, n_in, steps, bs, epochs in (('digits', digits, 8, 8, 32, 12),
+                                                   ('mnist1d', mnist1d, 4, 10, 100, 15))
        for opt in ('sgd', 'adamw')},
     **{f'lenet-digits16-{opt}': P(data=digit_images16, model=lenet16, opt=opt, bs=32, epochs=12)
        for opt in ('sgd', 'adamw')},
