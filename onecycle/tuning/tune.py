@@ -227,9 +227,10 @@ class TuneResult:
 
     @property
     def takes_lower_sweep(self) -> bool:
-        """SGD on a normalized model without attention: S is the lower of the two sweeps' suggestions. Its lr
-        stage walks up from S, and a spike or an early edge in either sweep is evidence of a cliff that a long SGD
-        fit meets; an Adam-like optimizer's long fit has none so close, and its S is the one-liner's."""
+        """An SGD-like optimizer on a normalized model (SGD itself only on one without attention; RMSprop and its
+        kin with attention too, see tune): S is the lower of the two sweeps' suggestions. Its lr stage walks up from
+        S, and a spike or an early edge in either sweep is evidence of a cliff that a long SGD fit meets; an Adam-like
+        optimizer's long fit has none so close, and its S is the one-liner's."""
         return self.walks_up and not self.adaptive
 
     @property
