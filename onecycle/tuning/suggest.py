@@ -6,12 +6,14 @@ one learning rate. They are pure so that they can be tested on synthetic curves 
 from __future__ import annotations
 
 import math
+import statistics
 
 from ..core.checks import check_fraction, check_positive, check_range
 from ..core.recorder import smooth_ema
 from ..schedules.functions import one_cycle
 
 __all__ = ['suggest_minimum', 'suggest_steep', 'suggest_valley', 'suggest_max_bound', 'suggest_edge', 'suggest_spike',
+           'suggest_plateau_edge',
            'suggest_for_fit', 'pick_held', 'held_falls', 'HOLD_RATIO', 'HOLD_DROP', 'step_limit', 'ADAPTIVE_STEP_LIMIT',
            'RUNNING_MAX_STEP_LIMIT',
            'exposure_exponent', 'spike_lift', 'sweep_exposure', 'one_cycle_exposure', 'lr_bounds',
@@ -158,6 +160,44 @@ def suggest_edge(lrs, losses, band=EDGE_BAND) -> float:
     top, j = losses[low] + band * drop, low
     while j + 1 < len(losses) and losses[j + 1] <= top: j += 1
     return lrs[j]
+
+
+# how many times its batches' noise a sweep's smoothed loss may come below its plateau and still be on it (see
+# suggest_plateau_edge): on sweeps that fell by less than a tenth, plain CNNs on 16x16 digits that never learnt came
+# 0.2-0.5 noises below, a MobileNetV2's 0.8-1.8, encoders on a plateau 1.0-3.0, and sweeps that did learn something
+# 4-27 (a lookup encoder's, a tagger's, LeNet's); three took in a patch encoder's seed that lost 24 points for it
+# (see range_test's note on plateaus).
+PLATEAU_NOISE = 2.
+# the least share of a sweep's points over which its loss must stay above the plateau for a rise to count: a flat
+# curve's last few smoothed points can wander above it by chance
+PLATEAU_RISE = 0.05
+
+
+def suggest_plateau_edge(lrs, losses, smooth=None, noise=PLATEAU_NOISE) -> float | None:
+    """Where a sweep that never left its plateau turns up: the last learning rate before its smoothed
+    loss rose for good (to its end, over at least PLATEAU_RISE of its points) above the plateau's level
+    (its median over the sweep's first half) by half the noise of its batches (a robust standard
+    deviation of the raw `losses` about the smoothed curve over the first half). A sweep whose smoothed
+    loss never came further below the plateau than `noise` times that has no floor: its lowest point is
+    wherever a run of lucky batches fell, and :func:`suggest_edge`, which reads from there, lands
+    anywhere on the plateau (a MobileNetV2 under SGD read 3e-4 where its loss rose at 0.02-0.03). None
+    where the sweep did fall further, or never rose. `smooth` is the curve the other rules read
+    (``smooth_sweep(losses)`` by default)."""
+    check_positive('noise', noise)
+    _check(lrs, losses)
+    smooth = smooth_sweep(losses) if smooth is None else smooth
+    if len(smooth) != len(losses): raise ValueError('smooth and losses differ in length')
+    half = max(3, len(smooth) // 2)
+    level = statistics.median(smooth[:half])
+    resid = [l - s for l, s in zip(losses[:half], smooth[:half]) if math.isfinite(l)]
+    if not resid: return None
+    centre = statistics.median(resid)
+    sd = 1.4826 * statistics.median(abs(r - centre) for r in resid)   # the normal's sd from the median deviation
+    if level - min(smooth) > noise * sd: return None
+    j = len(smooth) - 1
+    while j >= 0 and smooth[j] > level + sd / 2: j -= 1
+    if len(smooth) - 1 - j < max(1, PLATEAU_RISE * len(smooth)): return None
+    return lrs[max(j, 0)]
 
 
 # how far down its descent the smoothed loss must be before a step above the starting level counts as a spike:
@@ -474,7 +514,7 @@ def applied_lr_limit(lrs, start_step: int = 0) -> float:
 
 def suggest_for_fit(lrs, losses, fit_steps, sweep_lrs=None, exponent=EXPOSURE_EXPONENT, min_factor=MIN_FIT_FACTOR,
                     sweep_exponent=SWEEP_EXPONENT, reference=REFERENCE_EXPOSURE, raw_losses=None, lift=0.,
-                    limit=None, spike_cap=True, **cycle) -> float:
+                    limit=None, spike_cap=True, plateau=False, **cycle) -> float:
     """A max_lr for a 1cycle fit of `fit_steps` optimizer steps: the edge E of the sweep's loss floor
     (:func:`suggest_edge`, where a few steps at each lr start to turn unstable), lowered by how much
     longer the fit stays near its peak than a range test does.
@@ -523,7 +563,14 @@ def suggest_for_fit(lrs, losses, fit_steps, sweep_lrs=None, exponent=EXPOSURE_EX
     Given a `limit` it is never above it: the range test passes :func:`step_limit`, the weights' typical size for
     an Adam-like optimizer, whose steps move each weight by about the lr. With `spike_cap` False a spike below
     the edge caps nothing (the range test's choice for an SGD-like optimizer fitting a regression, whose batches
-    top the starting loss by noise alone; see :func:`exposure_exponent`)."""
+    top the starting loss by noise alone; see :func:`exposure_exponent`).
+
+    With `plateau` (the range test's choice for an SGD-like optimizer's sweep that learnt too little) and the
+    `raw_losses`, a sweep that never came below its plateau by more than the noise of its batches (no floor, so E
+    is read from noise) is anchored where its loss left the plateau for good (:func:`suggest_plateau_edge`) when
+    that lies above E, and lowered for the fit's length alike; not rescaled for the sweep's length (a net that
+    never learnt was not sharpened by it), nor moved by spikes (its batches top the start by noise), but held
+    below `limit`."""
     check_range('exponent', exponent, 0, 5)
     check_range('sweep_exponent', sweep_exponent, 0, 5)
     check_positive('reference', reference)
@@ -531,10 +578,14 @@ def suggest_for_fit(lrs, losses, fit_steps, sweep_lrs=None, exponent=EXPOSURE_EX
     check_range('lift', lift, 0, 1)
     check_positive('limit', limit, allow_none=True)
     edge = suggest_edge(lrs, losses)
+    factor = (reference / max(one_cycle_exposure(fit_steps, **cycle), reference)) ** exponent
+    factor = min(1., max(factor, min_factor))
+    rise = suggest_plateau_edge(lrs, raw_losses, losses) if plateau and raw_losses is not None else None
+    if rise is not None and rise > edge:   # no floor: anchored where it left its plateau
+        return rise * factor if limit is None else min(rise * factor, limit)
     k = sweep_exposure(lrs if sweep_lrs is None else sweep_lrs, edge)
     rescale = min(max((k / reference) ** sweep_exponent, 0.25), 4.)
-    factor = (reference / max(one_cycle_exposure(fit_steps, **cycle), reference)) ** exponent
-    lr = edge * rescale * min(1., max(factor, min_factor))
+    lr = edge * rescale * factor
     if raw_losses is not None:
         spike = suggest_spike(lrs, raw_losses, losses)
         if spike > edge: lr *= min((spike / edge) ** lift, MAX_SPIKE_LIFT)

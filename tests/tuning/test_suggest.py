@@ -7,7 +7,8 @@ import pytest
 from onecycle.core.recorder import smooth_ema
 from onecycle.tuning.suggest import (default_window, loss_slopes, lr_bounds, moving_average, pick_held, smooth_sweep,
                                      smooth_zero_lag, smoothed_slopes, suggest_edge, suggest_max_bound,
-                                     suggest_minimum, suggest_spike, suggest_steep, suggest_valley)
+                                     suggest_for_fit, suggest_minimum, suggest_plateau_edge, suggest_spike,
+                                     suggest_steep, suggest_valley)
 
 XS = [-6 + 0.05 * i for i in range(121)]   # log10(lr) from 1e-6 to 1, 20 points a decade
 LRS = [10 ** x for x in XS]
@@ -171,6 +172,59 @@ def test_one_lucky_batch_moves_the_max_bound_across_a_flat_floor_but_not_the_edg
     assert max(bounds) - min(bounds) > 0.9    # about a factor 10 between the dip's positions
     assert max(edges) - min(edges) <= 0.1     # a quarter of a factor 2
     assert all(-1.1 < e < -0.8 for e in edges)   # the rise starts at 1e-1
+
+
+def _plateau_then_rise(x, rnd, sd=0.05):
+    "Flat at 2.3 (batch noise `sd`) up to 10**-1.5, where it rises 3 (x + 1.5)**2: a net that never learnt."
+    return 2.3 + rnd.gauss(0, sd) + (3 * (x + 1.5) ** 2 if x > -1.5 else 0.)
+
+
+def test_plateau_edge_is_where_a_sweep_that_never_learnt_turns_up_whatever_its_noise():
+    """On a sweep that stays on its plateau, the lowest smoothed point is wherever lucky batches fell, and the edge
+    read from it goes with it; where the loss leaves the plateau for good is the one thing the curve shows."""
+    edges, plateau = [], []
+    for seed in range(8):
+        rnd = random.Random(seed)
+        losses = [_plateau_then_rise(x, rnd) for x in XS]
+        smooth = smooth_sweep(losses)
+        edges.append(_log(suggest_edge(LRS, smooth)))
+        plateau.append(_log(suggest_plateau_edge(LRS, losses, smooth)))
+    assert max(edges) - min(edges) > 1.5          # noise reads: more than a factor 30 apart
+    assert min(edges) < -3                        # some far down the plateau
+    assert all(-1.8 <= p <= -1.3 for p in plateau), plateau   # within a factor 2 of the rise at 10**-1.5
+    assert suggest_plateau_edge(LRS, losses) == suggest_plateau_edge(LRS, losses, smooth_sweep(losses))
+
+
+def test_plateau_edge_is_none_for_a_sweep_that_learnt_or_never_rose():
+    rnd = random.Random(0)
+    assert suggest_plateau_edge(LRS, [_fall_flat_rise(x) + rnd.gauss(0, 0.02) for x in XS]) is None   # it fell 0.9
+    assert suggest_plateau_edge(LRS, [2.3 + rnd.gauss(0, 0.05) for _ in XS]) is None   # flat to the end
+    with pytest.raises(ValueError, match='length'):
+        suggest_plateau_edge(LRS, [2.3] * len(LRS), [2.3] * 3)
+
+
+def test_a_plateau_sweep_anchors_the_fit_where_it_turns_up_only_when_asked():
+    """suggest_for_fit(plateau=True) (the range test's choice for SGD on a sweep that learnt too little) anchors
+    a sweep with no floor at its plateau edge, lowered for the fit's length as the edge is,
+    neither rescaled for the sweep's length (a net that never learnt was not sharpened by it) nor held by spikes
+    (its batches top the start by noise); without it, or without raw losses, it reads the edge, as before."""
+    for seed in range(4):
+        rnd = random.Random(seed)
+        losses = [_plateau_then_rise(x, rnd) for x in XS]
+        smooth = smooth_sweep(losses)
+        rise = suggest_plateau_edge(LRS, losses, smooth)
+        kw = dict(fit_steps=100, lift=0.5, raw_losses=losses)
+        assert suggest_for_fit(LRS, smooth, plateau=True, exponent=0., **kw) == pytest.approx(rise)
+        long_fit = suggest_for_fit(LRS, smooth, plateau=True, exponent=0.2, **{**kw, 'fit_steps': 5000})
+        assert long_fit < rise / 1.5   # lowered for a long fit's time near its peak
+        assert suggest_for_fit(LRS, smooth, plateau=True, exponent=0., limit=1e-3, **kw) == 1e-3
+        plain = suggest_for_fit(LRS, smooth, exponent=0., **kw)
+        assert plain < rise   # read from the noise: a spike caps it at a quarter of a noise edge
+        assert suggest_for_fit(LRS, smooth, fit_steps=100, exponent=0., plateau=True) == \
+            suggest_for_fit(LRS, smooth, fit_steps=100, exponent=0.)
+    learnt = [_fall_flat_rise(x) for x in XS]   # a sweep with a floor: plateau changes nothing
+    assert suggest_for_fit(LRS, smooth_sweep(learnt), 100, raw_losses=learnt, plateau=True) == \
+        suggest_for_fit(LRS, smooth_sweep(learnt), 100, raw_losses=learnt)
 
 
 def test_suggest_for_fit_lowers_the_edge_with_the_fit_length():
