@@ -224,8 +224,12 @@ def save_cache(cache, path):
 # --- the recipes ----------------------------------------------------------------------------------
 def learner(model, arrays, p, seed):
     """Problem `p`'s learner: cross-entropy and accuracy unless it names its own `loss` and `metric` (one logit
-    per label under binary cross-entropy: ``accuracy_multi``), the metric's column called 'accuracy' either way."""
+    per label under binary cross-entropy: ``accuracy_multi``), the metric's column called 'accuracy' either way.
+    torch's global generator is seeded with `seed` here, so that a net with dropout draws the same masks in a fit
+    (or range test) whatever the process ran before it: the rungs of a ladder and the cells of a serial grid, fitted
+    one after another, do not depend on their order (they did before the thirty-seventh session)."""
     x, y, xt, yt = arrays
+    torch.manual_seed(seed)
     return Learner(model, tensor_dls(x, y, xt, yt, bs=p['bs'], seed=seed), p.get('loss', F.cross_entropy),
                    opt_func=opt_func(p['opt']), metrics={'accuracy': p.get('metric', accuracy)}, progress=False,
                    device='cpu')

@@ -391,6 +391,27 @@ def test_grid_on_several_processes_scores_as_the_serial_grid_and_leaves_the_tabl
     assert 'fitting' not in out and 'grid best cell' in out
 
 
+def test_a_fit_draws_its_dropout_masks_from_its_seed_whatever_ran_before(recommend):
+    """The bench's learner seeds torch's generator: the same fit of a net with dropout ends bitwise the same after
+    other fits and draws (a ladder's rungs, a serial grid's cells), and differs under another seed."""
+    from torch import nn
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(128, 8, generator=g); y = (x[:, 0] > 0).long()
+    arrays, p = (x[:96], y[:96], x[96:], y[96:]), dict(opt='sgd', bs=16, epochs=1)
+    def net(): return nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Dropout(0.5), nn.Linear(32, 2))
+    init = net().state_dict()
+    def fitted(seed):
+        model = net(); model.load_state_dict(init)   # the same weights, drawn from wherever the generator stood
+        learn = recommend.learner(model, arrays, p, seed)
+        recommend.one_cycle(learn, 1, 0.1)
+        return [t.clone() for t in learn.model.state_dict().values()]
+    first = fitted(3)
+    torch.rand(1000)   # what ran before the next rung
+    again, other = fitted(3), fitted(4)
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    assert not all(torch.equal(a, b) for a, b in zip(first, other))
+
+
 def test_within_applies_the_issues_targets_to_a_recipes_seeds(recommend):
     "A mean gap of at most `gap` points to the best cell's mean, and no seed more than 3 points below its own best."
     rows = [{'grid_best': 0.90}, {'grid_best': 0.80}]

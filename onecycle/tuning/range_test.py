@@ -30,8 +30,8 @@ from .short_runs import (REPLICATE_SEED, StepLoss, divergence_limit, epochs_for_
 from .suggest import (INPUT_RMS_LIMIT, SGD_INPUT_LIMIT, applied_lr_limit, divided_step_input_limit,
                       divided_step_multiple, exposure_exponent, far_above_unit_scale, geometric_mean,
                       input_scale_factor, lr_bounds, sgd_input_limit, smooth_sweep, smoothed_slopes, spike_lift,
-                      step_limit, suggest_edge, suggest_for_fit, suggest_max_bound, suggest_minimum, suggest_spike,
-                      suggest_steep, suggest_valley)
+                      step_limit, suggest_edge, suggest_for_fit, suggest_max_bound, suggest_minimum,
+                      suggest_plateau_edge, suggest_spike, suggest_steep, suggest_valley)
 
 __all__ = ['LRFinder', 'LRFinderResult', 'lr_find', 'SUGGESTERS', 'SUGGESTIONS', 'planned_fit_steps', 'sweep_drop',
            'learnt_too_little', 'never_turned_up']
@@ -412,6 +412,13 @@ def _reads_plateau(adaptive: bool, smooth) -> bool:
     return not adaptive and _drop(smooth) < MIN_SWEEP_DROP
 
 
+def _plateau_read(learn, result: LRFinderResult) -> float | None:
+    "Where `result`'s 'fit' suggestion was anchored on its plateau (see the note above), or None where it was not."
+    if not _reads_plateau(is_adaptive(learn.opt), result.smooth_losses): return None
+    rise = suggest_plateau_edge(result.lrs, result.losses, result.smooth_losses)
+    return rise if rise is not None and rise > suggest_edge(result.lrs, result.smooth_losses) else None
+
+
 def _sweep(learn, finder, suggest, n_epoch) -> LRFinderResult:
     "One range test with `finder`, the learner put back as it was afterwards."
     finder.fit_steps = planned_fit_steps(learn, n_epoch)
@@ -604,9 +611,12 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, sugges
             other = _sweep(learn, LRFinder(start_lr, end_lr, m, stop_div, **kwargs), suggest, n_epoch)
         read = _add_replicate(result, other, suggest)
         if result.extended and learnt_too_little(result, other):   # no lr of either sweep taught the net much
+            rise = _plateau_read(learn, result)
+            read_at = '' if rise is None else (f" (the 'fit' one is read where the loss left its plateau for good, lr "
+                                               f'{rise:.3g}, not from its lowest point)')
             warnings.warn(f'lr_find: the loss fell {max(sweep_drop(result), sweep_drop(other)):.1%} at most in two '
                           f'sweeps of {len(result.train_lrs)} steps, too little to show clearly where it turns up: its '
-                          f'suggestions may be far off. {_plateau_advice(learn.model)}', UserWarning,
+                          f'suggestions may be far off{read_at}. {_plateau_advice(learn.model)}', UserWarning,
                           stacklevel=user_stacklevel())
     if not learnt_too_little(*read) and never_turned_up(*read):   # a flat sweep's floor runs to its end too
         warnings.warn(f'{TURN_UP_WARNING} by the last lr of the sweep (end_lr={end_lr:g}) in '

@@ -635,7 +635,6 @@ def test_an_sgd_sweep_that_never_learnt_is_read_where_its_loss_left_its_plateau(
     where the loss left the plateau for good (suggest_plateau_edge; the edge from the lowest point lands wherever
     lucky batches fell), itself on a normalized net, lowered for the fit's length on a plain one; an Adam-like
     optimizer's sweeps rise far later there and keep the edge."""
-    import warnings
     from helpers import no_signal_learner
     from onecycle.tuning.range_test import learnt_too_little
     from onecycle.tuning.suggest import suggest_edge, suggest_plateau_edge
@@ -643,12 +642,12 @@ def test_an_sgd_sweep_that_never_learnt_is_read_where_its_loss_left_its_plateau(
         torch.manual_seed(1)
         return nn.Sequential(nn.Linear(8, 32), *([nn.BatchNorm1d(32)] if bn else []), nn.ReLU(), nn.Linear(32, 2))
     for model, lowered in ((net(), False), (net(bn=False), True)):
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore')   # the sweeps learnt too little (its own test)
+        with pytest.warns(UserWarning, match='too little to show clearly') as caught:
             res = no_signal_learner(model).lr_find(hold_check=False)
         assert res.extended and learnt_too_little(res, res.replicate)
         rise = suggest_plateau_edge(res.lrs, res.losses, res.smooth_losses)
         assert rise is not None and rise > suggest_edge(res.lrs, res.smooth_losses)
+        assert f'left its plateau for good, lr {rise:.3g}' in ' '.join(str(w.message) for w in caught)
         if lowered: assert rise / 10 <= res.suggestion < rise / 1.2
         else: assert res.suggestion == pytest.approx(rise)
         # past it the sweep's loss stays above where it stood on the plateau
@@ -657,10 +656,10 @@ def test_an_sgd_sweep_that_never_learnt_is_read_where_its_loss_left_its_plateau(
     from onecycle import Learner
     sgd = no_signal_learner(net())
     learn = Learner(sgd.model, sgd.dls, nn.CrossEntropyLoss(), opt_func=torch.optim.AdamW, progress=False, device='cpu')
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
+    with pytest.warns(UserWarning, match='too little to show clearly') as caught:
         adam = learn.lr_find(hold_check=False)
     assert adam.suggestion != pytest.approx(suggest_plateau_edge(adam.lrs, adam.losses, adam.smooth_losses) or 0)
+    assert 'plateau for good' not in ' '.join(str(w.message) for w in caught)
 
 
 # --- inputs far above unit scale --------------------------------------------------------------------------------
