@@ -159,14 +159,18 @@ def test_every_unseen_problem_builds_offline_and_plain_adam_means_adam():
     rms_scale, adamax, adagrad = names[end + 157:end + 167], names[end + 167:end + 177], names[end + 177:end + 186]
     fine_tuned, least, after_least = names[end + 186:end + 200], names[end + 200:end + 203], names[end + 203:end + 207]
     losses, per_position = names[end + 207:end + 216], names[end + 216:end + 225]
-    sgd_attention, tutorials, tv = names[end + 225:end + 240], names[end + 240:end + 252], names[end + 252:]
+    sgd_attention, tutorials, tv = names[end + 225:end + 240], names[end + 240:end + 252], names[end + 252:end + 258]
+    held_out_tv = names[end + 258:]
     assert len(scale) == 12 and len(sgd_scale) == 16 and len(sgd_conv) == 7 and len(rms_scale) == 10
-    assert len(names) == end + 258
+    assert len(names) == end + 262
     # ... and the last six, torchvision's ResNet-18, MobileNetV2 and a VisionTransformer built from their configs
     tv_kinds = {type(m).__name__ for n in tv for m in unseen.PROBLEMS[n]['model']().modules()}
     assert {'ResNet', 'MobileNetV2', 'VisionTransformer'} <= tv_kinds
     assert has_attention(unseen.PROBLEMS['tv-vit-digits-sgd']['model']())
     assert is_normalized(unseen.PROBLEMS['tv-resnet18-digits-sgd']['model']())
+    assert all(n.endswith('-sgd') and is_normalized(unseen.PROBLEMS[n]['model']()) for n in held_out_tv)
+    assert {'ShuffleNetV2', 'MNASNet', 'RegNet', 'MobileNetV3'} == {type(unseen.PROBLEMS[n]['model']()[1]).__name__
+                                                                   for n in held_out_tv}
     # ... before them twelve, the models of PyTorch's tutorials under SGD and AdamW: softmax regression (one linear
     # layer), the Elman RNN, LeNet and the text tutorial's EmbeddingBag
     kinds = {type(m) for n in tutorials for m in unseen.PROBLEMS[n]['model']().modules()}
