@@ -514,7 +514,7 @@ def applied_lr_limit(lrs, start_step: int = 0) -> float:
 
 def suggest_for_fit(lrs, losses, fit_steps, sweep_lrs=None, exponent=EXPOSURE_EXPONENT, min_factor=MIN_FIT_FACTOR,
                     sweep_exponent=SWEEP_EXPONENT, reference=REFERENCE_EXPOSURE, raw_losses=None, lift=0.,
-                    limit=None, spike_cap=True, plateau=False, **cycle) -> float:
+                    limit=None, spike_cap=True, plateau=0., **cycle) -> float:
     """A max_lr for a 1cycle fit of `fit_steps` optimizer steps: the edge E of the sweep's loss floor
     (:func:`suggest_edge`, where a few steps at each lr start to turn unstable), lowered by how much
     longer the fit stays near its peak than a range test does.
@@ -565,24 +565,26 @@ def suggest_for_fit(lrs, losses, fit_steps, sweep_lrs=None, exponent=EXPOSURE_EX
     the edge caps nothing (the range test's choice for an SGD-like optimizer fitting a regression, whose batches
     top the starting loss by noise alone; see :func:`exposure_exponent`).
 
-    With `plateau` (the range test's choice for an SGD-like optimizer's sweep that learnt too little) and the
-    `raw_losses`, a sweep that never came below its plateau by more than the noise of its batches (no floor, so E
-    is read from noise) is anchored where its loss left the plateau for good (:func:`suggest_plateau_edge`) when
-    that lies above E, and lowered for the fit's length alike; not rescaled for the sweep's length (a net that
-    never learnt was not sharpened by it), nor moved by spikes (its batches top the start by noise), but held
-    below `limit`."""
+    With `plateau` above 0 (the range test's choice for an SGD-like optimizer's sweep that learnt too little) and
+    the `raw_losses`, a sweep that never came below its plateau by more than the noise of its batches (no floor, so
+    E is read from noise) is anchored at that share of where its loss left the plateau for good
+    (:func:`suggest_plateau_edge`) when that lies above E, and lowered for the fit's length alike; not rescaled for
+    the sweep's length (a net that never learnt was not sharpened by it), nor moved by spikes (its batches top the
+    start by noise), but held below `limit`."""
     check_range('exponent', exponent, 0, 5)
     check_range('sweep_exponent', sweep_exponent, 0, 5)
     check_positive('reference', reference)
     check_fraction('min_factor', min_factor)
     check_range('lift', lift, 0, 1)
     check_positive('limit', limit, allow_none=True)
+    check_range('plateau', plateau, 0, 1)
     edge = suggest_edge(lrs, losses)
     factor = (reference / max(one_cycle_exposure(fit_steps, **cycle), reference)) ** exponent
     factor = min(1., max(factor, min_factor))
     rise = suggest_plateau_edge(lrs, raw_losses, losses) if plateau and raw_losses is not None else None
     if rise is not None and rise > edge:   # no floor: anchored where it left its plateau
-        return rise * factor if limit is None else min(rise * factor, limit)
+        lr = rise * plateau * factor
+        return lr if limit is None else min(lr, limit)
     k = sweep_exposure(lrs if sweep_lrs is None else sweep_lrs, edge)
     rescale = min(max((k / reference) ** sweep_exponent, 0.25), 4.)
     lr = edge * rescale * factor

@@ -204,8 +204,8 @@ def test_plateau_edge_is_none_for_a_sweep_that_learnt_or_never_rose():
 
 
 def test_a_plateau_sweep_anchors_the_fit_where_it_turns_up_only_when_asked():
-    """suggest_for_fit(plateau=True) (the range test's choice for SGD on a sweep that learnt too little) anchors
-    a sweep with no floor at its plateau edge, lowered for the fit's length as the edge is,
+    """suggest_for_fit(plateau=share) (the range test's choice for SGD on a sweep that learnt too little) anchors
+    a sweep with no floor at that share of its plateau edge, lowered for the fit's length as the edge is,
     neither rescaled for the sweep's length (a net that never learnt was not sharpened by it) nor held by spikes
     (its batches top the start by noise); without it, or without raw losses, it reads the edge, as before."""
     for seed in range(4):
@@ -214,16 +214,18 @@ def test_a_plateau_sweep_anchors_the_fit_where_it_turns_up_only_when_asked():
         smooth = smooth_sweep(losses)
         rise = suggest_plateau_edge(LRS, losses, smooth)
         kw = dict(fit_steps=100, lift=0.5, raw_losses=losses)
-        assert suggest_for_fit(LRS, smooth, plateau=True, exponent=0., **kw) == pytest.approx(rise)
-        long_fit = suggest_for_fit(LRS, smooth, plateau=True, exponent=0.2, **{**kw, 'fit_steps': 5000})
+        assert suggest_for_fit(LRS, smooth, plateau=1., exponent=0., **kw) == pytest.approx(rise)
+        long_fit = suggest_for_fit(LRS, smooth, plateau=1., exponent=0.2, **{**kw, 'fit_steps': 5000})
         assert long_fit < rise / 1.5   # lowered for a long fit's time near its peak
-        assert suggest_for_fit(LRS, smooth, plateau=True, exponent=0., limit=1e-3, **kw) == 1e-3
+        assert suggest_for_fit(LRS, smooth, plateau=1., exponent=0., limit=1e-3, **kw) == 1e-3
+        assert suggest_for_fit(LRS, smooth, plateau=0.5, exponent=0., **kw) == pytest.approx(rise / 2)   # a share
+        with pytest.raises(ValueError, match='plateau'): suggest_for_fit(LRS, smooth, plateau=1.5, **kw)
         plain = suggest_for_fit(LRS, smooth, exponent=0., **kw)
         assert plain < rise   # read from the noise: a spike caps it at a quarter of a noise edge
-        assert suggest_for_fit(LRS, smooth, fit_steps=100, exponent=0., plateau=True) == \
+        assert suggest_for_fit(LRS, smooth, fit_steps=100, exponent=0., plateau=1.) == \
             suggest_for_fit(LRS, smooth, fit_steps=100, exponent=0.)
     learnt = [_fall_flat_rise(x) for x in XS]   # a sweep with a floor: plateau changes nothing
-    assert suggest_for_fit(LRS, smooth_sweep(learnt), 100, raw_losses=learnt, plateau=True) == \
+    assert suggest_for_fit(LRS, smooth_sweep(learnt), 100, raw_losses=learnt, plateau=1.) == \
         suggest_for_fit(LRS, smooth_sweep(learnt), 100, raw_losses=learnt)
 
 
