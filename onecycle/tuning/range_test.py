@@ -573,8 +573,9 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, sugges
     never came below its plateau by more than twice the noise of its batches has its 'fit' suggestion read where
     its loss left the plateau for good (:func:`~onecycle.tuning.suggest.suggest_plateau_edge`; at half of it on a
     normalized model without attention), not from its lowest point, which lands wherever lucky batches fell. A
-    number sweeps exactly that many steps, once. Inputs far above unit scale on a net without normalization layers (the root mean square of what its first layer with weights
-    receives on the first batch above INPUT_RMS_LIMIT, ``result.input_rms``) draw a warning to standardize them:
+    number sweeps exactly that many steps, once. Inputs far above unit scale on a net without normalization layers
+    (the root mean square of what its first layer with weights receives on the first batch above INPUT_RMS_LIMIT,
+    ``result.input_rms``) draw a warning to standardize them:
     such a net's long fits can collapse at lrs its sweep reads as safe; on a plain MLP the limit on the 'fit'
     suggestion (``result.limit``) comes down in proportion for an Adam-like optimizer
     (:func:`~onecycle.tuning.suggest.input_scale_factor`), and on a plain MLP or CNN it is set to 16 / rms^2 for SGD
