@@ -93,7 +93,7 @@ class LRFinderResult:
     held: dict = field(default_factory=dict)
     limit: float | None = None
     replicate: LRFinderResult | None = None
-    limit_why: str = "the weights' typical size (Adam's steps are about the lr)"   # what `limit` is, for the plot
+    limit_why: str = ''   # what sets `limit`, for the plot's legend ('' where none is set)
     input_rms: float | None = None
     target_rms: float | None = None
 
@@ -370,16 +370,18 @@ class LRFinder(StepLoss, ParamScheduler):
 
     def _input_scale_limit(self, limit, adaptive: bool, plain: bool) -> tuple:
         """(`limit`, Adam's step limit or None, as inputs far above unit scale leave it; what sets it, for
-        ``limit_why``, or None where they change nothing). Such inputs move a plain net's (`plain`: no normalization,
+        ``limit_why``, or None where no limit is set). Such inputs move a plain net's (`plain`: no normalization,
         attention or recurrent layers) outputs further at each step: an Adam-like optimizer's limit comes down in
         proportion on an MLP (:func:`~onecycle.tuning.suggest.input_scale_factor`); SGD, whose step grows with the
         inputs too, RMSprop and Adagrad get one on an MLP or a CNN (:func:`~onecycle.tuning.suggest.sgd_input_limit`,
         :func:`~onecycle.tuning.suggest.divided_step_input_limit`)."""
         rms, opt, model = self.input_rms, self.learn.opt, self.learn.model
         if limit is not None:
+            size = ("twice the weights' typical size (Adamax's steps are smaller than the lr)"
+                    if divides_by_running_max(opt) else "the weights' typical size (Adam's steps are about the lr)")
             factor = input_scale_factor(rms, adaptive, plain and not has_convolution(model))
-            if factor == 1: return limit, None
-            return limit * factor, f"the weights' typical size x {factor:.2g} (inputs far above unit scale)"
+            if factor == 1: return limit, size
+            return limit * factor, f"{size.split(' (')[0]} x {factor:.2g} (inputs far above unit scale)"
         sgd = sgd_input_limit(rms, steps_with_gradient(opt), plain)
         if sgd is not None:
             return sgd, f"{SGD_INPUT_LIMIT:g} / the inputs' mean square ({rms:.3g}^2: far above unit scale)"

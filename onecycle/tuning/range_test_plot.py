@@ -75,7 +75,7 @@ def plot_range_tests(results, labels=None, skip_start=0, skip_end=0, ax=None, sh
                               label=f'suggestion ({_NAMES.get(name, name)}): {lr:.1e}'
                               + (f",\n{'lowered' if lr < held['unchecked'] else 'raised'} by the hold check from "
                                  f"{held['unchecked']:.1e}" if moved else '')
-                              + (f',\n{r.limit_why}' if limited else '')
+                              + (f',\n{r.limit_why}' if limited and r.limit_why else '')
                               if p == panels[0] else None)
                     if moved:   # where the sweep put it, before the probes at the held peak moved it
                         a.axvline(held['unchecked'], color='C3', lw=1, ls='--', zorder=3)

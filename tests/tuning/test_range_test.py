@@ -737,6 +737,22 @@ def test_lr_find_lowers_an_adam_mlps_limit_on_inputs_far_above_unit_scale(monkey
         assert a.input_rms > 100 and a.suggestion == b.suggestion and a.limit == b.limit
 
 
+@pytest.mark.parametrize('opt_func, why', [(torch.optim.AdamW, "the weights' typical size (Adam's steps"),
+                                           (torch.optim.Adamax, "twice the weights' typical size (Adamax"),
+                                           (partial(torch.optim.SGD, momentum=0.9), None)])
+def test_the_result_names_what_sets_its_limit_and_nothing_where_none_is_set(opt_func, why):
+    """On standardized inputs the limit is the step limit alone: an Adam-like optimizer's is the weights' size, an
+    Adamax's twice it, and the result says which for the plot; SGD has none, and says nothing of one."""
+    pytest.importorskip('sklearn')
+    torch.manual_seed(0)
+    res = _cancer_learner(nn.Sequential(nn.Linear(30, 32), nn.ReLU(), nn.Linear(32, 2)), standardize=True,
+                          opt_func=opt_func).lr_find(num_it=40, hold_check=False)
+    if why is None:
+        assert res.limit is None and res.limit_why == ''
+    else:
+        assert res.limit > 0 and res.limit_why.startswith(why)
+
+
 def test_a_net_that_standardizes_its_own_raw_inputs_is_neither_warned_nor_held_lower(monkeypatch):
     """The raw breast-cancer table (rms ~200) into a BatchNorm on the raw features before a plain MLP, as fastai's
     tabular model puts one on its continuous inputs: its first linear layer meets unit scale, so lr_find reads that

@@ -70,16 +70,16 @@ def test_a_suggestion_the_hold_check_moved_shows_where_the_sweep_put_it(unchecke
     plt.close(fig)
 
 
-@pytest.mark.parametrize('why', [None, 'the largest lr the sweep applied (the optimizer caps its own step)'])
+@pytest.mark.parametrize('why', ["the weights' typical size (Adam's steps are about the lr)",
+                                 'the largest lr the sweep applied (the optimizer caps its own step)'])
 def test_the_legend_says_which_limit_holds_the_suggestion_and_only_when_it_binds(why):
     "An Adam-like limit is the weights' size; Adafactor's the largest lr its sweep applied: the legend names the one."
     import dataclasses
     r = _result('max_bound')
-    r = dataclasses.replace(r, suggestions={**r.suggestions, 'fit': r.suggestion}, limit=r.suggestion,
-                            **({'limit_why': why} if why else {}))
+    r = dataclasses.replace(r, suggestions={**r.suggestions, 'fit': r.suggestion}, limit=r.suggestion, limit_why=why)
     fig = r.plot()
     label = next(t.get_text() for t in fig.axes[0].get_legend().get_texts() if t.get_text().startswith('suggestion'))
-    assert label.endswith(why or "the weights' typical size (Adam's steps are about the lr)")
+    assert label.endswith(why)
     plt.close(fig)
     fig = dataclasses.replace(r, limit=10 * r.suggestion).plot()   # a limit far above: nothing said of it
     label = next(t.get_text() for t in fig.axes[0].get_legend().get_texts() if t.get_text().startswith('suggestion'))
