@@ -171,13 +171,22 @@ PLATEAU_NOISE = 2.
 # the least share of a sweep's points over which its loss must stay above the plateau for a rise to count: a flat
 # curve's last few smoothed points can wander above it by chance
 PLATEAU_RISE = 0.05
+# how many times the plateau's level a batch's loss must reach, inside such a rise, for the rise to end the plateau
+# even where the loss came back to the level later: a net blown up past its edge falls back to predicting at chance,
+# which is the level of a plateau it never left (ShuffleNetV2 under SGD: its loss 5-14x the level at 0.03-0.04, back
+# at the plateau from about 0.5 to 2, its plateau edge read at 1.5-2.7 and its fit at chance). Of the rises of the
+# benches' SGD sweeps that did not last to the end, those two reached 4.9x and 13.7x; the other 31 at most 1.27x
+# (MobileNetV2's, from 0.002, below the lrs where its full fits do best)
+PLATEAU_BREAK = 2.
 
 
 def suggest_plateau_edge(lrs, losses, smooth=None, noise=PLATEAU_NOISE) -> float | None:
     """Where a sweep that never left its plateau turns up: the last learning rate before its smoothed
     loss rose for good (to its end, over at least PLATEAU_RISE of its points) above the plateau's level
     (its median over the sweep's first half) by half the noise of its batches (a robust standard
-    deviation of the raw `losses` about the smoothed curve over the first half). A sweep whose smoothed
+    deviation of the raw `losses` about the smoothed curve over the first half), or before an earlier
+    rise as long in which a batch's loss blew up to PLATEAU_BREAK (2) times the level or was not finite
+    (after it the loss came back to the level only because the net had collapsed to chance). A sweep whose smoothed
     loss never came further below the plateau than `noise` times that has no floor: its lowest point is
     wherever a run of lucky batches fell, and :func:`suggest_edge`, which reads from there, lands
     anywhere on the plateau (a MobileNetV2 under SGD read 3e-4 where its loss rose at 0.02-0.03). None
@@ -194,9 +203,18 @@ def suggest_plateau_edge(lrs, losses, smooth=None, noise=PLATEAU_NOISE) -> float
     centre = statistics.median(resid)
     sd = 1.4826 * statistics.median(abs(r - centre) for r in resid)   # the normal's sd from the median deviation
     if level - min(smooth) > noise * sd: return None
+    above, need = [s > level + sd / 2 for s in smooth], max(1, PLATEAU_RISE * len(smooth))
     j = len(smooth) - 1
-    while j >= 0 and smooth[j] > level + sd / 2: j -= 1
-    if len(smooth) - 1 - j < max(1, PLATEAU_RISE * len(smooth)): return None
+    while j >= 0 and above[j]: j -= 1
+    if len(smooth) - 1 - j < need: return None
+    # an earlier rise that lasted and blew up (PLATEAU_BREAK), once the curve had come down to the plateau: where
+    # the loss came back after it, the net had collapsed to chance, not stayed on its plateau
+    i, top = (above.index(False) if j >= 0 else 0), PLATEAU_BREAK * level if level > 0 else math.inf
+    while i < j:
+        if not above[i]: i += 1; continue
+        k = above.index(False, i)
+        if k - i >= need and any(not (math.isfinite(loss) and loss <= top) for loss in losses[i:k]): return lrs[i - 1]
+        i = k
     return lrs[max(j, 0)]
 
 

@@ -195,6 +195,32 @@ def test_plateau_edge_is_where_a_sweep_that_never_learnt_turns_up_whatever_its_n
     assert suggest_plateau_edge(LRS, losses) == suggest_plateau_edge(LRS, losses, smooth_sweep(losses))
 
 
+def _blow_up_then_chance(x, rnd, bump, sd=0.05):
+    """Flat at 2.3 up to 10**-2.5, then `bump` above it to 10**-2 (a net blown up past its edge, or, with a small
+    bump, a flat curve wandering or a rise that came back), then back at 2.3 (collapsed to chance, or on its plateau
+    again) until it rises for good at 10**-1 as _plateau_then_rise does at 10**-1.5."""
+    return 2.3 + rnd.gauss(0, sd) + (bump if -2.5 < x <= -2 else 3 * (x + 1) ** 2 if x > -1 else 0.)
+
+
+def test_plateau_edge_is_before_a_rise_that_blew_up_even_where_the_loss_came_back():
+    """ShuffleNetV2 under SGD: the loss rose to 5-14x the plateau's level at 0.03, fell back to the level (the net at
+    chance) and rose again near 2, where the plateau edge was read, its fit at chance. A rise in which a batch's loss
+    reached PLATEAU_BREAK times the level, or NaN, ends the plateau; one that stayed below does not, however many
+    noises up (MobileNetV2's early rises reached 1.27x; its fits do best above them)."""
+    from onecycle.tuning.suggest import PLATEAU_BREAK
+    reads = {}
+    for bump in (3., float('nan'), 0.6, 0.05):
+        for seed in range(8):
+            rnd = random.Random(seed)
+            reads.setdefault(bump if bump == bump else 'nan', []).append(
+                _log(suggest_plateau_edge(LRS, [_blow_up_then_chance(x, rnd, bump) for x in XS])))
+    assert (2.3 + 3) / 2.3 > PLATEAU_BREAK > (2.3 + 0.6 + 3 * 0.05) / 2.3
+    for blown in (reads[3.], reads['nan']):   # before the blow-up at 10**-2.5, not near 10**-1
+        assert all(-3 <= b <= -2.45 for b in blown), blown
+    for came_back in (reads[0.6], reads[0.05]):   # 12 or 1 noise up for a while: still the plateau
+        assert all(-1.7 <= w <= -0.3 for w in came_back), came_back
+
+
 def test_plateau_edge_is_none_for_a_sweep_that_learnt_or_never_rose():
     rnd = random.Random(0)
     assert suggest_plateau_edge(LRS, [_fall_flat_rise(x) + rnd.gauss(0, 0.02) for x in XS]) is None   # it fell 0.9
