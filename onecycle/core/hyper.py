@@ -221,6 +221,12 @@ def has_recurrence(model: torch.nn.Module) -> bool:
     return any(isinstance(m, (torch.nn.RNNBase, torch.nn.RNNCellBase)) for m in model.modules())
 
 
+def has_dropout(model: torch.nn.Module) -> bool:
+    """True when `model` has a dropout layer that drops something (``nn.Dropout`` and its 1-3-D and alpha kinds,
+    p > 0): its training batches' losses are noisy draws of masks as well as of samples."""
+    return any(isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.p > 0 for m in model.modules())
+
+
 # the losses of a regression, as functions (torch.nn.functional's, or functools.partial of one) or modules
 REGRESSION_LOSS_FUNCTIONS = (torch.nn.functional.mse_loss, torch.nn.functional.l1_loss,
                              torch.nn.functional.smooth_l1_loss, torch.nn.functional.huber_loss)

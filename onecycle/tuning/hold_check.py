@@ -12,7 +12,7 @@ from ..callbacks.progress import fmt_lr
 from ..core.callback import CancelFitException, CancelValidateException
 from ..core.checks import check_int, check_positive, check_range
 from ..core.dist import any_rank, sum_over_ranks
-from ..core.hyper import has_attention, has_hyper, is_normalized
+from ..core.hyper import has_attention, has_dropout, has_hyper, is_normalized
 from ..core.rng import reseed
 from ..core.snapshot import preserved
 from ..distributed.ddp import effective_batch_size
@@ -46,6 +46,12 @@ HOLD_HEAD = 2   # a probe's start loss: the mean of its first steps (of 100), ta
 # that spiked and still ended below S's counts as held: a GRU and a bidirectional LSTM on MNIST-1D with SGD (made
 # after the threshold was set) had such probes, and their fits at 2S scored 3-9 points above S's.
 HOLD_CLIMB = 1.15
+# How many steps in a row a probe's loss must top its start to count as spiked on a net with dropout (one elsewhere,
+# see suggest.suggest_spike): its batches' losses are draws of masks as well as of samples, and one batch alone can
+# top a start that all batches shared before the net learnt. A wide 1-D CNN with dropout on MNIST-1D under SGD, batch
+# 32, seed 0: S's probe spiked at one step (2.43 against a start of 2.32, the next step 1.94; the same batch lost 2.24
+# at S/2), which stopped the climb to 2S where its fits do best.
+DROPOUT_SPIKE_STEPS = 2
 # Where the kept lr's probe fell less than HOLD_BEHIND times as far as its half's, both are probed again HOLD_LONG
 # times as long, and the lr is halved when its long probe fell less than HOLD_LONG_DROP times as far as its half's: a
 # net past the edge of a long fit learns at first, then stalls as it sharpens, and 100 steps are too few to tell it
@@ -186,7 +192,8 @@ def check_held(learn, lr, fit_steps, ratio=HOLD_RATIO, max_probes=HOLD_PROBES, m
                climb=HOLD_CLIMB, probe_steps=None, long_probes=True, long_end=None) -> tuple:
     """`lr` checked at a held peak: hold probes (:func:`hold_probe`) at `lr` and `lr`/2, and one more
     halving while the lowest probe spiked (a step's loss above where it started, once it had come a third
-    of the way down, see :func:`~onecycle.tuning.suggest.suggest_spike`) or diverged, at most `max_probes`;
+    of the way down, see :func:`~onecycle.tuning.suggest.suggest_spike`; two steps in a row on a net with
+    dropout, DROPOUT_SPIKE_STEPS) or diverged, at most `max_probes`;
     then the largest lr whose probe held (:func:`~onecycle.tuning.suggest.pick_held`). Returns (that lr,
     the probes: 'lrs', 'ends', 'spiked', 'starts' (each probe's loss over its first steps), 'steps' (all probes'),
     'probe_steps' (each one's), 'full_steps', 'ratio', 'unchecked'). A probe whose loss fell less than half as far
@@ -223,6 +230,7 @@ def check_held(learn, lr, fit_steps, ratio=HOLD_RATIO, max_probes=HOLD_PROBES, m
     if n < full: ratio = shortened_ratio(ratio, n / full)
     held = {'lrs': [], 'ends': [], 'spiked': [], 'starts': [], 'steps': 0, 'probe_steps': n, 'full_steps': full,
             'ratio': ratio, 'unchecked': lr}
+    lasting = DROPOUT_SPIKE_STEPS if has_dropout(learn.model) else 1
 
     def measure(c, n=n):   # (end loss, spiked, start loss) of an n-step probe at c, the same on every rank
         warmup = n * HOLD_WARMUP // HOLD_STEPS
@@ -234,7 +242,8 @@ def check_held(learn, lr, fit_steps, ratio=HOLD_RATIO, max_probes=HOLD_PROBES, m
         first = losses[:head] if losses else [math.inf]   # its first steps, at a tiny lr: the starting state's loss
         smooth = smooth_sweep(losses) if losses else []
         steps = list(range(1, len(losses) + 1))
-        spiked = not done or (len(losses) >= 3 and min(smooth) < smooth[0] and suggest_spike(steps, losses, smooth) < n)
+        spiked = not done or (len(losses) >= 3 and min(smooth) < smooth[0]
+                              and suggest_spike(steps, losses, smooth, lasting=lasting) < n)
         # one all-reduce for all three: a loss that is not finite on any rank leaves its sum not finite either
         figures = torch.tensor([end, sum(first) / len(first), float(spiked)], dtype=torch.float64)
         totals, ranks = sum_over_ranks(figures, 1, learn.device)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import statistics
 
-from ..core.checks import check_fraction, check_positive, check_range
+from ..core.checks import check_fraction, check_int, check_positive, check_range
 from ..core.recorder import smooth_ema
 from ..schedules.functions import one_cycle
 
@@ -232,16 +232,18 @@ SPIKE_AFTER = 1 / 3
 SPIKE_TRUST = 4.
 
 
-def suggest_spike(lrs, losses, smooth=None, after=SPIKE_AFTER) -> float:
+def suggest_spike(lrs, losses, smooth=None, after=SPIKE_AFTER, lasting=1) -> float:
     """The last learning rate before the sweep's first spike: a step whose own (unsmoothed) loss
     jumped above the level the sweep started from, once the smoothed loss had come `after` (a third)
     of the way down to its lowest point. A step that undoes all the training so far is unstable at
     its lr, however quickly the next steps recover; the smoothed curve, and the edge read from it,
     can hide such a spike under a lower floor further on (a recurrent net's sweep spiked at a third
     of its edge; its long fits lost 6-11 points at the edge and none at the spike). `losses` are the
-    raw losses, `smooth` the curve the other rules read (``smooth_sweep(losses)`` by default). No
-    spike: the largest lr of the sweep. A loss that never falls: the smallest."""
+    raw losses, `smooth` the curve the other rules read (``smooth_sweep(losses)`` by default). With
+    `lasting` above 1, a spike is that many steps in a row above the start (a loss that is not finite
+    counts at once). No spike: the largest lr of the sweep. A loss that never falls: the smallest."""
     check_range('after', after, 0, 1)
+    check_int('lasting', lasting, min_value=1)
     _check(lrs, losses)
     smooth = smooth_sweep(losses) if smooth is None else smooth
     if len(smooth) != len(losses): raise ValueError('smooth and losses differ in length')
@@ -249,10 +251,12 @@ def suggest_spike(lrs, losses, smooth=None, after=SPIKE_AFTER) -> float:
     low = min(range(len(smooth)), key=smooth.__getitem__)
     drop = smooth[0] - smooth[low]
     if drop <= 0: return lrs[0]
-    going = False
+    going, run = False, 0
     for j, (loss, sm) in enumerate(zip(losses, smooth)):
         going = going or smooth[0] - sm >= after * drop
-        if going and (not math.isfinite(loss) or loss > start): return lrs[max(j - 1, 0)]
+        if going and not math.isfinite(loss): return lrs[max(j - run - 1, 0)]
+        run = run + 1 if going and loss > start else 0
+        if run >= lasting: return lrs[max(j - run, 0)]
     return lrs[-1]
 
 

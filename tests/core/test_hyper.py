@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from onecycle import get_hyper, lr_range, set_hyper
-from onecycle.core.hyper import has_attention, has_hyper, has_recurrence, is_no_decay_param, is_normalized, weight_scale
+from onecycle.core.hyper import (has_attention, has_dropout, has_hyper, has_recurrence, is_no_decay_param,
+                                 is_normalized, weight_scale)
 
 
 def zero_grad_loss(pred, target):
@@ -82,6 +83,13 @@ def test_is_normalized_wants_a_norm_layer_for_every_two_weight_layers():
     assert not is_normalized(nn.Sequential(nn.BatchNorm1d(8), *[nn.Linear(8, 8) for _ in range(4)]))
     assert not is_normalized(nn.Sequential(nn.BatchNorm1d(8)))
     assert not is_normalized(nn.GRU(8, 8))
+
+
+def test_has_dropout_finds_layers_that_drop_something_and_nothing_else():
+    assert has_dropout(nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.2), nn.Linear(8, 2)))
+    assert has_dropout(nn.Sequential(nn.Conv2d(1, 4, 3), nn.Dropout2d(0.1))) and has_dropout(nn.AlphaDropout(0.5))
+    assert not has_dropout(nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.), nn.Linear(8, 2)))   # p = 0 drops nothing
+    assert not has_dropout(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.BatchNorm1d(8)))
 
 
 def test_has_attention_finds_torch_and_named_attention_blocks_and_nothing_else():

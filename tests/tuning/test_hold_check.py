@@ -260,11 +260,12 @@ def test_check_held_walks_down_past_probes_that_diverge(make_learner):
     assert_learner_unchanged(before, learner_snapshot(learn))
 
 
-def _scripted_probes(monkeypatch, lr, ends, spiked=(), again=None, long=None):
+def _scripted_probes(monkeypatch, lr, ends, spiked=(), again=None, long=None, spiked_twice=()):
     """hold_probe replaced by loss curves whose end is `ends[f]` at f x `lr` (a steady fall from 2.3 there), with a
-    jump above the start midway for the factors in `spiked`; on the data order REPLICATE_SEED gives (the climb's
-    confirmation) the ends in `again` where given, in probes longer than the first (check_held's long ones) those in
-    `long`; returns the factors probed, in order (and each probe's steps in ``seen.steps``)."""
+    jump above the start midway for the factors in `spiked` (two steps in a row for those in `spiked_twice`); on the
+    data order REPLICATE_SEED gives (the climb's confirmation) the ends in `again` where given, in probes longer than
+    the first (check_held's long ones) those in `long`; returns the factors probed, in order (and each probe's steps
+    in ``seen.steps``)."""
     import onecycle.tuning.hold_check as hc
     from onecycle.tuning.short_runs import REPLICATE_SEED
     class Seen(list): pass
@@ -276,6 +277,7 @@ def _scripted_probes(monkeypatch, lr, ends, spiked=(), again=None, long=None):
         if n_steps > seen.steps[0]: end = (long or ends)[f]
         losses = [2.3 + (end - 2.3) * min(1., i / (0.8 * n_steps)) for i in range(n_steps)]
         if f in spiked: losses[n_steps // 2] = 5.
+        if f in spiked_twice: losses[n_steps // 2:n_steps // 2 + 2] = [5., 5.]
         return losses
     monkeypatch.setattr(hc, 'hold_probe', probe)
     return seen
@@ -401,6 +403,22 @@ def test_check_held_runs_no_long_probes_where_the_lr_fell_as_far_as_its_half_or_
     assert hold_check_steps(1000, batch_size=16, long_probes=True) == 3 * 200 + 2 * 600
     assert hold_check_steps(450, batch_size=16, long_probes=True) == 3 * 200 + 2 * 450
     assert hold_check_steps(200, batch_size=16, long_probes=True) == hold_check_steps(200, batch_size=16) == 600
+
+
+@pytest.mark.parametrize('dropout', [False, True])
+def test_on_a_net_with_dropout_one_batch_above_the_start_is_not_a_spike_but_two_in_a_row_are(make_learner, monkeypatch,
+                                                                                             dropout):
+    """A wide 1-D CNN with dropout under SGD: one batch of S's probe lost more than the start, the next far less, and
+    the climb to 2S, where its fits do best, was not tried. On a net with dropout a probe spikes where two steps in a
+    row top its start (DROPOUT_SPIKE_STEPS); on one without, one step still does."""
+    from onecycle.tuning.hold_check import check_held
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), *([nn.Dropout(0.2)] if dropout else []), nn.Linear(16, 2))
+    for spiked, spiked_twice, climbs in (((1,), (), dropout), ((), (1,), False)):
+        seen = _scripted_probes(monkeypatch, 0.1, {1: 1.0, .5: 1.2, 2: 0.9}, spiked, spiked_twice=spiked_twice)
+        learn = make_learner(opt_func=partial(torch.optim.SGD, momentum=0.9), model=model)
+        lr, held = check_held(learn, 0.1, fit_steps=1000, ceiling=1., long_probes=False)
+        assert held['spiked'][0] is not climbs
+        assert lr == pytest.approx(0.2 if climbs else 0.1) and (2 in seen) is climbs
 
 
 @pytest.mark.parametrize('again, picked', [({2: 1.2}, 1), ({2: 0.9}, 2), ({1: 0.8, 2: 1.0}, 1)])

@@ -356,6 +356,22 @@ def test_spike_is_the_lr_before_a_step_jumps_above_the_start():
     assert suggest_spike(LRS, nan) == LRS[89]
 
 
+def test_a_lasting_spike_needs_that_many_steps_in_a_row_above_the_start():
+    """With lasting=2 (the hold check's probes on nets with dropout) one batch above the start is not a spike; two
+    in a row are, read before the first of them; a NaN counts at once. lasting=1 is the rule as it was."""
+    one = _spiky_sweep(-1.7, 0.3)
+    i = next(j for j, x in enumerate(XS) if x >= -1.7 - 1e-9)
+    two = one[:i + 1] + [one[i]] + one[i + 2:]   # the spike's step and the next one both above the start
+    blow_up = suggest_spike(LRS, one, lasting=2)
+    assert suggest_spike(LRS, one, lasting=1) == suggest_spike(LRS, one) == LRS[i - 1]
+    assert blow_up > 10 ** -1.2                     # the lone batch passed over: the sweep's blow-up at its end
+    assert suggest_spike(LRS, two, lasting=2) == LRS[i - 1]
+    nan = one[:i] + [float('nan')] + one[i + 1:]
+    assert suggest_spike(LRS, nan, lasting=2) == LRS[i - 1]
+    for bad in (0, 1.5, None):
+        with pytest.raises((TypeError, ValueError), match='lasting'): suggest_spike(LRS, one, lasting=bad)
+
+
 def test_a_spike_early_in_the_descent_is_batch_noise_not_instability():
     """Before the smoothed loss is a third of the way down, the loss is still near the start and one noisy
     batch can top it: not counted. Without a spike, the rule stops where the sweep blows up at its end, past
