@@ -377,11 +377,12 @@ class LRFinder(StepLoss, ParamScheduler):
         :func:`~onecycle.tuning.suggest.divided_step_input_limit`)."""
         rms, opt, model = self.input_rms, self.learn.opt, self.learn.model
         if limit is not None:
-            size = ("twice the weights' typical size (Adamax's steps are smaller than the lr)"
-                    if divides_by_running_max(opt) else "the weights' typical size (Adam's steps are about the lr)")
+            running_max = divides_by_running_max(opt)
+            size = "twice the weights' typical size" if running_max else "the weights' typical size"
+            why = "Adamax's steps are smaller than the lr" if running_max else "Adam's steps are about the lr"
             factor = input_scale_factor(rms, adaptive, plain and not has_convolution(model))
-            if factor == 1: return limit, size
-            return limit * factor, f"{size.split(' (')[0]} x {factor:.2g} (inputs far above unit scale)"
+            if factor == 1: return limit, f'{size} ({why})'
+            return limit * factor, f'{size} x {factor:.2g} (inputs far above unit scale)'
         sgd = sgd_input_limit(rms, steps_with_gradient(opt), plain)
         if sgd is not None:
             return sgd, f"{SGD_INPUT_LIMIT:g} / the inputs' mean square ({rms:.3g}^2: far above unit scale)"
