@@ -29,9 +29,9 @@ from .short_runs import (REPLICATE_SEED, StepLoss, divergence_limit, epochs_for_
                          optimizer_steps_per_epoch, steps_for_samples, subset_loss)
 from .suggest import (INPUT_RMS_LIMIT, SGD_INPUT_LIMIT, applied_lr_limit, divided_step_input_limit,
                       divided_step_multiple, exposure_exponent, far_above_unit_scale, geometric_mean,
-                      input_scale_factor, lr_bounds, sgd_input_limit, smooth_sweep, smoothed_slopes, spike_lift,
-                      step_limit, suggest_edge, suggest_for_fit, suggest_max_bound, suggest_minimum,
-                      suggest_plateau_edge, suggest_spike, suggest_steep, suggest_valley)
+                      input_scale_factor, lr_bounds, plateau_anchor, sgd_input_limit, smooth_sweep, smoothed_slopes,
+                      spike_lift, step_limit, suggest_edge, suggest_for_fit, suggest_max_bound, suggest_minimum,
+                      suggest_spike, suggest_steep, suggest_valley)
 
 __all__ = ['LRFinder', 'LRFinderResult', 'lr_find', 'SUGGESTERS', 'SUGGESTIONS', 'planned_fit_steps', 'sweep_drop',
            'learnt_too_little', 'never_turned_up']
@@ -358,7 +358,7 @@ class LRFinder(StepLoss, ParamScheduler):
         sugg = {'fit': suggest_for_fit(lrs, smooth, fit_steps, sweep_lrs=self.lrs, raw_losses=losses,
                                        exponent=exposure_exponent(adaptive, normalized, attention, regression),
                                        lift=spike_lift(adaptive), limit=limit, spike_cap=not regression,
-                                       plateau=_plateau_share(adaptive, normalized and not attention, smooth))}
+                                       plateau=_plateau_share(adaptive, _normalized_plain(model), smooth))}
         sugg.update({name: f(lrs, smooth) for name, f in SUGGESTERS.items()})
         sugg['spike'] = suggest_spike(lrs, losses, smooth)
         return LRFinderResult(list(lrs), list(losses), smooth, sugg, sugg[suggest], self.stopped_early,
@@ -432,8 +432,7 @@ def _plateau_read(learn, result: LRFinderResult) -> float | None:
     "Where `result`'s 'fit' suggestion was anchored on its plateau (see the note above), or None where it was not."
     share = _plateau_share(is_adaptive(learn.opt), _normalized_plain(learn.model), result.smooth_losses)
     if not share: return None
-    rise = suggest_plateau_edge(result.lrs, result.losses, result.smooth_losses)
-    return rise if rise is not None and rise > suggest_edge(result.lrs, result.smooth_losses) else None
+    return plateau_anchor(result.lrs, result.losses, result.smooth_losses)
 
 
 def _sweep(learn, finder, suggest, n_epoch) -> LRFinderResult:

@@ -13,7 +13,7 @@ from ..core.recorder import smooth_ema
 from ..schedules.functions import one_cycle
 
 __all__ = ['suggest_minimum', 'suggest_steep', 'suggest_valley', 'suggest_max_bound', 'suggest_edge', 'suggest_spike',
-           'suggest_plateau_edge',
+           'suggest_plateau_edge', 'plateau_anchor',
            'suggest_for_fit', 'pick_held', 'held_falls', 'HOLD_RATIO', 'HOLD_DROP', 'step_limit', 'ADAPTIVE_STEP_LIMIT',
            'RUNNING_MAX_STEP_LIMIT',
            'exposure_exponent', 'spike_lift', 'sweep_exposure', 'one_cycle_exposure', 'lr_bounds',
@@ -534,6 +534,14 @@ def applied_lr_limit(lrs, start_step: int = 0) -> float:
     return max(min(lr, (start_step + i + 1) ** -0.5) for i, lr in enumerate(lrs))
 
 
+
+def plateau_anchor(lrs, raw_losses, smooth) -> float | None:
+    """Where :func:`suggest_for_fit` anchors a flat sweep's suggestion (given a `plateau` share): its plateau edge
+    (:func:`suggest_plateau_edge`) where that lies above its edge (:func:`suggest_edge`), else None (the sweep's
+    edge, read from its lowest point, stands)."""
+    rise = suggest_plateau_edge(lrs, raw_losses, smooth)
+    return rise if rise is not None and rise > suggest_edge(lrs, smooth) else None
+
 def suggest_for_fit(lrs, losses, fit_steps, sweep_lrs=None, exponent=EXPOSURE_EXPONENT, min_factor=MIN_FIT_FACTOR,
                     sweep_exponent=SWEEP_EXPONENT, reference=REFERENCE_EXPOSURE, raw_losses=None, lift=0.,
                     limit=None, spike_cap=True, plateau=0., **cycle) -> float:
@@ -603,8 +611,8 @@ def suggest_for_fit(lrs, losses, fit_steps, sweep_lrs=None, exponent=EXPOSURE_EX
     edge = suggest_edge(lrs, losses)
     factor = (reference / max(one_cycle_exposure(fit_steps, **cycle), reference)) ** exponent
     factor = min(1., max(factor, min_factor))
-    rise = suggest_plateau_edge(lrs, raw_losses, losses) if plateau and raw_losses is not None else None
-    if rise is not None and rise > edge:   # no floor: anchored where it left its plateau
+    rise = plateau_anchor(lrs, raw_losses, losses) if plateau and raw_losses is not None else None
+    if rise is not None:   # no floor: anchored where it left its plateau
         lr = rise * plateau * factor
         return lr if limit is None else min(lr, limit)
     k = sweep_exposure(lrs if sweep_lrs is None else sweep_lrs, edge)

@@ -229,6 +229,21 @@ def test_plateau_edge_is_none_for_a_sweep_that_learnt_or_never_rose():
         suggest_plateau_edge(LRS, [2.3] * len(LRS), [2.3] * 3)
 
 
+def test_plateau_anchor_is_the_plateau_edge_where_it_lies_above_the_sweeps_edge():
+    "What suggest_for_fit anchors a flat sweep at, and what the range test's warning names, is one reading."
+    from onecycle.tuning.suggest import plateau_anchor
+    for seed in range(4):
+        rnd = random.Random(seed)
+        losses = [_plateau_then_rise(x, rnd) for x in XS]
+        smooth = smooth_sweep(losses)
+        rise = suggest_plateau_edge(LRS, losses, smooth)
+        assert rise > suggest_edge(LRS, smooth)
+        assert plateau_anchor(LRS, losses, smooth) == rise
+        assert suggest_for_fit(LRS, smooth, 100, exponent=0., raw_losses=losses, plateau=1.) == pytest.approx(rise)
+    learnt = [_fall_flat_rise(x) for x in XS]   # a floor: no plateau edge, nothing anchored
+    assert plateau_anchor(LRS, learnt, smooth_sweep(learnt)) is None
+
+
 def test_a_plateau_sweep_anchors_the_fit_where_it_turns_up_only_when_asked():
     """suggest_for_fit(plateau=share) (the range test's choice for SGD on a sweep that learnt too little) anchors
     a sweep with no floor at that share of its plateau edge, lowered for the fit's length as the edge is,
