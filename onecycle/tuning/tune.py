@@ -33,7 +33,8 @@
    (``suggest.step_limit``); for SGD on a plain model only S/sqrt2 and S, and the walk only downwards: its short
    trials cannot see the cliff that its long fit meets just above the best lr. When S wins there, hold
    probes look above it: each warms up to S, 2S, 4S and holds the peak as long again, and a doubling is
-   taken while its validation loss ends within HOLD_TOL of the lr below's (backed off by sqrt2 where the
+   taken while its validation loss ends within HOLD_TOL of the lr below's, having fallen from the start at least
+   (1 - HOLD_TOL) as far (backed off by sqrt2 where the
    next doubling collapsed); a lifted lr keeps the default weight decay, which the probes ran with), momentum
    ((0.95, 0.85), (0.99, 0.9), (0.9, 0.8), each with SGD at the lr that keeps the peak step lr / (1 - momentum) of the
    default: a higher momentum is otherwise a larger lr in disguise, which the lr stage has tried already),
@@ -109,7 +110,14 @@ LR_WALK_STEPS = 2
 # trial leaves its peak at once and anneals away an instability; a fit near its peak for hundreds of steps does
 # not, and neither does a probe: on 12 SGD problems at S and 2S, nets whose long fits collapse at 2S (a GRU, an
 # LSTM, tanh and ReLU MLPs, two CNNs) ended their 2S probes 1.4-60x above their S probes, nets whose long fits
-# did better at 2S (MLPs on MNIST-1D, a 3-class problem, noisy moons) within 0.9-1.14x
+# did better at 2S (MLPs on MNIST-1D, a 3-class problem, noisy moons) within 0.9-1.14x. A doubling must also have
+# fallen from the start at least (1 - HOLD_TOL) as far as the lr below did: where probes are short (28 steps at
+# batch 16) their losses stay high, and 15% of the level is most of what they learnt (a wide 1-D CNN's walk took 4S
+# at losses 1.87, 1.93, 2.12 from a start of 2.31, its fit 35.3%, 90.9% at 2S; a CNN with label smoothing took a
+# 4S whose probe ended above its start). Of the 182 seeds (92 problems) whose tune ran hold probes, among the SGD
+# problems of the three benches (504 seeds), this moved 24 walks, none of bench/recommend.py or
+# bench/suggest_regression.py: tune's accuracy +67.5 points summed, +11.9 without that CNN; four seeds lower, by
+# 0.8-5.7 (an MNIST-1D MLP under Nesterov 78.4 -> 72.7% at 2S)
 HOLD_TRIALS = 2
 HOLD_DOUBLINGS = 2
 HOLD_TOL = 0.15
@@ -622,14 +630,17 @@ class _Tuning:
         def within(i, tol):   # probe i ended within `tol` (a fraction) of the one below's loss, not diverged
             a, b = trials[i - 1].score, trials[i].score
             return math.isfinite(b) and b <= a + tol * abs(a)
+        def held(i):   # ... and fell from the start at least (1 - HOLD_TOL) as far as it (where that one fell)
+            below, fall = [x.start_loss - x.score for x in (trials[i - 1], trials[i])]
+            return within(i, HOLD_TOL) and (below <= 0 or fall >= (1 - HOLD_TOL) * below)
         cands, trials = [lr], [probe(lr)]
         for k in range(HOLD_DOUBLINGS):
             if k and not self.fits(HOLD_TRIALS + self.later): break
             nxt = self.below_limit(2 * cands[-1])
             if nxt <= cands[-1]: break   # at lr_find's limit already (inputs far above unit scale)
             cands.append(nxt); trials.append(probe(nxt))
-            if not within(len(trials) - 1, HOLD_TOL): break
-        i = len(cands) - 1 if within(len(cands) - 1, HOLD_TOL) else len(cands) - 2   # the highest held
+            if not held(len(trials) - 1): break
+        i = len(cands) - 1 if held(len(cands) - 1) else len(cands) - 2   # the highest held
         picked, held_steps = cands[i], n - n // 2
         # the doubling above the pick collapsed: the cliff is close above it, a probe this short does not
         # place it well, and a fit there is a coin toss (an MNIST-1D CNN's fits at 2S: 94.7% and 8.9%)
@@ -644,7 +655,8 @@ class _Tuning:
         scores = ', '.join(f'{fmt_lr(c)}: {x.score:.4g}' for c, x in zip(cands, trials))
         res.confidence['lr held'] = {'margin': float('nan'), 'ratio': float('nan'), 'text': (
             f'{fmt_lr(picked)} (each lr held {held_steps} steps at its peak; a doubling is taken while its '
-            f'validation loss stays within {HOLD_TOL:.0%} of the one below: {scores}'
+            f'validation loss stays within {HOLD_TOL:.0%} of the one below\'s and falls from the start at least '
+            f'{1 - HOLD_TOL:.0%} as far: {scores}'
             + (f'; backed off by sqrt2 from {fmt_lr(cands[i])}: the doubling above collapsed' if back else '')
             + ')')}
         self.say.end(search_line(res.lr_hold))

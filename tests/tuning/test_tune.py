@@ -321,10 +321,11 @@ def test_an_interrupted_tune_leaves_the_learner_bitwise_and_no_stale_gradients(m
     assert learn.dls.train is dl and not learn.model.training and learn.step_count == 6
 
 
-def _scripted_trials(monkeypatch, score, held=None):
+def _scripted_trials(monkeypatch, score, held=None, start=3.):
     """tune's trials replaced by a script: score(lr relative to the first trial's, wd, replicate order?)
     is the trial's validation loss at the end of its cycle; no training. The hold probes (SGD on a plain
-    model) score held(lr relative to the first trial's): by default every doubling fails badly. The weights'
+    model) score held(lr relative to the first trial's): by default every doubling fails badly; every trial starts
+    at a validation loss of `start`. The weights'
     typical size, which an Adam-like lr stage stops at, is taken to be far above any lr: the script is the
     only judge of an lr (a test of that limit sets range_test.weight_scale itself). The hold check at S stays out
     of an Adam-like optimizer's scripted stages: on these tiny nets at batch 8 its real probes would take half of
@@ -343,7 +344,7 @@ def _scripted_trials(monkeypatch, score, held=None):
         first.append(lr)
         rel = round(lr / first[0], 3)
         v = held(rel) if schedule == 'hold' else score(rel, wd, 'replicate' in label)
-        return Trial(label, steps=[0, n_steps // 2, n_steps], valid_losses=[3., 0.1, v], n_steps=n_steps,
+        return Trial(label, steps=[0, n_steps // 2, n_steps], valid_losses=[start, 0.1, v], n_steps=n_steps,
                      score_on=score_on)
     monkeypatch.setattr(tune_module, 'run_trial', fake)
 
@@ -708,6 +709,25 @@ def test_sgd_on_a_plain_model_goes_above_the_suggestion_only_where_the_peak_hold
         assert res.wd_search is None and res.wd == DEFAULT_WD and 'hold probes' in res.summary()
     else:
         assert res.wd_search is not None   # SGD: the default and the decays above it, as before
+
+
+@pytest.mark.parametrize('held, lift', [((1.871, 1.934, 2.123), 2),    # 4S fell half as far as 2S: 2S
+                                        ((1.822, 2.029, 2.3), 1),      # 2S fell 57% as far as S
+                                        ((1.409, 1.453, 1.588), 2),    # an MNIST-1D MLP's: 4S fell 84% as far
+                                        ((1.409, 1.453, 1.52), 4)])    # ... 91%: taken
+def test_a_hold_probes_doubling_must_fall_about_as_far_as_the_one_below(make_learner, monkeypatch, held, lift):
+    """Probes that learn little (a wide 1-D CNN's, 28 steps at batch 16, from 2.313) end at losses within 15% of
+    each other however much less each doubling learnt: its walk took 4S, where its fit scored 35.3% (90.9% at 2S).
+    A doubling is taken only where it also fell from the start at least 85% as far as the lr below did; every
+    probe here ends within 15% of the one below, so the level alone took 4S each time."""
+    _scripted_trials(monkeypatch, lambda rel, wd, replicate: 1.0 if rel >= 1 else 1.2, start=2.313,
+                     held=lambda rel: held[0] if rel < 1.5 else held[1] if rel < 3 else held[2])
+    assert all(b <= a * 1.15 for a, b in zip(held, held[1:]))
+    res = tune(make_learner(opt_func=torch.optim.SGD, lr=0.1, dls_kw={'n_train': 64, 'bs': 8}), budget=1000,
+               search_moms=False, search_wd=False)
+    s = res.suggestion
+    assert res.lr_hold.best == pytest.approx(lift * s) and res.max_lr == pytest.approx(lift * s)
+    assert 'falls from the start at least 85% as far' in res.summary()
 
 
 @pytest.mark.parametrize('above', [0.5, 1.5])
