@@ -23,7 +23,7 @@ from ..core.warn import user_stacklevel
 from ..distributed.ddp import effective_batch_size
 from ..schedules.functions import Constant, Exponential, Linear
 from ..schedules.scheduler import ONE_CYCLE_MOMS, ParamScheduler
-from .hold_check import check_held, checks_hold, held_line, long_end_ratio
+from .hold_check import check_held, checks_hold, held_line, long_end_ratio, spike_steps
 from .range_test_plot import plot_range_tests
 from .short_runs import (REPLICATE_SEED, StepLoss, divergence_limit, epochs_for_steps, fixed_valid_batches,
                          optimizer_steps_per_epoch, steps_for_samples, subset_loss)
@@ -46,7 +46,8 @@ class LRFinderResult:
     ``smooth_losses`` is that curve with losses above the starting level capped and a zero-lag
     debiased EMA applied; suggestions and plots read it. ``suggestions`` maps 'fit', 'minimum',
     'steep', 'valley', 'max_bound', 'edge' (where the loss floor ends and the loss turns up) and 'spike'
-    (the last lr before a step's own loss first jumped above the starting level) to a learning rate;
+    (the last lr before a step's own loss first jumped above the starting level; two steps in a row on a net
+    with dropout and no normalization layers) to a learning rate;
     ``suggestion`` is the one asked for ('fit' by default: a max_lr for a 1cycle fit of ``fit_steps``
     optimizer steps, see :func:`~onecycle.tuning.suggest.suggest_for_fit`).
     ``bounds`` gives Smith's minimum-bound ranges (low, high) for the max bound: 'cyclical_min'
@@ -353,14 +354,19 @@ class LRFinder(StepLoss, ParamScheduler):
         limit = step_limit(adaptive, weight_scale(model) if adaptive else None, divides_by_running_max(self.learn.opt))
         limit, why = self._input_scale_limit(limit, adaptive, not (normalized or attention or has_recurrence(model)))
         caps = caps_own_step(self.learn.opt)
+        # two steps in a row make a spike on a plain net with dropout (hold_check.spike_steps), not on a normalized
+        # one: MobileNetV2 (BatchNorm, dropout before its head) under AdamW had one seed's S held by a one-step
+        # spike, 85.6% there, 53.8% at the 1.36x S read past it; MobileNetV3-small under SGD 17.3 -> 14.0%
+        lasting = 1 if normalized else spike_steps(model)
         if caps:   # its lrs above 1/sqrt(step) were never applied (Adafactor)
             limit = min(applied_lr_limit(self.lrs, self._opt_steps), limit or math.inf)
         sugg = {'fit': suggest_for_fit(lrs, smooth, fit_steps, sweep_lrs=self.lrs, raw_losses=losses,
                                        exponent=exposure_exponent(adaptive, normalized, attention, regression),
                                        lift=spike_lift(adaptive), limit=limit, spike_cap=not regression,
-                                       plateau=_plateau_share(adaptive, _normalized_plain(model), smooth))}
+                                       plateau=_plateau_share(adaptive, _normalized_plain(model), smooth),
+                                       spike_steps=lasting)}
         sugg.update({name: f(lrs, smooth) for name, f in SUGGESTERS.items()})
-        sugg['spike'] = suggest_spike(lrs, losses, smooth)
+        sugg['spike'] = suggest_spike(lrs, losses, smooth, lasting=lasting)
         return LRFinderResult(list(lrs), list(losses), smooth, sugg, sugg[suggest], self.stopped_early,
                               bounds=lr_bounds(sugg['max_bound']), measured=self.measured,
                               train_lrs=list(self.lrs), train_losses=list(self.losses), cost=self.cost(),
@@ -453,12 +459,13 @@ def _keeps_regression_edge(learn) -> bool:
             and is_regression_loss(learn.loss_func))
 
 
-def _unlowered_fit(result: LRFinderResult) -> float:
+def _unlowered_fit(result: LRFinderResult, model) -> float:
     """A sweep's 'fit' suggestion for SGD before the rule lowers it for the fit's length, below the same limit: the
     hold check's ceiling (the check runs on models without normalization layers or with attention only)."""
     return suggest_for_fit(result.lrs, result.smooth_losses, result.fit_steps, sweep_lrs=result.train_lrs,
                            raw_losses=result.losses, exponent=0., lift=spike_lift(False), limit=result.limit,
-                           plateau=_plateau_share(False, False, result.smooth_losses))
+                           plateau=_plateau_share(False, False, result.smooth_losses),
+                           spike_steps=1 if is_normalized(model) else spike_steps(model))
 
 
 def _add_replicate(result: LRFinderResult, other: LRFinderResult, suggest: str) -> list:
@@ -670,7 +677,7 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, sugges
         # character transformer's three seeds and cost a least-token transformer 2.4 on one, five more within 0.1:
         # +1.1 summed, no case for a rule either way)
         unlowered = None if is_adaptive(learn.opt) or _keeps_regression_edge(learn) else \
-            geometric_mean(*(_unlowered_fit(r) for r in read))
+            geometric_mean(*(_unlowered_fit(r, learn.model) for r in read))
         lr, held = check_held(learn, result.suggestion, result.fit_steps, moms=moms, ceiling=unlowered,
                               long_end=long_end_ratio(learn.model))
         if held:

@@ -542,9 +542,10 @@ def plateau_anchor(lrs, raw_losses, smooth) -> float | None:
     rise = suggest_plateau_edge(lrs, raw_losses, smooth)
     return rise if rise is not None and rise > suggest_edge(lrs, smooth) else None
 
+
 def suggest_for_fit(lrs, losses, fit_steps, sweep_lrs=None, exponent=EXPOSURE_EXPONENT, min_factor=MIN_FIT_FACTOR,
                     sweep_exponent=SWEEP_EXPONENT, reference=REFERENCE_EXPOSURE, raw_losses=None, lift=0.,
-                    limit=None, spike_cap=True, plateau=0., **cycle) -> float:
+                    limit=None, spike_cap=True, plateau=0., spike_steps=1, **cycle) -> float:
     """A max_lr for a 1cycle fit of `fit_steps` optimizer steps: the edge E of the sweep's loss floor
     (:func:`suggest_edge`, where a few steps at each lr start to turn unstable), lowered by how much
     longer the fit stays near its peak than a range test does.
@@ -593,7 +594,8 @@ def suggest_for_fit(lrs, losses, fit_steps, sweep_lrs=None, exponent=EXPOSURE_EX
     Given a `limit` it is never above it: the range test passes :func:`step_limit`, the weights' typical size for
     an Adam-like optimizer, whose steps move each weight by about the lr. With `spike_cap` False a spike below
     the edge caps nothing (the range test's choice for an SGD-like optimizer fitting a regression, whose batches
-    top the starting loss by noise alone; see :func:`exposure_exponent`).
+    top the starting loss by noise alone; see :func:`exposure_exponent`). A spike is `spike_steps` losses in a row
+    above the start (:func:`suggest_spike`'s `lasting`; the range test's two on a net with dropout).
 
     With `plateau` above 0 (the range test's choice for an SGD-like optimizer's sweep that learnt too little) and
     the `raw_losses`, a sweep that never came below its plateau by more than the noise of its batches (no floor, so
@@ -608,6 +610,7 @@ def suggest_for_fit(lrs, losses, fit_steps, sweep_lrs=None, exponent=EXPOSURE_EX
     check_range('lift', lift, 0, 1)
     check_positive('limit', limit, allow_none=True)
     check_range('plateau', plateau, 0, 1)
+    check_int('spike_steps', spike_steps, min_value=1)
     edge = suggest_edge(lrs, losses)
     factor = (reference / max(one_cycle_exposure(fit_steps, **cycle), reference)) ** exponent
     factor = min(1., max(factor, min_factor))
@@ -619,7 +622,7 @@ def suggest_for_fit(lrs, losses, fit_steps, sweep_lrs=None, exponent=EXPOSURE_EX
     rescale = min(max((k / reference) ** sweep_exponent, 0.25), 4.)
     lr = edge * rescale * factor
     if raw_losses is not None:
-        spike = suggest_spike(lrs, raw_losses, losses)
+        spike = suggest_spike(lrs, raw_losses, losses, lasting=spike_steps)
         if spike > edge: lr *= min((spike / edge) ** lift, MAX_SPIKE_LIFT)
         if spike_cap: lr = min(lr, max(spike, edge / SPIKE_TRUST) * rescale)
     return lr if limit is None else min(lr, limit)

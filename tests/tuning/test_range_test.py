@@ -1162,3 +1162,29 @@ def test_lr_find_warns_when_the_loss_never_turned_up_before_end_lr(make_learner)
     assert never_turned_up(LRFinderResult(lrs, falling, falling))
     assert not never_turned_up(LRFinderResult(lrs, falling, falling, stopped_early=True))
     assert not never_turned_up(LRFinderResult(lrs, [1., .5, 0.], [1., .5, 0.]))   # it fit its batches
+
+
+@pytest.mark.parametrize('dropout, bn', [(False, False), (True, False), (True, True)])
+def test_on_a_plain_net_with_dropout_the_sweeps_spike_takes_two_steps_in_a_row(make_learner, monkeypatch, dropout,
+                                                                                bn):
+    """A batch's loss on a net with dropout is a draw of masks as well as of samples, and one batch above the start
+    capped a wide 1-D CNN's suggestion at a third of its edge (its fits did best at 2-3x S): the 'spike' suggestion,
+    the spike that caps 'fit' and the hold check's ceiling read two steps in a row there (hold_check.spike_steps), one
+    elsewhere, and one on a normalized net with dropout (MobileNetV2 under AdamW lost a seed 85.6 -> 53.8% past its
+    one-step spike)."""
+    from onecycle.tuning import range_test
+    seen = {'spike': [], 'fit': []}
+    real_spike, real_fit = range_test.suggest_spike, range_test.suggest_for_fit
+    def spike(*a, lasting=1, **kw):
+        seen['spike'].append(lasting); return real_spike(*a, lasting=lasting, **kw)
+    def fit(*a, spike_steps=1, **kw):
+        seen['fit'].append(spike_steps); return real_fit(*a, spike_steps=spike_steps, **kw)
+    monkeypatch.setattr(range_test, 'suggest_spike', spike)
+    monkeypatch.setattr(range_test, 'suggest_for_fit', fit)
+    torch.manual_seed(0)
+    body = ([nn.Linear(8, 16)] + ([nn.BatchNorm1d(16)] if bn else []) + [nn.ReLU()]
+            + ([nn.Dropout(0.2)] if dropout else []) + [nn.Linear(16, 2)])
+    res = make_learner(model=nn.Sequential(*body)).lr_find(n_epoch=5, num_it=60)
+    want = 2 if dropout and not bn else 1
+    assert seen['spike'] == [want] and seen['fit'] and set(seen['fit']) == {want}
+    assert res.suggestions['spike'] == real_spike(res.lrs, res.losses, res.smooth_losses, lasting=want)

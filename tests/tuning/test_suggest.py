@@ -640,6 +640,26 @@ def test_without_the_spike_cap_a_spike_below_the_edge_caps_nothing_and_one_above
         == suggest_for_fit(LRS, smooth_sweep(calm), 500, raw_losses=calm, exponent=0, lift=0.5)
 
 
+def test_a_lone_batch_above_the_start_caps_nothing_where_a_spike_takes_two_steps():
+    """spike_steps=2 (the range test's on a net with dropout, whose batches draw masks too): one step above the start
+    far below the edge no longer caps the suggestion at a quarter of it; two in a row still do. A wide 1-D CNN with
+    dropout (SGD, batch 32) read its sweeps' spikes at a third of the edge, and its fits did best at 2-3x S."""
+    from onecycle.tuning.suggest import suggest_for_fit
+    early = _spiky_sweep(-2.5, 0.3, noise=0)     # one step above the start, far below the edge (near 1e-1)
+    i = next(j for j, x in enumerate(XS) if x >= -2.5 - 1e-9)
+    twice = early[:i + 1] + [early[i]] + early[i + 2:]
+    smooth = smooth_sweep(early)
+    unread = suggest_for_fit(LRS, smooth, 500, exponent=0)
+    one = suggest_for_fit(LRS, smooth, 500, raw_losses=early, exponent=0)
+    assert one == pytest.approx(unread / 4)
+    assert suggest_for_fit(LRS, smooth, 500, raw_losses=early, exponent=0, spike_steps=2) == unread
+    assert suggest_for_fit(LRS, smooth_sweep(twice), 500, raw_losses=twice, exponent=0, spike_steps=2) == \
+        pytest.approx(suggest_for_fit(LRS, smooth_sweep(twice), 500, exponent=0) / 4)
+    for bad in (0, 2.5, None):
+        with pytest.raises((TypeError, ValueError), match='spike_steps'):
+            suggest_for_fit(LRS, smooth, 500, raw_losses=early, spike_steps=bad)
+
+
 def test_an_sgd_regression_keeps_its_edge_but_attention_keeps_sgds_exponent():
     from onecycle.tuning.suggest import EXPOSURE_EXPONENT, exposure_exponent
     assert exposure_exponent(False, regression=True) == 0 < exposure_exponent(False)
