@@ -54,13 +54,15 @@ HOLD_CLIMB = 1.15
 # session). Its sweeps spiked the same way at a third to half of their edge, which capped S and the hold check's
 # ceiling there (thirty-ninth session): read as two steps, the one-liner's means at batches 16, 32 and 64 rose
 # 87.1 -> 89.4%, 90.8 -> 94.2% and 95.1 -> 96.0% (no seed lower by more than 0.8). A range test reads it so on
-# nets without normalization layers only (see LRFinder.result).
+# nets without normalization layers only (see range_test._sweep_spike_steps).
 DROPOUT_SPIKE_STEPS = 2
 
 
 def spike_steps(model) -> int:
     "How many steps in a row above the start make a spike on `model`'s losses (see DROPOUT_SPIKE_STEPS)."
     return DROPOUT_SPIKE_STEPS if has_dropout(model) else 1
+
+
 # Where the kept lr's probe fell less than HOLD_BEHIND times as far as its half's, both are probed again HOLD_LONG
 # times as long, and the lr is halved when its long probe fell less than HOLD_LONG_DROP times as far as its half's: a
 # net past the edge of a long fit learns at first, then stalls as it sharpens, and 100 steps are too few to tell it

@@ -353,11 +353,7 @@ class LRFinder(StepLoss, ParamScheduler):
         regression = _keeps_regression_edge(self.learn)
         limit = step_limit(adaptive, weight_scale(model) if adaptive else None, divides_by_running_max(self.learn.opt))
         limit, why = self._input_scale_limit(limit, adaptive, not (normalized or attention or has_recurrence(model)))
-        caps = caps_own_step(self.learn.opt)
-        # two steps in a row make a spike on a plain net with dropout (hold_check.spike_steps), not on a normalized
-        # one: MobileNetV2 (BatchNorm, dropout before its head) under AdamW had one seed's S held by a one-step
-        # spike, 85.6% there, 53.8% at the 1.36x S read past it; MobileNetV3-small under SGD 17.3 -> 14.0%
-        lasting = 1 if normalized else spike_steps(model)
+        caps, lasting = caps_own_step(self.learn.opt), _sweep_spike_steps(model)
         if caps:   # its lrs above 1/sqrt(step) were never applied (Adafactor)
             limit = min(applied_lr_limit(self.lrs, self._opt_steps), limit or math.inf)
         sugg = {'fit': suggest_for_fit(lrs, smooth, fit_steps, sweep_lrs=self.lrs, raw_losses=losses,
@@ -459,13 +455,21 @@ def _keeps_regression_edge(learn) -> bool:
             and is_regression_loss(learn.loss_func))
 
 
+def _sweep_spike_steps(model) -> int:
+    """How many steps in a row above the start make a spike in `model`'s sweep: two on a net with dropout
+    (hold_check.spike_steps), one on a normalized net with dropout too: MobileNetV2 (BatchNorm, dropout before its
+    head) under AdamW had one seed's S held by a one-step spike, 85.6% there, 53.8% at the 1.36x S read past it;
+    MobileNetV3-small under SGD 17.3 -> 14.0% (thirty-ninth session)."""
+    return 1 if is_normalized(model) else spike_steps(model)
+
+
 def _unlowered_fit(result: LRFinderResult, model) -> float:
     """A sweep's 'fit' suggestion for SGD before the rule lowers it for the fit's length, below the same limit: the
     hold check's ceiling (the check runs on models without normalization layers or with attention only)."""
     return suggest_for_fit(result.lrs, result.smooth_losses, result.fit_steps, sweep_lrs=result.train_lrs,
                            raw_losses=result.losses, exponent=0., lift=spike_lift(False), limit=result.limit,
                            plateau=_plateau_share(False, False, result.smooth_losses),
-                           spike_steps=1 if is_normalized(model) else spike_steps(model))
+                           spike_steps=_sweep_spike_steps(model))
 
 
 def _add_replicate(result: LRFinderResult, other: LRFinderResult, suggest: str) -> list:

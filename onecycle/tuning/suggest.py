@@ -534,7 +534,6 @@ def applied_lr_limit(lrs, start_step: int = 0) -> float:
     return max(min(lr, (start_step + i + 1) ** -0.5) for i, lr in enumerate(lrs))
 
 
-
 def plateau_anchor(lrs, raw_losses, smooth) -> float | None:
     """Where :func:`suggest_for_fit` anchors a flat sweep's suggestion (given a `plateau` share): its plateau edge
     (:func:`suggest_plateau_edge`) where that lies above its edge (:func:`suggest_edge`), else None (the sweep's

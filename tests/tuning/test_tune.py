@@ -325,11 +325,10 @@ def _scripted_trials(monkeypatch, score, held=None, start=3.):
     """tune's trials replaced by a script: score(lr relative to the first trial's, wd, replicate order?)
     is the trial's validation loss at the end of its cycle; no training. The hold probes (SGD on a plain
     model) score held(lr relative to the first trial's): by default every doubling fails badly; every trial starts
-    at a validation loss of `start`. The weights'
-    typical size, which an Adam-like lr stage stops at, is taken to be far above any lr: the script is the
-    only judge of an lr (a test of that limit sets range_test.weight_scale itself). The hold check at S stays out
-    of an Adam-like optimizer's scripted stages: on these tiny nets at batch 8 its real probes would take half of
-    the small budgets the scripts run on (it is tested on its own in
+    at a validation loss of `start`. The weights' typical size, which an Adam-like lr stage stops at, is taken to
+    be far above any lr: the script is the only judge of an lr (a test of that limit sets range_test.weight_scale
+    itself). The hold check at S stays out of an Adam-like optimizer's scripted stages: on these tiny nets at batch
+    8 its real probes would take half of the small budgets the scripts run on (it is tested on its own in
     test_tune_runs_the_hold_check_where_lr_find_does_within_half_the_budget); SGD's scripts were written with it."""
     from onecycle.core.hyper import is_adaptive
     from onecycle.tuning import range_test, tune as tune_module
