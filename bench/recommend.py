@@ -107,10 +107,10 @@ def mode_arrays(seed=11, n=5000, n_test=1000, length=32, vocab=24):
 
 class TinyTransformer(nn.Module):
     "Token + position embeddings, two pre-norm encoder layers, mean pooling, a linear head."
-    def __init__(self, vocab=24, length=32, width=32, n_out=24):
+    def __init__(self, vocab=24, length=32, width=32, n_out=24, dropout=0.):
         super().__init__()
         self.tok, self.pos = nn.Embedding(vocab, width), nn.Parameter(torch.zeros(length, width))
-        layer = nn.TransformerEncoderLayer(width, 4, 2 * width, dropout=0., batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(width, 4, 2 * width, dropout=dropout, batch_first=True, norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
         self.head = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, n_out))
 

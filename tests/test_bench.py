@@ -160,9 +160,22 @@ def test_every_unseen_problem_builds_offline_and_plain_adam_means_adam():
     fine_tuned, least, after_least = names[end + 186:end + 200], names[end + 200:end + 203], names[end + 203:end + 207]
     losses, per_position = names[end + 207:end + 216], names[end + 216:end + 225]
     sgd_attention, tutorials, tv = names[end + 225:end + 240], names[end + 240:end + 252], names[end + 252:end + 258]
-    held_out_tv = names[end + 258:]
+    held_out_tv, dropout_attention = names[end + 258:end + 262], names[end + 262:]
     assert len(scale) == 12 and len(sgd_scale) == 16 and len(sgd_conv) == 7 and len(rms_scale) == 10
-    assert len(names) == end + 262
+    assert len(names) == end + 272
+    # ... and after them ten nets with attention with nn.TransformerEncoderLayer's default dropout of 0.1, each the twin
+    # of one above without it (the same data, optimizer, batch and length), SGD and Adam-like optimizers
+    from onecycle.core.hyper import has_dropout
+    for n in dropout_attention:
+        twin = unseen.PROBLEMS[n.replace('-drop-', '-')]
+        model, twin_model = unseen.PROBLEMS[n]['model'](), twin['model']()
+        assert has_attention(model) and has_dropout(model) and not has_dropout(twin_model), n
+        assert {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)} == {0.1}, n
+        assert [type(m) for m in model.modules()] == [type(m) for m in twin_model.modules()], n
+        assert all(unseen.PROBLEMS[n][k] == twin[k] for k in ('opt', 'bs', 'epochs')), n
+        data, twin_data = unseen.PROBLEMS[n]['data'], twin['data']
+        assert data is twin_data or all(getattr(data, a) == getattr(twin_data, a) for a in ('func', 'args', 'keywords'))
+    assert {unseen.PROBLEMS[n]['opt'] for n in dropout_attention} == {'sgd', 'adam', 'adamw'}
     # ... and the last six, torchvision's ResNet-18, MobileNetV2 and a VisionTransformer built from their configs
     tv_kinds = {type(m).__name__ for n in tv for m in unseen.PROBLEMS[n]['model']().modules()}
     assert {'ResNet', 'MobileNetV2', 'VisionTransformer'} <= tv_kinds
