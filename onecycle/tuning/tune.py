@@ -49,7 +49,8 @@
    validation loss at the end of its cycle, annealed, as the fit will end. When the default's trials end within
    MIN_TRIAL_DROP of where they started, no trial can tell settings apart: the stages are skipped and
    the fit gets the one-liner's settings (S from a sweep three times longer where both sweeps learnt too little,
-   as lr_find's default reads it), except that where the rest of the budget holds two trials at least twice as
+   as lr_find's default reads it, and under an SGD-like optimizer checked at a held peak where the hold check
+   runs, as lr_find's is), except that where the rest of the budget holds two trials at least twice as
    long, S and S/4 run that long and the better one is the max_lr.
 4. A check: a pick other than the default setting runs once more on the replicate's data order and
    must beat the default there too (a paired comparison); otherwise the default setting is kept. A
@@ -484,21 +485,26 @@ class _Tuning:
                      f'{res.steps - before} steps')
         return a, b, order
 
-    # S read again here goes unchecked (the hold check ran on the first S; the budget holds no second one), and
-    # LeNet on 16x16 digits under SGD took 0.177 / 0.221 / 0.167 there, fits 91.2 / 86.6 / 84.0% (the one-liner,
-    # whose check runs on its longer sweeps' S, 96.0 / 97.0 / 89.8%). Three ways to check it were tried on twenty
-    # problems whose sweeps learnt too little (60 seeds; thirty-sixth session) and left out, each moving the trials
-    # of runs that never came here: the check put off until after the noise trials, its steps set aside from theirs
-    # (LeNet +20 points summed, the rest -155: shorter trials lifted an MNIST-1D CNN's lr into a collapse on two
-    # seeds); the first check held to two probes so that the budget holds a second (-77 on two seeds, LeNet +14);
-    # S read again held at or below the lr the first check kept where its probe learnt (-13 on 24 seeds)
-    def trials_learnt_too_little(self, a, b, searched, n_rt, n_epoch) -> bool:
+    # S read again here is checked at a held peak as the one-liner checks its own (two probes, S and S/2: no climb, no
+    # long probes), under an SGD-like optimizer on a model the hold check runs on, where what is left of the budget
+    # holds them, on steps the longer trials would have taken (they run on what is left after). Of every SGD
+    # problem of both benches (465 seeds), 52 come here (fortieth session, bench/suggest_unseen.py --tune-only): the
+    # check ran on 18 (on the rest the longer sweep left too little for its probes), halved S on four, and moved five
+    # fits, +117.8 points summed: a 2x2-patch encoder with dropout read 0.248 from its 300-step sweep, fit 50.0%,
+    # halved 85.2%; a residual CNN at batch 16 11.2 -> 93.8%; a spiral MLP +0.2; two 16x16 CNNs, one whose longer
+    # trials had taken S/4, at chance either way (-0.2, 0.0).
+    # Checks that took steps from the trials of runs that never came here were tried (thirty-sixth session, on
+    # twenty problems whose sweeps learnt too little) and left out: the check put off until after the noise
+    # trials, its steps set aside from theirs (LeNet on 16x16 digits +20 points summed, the rest -155: shorter trials
+    # lifted an MNIST-1D CNN's lr into a collapse on two seeds); the first check held to two probes so that the
+    # budget holds a second (-77 on two seeds); S read again held at or below the lr the first check kept (-13)
+    def trials_learnt_too_little(self, a, b, searched, n_rt, n_epoch, moms, batch_size) -> bool:
         """Trials that learnt too little to tell settings apart, where every candidate would win or lose by
         noise (a trial that ended well above its start was unstable, which the lr stage is there to find):
         the stages are skipped, and S is read from a sweep EXTEND_FACTOR times longer where both sweeps
         learnt too little too, as lr_find's one-liner reads it (or from what is left of the budget, where that is
         less but still longer than the first: a batch of 8's 380-step sweep put S at 1.8e-8 on spirals, whose fit
-        scored 35.6%; read from 1003 steps, 99.7%)."""
+        scored 35.6%; read from 1003 steps, 99.7%), and checked at a held peak (see the note above)."""
         learn, res = self.learn, self.res
         fell = [(x.start_loss - x.score) / x.start_loss for x in (a, b) if math.isfinite(x.score) and x.start_loss > 0]
         if not (fell and all(abs(f) < MIN_TRIAL_DROP for f in fell)): return False
@@ -506,25 +512,47 @@ class _Tuning:
         drops = [sweep_drop(r) for r in sweeps]
         n_long = min(n_rt * EXTEND_FACTOR, res.budget - res.steps)   # what is left, when less
         extend = learnt_too_little(*sweeps) and n_long > n_rt and not self.over_time()
-        # the lr once more in longer trials (see long_trials), where what the sweep leaves of the budget holds them
-        self.longer = 'lr' in searched and self.long_trial_steps(res.steps + (n_long if extend else 0)) > 0
-        kept = [n for n in searched if not (self.longer and n == 'lr')]
-        res.skipped += [f'{n} (trials learnt too little)' for n in kept]
-        res.confidence['trials'] = {'margin': float('nan'), 'ratio': float('nan'), 'text': (
-            f"the default setting's validation loss fell {max(fell):.1%} in a trial of {self.t} steps, too "
-            f"little to tell settings apart: {', '.join(kept)} keep the one-liner's"
-            + ("; the lr is compared again in longer trials (below)" if self.longer else ''))}
-        before = res.steps
+        planned = res.steps + (n_long if extend else 0)
+        before, read = res.steps, ''
         if extend:
             self.start.restore()
             res.lr_find = learn.lr_find(num_it=n_long, n_epoch=n_epoch, hold_check=False)
             res.lr_find_replicate, res.held, res.held_lr, res.unread = None, {}, None, None   # S: this sweep's
             res.lr_find.extended = True
             res.steps += res.lr_find.cost.get('train_steps', n_long)
-            res.confidence['trials']['text'] += (
-                f"; the sweeps' loss fell {max(drops):.0%} at most, so S is read from one of {n_long} steps")
+            read = f"; the sweeps' loss fell {max(drops):.0%} at most, so S is read from one of {n_long} steps"
+            if self.check_read_again(moms, batch_size):
+                planned = res.steps   # (the sweep's steps as taken: it may have stopped early)
+                verdict = 'kept' if res.held_lr == res.held['unchecked'] else f'moved to {fmt_lr(res.held_lr)}'
+                read += f', then checked at a held peak ({verdict})'
+        # the lr once more in longer trials (see long_trials), where what the sweep leaves of the budget holds them
+        self.longer = 'lr' in searched and self.long_trial_steps(planned) > 0
+        kept = [n for n in searched if not (self.longer and n == 'lr')]
+        res.skipped += [f'{n} (trials learnt too little)' for n in kept]
+        res.confidence['trials'] = {'margin': float('nan'), 'ratio': float('nan'), 'text': (
+            f"the default setting's validation loss fell {max(fell):.1%} in a trial of {self.t} steps, too "
+            f"little to tell settings apart: {', '.join(kept)} keep the one-liner's"
+            + ("; the lr is compared again in longer trials (below)" if self.longer else '') + read)}
         self.say.end(f'trials: {res.confidence["trials"]["text"]}; {res.steps - before} steps')
         return True
+
+    def check_read_again(self, moms, batch_size) -> int:
+        """S read again from a longer sweep, checked at a held peak (probes at S and S/2, each shortened to what is
+        left of the budget where that is less, never below HOLD_STEPS), under an SGD-like optimizer on a model the
+        hold check runs on; returns the probes' steps (0: not checked)."""
+        learn, res = self.learn, self.res
+        if is_adaptive(learn.opt) or not checks_hold(learn.model) or self.over_time(): return 0
+        probe = None
+        if res.steps + hold_check_steps(res.fit_steps, max_probes=2, batch_size=batch_size) > res.budget:
+            probe = (res.budget - res.steps) // 2
+            if probe < HOLD_STEPS: return 0
+        self.start.restore()
+        held_lr, held = check_held(learn, res.suggestion, res.fit_steps, moms=moms, max_probes=2, probe_steps=probe,
+                                   long_probes=False)
+        if not held: return 0
+        res.held_lr, res.held = held_lr, held
+        res.steps += held['steps']
+        return held['steps']
 
     def long_trial_steps(self, spent) -> int:
         "Each longer trial's steps with `spent` steps of the budget gone: the rest halved, at most the fit; 0: too few."
@@ -829,7 +857,7 @@ def tune(learn, budget=None, time_budget=None, moms=DEFAULT_MOMS, wds=None, batc
         elif searched:   # (nothing searched: no trial to run, S is the finding)
             default_setting = (lr, mom, wd)
             a, b, order = run.noise_trials(lr, mom, wd)
-            if run.trials_learnt_too_little(a, b, searched, n_rt, n_epoch):
+            if run.trials_learnt_too_little(a, b, searched, n_rt, n_epoch, default_mom, step_samples):
                 lr = run.long_trials(res.suggestion, mom, fit_wd(learn))   # S, unless the lr is compared again
                 default_setting = (lr, mom, wd)   # nothing for the check to test
                 search_lr = search_moms = search_wd = False

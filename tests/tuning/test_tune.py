@@ -11,6 +11,7 @@ from onecycle import fit_one_cycle, tune
 from onecycle.tuning.batch_size import with_batch_size
 from onecycle.core.callback import Callback
 from onecycle.core.hyper import DEFAULT_WD
+from onecycle.tuning.hold_check import held_line
 from onecycle.tuning.range_test import LRFinder
 from helpers import TokenEncoder
 
@@ -213,6 +214,56 @@ def test_a_longer_sweep_where_everything_learnt_too_little_takes_what_is_left_of
     assert res.lr_find.extended and 'trials' in res.confidence and res.steps <= 800
     n_long = int(res.confidence['trials']['text'].rsplit('one of ', 1)[1].split()[0])
     assert 200 < n_long < 600 and res.steps + 1 > 800 - 200   # most of what was left went to it
+
+
+def test_s_read_again_from_a_longer_sweep_is_checked_at_a_held_peak_under_sgd():
+    """Random labels at batch 16 under SGD, a budget of 1500: the sweep and the default's trials learn too little, S
+    is read again from a longer sweep, and that S is checked at a held peak, as the one-liner checks its own: probes
+    at S and S/2 (no more: no climb, no long probes), on what is left of the budget (a 2x2-patch encoder under SGD
+    read 0.248 from its 300-step sweep, its fit 50.0%; the check halved it, 85.2%). With the default budget of 1000
+    the longer sweep leaves too little for the probes, and none runs."""
+    from helpers import no_signal_learner
+    def tuned(budget):
+        torch.manual_seed(0)
+        return tune(no_signal_learner(nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 2))), n_epoch=1,
+                    budget=budget)
+    res = tuned(1500)
+    assert res.lr_find.extended and res.lr_find_replicate is None and res.steps <= 1500
+    assert res.held['unchecked'] == res.lr_find.suggestion and res.held_lr == res.suggestion
+    assert res.held['lrs'] == pytest.approx([res.lr_find.suggestion, res.lr_find.suggestion / 2])
+    assert 'long' not in res.held and res.held['steps'] == 2 * res.held['probe_steps'] >= 200
+    assert res.confidence['trials']['text'].endswith('then checked at a held peak (kept)')
+    assert held_line(res.held, res.held_lr) in res.summary()
+    short = tuned(1000)
+    assert short.lr_find.extended and not short.held and short.steps <= 1000
+
+
+def test_s_read_again_and_halved_at_its_held_peak_is_what_the_longer_trials_and_the_fit_start_from(
+        make_learner, monkeypatch):
+    """Where the check on S read again halves it, the longer trials compare that lr and a quarter of it, and the fit
+    gets one of the two (the trials scripted to learn too little, the sweeps made to; the check's verdict scripted)."""
+    from onecycle.tuning import range_test, tune as tune_module
+    from onecycle.tuning.search import Trial
+    lrs, checked = [], []
+    def fake(learn, n_steps, lr, mom=None, wd=None, label='', score_on='tail', schedule='one_cycle', **kw):
+        lrs.append(lr)
+        return Trial(label, steps=[0, n_steps], valid_losses=[3., 2.95], n_steps=n_steps, score_on=score_on)
+    def check_held(learn, lr, fit_steps, **kw):
+        if 'max_probes' not in kw: return lr, {}   # the check on the first sweeps' S: nothing to say
+        checked.append((lr, kw['max_probes'], kw['long_probes']))
+        return lr / 2, {'lrs': [lr, lr / 2], 'ends': [2.0, 1.0], 'spiked': [False, False], 'starts': [3., 3.],
+                        'steps': 200, 'probe_steps': 100, 'full_steps': 100, 'ratio': 3., 'unchecked': lr}
+    monkeypatch.setattr(tune_module, 'run_trial', fake)
+    monkeypatch.setattr(tune_module, 'check_held', check_held)
+    monkeypatch.setattr(tune_module, 'learnt_too_little', lambda *sweeps: True)
+    monkeypatch.setattr(range_test, 'learnt_too_little', lambda *sweeps: False)   # lr_find: no sweep of its own again
+    learn = make_learner(opt_func=torch.optim.SGD, lr=0.1, dls_kw={'n_train': 640, 'bs': 32})
+    res = tune(learn, n_epoch=20, budget=1500)   # a 400-step fit: room for the probes, then two longer trials
+    s = res.lr_find.suggestion
+    assert res.lr_find.extended and checked == [(s, 2, False)] and res.suggestion == s / 2
+    assert res.lr_long.candidates == pytest.approx([s / 2, s / 8])
+    assert res.fit_kwargs['max_lr'] in res.lr_long.candidates
+    assert res.steps <= 1500 and 'moved to' in res.confidence['trials']['text']
 
 
 @pytest.mark.parametrize('opt, bn, walks_up, lower', [(torch.optim.AdamW, False, True, False),
