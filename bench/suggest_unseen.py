@@ -1230,7 +1230,7 @@ PROBLEMS = {
     # had none; fortieth session), run once with the rules as they stood: the one-liner met 7 of 10; the three it
     # missed, its twins without dropout miss too (argmax-encoder-adamw 2S, a position task learnt all at once or not
     # at all; mode-transformer-sgd S/2; mnist1d-encoder-sgd one seed 6.7 below S/2). tune (--tune-only) came out
-    # below the one-liner on five, the post-norm encoder on 2x2 patches (SGD, a flat sweep) the furthest, 52.0
+    # below the one-liner on six, the post-norm encoder on 2x2 patches (SGD, a flat sweep) the furthest, 52.0
     # against 85.1% (without dropout 61.7%): its trials learnt too little, and S read from one longer sweep landed
     # from 0.1x to 2x the one-liner's; checked at a held peak since (tune's note on trials_learnt_too_little), 63.7%
     **{f'{name}-drop-{opt}': P(data=data, model=partial(make, dropout=0.1), opt=opt, bs=bs, epochs=epochs, **kw)

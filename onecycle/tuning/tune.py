@@ -488,7 +488,8 @@ class _Tuning:
     # S read again here is checked at a held peak as the one-liner checks its own (two probes, S and S/2: no climb, no
     # long probes), under an SGD-like optimizer on a model the hold check runs on, where what is left of the budget
     # holds them, on steps the longer trials would have taken (they run on what is left after). Of every SGD
-    # problem of both benches (465 seeds), 52 come here (fortieth session, bench/suggest_unseen.py --tune-only): the
+    # problem of both benches (465 seeds, torchvision's nets aside), 52 come here (none of
+    # bench/suggest_regression.py's 51; fortieth session, bench/suggest_unseen.py --tune-only): the
     # check ran on 18 (on the rest the longer sweep left too little for its probes), halved S on four, and moved five
     # fits, +117.8 points summed: a 2x2-patch encoder with dropout read 0.248 from its 300-step sweep, fit 50.0%,
     # halved 85.2%; a residual CNN at batch 16 11.2 -> 93.8%; a spiral MLP +0.2; two 16x16 CNNs, one whose longer
