@@ -176,7 +176,8 @@ class TuneResult:
     ``lr_hold`` holds the hold probes above S (SGD on a plain model, when S won its bracket); ``lr_long`` the
     longer trials at S and S/4 where the short ones learnt too little; ``held`` the
     hold check below it (where lr_find runs it, ``hold_check.checks_hold``; see ``hold_check.check_held``)
-    and ``held_lr`` what it left of the sweeps' suggestion. ``unread`` names the sweep ('first' or 'replicate')
+    and ``held_lr`` what it left of the sweeps' suggestion (of the longer sweep's where S was read again, under an
+    SGD-like optimizer, when the budget held the probes). ``unread`` names the sweep ('first' or 'replicate')
     that learnt too little to read where the other did not, reading more than FLAT_SWEEP_SPREAD from it: S is then
     the other's."""
     max_lr: float
