@@ -418,11 +418,8 @@ class _Tuning:
         n_long = hold_check_steps(res.fit_steps, batch_size=batch_size, long_probes=True)
         long_probes = probe is None and res.steps + n_long <= res.budget // 2
         self.say.begin('hold check', n_long if long_probes else n_held)
-        self.start.restore()
-        held_lr, held = check_held(learn, res.suggestion, res.fit_steps, moms=moms, probe_steps=probe,
-                                   long_probes=long_probes, long_end=long_end_ratio(learn.model))
-        if held: res.held_lr, res.held = held_lr, held
-        res.steps += held.get('steps', 0)
+        held = self.check_s_held(moms, probe_steps=probe, long_probes=long_probes, long_end=long_end_ratio(learn.model))
+        held_lr = res.held_lr
         line = held_line(held, held_lr) if held else 'hold check: the fit is too short to probe'
         if held and not long_probes and n_long > n_short and falls_behind(held, held_lr):
             # the long probes would have looked again, but this budget does not hold them: say the smallest that would
@@ -431,6 +428,17 @@ class _Tuning:
                                f'where a long fit may stall past its edge; a budget of {need} runs them)')
             line += f'; long probes: skipped (a budget of {need} runs them)'
         self.say.end(line)
+
+    def check_s_held(self, moms, **kw) -> dict:
+        """S checked at a held peak from the starting state (``check_held`` with `kw`): what the probes saw, and the
+        lr they left, go to ``res.held`` and ``res.held_lr`` where any ran, their steps to the budget's count.
+        Returns ``held`` (empty: none ran)."""
+        res = self.res
+        self.start.restore()
+        held_lr, held = check_held(self.learn, res.suggestion, res.fit_steps, moms=moms, **kw)
+        if held: res.held_lr, res.held = held_lr, held
+        res.steps += held.get('steps', 0)
+        return held
 
     # 2. batch size, compared at the suggestion rescaled for each (short 1cycle runs)
     def batch_size_stage(self, batch_sizes, lr, lr_rule, valid_batches) -> float:
@@ -548,13 +556,7 @@ class _Tuning:
         if res.steps + hold_check_steps(res.fit_steps, max_probes=2, batch_size=batch_size) > res.budget:
             probe = (res.budget - res.steps) // 2
             if probe < HOLD_STEPS: return 0
-        self.start.restore()
-        held_lr, held = check_held(learn, res.suggestion, res.fit_steps, moms=moms, max_probes=2, probe_steps=probe,
-                                   long_probes=False)
-        if not held: return 0
-        res.held_lr, res.held = held_lr, held
-        res.steps += held['steps']
-        return held['steps']
+        return self.check_s_held(moms, max_probes=2, probe_steps=probe, long_probes=False).get('steps', 0)
 
     def long_trial_steps(self, spent) -> int:
         "Each longer trial's steps with `spent` steps of the budget gone: the rest halved, at most the fit; 0: too few."
