@@ -317,6 +317,22 @@ def argmax_position_arrays(n=6000, n_test=1500, length=12, vocab=16, seed=9):
     return x[n_test:], y[n_test:], x[:n_test], y[:n_test]
 
 
+def position_arrays(kind, n=6000, n_test=1500, length=12, vocab=16, seed=19):
+    """`length` tokens of `vocab`; the label is a position: of the smallest token ('argmin', the first where it occurs
+    more than once), of the largest ('lastmax', the last one), or of the first 0 ('firstzero', one placed at random
+    where none is)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, vocab, (n, length), generator=g)
+    if kind == 'argmin': y = x.argmin(1)
+    elif kind == 'lastmax': y = length - 1 - x.flip(1).argmax(1)
+    elif kind == 'firstzero':
+        none = (x != 0).all(1)
+        x[none, torch.randint(0, length, (int(none.sum()),), generator=g)] = 0
+        y = (x == 0).int().argmax(1)
+    else: raise ValueError(f'kind must be argmin, lastmax or firstzero, got {kind!r}')
+    return x[n_test:], y[n_test:], x[:n_test], y[:n_test]
+
+
 def mnist1d_tokens():
     "MNIST-1D as 10 tokens of 4 consecutive values."
     x, y, xt, yt = mnist1d_arrays()
@@ -1250,6 +1266,18 @@ PROBLEMS = {
            ('maxtoken-transformer', max_token_arrays, partial(recommend.TinyTransformer, vocab=20, length=12,
                                                               width=32, n_out=5), 'sgd', 64, 8, {}),
            ('chars-transformer', char_arrays, CausalLM, 'adamw', 32, 5, dict(loss=token_ce, metric=token_accuracy)))},
+    # position tasks like the argmax encoders (forty-first session), made once the hold check doubled a kept lr whose
+    # long probe learnt next to nothing (hold_check's note on HOLD_STUCK_FALL) and run once with the rule as it stood
+    'argmin-encoder-adamw': P(data=partial(position_arrays, 'argmin'), model=partial(SeqEncoder, 16, 12, 12),
+                              opt='adamw', bs=64, epochs=12),
+    'lastmax-transformer-adam': P(data=partial(position_arrays, 'lastmax'), opt='adam', bs=64, epochs=12,
+                                  model=partial(recommend.TinyTransformer, vocab=16, length=12, n_out=12)),
+    'firstzero-encoder-nadam': P(data=partial(position_arrays, 'firstzero', length=16, vocab=10), opt='nadam', bs=64,
+                                 epochs=10, model=partial(SeqEncoder, 10, 16, 16)),
+    'lastmax16-wide-encoder-adamw': P(data=partial(position_arrays, 'lastmax', length=16, vocab=24, seed=21),
+                                     opt='adamw', bs=32, epochs=8, model=partial(SeqEncoder, 24, 16, 16, width=64)),
+    'argmin-encoder-drop-radam': P(data=partial(position_arrays, 'argmin', seed=23), opt='radam', bs=64, epochs=12,
+                                   model=partial(SeqEncoder, 16, 12, 12, dropout=0.1)),
 }
 
 

@@ -10,7 +10,7 @@ import torch
 
 from ..callbacks.progress import fmt_lr
 from ..core.callback import CancelFitException, CancelValidateException
-from ..core.checks import check_int, check_positive, check_range
+from ..core.checks import check_bool, check_int, check_positive, check_range
 from ..core.dist import any_rank, sum_over_ranks
 from ..core.hyper import has_attention, has_dropout, has_hyper, is_normalized
 from ..core.rng import reseed
@@ -94,6 +94,20 @@ HOLD_BEHIND, HOLD_LONG, HOLD_LONG_DROP = 0.9, 3, 0.8
 # at S ended 6x above S/2's) and a pre-norm one of their rows 88.4 -> 92.8%; on the nine made before it was set (the
 # last eight of that group and an RMSprop encoder, 27 seeds) none.
 HOLD_LONG_END = 1.3
+# Where the long probe at a kept lr fell less than HOLD_STUCK_FALL of where it started, it learnt next to nothing in
+# HOLD_LONG times a probe's steps, and neither did its half (else the lr would have been halved): a fit held there
+# would sit on its plateau too, and a plateau is left by a larger lr, not a smaller one. With `leave_plateau` (lr_find's
+# choice) the lr is doubled, at most HOLD_UP_DOUBLINGS times and never past a `limit`, each doubling probed as long,
+# and taken once its loss fell by HOLD_STUCK_FALL of its start and at least twice (1 / HOLD_DROP) as far as the kept
+# lr's. An encoder finding a sequence's argmax position under AdamW, whose sweep never leaves ln 12 (one-liner seed 0:
+# S = 0.00065, 12.5% at S, 94.3% at 2S; the other seeds' S 0.0025-0.0036, 99.4-99.7%): its long probes at S and S/2
+# fell 0.047 and 0.043 from 2.49, one at 2S 0.052, at 4S 0.77. Of the 34 attention nets under Adam-like optimizers
+# of bench/suggest_unseen.py and bench/recommend.py (102 seeds) only the argmax encoders' long probes at S fell less
+# than a tenth (five seeds, 1.8-4.0%); the next least, lookup tasks learnt slowly, 10.6-13.8%. Under SGD the argmax
+# encoder's stuck seeds (3.1-4.5%) stayed stuck at 2S and 4S, and were kept. lr_find walks on nets with attention
+# alone, where the long probes run at every kept lr: on a plain net they run only where the lr fell behind its half,
+# and one that learnt nothing there has more often collapsed past its edge than sat on a plateau.
+HOLD_STUCK_FALL, HOLD_UP_DOUBLINGS = 0.05, 2
 
 
 class HoldProbe(StepLoss, ParamScheduler):
@@ -200,7 +214,8 @@ def _long_verdict(long: dict) -> tuple:
 
 
 def check_held(learn, lr, fit_steps, ratio=HOLD_RATIO, max_probes=HOLD_PROBES, moms=ONE_CYCLE_MOMS, ceiling=None,
-               climb=HOLD_CLIMB, probe_steps=None, long_probes=True, long_end=None) -> tuple:
+               climb=HOLD_CLIMB, probe_steps=None, long_probes=True, long_end=None, leave_plateau=False,
+               limit=None) -> tuple:
     """`lr` checked at a held peak: hold probes (:func:`hold_probe`) at `lr` and `lr`/2, and one more
     halving while the lowest probe spiked (a step's loss above where it started, once it had come a third
     of the way down, see :func:`~onecycle.tuning.suggest.suggest_spike`; two steps in a row on a net with
@@ -223,6 +238,9 @@ def check_held(learn, lr, fit_steps, ratio=HOLD_RATIO, max_probes=HOLD_PROBES, m
     as it sharpens, which 100 steps may not show. Given `long_end` (lr_find passes HOLD_LONG_END on a net with
     attention, whatever the optimizer), the long probes run whenever `lr` was kept, and it is halved too where its
     long probe ended more than `long_end` times above its half's (``held['long']['why']`` says which ran them).
+    With `leave_plateau`, a kept `lr` whose long probe fell less than HOLD_STUCK_FALL (5%) of its start is doubled
+    while that leaves its plateau (see HOLD_STUCK_FALL; at most HOLD_UP_DOUBLINGS times, never above `limit`;
+    ``held['long']['up']``: 'lrs', 'ends', 'starts').
     `moms`: the fit's (high, low) momentum, or None for a fit that keeps the optimizer's. A fit shorter
     than 10 steps is not probed. `probe_steps`: each probe's steps at most (tune shortens them to fit its
     budget; under 10, nothing is probed); probes cut short are held to a `ratio` cut in proportion
@@ -235,6 +253,8 @@ def check_held(learn, lr, fit_steps, ratio=HOLD_RATIO, max_probes=HOLD_PROBES, m
     check_range('climb', climb, 1, math.inf)
     check_int('probe_steps', probe_steps, min_value=1, allow_none=True)
     if long_end is not None: check_range('long_end', long_end, 1, math.inf)
+    check_bool('leave_plateau', leave_plateau)
+    check_positive('limit', limit, allow_none=True)
     bs = effective_batch_size(learn)
     full, n = _probe_steps(fit_steps, bs), _probe_steps(fit_steps, bs, cap=probe_steps)
     if not n: return lr, {}
@@ -296,7 +316,23 @@ def check_held(learn, lr, fit_steps, ratio=HOLD_RATIO, max_probes=HOLD_PROBES, m
             long['ends'].append(end); long['spiked'].append(spiked); long['starts'].append(start)
         # (where the half did not learn either, or did not end finite, no verdict)
         if _long_verdict(long)[2] or _ended_above(long): picked = lr / 2
+        elif leave_plateau and _stuck(long['ends'][0], long['starts'][0]):
+            up = long.setdefault('up', {'lrs': [], 'ends': [], 'starts': []})
+            below = long['starts'][0] - long['ends'][0]
+            for c in (lr * 2 ** k for k in range(1, HOLD_UP_DOUBLINGS + 1)):
+                if limit is not None and c > limit: break
+                end, _, start = measure(c, m)
+                up['lrs'].append(c); up['ends'].append(end); up['starts'].append(start)
+                if not math.isfinite(end): break
+                if not _stuck(end, start) and start - end >= max(below, 0.) / HOLD_DROP:
+                    picked = c
+                    break
     return picked, held
+
+
+def _stuck(end: float, start: float) -> bool:
+    "Whether a long probe that started at `start` and ended at `end` learnt next to nothing (see HOLD_STUCK_FALL)."
+    return math.isfinite(end) and start > 0 and start - end < HOLD_STUCK_FALL * start
 
 
 def _ended_above(long: dict) -> bool:
@@ -333,6 +369,10 @@ def held_line(held: dict, picked: float) -> str:
         if long.get('end_ratio') is not None:
             again += (f", ended {long['ends'][0]:.4g} and {long['ends'][1]:.4g} "
                       f"({'over' if _ended_above(long) else 'within'} {long['end_ratio']:.2g}x)")
+        if long.get('up'):
+            up = long['up']
+            again += (f"; it learnt next to nothing (under {HOLD_STUCK_FALL:.0%} of its start), so " + ', '.join(
+                f'{fmt_lr(c)} fell {st - e:.3g}' for c, e, st in zip(up['lrs'], up['ends'], up['starts'])))
     cut = (f" (cut from {held['full_steps']}: held within {held['ratio']:.3g}x)"
            if held.get('full_steps', 0) > held['probe_steps'] else '')
     return (f"hold check: {fmt_lr(held['unchecked'])} {verdict} (probes of {held['probe_steps']} "
