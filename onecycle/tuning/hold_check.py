@@ -23,7 +23,7 @@ from .suggest import (HOLD_DROP, HOLD_RATIO, exposure_exponent, held_falls, pick
                       suggest_spike)
 
 __all__ = ['HoldProbe', 'hold_probe', 'check_held', 'checks_hold', 'long_end_ratio', 'hold_check_steps', 'held_line',
-           'falls_behind']
+           'falls_behind', 'stuck_on_plateau', 'left_plateau']
 
 
 # The hold probes: the fit's warm-up compressed into HOLD_WARMUP steps, then the lr held for the rest of HOLD_STEPS
@@ -94,20 +94,20 @@ HOLD_BEHIND, HOLD_LONG, HOLD_LONG_DROP = 0.9, 3, 0.8
 # at S ended 6x above S/2's) and a pre-norm one of their rows 88.4 -> 92.8%; on the nine made before it was set (the
 # last eight of that group and an RMSprop encoder, 27 seeds) none.
 HOLD_LONG_END = 1.3
-# Where the long probe at a kept lr fell less than HOLD_STUCK_FALL of where it started, it learnt next to nothing in
-# HOLD_LONG times a probe's steps, and neither did its half (else the lr would have been halved): a fit held there
-# would sit on its plateau too, and a plateau is left by a larger lr, not a smaller one. With `leave_plateau` (lr_find's
-# choice) the lr is doubled, at most HOLD_UP_DOUBLINGS times and never past a `limit`, each doubling probed as long,
-# and taken once its loss fell by HOLD_STUCK_FALL of its start and at least twice (1 / HOLD_DROP) as far as the kept
-# lr's. An encoder finding a sequence's argmax position under AdamW, whose sweep never leaves ln 12 (one-liner seed 0:
-# S = 0.00065, 12.5% at S, 94.3% at 2S; the other seeds' S 0.0025-0.0036, 99.4-99.7%): its long probes at S and S/2
-# fell 0.047 and 0.043 from 2.49, one at 2S 0.052, at 4S 0.77. Of the 34 attention nets under Adam-like optimizers
-# of bench/suggest_unseen.py and bench/recommend.py (102 seeds) only the argmax encoders' long probes at S fell less
-# than a tenth (five seeds, 1.8-4.0%); the next least, lookup tasks learnt slowly, 10.6-13.8%. Under SGD the argmax
-# encoder's stuck seeds (3.1-4.5%) stayed stuck at 2S and 4S, and were kept. lr_find walks on nets with attention
-# alone, where the long probes run at every kept lr: on a plain net they run only where the lr fell behind its half,
-# and one that learnt nothing there has more often collapsed past its edge than sat on a plateau.
-HOLD_STUCK_FALL, HOLD_UP_DOUBLINGS = 0.05, 2
+# A long probe at a kept lr that learnt less than HOLD_STUCK_LEARNT of its start in all, and less than HOLD_STUCK_HELD
+# of it once its warm-up was over, sat on a plateau (the loss of predicting the labels' frequencies, say), as did its
+# half (else the lr would have been halved): a fit at that lr may never leave it, and a plateau is left by a larger lr,
+# not a smaller one. With `leave_plateau` (lr_find's choice, on nets with attention) a probe at 4x the lr, HOLD_LONG
+# times as long again (at most the fit's length), is taken where it left the plateau and fell at least twice
+# (1 / HOLD_DROP) as far; 2x is tried where 4x diverged or lay above a `limit`. Position tasks learnt all at once or not
+# at all have sweeps that never leave their plateau, and S read from their noise: an encoder finding the largest of
+# 12 tokens under AdamW (one-liner seed 0: S = 0.00065, 12.5% at S, 94.3% at 2S; its other seeds read 0.0025-0.0036
+# and scored 99.4-99.7%) had 300-step probes at S and S/2 fall 2% of their start, 0.5% while held, and one at 4S 31%;
+# a wider one on 16 tokens stayed at chance at S on every seed (9.2%; 96.3% at 2S, 98.9-99.6% at 4S), where 300 steps
+# at 4S learnt nothing either and 900 fell 98%. Of the 34 other attention nets under Adam-like optimizers of
+# bench/suggest_unseen.py and bench/recommend.py (102 seeds), the probes of four lookup seeds count as stuck (they
+# learnt 11-13% slowly; 2x and 4x learnt less) and no other.
+HOLD_STUCK_LEARNT, HOLD_STUCK_HELD, HOLD_UP_DOUBLINGS = 0.15, 0.02, 2
 
 
 class HoldProbe(StepLoss, ParamScheduler):
@@ -238,9 +238,10 @@ def check_held(learn, lr, fit_steps, ratio=HOLD_RATIO, max_probes=HOLD_PROBES, m
     as it sharpens, which 100 steps may not show. Given `long_end` (lr_find passes HOLD_LONG_END on a net with
     attention, whatever the optimizer), the long probes run whenever `lr` was kept, and it is halved too where its
     long probe ended more than `long_end` times above its half's (``held['long']['why']`` says which ran them).
-    With `leave_plateau`, a kept `lr` whose long probe fell less than HOLD_STUCK_FALL (5%) of its start is doubled
-    while that leaves its plateau (see HOLD_STUCK_FALL; at most HOLD_UP_DOUBLINGS times, never above `limit`;
-    ``held['long']['up']``: 'lrs', 'ends', 'starts').
+    With `leave_plateau`, a kept `lr` whose long probe sat on a plateau (:func:`stuck_on_plateau`) is taken to 4x
+    (or 2x) where a probe three times as long again leaves it (see HOLD_STUCK_LEARNT; never above `limit`;
+    ``held['long']['up']``: 'lrs', 'ends', 'starts', 'mids', 'probe_steps', 'limit'; 'mids' are each probe's loss
+    once its warm-up was over, as in ``held['long']``).
     `moms`: the fit's (high, low) momentum, or None for a fit that keeps the optimizer's. A fit shorter
     than 10 steps is not probed. `probe_steps`: each probe's steps at most (tune shortens them to fit its
     budget; under 10, nothing is probed); probes cut short are held to a `ratio` cut in proportion
@@ -263,7 +264,7 @@ def check_held(learn, lr, fit_steps, ratio=HOLD_RATIO, max_probes=HOLD_PROBES, m
             'ratio': ratio, 'unchecked': lr}
     lasting = spike_steps(learn.model)
 
-    def measure(c, n=n):   # (end loss, spiked, start loss) of an n-step probe at c, the same on every rank
+    def measure(c, n=n):   # (end loss, spiked, start loss, held loss) of an n-step probe at c, the same on every rank
         warmup = n * HOLD_WARMUP // HOLD_STEPS
         tail, head = max(1, n * HOLD_TAIL // HOLD_STEPS), max(1, n * HOLD_HEAD // HOLD_STEPS)
         losses = hold_probe(learn, c, n, warmup, moms)
@@ -271,18 +272,21 @@ def check_held(learn, lr, fit_steps, ratio=HOLD_RATIO, max_probes=HOLD_PROBES, m
         done = len(losses) == n
         end = sum(losses[-tail:]) / tail if done else math.inf
         first = losses[:head] if losses else [math.inf]   # its first steps, at a tiny lr: the starting state's loss
+        # where the warm-up left it: the mean over as many steps as the end's, from the first at the held lr
+        mid = sum(losses[warmup:warmup + tail]) / tail if done else math.inf
         smooth = smooth_sweep(losses) if losses else []
         steps = list(range(1, len(losses) + 1))
         spiked = not done or (len(losses) >= 3 and min(smooth) < smooth[0]
                               and suggest_spike(steps, losses, smooth, lasting=lasting) < n)
-        # one all-reduce for all three: a loss that is not finite on any rank leaves its sum not finite either
-        figures = torch.tensor([end, sum(first) / len(first), float(spiked)], dtype=torch.float64)
+        # one all-reduce for all four: a loss that is not finite on any rank leaves its sum not finite either
+        figures = torch.tensor([end, sum(first) / len(first), float(spiked), mid], dtype=torch.float64)
         totals, ranks = sum_over_ranks(figures, 1, learn.device)
-        end, start, spikes = (float(v) / float(ranks) for v in totals)
-        return (end if math.isfinite(end) else math.inf), spikes > 0, (start if math.isfinite(start) else math.inf)
+        end, start, spikes, mid = (float(v) / float(ranks) for v in totals)
+        finite = [v if math.isfinite(v) else math.inf for v in (end, start, mid)]
+        return finite[0], spikes > 0, finite[1], finite[2]
 
     def probe(c):
-        end, spiked, start = measure(c)
+        end, spiked, start, _ = measure(c)
         held['lrs'].append(c); held['ends'].append(end); held['spiked'].append(spiked); held['starts'].append(start)
 
     def climbs(end, spiked, base):
@@ -302,37 +306,55 @@ def check_held(learn, lr, fit_steps, ratio=HOLD_RATIO, max_probes=HOLD_PROBES, m
             # ended 1.05x above 0.205 and was taken; the fit there ended at chance)
             with preserved(learn):
                 reseed(REPLICATE_SEED, learn.dls.train)
-                (base, base_spiked, _), (end, spiked, _) = measure(lr), measure(2 * lr)
+                (base, base_spiked, *_), (end, spiked, *_) = measure(lr), measure(2 * lr)
             held['confirm'] = {'lrs': [lr, 2 * lr], 'ends': [base, end], 'spiked': [base_spiked, spiked]}
             if climbs(end, spiked, base): picked = 2 * lr
     # learnt clearly less than its half: does the gap close over a longer hold, or widen as a net past its edge stalls?
     m = _long_probe_steps(n, fit_steps) if long_probes and n == full else 0
     behind = falls_behind(held, picked)
     if m and (behind or (long_end is not None and picked == lr)):
-        long = held['long'] = {'lrs': [lr, lr / 2], 'ends': [], 'spiked': [], 'starts': [], 'probe_steps': m,
-                               'why': 'behind' if behind else 'attention', 'end_ratio': long_end}
+        long = held['long'] = {'lrs': [lr, lr / 2], 'ends': [], 'spiked': [], 'starts': [], 'mids': [],
+                               'probe_steps': m, 'why': 'behind' if behind else 'attention', 'end_ratio': long_end}
         for c in long['lrs']:
-            end, spiked, start = measure(c, m)
+            end, spiked, start, mid = measure(c, m)
             long['ends'].append(end); long['spiked'].append(spiked); long['starts'].append(start)
+            long['mids'].append(mid)
         # (where the half did not learn either, or did not end finite, no verdict)
         if _long_verdict(long)[2] or _ended_above(long): picked = lr / 2
-        elif leave_plateau and _stuck(long['ends'][0], long['starts'][0]):
-            up = long.setdefault('up', {'lrs': [], 'ends': [], 'starts': []})
-            below = long['starts'][0] - long['ends'][0]
-            for c in (lr * 2 ** k for k in range(1, HOLD_UP_DOUBLINGS + 1)):
-                if limit is not None and c > limit: break
-                end, _, start = measure(c, m)
-                up['lrs'].append(c); up['ends'].append(end); up['starts'].append(start)
-                if not math.isfinite(end): break
-                if not _stuck(end, start) and start - end >= max(below, 0.) / HOLD_DROP:
-                    picked = c
-                    break
+        elif leave_plateau and stuck_on_plateau(long['starts'][0], long['mids'][0], long['ends'][0]):
+            picked = _leave_plateau(lr, long, fit_steps, limit, measure)
     return picked, held
 
 
-def _stuck(end: float, start: float) -> bool:
-    "Whether a long probe that started at `start` and ended at `end` learnt next to nothing (see HOLD_STUCK_FALL)."
-    return math.isfinite(end) and start > 0 and start - end < HOLD_STUCK_FALL * start
+def _leave_plateau(lr, long: dict, fit_steps: int, limit, measure) -> float:
+    """check_held's way off a plateau (see HOLD_STUCK_LEARNT): probes at 4 and then 2 times `lr`, HOLD_LONG times as
+    long as the `long` probes, each tried only where the one above diverged; the first that left the plateau, or
+    `lr`. Records them in ``long['up']``."""
+    n = min(HOLD_LONG * long['probe_steps'], fit_steps)
+    up = long['up'] = {'lrs': [], 'ends': [], 'starts': [], 'mids': [], 'probe_steps': n, 'limit': limit}
+    below = long['starts'][0] - long['ends'][0]
+    for c in (lr * 2 ** k for k in range(HOLD_UP_DOUBLINGS, 0, -1)):
+        if limit is not None and c > limit: continue
+        end, _, start, mid = measure(c, n)
+        up['lrs'].append(c); up['ends'].append(end); up['starts'].append(start); up['mids'].append(mid)
+        if math.isfinite(end):
+            return c if left_plateau(start, mid, end, below) else lr
+    return lr
+
+
+def stuck_on_plateau(start: float, mid: float, end: float) -> bool:
+    """Whether a held probe whose loss started at `start`, stood at `mid` once its warm-up was over and ended at `end`
+    sat on a plateau: it learnt less than HOLD_STUCK_LEARNT of its start in all, and less than HOLD_STUCK_HELD of it
+    while its lr was held (see HOLD_STUCK_LEARNT)."""
+    if not (math.isfinite(end) and start > 0): return False
+    return end > (1 - HOLD_STUCK_LEARNT) * start and mid - end < HOLD_STUCK_HELD * start
+
+
+def left_plateau(start: float, mid: float, end: float, below: float) -> bool:
+    """Whether a probe off a plateau (see HOLD_STUCK_LEARNT) left it: not stuck itself, and its loss fell at least
+    twice (1 / HOLD_DROP) as far as `below`, the stuck probe's fall."""
+    return (math.isfinite(end) and not stuck_on_plateau(start, mid, end)
+            and start - end >= max(below, 0.) / HOLD_DROP)
 
 
 def _ended_above(long: dict) -> bool:
@@ -371,8 +393,10 @@ def held_line(held: dict, picked: float) -> str:
                       f"({'over' if _ended_above(long) else 'within'} {long['end_ratio']:.2g}x)")
         if long.get('up'):
             up = long['up']
-            again += (f"; it learnt next to nothing (under {HOLD_STUCK_FALL:.0%} of its start), so " + ', '.join(
-                f'{fmt_lr(c)} fell {st - e:.3g}' for c, e, st in zip(up['lrs'], up['ends'], up['starts'])))
+            again += (f"; it sat on a plateau (learnt under {HOLD_STUCK_LEARNT:.0%} of its start, under "
+                      f"{HOLD_STUCK_HELD:.0%} once held), " + (f"so {up['probe_steps']} steps at " + ', '.join(
+                          f'{fmt_lr(c)} fell {st - e:.3g}' for c, e, st in zip(up['lrs'], up['ends'], up['starts']))
+                          if up['lrs'] else f"and twice it lies above its limit {fmt_lr(up['limit'])}"))
     cut = (f" (cut from {held['full_steps']}: held within {held['ratio']:.3g}x)"
            if held.get('full_steps', 0) > held['probe_steps'] else '')
     return (f"hold check: {fmt_lr(held['unchecked'])} {verdict} (probes of {held['probe_steps']} "

@@ -612,9 +612,10 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, sugges
     fell less than 0.9x as far as its half's, both run again three times as long, and it is halved when it fell less
     than 0.8x as far there (a net past that edge learns, then stalls); on a net with attention, whatever the
     optimizer, they run whenever the suggestion is kept, and halve it too where its long probe ended more than 1.3x
-    above its half's, and double it, at most twice and never past the weights' typical size under an Adam-like
-    optimizer, where its long probe fell less than 5% from its start and the doubled one's falls further (a net on
-    a plateau that the fit would never leave at it: :data:`~onecycle.tuning.hold_check.HOLD_STUCK_FALL`). The other
+    above its half's; where its long probe sat on a plateau (learnt under 15% of its start, under 2% once held: a
+    fit at it may never leave it), it is taken to 4x (2x where 4x diverged or lies above the weights' typical size
+    under an Adam-like optimizer) where a probe three times as long again leaves the plateau
+    (:data:`~onecycle.tuning.hold_check.HOLD_STUCK_LEARNT`). The other
     way, a kept suggestion whose probe ended below its half's is probed at twice itself,
     and doubled when that probe ended lower, or did not spike and ended at most 1.15x higher, never past the value
     before the rule lowered it for the fit's length (an Adam-like optimizer's is the sweep's edge, and is never
