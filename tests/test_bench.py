@@ -160,9 +160,20 @@ def test_every_unseen_problem_builds_offline_and_plain_adam_means_adam():
     fine_tuned, least, after_least = names[end + 186:end + 200], names[end + 200:end + 203], names[end + 203:end + 207]
     losses, per_position = names[end + 207:end + 216], names[end + 216:end + 225]
     sgd_attention, tutorials, tv = names[end + 225:end + 240], names[end + 240:end + 252], names[end + 252:end + 258]
-    held_out_tv, dropout_attention = names[end + 258:end + 262], names[end + 262:]
+    held_out_tv, dropout_attention = names[end + 258:end + 262], names[end + 262:end + 272]
+    positions = names[end + 272:]
     assert len(scale) == 12 and len(sgd_scale) == 16 and len(sgd_conv) == 7 and len(rms_scale) == 10
-    assert len(names) == end + 272
+    assert len(names) == end + 280
+    # ... and eight position tasks, each labelled by the position its kind names, Adam-like optimizers on attention
+    for n in positions:
+        x, y, _, _ = unseen.PROBLEMS[n]['data']()
+        data = unseen.PROBLEMS[n]['data']
+        kind = data.args[0] if hasattr(data, 'args') else 'argmax'
+        for seq, label in zip(x[:40], y[:40]):
+            hits = torch.nonzero(seq == {'argmin': seq.min(), 'firstzero': 0, 'lastzero': 0}.get(kind, seq.max()))
+            assert int(label) == int(hits[-1 if kind.startswith('last') else 0]), n
+        assert has_attention(unseen.PROBLEMS[n]['model']()) and unseen.PROBLEMS[n]['opt'] != 'sgd', n
+    assert len(positions) == 8
     # ... and after them ten nets with attention with nn.TransformerEncoderLayer's default dropout of 0.1, each the twin
     # of one above without it (the same data, optimizer, batch and length), SGD and Adam-like optimizers
     from onecycle.core.hyper import has_dropout
