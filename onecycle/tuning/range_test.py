@@ -615,12 +615,11 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, sugges
     above its half's; where its long probe sat on a plateau (learnt under 15% of its start, under 2% once held: a
     fit at it may never leave it), it is taken to 4x (2x where 4x diverged or lies above the weights' typical size
     under an Adam-like optimizer) where a probe three times as long again leaves the plateau
-    (:data:`~onecycle.tuning.hold_check.HOLD_STUCK_LEARNT`). The other
-    way, a kept suggestion whose probe ended below its half's is probed at twice itself,
-    and doubled when that probe ended lower, or did not spike and ended at most 1.15x higher, never past the value
-    before the rule lowered it for the fit's length (an Adam-like optimizer's is the sweep's edge, and is never
-    raised): the lowering some nets need costs others points. Off, or for another `suggest`, nothing runs after the
-    sweep."""
+    (:data:`~onecycle.tuning.hold_check.HOLD_STUCK_LEARNT`). The other way, a kept suggestion whose probe ended
+    below its half's is probed at twice itself, and doubled when that probe ended lower, or did not spike and ended
+    at most 1.15x higher, never past the value before the rule lowered it for the fit's length (an Adam-like
+    optimizer's is the sweep's edge, and is never raised): the lowering some nets need costs others points. Off, or
+    for another `suggest`, nothing runs after the sweep."""
     check_choice('suggest', suggest, SUGGESTIONS)
     check_int('n_epoch', n_epoch, min_value=1, allow_none=True)
     check_int('num_it', num_it, min_value=2, allow_none=True)
