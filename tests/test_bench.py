@@ -161,9 +161,9 @@ def test_every_unseen_problem_builds_offline_and_plain_adam_means_adam():
     losses, per_position = names[end + 207:end + 216], names[end + 216:end + 225]
     sgd_attention, tutorials, tv = names[end + 225:end + 240], names[end + 240:end + 252], names[end + 252:end + 258]
     held_out_tv, dropout_attention = names[end + 258:end + 262], names[end + 262:end + 272]
-    positions = names[end + 272:]
+    positions, pointer_repeat = names[end + 272:end + 280], names[end + 280:]
     assert len(scale) == 12 and len(sgd_scale) == 16 and len(sgd_conv) == 7 and len(rms_scale) == 10
-    assert len(names) == end + 280
+    assert len(names) == end + 282
     # ... and eight position tasks, each labelled by the position its kind names, Adam-like optimizers on attention
     for n in positions:
         x, y, _, _ = unseen.PROBLEMS[n]['data']()
@@ -174,6 +174,13 @@ def test_every_unseen_problem_builds_offline_and_plain_adam_means_adam():
             assert int(label) == int(hits[-1 if kind.startswith('last') else 0]), n
         assert has_attention(unseen.PROBLEMS[n]['model']()) and unseen.PROBLEMS[n]['opt'] != 'sgd', n
     assert len(positions) == 8
+    # ... and two more sequence tasks: the token the first one points at, and whether the first token occurs again
+    assert pointer_repeat == ['pointer-transformer-adamw', 'repeat-encoder-adam']
+    x, y, _, _ = unseen.PROBLEMS['pointer-transformer-adamw']['data']()
+    assert all(int(label) == int(seq[int(seq[0])]) for seq, label in zip(x[:40], y[:40]))
+    x, y, _, _ = unseen.PROBLEMS['repeat-encoder-adam']['data']()
+    assert all(int(label) == int((seq[1:] == seq[0]).any()) for seq, label in zip(x[:40], y[:40]))
+    assert 0.4 < float(y.float().mean()) < 0.6
     # ... and after them ten nets with attention with nn.TransformerEncoderLayer's default dropout of 0.1, each the twin
     # of one above without it (the same data, optimizer, batch and length), SGD and Adam-like optimizers
     from onecycle.core.hyper import has_dropout
