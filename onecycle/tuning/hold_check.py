@@ -111,9 +111,9 @@ HOLD_LONG_END = 1.3
 # 20 under SGD, two moved, the argmax encoder's, to 4x (10.5 -> 98.1%, 10.6 -> 99.3%; its third seed read S at its
 # plateau's edge, 11.7% there and 9.8% at 4S). Of the first five position tasks made for it (bench/suggest_unseen.py;
 # the rule was revised on two of them) seven seeds moved, none lower; of the three made after, one task's three seeds,
-# 6.6 -> 78.5% (95.8% at 8x, which the walk does not reach); of two other sequence tasks made after, a seed of one
-# (50.6 -> 60.8%). A plain net's long probes run only where the lr fell behind its half, and one that learnt nothing
-# there may have collapsed past its edge: not tried.
+# 6.6 -> 78.5% (95.8% at 8x; but of the 16 seeds taken to 4x, 8x did worse on twelve, three collapsing to 7-22%);
+# of two other sequence tasks made after, a seed of one (50.6 -> 60.8%). A plain net's long probes run only where the
+# lr fell behind its half, and one that learnt nothing there may have collapsed past its edge: not tried.
 HOLD_STUCK_LEARNT, HOLD_STUCK_HELD, HOLD_UP_DOUBLINGS = 0.15, 0.02, 2
 
 
