@@ -294,7 +294,7 @@ def check_held(learn, lr, fit_steps, ratio=HOLD_RATIO, max_probes=HOLD_PROBES, m
 
     def probe(c):
         end, spiked, start, _ = measure(c)
-        held['lrs'].append(c); held['ends'].append(end); held['spiked'].append(spiked); held['starts'].append(start)
+        _record(held, lrs=c, ends=end, spiked=spiked, starts=start)
 
     def climbs(end, spiked, base):
         # a probe that spiked and still ended below lr's recovered: a transient burst (RNNs have them), not an edge
@@ -324,13 +324,17 @@ def check_held(learn, lr, fit_steps, ratio=HOLD_RATIO, max_probes=HOLD_PROBES, m
                                'probe_steps': m, 'why': 'behind' if behind else 'attention', 'end_ratio': long_end}
         for c in long['lrs']:
             end, spiked, start, mid = measure(c, m)
-            long['ends'].append(end); long['spiked'].append(spiked); long['starts'].append(start)
-            long['mids'].append(mid)
+            _record(long, ends=end, spiked=spiked, starts=start, mids=mid)
         # (where the half did not learn either, or did not end finite, no verdict)
         if _long_verdict(long)[2] or _ended_above(long): picked = lr / 2
         elif leave_plateau and stuck_on_plateau(long['starts'][0], long['mids'][0], long['ends'][0]):
             picked = _leave_plateau(lr, long, fit_steps, limit, measure)
     return picked, held
+
+
+def _record(probes: dict, **figures):
+    "One probe's figures appended to check_held's lists of them (``held``, ``held['long']``, its ``'up'``)."
+    for key, value in figures.items(): probes[key].append(value)
 
 
 def _leave_plateau(lr, long: dict, fit_steps: int, limit, measure) -> float:
@@ -343,7 +347,7 @@ def _leave_plateau(lr, long: dict, fit_steps: int, limit, measure) -> float:
     for c in (lr * 2 ** k for k in range(HOLD_UP_DOUBLINGS, 0, -1)):
         if limit is not None and c > limit: continue
         end, _, start, mid = measure(c, n)
-        up['lrs'].append(c); up['ends'].append(end); up['starts'].append(start); up['mids'].append(mid)
+        _record(up, lrs=c, ends=end, starts=start, mids=mid)
         if math.isfinite(end):
             return c if left_plateau(start, mid, end, below) else lr
     return lr
