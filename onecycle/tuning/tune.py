@@ -81,7 +81,7 @@ from ..distributed.ddp import effective_batch_size
 from ..schedules.scheduler import ONE_CYCLE_MOMS
 from .batch_size import noise_scale, with_batch_size
 from .hold_check import (HOLD_BEHIND, HOLD_PROBES, HOLD_STEPS, check_held, checks_hold, falls_behind, held_line,
-                         hold_check_steps, long_end_ratio)
+                         hold_check_steps, long_end_ratio, spiked_below)
 from .range_test import (EXTEND_FACTOR, INPUT_SCALE_WARNING, TARGET_SCALE_WARNING, TURN_UP_WARNING,
                          learnt_too_little, planned_fit_steps, sweep_drop)
 from .search import SearchResult, branch_trials, default_wds, format_candidate, pick_best, run_trial
@@ -421,11 +421,14 @@ class _Tuning:
         held = self.check_s_held(moms, probe_steps=probe, long_probes=long_probes, long_end=long_end_ratio(learn.model))
         held_lr = res.held_lr
         line = held_line(held, held_lr) if held else 'hold check: the fit is too short to probe'
-        if held and not long_probes and n_long > n_short and falls_behind(held, held_lr):
+        behind, below = falls_behind(held, held_lr), spiked_below(held, held_lr)
+        if held and not long_probes and n_long > n_short and (behind or below):
             # the long probes would have looked again, but this budget does not hold them: say the smallest that would
             need = long_probe_budget(n_long, batch_size)
-            res.skipped.append(f"the hold check's long probes (S fell less than {HOLD_BEHIND:.2g}x as far as S/2, "
-                               f'where a long fit may stall past its edge; a budget of {need} runs them)')
+            seen = (f'S fell less than {HOLD_BEHIND:.2g}x as far as S/2' if behind else
+                    'S was kept where a probe below it spiked')
+            res.skipped.append(f"the hold check's long probes ({seen}, where a long fit may stall past its edge; "
+                               f'a budget of {need} runs them)')
             line += f'; long probes: skipped (a budget of {need} runs them)'
         self.say.end(line)
 

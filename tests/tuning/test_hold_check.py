@@ -407,6 +407,39 @@ def test_check_held_runs_no_long_probes_where_the_lr_fell_as_far_as_its_half_or_
     assert hold_check_steps(200, batch_size=16, long_probes=True) == hold_check_steps(200, batch_size=16) == 600
 
 
+@pytest.mark.parametrize('long, picked', [
+    ({1: 1.95, .5: 0.80}, .5),   # S stalled over the long hold (0.35 of the half's 1.5): halved
+    ({1: 0.60, .5: 0.75}, 1),    # S kept learning faster than its half: kept
+])
+def test_check_held_probes_a_kept_lr_again_for_longer_where_a_probe_below_it_spiked(make_learner, monkeypatch, long,
+                                                                                     picked):
+    """LeNet on 16x16 digits under SGD (bench/suggest_unseen.py's lenet-digits16-sgd, seed 2): its 100-step probe at S
+    fell 1.2 nats, further than S/2's, which spiked; 300 steps at S fell 1.15 and at S/2 2.14, and the fit scored 9.4%
+    at S, 97.0% at S/2. A kept lr whose half (or quarter) spiked is probed again with its half, three times as long,
+    and halved by the rule that halves one that fell behind; where none below spiked, nothing more runs."""
+    from onecycle.tuning.hold_check import check_held, held_line, spiked_below
+    learn = make_learner(opt_func=partial(torch.optim.SGD, momentum=0.9))   # batches of 16: probes of 200 steps
+    seen = _scripted_probes(monkeypatch, 0.1, {1: 1.1, .5: 1.8, .25: 2.2}, spiked=(.5,), long={**long, .25: 2.0})
+    lr, held = check_held(learn, 0.1, fit_steps=1000)
+    assert seen == [1, .5, .25, 1, .5] and seen.steps == [200, 200, 200, 600, 600]
+    assert spiked_below(held, 0.1) and held['long']['why'] == 'spiked below'
+    assert lr == pytest.approx(0.1 * picked) and held['steps'] == 3 * 200 + 2 * 600
+    line = held_line(held, lr)
+    assert '1.0e-01 was kept where a probe below it spiked, so both ran 600 steps' in line
+    assert ('lowered to 5.0e-02' in line) == (picked == .5)
+    # the same short probes with nothing spiked below S: no long ones
+    seen = _scripted_probes(monkeypatch, 0.1, {1: 1.1, .5: 1.8}, long={**long, .25: 2.0})
+    lr, held = check_held(learn, 0.1, fit_steps=1000)
+    assert seen == [1, .5] and lr == 0.1 and 'long' not in held and not spiked_below(held, 0.1)
+    # nor where S itself spiked and was lowered (its half spiking too) or without the long probes
+    seen = _scripted_probes(monkeypatch, 0.1, {1: 2.4, .5: 1.8, .25: 1.7}, spiked=(1, .5), long=long)
+    lr, held = check_held(learn, 0.1, fit_steps=1000)
+    assert 'long' not in held and lr < 0.1
+    seen = _scripted_probes(monkeypatch, 0.1, {1: 1.1, .5: 1.8, .25: 2.2}, spiked=(.5,), long=long)
+    lr, held = check_held(learn, 0.1, fit_steps=1000, long_probes=False)
+    assert seen == [1, .5, .25] and lr == 0.1 and 'long' not in held
+
+
 @pytest.mark.parametrize('dropout', [False, True])
 def test_on_a_net_with_dropout_one_batch_above_the_start_is_not_a_spike_but_two_in_a_row_are(make_learner, monkeypatch,
                                                                                              dropout):
@@ -577,7 +610,7 @@ def test_check_held_climbs_only_within_its_probes_and_refuses_a_bad_ceiling_or_c
     seen = _scripted_probes(monkeypatch, 0.1, {1: 1.0, .5: 1.2, .25: 1.3, 2: 0.8}, spiked=(.5,))
     learn = make_learner(opt_func=partial(torch.optim.SGD, momentum=0.9))
     lr, held = check_held(learn, 0.1, fit_steps=1000, ceiling=1.)   # a third probe went below: none left to climb
-    assert seen == [1, .5, .25] and lr == 0.1
+    assert seen[:3] == [1, .5, .25] and 2 not in seen and lr == 0.1
     bad = [(dict(ceiling=0.), 'ceiling'), (dict(ceiling=-1.), 'ceiling'), (dict(ceiling='high'), 'ceiling'),
            (dict(climb=0.9), 'climb'), (dict(climb=float('nan')), 'climb'), (dict(limit=0.), 'limit'),
            (dict(limit=float('inf')), 'limit'), (dict(leave_plateau='yes'), 'leave_plateau')]
