@@ -1,4 +1,4 @@
-"""Does the one-liner hold on problems the rules were never looked at on? Three hundred and twenty-three more small
+"""Does the one-liner hold on problems the rules were never looked at on? Three hundred and twenty-nine more small
 problems (recurrent nets, a deep plain MLP, tanh activations, a transformer on another task, plain Adam, norm
 layers under SGD...; four were added to check the rule for SGD on normalized models and run once with it,
 eight (GroupNorm and LayerNorm nets, residual MLPs, noisy moons, a 3-class make_classification) were made
@@ -22,8 +22,8 @@ the Elman RNN, LeNet and an EmbeddingBag, and six of torchvision's nets built fr
 MobileNetV2 and a VisionTransformer, run once with the rules as they stood, four more of its normalized nets under
 SGD for the read of a flat sweep, ten nets with attention as above but with nn.TransformerEncoderLayer's default
 dropout of 0.1, eight position tasks like the argmax encoders, for the hold check's way off a plateau, two more
-sequence tasks, and four plain CNNs under SGD for its long probes where a probe below the kept lr spiked), none of
-them in bench/recommend.py.
+sequence tasks, four plain CNNs under SGD for its long probes where a probe below the kept lr spiked and six plain
+nets at small batches for those at a lowered lr whose probe spiked), none of them in bench/recommend.py.
 Optimizers without momentum are fitted with ``moms=None``. For each problem and seed: the default range test with
 the fit's length (``lr_find(n_epoch=n)``, its 'fit' suggestion S), then full 1cycle fits at S * (1/8, 1/4, 1/2,
 1/sqrt2, 1, sqrt2, 2) with fit_one_cycle's weight decay (the optimizer's own, else 0.01), test accuracy.
@@ -1343,6 +1343,16 @@ PROBLEMS = {
     'lenet-digits16-nesterov': P(data=digit_images16, model=lenet16, opt='nesterov', bs=32, epochs=12),
     'lenet5-tanh-digits16-sgd': P(data=digit_images16, model=lenet5_tanh16, opt='sgd', bs=32, epochs=12),
     'vgg-digits16-sgd': P(data=digit_images16, model=vgg_like16, opt='sgd', bs=64, epochs=10),
+    # six plain nets under SGD at small batches, made after the long probes were set to run at a lowered lr whose probe
+    # (or one below it) spiked (read on the 42 such seeds of both benches), run once
+    'lenet5-tanh-digits16-sgd-bs8': P(data=digit_images16, model=lenet5_tanh16, opt='sgd', bs=8, epochs=4),
+    'vgg-digits16-sgd-bs16': P(data=digit_images16, model=vgg_like16, opt='sgd', bs=16, epochs=6),
+    'digits-deepmlp4-sgd-bs16': P(data=digits, model=lambda: mlp((64, 256, 256, 128, 10)), opt='sgd', bs=16, epochs=6),
+    'spiral-deepmlp-sgd-bs16': P(data=spiral_arrays, model=lambda: mlp((2, 128, 128, 128, 3)), opt='sgd', bs=16,
+                                 epochs=6),
+    'mnist1d-deepmlp4-sgd-bs8': P(data=mnist1d, model=lambda: mlp((40, 256, 256, 128, 10)), opt='sgd', bs=8,
+                                  epochs=3),
+    'lenet-digits16-nesterov-bs8': P(data=digit_images16, model=lenet16, opt='nesterov', bs=8, epochs=4),
 }
 
 

@@ -163,7 +163,7 @@ def test_every_unseen_problem_builds_offline_and_plain_adam_means_adam():
     held_out_tv, dropout_attention = names[end + 258:end + 262], names[end + 262:end + 272]
     positions, pointer_repeat, spiked_below = names[end + 272:end + 280], names[end + 280:end + 282], names[end + 282:]
     assert len(scale) == 12 and len(sgd_scale) == 16 and len(sgd_conv) == 7 and len(rms_scale) == 10
-    assert len(names) == end + 286
+    assert len(names) == end + 292
     # ... and eight position tasks, each labelled by the position its kind names, Adam-like optimizers on attention
     for n in positions:
         x, y, _, _ = unseen.PROBLEMS[n]['data']()
@@ -181,15 +181,19 @@ def test_every_unseen_problem_builds_offline_and_plain_adam_means_adam():
     x, y, _, _ = unseen.PROBLEMS['repeat-encoder-adam']['data']()
     assert all(int(label) == int((seq[1:] == seq[0]).any()) for seq, label in zip(x[:40], y[:40]))
     assert 0.4 < float(y.float().mean()) < 0.6
-    # ... and four plain CNNs under SGD-like optimizers on the 16x16 digits, where the hold check runs
+    # ... and four plain CNNs under SGD-like optimizers on the 16x16 digits, then six plain nets at batches of 8 and 16,
+    # all where the hold check runs
     from onecycle.tuning.hold_check import checks_hold
-    assert len(spiked_below) == 4
+    assert len(spiked_below) == 10
     for n in spiked_below:
         p = unseen.PROBLEMS[n]
         model = p['model']()
         assert p['opt'] in ('sgd', 'nesterov') and checks_hold(model) and not has_attention(model), n
+    for n in spiked_below[:4]:
+        model = unseen.PROBLEMS[n]['model']()
         assert any(isinstance(m, torch.nn.Conv2d) for m in model.modules()) and model(torch.zeros(2, 1, 16, 16)).shape \
             == (2, 10), n
+    assert all(unseen.PROBLEMS[n]['bs'] in (8, 16) for n in spiked_below[4:])
     # ... and after them ten nets with attention with nn.TransformerEncoderLayer's default dropout of 0.1, each the twin
     # of one above without it (the same data, optimizer, batch and length), SGD and Adam-like optimizers
     from onecycle.core.hyper import has_dropout

@@ -855,11 +855,14 @@ def test_tune_runs_the_hold_checks_long_probes_only_where_they_leave_half_its_bu
 
 
 @pytest.mark.parametrize('bs, n_epoch, need', [(8, 200, 8800), (32, 1000, 2200), (32, 100, 1800)])
-@pytest.mark.parametrize('ends, behind', [((1.5, 1.2), True), ((1.2, 1.3), False), ((1.3, 1.2), False)])
+@pytest.mark.parametrize('ends, spiked, behind', [
+    ((1.5, 1.2), (False, False), True), ((1.2, 1.3), (False, False), False), ((1.3, 1.2), (False, False), False),
+    ((1.2, 1.3), (False, True), True)])
 def test_tune_names_the_budget_that_runs_the_long_probes_it_left_out(make_learner, monkeypatch, bs, n_epoch, need,
-                                                                    ends, behind):
+                                                                    ends, spiked, behind):
     """Where S's probe fell less than 0.9x as far as S/2's (0.8 against 1.1 from 2.3; not 1.1 against 1.0, nor 1.0
-    against 1.1, 0.91x) and the budget left the long probes out, the summary names the budget that runs them, and
+    against 1.1, 0.91x), or S was kept while S/2's probe spiked, and the budget left the long probes out, the summary
+    names the budget that runs them, and
     that budget does: at batch 8 two 400-step range tests and 3 x 400 + 2 x 1200 probe steps, twice over; at batch
     32, 2 x (200 + 900); and for a 200-step fit, whose long probes take 200 steps each, 2 x (200 + 700)."""
     from onecycle.tuning import tune as tune_module
@@ -867,13 +870,14 @@ def test_tune_names_the_budget_that_runs_the_long_probes_it_left_out(make_learne
     seen = []
     def scripted_check(learn, lr, fit_steps, moms=None, probe_steps=None, long_probes=True, **kw):
         seen.append(long_probes)
-        return lr, {'lrs': [lr, lr / 2], 'ends': list(ends), 'spiked': [False, False], 'starts': [2.3, 2.3],
+        return lr, {'lrs': [lr, lr / 2], 'ends': list(ends), 'spiked': list(spiked), 'starts': [2.3, 2.3],
                     'steps': 20, 'probe_steps': 10, 'full_steps': 10, 'ratio': 3., 'unchecked': lr}
     monkeypatch.setattr(tune_module, 'check_held', scripted_check)
     learn = make_learner(opt_func=torch.optim.SGD, lr=0.1, dls_kw={'n_train': 64, 'bs': bs})
     res = tune(learn, n_epoch=n_epoch, budget=min(1000, need - 2), search_moms=False, search_wd=False)
     told = f'a budget of {need} runs them'
     assert seen == [False] and (told in res.summary()) is behind
+    assert ('S was kept where a probe below it spiked' in res.summary()) is (behind and spiked[1])
     assert any("the hold check's long probes" in s for s in res.skipped) is behind
     res = tune(learn, n_epoch=n_epoch, budget=need, search_moms=False, search_wd=False)
     assert seen[-1] is True and 'long probes' not in res.summary()
