@@ -554,3 +554,23 @@ def test_tune_on_a_token_gru_regression_reads_the_sweep_that_learnt():
     res = reg.tune(learn, n_epoch=p['epochs'], search_moms=False, search_wd=False)
     assert res.unread == 'first' and res.lr_find.suggestion < 1e-4 < 0.05 < res.lr_find_replicate.suggestion
     assert res.suggestion == res.lr_find_replicate.suggestion and res.max_lr > 0.05
+
+
+def test_lenet_under_sgd_is_halved_where_its_half_spiked_and_its_long_probe_stalled():
+    """PyTorch's CIFAR-10 tutorial's LeNet on 16x16 digits under SGD, bench/suggest_unseen.py's seed 2: S's 100-step
+    probe fell further than S/2's, which spiked, so the hold check kept S until 300-step probes showed S stalling
+    (0.54x as far as S/2; the fit scored 9.4% at S, 97.0% at S/2 in the bench): the one-liner is S/2 and fits well."""
+    unseen = _load('suggest_unseen')
+    p = unseen.PROBLEMS['lenet-digits16-sgd']
+    arrays = p['data']()
+    torch.manual_seed(2)
+    model = p['model']()
+    learn = unseen.learner(model, arrays, p, 2)
+    res = learn.lr_find(n_epoch=p['epochs'])
+    held = res.held
+    assert held['lrs'][:2] == pytest.approx([held['unchecked'], held['unchecked'] / 2])
+    assert held['spiked'][1] and not held['spiked'][0] and held['ends'][0] < held['ends'][1]
+    assert held['long']['why'] == 'spiked below' and res.suggestion == pytest.approx(held['unchecked'] / 2)
+    fell, fell_half = (s - e for s, e in zip(held['long']['starts'], held['long']['ends']))
+    assert fell < 0.8 * fell_half
+    assert unseen.recommend.one_cycle(learn, p['epochs'], res.suggestion) > 0.9

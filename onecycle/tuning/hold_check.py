@@ -89,9 +89,10 @@ def spike_steps(model) -> int:
 # own probe, or one below it, spiked, the long probes run at that lr and its half, which the same rule may halve: of
 # the 42 such seeds of those nets it halved 12, +119.4 points summed (a CNN with global average pooling 8.6 -> 58.2%,
 # two deep MLPs at batch 16 58.0 -> 81.2% and 68.4 -> 90.4%, a spiral MLP at batch 8 89.4 -> 99.5%), four lower (three
-# 16x16 CNNs by 3.8, 5.4 and 7.2, a spiral MLP by 0.3); of six plain nets at batches of 8 and 16 made after it, three
-# seeds moved, +12.6 (a VGG-like CNN at batch 16 81.8 -> 96.4%; LeNet under Nesterov at batch 8 -1.8 and -0.2). A kept
-# lr whose own probe spiked (88 seeds there) is left as it was: not measured.
+# 16x16 CNNs by 3.8, 5.4 and 7.2, a spiral MLP by 0.3); of ten plain nets made after it (the four above, six at
+# batches of 8 and 16), five seeds moved, +9.8 summed (a VGG-like CNN at batch 16 81.8 -> 96.4%; LeNet under Nesterov
+# -2.8, -1.8 and -0.2; a VGG-like net's seed at chance either way). A kept lr whose own probe spiked (88 seeds there)
+# is left as it was: not measured.
 HOLD_BEHIND, HOLD_LONG, HOLD_LONG_DROP = 0.9, 3, 0.8
 # A net with attention: the long probes run at every kept lr, and it is halved too where its long probe ended more than
 # HOLD_LONG_END times above its half's. Such nets can learn as fast at S as at S/2 for 100 steps and then stall at S: a
