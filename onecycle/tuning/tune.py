@@ -421,8 +421,8 @@ class _Tuning:
         held = self.check_s_held(moms, probe_steps=probe, long_probes=long_probes, long_end=long_end_ratio(learn.model))
         held_lr = res.held_lr
         line = held_line(held, held_lr) if held else 'hold check: the fit is too short to probe'
-        behind, below = falls_behind(held, held_lr), spiked_below(held, held_lr)
-        if held and not long_probes and n_long > n_short and (behind or below):
+        behind, below = (falls_behind(held, held_lr), spiked_below(held, held_lr)) if held else (False, False)
+        if not long_probes and n_long > n_short and (behind or below):
             # the long probes would have looked again, but this budget does not hold them: say the smallest that would
             need = long_probe_budget(n_long, batch_size)
             seen = (f'S fell less than {HOLD_BEHIND:.2g}x as far as S/2' if behind else
