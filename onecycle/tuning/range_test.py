@@ -609,18 +609,17 @@ def lr_find(learn, start_lr=1e-7, end_lr=10., num_it=None, stop_div=True, sugges
     (:func:`~onecycle.tuning.hold_check.check_held`; ``result.held`` says what they saw, ``result.cost`` counts
     their steps). A long fit at an lr that only undoes its training once the net has sharpened collapses to chance,
     and no range test, whose steps at that lr come right after lower ones, shows it; where a kept suggestion's probe
-    fell less than 0.9x as far as its half's, or held while a probe below it spiked, or where it was lowered to an
-    lr whose own probe (or one below it) spiked, that lr and its half run again three times as long, and it is
-    halved when it fell less than 0.8x as far there (a net past that edge learns, then stalls); on a net with
-    attention, whatever the optimizer, they run whenever the suggestion is kept, and halve it too where its long
-    probe ended more than 1.3x above its half's; where its long probe sat on a plateau (learnt under 15% of its
-    start, under 2% once held: a fit at it may never leave it), it is taken to 4x (2x where 4x diverged or lies
-    above the weights' typical size under an Adam-like optimizer) where a probe three times as long again leaves the
-    plateau (:data:`~onecycle.tuning.hold_check.HOLD_STUCK_LEARNT`). The other way, a kept suggestion whose probe
-    ended below its half's is probed at twice itself, and doubled when that probe ended lower, or did not spike and
-    ended at most 1.15x higher, never past the value before the rule lowered it for the fit's length (an Adam-like
-    optimizer's is the sweep's edge, and is never raised): the lowering some nets need costs others points. Off, or
-    for another `suggest`, nothing runs after the sweep."""
+    fell less than 0.9x as far as its half's, or wherever a probe at or below the lr taken spiked, that lr and its
+    half run again three times as long, and it is halved when it fell less than 0.8x as far there (a net past that
+    edge learns, then stalls); on a net with attention, whatever the optimizer, they run whenever the suggestion is
+    kept, and halve it too where its long probe ended more than 1.3x above its half's; where its long probe sat on a
+    plateau (learnt under 15% of its start, under 2% once held: a fit at it may never leave it), it is taken to 4x
+    (2x where 4x diverged or lies above the weights' typical size under an Adam-like optimizer) where a probe three
+    times as long again leaves the plateau (:data:`~onecycle.tuning.hold_check.HOLD_STUCK_LEARNT`). The other way, a
+    kept suggestion whose probe ended below its half's is probed at twice itself, and doubled when that probe ended
+    lower, or did not spike and ended at most 1.15x higher, never past the value before the rule lowered it for the
+    fit's length (an Adam-like optimizer's is the sweep's edge, and is never raised): the lowering some nets need
+    costs others points. Off, or for another `suggest`, nothing runs after the sweep."""
     check_choice('suggest', suggest, SUGGESTIONS)
     check_int('n_epoch', n_epoch, min_value=1, allow_none=True)
     check_int('num_it', num_it, min_value=2, allow_none=True)

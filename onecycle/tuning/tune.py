@@ -426,8 +426,7 @@ class _Tuning:
             # the long probes would have looked again, but this budget does not hold them: say the smallest that would
             need = long_probe_budget(n_long, batch_size)
             seen = (f'S fell less than {HOLD_BEHIND:.2g}x as far as S/2' if behind else
-                    'S was kept where a probe below it spiked' if held_lr == held['unchecked'] else
-                    'the lr taken spiked, or one below it')
+                    'the probe at the lr taken spiked, or one below it')
             res.skipped.append(f"the hold check's long probes ({seen}, where a long fit may stall past its edge; "
                                f'a budget of {need} runs them)')
             line += f'; long probes: skipped (a budget of {need} runs them)'

@@ -415,8 +415,8 @@ def test_check_held_probes_a_kept_lr_again_for_longer_where_a_probe_below_it_spi
                                                                                      picked):
     """LeNet on 16x16 digits under SGD (bench/suggest_unseen.py's lenet-digits16-sgd, seed 2): its 100-step probe at S
     fell 1.2 nats, further than S/2's, which spiked; 300 steps at S fell 1.15 and at S/2 2.14, and the fit scored 9.4%
-    at S, 97.0% at S/2. A kept lr whose half (or quarter) spiked is probed again with its half, three times as long,
-    and halved by the rule that halves one that fell behind; where none below spiked, nothing more runs."""
+    at S, 97.0% at S/2. A kept lr whose half (or quarter), or own probe, spiked is probed again with its half, three
+    times as long, and halved by the rule that halves one that fell behind; where none spiked, nothing more runs."""
     from onecycle.tuning.hold_check import check_held, held_line, spiked_below
     learn = make_learner(opt_func=partial(torch.optim.SGD, momentum=0.9))   # batches of 16: probes of 200 steps
     seen = _scripted_probes(monkeypatch, 0.1, {1: 1.1, .5: 1.8, .25: 2.2}, spiked=(.5,), long={**long, .25: 2.0})
@@ -425,9 +425,13 @@ def test_check_held_probes_a_kept_lr_again_for_longer_where_a_probe_below_it_spi
     assert spiked_below(held, 0.1) and held['long']['why'] == 'spiked below'
     assert lr == pytest.approx(0.1 * picked) and held['steps'] == 3 * 200 + 2 * 600
     line = held_line(held, lr)
-    assert '1.0e-01 was kept where a probe below it spiked, so both ran 600 steps' in line
+    assert '1.0e-01 was taken where its probe or one below it spiked, so both ran 600 steps' in line
     assert ('lowered to 5.0e-02' in line) == (picked == .5)
-    # the same short probes with nothing spiked below S: no long ones
+    # S's own probe spiked (and still ended lowest): the same
+    seen = _scripted_probes(monkeypatch, 0.1, {1: 1.1, .5: 1.8}, spiked=(1,), long={**long, .25: 2.0})
+    lr, held = check_held(learn, 0.1, fit_steps=1000)
+    assert seen == [1, .5, 1, .5] and held['long']['why'] == 'spiked below' and lr == pytest.approx(0.1 * picked)
+    # the same short probes with nothing spiked at or below S: no long ones
     seen = _scripted_probes(monkeypatch, 0.1, {1: 1.1, .5: 1.8}, long={**long, .25: 2.0})
     lr, held = check_held(learn, 0.1, fit_steps=1000)
     assert seen == [1, .5] and lr == 0.1 and 'long' not in held and not spiked_below(held, 0.1)

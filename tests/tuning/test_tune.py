@@ -861,7 +861,7 @@ def test_tune_runs_the_hold_checks_long_probes_only_where_they_leave_half_its_bu
 def test_tune_names_the_budget_that_runs_the_long_probes_it_left_out(make_learner, monkeypatch, bs, n_epoch, need,
                                                                     ends, spiked, behind):
     """Where S's probe fell less than 0.9x as far as S/2's (0.8 against 1.1 from 2.3; not 1.1 against 1.0, nor 1.0
-    against 1.1, 0.91x), or S was kept while S/2's probe spiked, and the budget left the long probes out, the summary
+    against 1.1, 0.91x), or S's probe or one below it spiked, and the budget left the long probes out, the summary
     names the budget that runs them, and
     that budget does: at batch 8 two 400-step range tests and 3 x 400 + 2 x 1200 probe steps, twice over; at batch
     32, 2 x (200 + 900); and for a 200-step fit, whose long probes take 200 steps each, 2 x (200 + 700)."""
@@ -877,7 +877,7 @@ def test_tune_names_the_budget_that_runs_the_long_probes_it_left_out(make_learne
     res = tune(learn, n_epoch=n_epoch, budget=min(1000, need - 2), search_moms=False, search_wd=False)
     told = f'a budget of {need} runs them'
     assert seen == [False] and (told in res.summary()) is behind
-    assert ('S was kept where a probe below it spiked' in res.summary()) is (behind and spiked[1])
+    assert ('the probe at the lr taken spiked, or one below it' in res.summary()) is (behind and spiked[1])
     assert any("the hold check's long probes" in s for s in res.skipped) is behind
     res = tune(learn, n_epoch=n_epoch, budget=need, search_moms=False, search_wd=False)
     assert seen[-1] is True and 'long probes' not in res.summary()
