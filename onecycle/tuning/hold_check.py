@@ -127,8 +127,8 @@ HOLD_LONG_END = 1.3
 # the rule was revised on two of them) seven seeds moved, none lower; of the three made after, one task's three seeds,
 # 6.6 -> 78.5% (95.8% at 8x; but of the 16 seeds taken to 4x, 8x did worse on twelve, three collapsing to 7-22%);
 # of two other sequence tasks made after, a seed of one (50.6 -> 60.8%). A plain net's long probes run only where the
-# lr fell behind its half or a probe below it spiked, and one that learnt nothing there may have collapsed past its
-# edge: not tried.
+# lr fell behind its half or a probe at or below it spiked, and one that learnt nothing there may have collapsed past
+# its edge: not tried.
 HOLD_STUCK_LEARNT, HOLD_STUCK_HELD, HOLD_UP_DOUBLINGS = 0.15, 0.02, 2
 
 
@@ -260,7 +260,7 @@ def check_held(learn, lr, fit_steps, ratio=HOLD_RATIO, max_probes=HOLD_PROBES, m
     fit's length is what some nets need (their probe at twice the lr spikes and ends higher) and more than others
     do, and near an edge one data order's verdict is a coin toss (``held['confirm']`` has the second pair).
     With `long_probes`, a kept `lr` whose probe fell less than HOLD_BEHIND (0.9) times as far as the one at half of
-    it, is probed again with its half, each HOLD_LONG (3) times as long (at most the fit's length), and halved when
+    it is probed again with its half, each HOLD_LONG (3) times as long (at most the fit's length), and halved when
     the half's loss fell there and its own less than HOLD_LONG_DROP (0.8) times as far (``held['long']``: 'lrs',
     'ends', 'spiked', 'starts', 'probe_steps'): a net past the edge of a long fit stalls as it sharpens, which 100
     steps may not show. Given `long_end` (lr_find passes HOLD_LONG_END on a net with attention, whatever the
@@ -341,9 +341,9 @@ def check_held(learn, lr, fit_steps, ratio=HOLD_RATIO, max_probes=HOLD_PROBES, m
             if climbs(end, spiked, base): picked = 2 * lr
     # learnt clearly less than its half: does the gap close over a longer hold, or widen as a net past its edge stalls?
     m = _long_probe_steps(n, fit_steps) if long_probes and n == full else 0
-    behind, below = falls_behind(held, picked), spiked_below(held, picked)
-    if m and (behind or below or (long_end is not None and picked == lr)):
-        why = 'behind' if behind else 'spiked below' if below else 'attention'
+    behind, attention = falls_behind(held, picked), long_end is not None and picked == lr
+    if m and (behind or attention or spiked_below(held, picked)):
+        why = 'behind' if behind else 'attention' if attention else 'spiked below'
         top = picked   # the lr, or the lr taken below it where a probe there or below spiked
         long = held['long'] = {'lrs': [top, top / 2], 'ends': [], 'spiked': [], 'starts': [], 'mids': [],
                                'probe_steps': m, 'why': why, 'end_ratio': long_end}
