@@ -64,14 +64,14 @@ def plain_cnn_digits(pool=False):
     return net, x[perm], y[perm]
 
 
-def no_signal_learner(model):
-    "A Learner (SGD) of `model` on random labels: its sweep's loss stays flat but for noise until it blows up."
+def no_signal_learner(model, bs=16):
+    "A Learner (SGD, batch `bs`) of `model` on random labels: its sweep's loss stays flat until it blows up."
     from torch import nn
     from torch.utils.data import DataLoader, TensorDataset
     from onecycle import Learner
     g = torch.Generator().manual_seed(3)
     x, y = torch.randn(4096, 8, generator=g), torch.randint(0, 2, (4096,), generator=g)
-    dls = (DataLoader(TensorDataset(x[:4000], y[:4000]), batch_size=16),
+    dls = (DataLoader(TensorDataset(x[:4000], y[:4000]), batch_size=bs),
            DataLoader(TensorDataset(x[4000:], y[4000:]), batch_size=32))
     return Learner(model, dls, nn.CrossEntropyLoss(), opt_func=torch.optim.SGD, progress=False, device='cpu')
 
