@@ -422,7 +422,7 @@ class _Tuning:
         res.lr_find = learn.lr_find(num_it=n_long, n_epoch=n_epoch, hold_check=False)
         res.lr_find.extended = True
         res.steps += res.lr_find.cost.get('train_steps', n_long)
-        return range_test_line(res.lr_find) + f' (read again: the {n_rt}-step sweep fell {drop:.0%})'
+        return range_test_line(res.lr_find) + f', read again after a {n_rt}-step sweep whose loss fell {drop:.0%}'
 
     # SGD on a plain model (or one with attention): S checked where the fit meets its peak, as lr_find's
     # one-liner checks it (the trials, 1cycles of a few dozen steps, leave the peak before a net sharpens past
