@@ -22,8 +22,9 @@ the Elman RNN, LeNet and an EmbeddingBag, and six of torchvision's nets built fr
 MobileNetV2 and a VisionTransformer, run once with the rules as they stood, four more of its normalized nets under
 SGD for the read of a flat sweep, ten nets with attention as above but with nn.TransformerEncoderLayer's default
 dropout of 0.1, eight position tasks like the argmax encoders, for the hold check's way off a plateau, two more
-sequence tasks, four plain CNNs under SGD for its long probes where a probe below the kept lr spiked and six plain
-nets at small batches for those at a lowered lr whose probe spiked), none of them in bench/recommend.py.
+sequence tasks, four plain CNNs under SGD for its long probes where a probe below the kept lr spiked, six plain
+nets at small batches for those at a lowered lr whose probe spiked, and six plain nets at a batch of 16 for tune's
+reading of a lone sweep that learnt too little), none of them in bench/recommend.py.
 Optimizers without momentum are fitted with ``moms=None``. For each problem and seed: the default range test with
 the fit's length (``lr_find(n_epoch=n)``, its 'fit' suggestion S), then full 1cycle fits at S * (1/8, 1/4, 1/2,
 1/sqrt2, 1, sqrt2, 2) with fit_one_cycle's weight decay (the optimizer's own, else 0.01), test accuracy.
