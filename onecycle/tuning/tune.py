@@ -414,15 +414,26 @@ class _Tuning:
     # sweep lost 15.5 points summed over four seeds with it
     def read_lone_sweep_again(self, n_rt, n_epoch) -> str:
         "The first sweep read again, longer, where it learnt too little and no second one runs; returns its line."
-        learn, res = self.learn, self.res
-        n_long = min(n_rt * EXTEND_FACTOR, res.budget - res.steps)
+        res = self.res
+        n_long = self.longer_sweep_steps(n_rt)
         if n_long <= n_rt or self.over_time(): return range_test_line(res.lr_find)
         drop = sweep_drop(res.lr_find)
+        self.sweep_again(n_long, n_epoch)
+        return range_test_line(res.lr_find) + f', read again after a {n_rt}-step sweep whose loss fell {drop:.0%}'
+
+    def longer_sweep_steps(self, n_rt) -> int:
+        "A sweep read again: EXTEND_FACTOR times the first one's `n_rt` steps, or what is left of the budget, if less."
+        return min(n_rt * EXTEND_FACTOR, self.res.budget - self.res.steps)
+
+    def sweep_again(self, n_long, n_epoch):
+        """S read from one sweep of `n_long` steps from the starting state, as lr_find reads one that learnt too little:
+        it takes the place of the sweeps before it and of what the hold check made of them."""
+        res = self.res
         self.start.restore()
-        res.lr_find = learn.lr_find(num_it=n_long, n_epoch=n_epoch, hold_check=False)
+        res.lr_find = self.learn.lr_find(num_it=n_long, n_epoch=n_epoch, hold_check=False)
+        res.lr_find_replicate, res.held, res.held_lr, res.unread = None, {}, None, None   # S: this sweep's
         res.lr_find.extended = True
         res.steps += res.lr_find.cost.get('train_steps', n_long)
-        return range_test_line(res.lr_find) + f', read again after a {n_rt}-step sweep whose loss fell {drop:.0%}'
 
     # SGD on a plain model (or one with attention): S checked where the fit meets its peak, as lr_find's
     # one-liner checks it (the trials, 1cycles of a few dozen steps, leave the peak before a net sharpens past
@@ -556,21 +567,17 @@ class _Tuning:
         learnt too little too, as lr_find's one-liner reads it (or from what is left of the budget, where that is
         less but still longer than the first: a batch of 8's 380-step sweep put S at 1.8e-8 on spirals, whose fit
         scored 35.6%; read from 1003 steps, 99.7%), and checked at a held peak (see the note above)."""
-        learn, res = self.learn, self.res
+        res = self.res
         fell = [(x.start_loss - x.score) / x.start_loss for x in (a, b) if math.isfinite(x.score) and x.start_loss > 0]
         if not (fell and all(abs(f) < MIN_TRIAL_DROP for f in fell)): return False
         sweeps = [r for r in (res.lr_find, res.lr_find_replicate) if r is not None]
         drops = [sweep_drop(r) for r in sweeps]
-        n_long = min(n_rt * EXTEND_FACTOR, res.budget - res.steps)   # what is left, when less
+        n_long = self.longer_sweep_steps(n_rt)
         extend = learnt_too_little(*sweeps) and n_long > n_rt and not self.over_time() and not res.lr_find.extended
         planned = res.steps + (n_long if extend else 0)
         before, read = res.steps, ''
         if extend:
-            self.start.restore()
-            res.lr_find = learn.lr_find(num_it=n_long, n_epoch=n_epoch, hold_check=False)
-            res.lr_find_replicate, res.held, res.held_lr, res.unread = None, {}, None, None   # S: this sweep's
-            res.lr_find.extended = True
-            res.steps += res.lr_find.cost.get('train_steps', n_long)
+            self.sweep_again(n_long, n_epoch)
             read = f"; the sweeps' loss fell {max(drops):.0%} at most, so S is read from one of {n_long} steps"
             if self.check_read_again(moms, batch_size):
                 planned = res.steps   # (the sweep's steps as taken: it may have stopped early)
