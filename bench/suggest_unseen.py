@@ -1354,18 +1354,13 @@ PROBLEMS = {
     'mnist1d-deepmlp4-sgd-bs8': P(data=mnist1d, model=lambda: mlp((40, 256, 256, 128, 10)), opt='sgd', bs=8,
                                   epochs=3),
     'lenet-digits16-nesterov-bs8': P(data=digit_images16, model=lenet16, opt='nesterov', bs=8, epochs=4),
-    # six plain nets under SGD at a batch of 16, made after tune was set to read a lone sweep that learnt too little
-    # again at once (read on the 19 problems whose tune ran such a sweep), run once: plateau nets of the batch-64
-    # problems above at a batch where tune's budget holds one sweep
-    'digits16-cnn-sgd-bs16': P(data=digit_images16, model=cnn16, opt='sgd', bs=16, epochs=6),
-    'digits16-gapcnn2-sgd-bs16': P(data=digit_images16, model=partial(gap_cnn, (16, 32)), opt='sgd', bs=16, epochs=6),
-    'digits-gapcnn-sgd-bs16': P(data=digit_images, model=partial(gap_cnn, (16, 32, 64), pool=False), opt='sgd', bs=16,
-                                epochs=6),
-    'mnist1d-gapcnn-sgd-bs16': P(data=mnist1d, model=gap_cnn1d, opt='sgd', bs=16, epochs=3),
-    'mnist1d-dilcnn-sgd-bs16': P(data=mnist1d, model=DilatedCNN1d, opt='sgd', bs=16, epochs=3),
-    'classif10-deepmlp6-sgd-bs16': P(data=classification10_arrays, model=lambda: mlp((24, 64, 64, 64, 64, 64, 10)),
-                                     opt='sgd', bs=16, epochs=4),
 }
+# six plain nets under SGD at a batch of 16, made after tune was set to read a lone sweep that learnt too little again
+# at once (read on the 19 problems whose tune ran such a sweep), run once: the batch-64 plateau nets above, each at a
+# batch where tune's budget holds one sweep, with fewer epochs
+PROBLEMS.update({f'{name}-bs16': {**PROBLEMS[name], 'bs': 16, 'epochs': epochs} for name, epochs in (
+    ('digits16-cnn-sgd', 6), ('digits16-gapcnn2-sgd', 6), ('digits-gapcnn-sgd', 6), ('mnist1d-gapcnn-sgd', 3),
+    ('mnist1d-dilcnn-sgd', 3), ('classif10-deepmlp6-sgd', 4))})
 
 
 learner = recommend.learner
