@@ -1,4 +1,4 @@
-"""Does the one-liner hold on problems the rules were never looked at on? Three hundred and thirty-five more small
+"""Does the one-liner hold on problems the rules were never looked at on? Three hundred and forty-eight more small
 problems (recurrent nets, a deep plain MLP, tanh activations, a transformer on another task, plain Adam, norm
 layers under SGD...; four were added to check the rule for SGD on normalized models and run once with it,
 eight (GroupNorm and LayerNorm nets, residual MLPs, noisy moons, a 3-class make_classification) were made
@@ -23,8 +23,9 @@ MobileNetV2 and a VisionTransformer, run once with the rules as they stood, four
 SGD for the read of a flat sweep, ten nets with attention as above but with nn.TransformerEncoderLayer's default
 dropout of 0.1, eight position tasks like the argmax encoders, for the hold check's way off a plateau, two more
 sequence tasks, four plain CNNs under SGD for its long probes where a probe below the kept lr spiked, six plain
-nets at small batches for those at a lowered lr whose probe spiked, and six plain nets at a batch of 16 for tune's
-reading of a lone sweep that learnt too little), none of them in bench/recommend.py.
+nets at small batches for those at a lowered lr whose probe spiked, six plain nets at a batch of 16 for tune's
+reading of a lone sweep that learnt too little, and thirteen plain nets at batches of 8 and 16 for tune's halving of
+an lr whose probe, cut short, spiked and ended above its half's), none of them in bench/recommend.py.
 Optimizers without momentum are fitted with ``moms=None``. For each problem and seed: the default range test with
 the fit's length (``lr_find(n_epoch=n)``, its 'fit' suggestion S), then full 1cycle fits at S * (1/8, 1/4, 1/2,
 1/sqrt2, 1, sqrt2, 2) with fit_one_cycle's weight decay (the optimizer's own, else 0.01), test accuracy.
@@ -56,6 +57,7 @@ import argparse
 import importlib.util
 import json
 import math
+import re
 import statistics
 import time
 from functools import partial
@@ -1361,6 +1363,15 @@ PROBLEMS = {
 PROBLEMS.update({f'{name}-bs16': {**PROBLEMS[name], 'bs': 16, 'epochs': epochs} for name, epochs in (
     ('digits16-cnn-sgd', 6), ('digits16-gapcnn2-sgd', 6), ('digits-gapcnn-sgd', 6), ('mnist1d-gapcnn-sgd', 3),
     ('mnist1d-dilcnn-sgd', 3), ('classif10-deepmlp6-sgd', 4))})
+# thirteen plain nets at batches of 8 and 16 (SGD, Nesterov, Adam, AdamW), made after tune's hold check was set to halve
+# a probed lr that spiked and ended above its half's where its budget cut the probes short (read on one LSTM seed), run
+# once: nets of the benches above at batch 32 or more, each at a batch where the default budget cuts the probes short
+PROBLEMS.update({f"{re.sub(r'-bs[0-9]+$', '', name)}-bs{bs}": {**PROBLEMS[name], 'bs': bs, 'epochs': epochs}
+                 for name, bs, epochs in (
+    ('mnist1d-widemlp-sgd-bs32', 8, 3), ('noisymoons-deepmlp-sgd', 8, 2), ('classif10-deepmlp5-sgd-bs32', 16, 3),
+    ('digits-deepmlp5-sgd', 8, 4), ('lenet-digits16-nesterov', 16, 6), ('widecnn1d-mnist1d-sgd-bs32', 8, 2),
+    ('rnn-digits-sgd', 16, 6), ('lstm-digits-sgd', 8, 4), ('cnn16-digits-adam', 16, 6), ('lenet-digits16-adamw', 8, 4),
+    ('deep-mlp-digits-adamw', 16, 6), ('classif5-deepmlp-sgd', 16, 3), ('quantiles-deepmlp-sgd', 16, 2))})
 
 
 learner = recommend.learner

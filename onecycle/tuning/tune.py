@@ -208,6 +208,7 @@ class TuneResult:
     held: dict = field(default_factory=dict)
     held_lr: float | None = None
     unread: str | None = None
+    sweeps_read_again: int = 0   # how many shorter sweeps the longer one in ``lr_find`` took the place of
 
     @property
     def fit_kwargs(self) -> dict:
@@ -258,7 +259,8 @@ class TuneResult:
                  + f', {self.seconds:.1f}s' + (f' of {self.time_budget:.0f}s' if self.time_budget else '')]
         if self.lr_find is not None:
             lines.append('range test: ' + ', '.join(f'{k}={v:.3g}' for k, v in self.lr_find.suggestions.items())
-                         + (f' ({len(self.lr_find.train_lrs)} steps: the shorter sweeps learnt too little to read)'
+                         + (f' ({len(self.lr_find.train_lrs)} steps: the shorter '
+                            + ('sweeps' if self.sweeps_read_again > 1 else 'sweep') + ' learnt too little to read)'
                             if self.lr_find.extended else ''))
         if self.lr_find_replicate is not None:
             lines.append('range test, another data order: '
@@ -429,6 +431,7 @@ class _Tuning:
         """S read from one sweep of `n_long` steps from the starting state, as lr_find reads one that learnt too little:
         it takes the place of the sweeps before it and of what the hold check made of them."""
         res = self.res
+        res.sweeps_read_again = 1 if res.lr_find_replicate is None else 2
         self.start.restore()
         res.lr_find = self.learn.lr_find(num_it=n_long, n_epoch=n_epoch, hold_check=False)
         res.lr_find_replicate, res.held, res.held_lr, res.unread = None, {}, None, None   # S: this sweep's

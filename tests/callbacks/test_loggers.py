@@ -155,8 +155,11 @@ def _wandb_history(run_dir):
     """The history rows of an offline W&B run, read from its .wandb file (a LevelDB-style log of protobuf
     records) once wandb's service has written the run's exit record (it writes after finish() returns)."""
     import time
+
+    from google.protobuf.message import DecodeError
     for _ in range(300):
-        rows, done = _wandb_records(next(run_dir.glob('run-*.wandb')).read_bytes())
+        try: rows, done = _wandb_records(next(run_dir.glob('run-*.wandb')).read_bytes())
+        except DecodeError: done = False   # read while the service was writing a record: read it again
         if done: return rows
         time.sleep(0.1)
     raise AssertionError('the offline run file has no exit record')
@@ -173,6 +176,7 @@ def _wandb_records(data):
         left = block - pos % block
         if left < 7: pos += left; continue
         length, kind = struct.unpack('<HB', data[pos + 4:pos + 7])
+        if pos + 7 + length > len(data): break   # a record the service is still writing
         chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
         buf = chunk if kind in (1, 2) else buf + chunk
         if kind in (1, 4):

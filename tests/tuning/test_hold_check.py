@@ -307,13 +307,13 @@ def test_check_held_lowers_a_suggestion_whose_probe_ended_back_where_it_started(
 
 
 def test_check_held_holds_probes_cut_short_by_tune_to_a_ratio_cut_in_proportion(make_learner, monkeypatch):
-    """At batch 16 a probe takes 200 steps; tune, short of budget, cuts them. Probes ending at S 2.5x above S/4's
+    """At batch 16 a probe takes 200 steps; tune, short of budget, cuts them. Probes ending at S 2.6x above S/2's
     hold at full length (within 3x) and S is kept; cut to 100 steps the ratio is 1 + 2 x 100/200 = 2, S fails it
-    and S/2 (1.5x above S/4) is taken. A deep MLP on the digits at batch 8 ended 7.8x above S/4 in lr_find's
+    and S/2 (below S/4) is taken. A deep MLP on the digits at batch 8 ended 7.8x above S/4 in lr_find's
     400-step probes and 2.7x in tune's 256-step ones, where S was kept and its fit scored 47.4%."""
     from onecycle.tuning.hold_check import check_held, held_line
     from onecycle.tuning.suggest import HOLD_RATIO
-    ends = {1: 1.0, .5: 0.6, .25: 0.4}
+    ends = {1: 1.0, .5: 0.38, .25: 0.4}
     learn = make_learner(opt_func=partial(torch.optim.SGD, momentum=0.9))
     for cap, picked, ratio in [(None, 1, HOLD_RATIO), (200, 1, HOLD_RATIO), (100, .5, 2.)]:
         seen = _scripted_probes(monkeypatch, 0.1, ends, spiked=(1, .5))   # (no long probes: they are tested below)
@@ -322,6 +322,29 @@ def test_check_held_holds_probes_cut_short_by_tune_to_a_ratio_cut_in_proportion(
         assert held['full_steps'] == 200 and held['probe_steps'] == (cap or 200)
         assert held['ratio'] == pytest.approx(ratio)
         assert ('(cut from 200: held within 2x)' in held_line(held, lr)) == (cap == 100)
+
+
+@pytest.mark.parametrize('ends, spiked, cap, picked', [
+    ({1: 1.2, .5: 0.8}, (1,), 100, .5),     # cut short, spiked, ended above its half: halved
+    ({1: 1.2, .5: 0.8}, (1,), None, 1),     # full length: within the ratio, kept (the long probes look again, below)
+    ({1: 1.2, .5: 0.8}, (), 100, 1),        # cut short, ended above its half without a spike: within the ratio, kept
+    ({1: 0.7, .5: 0.8}, (1,), 100, 1),      # cut short, spiked and ended below its half: kept
+    ({1: 1.6, .5: 0.8, .25: 0.7}, (1, .5), 100, .25),   # S/2, taken by the ratio, spiked and ended above S/4: S/4
+])
+def test_check_held_halves_an_lr_whose_probe_cut_short_spiked_and_ended_above_its_half(make_learner, monkeypatch,
+                                                                                       ends, spiked, cap, picked):
+    """Where tune's budget cuts the probes short no long probe runs, and those are what look again at an lr whose
+    probe spiked: one that spiked and ended above its half's is halved. tune on an LSTM reading the digits row by row
+    at batch 16 kept 1.19, whose 107-step probe spiked and ended 1.8x above its half's (within the cut ratio, 2.07):
+    its fit scored 75.0%, 95.4% at the half."""
+    from onecycle.tuning.hold_check import check_held, held_line
+    seen = _scripted_probes(monkeypatch, 0.1, ends, spiked)
+    learn = make_learner(opt_func=partial(torch.optim.SGD, momentum=0.9))
+    lr, held = check_held(learn, 0.1, fit_steps=1000, probe_steps=cap, long_probes=False)
+    assert seen == list(ends) and lr == pytest.approx(0.1 * picked)
+    halved = cap is not None and spiked and picked < 1
+    assert held.get('cut_spiked') == (pytest.approx(0.2 * picked) if halved else None)
+    assert ('spiked and ended above its half, with no room to probe it longer' in held_line(held, lr)) == bool(halved)
 
 
 @pytest.mark.parametrize('ends, spiked, ceiling, probed, picked', [

@@ -213,7 +213,8 @@ def test_tune_reads_a_lone_sweep_that_learnt_too_little_again_at_once_as_lr_find
     assert res.held['probe_steps'] >= 100 and 'long' not in res.held and res.max_lr == res.held_lr
     assert 'lr (out of budget)' in res.skipped
     text = res.summary()
-    assert f'({len(again.train_lrs)} steps: the shorter sweeps learnt too little to read)' in text
+    assert f'({len(again.train_lrs)} steps: the shorter sweep learnt too little to read)' in text
+    assert res.sweeps_read_again == 1 and 'shorter sweeps' not in text
     assert held_line(res.held, res.held_lr) in text
     # an Adam-like optimizer's lr stage walks down past S/sqrt2 where that wins: its lone sweep is not read again
     off = dict(search_lr=False, search_moms=False, search_wd=False)
@@ -256,6 +257,8 @@ def test_s_read_again_from_a_longer_sweep_is_checked_at_a_held_peak_under_sgd():
     assert 'long' not in res.held and res.held['steps'] == 2 * res.held['probe_steps'] >= 200
     assert res.confidence['trials']['text'].endswith('then checked at a held peak (kept)')
     assert held_line(res.held, res.held_lr) in res.summary()
+    assert res.sweeps_read_again == 2 and (f'({len(res.lr_find.train_lrs)} steps: the shorter sweeps learnt too '
+                                           'little to read)') in res.summary()
     short = tuned(1000)
     assert short.lr_find.extended and not short.held and short.steps <= 1000
 
