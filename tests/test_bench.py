@@ -19,6 +19,21 @@ def _load(name):
     return mod
 
 
+def _unseen_learners(name, seed):
+    """bench/suggest_unseen.py's problem `name` at `seed`, as its --tune-only run sets it up: (the problem, its data
+    arrays, a learner factory that builds the seed's initial weights on the arrays it is given, the bench module)."""
+    unseen = _load('suggest_unseen')
+    p = unseen.PROBLEMS[name]
+    torch.manual_seed(seed)
+    init = p['model']().state_dict()
+
+    def learner(data):
+        model = p['model']()
+        model.load_state_dict(init)
+        return unseen.learner(model, data, p, seed)
+    return p, p['data'](), learner, unseen
+
+
 @pytest.fixture(scope='module')
 def recommend():
     return _load('recommend')
@@ -608,17 +623,8 @@ def test_tune_halves_the_digits_lstms_lr_whose_probe_cut_short_spiked_and_ended_
     learnt too little and was read again (S = 1.19); the budget left two probes of 107 steps (cut from 200), and the one
     at S spiked and ended 1.8x above its half's, within the ratio cut in proportion (2.07). Kept, the fit scored 75.0%;
     with no room for the long probes that look again where a probe spiked, S is halved, and the fit learns."""
-    unseen = _load('suggest_unseen')
     from onecycle.tuning.tune import tune
-    p = unseen.PROBLEMS['digits-lstm-sgd-bs16']
-    arrays = p['data']()
-    torch.manual_seed(0)
-    init = p['model']().state_dict()
-
-    def learner(data):
-        model = p['model']()
-        model.load_state_dict(init)
-        return unseen.learner(model, data, p, 0)
+    p, arrays, learner, unseen = _unseen_learners('digits-lstm-sgd-bs16', 0)
     res = tune(learner(unseen.recommend.tuning_split(arrays)), n_epoch=p['epochs'])
     held = res.held
     assert res.lr_find.extended and held['probe_steps'] < held['full_steps'] and 'long' not in held
@@ -634,18 +640,9 @@ def test_tune_reads_the_mnist1d_cnns_lone_flat_sweep_again_at_batch_16():
     200-step sweep, which learnt too little and read S = 0.18; tune used to keep it (its trials learnt, and short
     trials favour the larger lr), and the fit there scored 9.6%. Read again over 600 steps and checked at a held
     peak, as lr_find reads and checks its own, tune takes 0.116 and its fit learns (74.3% in the bench)."""
-    unseen = _load('suggest_unseen')
     from onecycle.tuning.range_test import learnt_too_little
     from onecycle.tuning.tune import tune
-    p = unseen.PROBLEMS['mnist1d-cnn-sgd-bs16']
-    arrays = p['data']()
-    torch.manual_seed(2)
-    init = p['model']().state_dict()
-
-    def learner(data):
-        model = p['model']()
-        model.load_state_dict(init)
-        return unseen.learner(model, data, p, 2)
+    p, arrays, learner, unseen = _unseen_learners('mnist1d-cnn-sgd-bs16', 2)
     tuning = unseen.recommend.tuning_split(arrays)
     lone = learner(tuning).lr_find(num_it=200, n_epoch=p['epochs'], hold_check=False)
     assert learnt_too_little(lone) and lone.suggestion > 0.15
