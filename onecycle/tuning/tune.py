@@ -179,7 +179,8 @@ class TuneResult:
     and ``held_lr`` what it left of the sweeps' suggestion (of the longer sweep's where S was read again, under an
     SGD-like optimizer, when the budget held the probes). ``unread`` names the sweep ('first' or 'replicate')
     that learnt too little to read where the other did not, reading more than FLAT_SWEEP_SPREAD from it: S is then
-    the other's."""
+    the other's. ``sweeps_read_again``: how many shorter sweeps (1 or 2; 0: none) ``lr_find``, a longer one, was read
+    in place of, because they learnt too little."""
     max_lr: float
     moms: tuple | None
     wd: float | None
@@ -208,7 +209,7 @@ class TuneResult:
     held: dict = field(default_factory=dict)
     held_lr: float | None = None
     unread: str | None = None
-    sweeps_read_again: int = 0   # how many shorter sweeps the longer one in ``lr_find`` took the place of
+    sweeps_read_again: int = 0
 
     @property
     def fit_kwargs(self) -> dict:
