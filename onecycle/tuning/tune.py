@@ -600,15 +600,17 @@ class _Tuning:
 
     def check_read_again(self, moms, batch_size) -> int:
         """S read again from a longer sweep, checked at a held peak (probes at S and S/2, each shortened to what is
-        left of the budget where that is less, never below HOLD_STEPS), under an SGD-like optimizer on a model the
-        hold check runs on; returns the probes' steps (0: not checked)."""
+        left of the budget where that is less, never below HOLD_STEPS; no long probes, so S is halved where its probe
+        spiked and ended above S/2's), under an SGD-like optimizer on a model the hold check runs on; returns the
+        probes' steps (0: not checked)."""
         learn, res = self.learn, self.res
         if is_adaptive(learn.opt) or not checks_hold(learn.model) or self.over_time(): return 0
         probe = None
         if res.steps + hold_check_steps(res.fit_steps, max_probes=2, batch_size=batch_size) > res.budget:
             probe = (res.budget - res.steps) // 2
             if probe < HOLD_STEPS: return 0
-        return self.check_s_held(moms, max_probes=2, probe_steps=probe, long_probes=False).get('steps', 0)
+        return self.check_s_held(moms, max_probes=2, probe_steps=probe, long_probes=False,
+                                 halve_spiked=True).get('steps', 0)
 
     def long_trial_steps(self, spent) -> int:
         "Each longer trial's steps with `spent` steps of the budget gone: the rest halved, at most the fit; 0: too few."

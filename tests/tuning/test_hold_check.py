@@ -330,6 +330,8 @@ def test_check_held_holds_probes_cut_short_by_tune_to_a_ratio_cut_in_proportion(
     ({1: 1.2, .5: 0.8}, (), 100, 1),        # cut short, ended above its half without a spike: within the ratio, kept
     ({1: 0.7, .5: 0.8}, (1,), 100, 1),      # cut short, spiked and ended below its half: kept
     ({1: 1.6, .5: 0.8, .25: 0.7}, (1, .5), 100, .25),   # S/2, taken by the ratio, spiked and ended above S/4: S/4
+    ({1: 1.2, .5: 0.8}, (1,), 'halve', .5),   # full length, asked to halve so (no long probes: tune's read-again check)
+    ({1: 0.7, .5: 0.8}, (1,), 'halve', 1),    # ... ended below its half: kept
 ])
 def test_check_held_halves_an_lr_whose_probe_cut_short_spiked_and_ended_above_its_half(make_learner, monkeypatch,
                                                                                        ends, spiked, cap, picked):
@@ -340,10 +342,13 @@ def test_check_held_halves_an_lr_whose_probe_cut_short_spiked_and_ended_above_it
     from onecycle.tuning.hold_check import check_held, held_line
     seen = _scripted_probes(monkeypatch, 0.1, ends, spiked)
     learn = make_learner(opt_func=partial(torch.optim.SGD, momentum=0.9))
-    lr, held = check_held(learn, 0.1, fit_steps=1000, probe_steps=cap, long_probes=False)
+    halve = cap == 'halve'
+    lr, held = check_held(learn, 0.1, fit_steps=1000, probe_steps=None if halve else cap, long_probes=False,
+                          halve_spiked=halve)
     assert seen == list(ends) and lr == pytest.approx(0.1 * picked)
+    assert held['probe_steps'] == (200 if halve or cap is None else cap)
     halved = cap is not None and spiked and picked < 1
-    assert held.get('cut_spiked') == (pytest.approx(0.2 * picked) if halved else None)
+    assert held.get('halved_spiked') == (pytest.approx(0.2 * picked) if halved else None)
     assert ('spiked and ended above its half, with no room to probe it longer' in held_line(held, lr)) == bool(halved)
 
 
@@ -662,7 +667,8 @@ def test_check_held_climbs_only_within_its_probes_and_refuses_a_bad_ceiling_or_c
     assert seen[:3] == [1, .5, .25] and 2 not in seen and lr == 0.1
     bad = [(dict(ceiling=0.), 'ceiling'), (dict(ceiling=-1.), 'ceiling'), (dict(ceiling='high'), 'ceiling'),
            (dict(climb=0.9), 'climb'), (dict(climb=float('nan')), 'climb'), (dict(limit=0.), 'limit'),
-           (dict(limit=float('inf')), 'limit'), (dict(leave_plateau='yes'), 'leave_plateau')]
+           (dict(limit=float('inf')), 'limit'), (dict(leave_plateau='yes'), 'leave_plateau'),
+           (dict(halve_spiked=1), 'halve_spiked')]
     for kwargs, word in bad:
         seen.clear()
         with pytest.raises((TypeError, ValueError), match=word): check_held(learn, 0.1, fit_steps=1000, **kwargs)
