@@ -71,5 +71,22 @@ def plot_tune(result):
     for ax, p in zip(axs[0], panels):
         p.plot(ax=ax)   # one Axes: the range test draws its loss panel only
         if p is not result.lr_find: _fix_scales(ax, p)
+        else: _mark_tuned_lr(ax, result)
     fig.tight_layout()
     return fig
+
+
+def _mark_tuned_lr(ax, result):
+    """tune's max_lr on the range test's panel, which marks the first sweep's suggestion, where it is not that: the lr
+    the fit will use, and what moved it there (the second sweep averaged in, the hold check, the trials)."""
+    lr, first = getattr(result, 'max_lr', None), result.lr_find.suggestion
+    if not (isinstance(lr, float) and math.isfinite(lr) and lr > 0) or math.isclose(lr, first, rel_tol=1e-6): return
+    held, held_lr = getattr(result, 'held', None) or {}, getattr(result, 'held_lr', None)
+    sweeps = held.get('unchecked', result.suggestion if held_lr is None else first)   # S before the hold check
+    steps = []
+    if not math.isclose(sweeps, first, rel_tol=1e-6): steps.append(f'both sweeps, {fmt_lr(sweeps)}')
+    if held_lr is not None and not math.isclose(held_lr, sweeps, rel_tol=1e-6):
+        steps.append(f'the hold check, {fmt_lr(held_lr)}')
+    if not math.isclose(lr, sweeps if held_lr is None else held_lr, rel_tol=1e-6): steps.append('the trials')
+    ax.axvline(lr, color='C2', lw=2, zorder=3, label=f"tune's max_lr: {fmt_lr(lr)},\nfrom " + ', then '.join(steps))
+    ax.legend(fontsize=8)

@@ -63,3 +63,26 @@ def test_tune_plot_with_unplottable_losses(bad):
     fig = plot_tune(SimpleNamespace(lr_find=None, searches=[s]))
     lo, hi = fig.axes[0].get_ylim()
     assert 0 < lo <= 0.5 and hi >= 1
+
+
+@pytest.mark.parametrize('fields, label', [
+    (dict(max_lr=0.1), None),                                                    # the sweep's own suggestion
+    (dict(max_lr=0.05, held={'unchecked': 0.1}, held_lr=0.05), 'from the hold check, 5.0e-02'),
+    (dict(max_lr=0.07, held={'unchecked': 0.1}, held_lr=0.05), 'from the hold check, 5.0e-02, then the trials'),
+    (dict(max_lr=0.2 * math.sqrt(2), suggestion=0.2), 'from both sweeps, 2.0e-01, then the trials'),
+    (dict(max_lr=0.1, held={'unchecked': 0.2}, held_lr=0.1, suggestion=0.1), None),   # back where the panel marks
+])
+def test_tune_plot_marks_tunes_lr_and_what_moved_it_off_the_sweeps_suggestion(make_learner, fields, label):
+    """The range test's panel marks the first sweep's suggestion; tune's max_lr, where it lies elsewhere, is marked
+    too, with what moved it there (a second sweep averaged in, the hold check, the trials)."""
+    from types import SimpleNamespace
+
+    import matplotlib.pyplot as plt
+    sweep = make_learner().lr_find(num_it=30, stop_div=False, hold_check=False)
+    sweep.suggestion = 0.1
+    result = SimpleNamespace(lr_find=sweep, searches=[], held={}, held_lr=None, suggestion=0.1)
+    result.__dict__.update(fields)
+    fig = plot_tune(result)
+    tuned = [t.get_text() for t in fig.axes[0].get_legend().get_texts() if t.get_text().startswith("tune's")]
+    assert tuned == ([] if label is None else [f"tune's max_lr: {result.max_lr:.1e},\n{label}"])
+    plt.close(fig)
