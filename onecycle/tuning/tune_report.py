@@ -79,10 +79,9 @@ def plot_tune(result):
 def _mark_tuned_lr(ax, result):
     """tune's max_lr on the range test's panel, which marks the first sweep's suggestion, where it is not that: the lr
     the fit will use, and what moved it there (the second sweep averaged in, the hold check, the trials)."""
-    lr, first = getattr(result, 'max_lr', None), result.lr_find.suggestion
-    if not (isinstance(lr, float) and math.isfinite(lr) and lr > 0) or math.isclose(lr, first, rel_tol=1e-6): return
-    held, held_lr = getattr(result, 'held', None) or {}, getattr(result, 'held_lr', None)
-    sweeps = held.get('unchecked', result.suggestion if held_lr is None else first)   # S before the hold check
+    lr, first, held_lr = result.max_lr, result.lr_find.suggestion, result.held_lr
+    if not (math.isfinite(lr) and lr > 0) or math.isclose(lr, first, rel_tol=1e-6): return
+    sweeps = result.held['unchecked'] if result.held else result.suggestion   # S before the hold check
     steps = []
     if not math.isclose(sweeps, first, rel_tol=1e-6): steps.append(f'both sweeps, {fmt_lr(sweeps)}')
     if held_lr is not None and not math.isclose(held_lr, sweeps, rel_tol=1e-6):
