@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+import warnings
 
 from ..core.callback import Callback
 
@@ -31,10 +32,23 @@ def _fmt_time(t: float) -> str:
     return f'{h}:{m:02d}:{s:02d}' if h else f'{m:02d}:{s:02d}'
 
 
+_told_no_bars = False
+
+
 def _interactive() -> bool:
-    "Bars only where a person watches: a notebook or a terminal, not a log file or a CI run."
-    from fastprogress.fastprogress import IN_NOTEBOOK
-    return IN_NOTEBOOK or (hasattr(sys.stdout, 'isatty') and sys.stdout.isatty())
+    """Bars only where a person watches (a notebook or a terminal, not a log file or a CI run) and fastprogress
+    is there to draw them. Without it (installed with --no-deps, or a checkout on PYTHONPATH) training goes on
+    with the plain lines a log gets, and a person watching is told once why there are no bars."""
+    terminal = hasattr(sys.stdout, 'isatty') and sys.stdout.isatty()
+    try: from fastprogress.fastprogress import IN_NOTEBOOK
+    except ImportError:
+        global _told_no_bars
+        if (terminal or 'ipykernel' in sys.modules) and not _told_no_bars:
+            _told_no_bars = True
+            warnings.warn('progress: fastprogress is not installed, so progress is printed as plain lines, '
+                          'without bars; pip install fastprogress for bars', stacklevel=2)
+        return False
+    return IN_NOTEBOOK or terminal
 
 
 def fmt_lr(v) -> str:
@@ -130,6 +144,7 @@ class RangeTestProgress(Callback):
     at a step, so that it sees every step."""
     order = 4
     replaces_progress = True
+    _bar, lrs = None, ()   # after_fit runs after a failed before_fit too: it then closes and prints nothing
 
     def __init__(self, num_it, beta=0.98, label='LR range test'):
         self.num_it, self.beta, self.label = num_it, beta, label
@@ -148,7 +163,7 @@ class RangeTestProgress(Callback):
         self._bar.update(self.k, f'lr {fmt_lr(lr)}  smoothed loss {s:.4g}')
 
     def after_fit(self):
-        self._bar.close()
+        if self._bar is not None: self._bar.close()
         if not self.lrs: return
         finite = [(v, lr) for v, lr in zip(self.smooth, self.lrs) if math.isfinite(v)]
         low = f', lowest smoothed loss {min(finite)[0]:.4g} at lr {fmt_lr(min(finite)[1])}' if finite else ''

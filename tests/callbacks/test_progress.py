@@ -127,3 +127,50 @@ def test_tune_is_silent_without_progress(make_learner, capsys):
     tune(learn, budget=200, search_moms=False, search_wd=False)
     assert capsys.readouterr().out == ''
     assert not any(getattr(c, 'replaces_progress', False) for c in learn.cbs)   # its stage callback is gone
+
+
+# --- without fastprogress -------------------------------------------------------------------------------
+def _without_fastprogress(monkeypatch, terminal):
+    "As on a machine where fastprogress is missing (``None`` in sys.modules makes its import fail)."
+    import sys
+
+    import onecycle.callbacks.progress as progress
+    monkeypatch.setitem(sys.modules, 'fastprogress', None)
+    monkeypatch.setitem(sys.modules, 'fastprogress.fastprogress', None)
+    monkeypatch.setattr(progress, '_told_no_bars', False)
+    monkeypatch.setattr(sys.stdout, 'isatty', lambda: terminal, raising=False)
+
+
+def test_without_fastprogress_a_fit_trains_and_prints_its_table_as_in_a_log(make_learner, capsys, monkeypatch):
+    _without_fastprogress(monkeypatch, terminal=False)
+    learn = make_learner(progress=True, metrics=[accuracy])
+    capsys.readouterr()
+    learn.fit(2, lr=0.1)
+    out = capsys.readouterr().out
+    assert [r.split()[0] for r in _rows(out)] == ['0', '1'] and len(learn.recorder.epochs) == 2
+    res = learn.lr_find(num_it=20)
+    assert capsys.readouterr().out.splitlines()[0].startswith('LR range test: ') and res.suggestion > 0
+
+
+def test_without_fastprogress_a_terminal_is_told_once_why_there_are_no_bars(make_learner, capsys, monkeypatch):
+    _without_fastprogress(monkeypatch, terminal=True)
+    learn = make_learner(progress=True)
+    with pytest.warns(UserWarning, match='fastprogress is not installed') as seen:
+        learn.fit(2, lr=0.1)
+        learn.fit(1, lr=0.1)
+    assert len([w for w in seen if 'fastprogress' in str(w.message)]) == 1
+    assert [r.split()[0] for r in _rows(capsys.readouterr().out)] == ['0', '1', '0']
+
+
+def test_a_range_test_bar_whose_before_fit_failed_leaves_the_first_error_alone(make_learner, monkeypatch):
+    "after_fit runs after a failed before_fit too: the range test's bar must not add an error of its own."
+    from onecycle.callbacks.progress import RangeTestProgress
+
+    def broken(total): raise ImportError('no bars here')
+    monkeypatch.setattr('onecycle.callbacks.progress._Bar', broken)
+    learn = make_learner()
+    before = [p.detach().clone() for p in learn.model.parameters()]
+    with pytest.raises(ImportError, match='no bars here') as err:
+        learn.fit(1, cbs=[RangeTestProgress(5)])
+    assert not any('during cleanup' in n for n in getattr(err.value, '__notes__', []))
+    assert all((a == p).all() for a, p in zip(before, learn.model.parameters()))
