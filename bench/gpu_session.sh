@@ -12,7 +12,11 @@
 #    pytest-xdist is there.
 # Each step has its own time limit so that one slow step cannot take the others' time; a step that
 # fails does not stop the next. Runs from a checkout without installing: the repo root goes on
-# PYTHONPATH. Optional packages the machine lacks are installed from wheels in .whl/ when present.
+# PYTHONPATH. Packages the machine lacks are installed from wheels in .whl/ when present: on a lent H200 (torch
+# 2.11, Python 3.12) mnist1d and fastprogress were missing; before the run, here:
+#   .venv/bin/python -m pip download --no-deps -d .whl mnist1d
+# (.whl/ is untracked, so it travels with the working tree). Without fastprogress progress prints plain lines;
+# without mnist1d the tests of MNIST-1D problems skip.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 OUTDIR=${1:-${OUT:-/tmp/gpu_session}}
@@ -22,7 +26,7 @@ if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
         && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 fi
-export PYTHONPATH=$PWD:$PWD/bench${PYTHONPATH:+:$PYTHONPATH} MPLBACKEND=Agg PYTHONUNBUFFERED=1
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} MPLBACKEND=Agg PYTHONUNBUFFERED=1
 step() {   # step NAME SECONDS CMD...: run CMD under a time limit, log to OUTDIR/NAME.log, report its status
     local name=$1 limit=$2; shift 2
     local t0=$SECONDS

@@ -27,8 +27,7 @@ from pathlib import Path
 import torch
 
 _here = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or '.').resolve() != _here]   # bench/mnist1d.py is not the package
-sys.path.insert(0, str(_here.parent))
+sys.path.insert(0, str(_here.parent))   # the repo first: runs from a checkout without installing
 _spec = importlib.util.spec_from_file_location('recommend', _here / 'recommend.py')
 recommend = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(recommend)

@@ -44,8 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 _here = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or '.').resolve() != _here]   # bench/mnist1d.py is not the package
-sys.path.insert(0, str(_here.parent))
+sys.path.insert(0, str(_here.parent))   # the repo first: runs from a checkout without installing
 # the BatchNorm MLP of bench/suggest_unseen.py (norm_mlp)
 _spec = importlib.util.spec_from_file_location('suggest_unseen', _here / 'suggest_unseen.py')
 unseen = importlib.util.module_from_spec(_spec); _spec.loader.exec_module(unseen)

@@ -66,8 +66,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-# the problems and recipes of bench/recommend.py; loading it also puts the repo first on sys.path (and takes bench/
-# off it: bench/mnist1d.py is not the mnist1d package)
+# the problems and recipes of bench/recommend.py; loading it also puts the repo first on sys.path
 _spec = importlib.util.spec_from_file_location('recommend', Path(__file__).resolve().parent / 'recommend.py')
 recommend = importlib.util.module_from_spec(_spec); _spec.loader.exec_module(recommend)
 

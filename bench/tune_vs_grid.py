@@ -1,11 +1,11 @@
 """tune() + fit_one_cycle against a plain grid of constant Adam learning rates, on small problems
-other than the one bench/mnist1d.py scores (issue 3: the recipe must not lose to such a grid).
+other than the one bench/mnist1d_baseline.py scores (issue 3: the recipe must not lose to such a grid).
 
 Problems: the MNIST-1D MLP (40-100-100-10) and a synthetic teacher-student task (labels from a
 random two-layer tanh network on Gaussian inputs, 10% of them flipped at random; a wider student
 MLP learns them). The grid gets every advantage: each constant lr trains for the SAME total steps
 tune + fit_one_cycle use together (tuning budget + final fit), and the grid's best lr is picked on
-the test set itself. tune sees only a holdout cut from the training set, as in bench/mnist1d.py.
+the test set itself. tune sees only a holdout cut from the training set, as in bench/mnist1d_baseline.py.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/tune_vs_grid.py              # 2 seeds, both problems
     OMP_NUM_THREADS=1 .venv/bin/python bench/tune_vs_grid.py --seeds 1
@@ -21,10 +21,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-# bench/ holds a mnist1d.py: keep this folder off the path so `import mnist1d` finds the package
 _here = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or '.').resolve() != _here]
-sys.path.insert(0, str(_here.parent))
+sys.path.insert(0, str(_here.parent))   # the repo first: runs from a checkout without installing
 from onecycle import Learner, accuracy, fit_one_cycle, tune  # noqa: E402
 from onecycle.data import mnist1d_arrays, teacher_arrays, tensor_dls  # noqa: E402
 from onecycle.models import mlp  # noqa: E402

@@ -1,5 +1,6 @@
 """Starting a test script on several processes with torchrun (gloo on the CPU), as the distributed tests do."""
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -27,8 +28,16 @@ def torchrun(script, *args, nproc=2, timeout=300):
     cmd = [sys.executable, '-m', 'torch.distributed.run', f'--nproc_per_node={nproc}', '--master_addr=127.0.0.1',
            f'--master_port={free_port()}', os.path.join(REPO, 'tests', script), *map(str, args)]
     p = subprocess.run(cmd, env=torchrun_env(), cwd=REPO, capture_output=True, text=True, timeout=timeout)
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert p.returncode == 0, raised_lines(p.stderr) + p.stdout[-3000:] + p.stderr[-3000:]
     return p
+
+
+def raised_lines(stderr, most=12) -> str:
+    """Each rank's exception lines (`[rank0]: ValueError: ...`), first seen first: the tail of torchrun's output
+    is mostly its own report, and names only the rank that failed last (often one whose peer had gone)."""
+    pattern = re.compile(r'^(\[rank\d+\]:\s*)?[\w.]*(Error|Exception|Interrupt)\b')
+    seen = list(dict.fromkeys(line for line in stderr.splitlines() if pattern.match(line)))
+    return 'raised:\n' + '\n'.join(seen[:most]) + '\n---\n' if seen else ''
 
 
 def rank_results(out, nproc=2) -> list:

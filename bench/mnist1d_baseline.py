@@ -8,8 +8,8 @@ Tuning never sees the test set: it measures validation loss on a holdout cut fro
 set (the last 10%); the final fit then trains on the whole training set and is scored on the test
 set. Nothing here tells tune() anything about MNIST-1D.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/mnist1d.py            # 3 seeds (about 2-3 minutes on one core)
-    OMP_NUM_THREADS=1 .venv/bin/python bench/mnist1d.py --quick    # 1 seed, shorter baseline
+    OMP_NUM_THREADS=1 .venv/bin/python bench/mnist1d_baseline.py            # 3 seeds (about 2-3 minutes on one core)
+    OMP_NUM_THREADS=1 .venv/bin/python bench/mnist1d_baseline.py --quick    # 1 seed, shorter baseline
 """
 from __future__ import annotations
 
@@ -22,10 +22,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-# this file is named mnist1d.py: keep its folder off the path so `import mnist1d` finds the package
 _here = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or '.').resolve() != _here]
-sys.path.insert(0, str(_here.parent))
+sys.path.insert(0, str(_here.parent))   # the repo first: runs from a checkout without installing
 from onecycle import Learner, accuracy, fit_one_cycle, tune  # noqa: E402
 from onecycle.data import mnist1d_arrays, tensor_dls  # noqa: E402
 from onecycle.models import mnist1d_cnn  # noqa: E402
