@@ -80,8 +80,8 @@ from ..core.snapshot import TrainingState, preserved
 from ..distributed.ddp import effective_batch_size
 from ..schedules.scheduler import ONE_CYCLE_MOMS
 from .batch_size import noise_scale, with_batch_size
-from .hold_check import (HOLD_BEHIND, HOLD_PROBES, HOLD_STEPS, check_held, checks_hold, falls_behind, held_line,
-                         hold_check_steps, long_end_ratio, spiked_below)
+from .hold_check import (HOLD_BEHIND, HOLD_PROBES, HOLD_SPIKED_ABOVE, HOLD_STEPS, check_held, checks_hold,
+                         falls_behind, held_line, hold_check_steps, long_end_ratio, spiked_below)
 from .range_test import (EXTEND_FACTOR, INPUT_SCALE_WARNING, TARGET_SCALE_WARNING, TURN_UP_WARNING,
                          learnt_too_little, planned_fit_steps, sweep_drop)
 from .search import SearchResult, branch_trials, default_wds, format_candidate, pick_best, run_trial
@@ -263,10 +263,11 @@ class TuneResult:
                          + (f' ({len(self.lr_find.train_lrs)} steps: the shorter '
                             + ('sweeps' if self.sweeps_read_again > 1 else 'sweep') + ' learnt too little to read)'
                             if self.lr_find.extended else ''))
-        if self.lr_find_replicate is not None:
+        if self.lr_find_replicate is not None:   # S as the two sweeps read it, before the hold check moved it
+            swept = self.held['unchecked'] if self.held else self.suggestion
             lines.append('range test, another data order: '
                          + ', '.join(f'{k}={v:.3g}' for k, v in self.lr_find_replicate.suggestions.items())
-                         + f'; S = {self.suggestion:.3g} (' + self._how_s_was_read() + ')')
+                         + f'; S = {swept:.3g} (' + self._how_s_was_read() + ')')
         if self.held: lines.append(held_line(self.held, self.held_lr))
         if self.noise is not None:
             lines.append(f'seed-to-seed noise of a score: {self.noise:.4g}')
@@ -471,7 +472,10 @@ class _Tuning:
         n_long = hold_check_steps(res.fit_steps, batch_size=batch_size, long_probes=True)
         long_probes = probe is None and res.steps + n_long <= res.budget // 2
         self.say.begin('hold check', n_long if long_probes else n_held)
-        held = self.check_s_held(moms, probe_steps=probe, long_probes=long_probes, long_end=long_end_ratio(learn.model))
+        # without the long probes, an S whose probe spiked and ended above its half's is halved: cut short, above it
+        # at all, at full length clearly above it (hold_check.HOLD_SPIKED_ABOVE)
+        held = self.check_s_held(moms, probe_steps=probe, long_probes=long_probes, long_end=long_end_ratio(learn.model),
+                                 halve_spiked=not long_probes, spiked_above=HOLD_SPIKED_ABOVE)
         held_lr = res.held_lr
         line = held_line(held, held_lr) if held else 'hold check: the fit is too short to probe'
         behind, below = (falls_behind(held, held_lr), spiked_below(held, held_lr)) if held else (False, False)
