@@ -18,7 +18,9 @@
    wherever lr_find's one-liner checks it (``hold_check.checks_hold``) and as it does
    (``hold_check.check_held``: 100-step probes, more steps below a batch of 32, at S and S/2, halving S while
    its probe ends more than 3x above the one below or falls less than half as far), when the probes leave the
-   trials half the budget:
+   trials half the budget; without lr_find's long probes, which look again where a probe spiked, unless they leave
+   it half as well, so an S whose probe spiked and ended above its half's is halved instead (more than 1.05x above
+   at full length, ``hold_check.HOLD_SPIKED_ABOVE``):
    plain CNNs collapse at an S that tune's short trials, which leave their peak at once, cannot tell apart
    (a max-pooling CNN on the digits: fits at 91.3 / 98.0 / 90.2% before, 96.5 / 97.5 / 97.3% with it).
 2. (When asked) batch size: short runs at each candidate batch size, the lr rescaled with it.
