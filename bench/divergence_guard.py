@@ -31,6 +31,9 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(1)
     cuda = args.device.startswith('cuda')
+    if cuda and not torch.cuda.is_available():   # as bench/gpu.py: gpu_session.sh runs it on any machine
+        print('bench/divergence_guard.py: no CUDA GPU on this machine, skipped (--device cpu measures the CPU)')
+        return 0
     clock = time.perf_counter if cuda else time.thread_time
     learners = {}
     for name in ('with guard', 'without guard'):

@@ -549,6 +549,10 @@ def test_the_gpu_bench_checks_itself_on_the_cpu_and_the_session_script_parses():
     assert 'target >= 0.98' in ratio and 'DivergenceGuard' not in ratio    # the guard's row is a cost, not a target
     assert any(l.startswith("DivergenceGuard's cost:") for l in lines)
     assert subprocess.run(['bash', '-n', str(BENCH / 'gpu_session.sh')]).returncode == 0
+    if not torch.cuda.is_available():   # the session script's guard step skips, as bench/gpu.py does, without a GPU
+        r = subprocess.run([sys.executable, str(BENCH / 'divergence_guard.py'), '--device', 'cuda'], env=env,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0 and 'no CUDA GPU on this machine, skipped' in r.stdout, r.stderr[-2000:]
 
 
 def test_every_regression_problem_builds_standardized_targets_and_the_baseline_is_read_as_a_classifier(
