@@ -234,6 +234,11 @@ class TuneResult:
         if self.takes_lower_sweep: return min(self.lr_find.suggestion, self.lr_find_replicate.suggestion)
         return geometric_mean(self.lr_find.suggestion, self.lr_find_replicate.suggestion)
 
+    @property
+    def swept_suggestion(self) -> float:
+        "S as the sweeps read it, before a hold check moved it (``suggestion`` is what the check left of it)."
+        return self.held['unchecked'] if self.held else self.suggestion
+
     def _how_s_was_read(self) -> str:
         if self.unread == 'first': return "the other sweep's alone: the first learnt too little to read"
         if self.unread == 'replicate': return "the first sweep's alone: the other learnt too little to read"
@@ -265,11 +270,10 @@ class TuneResult:
                          + (f' ({len(self.lr_find.train_lrs)} steps: the shorter '
                             + ('sweeps' if self.sweeps_read_again > 1 else 'sweep') + ' learnt too little to read)'
                             if self.lr_find.extended else ''))
-        if self.lr_find_replicate is not None:   # S as the two sweeps read it, before the hold check moved it
-            swept = self.held['unchecked'] if self.held else self.suggestion
+        if self.lr_find_replicate is not None:
             lines.append('range test, another data order: '
                          + ', '.join(f'{k}={v:.3g}' for k, v in self.lr_find_replicate.suggestions.items())
-                         + f'; S = {swept:.3g} (' + self._how_s_was_read() + ')')
+                         + f'; S = {self.swept_suggestion:.3g} (' + self._how_s_was_read() + ')')
         if self.held: lines.append(held_line(self.held, self.held_lr))
         if self.noise is not None:
             lines.append(f'seed-to-seed noise of a score: {self.noise:.4g}')

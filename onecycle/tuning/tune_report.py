@@ -81,7 +81,7 @@ def _mark_tuned_lr(ax, result):
     the fit will use, and what moved it there (the second sweep averaged in, the hold check, the trials)."""
     lr, first, held_lr = result.max_lr, result.lr_find.suggestion, result.held_lr
     if not (math.isfinite(lr) and lr > 0) or math.isclose(lr, first, rel_tol=1e-6): return
-    sweeps = result.held['unchecked'] if result.held else result.suggestion   # S before the hold check
+    sweeps = result.swept_suggestion
     steps = []
     if not math.isclose(sweeps, first, rel_tol=1e-6): steps.append(f'both sweeps, {fmt_lr(sweeps)}')
     if held_lr is not None and not math.isclose(held_lr, sweeps, rel_tol=1e-6):

@@ -82,6 +82,7 @@ def test_tune_plot_marks_tunes_lr_and_what_moved_it_off_the_sweeps_suggestion(ma
     sweep.suggestion = 0.1
     result = SimpleNamespace(lr_find=sweep, searches=[], held={}, held_lr=None, suggestion=0.1)
     result.__dict__.update(fields)
+    result.swept_suggestion = result.held['unchecked'] if result.held else result.suggestion   # as TuneResult's
     fig = plot_tune(result)
     tuned = [t.get_text() for t in fig.axes[0].get_legend().get_texts() if t.get_text().startswith("tune's")]
     assert tuned == ([] if label is None else [f"tune's max_lr: {result.max_lr:.1e},\n{label}"])
