@@ -661,7 +661,6 @@ def test_tune_halves_s_read_again_where_its_full_length_probe_spiked_and_ended_a
     assert unseen.recommend.one_cycle(learner(arrays), p['epochs'], **res.fit_kwargs) > 0.85
 
 
-
 def test_tune_halves_s_where_its_full_length_probe_spiked_and_ended_clearly_above_its_half_with_no_long_probes():
     """bench/suggest_unseen.py's 5-layer MLP on a 10-class table under SGD at batch 32, seed 1: tune's budget (one fit,
     1576 steps) holds no long probes, which look again where a probe spiked; S's 100-step probe spiked and ended 1.25x
@@ -681,6 +680,7 @@ def test_tune_halves_s_where_its_full_length_probe_spiked_and_ended_clearly_abov
     assert f'S = {swept:.3g} (geometric mean' in summary and 'lowered to' in summary
     assert res.max_lr < 0.75 * swept
     assert unseen.recommend.one_cycle(learner(arrays), p['epochs'], **res.fit_kwargs) > 0.85
+
 
 @needs_mnist1d
 def test_tune_reads_the_mnist1d_cnns_lone_flat_sweep_again_at_batch_16():
