@@ -1,4 +1,4 @@
-"""Does the one-liner hold on problems the rules were never looked at on? Three hundred and forty-eight more small
+"""Does the one-liner hold on problems the rules were never looked at on? Three hundred and fifty-four more small
 problems (recurrent nets, a deep plain MLP, tanh activations, a transformer on another task, plain Adam, norm
 layers under SGD...; four were added to check the rule for SGD on normalized models and run once with it,
 eight (GroupNorm and LayerNorm nets, residual MLPs, noisy moons, a 3-class make_classification) were made
@@ -24,8 +24,9 @@ SGD for the read of a flat sweep, ten nets with attention as above but with nn.T
 dropout of 0.1, eight position tasks like the argmax encoders, for the hold check's way off a plateau, two more
 sequence tasks, four plain CNNs under SGD for its long probes where a probe below the kept lr spiked, six plain
 nets at small batches for those at a lowered lr whose probe spiked, six plain nets at a batch of 16 for tune's
-reading of a lone sweep that learnt too little, and thirteen plain nets at batches of 8 and 16 for tune's halving of
-an lr whose probe, cut short, spiked and ended above its half's), none of them in bench/recommend.py.
+reading of a lone sweep that learnt too little, thirteen plain nets at batches of 8 and 16 for tune's halving of
+an lr whose probe, cut short, spiked and ended above its half's, and six of fastai's tabular models on a made table
+of categories and numbers, run once), none of them in bench/recommend.py.
 Optimizers without momentum are fitted with ``moms=None``. For each problem and seed: the default range test with
 the fit's length (``lr_find(n_epoch=n)``, its 'fit' suggestion S), then full 1cycle fits at S * (1/8, 1/4, 1/2,
 1/sqrt2, 1, sqrt2, 2) with fit_one_cycle's weight decay (the optimizer's own, else 0.01), test accuracy.
@@ -692,6 +693,50 @@ def fine_tuned(key, make, arrays, head='linear', n_out=5, frozen=False, **train_
                 for q in mod.parameters(recurse=False): q.requires_grad_(False)
         return m
     return model
+
+
+def mixed_table(n=12000, n_test=2000, n_classes=2, noise=1.0, seed=51):
+    """A table as a shop or a census keeps one: four categorical columns (7, 12, 60 and 300 levels, stored as their
+    codes) and six continuous ones (two skewed), the label drawn from a teacher that adds a per-level effect of each
+    category, smooth terms of the continuous columns and two interactions, plus logistic noise (`noise`): Bayes
+    accuracy well below 100%. Continuous columns standardized on the training rows, as fastai's Normalize does."""
+    g = torch.Generator().manual_seed(seed)
+    levels = (7, 12, 60, 300)
+    cats = torch.stack([torch.randint(0, k, (n,), generator=g) for k in levels], 1)
+    conts = torch.randn(n, 6, generator=g)
+    conts[:, 4:] = conts[:, 4:].exp()   # two log-normal columns
+    effects = [torch.randn(k, n_classes, generator=g) for k in levels]
+    w = torch.randn(6, n_classes, generator=g)
+    logits = sum(e[cats[:, i]] for i, e in enumerate(effects)) + torch.tanh(conts) @ w * 1.5
+    logits += (conts[:, :1] * conts[:, 1:2]) * torch.randn(1, n_classes, generator=g)
+    logits += effects[0][cats[:, 0]] * conts[:, 2:3]
+    u = torch.rand(n, n_classes, generator=g).clamp(1e-6, 1 - 1e-6)
+    y = (logits + noise * (u.log() - (-u).log1p())).argmax(1)
+    mean, std = conts[n_test:].mean(0), conts[n_test:].std(0)
+    x = torch.cat([cats.float(), (conts - mean) / std], 1)
+    return x[n_test:], y[n_test:], x[:n_test], y[:n_test]
+
+
+class TabularNet(nn.Module):
+    """fastai's tabular model as its users build it: an embedding per categorical column (fastai's size rule,
+    min(600, 1.6 * levels ** 0.56)), dropout on them, BatchNorm on the continuous columns, then blocks of Linear,
+    ReLU, BatchNorm and dropout (fastai's order for tabular layers), a linear head. The input holds the categories'
+    codes in its first columns."""
+    def __init__(self, levels=(7, 12, 60, 300), n_cont=6, sizes=(200, 100), n_out=2, p=0.1, emb_p=0.05):
+        super().__init__()
+        dims = [min(600, round(1.6 * k ** 0.56)) for k in levels]
+        self.embeds = nn.ModuleList(nn.Embedding(k, d) for k, d in zip(levels, dims))
+        self.emb_drop, self.bn_cont, self.n_cat = nn.Dropout(emb_p), nn.BatchNorm1d(n_cont), len(levels)
+        layers, n_in = [], sum(dims) + n_cont
+        for width in sizes:
+            layers += [nn.Linear(n_in, width), nn.ReLU(), nn.BatchNorm1d(width), nn.Dropout(p)]
+            n_in = width
+        self.body, self.head = nn.Sequential(*layers), nn.Linear(n_in, n_out)
+
+    def forward(self, x):
+        codes, conts = x[:, :self.n_cat].long(), x[:, self.n_cat:]
+        embedded = self.emb_drop(torch.cat([e(codes[:, i]) for i, e in enumerate(self.embeds)], 1))
+        return self.head(self.body(torch.cat([embedded, self.bn_cont(conts)], 1)))
 
 
 def two_conv_cnn():
@@ -1371,6 +1416,21 @@ PROBLEMS.update({f"{re.sub(r'-bs[0-9]+$', '', name)}-bs{bs}": {**PROBLEMS[name],
     ('digits-deepmlp5-sgd', 8, 4), ('lenet-digits16-nesterov', 16, 6), ('widecnn1d-mnist1d-sgd-bs32', 8, 2),
     ('rnn-digits-sgd', 16, 6), ('lstm-digits-sgd', 8, 4), ('cnn16-digits-adam', 16, 6), ('lenet-digits16-adamw', 8, 4),
     ('deep-mlp-digits-adamw', 16, 6), ('classif5-deepmlp-sgd', 16, 3), ('quantiles-deepmlp-sgd', 16, 2))})
+# fastai's tabular model (embeddings, BatchNorm, dropout) on a mixed table of categories and numbers, binary and
+# 5-class, as fastai's tabular users fit it (Adam with decoupled decay) and under SGD, at batches of 64 and 256;
+# made in the forty-sixth session with no rule changed, run once
+PROBLEMS.update({
+    'table-tabnet-adamw': P(data=mixed_table, model=TabularNet, opt='adamw', bs=64, epochs=5),
+    'table5-tabnet-adamw-bs256': P(data=partial(mixed_table, n_classes=5, seed=52), model=partial(TabularNet, n_out=5),
+                                   opt='adamw', bs=256, epochs=15),
+    'table-tabnet-sgd': P(data=mixed_table, model=TabularNet, opt='sgd', bs=64, epochs=5),
+    'table5-tabnet-sgd-bs256': P(data=partial(mixed_table, n_classes=5, seed=52), model=partial(TabularNet, n_out=5),
+                                 opt='sgd', bs=256, epochs=15),
+    'table-tabnet-adam-bs32': P(data=mixed_table, model=partial(TabularNet, sizes=(400, 200, 100)), opt='adam',
+                                bs=32, epochs=4),
+    'table5-tabnet-nesterov-bs128': P(data=partial(mixed_table, n_classes=5, seed=52),
+                                      model=partial(TabularNet, n_out=5, p=0.), opt='nesterov', bs=128, epochs=10),
+})
 
 
 learner = recommend.learner

@@ -664,3 +664,49 @@ def test_an_sgd_regression_keeps_its_edge_but_attention_keeps_sgds_exponent():
     from onecycle.tuning.suggest import EXPOSURE_EXPONENT, exposure_exponent
     assert exposure_exponent(False, regression=True) == 0 < exposure_exponent(False)
     assert exposure_exponent(False, attention=True, regression=True) == EXPOSURE_EXPONENT
+
+
+def _noisy_table_sweep(seed, first=0.95):
+    """A sweep whose batches are noisy (a binary table with noisy labels, bench/suggest_unseen.py's table-tabnet-sgd):
+    a plateau at 0.84 with a batch-to-batch sd of 0.07 up to 1e-3 (its first batch lost `first`), a fall to 0.6 at
+    2e-2, then a rise that passes the start at about 0.3."""
+    rnd = random.Random(seed)
+    def curve(x):
+        if x <= -3: return 0.84
+        if x <= -1.7: return 0.84 - 0.24 * (x + 3) / 1.3
+        return 0.6 + 0.6 * (x + 1.7) ** 2
+    return [first] + [curve(x) + rnd.gauss(0, 0.07) for x in XS[1:]]
+
+
+def test_a_spike_is_read_from_where_the_plateau_sat_not_from_a_high_first_batch():
+    """The smoothed curve starts at the first batch's loss: where it was high and batches are noisy, a third of the way
+    down lies within the plateau's noise, and the first batch after it that tops the start was read as a spike while
+    the lr did nothing yet (table-tabnet-sgd seed 0: a spike at 4e-6, S capped at a quarter of the edge). Measured from
+    the median of the sweep's first steps, the spike never comes earlier, and sits on the plateau on a third as many
+    noise draws (a dip of the smoothed curve by noise alone can still reach a third of the way down)."""
+    on_plateau = {False: 0, True: 0}
+    for seed in range(100):
+        raw = _noisy_table_sweep(seed)
+        smooth = smooth_sweep(raw)
+        first, from_head = suggest_spike(LRS, raw, smooth), suggest_spike(LRS, raw, smooth, from_head=True)
+        assert from_head >= first, seed
+        on_plateau[False] += first < 1e-3
+        on_plateau[True] += from_head < 1e-3
+        if seed < 20:   # a first batch at the plateau's level: the two readings agree
+            calm = _noisy_table_sweep(seed, first=0.84)
+            assert suggest_spike(LRS, calm, from_head=True) == suggest_spike(LRS, calm), seed
+    assert on_plateau[False] >= 20 and on_plateau[True] <= on_plateau[False] / 2, on_plateau
+    with pytest.raises(TypeError, match='from_head'): suggest_spike(LRS, raw, from_head='yes')
+
+
+def test_the_fit_suggestion_is_not_capped_by_a_spike_read_from_a_high_first_batch(monkeypatch):
+    "suggest_for_fit reads spikes as the range test does (SPIKE_FROM_HEAD): no cap at a quarter of the edge here."
+    import onecycle.tuning.suggest as suggest
+    seed = next(s for s in range(20) if suggest_spike(LRS, _noisy_table_sweep(s)) < 1e-3
+                < suggest_spike(LRS, _noisy_table_sweep(s), from_head=True))
+    raw = _noisy_table_sweep(seed)
+    smooth = smooth_sweep(raw)
+    lr = suggest_for_fit(LRS, smooth, 1000, raw_losses=raw, exponent=0)   # (SGD on a normalized net)
+    monkeypatch.setattr(suggest, 'SPIKE_FROM_HEAD', False)
+    capped = suggest_for_fit(LRS, smooth, 1000, raw_losses=raw, exponent=0)
+    assert lr / capped == pytest.approx(4., rel=0.3)   # the cap, SPIKE_TRUST (4x) below the edge, is gone
