@@ -182,9 +182,10 @@ def test_every_unseen_problem_builds_offline_and_plain_adam_means_adam():
     sgd_attention, tutorials, tv = names[end + 225:end + 240], names[end + 240:end + 252], names[end + 252:end + 258]
     held_out_tv, dropout_attention = names[end + 258:end + 262], names[end + 262:end + 272]
     positions, pointer_repeat = names[end + 272:end + 280], names[end + 280:end + 282]
-    spiked_below, lone_sweep, cut_short = names[end + 282:end + 292], names[end + 292:end + 298], names[end + 298:]
+    spiked_below, lone_sweep = names[end + 282:end + 292], names[end + 292:end + 298]
+    cut_short, tabular = names[end + 298:end + 311], names[end + 311:]
     assert len(scale) == 12 and len(sgd_scale) == 16 and len(sgd_conv) == 7 and len(rms_scale) == 10
-    assert len(names) == end + 311
+    assert len(names) == end + 317
     # ... and eight position tasks, each labelled by the position its kind names, Adam-like optimizers on attention
     for n in positions:
         x, y, _, _ = unseen.PROBLEMS[n]['data']()
@@ -240,6 +241,17 @@ def test_every_unseen_problem_builds_offline_and_plain_adam_means_adam():
         assert not has_attention(model) and checks_hold(model), n
         assert [type(m) for m in model.modules()] == [type(m) for m in twin[0]['model']().modules()], n
         assert hold_check_steps(10 ** 4, batch_size=p['bs']) > hold_check_steps(10 ** 4, batch_size=32), n
+    # ... and six of fastai's tabular models (an embedding per categorical column, BatchNorm, dropout) on a made table
+    # whose first four columns hold category codes, binary and 5-class, under Adam-like optimizers and SGD
+    assert len(tabular) == 6 and {unseen.PROBLEMS[n]['opt'] for n in tabular} == {'adam', 'adamw', 'sgd', 'nesterov'}
+    for n in tabular:
+        p = unseen.PROBLEMS[n]
+        x, y, xt, yt = p['data']()
+        model = p['model']()
+        assert isinstance(model, unseen.TabularNet) and is_normalized(model) and not has_attention(model), n
+        assert [e.num_embeddings for e in model.embeds] == [int(c) + 1 for c in torch.cat([x, xt])[:, :4].amax(0)], n
+        assert torch.equal(x[:, :4], x[:, :4].round()) and x[:, 4:].std(0).sub(1).abs().max() < 0.05, n
+        assert model.head.out_features == int(y.max()) + 1 == len(y.unique()), n
     # ... and after them ten nets with attention with nn.TransformerEncoderLayer's default dropout of 0.1, each the twin
     # of one above without it (the same data, optimizer, batch and length), SGD and Adam-like optimizers
     from onecycle.core.hyper import has_dropout
