@@ -712,6 +712,25 @@ def test_tune_reads_the_mnist1d_cnns_lone_flat_sweep_again_at_batch_16():
     assert unseen.recommend.one_cycle(learner(arrays), p['epochs'], **res.fit_kwargs) > 0.6
 
 
+@needs_mnist1d
+def test_tune_leaves_room_to_check_s_read_again_from_a_plateau_cnns_longer_sweep():
+    """bench/suggest_unseen.py's 16x16 CNN under SGD at batch 32, seed 1: its sweeps and trials learnt too little, so
+    tune read S again from a sweep three times as long, which left 146 steps of the 1000 for the hold check's two
+    100-step probes: S = 0.79 went to the fit unchecked, at chance (9.6%). The longer sweep is now shortened to leave
+    the check its probes, which take S down; the fit learns (95.0% in the bench)."""
+    from onecycle.tuning.hold_check import hold_check_steps
+    from onecycle.tuning.range_test import EXTEND_FACTOR
+    from onecycle.tuning.tune import tune
+    p, arrays, learner, unseen = _unseen_learners('digits16-cnn-sgd-bs32', 1)
+    res = tune(learner(unseen.recommend.tuning_split(arrays)), n_epoch=p['epochs'])
+    assert res.lr_find.extended and res.held and res.held['probe_steps'] == res.held['full_steps']
+    first = res.steps - len(res.lr_find.train_lrs) - res.held['steps']   # the steps before the longer sweep
+    assert res.held['steps'] == hold_check_steps(res.fit_steps, max_probes=2, batch_size=p['bs'])
+    assert first > 0 and len(res.lr_find.train_lrs) < EXTEND_FACTOR * 100 and res.steps <= res.budget
+    assert res.max_lr < 0.3
+    assert unseen.recommend.one_cycle(learner(arrays), p['epochs'], **res.fit_kwargs) > 0.9
+
+
 def test_no_bench_script_is_named_as_a_module_python_could_import_otherwise():
     """`python bench/X.py` puts bench/ first on sys.path, so a script named as an installed package hides it from
     every import: bench/mnist1d.py once hid the mnist1d package wherever bench/ was on the path (the lent GPU's

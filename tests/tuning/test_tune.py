@@ -243,8 +243,9 @@ def test_s_read_again_from_a_longer_sweep_is_checked_at_a_held_peak_under_sgd():
     """Random labels at batch 32 under SGD, a budget of 1500: two sweeps, and the default's trials, learn too little,
     S is read again from a longer sweep, and that S is checked at a held peak, as the one-liner checks its own: probes
     at S and S/2 (no more: no climb, no long probes), on what is left of the budget (a 2x2-patch encoder under SGD
-    read 0.248 from its 300-step sweep, its fit 50.0%; the check halved it, 85.2%). With the default budget of 1000
-    the longer sweep leaves too little for the probes, and none runs."""
+    read 0.248 from its 300-step sweep, its fit 50.0%; the check halved it, 85.2%). With the default budget of 1000 a
+    sweep three times as long would leave too little for the probes: it is shortened (still longer than the first)
+    so that they run at full length."""
     from helpers import no_signal_learner
     def tuned(budget):
         torch.manual_seed(0)
@@ -266,7 +267,12 @@ def test_s_read_again_from_a_longer_sweep_is_checked_at_a_held_peak_under_sgd():
     assert res.sweeps_read_again == 2 and (f'({len(res.lr_find.train_lrs)} steps: the shorter sweeps learnt too '
                                            'little to read)') in res.summary()
     short = tuned(1000)
-    assert short.lr_find.extended and not short.held and short.steps <= 1000
+    assert short.lr_find.extended and short.held and short.steps <= 1000
+    assert short.held['steps'] == 2 * short.held['probe_steps'] == 2 * short.held['full_steps']
+    from onecycle.tuning.range_test import EXTEND_FACTOR
+    from onecycle.tuning.tune import range_test_plan
+    n_rt = range_test_plan(1000, 32)[0]   # the first sweeps' steps
+    assert n_rt < len(short.lr_find.train_lrs) < EXTEND_FACTOR * n_rt
 
 
 def test_s_read_again_and_halved_at_its_held_peak_is_what_the_longer_trials_and_the_fit_start_from(
