@@ -422,6 +422,15 @@ class _Tuning:
     # global average pooling 67.8 -> 65.0%; two CNNs with global average pooling on the digits as before (20-30%).
     # Not where the lr stage walks both ways (Adam-like optimizers, normalized nets): two AdamW problems with such a
     # sweep lost 15.5 points summed over four seeds with it
+    def read_lone_sweep_again(self, n_rt, n_epoch) -> str:
+        "The first sweep read again, longer, where it learnt too little and no second one runs; returns its line."
+        res = self.res
+        n_long = self.longer_sweep_steps(n_rt)
+        if n_long <= n_rt or self.over_time(): return range_test_line(res.lr_find)
+        drop = sweep_drop(res.lr_find)
+        self.sweep_again(n_long, n_epoch)
+        return range_test_line(res.lr_find) + f', read again after a {n_rt}-step sweep whose loss fell {drop:.0%}'
+
     # A sweep read again where tune's trials learnt too little (trials_learnt_too_little) is shortened, while it stays
     # longer than the first sweep, so that the hold check's two probes at its S fit in what is left of the budget: at
     # three times the first it often left too few steps, and S read from a plateau net's flat sweep went to the fit
@@ -432,23 +441,14 @@ class _Tuning:
     # points); on seeds 3-5 of the 21 problems among them, 34 such seeds, +340.9, 18 up, 6 down (LeNet and 16x16 CNNs
     # from chance to 93-96%; a 16x16 CNN -67.4, the argmax encoder -56.6). Plateau nets land at chance or near their
     # best by a factor of two in the lr, so single seeds swing both ways.
-    def read_lone_sweep_again(self, n_rt, n_epoch) -> str:
-        "The first sweep read again, longer, where it learnt too little and no second one runs; returns its line."
-        res = self.res
-        n_long = self.longer_sweep_steps(n_rt)
-        if n_long <= n_rt or self.over_time(): return range_test_line(res.lr_find)
-        drop = sweep_drop(res.lr_find)
-        self.sweep_again(n_long, n_epoch)
-        return range_test_line(res.lr_find) + f', read again after a {n_rt}-step sweep whose loss fell {drop:.0%}'
-
-    def longer_sweep_steps(self, n_rt, leave_check=None) -> int:
+    def longer_sweep_steps(self, n_rt, check_batch_size=None) -> int:
         """A sweep read again: EXTEND_FACTOR times the first one's `n_rt` steps, or what is left of the budget, if less.
-        `leave_check` (the batch size) where the hold check will look at its S (see check_read_again): shortened, while
-        it stays longer than the first, to leave that check its probes (see the note above read_lone_sweep_again)."""
+        Given `check_batch_size` (the batch of the hold check that will look at its S, see check_read_again), where
+        that check runs: shortened, while it stays longer than the first, to leave the check its probes (note above)."""
         res = self.res
         n = min(n_rt * EXTEND_FACTOR, res.budget - res.steps)
-        if leave_check is None or is_adaptive(self.learn.opt) or not checks_hold(self.learn.model): return n
-        room = res.budget - res.steps - hold_check_steps(res.fit_steps, max_probes=2, batch_size=leave_check)
+        if check_batch_size is None or is_adaptive(self.learn.opt) or not checks_hold(self.learn.model): return n
+        room = res.budget - res.steps - hold_check_steps(res.fit_steps, max_probes=2, batch_size=check_batch_size)
         return min(n, room) if room > n_rt else n
 
     def sweep_again(self, n_long, n_epoch):
@@ -597,13 +597,13 @@ class _Tuning:
         learnt too little too, as lr_find's one-liner reads it (or from what is left of the budget, where that is
         less but still longer than the first: a batch of 8's 380-step sweep put S at 1.8e-8 on spirals, whose fit
         scored 35.6%; read from 1003 steps, 99.7%), shortened where that leaves the check room, and checked at a held
-        peak (see the notes above this method and above read_lone_sweep_again)."""
+        peak (see the notes above this method and above longer_sweep_steps)."""
         res = self.res
         fell = [(x.start_loss - x.score) / x.start_loss for x in (a, b) if math.isfinite(x.score) and x.start_loss > 0]
         if not (fell and all(abs(f) < MIN_TRIAL_DROP for f in fell)): return False
         sweeps = [r for r in (res.lr_find, res.lr_find_replicate) if r is not None]
         drops = [sweep_drop(r) for r in sweeps]
-        n_long = self.longer_sweep_steps(n_rt, leave_check=batch_size)
+        n_long = self.longer_sweep_steps(n_rt, check_batch_size=batch_size)
         extend = learnt_too_little(*sweeps) and n_long > n_rt and not self.over_time() and not res.lr_find.extended
         planned = res.steps + (n_long if extend else 0)
         before, read = res.steps, ''
