@@ -277,8 +277,8 @@ def suggest_spike(lrs, losses, smooth=None, after=SPIKE_AFTER, lasting=1, from_h
     if len(smooth) != len(losses): raise ValueError('smooth and losses differ in length')
     start = start_level(losses)   # the level smooth_sweep caps at
     low = min(range(len(smooth)), key=smooth.__getitem__)
-    top = smooth[0]
-    if from_head and smooth[low] < _head_median(losses) < top: top = _head_median(losses)
+    top, head = smooth[0], _head_median(losses) if from_head else math.inf
+    if smooth[low] < head < top: top = head
     drop = top - smooth[low]
     if drop <= 0: return lrs[0]
     going, run = False, 0

@@ -447,8 +447,8 @@ class _Tuning:
         that check runs: shortened, while it stays longer than the first, to leave the check its probes (note above)."""
         res = self.res
         n = min(n_rt * EXTEND_FACTOR, res.budget - res.steps)
-        if check_batch_size is None or is_adaptive(self.learn.opt) or not checks_hold(self.learn.model): return n
-        room = res.budget - res.steps - hold_check_steps(res.fit_steps, max_probes=2, batch_size=check_batch_size)
+        if check_batch_size is None: return n
+        room = res.budget - res.steps - self.read_again_check_steps(check_batch_size)
         return min(n, room) if room > n_rt else n
 
     def sweep_again(self, n_long, n_epoch):
@@ -630,14 +630,21 @@ class _Tuning:
         left of the budget where that is less, never below HOLD_STEPS; no long probes, so S is halved where its probe
         spiked and ended above S/2's), under an SGD-like optimizer on a model the hold check runs on; returns the
         probes' steps (0: not checked)."""
-        learn, res = self.learn, self.res
-        if is_adaptive(learn.opt) or not checks_hold(learn.model) or self.over_time(): return 0
+        res = self.res
+        need = self.read_again_check_steps(batch_size)
+        if not need or self.over_time(): return 0
         probe = None
-        if res.steps + hold_check_steps(res.fit_steps, max_probes=2, batch_size=batch_size) > res.budget:
+        if res.steps + need > res.budget:
             probe = (res.budget - res.steps) // 2
             if probe < HOLD_STEPS: return 0
         return self.check_s_held(moms, max_probes=2, probe_steps=probe, long_probes=False,
                                  halve_spiked=True).get('steps', 0)
+
+    def read_again_check_steps(self, batch_size) -> int:
+        """The steps check_read_again's two full-length probes take at `batch_size`; 0 where it does not check (an
+        Adam-like optimizer, a model the hold check does not run on, a fit too short to probe)."""
+        if is_adaptive(self.learn.opt) or not checks_hold(self.learn.model): return 0
+        return hold_check_steps(self.res.fit_steps, max_probes=2, batch_size=batch_size)
 
     def long_trial_steps(self, spent) -> int:
         "Each longer trial's steps with `spent` steps of the budget gone: the rest halved, at most the fit; 0: too few."
