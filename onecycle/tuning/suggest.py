@@ -81,6 +81,16 @@ def _head_median(losses) -> float:
     return statistics.median(_head(losses))
 
 
+def batch_noise(losses) -> float:
+    """The batch-to-batch noise of a sweep's losses, as a standard deviation, from the median of its successive
+    differences (robust to the trend, which moves each step little, and to the odd outlier); 0 from fewer than six
+    losses."""
+    finite = [l for l in losses if math.isfinite(l)]
+    if len(finite) < 6: return 0.
+    # |a - b| of two independent N(0, s^2) draws has median 0.6745 * sqrt(2) * s
+    return statistics.median(abs(a - b) for a, b in zip(finite, finite[1:])) / (0.6745 * math.sqrt(2))
+
+
 def smooth_sweep(losses, beta=None) -> list[float]:
     """The curve the suggestions read. Losses above the starting level (:func:`start_level`), NaN
     and inf are capped at that level first: once training has diverged the size of the blow-up says
@@ -247,6 +257,25 @@ SPIKE_AFTER = 1 / 3
 # 99.3 -> 90.1%, position tasks landing far apart at nearby lrs). tune's settings the same on the first seventeen and
 # on all 39 seeds of bench/recommend.py (its own sweeps did not move).
 SPIKE_FROM_HEAD = True
+# ... and, on a sweep that fell at least SPIKE_NOISE_MIN_FALL of where it started, once the way down has also passed
+# SPIKE_NOISE_UNITS times its batches' own noise (:func:`batch_noise`), at most SPIKE_NOISE_CAP of the way to the lowest
+# point (so that a sweep whose whole descent lies within its noise still reads a spike past its floor). The median of
+# five first steps is itself noisy: where they happened to sit high, a dip of the smoothed curve by noise alone reached
+# a third of the way down and the next batch above the start read as a spike on the plateau (tune's second sweep on
+# a tabular net under Adam at batch 32, bench/suggest_unseen.py's table-tabnet-adam-bs32: five first batches near
+# 0.88 on a plateau at 0.78, sd 0.06, a spike at 3.9e-5 and S capped at a quarter of the edge; simulated, on the
+# plateau in 65 of 200 draws, 2 with the threshold). Not on a sweep that fell less (a plateau net, whose tiny descent
+# sits within a few sds of its noise and whose plateau rules read it): there it moved spikes that held 16x16 CNNs under
+# SGD at batches of 32-128 off an lr they collapse at (four seeds 85.6-91.2% -> chance), and it delayed a real spike
+# on an encoder whose sweep fell 11% (100 -> 72.5%). Measured on the one-liner (forty-seventh session; lr_find + fit,
+# the 1071 sweeps of both benches read offline, the seeds whose spike moved refitted): 23 seeds moved, +43.2 points
+# summed, 9 up, 5 down (an MLP on 50x-scaled circles under Adagrad 56.2 -> 92.1%, a 20x-scaled MNIST-1D MLP +4.8;
+# an MLP on make_classification at batch 8 -2.1); held out, seeds 3-5 of those 14 problems and the 6 tabular ones,
+# +0.2 over 60 seeds (5 up, 4 down, the largest -2.8 and +1.9). tune: the same settings on bench/recommend.py's 39
+# seeds and 15 of the 18 tabular ones; the tabular Adam net's three +3.0 (82.1 -> 83.1%, its grid's best cell 83.1%).
+SPIKE_NOISE_UNITS = 3.
+SPIKE_NOISE_CAP = 2 / 3
+SPIKE_NOISE_MIN_FALL = 0.15
 
 
 # how far below the edge E a spike may pull the fit suggestion. On the sweeps of bench/recommend.py's problems and
@@ -256,7 +285,7 @@ SPIKE_FROM_HEAD = True
 SPIKE_TRUST = 4.
 
 
-def suggest_spike(lrs, losses, smooth=None, after=SPIKE_AFTER, lasting=1, from_head=False) -> float:
+def suggest_spike(lrs, losses, smooth=None, after=SPIKE_AFTER, lasting=1, from_head=False, noise_units=0.) -> float:
     """The last learning rate before the sweep's first spike: a step whose own (unsmoothed) loss
     jumped above the level the sweep started from, once the smoothed loss had come `after` (a third)
     of the way down to its lowest point. A step that undoes all the training so far is unstable at
@@ -268,10 +297,13 @@ def suggest_spike(lrs, losses, smooth=None, after=SPIKE_AFTER, lasting=1, from_h
     counts at once). No spike: the largest lr of the sweep. A loss that never falls: the smallest.
     With `from_head` (the range test's reading of a sweep, SPIKE_FROM_HEAD) the way down is measured from the
     median loss of the sweep's first steps where that lies below the smoothed curve's first point (and above its
-    lowest)."""
+    lowest). With `noise_units`, on a sweep that fell at least ``SPIKE_NOISE_MIN_FALL`` of where it started, the way
+    down must also pass that many times the batches' own noise (:func:`batch_noise`, read up to the lowest point), but
+    never more than ``SPIKE_NOISE_CAP`` of it: a dip of the smoothed curve by noise alone is not a descent."""
     check_range('after', after, 0, 1)
     check_int('lasting', lasting, min_value=1)
     check_bool('from_head', from_head)
+    check_range('noise_units', noise_units, 0, 100)
     _check(lrs, losses)
     smooth = smooth_sweep(losses) if smooth is None else smooth
     if len(smooth) != len(losses): raise ValueError('smooth and losses differ in length')
@@ -281,9 +313,12 @@ def suggest_spike(lrs, losses, smooth=None, after=SPIKE_AFTER, lasting=1, from_h
     if smooth[low] < head < top: top = head
     drop = top - smooth[low]
     if drop <= 0: return lrs[0]
+    need = after * drop
+    if noise_units and drop >= SPIKE_NOISE_MIN_FALL * top:
+        need = max(need, min(noise_units * batch_noise(losses[:low + 1]), SPIKE_NOISE_CAP * drop))
     going, run = False, 0
     for j, (loss, sm) in enumerate(zip(losses, smooth)):
-        going = going or top - sm >= after * drop
+        going = going or top - sm >= need
         if going and not math.isfinite(loss): return lrs[max(j - run - 1, 0)]
         run = run + 1 if going and loss > start else 0
         if run >= lasting: return lrs[max(j - run, 0)]
@@ -651,7 +686,8 @@ def suggest_for_fit(lrs, losses, fit_steps, sweep_lrs=None, exponent=EXPOSURE_EX
     rescale = min(max((k / reference) ** sweep_exponent, 0.25), 4.)
     lr = edge * rescale * factor
     if raw_losses is not None:
-        spike = suggest_spike(lrs, raw_losses, losses, lasting=spike_steps, from_head=SPIKE_FROM_HEAD)
+        spike = suggest_spike(lrs, raw_losses, losses, lasting=spike_steps, from_head=SPIKE_FROM_HEAD,
+                              noise_units=SPIKE_NOISE_UNITS)
         if spike > edge: lr *= min((spike / edge) ** lift, MAX_SPIKE_LIFT)
         if spike_cap: lr = min(lr, max(spike, edge / SPIKE_TRUST) * rescale)
     return lr if limit is None else min(lr, limit)
