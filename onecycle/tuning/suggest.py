@@ -16,7 +16,7 @@ __all__ = ['suggest_minimum', 'suggest_steep', 'suggest_valley', 'suggest_max_bo
            'suggest_plateau_edge', 'plateau_anchor',
            'suggest_for_fit', 'pick_held', 'held_falls', 'HOLD_RATIO', 'HOLD_DROP', 'step_limit', 'ADAPTIVE_STEP_LIMIT',
            'RUNNING_MAX_STEP_LIMIT',
-           'exposure_exponent', 'spike_lift', 'sweep_exposure', 'one_cycle_exposure', 'lr_bounds',
+           'exposure_exponent', 'spike_lift', 'sweep_exposure', 'one_cycle_exposure', 'lr_bounds', 'batch_noise',
            'loss_slopes', 'smoothed_slopes', 'moving_average', 'smooth_zero_lag', 'start_level', 'smooth_sweep',
            'default_window', 'geometric_mean', 'applied_lr_limit', 'INPUT_RMS_LIMIT', 'far_above_unit_scale',
            'input_scale_factor',
