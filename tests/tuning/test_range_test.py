@@ -1188,3 +1188,22 @@ def test_on_a_plain_net_with_dropout_the_sweeps_spike_takes_two_steps_in_a_row(m
     want = 2 if dropout and not bn else 1
     assert seen['spike'] == [want] and seen['fit'] and set(seen['fit']) == {want}
     assert res.suggestions['spike'] == real_spike(res.lrs, res.losses, res.smooth_losses, lasting=want)
+
+
+def test_the_range_test_reads_its_spike_past_the_batches_noise(make_learner, monkeypatch):
+    """The range test reads its 'spike' suggestion, and the spike that caps 'fit', from the head's median and past the
+    batches' own noise (suggest.SPIKE_FROM_HEAD, SPIKE_NOISE_UNITS); hold probes keep the plain reading."""
+    from onecycle.tuning import range_test, suggest
+    seen = []
+    real_spike, real_fit_spike = range_test.suggest_spike, suggest.suggest_spike
+    def spike(*a, **kw):
+        seen.append(('range test', kw.get('from_head'), kw.get('noise_units'))); return real_spike(*a, **kw)
+    def fit_spike(*a, **kw):
+        seen.append(('fit', kw.get('from_head'), kw.get('noise_units'))); return real_fit_spike(*a, **kw)
+    monkeypatch.setattr(range_test, 'suggest_spike', spike)
+    monkeypatch.setattr(suggest, 'suggest_spike', fit_spike)
+    res = make_learner().lr_find(n_epoch=5, num_it=60, hold_check=False)
+    want = (suggest.SPIKE_FROM_HEAD, suggest.SPIKE_NOISE_UNITS)
+    assert want[1] > 0 and {s[1:] for s in seen} == {want} and {s[0] for s in seen} == {'range test', 'fit'}
+    assert res.suggestions['spike'] == real_spike(res.lrs, res.losses, res.smooth_losses, from_head=want[0],
+                                                  noise_units=want[1])
