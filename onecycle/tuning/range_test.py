@@ -27,11 +27,11 @@ from .hold_check import check_held, checks_hold, held_line, long_end_ratio, spik
 from .range_test_plot import plot_range_tests
 from .short_runs import (REPLICATE_SEED, StepLoss, divergence_limit, epochs_for_steps, fixed_valid_batches,
                          optimizer_steps_per_epoch, steps_for_samples, subset_loss)
-from .suggest import (INPUT_RMS_LIMIT, SGD_INPUT_LIMIT, SPIKE_FROM_HEAD, SPIKE_NOISE_UNITS, applied_lr_limit,
-                      divided_step_input_limit, divided_step_multiple, exposure_exponent, far_above_unit_scale,
-                      geometric_mean, input_scale_factor, lr_bounds, plateau_anchor, sgd_input_limit, smooth_sweep,
+from .suggest import (INPUT_RMS_LIMIT, SGD_INPUT_LIMIT, applied_lr_limit, divided_step_input_limit,
+                      divided_step_multiple, exposure_exponent, far_above_unit_scale, geometric_mean,
+                      input_scale_factor, lr_bounds, plateau_anchor, range_test_spike, sgd_input_limit, smooth_sweep,
                       smoothed_slopes, spike_lift, step_limit, suggest_edge, suggest_for_fit, suggest_max_bound,
-                      suggest_minimum, suggest_spike, suggest_steep, suggest_valley)
+                      suggest_minimum, suggest_steep, suggest_valley)
 
 __all__ = ['LRFinder', 'LRFinderResult', 'lr_find', 'SUGGESTERS', 'SUGGESTIONS', 'planned_fit_steps', 'sweep_drop',
            'learnt_too_little', 'never_turned_up']
@@ -362,8 +362,7 @@ class LRFinder(StepLoss, ParamScheduler):
                                        plateau=_plateau_share(adaptive, _normalized_plain(model), smooth),
                                        spike_steps=lasting)}
         sugg.update({name: f(lrs, smooth) for name, f in SUGGESTERS.items()})
-        sugg['spike'] = suggest_spike(lrs, losses, smooth, lasting=lasting, from_head=SPIKE_FROM_HEAD,
-                                       noise_units=SPIKE_NOISE_UNITS)
+        sugg['spike'] = range_test_spike(lrs, losses, smooth, lasting=lasting)
         return LRFinderResult(list(lrs), list(losses), smooth, sugg, sugg[suggest], self.stopped_early,
                               bounds=lr_bounds(sugg['max_bound']), measured=self.measured,
                               train_lrs=list(self.lrs), train_losses=list(self.losses), cost=self.cost(),

@@ -13,7 +13,7 @@ from ..core.recorder import smooth_ema
 from ..schedules.functions import one_cycle
 
 __all__ = ['suggest_minimum', 'suggest_steep', 'suggest_valley', 'suggest_max_bound', 'suggest_edge', 'suggest_spike',
-           'suggest_plateau_edge', 'plateau_anchor',
+           'range_test_spike', 'suggest_plateau_edge', 'plateau_anchor',
            'suggest_for_fit', 'pick_held', 'held_falls', 'HOLD_RATIO', 'HOLD_DROP', 'step_limit', 'ADAPTIVE_STEP_LIMIT',
            'RUNNING_MAX_STEP_LIMIT',
            'exposure_exponent', 'spike_lift', 'sweep_exposure', 'one_cycle_exposure', 'lr_bounds', 'batch_noise',
@@ -325,6 +325,14 @@ def suggest_spike(lrs, losses, smooth=None, after=SPIKE_AFTER, lasting=1, from_h
         run = run + 1 if going and loss > start else 0
         if run >= lasting: return lrs[max(j - run, 0)]
     return lrs[-1]
+
+
+def range_test_spike(lrs, losses, smooth, lasting=1) -> float:
+    """The spike as a range test reads its sweep, for its 'spike' suggestion and the cap on its 'fit' one: the way
+    down measured from the head's median (SPIKE_FROM_HEAD) and past the batches' own noise (SPIKE_NOISE_UNITS). Hold
+    probes read theirs with :func:`suggest_spike`'s plain defaults."""
+    return suggest_spike(lrs, losses, smooth, lasting=lasting, from_head=SPIKE_FROM_HEAD,
+                         noise_units=SPIKE_NOISE_UNITS)
 
 
 def lr_bounds(max_lr: float) -> dict:
@@ -688,8 +696,7 @@ def suggest_for_fit(lrs, losses, fit_steps, sweep_lrs=None, exponent=EXPOSURE_EX
     rescale = min(max((k / reference) ** sweep_exponent, 0.25), 4.)
     lr = edge * rescale * factor
     if raw_losses is not None:
-        spike = suggest_spike(lrs, raw_losses, losses, lasting=spike_steps, from_head=SPIKE_FROM_HEAD,
-                              noise_units=SPIKE_NOISE_UNITS)
+        spike = range_test_spike(lrs, raw_losses, losses, lasting=spike_steps)
         if spike > edge: lr *= min((spike / edge) ** lift, MAX_SPIKE_LIFT)
         if spike_cap: lr = min(lr, max(spike, edge / SPIKE_TRUST) * rescale)
     return lr if limit is None else min(lr, limit)

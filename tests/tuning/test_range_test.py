@@ -1174,12 +1174,12 @@ def test_on_a_plain_net_with_dropout_the_sweeps_spike_takes_two_steps_in_a_row(m
     one-step spike)."""
     from onecycle.tuning import range_test
     seen = {'spike': [], 'fit': []}
-    real_spike, real_fit = range_test.suggest_spike, range_test.suggest_for_fit
+    real_spike, real_fit = range_test.range_test_spike, range_test.suggest_for_fit
     def spike(*a, lasting=1, **kw):
         seen['spike'].append(lasting); return real_spike(*a, lasting=lasting, **kw)
     def fit(*a, spike_steps=1, **kw):
         seen['fit'].append(spike_steps); return real_fit(*a, spike_steps=spike_steps, **kw)
-    monkeypatch.setattr(range_test, 'suggest_spike', spike)
+    monkeypatch.setattr(range_test, 'range_test_spike', spike)
     monkeypatch.setattr(range_test, 'suggest_for_fit', fit)
     torch.manual_seed(0)
     body = ([nn.Linear(8, 16)] + ([nn.BatchNorm1d(16)] if bn else []) + [nn.ReLU()]
@@ -1193,15 +1193,15 @@ def test_on_a_plain_net_with_dropout_the_sweeps_spike_takes_two_steps_in_a_row(m
 def test_the_range_test_reads_its_spike_past_the_batches_noise(make_learner, monkeypatch):
     """The range test reads its 'spike' suggestion, and the spike that caps 'fit', from the head's median and past the
     batches' own noise (suggest.SPIKE_FROM_HEAD, SPIKE_NOISE_UNITS); hold probes keep the plain reading."""
-    from onecycle.tuning import range_test, suggest
+    import sys
+    from onecycle.tuning import suggest
     seen = []
-    real_spike, real_fit_spike = range_test.suggest_spike, suggest.suggest_spike
+    real_spike = suggest.suggest_spike
+    callers = {'result': 'range test', 'suggest_for_fit': 'fit'}   # (through suggest.range_test_spike)
     def spike(*a, **kw):
-        seen.append(('range test', kw.get('from_head'), kw.get('noise_units'))); return real_spike(*a, **kw)
-    def fit_spike(*a, **kw):
-        seen.append(('fit', kw.get('from_head'), kw.get('noise_units'))); return real_fit_spike(*a, **kw)
-    monkeypatch.setattr(range_test, 'suggest_spike', spike)
-    monkeypatch.setattr(suggest, 'suggest_spike', fit_spike)
+        seen.append((callers.get(sys._getframe(2).f_code.co_name), kw.get('from_head'), kw.get('noise_units')))
+        return real_spike(*a, **kw)
+    monkeypatch.setattr(suggest, 'suggest_spike', spike)
     res = make_learner().lr_find(n_epoch=5, num_it=60, hold_check=False)
     want = (suggest.SPIKE_FROM_HEAD, suggest.SPIKE_NOISE_UNITS)
     assert want[1] > 0 and {s[1:] for s in seen} == {want} and {s[0] for s in seen} == {'range test', 'fit'}
