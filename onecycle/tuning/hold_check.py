@@ -457,6 +457,8 @@ def held_line(held: dict, picked: float) -> str:
     verdict = ('kept' if picked == held['unchecked'] else
                f"{'lowered' if picked < held['unchecked'] else 'raised'} to {fmt_lr(picked)}")
     again = f"; on another data order {listed(held['confirm'])}" if held.get('confirm') else ''
+    if held.get('before'):
+        again += f"; {', '.join(fmt_lr(c) for c in held['before'])} from the check before S was read again"
     if held.get('long'):
         long = held['long']
         fell, fell_half, halves = _long_verdict(long)

@@ -88,7 +88,7 @@ from .range_test import (EXTEND_FACTOR, INPUT_SCALE_WARNING, TARGET_SCALE_WARNIN
                          learnt_too_little, planned_fit_steps, sweep_drop)
 from .search import SearchResult, branch_trials, default_wds, format_candidate, pick_best, run_trial
 from .short_runs import REPLICATE_SEED, fixed_valid_batches, steps_for_samples
-from .suggest import geometric_mean
+from .suggest import geometric_mean, pick_held
 from .tune_report import plot_tune, range_test_line, search_line, skipped_line
 
 __all__ = ['tune', 'TuneResult', 'DEFAULT_MOMS']
@@ -337,6 +337,24 @@ def range_test_plan(budget: int, step_samples: int) -> tuple[int, int]:
     return n_rt, (2 if budget >= TWO_SWEEPS * n_rt else 1)
 
 
+# S read again from a longer sweep is checked at S and S/2, and at S/4 where S/2's probe spiked and what is left of the
+# budget holds a third probe of the same length (as the one-liner's check walks to three); where the lowest probe still
+# spiked, the probes the check on the first sweeps' S ran below it (from the same starting state, the same length) are
+# read with them, and one of those is taken where its loss fell at least BEFORE_LEARNT of its start: it left the plateau
+# the check's own probes sat on (`_Tuning.read_with_before`). The check on S read again was held to two probes; a third
+# within budget moves little (the longer sweep leaves it no room), and the first check's probes cost nothing. Without
+# the threshold the lowest such probe was taken where none learnt (lrs of 3e-7 to 0.004 read from a noise sweep; a
+# 16x16 CNN at batch 48 80.4 -> 9.6%). On the 645 seeds of both benches under SGD-like optimizers (forty-eighth
+# session, tune and its fit) 125 read S again; 5 moved, +68.0 points summed (a 16x16 CNN at batch 128 13.6 -> 82.2%,
+# its first check's 0.23 fell 0.12 nats where the probes at 0.92 and 0.46 sat at chance); on seeds 3-5 of their 47
+# problems, 3 of 141 moved, +140.4 (two 16x16 nets from chance to 85-94%, one 78.6 -> 57.4%); on seeds 6-8, after the
+# threshold was set, 7 of 141 moved, +31.0 (3 up, 2 down: a 16x16 CNN 93.4 -> 75.6%). Plateau nets land at chance or
+# near their best by a factor of two in the lr, so single seeds swing both ways. Measured and left: a longer sweep
+# shortened to leave room for three probes (-122.9 over 70 seeds: it moves S itself), and the first check on flat
+# sweeps stopped at two probes to keep its third's steps for the second (-231.9 over 33)
+BEFORE_LEARNT = 0.02
+
+
 def long_probe_budget(n_long: int, step_samples: int) -> int:
     """The smallest budget whose range tests leave the hold check's `n_long` steps of long probes within its first
     half (where `_Tuning.hold_check` runs them), read from `range_test_plan` so that the two cannot disagree."""
@@ -360,6 +378,7 @@ class _Tuning:
         self.later = 0         # trials the stages after lr plan on: momentum, weight decay, the check
         self.longer = False    # the trials learnt too little, and the lr is compared again in longer ones
         self.done = {}         # (lr, mom, wd, data order, steps) -> Trial
+        self.held_before = {}  # the hold check's probes on the sweeps a sweep read again replaced
 
     def over_time(self) -> bool:
         tb = self.res.time_budget
@@ -456,6 +475,7 @@ class _Tuning:
         it takes the place of the sweeps before it and of what the hold check made of them."""
         res = self.res
         res.sweeps_read_again = 1 if res.lr_find_replicate is None else 2
+        self.held_before = res.held   # the check on the sweeps it replaces: check_read_again reads its probes too
         self.start.restore()
         res.lr_find = self.learn.lr_find(num_it=n_long, n_epoch=n_epoch, hold_check=False)
         res.lr_find_replicate, res.held, res.held_lr, res.unread = None, {}, None, None   # S: this sweep's
@@ -576,9 +596,10 @@ class _Tuning:
                      f'{res.steps - before} steps')
         return a, b, order
 
-    # S read again here is checked at a held peak as the one-liner checks its own (two probes, S and S/2: no climb, no
-    # long probes), under an SGD-like optimizer on a model the hold check runs on, where what is left of the budget
-    # holds them, on steps the longer trials would have taken (they run on what is left after). Of every SGD
+    # S read again here is checked at a held peak as the one-liner checks its own (S and S/2, S/4 where the budget holds
+    # it, see BEFORE_LEARNT: no climb, no long probes), under an SGD-like optimizer on a model the hold check runs on,
+    # where what is left of the budget holds them, on steps the longer trials would have taken (they run on what is
+    # left after). Of every SGD
     # problem of both benches (465 seeds, torchvision's nets aside), 52 come here (none of
     # bench/suggest_regression.py's 51; fortieth session, bench/suggest_unseen.py --tune-only): the
     # check ran on 18 (on the rest the longer sweep left too little for its probes), halved S on four, and moved five
@@ -627,18 +648,38 @@ class _Tuning:
 
     def check_read_again(self, moms, batch_size) -> int:
         """S read again from a longer sweep, checked at a held peak (probes at S and S/2, each shortened to what is
-        left of the budget where that is less, never below HOLD_STEPS; no long probes, so S is halved where its probe
-        spiked and ended above S/2's), under an SGD-like optimizer on a model the hold check runs on; returns the
-        probes' steps (0: not checked)."""
+        left of the budget where that is less, never below HOLD_STEPS, and S/4 where S/2's spiked and the budget holds
+        a third; no long probes, so S is halved where its probe spiked and ended above S/2's; then read_with_before),
+        under an SGD-like optimizer on a model the hold check runs on; returns the probes' steps (0: not checked)."""
         res = self.res
         need = self.read_again_check_steps(batch_size)
         if not need or self.over_time(): return 0
-        probe = None
+        probe, left = None, res.budget - res.steps
         if res.steps + need > res.budget:
-            probe = (res.budget - res.steps) // 2
+            probe = left // 2
             if probe < HOLD_STEPS: return 0
-        return self.check_s_held(moms, max_probes=2, probe_steps=probe, long_probes=False,
-                                 halve_spiked=True).get('steps', 0)
+        n = probe or need // 2
+        probes = HOLD_PROBES if left >= HOLD_PROBES * n else 2
+        held = self.check_s_held(moms, max_probes=probes, probe_steps=probe, long_probes=False, halve_spiked=True)
+        if held: self.read_with_before(held)
+        return held.get('steps', 0)
+
+    def read_with_before(self, held):
+        """Where the lowest of `held`'s probes spiked (the walk down would go on) and the check on the sweeps read
+        again ran probes of the same length below it, from the same starting state: those are read with them
+        (``held['before']``: their lrs), and the one pick_held picks from all of them is taken where it is one of
+        those and its loss fell at least BEFORE_LEARNT of its start (see the note above BEFORE_LEARNT)."""
+        res, before = self.res, self.held_before
+        if not before or before.get('probe_steps') != held['probe_steps'] or not held['spiked'][-1]: return
+        low = min(held['lrs'])
+        extra = [i for i in range(len(before['lrs'])) if before['lrs'][i] < low]
+        if not extra: return
+        for k in ('lrs', 'ends', 'spiked', 'starts'): held[k] = held[k] + [before[k][i] for i in extra]
+        held['before'] = [before['lrs'][i] for i in extra]
+        picked = pick_held(held['lrs'], held['ends'], held['ratio'], starts=held['starts'])
+        i = held['lrs'].index(picked)
+        if picked < low and held['starts'][i] - held['ends'][i] >= BEFORE_LEARNT * held['starts'][i]:
+            res.held_lr = picked
 
     def read_again_check_steps(self, batch_size) -> int:
         """The steps check_read_again's two full-length probes take at `batch_size`; 0 where it does not check (an

@@ -242,7 +242,8 @@ def test_a_lone_sweep_read_again_on_a_tight_budget_leaves_nothing_else_to_run():
 def test_s_read_again_from_a_longer_sweep_is_checked_at_a_held_peak_under_sgd():
     """Random labels at batch 32 under SGD, a budget of 1500: two sweeps, and the default's trials, learn too little,
     S is read again from a longer sweep, and that S is checked at a held peak, as the one-liner checks its own: probes
-    at S and S/2 (no more: no climb, no long probes), on what is left of the budget (a 2x2-patch encoder under SGD
+    at S and S/2 (S/4 too where S/2's spiked and what is left holds a third; no climb, no long probes), on what is
+    left of the budget (a 2x2-patch encoder under SGD
     read 0.248 from its 300-step sweep, its fit 50.0%; the check halved it, 85.2%). With the default budget of 1000 a
     sweep three times as long would leave too little for the probes: it is shortened (still longer than the first)
     so that they run at full length."""
@@ -254,8 +255,10 @@ def test_s_read_again_from_a_longer_sweep_is_checked_at_a_held_peak_under_sgd():
     res = tuned(1500)
     assert res.lr_find.extended and res.lr_find_replicate is None and res.steps <= 1500
     assert res.held['unchecked'] == res.lr_find.suggestion and res.held_lr == res.suggestion
-    assert res.held['lrs'] == pytest.approx([res.lr_find.suggestion, res.lr_find.suggestion / 2])
-    assert 'long' not in res.held and res.held['steps'] == 2 * res.held['probe_steps'] >= 200
+    # (a third probe, at S/4, where S/2's spiked: this budget holds it)
+    n = 3 if res.held['spiked'][1] else 2
+    assert res.held['lrs'] == pytest.approx([res.lr_find.suggestion / 2 ** k for k in range(n)])
+    assert 'long' not in res.held and res.held['steps'] == n * res.held['probe_steps'] >= 200
     from onecycle.callbacks.progress import fmt_lr
     # (random labels: where S's probe spiked and ended above its half's, S is halved: no long probe looks again)
     halved = res.held['spiked'][0] and res.held['ends'][0] > res.held['ends'][1]
@@ -297,10 +300,46 @@ def test_s_read_again_and_halved_at_its_held_peak_is_what_the_longer_trials_and_
     learn = make_learner(opt_func=torch.optim.SGD, lr=0.1, dls_kw={'n_train': 640, 'bs': 32})
     res = tune(learn, n_epoch=20, budget=1500)   # a 400-step fit: room for the probes, then two longer trials
     s = res.lr_find.suggestion
-    assert res.lr_find.extended and checked == [(s, 2, False)] and res.suggestion == s / 2
+    assert res.lr_find.extended and checked == [(s, 3, False)] and res.suggestion == s / 2   # (room for a third)
     assert res.lr_long.candidates == pytest.approx([s / 2, s / 8])
     assert res.fit_kwargs['max_lr'] in res.lr_long.candidates
     assert res.steps <= 1500 and 'moved to' in res.confidence['trials']['text']
+
+
+@pytest.mark.parametrize('fell, taken', [(0.12, True), (0.01, False)])
+def test_s_read_again_reads_the_probes_the_first_check_ran_below_its_own(make_learner, monkeypatch, fell, taken):
+    """On a plateau net the check on the first sweeps' S ran probes below the lrs the check on S read again probes
+    (both from the starting state, the same length). Where the second check's lowest probe spiked, the first check's
+    probes below it are read with its own, and one of them whose loss left the plateau (fell at least BEFORE_LEARNT of
+    its start) is taken: a 16x16 CNN under SGD at batch 128 (seed 0) read S = 0.921 again, its probes at 0.921 and
+    0.46 sat on the plateau and spiked, the first check's 0.23 fell 0.12 nats, and its fit scored 82.2% there, 13.6%
+    at 0.46. One that fell less than that (noise on the plateau) is not taken: the lr stays where the check left it
+    (check_held scripted, the trials scripted to learn too little, the sweeps made to)."""
+    from onecycle.tuning import range_test, tune as tune_module
+    from onecycle.tuning.search import Trial
+    from onecycle.tuning.tune import BEFORE_LEARNT
+    calls = []
+    def fake(learn, n_steps, lr, mom=None, wd=None, label='', score_on='tail', schedule='one_cycle', **kw):
+        return Trial(label, steps=[0, n_steps], valid_losses=[3., 2.95], n_steps=n_steps, score_on=score_on)
+    def check_held(learn, lr, fit_steps, **kw):
+        calls.append(lr)
+        lrs = [lr, lr / 2] if 'max_probes' in kw else [4e-8, 2e-8, 1e-8]   # the first: below any S / 2 read again
+        ends = [2.31, 2.31] if 'max_probes' in kw else [2.30 - fell, 2.31, 2.30]
+        held = {'lrs': lrs, 'ends': ends, 'spiked': [True] * len(lrs), 'starts': [2.30] * len(lrs),
+                'steps': 100 * len(lrs), 'probe_steps': 100, 'full_steps': 100, 'ratio': 3., 'unchecked': lr}
+        return lr / 2, held
+    monkeypatch.setattr(tune_module, 'run_trial', fake)
+    monkeypatch.setattr(tune_module, 'check_held', check_held)
+    monkeypatch.setattr(tune_module, 'learnt_too_little', lambda *sweeps: True)
+    monkeypatch.setattr(range_test, 'learnt_too_little', lambda *sweeps: False)   # lr_find: no sweep of its own again
+    learn = make_learner(opt_func=torch.optim.SGD, lr=0.1, dls_kw={'n_train': 640, 'bs': 32})
+    res = tune(learn, n_epoch=20, budget=1500)
+    s = calls[-1]
+    assert len(calls) == 2 and res.lr_find.extended and res.held['unchecked'] == s
+    assert res.held['before'] == [4e-8, 2e-8, 1e-8] and res.held['lrs'] == [s, s / 2, 4e-8, 2e-8, 1e-8]
+    assert res.held_lr == (4e-8 if taken else s / 2)
+    assert (2.30 - (2.30 - fell) >= BEFORE_LEARNT * 2.30) is taken
+    assert held_line(res.held, res.held_lr) in res.summary() and 'the check before S was read again' in res.summary()
 
 
 @pytest.mark.parametrize('opt, bn, walks_up, lower', [(torch.optim.AdamW, False, True, False),
