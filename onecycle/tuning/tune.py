@@ -348,7 +348,8 @@ def range_test_plan(budget: int, step_samples: int) -> tuple[int, int]:
 # session, tune and its fit) 125 read S again; 5 moved, +68.0 points summed (a 16x16 CNN at batch 128 13.6 -> 82.2%,
 # its first check's 0.23 fell 0.12 nats where the probes at 0.92 and 0.46 sat at chance); on seeds 3-5 of their 47
 # problems, 3 of 141 moved, +140.4 (two 16x16 nets from chance to 85-94%, one 78.6 -> 57.4%); on seeds 6-8, after the
-# threshold was set, 7 of 141 moved, +31.0 (3 up, 2 down: a 16x16 CNN 93.4 -> 75.6%). Plateau nets land at chance or
+# threshold was set, 7 of 141 moved, +31.0 (3 up, 2 down: a 16x16 CNN 93.4 -> 75.6%), on seeds 9-11 4 of 141, +79.4
+# (3 up, none down: a 16x16 CNN 8.6 -> 84.8%). Plateau nets land at chance or
 # near their best by a factor of two in the lr, so single seeds swing both ways. Measured and left: a longer sweep
 # shortened to leave room for three probes (-122.9 over 70 seeds: it moves S itself), and the first check on flat
 # sweeps stopped at two probes to keep its third's steps for the second (-231.9 over 33)
